@@ -1,0 +1,65 @@
+import Foundation
+
+/// The on-disk layout of a registry. Every path the registry touches is derived here and nowhere else.
+///
+///     <root>/registry.sqlite        metadata (WAL)
+///     <root>/blobs/sha256/ab/<hex>  immutable blobs
+///     <root>/uploads/<id>           uploads in progress
+///     <root>/tmp/                   scratch space on the same filesystem
+///     <root>/admin.token            the first admin token (0600)
+public struct DataDirectory: Sendable {
+    public let root: URL
+
+    public init(_ path: String) {
+        self.root = URL(fileURLWithPath: path, isDirectory: true).standardizedFileURL
+    }
+
+    public var database: URL { root.appendingPathComponent("registry.sqlite") }
+    public var blobs: URL { root.appendingPathComponent("blobs/sha256", isDirectory: true) }
+    public var uploads: URL { root.appendingPathComponent("uploads", isDirectory: true) }
+    public var tmp: URL { root.appendingPathComponent("tmp", isDirectory: true) }
+    public var adminToken: URL { root.appendingPathComponent("admin.token") }
+
+    public func blobDirectory(_ digest: Digest) -> URL {
+        blobs.appendingPathComponent(String(digest.hex.prefix(2)), isDirectory: true)
+    }
+
+    public func blob(_ digest: Digest) -> URL {
+        blobDirectory(digest).appendingPathComponent(digest.hex)
+    }
+
+    public func upload(_ id: UploadID) -> URL {
+        uploads.appendingPathComponent(id.value)
+    }
+
+    /// Creates the directory tree; safe to call on an existing registry.
+    public func create() throws(RegistryError) {
+        for directory in [root, blobs, uploads, tmp] {
+            do {
+                try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            } catch {
+                throw RegistryError(.storageFailure, "cannot create \(directory.path): \(error.localizedDescription)")
+            }
+        }
+    }
+}
+
+/// The server-chosen name of an upload in progress: a lowercase UUID, checked before it becomes a path.
+public struct UploadID: Hashable, Sendable, CustomStringConvertible {
+    public let value: String
+
+    public init() {
+        value = UUID().uuidString.lowercased()
+    }
+
+    public init(_ text: some StringProtocol) throws(RegistryError) {
+        guard let uuid = UUID(uuidString: String(text)), uuid.uuidString.lowercased() == text.lowercased(),
+              text.utf8.allSatisfy({ $0 != UInt8(ascii: "/") })
+        else {
+            throw RegistryError(.notFound, "upload '\(text.prefix(80))' not found")
+        }
+        value = text.lowercased()
+    }
+
+    public var description: String { value }
+}

@@ -1,0 +1,227 @@
+import Foundation
+import NIOCore
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Blobs as files under `<data>/blobs/sha256/ab/<hex>`, uploads as files under `<data>/uploads/<id>`.
+///
+/// The hash of an upload is kept in memory beside its offset so that committing needs no second read.
+/// After a restart the state is rebuilt by hashing the bytes already on disk the first time the upload
+/// is touched again.
+public final class FileSystemBlobStore: BlobStore {
+    private struct UploadState: Sendable {
+        var offset: Int64
+        var hasher: ContentHasher
+    }
+
+    private enum Slot: Sendable {
+        case idle(UploadState)
+        case busy
+    }
+
+    public let directory: DataDirectory
+    private let uploads = Mutex<[UploadID: Slot]>([:])
+    static let chunkSize = 1 << 20
+
+    public init(directory: DataDirectory) {
+        self.directory = directory
+    }
+
+    public func info(_ digest: Digest) throws(RegistryError) -> BlobInfo? {
+        try POSIXFile.regularFileSize(directory.blob(digest).path).map { BlobInfo(digest: digest, size: $0) }
+    }
+
+    public func reader(_ digest: Digest) throws(RegistryError) -> any BlobReader {
+        let path = directory.blob(digest).path
+        guard try POSIXFile.regularFileSize(path) != nil else { throw RegistryError.notFound("blob \(digest)") }
+        return try FileBlobReader(file: POSIXFile.openForReading(path))
+    }
+
+    public func createUpload() throws(RegistryError) -> UploadID {
+        let id = UploadID()
+        let file = try POSIXFile.open(directory.upload(id).path, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
+        try file.close()
+        uploads.withLock { $0[id] = .idle(UploadState(offset: 0, hasher: ContentHasher())) }
+        return id
+    }
+
+    public func uploadOffset(_ id: UploadID) throws(RegistryError) -> Int64 {
+        let known: Int64? = uploads.withLock { slots in
+            if case .idle(let state) = slots[id] { return state.offset }
+            return nil
+        }
+        if let known { return known }
+        guard let size = try POSIXFile.regularFileSize(directory.upload(id).path) else {
+            throw RegistryError.notFound("upload \(id)")
+        }
+        return size
+    }
+
+    public func append<Bytes: AsyncSequence>(_ id: UploadID, at offset: Int64, _ bytes: Bytes) async throws -> Int64
+        where Bytes.Element == ByteBuffer
+    {
+        var state = try checkOut(id)
+        guard offset == state.offset else {
+            checkIn(id, state)
+            throw RegistryError(
+                .uploadOffsetMismatch,
+                "upload \(id) is at offset \(state.offset), not \(offset): resume from offset \(state.offset)"
+            )
+        }
+        let file: POSIXFile
+        do {
+            file = try POSIXFile.open(directory.upload(id).path, flags: O_WRONLY)
+        } catch {
+            checkIn(id, state)
+            throw error
+        }
+        // Whatever happens, the bytes on disk and the hash state must describe the same prefix.
+        defer {
+            try? file.truncate(to: state.offset)
+            try? file.close()
+            checkIn(id, state)
+        }
+        for try await buffer in bytes {
+            try buffer.withUnsafeReadableBytes { raw throws(RegistryError) in
+                try file.write(raw, at: state.offset)
+                state.hasher.update(raw)
+            }
+            state.offset += Int64(buffer.readableBytes)
+        }
+        return state.offset
+    }
+
+    public func commitUpload(_ id: UploadID, expecting expected: Digest) throws(RegistryError) -> BlobInfo {
+        let state = try checkOut(id)
+        let uploadPath = directory.upload(id).path
+        let actual = state.hasher.finalize()
+        guard actual == expected else {
+            discard(id)
+            throw RegistryError(
+                .digestMismatch,
+                "digest mismatch: the \(state.offset) bytes received hash to \(actual), not \(expected); nothing was stored"
+            )
+        }
+        do {
+            let file = try POSIXFile.open(uploadPath, flags: O_RDONLY)
+            try file.sync()
+            try file.close()
+            let target = directory.blob(expected)
+            let parent = directory.blobDirectory(expected).path
+            if try POSIXFile.regularFileSize(target.path) != nil {
+                try POSIXFile.remove(uploadPath)
+            } else {
+                try createDirectory(parent)
+                try POSIXFile.rename(uploadPath, to: target.path)
+                try POSIXFile.syncDirectory(parent)
+            }
+        } catch {
+            checkIn(id, state)
+            throw error
+        }
+        uploads.withLock { _ = $0.removeValue(forKey: id) }
+        return BlobInfo(digest: expected, size: state.offset)
+    }
+
+    public func cancelUpload(_ id: UploadID) throws(RegistryError) {
+        _ = try checkOut(id)
+        discard(id)
+    }
+
+    private func discard(_ id: UploadID) {
+        try? POSIXFile.remove(directory.upload(id).path)
+        uploads.withLock { _ = $0.removeValue(forKey: id) }
+    }
+
+    /// Takes exclusive use of an upload, rebuilding its hash state from disk if this process has none.
+    private func checkOut(_ id: UploadID) throws(RegistryError) -> UploadState {
+        enum Claim { case state(UploadState), busy, rebuild }
+        let claim: Claim = uploads.withLock { slots in
+            switch slots[id] {
+            case .idle(let state):
+                slots[id] = .busy
+                return .state(state)
+            case .busy:
+                return .busy
+            case nil:
+                slots[id] = .busy
+                return .rebuild
+            }
+        }
+        switch claim {
+        case .state(let state):
+            return state
+        case .busy:
+            throw RegistryError(.uploadBusy, "upload \(id) is receiving data on another request: wait for it, then resume")
+        case .rebuild:
+            do {
+                return try rehash(id)
+            } catch {
+                uploads.withLock { _ = $0.removeValue(forKey: id) }
+                throw error
+            }
+        }
+    }
+
+    private func checkIn(_ id: UploadID, _ state: UploadState) {
+        uploads.withLock { $0[id] = .idle(state) }
+    }
+
+    private func rehash(_ id: UploadID) throws(RegistryError) -> UploadState {
+        let path = directory.upload(id).path
+        guard try POSIXFile.regularFileSize(path) != nil else { throw RegistryError.notFound("upload \(id)") }
+        let file = try POSIXFile.openForReading(path)
+        var state = UploadState(offset: 0, hasher: ContentHasher())
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.chunkSize, alignment: 16)
+        defer { buffer.deallocate() }
+        while true {
+            let n = try file.read(into: buffer, at: state.offset)
+            if n == 0 { break }
+            state.hasher.update(UnsafeRawBufferPointer(rebasing: buffer[..<n]))
+            state.offset += Int64(n)
+        }
+        try file.close()
+        return state
+    }
+
+    private func createDirectory(_ path: String) throws(RegistryError) {
+        guard mkdir(path, 0o755) == 0 || errno == EEXIST else { throw POSIXFile.error("create directory", path) }
+    }
+}
+
+final class FileBlobReader: BlobReader {
+    let file: POSIXFile
+    let size: Int64
+
+    init(file: POSIXFile) throws(RegistryError) {
+        self.file = file
+        self.size = try file.size()
+    }
+
+    func read(at offset: Int64, maxLength: Int) throws(RegistryError) -> ByteBuffer {
+        let length = Int(max(0, min(Int64(maxLength), size - offset)))
+        guard length > 0 else { return ByteBuffer() }
+        var buffer = ByteBufferAllocator().buffer(capacity: length)
+        var failure: RegistryError?
+        let n = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { raw in
+            do {
+                return try file.read(into: UnsafeMutableRawBufferPointer(rebasing: raw[..<length]), at: offset)
+            } catch {
+                failure = error as? RegistryError ?? RegistryError(.storageFailure, "\(error)")
+                return 0
+            }
+        }
+        if let failure { throw failure }
+        guard n == length else {
+            throw RegistryError(.integrity, "blob file \(file.path) is shorter than expected")
+        }
+        return buffer
+    }
+}

@@ -1,0 +1,183 @@
+import Foundation
+
+/// A relative file path inside a variant: `/`-separated, no empty, `.` or `..` components, no NUL or
+/// control characters, no backslash, bounded length. Anything that becomes a path on disk goes through here.
+public struct ManifestPath: Hashable, Sendable, Comparable, CustomStringConvertible, Codable {
+    public static let maxLength = 1024
+    public static let maxComponentLength = 255
+
+    public let value: String
+
+    public init(_ text: String) throws(RegistryError) {
+        func invalid(_ why: String) -> RegistryError {
+            let shown = text.unicodeScalars.map { $0.value < 0x20 ? "\\u{\(String($0.value, radix: 16))}" : String($0) }.joined()
+            return RegistryError(.invalidPath, "invalid file path '\(shown.prefix(200))': \(why)")
+        }
+        let bytes = Array(text.utf8)
+        guard !bytes.isEmpty else { throw invalid("it is empty") }
+        guard bytes.count <= Self.maxLength else { throw invalid("longer than \(Self.maxLength) bytes") }
+        guard bytes.first != UInt8(ascii: "/") else { throw invalid("absolute paths are not allowed") }
+        guard !bytes.contains(0) else { throw invalid("it contains a NUL byte") }
+        guard !bytes.contains(where: { $0 < 0x20 || $0 == 0x7f }) else { throw invalid("it contains a control character") }
+        guard !bytes.contains(UInt8(ascii: "\\")) else { throw invalid("backslashes are not allowed") }
+        for component in text.split(separator: "/", omittingEmptySubsequences: false) {
+            guard !component.isEmpty else { throw invalid("empty path component") }
+            guard component != ".", component != ".." else { throw invalid("'.' and '..' are not allowed") }
+            guard component.utf8.count <= Self.maxComponentLength else {
+                throw invalid("a component is longer than \(Self.maxComponentLength) bytes")
+            }
+        }
+        self.value = text
+    }
+
+    public var components: [Substring] { value.split(separator: "/") }
+    public var description: String { value }
+    public static func < (lhs: Self, rhs: Self) -> Bool { lhs.value.utf8.lexicographicallyPrecedes(rhs.value.utf8) }
+
+    public init(from decoder: any Decoder) throws {
+        self = try Self(decoder.singleValueContainer().decode(String.self))
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(value)
+    }
+}
+
+/// The container format of a variant's weights.
+public enum ModelFormat: String, Sendable, Codable, CaseIterable {
+    case safetensors
+    case gguf
+    case pytorchBin = "pytorch-bin"
+    case other
+
+    /// The format implied by the weight files present; configs and tokenizers do not count.
+    public static func detect(paths: some Sequence<ManifestPath>) -> ModelFormat {
+        let extensions = Set(paths.compactMap { $0.value.split(separator: ".").last.map { $0.lowercased() } })
+        if extensions.contains("safetensors") { return .safetensors }
+        if extensions.contains("gguf") { return .gguf }
+        if extensions.contains("bin") || extensions.contains("pt") || extensions.contains("pth") { return .pytorchBin }
+        return .other
+    }
+}
+
+public struct ManifestFile: Hashable, Sendable, Codable {
+    public var path: ManifestPath
+    public var digest: Digest
+    public var size: Int64
+    public var executable: Bool
+
+    public init(path: ManifestPath, digest: Digest, size: Int64, executable: Bool = false) {
+        self.path = path
+        self.digest = digest
+        self.size = size
+        self.executable = executable
+    }
+}
+
+public struct Quantization: Hashable, Sendable, Codable {
+    public var method: String
+    public var bits: Int?
+    public var groupSize: Int?
+    public var derivedFrom: VariantName?
+
+    public init(method: String, bits: Int? = nil, groupSize: Int? = nil, derivedFrom: VariantName? = nil) {
+        self.method = method
+        self.bits = bits
+        self.groupSize = groupSize
+        self.derivedFrom = derivedFrom
+    }
+}
+
+/// The description of one variant. Its canonical JSON encoding is what gets hashed, so the variant's
+/// digest depends only on content: the same files, format and quantization always give the same digest.
+public struct Manifest: Hashable, Sendable, Codable {
+    public static let currentSchemaVersion = 1
+    public static let mediaType = "application/vnd.modelreg.manifest.v1+json"
+    public static let maxFiles = 100_000
+
+    public var schemaVersion: Int
+    public var format: ModelFormat
+    public var files: [ManifestFile]
+    public var quantization: Quantization?
+
+    public init(format: ModelFormat, files: [ManifestFile], quantization: Quantization? = nil) {
+        self.schemaVersion = Self.currentSchemaVersion
+        self.format = format
+        self.files = files.sorted { $0.path < $1.path }
+        self.quantization = quantization
+    }
+
+    public var totalSize: Int64 { files.reduce(0) { $0 + $1.size } }
+
+    /// Sorted keys, no whitespace, files in byte order of their paths.
+    public func canonicalJSON() -> [UInt8] {
+        var sorted = self
+        sorted.files.sort { $0.path < $1.path }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        // Encoding plain value types cannot fail.
+        return Array(try! encoder.encode(sorted))
+    }
+
+    public var digest: Digest { Digest.of(canonicalJSON()) }
+
+    /// Decodes and checks a manifest received from outside.
+    public static func decode(_ bytes: [UInt8]) throws(RegistryError) -> Manifest {
+        let manifest: Manifest
+        do {
+            manifest = try JSONDecoder().decode(Manifest.self, from: Data(bytes))
+        } catch let error as RegistryError {
+            throw RegistryError(error.code == .invalidPath ? .invalidPath : .invalidManifest, "invalid manifest: \(error.message)")
+        } catch let DecodingError.dataCorrupted(context) {
+            throw RegistryError(.invalidManifest, "invalid manifest: \(Self.describe(context))")
+        } catch let DecodingError.keyNotFound(key, context) {
+            throw RegistryError(.invalidManifest, "invalid manifest: missing field '\(key.stringValue)' at \(Self.path(context))")
+        } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
+            throw RegistryError(.invalidManifest, "invalid manifest: wrong type at \(Self.path(context))")
+        } catch {
+            throw RegistryError(.invalidManifest, "invalid manifest: \(error)")
+        }
+        try manifest.validate()
+        return manifest
+    }
+
+    private static func path(_ context: DecodingError.Context) -> String {
+        let path = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
+        return path.isEmpty ? "top level" : path
+    }
+
+    private static func describe(_ context: DecodingError.Context) -> String {
+        if let underlying = context.underlyingError as? RegistryError { return underlying.message }
+        return "\(context.debugDescription) at \(path(context))"
+    }
+
+    public func validate() throws(RegistryError) {
+        guard schemaVersion == Self.currentSchemaVersion else {
+            throw RegistryError(.invalidManifest, "invalid manifest: schemaVersion \(schemaVersion) is not supported (expected \(Self.currentSchemaVersion))")
+        }
+        guard !files.isEmpty else { throw RegistryError(.invalidManifest, "invalid manifest: it lists no files") }
+        guard files.count <= Self.maxFiles else {
+            throw RegistryError(.invalidManifest, "invalid manifest: more than \(Self.maxFiles) files")
+        }
+        var seen = Set<String>()
+        for file in files {
+            guard file.size >= 0 else {
+                throw RegistryError(.invalidManifest, "invalid manifest: '\(file.path)' has a negative size")
+            }
+            guard seen.insert(file.path.value).inserted else {
+                throw RegistryError(.invalidManifest, "invalid manifest: '\(file.path)' is listed twice")
+            }
+        }
+        // A file cannot also be a directory of another file ("a" and "a/b").
+        for file in files {
+            var prefix = ""
+            for component in file.path.components.dropLast() {
+                prefix += prefix.isEmpty ? String(component) : "/\(component)"
+                if seen.contains(prefix) {
+                    throw RegistryError(.invalidManifest, "invalid manifest: '\(prefix)' is both a file and a directory")
+                }
+            }
+        }
+    }
+}

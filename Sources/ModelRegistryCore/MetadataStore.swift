@@ -1,0 +1,173 @@
+/// What the registry knows about models, versions, variants, aliases and tokens. Implementations keep
+/// every write transactional: a reader never sees half a publish or half an alias move.
+public protocol MetadataStore: Sendable {
+    /// Confirms the store is open and its schema is current.
+    func checkReady() async throws
+
+    func recordBlob(_ blob: BlobInfo) async throws
+    /// Publishes a variant. Publishing identical content again is a no-op; other content for an existing
+    /// version and variant is a conflict. Every file's blob must already be in the blob store.
+    func publish(_ request: PublishRequest) async throws -> PublishOutcome
+
+    func listModels() async throws -> [ModelSummary]
+    func model(_ name: ModelName) async throws -> ModelDetail?
+    func version(_ name: ModelName, _ version: VersionName) async throws -> VersionSummary?
+    func manifest(_ name: ModelName, _ version: VersionName, _ variant: VariantName) async throws -> StoredManifest?
+    func manifest(_ name: ModelName, digest: Digest) async throws -> StoredManifest?
+
+    func alias(_ name: ModelName, _ alias: AliasName) async throws -> AliasTarget?
+    func setAlias(_ name: ModelName, _ alias: AliasName, to version: VersionName, variant: VariantName?, actor: String) async throws -> AliasTarget
+
+    func hasTokens() async throws -> Bool
+    func createToken(name: TokenLabel, scope: TokenScope, secret: TokenSecret) async throws -> TokenRecord
+    /// The active (not revoked) token whose secret hashes to `hash`.
+    func token(hash: String) async throws -> TokenRecord?
+    func tokens() async throws -> [TokenRecord]
+    func revokeToken(name: TokenLabel) async throws -> TokenRecord
+}
+
+public struct PublishRequest: Sendable {
+    public var model: ModelName
+    public var version: VersionName
+    public var variant: VariantName
+    public var manifest: Manifest
+    public var actor: String
+
+    public init(model: ModelName, version: VersionName, variant: VariantName, manifest: Manifest, actor: String) {
+        self.model = model
+        self.version = version
+        self.variant = variant
+        self.manifest = manifest
+        self.actor = actor
+    }
+}
+
+public enum PublishOutcome: Sendable, Equatable {
+    case created(VariantSummary)
+    case unchanged(VariantSummary)
+
+    public var variant: VariantSummary {
+        switch self {
+        case .created(let summary), .unchanged(let summary): summary
+        }
+    }
+}
+
+public struct VariantSummary: Codable, Sendable, Equatable {
+    public var name: VariantName
+    public var digest: Digest
+    public var format: ModelFormat
+    public var size: Int64
+    public var fileCount: Int
+    public var createdAt: String
+    public var createdBy: String
+}
+
+public struct VersionSummary: Codable, Sendable, Equatable {
+    public var name: VersionName
+    public var createdAt: String
+    public var variants: [VariantSummary]
+    public var aliases: [AliasName]
+}
+
+public struct AliasTarget: Codable, Sendable, Equatable {
+    public var name: AliasName
+    public var version: VersionName
+    public var variant: VariantName?
+    public var updatedAt: String
+    public var updatedBy: String
+}
+
+public struct ModelSummary: Codable, Sendable, Equatable {
+    public var name: ModelName
+    public var createdAt: String
+    public var versionCount: Int
+    public var latestVersion: VersionName?
+    public var size: Int64
+    public var aliases: [AliasTarget]
+}
+
+public struct ModelDetail: Codable, Sendable, Equatable {
+    public var name: ModelName
+    public var createdAt: String
+    /// Newest first.
+    public var versions: [VersionSummary]
+    public var aliases: [AliasTarget]
+}
+
+/// A manifest as stored: its exact canonical bytes and where it was published.
+public struct StoredManifest: Sendable, Equatable {
+    public var model: ModelName
+    public var version: VersionName
+    public var variant: VariantName
+    public var digest: Digest
+    public var bytes: [UInt8]
+
+    public func decoded() throws -> Manifest { try Manifest.decode(bytes) }
+}
+
+public struct TokenRecord: Codable, Sendable, Equatable {
+    public var name: TokenLabel
+    public var scope: TokenScope
+    public var createdAt: String
+    public var revokedAt: String?
+}
+
+extension MetadataStore {
+    /// Turns a release reference into exactly one variant manifest. The variant is the one asked for, else
+    /// the alias's variant, else the version's only variant, else its `default` variant.
+    public func resolve(_ reference: ModelReference, variant requested: VariantName?) async throws -> StoredManifest {
+        switch reference.target {
+        case .model:
+            throw RegistryError(.invalidReference, "reference '\(reference)' names no release: use NAME:VERSION, NAME@ALIAS or NAME@sha256:<digest>")
+        case .digest(let digest):
+            if requested != nil {
+                throw RegistryError(.invalidRequest, "'\(reference)' already pins one variant by digest: drop the variant option")
+            }
+            guard let stored = try await manifest(reference.name, digest: digest) else {
+                throw RegistryError.notFound("manifest \(reference)")
+            }
+            return stored
+        case .version(let version):
+            return try await pick(reference.name, version, requested, shownAs: reference)
+        case .alias(let aliasName):
+            guard let target = try await alias(reference.name, aliasName) else {
+                try await requireModel(reference.name)
+                throw RegistryError.notFound("alias '\(aliasName)' of model \(reference.name)")
+            }
+            return try await pick(reference.name, target.version, requested ?? target.variant, shownAs: reference)
+        }
+    }
+
+    private func requireModel(_ name: ModelName) async throws {
+        guard try await model(name) != nil else { throw RegistryError.notFound("model \(name)") }
+    }
+
+    private func pick(_ name: ModelName, _ versionName: VersionName, _ requested: VariantName?, shownAs reference: ModelReference) async throws -> StoredManifest {
+        guard let version = try await version(name, versionName) else {
+            try await requireModel(name)
+            throw RegistryError.notFound("version \(name):\(versionName)")
+        }
+        let names = version.variants.map(\.name)
+        let chosen: VariantName
+        if let requested {
+            guard names.contains(requested) else {
+                throw RegistryError.notFound("variant '\(requested)' of \(name):\(versionName) (it has: \(names.map(\.value).joined(separator: ", ")))")
+            }
+            chosen = requested
+        } else if names.count == 1 {
+            chosen = names[0]
+        } else if names.contains(.default) {
+            chosen = .default
+        } else {
+            throw RegistryError(
+                .ambiguousVariant,
+                "\(reference) has several variants (\(names.map(\.value).joined(separator: ", "))): choose one with --variant"
+            )
+        }
+        guard let stored = try await manifest(name, versionName, chosen) else {
+            throw RegistryError.notFound("variant '\(chosen)' of \(name):\(versionName)")
+        }
+        return stored
+    }
+}

@@ -1,0 +1,122 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A thin owner of a file descriptor. Used where the registry needs exact control over writes, fsync and
+/// rename ordering; errors carry the path and the system's reason, and ENOSPC becomes 507.
+public final class POSIXFile: @unchecked Sendable {
+    public let path: String
+    public let descriptor: Int32
+    private var closed = false
+
+    private init(path: String, descriptor: Int32) {
+        self.path = path
+        self.descriptor = descriptor
+    }
+
+    deinit {
+        if !closed { _ = systemClose(descriptor) }
+    }
+
+    public static func open(_ path: String, flags: Int32, mode: mode_t = 0o644) throws(RegistryError) -> POSIXFile {
+        let fd = systemOpen(path, flags | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw error("open", path) }
+        return POSIXFile(path: path, descriptor: fd)
+    }
+
+    public static func openForReading(_ path: String) throws(RegistryError) -> POSIXFile {
+        try open(path, flags: O_RDONLY)
+    }
+
+    public func size() throws(RegistryError) -> Int64 {
+        var info = stat()
+        guard fstat(descriptor, &info) == 0 else { throw Self.error("stat", path) }
+        return Int64(info.st_size)
+    }
+
+    /// Writes every byte at `offset`, retrying short writes.
+    public func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64) throws(RegistryError) {
+        var done = 0
+        while done < bytes.count {
+            let n = pwrite(descriptor, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw Self.error("write", path)
+            }
+            done += n
+        }
+    }
+
+    /// Reads up to `count` bytes at `offset`; fewer only at end of file.
+    public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) throws(RegistryError) -> Int {
+        var done = 0
+        while done < buffer.count {
+            let n = pread(descriptor, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw Self.error("read", path)
+            }
+            if n == 0 { break }
+            done += n
+        }
+        return done
+    }
+
+    public func truncate(to length: Int64) throws(RegistryError) {
+        guard ftruncate(descriptor, off_t(length)) == 0 else { throw Self.error("truncate", path) }
+    }
+
+    public func sync() throws(RegistryError) {
+        guard fsync(descriptor) == 0 else { throw Self.error("fsync", path) }
+    }
+
+    public func close() throws(RegistryError) {
+        guard !closed else { return }
+        closed = true
+        guard systemClose(descriptor) == 0 else { throw Self.error("close", path) }
+    }
+
+    /// Makes a completed rename or unlink inside `directory` durable.
+    public static func syncDirectory(_ directory: String) throws(RegistryError) {
+        let file = try open(directory, flags: O_RDONLY | O_DIRECTORY)
+        try file.sync()
+        try file.close()
+    }
+
+    public static func rename(_ from: String, to: String) throws(RegistryError) {
+        guard systemRename(from, to) == 0 else { throw error("rename", from) }
+    }
+
+    /// Removes a file; a file that is already gone is not an error.
+    public static func remove(_ path: String) throws(RegistryError) {
+        guard unlink(path) == 0 || errno == ENOENT else { throw error("remove", path) }
+    }
+
+    /// The size of a regular file, or nil when there is none.
+    public static func regularFileSize(_ path: String) throws(RegistryError) -> Int64? {
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            if errno == ENOENT || errno == ENOTDIR { return nil }
+            throw error("stat", path)
+        }
+        guard (info.st_mode & S_IFMT) == S_IFREG else { return nil }
+        return Int64(info.st_size)
+    }
+
+    static func error(_ operation: String, _ path: String) -> RegistryError {
+        let code = errno
+        let reason = String(cString: strerror(code))
+        if code == ENOSPC || code == EDQUOT {
+            return RegistryError(.insufficientStorage, "no space left to \(operation) \(path): free disk space and retry")
+        }
+        return RegistryError(.storageFailure, "cannot \(operation) \(path): \(reason)")
+    }
+}
+
+private func systemOpen(_ path: String, _ flags: Int32, _ mode: mode_t) -> Int32 { open(path, flags, mode) }
+private func systemClose(_ fd: Int32) -> Int32 { close(fd) }
+private func systemRename(_ from: String, _ to: String) -> Int32 { rename(from, to) }

@@ -1,0 +1,62 @@
+/// Every failure a user can act on, with the HTTP status it maps to and a stable machine-readable code.
+///
+/// The message says what went wrong and, where it helps, what to do about it; it is shown as-is by the CLI
+/// and sent as-is in the JSON error body.
+public struct RegistryError: Error, Sendable, Equatable, CustomStringConvertible {
+    public enum Code: String, Sendable, Codable, CaseIterable {
+        case invalidName = "INVALID_NAME"
+        case invalidReference = "INVALID_REFERENCE"
+        case invalidDigest = "INVALID_DIGEST"
+        case invalidPath = "INVALID_PATH"
+        case invalidManifest = "INVALID_MANIFEST"
+        case invalidRequest = "INVALID_REQUEST"
+        case digestMismatch = "DIGEST_MISMATCH"
+        case sizeMismatch = "SIZE_MISMATCH"
+        case blobsMissing = "BLOBS_MISSING"
+        case notFound = "NOT_FOUND"
+        case conflict = "CONFLICT"
+        case ambiguousVariant = "AMBIGUOUS_VARIANT"
+        case uploadOffsetMismatch = "UPLOAD_OFFSET_MISMATCH"
+        case uploadBusy = "UPLOAD_BUSY"
+        case rangeNotSatisfiable = "RANGE_NOT_SATISFIABLE"
+        case unauthorized = "UNAUTHORIZED"
+        case forbidden = "FORBIDDEN"
+        case insufficientStorage = "INSUFFICIENT_STORAGE"
+        case databaseTooNew = "DATABASE_TOO_NEW"
+        case storageFailure = "STORAGE_FAILURE"
+        case integrity = "INTEGRITY"
+        case internalError = "INTERNAL"
+    }
+
+    public var code: Code
+    public var message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { message }
+
+    /// The HTTP status this error is answered with.
+    public var httpStatus: Int {
+        switch code {
+        case .invalidName, .invalidReference, .invalidDigest, .invalidPath, .invalidManifest, .invalidRequest,
+             .digestMismatch, .sizeMismatch, .blobsMissing:
+            400
+        case .unauthorized: 401
+        case .forbidden: 403
+        case .notFound: 404
+        case .conflict, .ambiguousVariant, .uploadBusy: 409
+        case .uploadOffsetMismatch, .rangeNotSatisfiable: 416
+        case .insufficientStorage: 507
+        case .databaseTooNew, .storageFailure, .integrity, .internalError: 500
+        }
+    }
+}
+
+extension RegistryError {
+    static func notFound(_ what: String) -> RegistryError {
+        RegistryError(.notFound, "\(what) not found")
+    }
+}

@@ -1,0 +1,335 @@
+import Foundation
+import GRDB
+
+/// Metadata in one SQLite database in WAL mode, schema from the embedded migrations.
+public final class SQLiteMetadataStore: MetadataStore {
+    let pool: DatabasePool
+    private let migrator: SchemaMigrator
+
+    /// Opens (creating if needed) and migrates the database at `path`.
+    public init(path: String, migrator: SchemaMigrator = SchemaMigrator()) throws {
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(10)
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+        }
+        do {
+            pool = try DatabasePool(path: path, configuration: configuration)
+        } catch {
+            throw RegistryError(.storageFailure, "cannot open database \(path): \(error)")
+        }
+        self.migrator = migrator
+        try migrator.migrate(pool)
+    }
+
+    public func checkReady() async throws {
+        let latest = migrator.latestVersion
+        let applied = try await pool.read { db in try SchemaMigrator.appliedVersion(db) }
+        guard applied == latest else {
+            throw RegistryError(.storageFailure, "database schema is at version \(applied), expected \(latest)")
+        }
+    }
+
+    public func recordBlob(_ blob: BlobInfo) async throws {
+        try await pool.write { db in try Self.insertBlob(db, blob) }
+    }
+
+    private static func insertBlob(_ db: Database, _ blob: BlobInfo) throws {
+        try db.execute(
+            sql: "INSERT OR IGNORE INTO blobs (digest, size, created_at) VALUES (?, ?, ?)",
+            arguments: [blob.digest.description, blob.size, Timestamp.now()]
+        )
+    }
+
+    public func publish(_ request: PublishRequest) async throws -> PublishOutcome {
+        let bytes = request.manifest.canonicalJSON()
+        let digest = Digest.of(bytes)
+        return try await pool.write { db in
+            let modelID = try Self.ensureModel(db, request.model)
+            let versionID = try Self.ensureVersion(db, modelID, request.version)
+            if let existing = try Self.variantRow(db, versionID: versionID, name: request.variant) {
+                let summary = try Self.variantSummary(existing)
+                guard summary.digest == digest else {
+                    throw RegistryError(
+                        .conflict,
+                        "\(request.model):\(request.version) variant '\(request.variant)' is already published as \(summary.digest); published variants never change: push a new version"
+                    )
+                }
+                return .unchanged(summary)
+            }
+            let now = Timestamp.now()
+            try db.execute(
+                sql: """
+                    INSERT INTO variants (version_id, name, manifest_digest, manifest, format, total_size, file_count, created_at, created_by)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """,
+                arguments: [versionID, request.variant.value, digest.description, Data(bytes), request.manifest.format.rawValue,
+                            request.manifest.totalSize, request.manifest.files.count, now, request.actor]
+            )
+            let variantID = db.lastInsertedRowID
+            for file in request.manifest.files {
+                try Self.insertBlob(db, BlobInfo(digest: file.digest, size: file.size))
+                try db.execute(
+                    sql: "INSERT INTO manifest_files (variant_id, path, digest, size, executable) VALUES (?, ?, ?, ?, ?)",
+                    arguments: [variantID, file.path.value, file.digest.description, file.size, file.executable]
+                )
+            }
+            guard let row = try Self.variantRow(db, versionID: versionID, name: request.variant) else {
+                throw RegistryError(.internalError, "variant vanished during publish")
+            }
+            return .created(try Self.variantSummary(row))
+        }
+    }
+
+    private static func ensureModel(_ db: Database, _ name: ModelName) throws -> Int64 {
+        if let id = try Int64.fetchOne(db, sql: "SELECT id FROM models WHERE name = ?", arguments: [name.value]) {
+            return id
+        }
+        try db.execute(sql: "INSERT INTO models (name, created_at) VALUES (?, ?)", arguments: [name.value, Timestamp.now()])
+        return db.lastInsertedRowID
+    }
+
+    private static func ensureVersion(_ db: Database, _ modelID: Int64, _ version: VersionName) throws -> Int64 {
+        if let id = try Int64.fetchOne(
+            db, sql: "SELECT id FROM versions WHERE model_id = ? AND name = ?", arguments: [modelID, version.value]
+        ) {
+            return id
+        }
+        try db.execute(
+            sql: "INSERT INTO versions (model_id, name, created_at) VALUES (?, ?, ?)",
+            arguments: [modelID, version.value, Timestamp.now()]
+        )
+        return db.lastInsertedRowID
+    }
+
+    private static let variantColumns = "name, manifest_digest, format, total_size, file_count, created_at, created_by"
+
+    private static func variantRow(_ db: Database, versionID: Int64, name: VariantName) throws -> Row? {
+        try Row.fetchOne(
+            db, sql: "SELECT \(variantColumns) FROM variants WHERE version_id = ? AND name = ?",
+            arguments: [versionID, name.value]
+        )
+    }
+
+    private static func variantSummary(_ row: Row) throws -> VariantSummary {
+        VariantSummary(
+            name: try VariantName(row["name"] as String),
+            digest: try Digest(parsing: row["manifest_digest"] as String),
+            format: ModelFormat(rawValue: row["format"]) ?? .other,
+            size: row["total_size"],
+            fileCount: row["file_count"],
+            createdAt: row["created_at"],
+            createdBy: row["created_by"]
+        )
+    }
+
+    public func listModels() async throws -> [ModelSummary] {
+        try await pool.read { db in
+            let rows = try Row.fetchAll(db, sql: """
+                SELECT m.id, m.name, m.created_at,
+                       (SELECT COUNT(*) FROM versions v WHERE v.model_id = m.id) AS version_count,
+                       (SELECT v.name FROM versions v WHERE v.model_id = m.id ORDER BY v.created_at DESC, v.id DESC LIMIT 1) AS latest,
+                       (SELECT COALESCE(SUM(va.total_size), 0) FROM variants va JOIN versions v ON va.version_id = v.id
+                         WHERE v.model_id = m.id) AS size
+                FROM models m ORDER BY m.name
+                """)
+            return try rows.map { row in
+                ModelSummary(
+                    name: try ModelName(row["name"] as String),
+                    createdAt: row["created_at"],
+                    versionCount: row["version_count"],
+                    latestVersion: try (row["latest"] as String?).map { text throws(RegistryError) in try VersionName(text) },
+                    size: row["size"],
+                    aliases: try Self.aliases(db, modelID: row["id"])
+                )
+            }
+        }
+    }
+
+    public func model(_ name: ModelName) async throws -> ModelDetail? {
+        try await pool.read { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT id, created_at FROM models WHERE name = ?", arguments: [name.value]) else {
+                return nil
+            }
+            let modelID: Int64 = row["id"]
+            let aliases = try Self.aliases(db, modelID: modelID)
+            let versionRows = try Row.fetchAll(
+                db, sql: "SELECT id, name FROM versions WHERE model_id = ? ORDER BY created_at DESC, id DESC", arguments: [modelID]
+            )
+            let versions = try versionRows.map { row in
+                try Self.versionSummary(db, versionID: row["id"], aliases: aliases)
+            }
+            return ModelDetail(name: name, createdAt: row["created_at"], versions: versions, aliases: aliases)
+        }
+    }
+
+    public func version(_ name: ModelName, _ version: VersionName) async throws -> VersionSummary? {
+        try await pool.read { db in
+            guard let row = try Row.fetchOne(db, sql: """
+                SELECT v.id, v.model_id FROM versions v JOIN models m ON v.model_id = m.id WHERE m.name = ? AND v.name = ?
+                """, arguments: [name.value, version.value])
+            else { return nil }
+            return try Self.versionSummary(db, versionID: row["id"], aliases: Self.aliases(db, modelID: row["model_id"]))
+        }
+    }
+
+    private static func versionSummary(_ db: Database, versionID: Int64, aliases: [AliasTarget]) throws -> VersionSummary {
+        guard let row = try Row.fetchOne(db, sql: "SELECT name, created_at FROM versions WHERE id = ?", arguments: [versionID]) else {
+            throw RegistryError(.internalError, "version row \(versionID) vanished")
+        }
+        let name = try VersionName(row["name"] as String)
+        let variants = try Row.fetchAll(
+            db, sql: "SELECT \(variantColumns) FROM variants WHERE version_id = ? ORDER BY name", arguments: [versionID]
+        ).map(variantSummary)
+        return VersionSummary(
+            name: name,
+            createdAt: row["created_at"],
+            variants: variants,
+            aliases: aliases.filter { $0.version == name }.map(\.name)
+        )
+    }
+
+    public func manifest(_ name: ModelName, _ version: VersionName, _ variant: VariantName) async throws -> StoredManifest? {
+        try await pool.read { db in
+            try Self.storedManifest(db, where: "m.name = ? AND v.name = ? AND va.name = ?", [name.value, version.value, variant.value])
+        }
+    }
+
+    public func manifest(_ name: ModelName, digest: Digest) async throws -> StoredManifest? {
+        try await pool.read { db in
+            try Self.storedManifest(db, where: "m.name = ? AND va.manifest_digest = ?", [name.value, digest.description])
+        }
+    }
+
+    private static func storedManifest(_ db: Database, where condition: String, _ arguments: StatementArguments) throws -> StoredManifest? {
+        guard let row = try Row.fetchOne(db, sql: """
+            SELECT m.name AS model, v.name AS version, va.name AS variant, va.manifest_digest, va.manifest
+            FROM variants va JOIN versions v ON va.version_id = v.id JOIN models m ON v.model_id = m.id
+            WHERE \(condition) ORDER BY va.id LIMIT 1
+            """, arguments: arguments)
+        else { return nil }
+        return StoredManifest(
+            model: try ModelName(row["model"] as String),
+            version: try VersionName(row["version"] as String),
+            variant: try VariantName(row["variant"] as String),
+            digest: try Digest(parsing: row["manifest_digest"] as String),
+            bytes: [UInt8](row["manifest"] as Data)
+        )
+    }
+
+    public func alias(_ name: ModelName, _ alias: AliasName) async throws -> AliasTarget? {
+        try await pool.read { db in
+            guard let modelID = try Int64.fetchOne(db, sql: "SELECT id FROM models WHERE name = ?", arguments: [name.value]) else {
+                return nil
+            }
+            return try Self.aliases(db, modelID: modelID).first { $0.name == alias }
+        }
+    }
+
+    private static func aliases(_ db: Database, modelID: Int64) throws -> [AliasTarget] {
+        try Row.fetchAll(db, sql: """
+            SELECT a.name, v.name AS version, a.variant, a.updated_at, a.updated_by
+            FROM aliases a JOIN versions v ON a.version_id = v.id WHERE a.model_id = ? ORDER BY a.name
+            """, arguments: [modelID]).map { row in
+            AliasTarget(
+                name: try AliasName(row["name"] as String),
+                version: try VersionName(row["version"] as String),
+                variant: try (row["variant"] as String?).map { text throws(RegistryError) in try VariantName(text) },
+                updatedAt: row["updated_at"],
+                updatedBy: row["updated_by"]
+            )
+        }
+    }
+
+    public func setAlias(_ name: ModelName, _ alias: AliasName, to version: VersionName, variant: VariantName?, actor: String) async throws -> AliasTarget {
+        try await pool.write { db in
+            guard let modelID = try Int64.fetchOne(db, sql: "SELECT id FROM models WHERE name = ?", arguments: [name.value]) else {
+                throw RegistryError.notFound("model \(name)")
+            }
+            guard let versionID = try Int64.fetchOne(
+                db, sql: "SELECT id FROM versions WHERE model_id = ? AND name = ?", arguments: [modelID, version.value]
+            ) else {
+                throw RegistryError.notFound("version \(name):\(version)")
+            }
+            if let variant, try Self.variantRow(db, versionID: versionID, name: variant) == nil {
+                throw RegistryError.notFound("variant '\(variant)' of \(name):\(version)")
+            }
+            let previous = try Self.aliases(db, modelID: modelID).first { $0.name == alias }
+            let now = Timestamp.now()
+            try db.execute(sql: """
+                INSERT INTO aliases (model_id, name, version_id, variant, updated_at, updated_by) VALUES (?, ?, ?, ?, ?, ?)
+                ON CONFLICT (model_id, name) DO UPDATE SET
+                    version_id = excluded.version_id, variant = excluded.variant,
+                    updated_at = excluded.updated_at, updated_by = excluded.updated_by
+                """, arguments: [modelID, alias.value, versionID, variant?.value, now, actor])
+            try db.execute(sql: """
+                INSERT INTO alias_history (model_id, alias, from_version, from_variant, to_version, to_variant, actor, at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [modelID, alias.value, previous?.version.value, previous?.variant?.value,
+                                 version.value, variant?.value, actor, now])
+            return AliasTarget(name: alias, version: version, variant: variant, updatedAt: now, updatedBy: actor)
+        }
+    }
+
+    public func hasTokens() async throws -> Bool {
+        try await pool.read { db in try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM tokens)") ?? false }
+    }
+
+    public func createToken(name: TokenLabel, scope: TokenScope, secret: TokenSecret) async throws -> TokenRecord {
+        try await pool.write { db in
+            if try Self.activeToken(db, name: name) != nil {
+                throw RegistryError(.conflict, "a token named '\(name)' already exists: revoke it first or choose another name")
+            }
+            let now = Timestamp.now()
+            try db.execute(
+                sql: "INSERT INTO tokens (name, scope, hash, created_at) VALUES (?, ?, ?, ?)",
+                arguments: [name.value, scope.rawValue, secret.hash, now]
+            )
+            return TokenRecord(name: name, scope: scope, createdAt: now, revokedAt: nil)
+        }
+    }
+
+    public func token(hash: String) async throws -> TokenRecord? {
+        try await pool.read { db in
+            guard let row = try Row.fetchOne(
+                db, sql: "SELECT name, scope, hash, created_at, revoked_at FROM tokens WHERE hash = ? AND revoked_at IS NULL",
+                arguments: [hash]
+            ), constantTimeEquals(row["hash"], hash) else { return nil }
+            return try Self.tokenRecord(row)
+        }
+    }
+
+    public func tokens() async throws -> [TokenRecord] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT name, scope, created_at, revoked_at FROM tokens ORDER BY id").map(Self.tokenRecord)
+        }
+    }
+
+    public func revokeToken(name: TokenLabel) async throws -> TokenRecord {
+        try await pool.write { db in
+            guard var record = try Self.activeToken(db, name: name) else {
+                throw RegistryError.notFound("active token '\(name)'")
+            }
+            let now = Timestamp.now()
+            try db.execute(sql: "UPDATE tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL", arguments: [now, name.value])
+            record.revokedAt = now
+            return record
+        }
+    }
+
+    private static func activeToken(_ db: Database, name: TokenLabel) throws -> TokenRecord? {
+        try Row.fetchOne(
+            db, sql: "SELECT name, scope, created_at, revoked_at FROM tokens WHERE name = ? AND revoked_at IS NULL",
+            arguments: [name.value]
+        ).map(tokenRecord)
+    }
+
+    private static func tokenRecord(_ row: Row) throws -> TokenRecord {
+        TokenRecord(
+            name: try TokenLabel(row["name"] as String),
+            scope: try TokenScope(parsing: row["scope"]),
+            createdAt: row["created_at"],
+            revokedAt: row["revoked_at"]
+        )
+    }
+}

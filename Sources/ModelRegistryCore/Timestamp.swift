@@ -1,0 +1,11 @@
+import Foundation
+
+/// Times are stored and sent as ISO 8601 UTC with milliseconds (`2026-11-25T06:21:52.123Z`), which sort
+/// correctly as text.
+public enum Timestamp {
+    public static func now() -> String { format(Date()) }
+
+    public static func format(_ date: Date) -> String {
+        Date.ISO8601FormatStyle(includingFractionalSeconds: true).format(date)
+    }
+}

@@ -1,0 +1,125 @@
+import Foundation
+import ModelRegistryCore
+import NIOCore
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// One file of a model directory on the local disk.
+public struct LocalFile: Sendable {
+    public var path: ManifestPath
+    public var url: URL
+    public var size: Int64
+    public var executable: Bool
+}
+
+public enum LocalFiles {
+    /// Directories that are never part of a model (version control metadata).
+    static let skippedDirectories: Set<String> = [".git"]
+
+    /// Every regular file under `root`, in path order. Symbolic links are followed when they lead to a
+    /// regular file (a Hugging Face snapshot is made of them); anything else is refused by name.
+    public static func scan(_ root: URL) throws -> [LocalFile] {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: root.path, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw RegistryError(.invalidRequest, "\(root.path) is not a directory")
+        }
+        var files: [LocalFile] = []
+        try walk(root, relative: [], into: &files)
+        guard !files.isEmpty else { throw RegistryError(.invalidRequest, "\(root.path) contains no files to push") }
+        return files.sorted { $0.path < $1.path }
+    }
+
+    private static func walk(_ directory: URL, relative: [String], into files: inout [LocalFile]) throws {
+        let entries: [String]
+        do {
+            entries = try FileManager.default.contentsOfDirectory(atPath: directory.path)
+        } catch {
+            throw RegistryError(.invalidRequest, "cannot read directory \(directory.path): \(error.localizedDescription)")
+        }
+        for entry in entries.sorted() {
+            let url = directory.appendingPathComponent(entry)
+            var info = stat()
+            guard stat(url.path, &info) == 0 else {
+                throw RegistryError(.invalidRequest, "cannot read \(url.path): \(String(cString: strerror(errno))) (a broken symbolic link?)")
+            }
+            switch info.st_mode & S_IFMT {
+            case S_IFDIR:
+                if skippedDirectories.contains(entry) { continue }
+                try walk(url, relative: relative + [entry], into: &files)
+            case S_IFREG:
+                let path = try ManifestPath((relative + [entry]).joined(separator: "/"))
+                files.append(LocalFile(path: path, url: url, size: Int64(info.st_size), executable: info.st_mode & 0o100 != 0))
+            default:
+                throw RegistryError(.invalidRequest, "\(url.path) is not a regular file or directory: only regular files can be pushed")
+            }
+        }
+    }
+
+    /// The sha256 of a file, read in large chunks.
+    public static func digest(of url: URL) throws -> Digest {
+        let file = try POSIXFile.openForReading(url.path)
+        var hasher = ContentHasher()
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: FileChunks.chunkSize, alignment: 16)
+        defer { buffer.deallocate() }
+        var offset: Int64 = 0
+        while true {
+            let n = try file.read(into: buffer, at: offset)
+            if n == 0 { break }
+            hasher.update(UnsafeRawBufferPointer(rebasing: buffer[..<n]))
+            offset += Int64(n)
+        }
+        try file.close()
+        return hasher.finalize()
+    }
+}
+
+/// The bytes of a file from an offset on, as a stream of buffers for a request body.
+struct FileChunks: AsyncSequence, Sendable {
+    typealias Element = ByteBuffer
+    static let chunkSize = 1 << 20
+
+    let file: POSIXFile
+    let start: Int64
+    let end: Int64
+
+    init(url: URL, from start: Int64) throws {
+        file = try POSIXFile.openForReading(url.path)
+        self.start = start
+        end = try file.size()
+    }
+
+    struct AsyncIterator: AsyncIteratorProtocol {
+        let file: POSIXFile
+        var offset: Int64
+        let end: Int64
+
+        mutating func next() async throws -> ByteBuffer? {
+            guard offset < end else { return nil }
+            let length = Int(Swift.min(Int64(FileChunks.chunkSize), end - offset))
+            var buffer = ByteBufferAllocator().buffer(capacity: length)
+            var failure: (any Error)?
+            let n = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { raw in
+                do {
+                    return try file.read(into: UnsafeMutableRawBufferPointer(rebasing: raw[..<length]), at: offset)
+                } catch {
+                    failure = error
+                    return 0
+                }
+            }
+            if let failure { throw failure }
+            guard n > 0 else {
+                throw RegistryError(.invalidRequest, "\(file.path) shrank while it was being read")
+            }
+            offset += Int64(n)
+            return buffer
+        }
+    }
+
+    func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(file: file, offset: start, end: end)
+    }
+}

@@ -1,0 +1,142 @@
+import Foundation
+import ModelRegistryCore
+
+/// What the CLI prints: plain tables for people, and JSON (`--json`) for scripts.
+public enum Presentation {
+    public static func json(_ value: some Encodable) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: (try? encoder.encode(value)) ?? Data("null".utf8), as: UTF8.self)
+    }
+
+    /// Left-aligned columns separated by two spaces.
+    public static func table(_ header: [String], _ rows: [[String]]) -> String {
+        let all = [header] + rows
+        let widths = header.indices.map { column in all.map { $0[column].count }.max() ?? 0 }
+        return all.map { row in
+            row.enumerated().map { index, cell in
+                index == row.count - 1 ? cell : cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
+            }.joined(separator: "  ")
+        }.joined(separator: "\n")
+    }
+
+    public static func models(_ models: [ModelSummary]) -> String {
+        guard !models.isEmpty else { return "no models yet: push one with `modelreg push DIR NAME:VERSION`" }
+        return table(
+            ["MODEL", "VERSIONS", "LATEST", "SIZE", "ALIASES"],
+            models.map { model in
+                [model.name.value, String(model.versionCount), model.latestVersion?.value ?? "-",
+                 ByteCount.format(model.size), aliasList(model.aliases)]
+            }
+        )
+    }
+
+    public static func model(_ detail: ModelDetail) -> String {
+        var out = "model \(detail.name) (created \(detail.createdAt))\n\n"
+        out += table(
+            ["VERSION", "VARIANT", "FORMAT", "SIZE", "FILES", "DIGEST", "CREATED", "ALIASES"],
+            detail.versions.flatMap { version in
+                version.variants.map { variant in
+                    [version.name.value, variant.name.value, variant.format.rawValue, ByteCount.format(variant.size),
+                     String(variant.fileCount), variant.digest.description, variant.createdAt,
+                     version.aliases.map(\.value).joined(separator: ",")]
+                }
+            }
+        )
+        if !detail.aliases.isEmpty {
+            out += "\n\n" + aliases(detail.aliases)
+        }
+        return out
+    }
+
+    public static func version(_ name: ModelName, _ version: VersionSummary) -> String {
+        var out = "\(name):\(version.name) (created \(version.createdAt))"
+        if !version.aliases.isEmpty { out += ", aliases: \(version.aliases.map(\.value).joined(separator: ", "))" }
+        out += "\n\n"
+        out += table(
+            ["VARIANT", "FORMAT", "SIZE", "FILES", "DIGEST"],
+            version.variants.map { [$0.name.value, $0.format.rawValue, ByteCount.format($0.size), String($0.fileCount), $0.digest.description] }
+        )
+        return out
+    }
+
+    public static func manifest(_ resolved: ResolvedManifest) -> String {
+        let manifest = resolved.manifest
+        var out = """
+            \(resolved.model):\(resolved.version) variant \(resolved.variant)
+            digest:   \(resolved.digest)
+            format:   \(manifest.format.rawValue)
+            size:     \(ByteCount.format(manifest.totalSize)) in \(manifest.files.count) files
+            """
+        if let quantization = manifest.quantization {
+            out += "\nquantization: \(quantization.method)"
+            if let bits = quantization.bits { out += ", \(bits) bits" }
+        }
+        out += "\n\n" + table(
+            ["FILE", "SIZE", "DIGEST"],
+            manifest.files.map { [$0.path.value + ($0.executable ? " (x)" : ""), ByteCount.format($0.size), $0.digest.description] }
+        )
+        return out
+    }
+
+    public static func aliases(_ aliases: [AliasTarget]) -> String {
+        table(
+            ["ALIAS", "VERSION", "VARIANT", "UPDATED", "BY"],
+            aliases.map { [$0.name.value, $0.version.value, $0.variant?.value ?? "-", $0.updatedAt, $0.updatedBy] }
+        )
+    }
+
+    public static func tokens(_ tokens: [TokenRecord]) -> String {
+        table(
+            ["NAME", "SCOPE", "CREATED", "REVOKED"],
+            tokens.map { [$0.name.value, $0.scope.rawValue, $0.createdAt, $0.revokedAt ?? "-"] }
+        )
+    }
+
+    public static func push(_ report: PushReport) -> String {
+        let state = report.created ? "published" : "already published (unchanged)"
+        return """
+            \(report.reference) variant \(report.variant) \(state)
+            digest: \(report.digest)
+            \(report.files) files; \(report.blobsUploaded) blobs uploaded, \(report.blobsSkipped) already stored
+            sent \(ByteCount.format(report.bytesSent)) (\(report.bytesSent) bytes), skipped \(ByteCount.format(report.bytesSkipped)) (\(report.bytesSkipped) bytes) in \(String(format: "%.2f", report.seconds)) s
+            """
+    }
+
+    public static func pull(_ report: PullReport) -> String {
+        """
+        pulled \(report.model):\(report.version) variant \(report.variant) into \(report.destination)
+        digest: \(report.digest)
+        \(report.files) files, \(ByteCount.format(report.bytes)), verified, in \(String(format: "%.2f", report.seconds)) s
+        """
+    }
+
+    private static func aliasList(_ aliases: [AliasTarget]) -> String {
+        aliases.isEmpty ? "-" : aliases.map { "\($0.name)=\($0.version)" }.joined(separator: ",")
+    }
+}
+
+/// The process exit status for each kind of failure; the README's "Exit codes" table lists them.
+public enum ExitStatus: Int32, Sendable {
+    case success = 0
+    case failure = 1
+    case notFound = 3
+    case unauthorized = 4
+    case integrity = 5
+    case network = 6
+    case conflict = 7
+    case usage = 64
+
+    public static func of(_ error: any Error) -> ExitStatus {
+        if error is ClientError { return .network }
+        guard let error = error as? RegistryError else { return .failure }
+        switch error.code {
+        case .invalidName, .invalidReference, .invalidDigest, .invalidPath, .invalidRequest: return .usage
+        case .notFound: return .notFound
+        case .unauthorized, .forbidden: return .unauthorized
+        case .digestMismatch, .sizeMismatch, .integrity: return .integrity
+        case .conflict, .ambiguousVariant, .uploadBusy: return .conflict
+        default: return .failure
+        }
+    }
+}

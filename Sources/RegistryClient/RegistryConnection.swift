@@ -1,0 +1,173 @@
+import AsyncHTTPClient
+import Foundation
+import ModelRegistryCore
+import NIOCore
+import NIOHTTP1
+
+/// Where the registry is and how to authenticate to it.
+public struct ClientConfiguration: Sendable {
+    public static let defaultServer = "http://127.0.0.1:8750"
+
+    public var server: String
+    public var token: String?
+
+    /// Explicit values win; then `MODELREG_URL` and `MODELREG_TOKEN`; then the local default server.
+    public init(server: String?, token: String?, environment: [String: String] = ProcessInfo.processInfo.environment) {
+        var server = server ?? environment["MODELREG_URL"] ?? Self.defaultServer
+        while server.hasSuffix("/") { server.removeLast() }
+        self.server = server
+        self.token = token ?? environment["MODELREG_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+    }
+}
+
+/// The HTTP API, one method per route. Every non-2xx answer becomes the `RegistryError` the server sent.
+public struct RegistryConnection: Sendable {
+    public let configuration: ClientConfiguration
+    let http: HTTPClient
+    static let metadataTimeout = TimeAmount.seconds(60)
+    static let transferTimeout = TimeAmount.hours(24)
+
+    public init(configuration: ClientConfiguration, http: HTTPClient = .shared) {
+        self.configuration = configuration
+        self.http = http
+    }
+
+    func request(_ method: HTTPMethod, _ path: String) -> HTTPClientRequest {
+        var request = HTTPClientRequest(url: configuration.server + path)
+        request.method = method
+        if let token = configuration.token {
+            request.headers.add(name: "Authorization", value: "Bearer \(token)")
+        }
+        request.headers.add(name: "User-Agent", value: "modelreg")
+        return request
+    }
+
+    func execute(_ request: HTTPClientRequest, timeout: TimeAmount = metadataTimeout) async throws -> HTTPClientResponse {
+        let response: HTTPClientResponse
+        do {
+            response = try await http.execute(request, timeout: timeout)
+        } catch let error as RegistryError {
+            throw error
+        } catch {
+            throw ClientError.network("\(request.method.rawValue) \(request.url) failed: \(error)")
+        }
+        guard (200..<300).contains(Int(response.status.code)) else {
+            throw try await Self.error(from: response, request: request)
+        }
+        return response
+    }
+
+    static func error(from response: HTTPClientResponse, request: HTTPClientRequest) async throws -> RegistryError {
+        let body = try? await response.body.collect(upTo: 1 << 20)
+        if let body, let decoded = try? JSONDecoder().decode(ErrorBody.self, from: Data(body.readableBytesView)) {
+            return RegistryError(RegistryError.Code(rawValue: decoded.error.code) ?? .internalError, decoded.error.message)
+        }
+        return RegistryError(.internalError, "\(request.method.rawValue) \(request.url): HTTP \(response.status.code) \(response.status.reasonPhrase)")
+    }
+
+    func json<T: Decodable>(_ type: T.Type, _ method: HTTPMethod, _ path: String, body: (some Encodable)? = Optional<Int>.none) async throws -> T {
+        var request = request(method, path)
+        if let body {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            request.body = .bytes(ByteBuffer(bytes: try encoder.encode(body)))
+            request.headers.add(name: "Content-Type", value: "application/json")
+        }
+        let response = try await execute(request)
+        let bytes = try await response.body.collect(upTo: 64 << 20)
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(bytes.readableBytesView))
+        } catch {
+            throw RegistryError(.internalError, "unexpected response from \(path): \(error)")
+        }
+    }
+
+    // MARK: Models
+
+    public func listModels() async throws -> [ModelSummary] {
+        try await json(ModelList.self, .GET, "/v1/models").models
+    }
+
+    public func model(_ name: ModelName) async throws -> ModelDetail {
+        try await json(ModelDetail.self, .GET, "/v1/models/\(name)")
+    }
+
+    public func version(_ name: ModelName, _ version: VersionName) async throws -> VersionSummary {
+        try await json(VersionSummary.self, .GET, "/v1/models/\(name)/versions/\(version)")
+    }
+
+    /// Resolves a release reference and checks that the manifest bytes hash to the digest the server names
+    /// (and to the pinned digest, for a digest reference).
+    public func resolve(_ reference: ModelReference, variant: VariantName?) async throws -> ResolvedManifest {
+        var path = "/v1/models/\(reference.name)/manifests/\(reference.suffix)"
+        if let variant { path += "?variant=\(variant)" }
+        let response = try await execute(request(.GET, path))
+        let bytes = Array(buffer: try await response.body.collect(upTo: 256 << 20))
+        guard let claimed = response.headers.first(name: APIHeader.digest).flatMap({ try? Digest(parsing: $0) }),
+              let version = response.headers.first(name: APIHeader.version).flatMap({ try? VersionName($0) }),
+              let variant = response.headers.first(name: APIHeader.variant).flatMap({ try? VariantName($0) })
+        else {
+            throw RegistryError(.internalError, "the server's answer for \(reference) lacks its digest, version or variant")
+        }
+        let actual = Digest.of(bytes)
+        guard actual == claimed else {
+            throw RegistryError(.integrity, "manifest of \(reference) hashes to \(actual), not \(claimed) as the server says")
+        }
+        if case .digest(let pinned) = reference.target, pinned != actual {
+            throw RegistryError(.integrity, "the server answered \(reference) with manifest \(actual)")
+        }
+        return ResolvedManifest(
+            model: reference.name, version: version, variant: variant, digest: actual, manifest: try Manifest.decode(bytes)
+        )
+    }
+
+    public func publish(_ name: ModelName, _ version: VersionName, _ variant: VariantName, _ manifest: Manifest) async throws -> PublishedVariant {
+        var request = request(.PUT, "/v1/models/\(name)/versions/\(version)/variants/\(variant)")
+        request.body = .bytes(ByteBuffer(bytes: manifest.canonicalJSON()))
+        request.headers.add(name: "Content-Type", value: Manifest.mediaType)
+        let response = try await execute(request)
+        let bytes = try await response.body.collect(upTo: 1 << 20)
+        return try JSONDecoder().decode(PublishedVariant.self, from: Data(bytes.readableBytesView))
+    }
+
+    public func setAlias(_ name: ModelName, _ alias: AliasName, version: VersionName, variant: VariantName?) async throws -> AliasTarget {
+        try await json(AliasTarget.self, .PUT, "/v1/models/\(name)/aliases/\(alias)", body: AliasUpdate(version: version, variant: variant))
+    }
+
+    public func aliases(_ name: ModelName) async throws -> [AliasTarget] {
+        try await json(AliasList.self, .GET, "/v1/models/\(name)/aliases").aliases
+    }
+
+    // MARK: Tokens
+
+    public func createToken(name: TokenLabel, scope: TokenScope) async throws -> CreatedToken {
+        try await json(CreatedToken.self, .POST, "/v1/tokens", body: TokenRequest(name: name, scope: scope))
+    }
+
+    public func tokens() async throws -> [TokenRecord] {
+        try await json(TokenList.self, .GET, "/v1/tokens").tokens
+    }
+
+    public func revokeToken(_ name: TokenLabel) async throws -> TokenRecord {
+        try await json(TokenRecord.self, .DELETE, "/v1/tokens/\(name)")
+    }
+}
+
+public struct ResolvedManifest: Codable, Sendable {
+    public var model: ModelName
+    public var version: VersionName
+    public var variant: VariantName
+    public var digest: Digest
+    public var manifest: Manifest
+}
+
+/// Failures on the client's side of the wire.
+public enum ClientError: Error, CustomStringConvertible {
+    case network(String)
+
+    public var description: String {
+        switch self {
+        case .network(let message): "\(message): check that the server is running and --server or MODELREG_URL is right"
+        }
+    }
+}

@@ -1,0 +1,175 @@
+import Hummingbird
+import ModelRegistryCore
+
+/// `HEAD|GET|PUT /v1/blobs/{digest}` and the resumable uploads under `/v1/uploads`.
+struct BlobRoutes {
+    let registry: Registry
+    static let readChunk = 1 << 20
+
+    func register(on router: Router<RegistryRequestContext>) {
+        router.head("/v1/blobs/:digest") { request, context in try await self.blob(request, context, sendBody: false) }
+        router.get("/v1/blobs/:digest") { request, context in try await self.blob(request, context, sendBody: true) }
+        router.put("/v1/blobs/:digest") { request, context in try await self.putBlob(request, context) }
+        router.post("/v1/uploads") { request, context in try await self.createUpload(request, context) }
+        router.head("/v1/uploads/:id") { request, context in try await self.uploadStatus(request, context, sendBody: false) }
+        router.get("/v1/uploads/:id") { request, context in try await self.uploadStatus(request, context, sendBody: true) }
+        router.patch("/v1/uploads/:id") { request, context in try await self.appendUpload(request, context) }
+        router.put("/v1/uploads/:id") { request, context in try await self.finishUpload(request, context) }
+        router.delete("/v1/uploads/:id") { request, context in try await self.cancelUpload(request, context) }
+    }
+
+    private func digest(_ context: RegistryRequestContext) throws -> Digest {
+        try Digest(parsing: context.parameters.get("digest") ?? "")
+    }
+
+    private func uploadID(_ context: RegistryRequestContext) throws -> UploadID {
+        try UploadID(context.parameters.get("id") ?? "")
+    }
+
+    private func blob(_ request: Request, _ context: RegistryRequestContext, sendBody: Bool) async throws -> Response {
+        try registry.authorize(context, .read)
+        let digest = try digest(context)
+        guard try registry.blobs.info(digest) != nil else { throw RegistryError.notFoundBlob(digest) }
+        let reader = try registry.blobs.reader(digest)
+        var headers: HTTPFields = [
+            .eTag: "\"\(digest)\"",
+            .acceptRanges: "bytes",
+            .contentType: "application/octet-stream",
+            .modelregDigest: digest.description,
+        ]
+        let parsed = ByteRange.parse(request.headers[.range], size: reader.size)
+        if parsed == .unsatisfiable {
+            var response = ErrorMiddleware.errorResponse(
+                RegistryError(.rangeNotSatisfiable, "range \(request.headers[.range] ?? "") is outside the blob's \(reader.size) bytes")
+            )
+            response.headers[.contentRange] = "bytes */\(reader.size)"
+            response.headers[.eTag] = headers[.eTag]
+            return response
+        }
+        var status = HTTPResponse.Status.ok
+        var range = ByteRange(start: 0, end: reader.size - 1)
+        if case .partial(let partial) = parsed {
+            status = .partialContent
+            range = partial
+            headers[.contentRange] = "bytes \(partial.start)-\(partial.end)/\(reader.size)"
+        }
+        let length = max(0, range.length)
+        headers[.contentLength] = String(length)
+        guard sendBody, length > 0 else { return Response(status: status, headers: headers, body: ResponseBody()) }
+        let metrics = registry.metrics
+        let (start, end) = (range.start, range.end)
+        let body = ResponseBody(contentLength: Int(length)) { writer in
+            var offset = start
+            while offset <= end {
+                let chunk = try reader.read(at: offset, maxLength: Int(min(Int64(Self.readChunk), end - offset + 1)))
+                guard chunk.readableBytes > 0 else { break }
+                offset += Int64(chunk.readableBytes)
+                try await writer.write(chunk)
+                metrics.blobBytesSent(chunk.readableBytes)
+            }
+            try await writer.finish(nil)
+        }
+        return Response(status: status, headers: headers, body: body)
+    }
+
+    /// One-request upload: the body must hash to the digest in the path.
+    private func putBlob(_ request: Request, _ context: RegistryRequestContext) async throws -> Response {
+        try registry.authorize(context, .write)
+        let digest = try digest(context)
+        let id = try registry.blobs.createUpload()
+        do {
+            _ = try await receive(id, at: 0, request.body)
+            return try await commit(id, digest)
+        } catch {
+            try? registry.blobs.cancelUpload(id)
+            throw error
+        }
+    }
+
+    private func createUpload(_ request: Request, _ context: RegistryRequestContext) async throws -> Response {
+        try registry.authorize(context, .write)
+        let id = try registry.blobs.createUpload()
+        return JSONBody.response(
+            UploadStatus(id: id.value, offset: 0),
+            status: .accepted,
+            headers: [.location: "/v1/uploads/\(id)", .uploadOffset: "0"]
+        )
+    }
+
+    private func uploadStatus(_ request: Request, _ context: RegistryRequestContext, sendBody: Bool) async throws -> Response {
+        try registry.authorize(context, .write)
+        let id = try uploadID(context)
+        let offset = try registry.blobs.uploadOffset(id)
+        let headers: HTTPFields = [.location: "/v1/uploads/\(id)", .uploadOffset: String(offset)]
+        guard sendBody else { return Response(status: .noContent, headers: headers) }
+        return JSONBody.response(UploadStatus(id: id.value, offset: offset), headers: headers)
+    }
+
+    private func appendUpload(_ request: Request, _ context: RegistryRequestContext) async throws -> Response {
+        try registry.authorize(context, .write)
+        let id = try uploadID(context)
+        guard let text = request.headers[.uploadOffset] else {
+            throw RegistryError(.invalidRequest, "PATCH needs an Upload-Offset header: the offset GET /v1/uploads/\(id) reports")
+        }
+        guard let offset = Int64(text), offset >= 0 else {
+            throw RegistryError(.invalidRequest, "Upload-Offset '\(text.prefix(40))' is not a non-negative integer")
+        }
+        let newOffset = try await receive(id, at: offset, request.body)
+        return JSONBody.response(
+            UploadStatus(id: id.value, offset: newOffset),
+            status: .accepted,
+            headers: [.location: "/v1/uploads/\(id)", .uploadOffset: String(newOffset)]
+        )
+    }
+
+    /// `PUT /v1/uploads/{id}?digest=…`: appends any final bytes in the body, then commits.
+    private func finishUpload(_ request: Request, _ context: RegistryRequestContext) async throws -> Response {
+        try registry.authorize(context, .write)
+        let id = try uploadID(context)
+        guard let text = request.uri.queryParameters.get("digest") else {
+            throw RegistryError(.invalidRequest, "finishing an upload needs ?digest=sha256:<hex> of all its bytes")
+        }
+        let digest = try Digest(parsing: text)
+        let offset = try registry.blobs.uploadOffset(id)
+        _ = try await receive(id, at: offset, request.body)
+        return try await commit(id, digest)
+    }
+
+    private func cancelUpload(_ request: Request, _ context: RegistryRequestContext) async throws -> Response {
+        try registry.authorize(context, .write)
+        try registry.blobs.cancelUpload(try uploadID(context))
+        return Response(status: .noContent)
+    }
+
+    private func receive(_ id: UploadID, at offset: Int64, _ body: RequestBody) async throws -> Int64 {
+        let metrics = registry.metrics
+        return try await registry.blobs.append(id, at: offset, body.map { buffer in
+            metrics.blobBytesReceived(buffer.readableBytes)
+            return buffer
+        })
+    }
+
+    private func commit(_ id: UploadID, _ digest: Digest) async throws -> Response {
+        let existed = try registry.blobs.info(digest) != nil
+        let info: BlobInfo
+        do {
+            info = try registry.blobs.commitUpload(id, expecting: digest)
+        } catch {
+            if error.code == .digestMismatch { registry.metrics.digestMismatch() }
+            throw error
+        }
+        try await registry.metadata.recordBlob(info)
+        registry.metrics.blobCommitted(deduplicated: existed)
+        return JSONBody.response(
+            CommittedBlob(digest: info.digest, size: info.size),
+            status: .created,
+            headers: [.location: "/v1/blobs/\(info.digest)", .modelregDigest: info.digest.description]
+        )
+    }
+}
+
+extension RegistryError {
+    static func notFoundBlob(_ digest: Digest) -> RegistryError {
+        RegistryError(.notFound, "blob \(digest) not found")
+    }
+}

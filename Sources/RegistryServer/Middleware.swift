@@ -1,0 +1,122 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import ModelRegistryCore
+
+/// Turns every error into the API's JSON error body with the right status, and records request metrics.
+struct ErrorMiddleware: RouterMiddleware {
+    typealias Context = RegistryRequestContext
+    let metrics: RegistryMetrics
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let start = ContinuousClock.now
+        let response: Response
+        do {
+            response = try await next(request, context)
+        } catch let error as RegistryError {
+            response = Self.errorResponse(error)
+        } catch let error as any HTTPResponseError {
+            response = Self.errorResponse(RegistryError(Self.code(for: error.status), Self.message(for: error)))
+        } catch {
+            context.logger.error("request failed", metadata: ["error": .string(String(describing: error))])
+            response = Self.errorResponse(RegistryError(.internalError, "internal error: \(error)"))
+        }
+        metrics.recordRequest(
+            method: request.method.rawValue,
+            route: context.endpointPath ?? "unmatched",
+            status: response.status.code,
+            duration: ContinuousClock.now - start
+        )
+        return response
+    }
+
+    static func errorResponse(_ error: RegistryError) -> Response {
+        var response = JSONBody.response(ErrorBody(error),
+                                         status: HTTPResponse.Status(code: error.httpStatus))
+        if error.code == .unauthorized {
+            response.headers[.wwwAuthenticate] = "Bearer realm=\"modelreg\""
+        }
+        return response
+    }
+
+    private static func code(for status: HTTPResponse.Status) -> RegistryError.Code {
+        switch status.code {
+        case 401: .unauthorized
+        case 403: .forbidden
+        case 404: .notFound
+        case 409: .conflict
+        case 416: .rangeNotSatisfiable
+        case 400..<500: .invalidRequest
+        default: .internalError
+        }
+    }
+
+    private static func message(for error: any HTTPResponseError) -> String {
+        if let error = error as? HTTPError, let body = error.body { return body }
+        switch error.status.code {
+        case 404: return "no such route"
+        case 405: return "method not allowed on this route"
+        case 413: return "request body too large"
+        default: return error.status.reasonPhrase
+        }
+    }
+}
+
+/// Resolves the bearer token, if any, into an identity. Authorization itself happens per route.
+struct AuthenticationMiddleware: RouterMiddleware {
+    typealias Context = RegistryRequestContext
+    let metadata: any MetadataStore
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        var context = context
+        if let header = request.headers[.authorization] {
+            let parts = header.split(separator: " ", maxSplits: 1)
+            if parts.count == 2, parts[0].lowercased() == "bearer",
+               let record = try await metadata.token(hash: TokenSecret(String(parts[1]).trimmingCharacters(in: .whitespaces)).hash) {
+                context.identity = .token(record)
+            } else {
+                context.identity = .invalid
+            }
+        }
+        return try await next(request, context)
+    }
+}
+
+/// Consistent JSON encoding for every response body.
+enum JSONBody {
+    static let contentType = "application/json"
+
+    static func encode(_ value: some Encodable) -> ByteBuffer {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        // The API's response types are plain values; encoding them cannot fail.
+        return ByteBuffer(bytes: try! encoder.encode(value))
+    }
+
+    static func response(_ value: some Encodable, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) -> Response {
+        var headers = headers
+        headers[.contentType] = contentType
+        return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: encode(value)))
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, from request: Request, context: RegistryRequestContext) async throws -> T {
+        let buffer = try await request.body.collect(upTo: context.maxUploadSize)
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(buffer: buffer))
+        } catch let error as RegistryError {
+            throw error
+        } catch let DecodingError.dataCorrupted(context) {
+            if let underlying = context.underlyingError as? RegistryError { throw underlying }
+            throw RegistryError(.invalidRequest, "request body is not valid JSON for this route: \(context.debugDescription)")
+        } catch {
+            throw RegistryError(.invalidRequest, "request body is not valid JSON for this route: \(error)")
+        }
+    }
+}
+
+extension HTTPField.Name {
+    static let uploadOffset = HTTPField.Name(APIHeader.uploadOffset)!
+    static let modelregDigest = HTTPField.Name(APIHeader.digest)!
+    static let modelregVersion = HTTPField.Name(APIHeader.version)!
+    static let modelregVariant = HTTPField.Name(APIHeader.variant)!
+}

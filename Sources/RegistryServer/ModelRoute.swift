@@ -1,0 +1,48 @@
+import Foundation
+import ModelRegistryCore
+
+/// The resources under `/v1/models/`, parsed from the path segments after it. A model name has one or two
+/// segments; the second is part of the name unless it is one of the reserved sub-resource words, which
+/// `ModelName` refuses as name segments for exactly this reason.
+enum ModelRoute: Equatable {
+    case model(ModelName)
+    case versions(ModelName)
+    case version(ModelName, VersionName)
+    case variant(ModelName, VersionName, VariantName)
+    case manifest(ModelReference)
+    case aliases(ModelName)
+    case alias(ModelName, AliasName)
+
+    init(segments raw: [Substring]) throws(RegistryError) {
+        let segments = raw.map { $0.removingPercentEncoding ?? String($0) }
+        guard !segments.isEmpty else { throw Self.unknown(segments) }
+        var nameLength = 1
+        if segments.count > 1, !ModelName.reservedSegments.contains(segments[1]) { nameLength = 2 }
+        let name = try ModelName(segments.prefix(nameLength).joined(separator: "/"))
+        let rest = Array(segments.dropFirst(nameLength))
+        switch rest.count {
+        case 0:
+            self = .model(name)
+        case 1 where rest[0] == "versions":
+            self = .versions(name)
+        case 1 where rest[0] == "aliases":
+            self = .aliases(name)
+        case 2 where rest[0] == "versions":
+            self = .version(name, try VersionName(rest[1]))
+        case 2 where rest[0] == "aliases":
+            self = .alias(name, try AliasName(rest[1]))
+        case 2 where rest[0] == "manifests":
+            let reference = try ModelReference.release(name.value + rest[1])
+            guard reference.name == name else { throw Self.unknown(segments) }
+            self = .manifest(reference)
+        case 4 where rest[0] == "versions" && rest[2] == "variants":
+            self = .variant(name, try VersionName(rest[1]), try VariantName(rest[3]))
+        default:
+            throw Self.unknown(segments)
+        }
+    }
+
+    private static func unknown(_ segments: [String]) -> RegistryError {
+        RegistryError(.notFound, "no such route: /v1/models/\(segments.joined(separator: "/").prefix(300))")
+    }
+}

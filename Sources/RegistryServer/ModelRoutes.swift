@@ -1,0 +1,130 @@
+import Hummingbird
+import ModelRegistryCore
+
+/// Models, versions, variants, manifests and aliases under `/v1/models`.
+struct ModelRoutes {
+    let registry: Registry
+
+    func register(on router: Router<RegistryRequestContext>) {
+        router.get("/v1/models") { _, context in
+            try registry.authorize(context, .read)
+            return JSONBody.response(ModelList(models: try await registry.metadata.listModels()))
+        }
+        router.get("/v1/models/**") { request, context in try await self.get(request, context, sendBody: true) }
+        router.head("/v1/models/**") { request, context in try await self.get(request, context, sendBody: false) }
+        router.put("/v1/models/**") { request, context in try await self.put(request, context) }
+    }
+
+    private func route(_ context: RegistryRequestContext) throws -> ModelRoute {
+        try ModelRoute(segments: context.parameters.getCatchAll())
+    }
+
+    private func get(_ request: Request, _ context: RegistryRequestContext, sendBody: Bool) async throws -> Response {
+        try registry.authorize(context, .read)
+        let metadata = registry.metadata
+        var response: Response
+        switch try route(context) {
+        case .model(let name):
+            guard let detail = try await metadata.model(name) else { throw RegistryError(.notFound, "model \(name) not found") }
+            response = JSONBody.response(detail)
+        case .versions(let name):
+            guard let detail = try await metadata.model(name) else { throw RegistryError(.notFound, "model \(name) not found") }
+            response = JSONBody.response(VersionList(versions: detail.versions))
+        case .version(let name, let version):
+            guard let summary = try await metadata.version(name, version) else {
+                throw RegistryError(.notFound, "version \(name):\(version) not found")
+            }
+            response = JSONBody.response(summary)
+        case .variant(let name, let version, let variant):
+            guard let stored = try await metadata.manifest(name, version, variant) else {
+                throw RegistryError(.notFound, "variant '\(variant)' of \(name):\(version) not found")
+            }
+            response = manifestResponse(stored)
+        case .manifest(let reference):
+            let variant = try request.uri.queryParameters.get("variant").map { text throws(RegistryError) in try VariantName(text) }
+            response = manifestResponse(try await metadata.resolve(reference, variant: variant))
+        case .aliases(let name):
+            guard let detail = try await metadata.model(name) else { throw RegistryError(.notFound, "model \(name) not found") }
+            response = JSONBody.response(AliasList(aliases: detail.aliases))
+        case .alias(let name, let alias):
+            guard let target = try await metadata.alias(name, alias) else {
+                throw RegistryError(.notFound, "alias '\(alias)' of model \(name) not found")
+            }
+            response = JSONBody.response(target)
+        }
+        if !sendBody { response.body = ResponseBody() }
+        return response
+    }
+
+    /// The stored canonical bytes, so a client can check them against the digest itself.
+    private func manifestResponse(_ stored: StoredManifest) -> Response {
+        Response(
+            status: .ok,
+            headers: [
+                .contentType: Manifest.mediaType,
+                .eTag: "\"\(stored.digest)\"",
+                .modelregDigest: stored.digest.description,
+                .modelregVersion: stored.version.value,
+                .modelregVariant: stored.variant.value,
+                .contentLength: String(stored.bytes.count),
+            ],
+            body: ResponseBody(byteBuffer: ByteBuffer(bytes: stored.bytes))
+        )
+    }
+
+    private func put(_ request: Request, _ context: RegistryRequestContext) async throws -> Response {
+        try registry.authorize(context, .write)
+        switch try route(context) {
+        case .variant(let name, let version, let variant):
+            return try await publish(request, context, name, version, variant)
+        case .alias(let name, let alias):
+            let body = try await JSONBody.decode(AliasUpdate.self, from: request, context: context)
+            let target = try await registry.metadata.setAlias(
+                name, alias, to: body.version, variant: body.variant, actor: context.identity.actor
+            )
+            return JSONBody.response(target)
+        default:
+            throw RegistryError(.invalidRequest, "PUT is not supported on \(request.uri.path)")
+        }
+    }
+
+    private func publish(
+        _ request: Request, _ context: RegistryRequestContext,
+        _ name: ModelName, _ version: VersionName, _ variant: VariantName
+    ) async throws -> Response {
+        let bytes = try await request.body.collect(upTo: context.maxUploadSize)
+        let manifest = try Manifest.decode(Array(buffer: bytes))
+        try checkBlobs(of: manifest)
+        let outcome = try await registry.metadata.publish(
+            PublishRequest(model: name, version: version, variant: variant, manifest: manifest, actor: context.identity.actor)
+        )
+        let summary = outcome.variant
+        let created: Bool
+        if case .created = outcome { created = true } else { created = false }
+        return JSONBody.response(
+            PublishedVariant(model: name, version: version, variant: summary, created: created),
+            status: created ? .created : .ok,
+            headers: [.eTag: "\"\(summary.digest)\"", .modelregDigest: summary.digest.description]
+        )
+    }
+
+    /// Every file's blob must be stored with exactly the size the manifest claims.
+    private func checkBlobs(of manifest: Manifest) throws {
+        var problems: [String] = []
+        var checked = Set<Digest>()
+        for file in manifest.files where checked.insert(file.digest).inserted {
+            guard let info = try registry.blobs.info(file.digest) else {
+                problems.append("\(file.path) (\(file.digest)) is not uploaded")
+                continue
+            }
+            if info.size != file.size {
+                problems.append("\(file.path) (\(file.digest)) is \(info.size) bytes, not \(file.size)")
+            }
+        }
+        guard problems.isEmpty else {
+            let shown = problems.prefix(20).joined(separator: "; ")
+            let more = problems.count > 20 ? "; and \(problems.count - 20) more" : ""
+            throw RegistryError(.blobsMissing, "the manifest references \(problems.count) blob(s) the registry does not have: \(shown)\(more)")
+        }
+    }
+}

@@ -1,0 +1,28 @@
+import Hummingbird
+import ModelRegistryCore
+
+/// Who sent a request, as established by `AuthenticationMiddleware`.
+enum Identity: Sendable {
+    case anonymous
+    case invalid
+    case token(TokenRecord)
+
+    var actor: String {
+        switch self {
+        case .token(let record): record.name.value
+        case .anonymous, .invalid: "anonymous"
+        }
+    }
+}
+
+public struct RegistryRequestContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    var identity: Identity = .anonymous
+
+    public init(source: Source) {
+        coreContext = .init(source: source)
+    }
+
+    /// Manifests and small JSON bodies; blob bytes are streamed and never collected.
+    public var maxUploadSize: Int { 64 << 20 }
+}

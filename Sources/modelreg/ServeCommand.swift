@@ -1,0 +1,47 @@
+import ArgumentParser
+import Foundation
+import Hummingbird
+import Logging
+import ModelRegistryCore
+import RegistryServer
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the registry's HTTP service.")
+
+    @Option(help: "Data directory (created if missing).")
+    var data = ServerConfiguration.defaultDataDirectory
+
+    @Option(help: "Address to listen on.")
+    var host = ServerConfiguration.defaultHost
+
+    @Option(help: "Port to listen on; 0 picks a free port.")
+    var port = ServerConfiguration.defaultPort
+
+    @Flag(help: "Let requests without a token read models and blobs.")
+    var anonymousRead = false
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    func run() async throws {
+        guard let level = Logger.Level(rawValue: logLevel) else {
+            throw ValidationError("unknown log level '\(logLevel)'")
+        }
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "modelreg")
+        let configuration = ServerConfiguration(
+            dataDirectory: DataDirectory(data), host: host, port: port, anonymousRead: anonymousRead
+        )
+        let registry = try await Registry.open(configuration, logger: logger)
+        let app = RegistryApplication.make(registry: registry, configuration: configuration, logger: logger) { host, port in
+            // Tests and scripts read this line to learn the port when started with --port 0.
+            let line = "modelreg listening on http://\(host):\(port) (data: \(configuration.dataDirectory.root.path))\n"
+            FileHandle.standardOutput.write(Data(line.utf8))
+        }
+        try await app.runService()
+    }
+}
