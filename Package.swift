@@ -67,7 +67,11 @@ let package = Package(
         ),
         .testTarget(
             name: "ModelRegistryCoreTests",
-            dependencies: ["ModelRegistryCore"]
+            dependencies: [
+                "ModelRegistryCore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
         ),
         .testTarget(
             name: "RegistryServerTests",

@@ -1,0 +1,57 @@
+import Foundation
+import ModelRegistryCore
+import Testing
+
+@Suite struct ManifestTests {
+    let a = "sha256:" + String(repeating: "a", count: 64)
+    let b = "sha256:" + String(repeating: "b", count: 64)
+
+    func file(_ path: String, _ digest: String, _ size: Int64) throws -> ManifestFile {
+        ManifestFile(path: try ManifestPath(path), digest: try Digest(parsing: digest), size: size)
+    }
+
+    @Test func digestIgnoresFileOrder() throws {
+        let one = Manifest(format: .safetensors, files: [try file("b.json", a, 1), try file("a.safetensors", b, 2)])
+        let two = Manifest(format: .safetensors, files: [try file("a.safetensors", b, 2), try file("b.json", a, 1)])
+        #expect(one.canonicalJSON() == two.canonicalJSON())
+        #expect(one.digest == two.digest)
+        #expect(one.totalSize == 3)
+    }
+
+    @Test func canonicalFormIsCompactAndSorted() throws {
+        let manifest = Manifest(format: .gguf, files: [try file("m.gguf", a, 5)])
+        let text = String(decoding: manifest.canonicalJSON(), as: UTF8.self)
+        #expect(text == #"{"files":[{"digest":"\#(a)","executable":false,"path":"m.gguf","size":5}],"format":"gguf","schemaVersion":1}"#)
+        #expect(try Manifest.decode(manifest.canonicalJSON()) == manifest)
+    }
+
+    @Test func contentChangesTheDigest() throws {
+        let one = Manifest(format: .other, files: [try file("x", a, 1)])
+        let two = Manifest(format: .other, files: [try file("x", a, 1)], quantization: Quantization(method: "awq", bits: 4))
+        #expect(one.digest != two.digest)
+    }
+
+    @Test(arguments: [
+        (#"{"schemaVersion":1,"format":"other","files":[]}"#, RegistryError.Code.invalidManifest),
+        (#"{"schemaVersion":2,"format":"other","files":[{"path":"x","digest":"DIGEST","size":1,"executable":false}]}"#, .invalidManifest),
+        (#"{"schemaVersion":1,"format":"other","files":[{"path":"../x","digest":"DIGEST","size":1,"executable":false}]}"#, .invalidPath),
+        (#"{"schemaVersion":1,"format":"other","files":[{"path":"x","digest":"sha256:12","size":1,"executable":false}]}"#, .invalidManifest),
+        (#"{"schemaVersion":1,"format":"other","files":[{"path":"x","digest":"DIGEST","size":-1,"executable":false}]}"#, .invalidManifest),
+        (#"{"schemaVersion":1,"format":"other","files":[{"path":"x","digest":"DIGEST","size":1,"executable":false},{"path":"x","digest":"DIGEST","size":1,"executable":false}]}"#, .invalidManifest),
+        (#"{"schemaVersion":1,"format":"other","files":[{"path":"x","digest":"DIGEST","size":1,"executable":false},{"path":"x/y","digest":"DIGEST","size":1,"executable":false}]}"#, .invalidManifest),
+        (#"{"schemaVersion":1,"format":"floppy","files":[]}"#, .invalidManifest),
+        ("not json", .invalidManifest),
+    ])
+    func rejectsBadManifests(_ json: String, _ code: RegistryError.Code) {
+        let bytes = Array(json.replacingOccurrences(of: "DIGEST", with: a).utf8)
+        let error = #expect(throws: RegistryError.self) { try Manifest.decode(bytes) }
+        #expect(error?.code == code)
+    }
+
+    @Test func detectsFormats() throws {
+        #expect(ModelFormat.detect(paths: [try ManifestPath("config.json"), try ManifestPath("model-00001.safetensors")]) == .safetensors)
+        #expect(ModelFormat.detect(paths: [try ManifestPath("q4.gguf")]) == .gguf)
+        #expect(ModelFormat.detect(paths: [try ManifestPath("pytorch_model.bin")]) == .pytorchBin)
+        #expect(ModelFormat.detect(paths: [try ManifestPath("README.md")]) == .other)
+    }
+}

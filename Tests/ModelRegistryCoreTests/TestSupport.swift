@@ -1,0 +1,38 @@
+import Foundation
+import ModelRegistryCore
+import NIOCore
+
+/// A fresh directory under the system temp dir, removed when the test's closure returns.
+func withTemporaryDirectory<T>(_ body: (URL) async throws -> T) async throws -> T {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("modelreg-core-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: url) }
+    return try await body(url)
+}
+
+/// Byte buffers delivered as an async sequence, optionally failing after the last one (a dropped connection).
+struct Chunks: AsyncSequence, Sendable {
+    typealias Element = ByteBuffer
+    var parts: [[UInt8]]
+    var failAtEnd = false
+
+    struct Dropped: Error {}
+
+    struct AsyncIterator: AsyncIteratorProtocol {
+        var parts: [[UInt8]]
+        var failAtEnd: Bool
+        mutating func next() async throws -> ByteBuffer? {
+            if parts.isEmpty {
+                if failAtEnd { throw Dropped() }
+                return nil
+            }
+            return ByteBuffer(bytes: parts.removeFirst())
+        }
+    }
+
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(parts: parts, failAtEnd: failAtEnd) }
+}
+
+func files(in directory: URL) -> [String] {
+    (FileManager.default.enumerator(atPath: directory.path)?.allObjects as? [String] ?? []).sorted()
+}
