@@ -77,7 +77,10 @@ let package = Package(
             name: "RegistryServerTests",
             dependencies: [
                 "RegistryServer",
+                "ModelRegistryCore",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(

@@ -1,0 +1,80 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import ModelRegistryCore
+import NIOCore
+@testable import RegistryServer
+import Testing
+
+/// A registry in a temporary data directory, with one token of each scope, driven in-process.
+struct TestRegistry: Sendable {
+    let registry: Registry
+    let admin: String
+    let write: String
+    let read: String
+
+    static func with(anonymousRead: Bool = false, _ body: @Sendable (TestRegistry, any TestClientProtocol) async throws -> Void) async throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("modelreg-server-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let configuration = ServerConfiguration(dataDirectory: DataDirectory(root.path), port: 0, anonymousRead: anonymousRead)
+        var logger = Logger(label: "test")
+        logger.logLevel = .warning
+        let registry = try await Registry.open(configuration, logger: logger)
+        let admin = try String(contentsOf: configuration.dataDirectory.adminToken, encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let write = TokenSecret.generate(), read = TokenSecret.generate()
+        _ = try await registry.metadata.createToken(name: TokenLabel("writer"), scope: .write, secret: write)
+        _ = try await registry.metadata.createToken(name: TokenLabel("reader"), scope: .read, secret: read)
+        let test = TestRegistry(registry: registry, admin: admin, write: write.value, read: read.value)
+        let app = RegistryApplication.make(registry: registry, configuration: configuration, logger: logger)
+        try await app.test(.router) { client in try await body(test, client) }
+    }
+
+    func blobFiles() -> [String] { files(registry.directory.blobs) }
+    func uploadFiles() -> [String] { files(registry.directory.uploads) }
+
+    private func files(_ url: URL) -> [String] {
+        (FileManager.default.enumerator(atPath: url.path)?.allObjects as? [String] ?? [])
+            .filter { !$0.hasSuffix("/") && !isDirectory(url.appendingPathComponent($0)) }.sorted()
+    }
+
+    private func isDirectory(_ url: URL) -> Bool {
+        var flag: ObjCBool = false
+        return FileManager.default.fileExists(atPath: url.path, isDirectory: &flag) && flag.boolValue
+    }
+}
+
+func auth(_ token: String, _ extra: HTTPFields = [:]) -> HTTPFields {
+    var fields = extra
+    fields[.authorization] = "Bearer \(token)"
+    return fields
+}
+
+extension TestResponse {
+    var text: String { String(buffer: body) }
+
+    /// The `error.code` of a JSON error body.
+    var errorCode: String? {
+        (try? JSONDecoder().decode(ErrorBody.self, from: Data(body.readableBytesView)))?.error.code
+    }
+
+    func decode<T: Decodable>(_ type: T.Type) throws -> T {
+        try JSONDecoder().decode(T.self, from: Data(body.readableBytesView))
+    }
+}
+
+extension HTTPField.Name {
+    static let testUploadOffset = HTTPField.Name(APIHeader.uploadOffset)!
+    static let testDigest = HTTPField.Name(APIHeader.digest)!
+}
+
+/// Uploads bytes in one request and returns their digest.
+@discardableResult
+func putBlob(_ client: some TestClientProtocol, _ token: String, _ bytes: [UInt8]) async throws -> Digest {
+    let digest = Digest.of(bytes)
+    let response = try await client.execute(uri: "/v1/blobs/\(digest)", method: .put, headers: auth(token), body: ByteBuffer(bytes: bytes))
+    #expect(response.status == .created, "\(response.text)")
+    return digest
+}
