@@ -59,4 +59,11 @@ extension RegistryError {
     static func notFound(_ what: String) -> RegistryError {
         RegistryError(.notFound, "\(what) not found")
     }
+
+    public static func alreadyPublished(_ model: ModelName, _ version: VersionName, _ variant: VariantName, as digest: Digest) -> RegistryError {
+        RegistryError(
+            .conflict,
+            "\(model):\(version) variant '\(variant)' is already published as \(digest) with other content; published variants never change: push a new version"
+        )
+    }
 }

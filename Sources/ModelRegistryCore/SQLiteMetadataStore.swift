@@ -50,10 +50,7 @@ public final class SQLiteMetadataStore: MetadataStore {
             if let existing = try Self.variantRow(db, versionID: versionID, name: request.variant) {
                 let summary = try Self.variantSummary(existing)
                 guard summary.digest == digest else {
-                    throw RegistryError(
-                        .conflict,
-                        "\(request.model):\(request.version) variant '\(request.variant)' is already published as \(summary.digest); published variants never change: push a new version"
-                    )
+                    throw RegistryError.alreadyPublished(request.model, request.version, request.variant, as: summary.digest)
                 }
                 return .unchanged(summary)
             }

@@ -24,6 +24,10 @@ public struct Pusher: Sendable {
             format: ModelFormat.detect(paths: local.map(\.path)),
             files: hashed.map { ManifestFile(path: $0.0.path, digest: $0.1, size: $0.0.size, executable: $0.0.executable) }
         )
+        // Published variants never change: refuse before sending any bytes rather than after.
+        if let existing = try await connection.publishedDigest(name, version, variant), existing != manifest.digest {
+            throw RegistryError.alreadyPublished(name, version, variant, as: existing)
+        }
         // One upload a distinct blob, whatever the number of files that share it.
         var unique: [Digest: LocalFile] = [:]
         for (file, digest) in hashed where unique[digest] == nil { unique[digest] = file }

@@ -121,6 +121,17 @@ public struct RegistryConnection: Sendable {
         )
     }
 
+    /// The digest already published as this version and variant, if any.
+    public func publishedDigest(_ name: ModelName, _ version: VersionName, _ variant: VariantName) async throws -> Digest? {
+        let path = "/v1/models/\(name)/versions/\(version)/variants/\(variant)"
+        do {
+            let response = try await execute(request(.GET, path))
+            return response.headers.first(name: APIHeader.digest).flatMap { try? Digest(parsing: $0) }
+        } catch let error as RegistryError where error.code == .notFound {
+            return nil
+        }
+    }
+
     public func publish(_ name: ModelName, _ version: VersionName, _ variant: VariantName, _ manifest: Manifest) async throws -> PublishedVariant {
         var request = request(.PUT, "/v1/models/\(name)/versions/\(version)/variants/\(variant)")
         request.body = .bytes(ByteBuffer(bytes: manifest.canonicalJSON()))

@@ -1,0 +1,164 @@
+import Foundation
+import ModelRegistryCore
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The `modelreg` binary under test: beside the test bundle in `.build/<config>/`, or `$MODELREG_BIN`.
+let modelregBinary: URL = {
+    if let path = ProcessInfo.processInfo.environment["MODELREG_BIN"] { return URL(fileURLWithPath: path) }
+    var directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    while !directory.path.hasSuffix(".build"), directory.path != "/" {
+        let candidate = directory.appendingPathComponent("modelreg")
+        if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+        directory = directory.deletingLastPathComponent()
+    }
+    return URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("modelreg")
+}()
+
+/// A scratch directory for one test, removed afterwards.
+final class Scratch: @unchecked Sendable {
+    let root: URL
+
+    init() throws {
+        root = FileManager.default.temporaryDirectory.appendingPathComponent("modelreg-e2e-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+    }
+
+    deinit { try? FileManager.default.removeItem(at: root) }
+
+    func url(_ path: String) -> URL { root.appendingPathComponent(path) }
+}
+
+struct CommandResult: CustomStringConvertible {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+
+    var description: String { "exit \(status)\nstdout: \(stdout)\nstderr: \(stderr)" }
+
+    func json<T: Decodable>(_ type: T.Type) throws -> T {
+        try JSONDecoder().decode(T.self, from: Data(stdout.utf8))
+    }
+}
+
+/// Runs the real binary to completion. Output goes through files, so no pipe can fill up and stall it.
+func modelreg(_ arguments: [String], environment: [String: String] = [:], in directory: URL? = nil) throws -> CommandResult {
+    let outputs = FileManager.default.temporaryDirectory.appendingPathComponent("modelreg-out-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: outputs, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: outputs) }
+    let out = outputs.appendingPathComponent("out"), err = outputs.appendingPathComponent("err")
+    _ = FileManager.default.createFile(atPath: out.path, contents: nil)
+    _ = FileManager.default.createFile(atPath: err.path, contents: nil)
+    let process = Process()
+    process.executableURL = modelregBinary
+    process.arguments = arguments
+    var env = ProcessInfo.processInfo.environment
+    env.removeValue(forKey: "MODELREG_URL")
+    env.removeValue(forKey: "MODELREG_TOKEN")
+    env.merge(environment) { $1 }
+    process.environment = env
+    if let directory { process.currentDirectoryURL = directory }
+    process.standardOutput = try FileHandle(forWritingTo: out)
+    process.standardError = try FileHandle(forWritingTo: err)
+    try process.run()
+    process.waitUntilExit()
+    return CommandResult(
+        status: process.terminationStatus,
+        stdout: try String(contentsOf: out, encoding: .utf8),
+        stderr: try String(contentsOf: err, encoding: .utf8)
+    )
+}
+
+/// A `modelreg serve` process on a free loopback port with its own data directory.
+final class ServerProcess: @unchecked Sendable {
+    let data: URL
+    let process = Process()
+    let url: String
+    let adminToken: String
+    private let log: URL
+
+    init(data: URL, extraArguments: [String] = [], binary: URL = modelregBinary, workingDirectory: URL? = nil) throws {
+        self.data = data
+        log = data.deletingLastPathComponent().appendingPathComponent("server-\(UUID().uuidString).log")
+        let pipe = Pipe()
+        process.executableURL = binary
+        process.arguments = ["serve", "--port", "0", "--log-level", "warning"] + (workingDirectory == nil ? ["--data", data.path] : []) + extraArguments
+        if let workingDirectory { process.currentDirectoryURL = workingDirectory }
+        process.standardOutput = pipe
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+        process.standardError = try FileHandle(forWritingTo: log)
+        try process.run()
+        url = try Self.awaitListening(pipe.fileHandleForReading, process: process)
+        adminToken = try String(contentsOf: data.appendingPathComponent("admin.token"), encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// Reads the server's first line of output, which names the port it bound.
+    private static func awaitListening(_ handle: FileHandle, process: Process) throws -> String {
+        var text = ""
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline {
+            let chunk = handle.availableData
+            if chunk.isEmpty {
+                throw ServerError("server exited before listening (status \(process.isRunning ? -1 : process.terminationStatus))")
+            }
+            text += String(decoding: chunk, as: UTF8.self)
+            if let range = text.range(of: #"http://127\.0\.0\.1:[0-9]+"#, options: .regularExpression) {
+                return String(text[range])
+            }
+        }
+        throw ServerError("server did not report its port: \(text)")
+    }
+
+    var environment: [String: String] { ["MODELREG_URL": url, "MODELREG_TOKEN": adminToken] }
+
+    func stop() {
+        guard process.isRunning else { return }
+        process.terminate()
+        process.waitUntilExit()
+    }
+
+    func kill() {
+        guard process.isRunning else { return }
+        Glibc.kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    var logText: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
+
+    deinit { kill() }
+}
+
+struct ServerError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Every regular file under `root` with its bytes and executable bit, for byte-for-byte comparison.
+func snapshot(_ root: URL) throws -> [String: (Data, Bool)] {
+    var result: [String: (Data, Bool)] = [:]
+    let enumerator = FileManager.default.enumerator(at: root, includingPropertiesForKeys: [.isRegularFileKey])
+    while let url = enumerator?.nextObject() as? URL {
+        guard try url.resourceValues(forKeys: [.isRegularFileKey]).isRegularFile == true else { continue }
+        let relative = String(url.standardizedFileURL.path.dropFirst(root.standardizedFileURL.path.count + 1))
+        result[relative] = (try Data(contentsOf: url), FileManager.default.isExecutableFile(atPath: url.path))
+    }
+    return result
+}
+
+func expectSameTree(_ a: URL, _ b: URL, sourceLocation: SourceLocation = #_sourceLocation) throws {
+    let left = try snapshot(a), right = try snapshot(b)
+    #expect(left.keys.sorted() == right.keys.sorted(), sourceLocation: sourceLocation)
+    for (path, (bytes, executable)) in left {
+        #expect(right[path]?.0 == bytes, "content of \(path)", sourceLocation: sourceLocation)
+        #expect(right[path]?.1 == executable, "executable bit of \(path)", sourceLocation: sourceLocation)
+    }
+}
+
+/// Regular files below a directory, relative paths, sorted.
+func regularFiles(_ root: URL) -> [String] {
+    (try? snapshot(root).keys.sorted()) ?? []
+}
