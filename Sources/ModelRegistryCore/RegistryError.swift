@@ -11,7 +11,6 @@ public struct RegistryError: Error, Sendable, Equatable, CustomStringConvertible
         case invalidManifest = "INVALID_MANIFEST"
         case invalidRequest = "INVALID_REQUEST"
         case digestMismatch = "DIGEST_MISMATCH"
-        case sizeMismatch = "SIZE_MISMATCH"
         case blobsMissing = "BLOBS_MISSING"
         case notFound = "NOT_FOUND"
         case conflict = "CONFLICT"
@@ -19,6 +18,8 @@ public struct RegistryError: Error, Sendable, Equatable, CustomStringConvertible
         case uploadOffsetMismatch = "UPLOAD_OFFSET_MISMATCH"
         case uploadBusy = "UPLOAD_BUSY"
         case rangeNotSatisfiable = "RANGE_NOT_SATISFIABLE"
+        case payloadTooLarge = "PAYLOAD_TOO_LARGE"
+        case notReady = "NOT_READY"
         case unauthorized = "UNAUTHORIZED"
         case forbidden = "FORBIDDEN"
         case insufficientStorage = "INSUFFICIENT_STORAGE"
@@ -42,13 +43,15 @@ public struct RegistryError: Error, Sendable, Equatable, CustomStringConvertible
     public var httpStatus: Int {
         switch code {
         case .invalidName, .invalidReference, .invalidDigest, .invalidPath, .invalidManifest, .invalidRequest,
-             .digestMismatch, .sizeMismatch, .blobsMissing:
+             .digestMismatch, .blobsMissing:
             400
         case .unauthorized: 401
         case .forbidden: 403
         case .notFound: 404
         case .conflict, .ambiguousVariant, .uploadBusy: 409
+        case .payloadTooLarge: 413
         case .uploadOffsetMismatch, .rangeNotSatisfiable: 416
+        case .notReady: 503
         case .insufficientStorage: 507
         case .databaseTooNew, .storageFailure, .integrity, .internalError: 500
         }

@@ -134,7 +134,7 @@ public enum ExitStatus: Int32, Sendable {
         case .invalidName, .invalidReference, .invalidDigest, .invalidPath, .invalidRequest: return .usage
         case .notFound: return .notFound
         case .unauthorized, .forbidden: return .unauthorized
-        case .digestMismatch, .sizeMismatch, .integrity: return .integrity
+        case .digestMismatch, .integrity: return .integrity
         case .conflict, .ambiguousVariant, .uploadBusy: return .conflict
         default: return .failure
         }

@@ -6,24 +6,26 @@ struct BlobRoutes {
     let registry: Registry
     static let readChunk = 1 << 20
 
-    func register(on router: Router<RegistryRequestContext>) {
-        router.head("/v1/blobs/:digest") { request, context in try await self.blob(request, context, sendBody: false) }
-        router.get("/v1/blobs/:digest") { request, context in try await self.blob(request, context, sendBody: true) }
-        router.put("/v1/blobs/:digest") { request, context in try await self.putBlob(request, context) }
-        router.post("/v1/uploads") { request, context in try await self.createUpload(request, context) }
-        router.head("/v1/uploads/:id") { request, context in try await self.uploadStatus(request, context, sendBody: false) }
-        router.get("/v1/uploads/:id") { request, context in try await self.uploadStatus(request, context, sendBody: true) }
-        router.patch("/v1/uploads/:id") { request, context in try await self.appendUpload(request, context) }
-        router.put("/v1/uploads/:id") { request, context in try await self.finishUpload(request, context) }
-        router.delete("/v1/uploads/:id") { request, context in try await self.cancelUpload(request, context) }
+    var routes: [Route] {
+        [
+            Route(.head, "/v1/blobs/:digest") { request, context in try await blob(request, context, sendBody: false) },
+            Route(.get, "/v1/blobs/:digest") { request, context in try await blob(request, context, sendBody: true) },
+            Route(.put, "/v1/blobs/:digest") { request, context in try await putBlob(request, context) },
+            Route(.post, "/v1/uploads") { request, context in try await createUpload(request, context) },
+            Route(.head, "/v1/uploads/:id") { request, context in try await uploadStatus(request, context, sendBody: false) },
+            Route(.get, "/v1/uploads/:id") { request, context in try await uploadStatus(request, context, sendBody: true) },
+            Route(.patch, "/v1/uploads/:id") { request, context in try await appendUpload(request, context) },
+            Route(.put, "/v1/uploads/:id") { request, context in try await finishUpload(request, context) },
+            Route(.delete, "/v1/uploads/:id") { request, context in try await cancelUpload(request, context) },
+        ]
     }
 
     private func digest(_ context: RegistryRequestContext) throws -> Digest {
-        try Digest(parsing: context.parameters.get("digest") ?? "")
+        try Digest(parsing: context.pathParameter("digest"))
     }
 
     private func uploadID(_ context: RegistryRequestContext) throws -> UploadID {
-        try UploadID(context.parameters.get("id") ?? "")
+        try UploadID(context.pathParameter("id"))
     }
 
     private func blob(_ request: Request, _ context: RegistryRequestContext, sendBody: Bool) async throws -> Response {

@@ -45,6 +45,7 @@ struct ErrorMiddleware: RouterMiddleware {
         case 403: .forbidden
         case 404: .notFound
         case 409: .conflict
+        case 413: .payloadTooLarge
         case 416: .rangeNotSatisfiable
         case 400..<500: .invalidRequest
         default: .internalError

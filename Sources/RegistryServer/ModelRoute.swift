@@ -15,7 +15,8 @@ enum ModelRoute: Equatable {
 
     init(segments raw: [Substring]) throws(RegistryError) {
         let segments = raw.map { $0.removingPercentEncoding ?? String($0) }
-        guard !segments.isEmpty else { throw Self.unknown(segments) }
+        // An encoded slash must not turn one segment into two parts of a name.
+        guard !segments.isEmpty, !segments.contains(where: { $0.contains("/") }) else { throw Self.unknown(segments) }
         var nameLength = 1
         if segments.count > 1, !ModelName.reservedSegments.contains(segments[1]) { nameLength = 2 }
         let name = try ModelName(segments.prefix(nameLength).joined(separator: "/"))
@@ -32,9 +33,10 @@ enum ModelRoute: Equatable {
         case 2 where rest[0] == "aliases":
             self = .alias(name, try AliasName(rest[1]))
         case 2 where rest[0] == "manifests":
-            let reference = try ModelReference.release(name.value + rest[1])
-            guard reference.name == name else { throw Self.unknown(segments) }
-            self = .manifest(reference)
+            guard rest[1].hasPrefix(":") || rest[1].hasPrefix("@") else {
+                throw RegistryError(.invalidReference, "invalid reference '\(rest[1].prefix(140))': expected :VERSION, @ALIAS or @sha256:<digest>")
+            }
+            self = .manifest(try ModelReference.release(name.value + rest[1]))
         case 4 where rest[0] == "versions" && rest[2] == "variants":
             self = .variant(name, try VersionName(rest[1]), try VariantName(rest[3]))
         default:

@@ -5,14 +5,16 @@ import ModelRegistryCore
 struct ModelRoutes {
     let registry: Registry
 
-    func register(on router: Router<RegistryRequestContext>) {
-        router.get("/v1/models") { _, context in
-            try registry.authorize(context, .read)
-            return JSONBody.response(ModelList(models: try await registry.metadata.listModels()))
-        }
-        router.get("/v1/models/**") { request, context in try await self.get(request, context, sendBody: true) }
-        router.head("/v1/models/**") { request, context in try await self.get(request, context, sendBody: false) }
-        router.put("/v1/models/**") { request, context in try await self.put(request, context) }
+    var routes: [Route] {
+        [
+            Route(.get, "/v1/models") { _, context in
+                try registry.authorize(context, .read)
+                return JSONBody.response(ModelList(models: try await registry.metadata.listModels()))
+            },
+            Route(.get, "/v1/models/**") { request, context in try await get(request, context, sendBody: true) },
+            Route(.head, "/v1/models/**") { request, context in try await get(request, context, sendBody: false) },
+            Route(.put, "/v1/models/**") { request, context in try await put(request, context) },
+        ]
     }
 
     private func route(_ context: RegistryRequestContext) throws -> ModelRoute {
@@ -52,7 +54,12 @@ struct ModelRoutes {
             }
             response = JSONBody.response(target)
         }
-        if !sendBody { response.body = ResponseBody() }
+        if !sendBody {
+            // HEAD answers with the length the GET body would have.
+            let length = response.headers[.contentLength] ?? response.body.contentLength.map(String.init)
+            response.body = ResponseBody()
+            response.headers[.contentLength] = length
+        }
         return response
     }
 

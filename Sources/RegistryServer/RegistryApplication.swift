@@ -4,6 +4,11 @@ import ModelRegistryCore
 
 /// Builds the HTTP application around an open registry.
 public enum RegistryApplication {
+    /// Every route the service answers.
+    static func routes(_ registry: Registry) -> [Route] {
+        AdminRoutes(registry: registry).routes + BlobRoutes(registry: registry).routes + ModelRoutes(registry: registry).routes
+    }
+
     public static func make(
         registry: Registry,
         configuration: ServerConfiguration,
@@ -14,9 +19,9 @@ public enum RegistryApplication {
         router.add(middleware: ErrorMiddleware(metrics: registry.metrics))
         router.add(middleware: LogRequestsMiddleware(.info))
         router.add(middleware: AuthenticationMiddleware(metadata: registry.metadata))
-        AdminRoutes(registry: registry).register(on: router)
-        BlobRoutes(registry: registry).register(on: router)
-        ModelRoutes(registry: registry).register(on: router)
+        for route in routes(registry) {
+            router.on(RouterPath(route.path), method: route.method, use: route.handler)
+        }
         let host = configuration.host
         return Application(
             router: router,

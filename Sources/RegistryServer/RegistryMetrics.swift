@@ -5,35 +5,44 @@ import Prometheus
 final class RegistryMetrics: Sendable {
     let registry = PrometheusCollectorRegistry()
 
+    // Descriptors are not Sendable, so they are built where used rather than stored.
+    private static func name(_ metric: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(namespace: "modelreg", metricName: metric, unitName: unit, helpText: help)
+    }
+
+    private static var requests: MetricNameDescriptor { name("http_requests", "total", "HTTP requests by method, route and status.") }
+    private static var duration: MetricNameDescriptor { name("http_request_duration", "seconds", "HTTP request handling time until the response head.") }
+    private static var received: MetricNameDescriptor { name("blob_bytes_received", "total", "Blob bytes received in uploads.") }
+    private static var sent: MetricNameDescriptor { name("blob_bytes_sent", "total", "Blob bytes sent in downloads.") }
+    private static var committed: MetricNameDescriptor { name("blobs_committed", "total", "Uploads committed as blobs; deduplicated when the blob existed.") }
+    private static var mismatches: MetricNameDescriptor { name("digest_mismatches", "total", "Uploads refused because their bytes did not hash to the expected digest.") }
+
     private static let durationBuckets: [Duration] = [
         .milliseconds(1), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
         .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(5), .seconds(30),
     ]
 
     func recordRequest(method: String, route: String, status: Int, duration: Duration) {
-        let labels = [("method", method), ("route", route), ("status", String(status))]
-        registry.makeCounter(name: "modelreg_http_requests_total", labels: labels).increment()
+        registry.makeCounter(descriptor: Self.requests, labels: [("method", method), ("route", route), ("status", String(status))]).increment()
         registry.makeDurationHistogram(
-            name: "modelreg_http_request_duration_seconds",
-            labels: [("method", method), ("route", route)],
-            buckets: Self.durationBuckets
+            descriptor: Self.duration, labels: [("method", method), ("route", route)], buckets: Self.durationBuckets
         ).record(duration)
     }
 
     func blobBytesReceived(_ count: Int) {
-        registry.makeCounter(name: "modelreg_blob_bytes_received_total").increment(by: Int64(count))
+        registry.makeCounter(descriptor: Self.received).increment(by: Int64(count))
     }
 
     func blobBytesSent(_ count: Int) {
-        registry.makeCounter(name: "modelreg_blob_bytes_sent_total").increment(by: Int64(count))
+        registry.makeCounter(descriptor: Self.sent).increment(by: Int64(count))
     }
 
     func blobCommitted(deduplicated: Bool) {
-        registry.makeCounter(name: "modelreg_blobs_committed_total", labels: [("deduplicated", String(deduplicated))]).increment()
+        registry.makeCounter(descriptor: Self.committed, labels: [("deduplicated", String(deduplicated))]).increment()
     }
 
     func digestMismatch() {
-        registry.makeCounter(name: "modelreg_digest_mismatches_total").increment()
+        registry.makeCounter(descriptor: Self.mismatches).increment()
     }
 
     func exposition() -> [UInt8] {

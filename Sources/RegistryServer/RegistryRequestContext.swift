@@ -1,3 +1,4 @@
+import Foundation
 import Hummingbird
 import ModelRegistryCore
 
@@ -25,4 +26,12 @@ public struct RegistryRequestContext: RequestContext {
 
     /// Manifests and small JSON bodies; blob bytes are streamed and never collected.
     public var maxUploadSize: Int { 64 << 20 }
+}
+
+extension RegistryRequestContext {
+    /// A path parameter, percent-decoded (clients may send `sha256%3A…`); empty when absent.
+    func pathParameter(_ name: String) -> String {
+        let raw = parameters.get(name) ?? ""
+        return raw.removingPercentEncoding ?? raw
+    }
 }

@@ -166,6 +166,11 @@ import Testing
             #expect(outside.status == .rangeNotSatisfiable)
             #expect(outside.headers[.contentRange] == "bytes */\(bytes.count)")
 
+            let encoded = try await client.execute(
+                uri: "/v1/blobs/\(digest.description.replacingOccurrences(of: ":", with: "%3A"))", method: .get, headers: auth(registry.read)
+            )
+            #expect(Array(buffer: encoded.body) == bytes)
+
             let missing = try await client.execute(uri: "/v1/blobs/\(Digest.of([1]))", method: .head, headers: auth(registry.read))
             #expect(missing.status == .notFound)
         }
@@ -226,6 +231,14 @@ import Testing
             #expect(alias.status == .ok)
             let viaAlias = try await client.execute(uri: "/v1/models/org/m/manifests/@prod", method: .get, headers: auth(registry.read))
             #expect(viaAlias.headers[.testDigest] == published.variant.digest.description)
+
+            let head = try await client.execute(uri: "/v1/models/org/m/manifests/@prod", method: .head, headers: auth(registry.read))
+            #expect(head.status == .ok && head.body.readableBytes == 0)
+            #expect(head.headers[.contentLength] == String(viaAlias.body.readableBytes))
+            let encodedSlash = try await client.execute(uri: "/v1/models/org%2Fm", method: .get, headers: auth(registry.read))
+            #expect(encodedSlash.status == .notFound)
+            let bareReference = try await client.execute(uri: "/v1/models/org/m/manifests/prod", method: .get, headers: auth(registry.read))
+            #expect(bareReference.status == .badRequest && bareReference.errorCode == "INVALID_REFERENCE")
 
             let unknown = try await client.execute(uri: "/v1/models/org/m/manifests/:9.9", method: .get, headers: auth(registry.read))
             #expect(unknown.status == .notFound)

@@ -1,0 +1,116 @@
+import Foundation
+import HTTPTypes
+import HummingbirdTesting
+import ModelRegistryCore
+import NIOCore
+@testable import RegistryServer
+import Testing
+
+/// The OpenAPI document is the contract: it must describe exactly the routes the application registers,
+/// and every documented operation must answer with a status the document lists.
+@Suite struct OpenAPITests {
+    struct Operation: Hashable, CustomStringConvertible {
+        var method: String
+        var path: String
+        var description: String { "\(method) \(path)" }
+    }
+
+    static let methods = ["get", "put", "post", "delete", "patch", "head"]
+
+    static func document() throws -> [String: Any] {
+        try #require(try JSONSerialization.jsonObject(with: Data(PackageResources.openapi_json)) as? [String: Any])
+    }
+
+    static func operations(_ document: [String: Any]) throws -> [Operation: [String: Any]] {
+        let paths = try #require(document["paths"] as? [String: [String: Any]])
+        var result: [Operation: [String: Any]] = [:]
+        for (path, item) in paths {
+            for method in methods {
+                if let operation = item[method] as? [String: Any] { result[Operation(method: method, path: path)] = operation }
+            }
+        }
+        return result
+    }
+
+    /// `/v1/uploads/:id` and `/v1/uploads/{id}` both become `/v1/uploads/{}`.
+    static func normalized(_ path: String) -> String {
+        path.split(separator: "/", omittingEmptySubsequences: false).map { segment in
+            segment.hasPrefix(":") || (segment.hasPrefix("{") && segment.hasSuffix("}")) ? "{}" : String(segment)
+        }.joined(separator: "/")
+    }
+
+    @Test func documentMatchesTheRegisteredRoutes() async throws {
+        try await TestRegistry.with { registry, _ in
+            let documented = try Self.operations(Self.document()).keys
+            let routes = RegistryApplication.routes(registry.registry).map { Operation(method: $0.method.rawValue.lowercased(), path: $0.path) }
+            let catchAll = Set(routes.filter { $0.path == "/v1/models/**" }.map(\.method))
+            let fixed = Set(routes.filter { $0.path != "/v1/models/**" }.map { Operation(method: $0.method, path: Self.normalized($0.path)) })
+
+            for operation in documented {
+                let normal = Operation(method: operation.method, path: Self.normalized(operation.path))
+                if operation.path.hasPrefix("/v1/models/{") {
+                    #expect(catchAll.contains(operation.method), "documented but not served: \(operation)")
+                } else {
+                    #expect(fixed.contains(normal), "documented but not served: \(operation)")
+                }
+            }
+            let documentedNormal = Set(documented.map { Operation(method: $0.method, path: Self.normalized($0.path)) })
+            for route in fixed {
+                #expect(documentedNormal.contains(route), "served but not documented: \(route)")
+            }
+            for method in catchAll {
+                #expect(documented.contains { $0.method == method && $0.path.hasPrefix("/v1/models/{") }, "served but not documented: \(method) /v1/models/…")
+            }
+        }
+    }
+
+    static let samples: [String: String] = [
+        "digest": "sha256:" + String(repeating: "0", count: 64), "id": "00000000-0000-4000-8000-000000000000",
+        "org": "org", "name": "m", "version": "1.0", "variant": "fp16", "alias": "prod", "reference": ":1.0",
+    ]
+
+    /// Every documented operation, called with sample parameters on a registry holding one published model,
+    /// answers with a status the document lists for it, and JSON errors have the documented shape.
+    @Test func everyOperationAnswersWithADocumentedStatus() async throws {
+        try await TestRegistry.with { registry, client in
+            let weights = try await putBlob(client, registry.write, Array("weights".utf8))
+            let manifest = #"{"schemaVersion":1,"format":"other","files":[{"path":"w","digest":"\#(weights)","size":7,"executable":false}]}"#
+            for prefix in ["/v1/models/m", "/v1/models/org/m"] {
+                let published = try await client.execute(
+                    uri: "\(prefix)/versions/1.0/variants/fp16", method: .put, headers: auth(registry.write), body: ByteBuffer(string: manifest)
+                )
+                #expect(published.status == .created)
+                _ = try await client.execute(uri: "\(prefix)/aliases/prod", method: .put, headers: auth(registry.write),
+                                             body: ByteBuffer(string: #"{"version":"1.0"}"#))
+            }
+            for (operation, details) in try Self.operations(Self.document()) {
+                var uri = operation.path
+                for (name, value) in Self.samples { uri = uri.replacingOccurrences(of: "{\(name)}", with: value) }
+                if operation.path.hasPrefix("/v1/uploads/{id}") || operation.path == "/v1/uploads" {
+                    let created = try await client.execute(uri: "/v1/uploads", method: .post, headers: auth(registry.write))
+                    if operation.path != "/v1/uploads" { uri = try #require(created.headers[.location]) }
+                }
+                if operation.method == "put", operation.path.hasSuffix("{id}") { uri += "?digest=\(Self.samples["digest"]!)" }
+                let body: ByteBuffer? = ["put", "post", "patch"].contains(operation.method) ? ByteBuffer(string: "{}") : nil
+                let response = try await client.execute(
+                    uri: uri, method: HTTPRequest.Method(rawValue: operation.method.uppercased())!,
+                    headers: auth(registry.admin, [HTTPField.Name("Upload-Offset")!: "0"]), body: body
+                )
+                let responses = try #require(details["responses"] as? [String: Any], "\(operation) has no responses")
+                #expect(responses[String(response.status.code)] != nil || responses["default"] != nil,
+                        "\(operation) (as \(uri)) answered \(response.status.code), which is not documented: \(response.text)")
+                if response.status.code >= 400, operation.method != "head" {
+                    #expect(response.errorCode != nil, "\(operation) error body: \(response.text)")
+                }
+            }
+        }
+    }
+}
+
+extension OpenAPITests {
+    @Test func errorCodesAreDocumented() throws {
+        let schemas = try #require(Self.document()["components"] as? [String: Any])["schemas"] as? [String: Any]
+        let codes = try #require((schemas?["ErrorCode"] as? [String: Any])?["enum"] as? [String])
+        #expect(Set(codes) == Set(RegistryError.Code.allCases.map(\.rawValue)))
+    }
+}
