@@ -15,10 +15,13 @@ enum ModelRoute: Equatable {
 
     init(segments raw: [Substring]) throws(RegistryError) {
         let segments = raw.map { $0.removingPercentEncoding ?? String($0) }
-        // An encoded slash must not turn one segment into two parts of a name.
-        guard !segments.isEmpty, !segments.contains(where: { $0.contains("/") }) else { throw Self.unknown(segments) }
+        guard !segments.isEmpty else { throw Self.unknown(segments) }
         var nameLength = 1
         if segments.count > 1, !ModelName.reservedSegments.contains(segments[1]) { nameLength = 2 }
+        // An encoded slash must not turn one segment into two parts of a name.
+        if let segment = segments.prefix(nameLength).first(where: { $0.contains("/") }) {
+            throw RegistryError(.invalidName, "invalid model name part '\(segment.prefix(140))': '/' separates the parts of a name")
+        }
         let name = try ModelName(segments.prefix(nameLength).joined(separator: "/"))
         let rest = Array(segments.dropFirst(nameLength))
         switch rest.count {
