@@ -178,17 +178,9 @@ public final class FileSystemBlobStore: BlobStore {
         let path = directory.upload(id).path
         guard try POSIXFile.regularFileSize(path) != nil else { throw RegistryError.notFound("upload \(id)") }
         let file = try POSIXFile.openForReading(path)
-        var state = UploadState(offset: 0, hasher: ContentHasher())
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.chunkSize, alignment: 16)
-        defer { buffer.deallocate() }
-        while true {
-            let n = try file.read(into: buffer, at: state.offset)
-            if n == 0 { break }
-            state.hasher.update(UnsafeRawBufferPointer(rebasing: buffer[..<n]))
-            state.offset += Int64(n)
-        }
+        let (hasher, size) = try file.hashContents()
         try file.close()
-        return state
+        return UploadState(offset: size, hasher: hasher)
     }
 
     private func createDirectory(_ path: String) throws(RegistryError) {
@@ -208,18 +200,8 @@ final class FileBlobReader: BlobReader {
     func read(at offset: Int64, maxLength: Int) throws(RegistryError) -> ByteBuffer {
         let length = Int(max(0, min(Int64(maxLength), size - offset)))
         guard length > 0 else { return ByteBuffer() }
-        var buffer = ByteBufferAllocator().buffer(capacity: length)
-        var failure: RegistryError?
-        let n = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { raw in
-            do {
-                return try file.read(into: UnsafeMutableRawBufferPointer(rebasing: raw[..<length]), at: offset)
-            } catch {
-                failure = error as? RegistryError ?? RegistryError(.storageFailure, "\(error)")
-                return 0
-            }
-        }
-        if let failure { throw failure }
-        guard n == length else {
+        let buffer = try file.readBuffer(at: offset, length: length)
+        guard buffer.readableBytes == length else {
             throw RegistryError(.integrity, "blob file \(file.path) is shorter than expected")
         }
         return buffer

@@ -1,3 +1,5 @@
+import NIOCore
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -64,6 +66,37 @@ public final class POSIXFile: @unchecked Sendable {
             done += n
         }
         return done
+    }
+
+    /// Exactly `length` bytes at `offset` as a buffer; fewer only at end of file.
+    public func readBuffer(at offset: Int64, length: Int) throws(RegistryError) -> ByteBuffer {
+        var buffer = ByteBufferAllocator().buffer(capacity: length)
+        var failure: RegistryError?
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { raw in
+            do {
+                return try read(into: UnsafeMutableRawBufferPointer(rebasing: raw[..<length]), at: offset)
+            } catch {
+                failure = error as? RegistryError ?? RegistryError(.storageFailure, "\(error)")
+                return 0
+            }
+        }
+        if let failure { throw failure }
+        return buffer
+    }
+
+    /// The hash and size of the whole file, read in large chunks.
+    public func hashContents(chunkSize: Int = 1 << 20) throws(RegistryError) -> (hasher: ContentHasher, size: Int64) {
+        var hasher = ContentHasher()
+        var offset: Int64 = 0
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunkSize, alignment: 16)
+        defer { buffer.deallocate() }
+        while true {
+            let n = try read(into: buffer, at: offset)
+            if n == 0 { break }
+            hasher.update(UnsafeRawBufferPointer(rebasing: buffer[..<n]))
+            offset += Int64(n)
+        }
+        return (hasher, offset)
     }
 
     public func truncate(to length: Int64) throws(RegistryError) {

@@ -62,18 +62,8 @@ public enum LocalFiles {
     /// The sha256 of a file, read in large chunks.
     public static func digest(of url: URL) throws -> Digest {
         let file = try POSIXFile.openForReading(url.path)
-        var hasher = ContentHasher()
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: FileChunks.chunkSize, alignment: 16)
-        defer { buffer.deallocate() }
-        var offset: Int64 = 0
-        while true {
-            let n = try file.read(into: buffer, at: offset)
-            if n == 0 { break }
-            hasher.update(UnsafeRawBufferPointer(rebasing: buffer[..<n]))
-            offset += Int64(n)
-        }
-        try file.close()
-        return hasher.finalize()
+        defer { try? file.close() }
+        return try file.hashContents(chunkSize: FileChunks.chunkSize).hasher.finalize()
     }
 }
 
@@ -100,21 +90,11 @@ struct FileChunks: AsyncSequence, Sendable {
         mutating func next() async throws -> ByteBuffer? {
             guard offset < end else { return nil }
             let length = Int(Swift.min(Int64(FileChunks.chunkSize), end - offset))
-            var buffer = ByteBufferAllocator().buffer(capacity: length)
-            var failure: (any Error)?
-            let n = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { raw in
-                do {
-                    return try file.read(into: UnsafeMutableRawBufferPointer(rebasing: raw[..<length]), at: offset)
-                } catch {
-                    failure = error
-                    return 0
-                }
-            }
-            if let failure { throw failure }
-            guard n > 0 else {
+            let buffer = try file.readBuffer(at: offset, length: length)
+            guard buffer.readableBytes > 0 else {
                 throw RegistryError(.invalidRequest, "\(file.path) shrank while it was being read")
             }
-            offset += Int64(n)
+            offset += Int64(buffer.readableBytes)
             return buffer
         }
     }
