@@ -36,6 +36,10 @@ let package = Package(
             plugins: ["EmbedMigrations"]
         ),
         .target(
+            name: "ModelFormats",
+            dependencies: ["ModelRegistryCore"]
+        ),
+        .target(
             name: "RegistryServer",
             dependencies: [
                 "ModelRegistryCore",
@@ -72,6 +76,10 @@ let package = Package(
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
+        ),
+        .testTarget(
+            name: "ModelFormatsTests",
+            dependencies: ["ModelFormats", "ModelRegistryCore"]
         ),
         .testTarget(
             name: "RegistryServerTests",

@@ -1,0 +1,6 @@
+import ModelFormats
+import Testing
+
+@Test func moduleLoads() {
+    _ = ModelFormats.self
+}
