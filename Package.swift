@@ -37,12 +37,13 @@ let package = Package(
         ),
         .target(
             name: "ModelFormats",
-            dependencies: ["ModelRegistryCore"]
+            dependencies: ["ModelRegistryCore", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .target(
             name: "RegistryServer",
             dependencies: [
                 "ModelRegistryCore",
+                "ModelFormats",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -55,6 +56,7 @@ let package = Package(
             name: "RegistryClient",
             dependencies: [
                 "ModelRegistryCore",
+                "ModelFormats",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]
         ),
@@ -64,6 +66,7 @@ let package = Package(
                 "ModelRegistryCore",
                 "RegistryServer",
                 "RegistryClient",
+                "ModelFormats",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),

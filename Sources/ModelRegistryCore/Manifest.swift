@@ -100,12 +100,15 @@ public struct Manifest: Hashable, Sendable, Codable {
     public var format: ModelFormat
     public var files: [ManifestFile]
     public var quantization: Quantization?
+    /// What inspecting the weight files found; absent for opaque files (`push --no-inspect`).
+    public var metadata: ModelMetadata?
 
-    public init(format: ModelFormat, files: [ManifestFile], quantization: Quantization? = nil) {
+    public init(format: ModelFormat, files: [ManifestFile], quantization: Quantization? = nil, metadata: ModelMetadata? = nil) {
         self.schemaVersion = Self.currentSchemaVersion
         self.format = format
         self.files = files.sorted { $0.path < $1.path }
         self.quantization = quantization
+        self.metadata = metadata
     }
 
     public var totalSize: Int64 { files.reduce(0) { $0 + $1.size } }

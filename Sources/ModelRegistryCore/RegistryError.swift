@@ -10,6 +10,7 @@ public struct RegistryError: Error, Sendable, Equatable, CustomStringConvertible
         case invalidPath = "INVALID_PATH"
         case invalidManifest = "INVALID_MANIFEST"
         case invalidRequest = "INVALID_REQUEST"
+        case invalidModelFile = "INVALID_MODEL_FILE"
         case digestMismatch = "DIGEST_MISMATCH"
         case blobsMissing = "BLOBS_MISSING"
         case notFound = "NOT_FOUND"
@@ -42,7 +43,7 @@ public struct RegistryError: Error, Sendable, Equatable, CustomStringConvertible
     /// The HTTP status this error is answered with.
     public var httpStatus: Int {
         switch code {
-        case .invalidName, .invalidReference, .invalidDigest, .invalidPath, .invalidManifest, .invalidRequest,
+        case .invalidName, .invalidReference, .invalidDigest, .invalidPath, .invalidManifest, .invalidRequest, .invalidModelFile,
              .digestMismatch, .blobsMissing:
             400
         case .unauthorized: 401

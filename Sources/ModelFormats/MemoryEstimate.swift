@@ -1,0 +1,66 @@
+import ModelRegistryCore
+
+/// GPU memory needed to serve a variant:
+///
+///     total    = weights + kv_cache + overhead
+///     kv_cache = kv_cache_bytes_per_token × context_length × concurrency
+///     kv_cache_bytes_per_token = 2 (K and V) × layers × kv_heads × head_dim × cache element bytes
+///     overhead = 1 GiB (CUDA context, allocator) + weights / 20 (activations, fragmentation)
+///
+/// A rule of thumb for picking a variant, not a guarantee: runtimes differ in what they reserve.
+public struct MemoryEstimate: Hashable, Sendable, Codable {
+    public static let fixedOverhead: Int64 = 1 << 30
+    public static let defaultContextLength: Int64 = 4096
+
+    public var contextLength: Int64
+    public var concurrency: Int64
+    public var weightBytes: Int64
+    /// Nil when the files do not say enough (layers, KV heads, head dim) to size the cache.
+    public var kvCacheBytes: Int64?
+    public var overheadBytes: Int64
+    public var totalBytes: Int64
+
+    /// `contextLength` defaults to the model's own, else 4096; every product saturates instead of overflowing.
+    public init(metadata: ModelMetadata, contextLength: Int64? = nil, concurrency: Int64 = 1) {
+        let context = contextLength ?? metadata.contextLength ?? Self.defaultContextLength
+        self.contextLength = context
+        self.concurrency = concurrency
+        weightBytes = metadata.weightBytes
+        kvCacheBytes = metadata.kvCacheBytesPerToken.map { Self.saturating($0, context, concurrency) }
+        overheadBytes = Self.fixedOverhead + metadata.weightBytes / 20
+        let (sum, overflow) = (weightBytes + overheadBytes).addingReportingOverflow(kvCacheBytes ?? 0)
+        totalBytes = overflow ? .max : sum
+    }
+
+    static func saturating(_ factors: Int64...) -> Int64 {
+        factors.reduce(1) { product, factor in
+            let (result, overflow) = product.multipliedReportingOverflow(by: factor)
+            return overflow ? .max : result
+        }
+    }
+}
+
+/// Choosing the variant to pull for a GPU: the highest-precision one whose estimate fits.
+public enum VariantFit {
+    public struct Need: Hashable, Sendable, Codable {
+        public var variant: VariantName
+        /// Nil for a variant pushed without inspection: nothing to estimate from.
+        public var estimate: MemoryEstimate?
+        public var fits: Bool
+    }
+
+    /// Every candidate's need, highest precision first, and the first that fits (nil when none does).
+    /// All variants of a version hold the same model, so more weight bytes means more precision.
+    public static func choose(
+        _ candidates: [(VariantName, Manifest)], budget: Int64, contextLength: Int64?, concurrency: Int64
+    ) -> (chosen: VariantName?, needs: [Need]) {
+        let needs = candidates.map { name, manifest in
+            let estimate = manifest.metadata.map { MemoryEstimate(metadata: $0, contextLength: contextLength, concurrency: concurrency) }
+            return Need(variant: name, estimate: estimate, fits: estimate.map { $0.totalBytes <= budget } ?? false)
+        }.sorted { left, right in
+            let leftBytes = left.estimate?.weightBytes ?? -1, rightBytes = right.estimate?.weightBytes ?? -1
+            return leftBytes != rightBytes ? leftBytes > rightBytes : left.variant.value < right.variant.value
+        }
+        return (needs.first(where: \.fits)?.variant, needs)
+    }
+}
