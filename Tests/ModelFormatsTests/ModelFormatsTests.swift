@@ -1,6 +1,0 @@
-import ModelFormats
-import Testing
-
-@Test func moduleLoads() {
-    _ = ModelFormats.self
-}

@@ -1,0 +1,168 @@
+import Foundation
+import ModelFormats
+import ModelRegistryCore
+
+/// A safetensors file written by hand: tensors laid out back to back, the data left as zeros. With
+/// `sparse`, the data is a hole made by truncation, so a 16 GB model costs a few kilobytes of disk.
+struct SafetensorsWriter {
+    struct Tensor {
+        var name: String
+        var dtype: String
+        var shape: [Int64]
+
+        var byteCount: Int64 {
+            let bits: Int64 = switch dtype {
+            case "F32", "I32", "U32": 32
+            case "F16", "BF16", "I16": 16
+            case "F64", "I64": 64
+            default: 8
+            }
+            return shape.reduce(1, *) * bits / 8
+        }
+    }
+
+    var tensors: [Tensor] = []
+    var metadata: [String: String] = ["format": "pt"]
+
+    mutating func add(_ name: String, _ dtype: String, _ shape: [Int64]) {
+        tensors.append(Tensor(name: name, dtype: dtype, shape: shape))
+    }
+
+    func header() throws -> [UInt8] {
+        var header: [String: Any] = ["__metadata__": metadata]
+        var offset: Int64 = 0
+        for tensor in tensors {
+            header[tensor.name] = ["dtype": tensor.dtype, "shape": tensor.shape, "data_offsets": [offset, offset + tensor.byteCount]]
+            offset += tensor.byteCount
+        }
+        var bytes = [UInt8](try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys]))
+        while bytes.count % 8 != 0 { bytes.append(UInt8(ascii: " ")) }
+        return withUnsafeBytes(of: UInt64(bytes.count).littleEndian, Array.init) + bytes
+    }
+
+    var dataBytes: Int64 { tensors.reduce(0) { $0 + $1.byteCount } }
+
+    /// The whole file in memory, for small tensors.
+    func bytes() throws -> [UInt8] {
+        try header() + [UInt8](repeating: 0, count: Int(dataBytes))
+    }
+
+    func write(to url: URL, sparse: Bool = false) throws {
+        let header = try header()
+        if sparse {
+            try Data(header).write(to: url)
+            let handle = try FileHandle(forWritingTo: url)
+            try handle.truncate(atOffset: UInt64(header.count) + UInt64(dataBytes))
+            try handle.close()
+        } else {
+            try Data(try bytes()).write(to: url)
+        }
+    }
+}
+
+/// A GGUF file written by hand, in version 2 or 3, with zeroed (or sparse) tensor data.
+struct GGUFWriter {
+    enum Value {
+        case u32(UInt32)
+        case string(String)
+        case strings([String])
+        case f32(Float)
+    }
+
+    struct Tensor {
+        var name: String
+        var type: GGMLType
+        var dimensions: [Int64]
+        var byteCount: Int64 { dimensions.reduce(1, *) / type.blockSize * type.typeSize }
+    }
+
+    var version: UInt32 = 3
+    var values: [(String, Value)] = []
+    var tensors: [Tensor] = []
+    let alignment: Int64 = 32
+
+    mutating func set(_ key: String, _ value: Value) { values.append((key, value)) }
+
+    mutating func add(_ name: String, _ typeName: String, _ dimensions: [Int64]) {
+        let type = GGMLType.all.values.first { $0.name == typeName }!
+        tensors.append(Tensor(name: name, type: type, dimensions: dimensions))
+    }
+
+    private static func u32(_ value: UInt32) -> [UInt8] { withUnsafeBytes(of: value.littleEndian, Array.init) }
+    private static func u64(_ value: UInt64) -> [UInt8] { withUnsafeBytes(of: value.littleEndian, Array.init) }
+    private static func string(_ text: String) -> [UInt8] { u64(UInt64(text.utf8.count)) + Array(text.utf8) }
+
+    func header() -> [UInt8] {
+        var out = Array("GGUF".utf8) + Self.u32(version) + Self.u64(UInt64(tensors.count)) + Self.u64(UInt64(values.count))
+        for (key, value) in values {
+            out += Self.string(key)
+            switch value {
+            case .u32(let number): out += Self.u32(4) + Self.u32(number)
+            case .f32(let number): out += Self.u32(6) + Self.u32(number.bitPattern)
+            case .string(let text): out += Self.u32(8) + Self.string(text)
+            case .strings(let texts): out += Self.u32(9) + Self.u32(8) + Self.u64(UInt64(texts.count)) + texts.flatMap(Self.string)
+            }
+        }
+        var offset: Int64 = 0
+        for tensor in tensors {
+            out += Self.string(tensor.name) + Self.u32(UInt32(tensor.dimensions.count))
+            out += tensor.dimensions.flatMap { Self.u64(UInt64($0)) }
+            out += Self.u32(tensor.type.id) + Self.u64(UInt64(offset))
+            offset += (tensor.byteCount + alignment - 1) / alignment * alignment
+        }
+        while Int64(out.count) % alignment != 0 { out.append(0) }
+        return out
+    }
+
+    var dataBytes: Int64 {
+        guard let last = tensors.last else { return 0 }
+        return tensors.dropLast().reduce(0) { $0 + ($1.byteCount + alignment - 1) / alignment * alignment } + last.byteCount
+    }
+
+    func bytes() -> [UInt8] { header() + [UInt8](repeating: 0, count: Int(dataBytes)) }
+
+    func write(to url: URL, sparse: Bool = false) throws {
+        let header = header()
+        if sparse {
+            try Data(header).write(to: url)
+            let handle = try FileHandle(forWritingTo: url)
+            try handle.truncate(atOffset: UInt64(header.count) + UInt64(dataBytes))
+            try handle.close()
+        } else {
+            try Data(bytes()).write(to: url)
+        }
+    }
+}
+
+/// A temporary directory for one test, removed afterwards.
+final class TemporaryDirectory: @unchecked Sendable {
+    let url: URL
+
+    init() throws {
+        url = FileManager.default.temporaryDirectory.appendingPathComponent("modelformats-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    }
+
+    deinit { try? FileManager.default.removeItem(at: url) }
+
+    func file(_ path: String) -> URL {
+        let url = url.appendingPathComponent(path)
+        try? FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        return url
+    }
+
+    func write(_ path: String, json: Any) throws {
+        try JSONSerialization.data(withJSONObject: json, options: [.sortedKeys]).write(to: file(path))
+    }
+
+    /// Inspects every regular file below the directory, as a push would.
+    func inspect() throws -> Inspection {
+        let paths = try FileManager.default.subpathsOfDirectory(atPath: url.path).filter { path in
+            var isDirectory: ObjCBool = false
+            return FileManager.default.fileExists(atPath: url.appendingPathComponent(path).path, isDirectory: &isDirectory) && !isDirectory.boolValue
+        }.sorted()
+        return try ModelInspector.inspect(paths: try paths.map { try ManifestPath($0) }) { path throws(RegistryError) in
+            try FileByteSource(path: url.appendingPathComponent(path.value).path)
+        }
+    }
+}
