@@ -68,10 +68,8 @@ public enum Presentation {
             format:   \(manifest.format.rawValue)
             size:     \(ByteCount.format(manifest.totalSize)) in \(manifest.files.count) files
             """
-        if let quantization = manifest.quantization {
-            out += "\nquantization: \(quantization.method)"
-            if let bits = quantization.bits { out += ", \(bits) bits" }
-        }
+        if manifest.quantization != nil { out += "\nquantization: \(quantization(manifest.quantization))" }
+        if let metadata = manifest.metadata { out += "\n" + modelSummary(metadata) }
         out += "\n\n" + table(
             ["FILE", "SIZE", "DIGEST"],
             manifest.files.map { [$0.path.value + ($0.executable ? " (x)" : ""), ByteCount.format($0.size), $0.digest.description] }

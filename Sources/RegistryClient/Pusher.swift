@@ -1,4 +1,5 @@
 import Foundation
+import ModelFormats
 import ModelRegistryCore
 
 /// `modelreg push`: hashes a directory, uploads the blobs the server lacks, then publishes the manifest.
@@ -11,18 +12,25 @@ public struct Pusher: Sendable {
         self.jobs = max(1, jobs)
     }
 
+    /// With `inspect`, the weight files' headers are read first (a corrupt file is refused before any
+    /// hashing or upload) and the manifest carries their metadata; `quantization` and `derivedFrom` are what
+    /// the user declares, checked against the files and completed by them.
     public func push(
         directory: URL, name: ModelName, version: VersionName, variant: VariantName,
+        inspect: Bool = true, quantization: Quantization? = nil, derivedFrom: VariantName? = nil,
         log: @escaping @Sendable (String) -> Void = { _ in }
     ) async throws -> PushReport {
         let start = ContinuousClock.now
         let local = try LocalFiles.scan(directory)
+        let inspection = inspect ? try LocalFiles.inspect(local) : nil
         let hashed = try await forEach(local, jobs: jobs) { file in
             (file, try LocalFiles.digest(of: file.url))
         }
         let manifest = Manifest(
             format: ModelFormat.detect(paths: local.map(\.path)),
-            files: hashed.map { ManifestFile(path: $0.0.path, digest: $0.1, size: $0.0.size, executable: $0.0.executable) }
+            files: hashed.map { ManifestFile(path: $0.0.path, digest: $0.1, size: $0.0.size, executable: $0.0.executable) },
+            quantization: try ManifestVerification.merge(declared: quantization, derivedFrom: derivedFrom, inspection: inspection),
+            metadata: inspection?.metadata
         )
         // Published variants never change: refuse before sending any bytes rather than after.
         if let existing = try await connection.publishedDigest(name, version, variant), existing != manifest.digest {

@@ -21,6 +21,7 @@ struct Push: AsyncParsableCommand {
     @Option(help: "Files transferred at once.")
     var jobs = 4
 
+    @OptionGroup var inspection: InspectionOptions
     @OptionGroup var client: ClientOptions
     @OptionGroup var output: OutputOptions
 
@@ -31,7 +32,8 @@ struct Push: AsyncParsableCommand {
         }
         let report = try await Pusher(connection: client.connection, jobs: jobs).push(
             directory: URL(fileURLWithPath: directory), name: parsed.name, version: version,
-            variant: try VariantName(variant), log: output.progress
+            variant: try VariantName(variant), inspect: !inspection.noInspect, quantization: inspection.declared,
+            derivedFrom: try inspection.derivedFromVariant(), log: output.progress
         )
         output.print(report) { Presentation.push(report) }
     }
@@ -58,13 +60,27 @@ struct Pull: AsyncParsableCommand {
     @Option(help: "Files transferred at once.")
     var jobs = 4
 
+    @OptionGroup var fit: FitOptions
     @OptionGroup var client: ClientOptions
     @OptionGroup var output: OutputOptions
 
     func run() async throws {
+        var release = try ModelReference.release(reference)
+        var chosenVariant = try variant.map { text throws(RegistryError) in try VariantName(text) }
+        // An explicit --variant always wins over --fit.
+        if let budget = fit.fit, chosenVariant == nil {
+            let decision = try await client.connection.fittingVariant(
+                release, budget: try ByteCount.parse(budget), contextLength: fit.estimate.context, concurrency: fit.estimate.concurrency
+            )
+            // Said even with --json: the choice is part of what happened.
+            FileHandle.standardError.write(Data((Presentation.fit(decision) + "\n").utf8))
+            // The version the alias pointed at when the choice was made; a digest stays pinned.
+            if case .alias = release.target { release = ModelReference(name: decision.model, target: .version(decision.version)) }
+            chosenVariant = decision.chosen
+        }
         let report = try await Puller(connection: client.connection, jobs: jobs).pull(
-            try ModelReference.release(reference),
-            variant: try variant.map { text throws(RegistryError) in try VariantName(text) },
+            release,
+            variant: chosenVariant,
             destination: URL(fileURLWithPath: dest), replace: force,
             log: output.progress
         )

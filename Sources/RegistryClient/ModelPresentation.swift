@@ -1,0 +1,94 @@
+import Foundation
+import ModelFormats
+import ModelRegistryCore
+
+/// Text for what inspection found: `show`, `variants` and `pull --fit`.
+extension Presentation {
+    /// Parameters in the units model names use: 8.03B, 124M.
+    public static func parameters(_ count: Int64) -> String {
+        switch count {
+        case 1_000_000_000...: String(format: "%.2fB", Double(count) / 1e9)
+        case 1_000_000...: String(format: "%.1fM", Double(count) / 1e6)
+        case 1000...: String(format: "%.1fK", Double(count) / 1e3)
+        default: String(count)
+        }
+    }
+
+    public static func quantization(_ quantization: Quantization?) -> String {
+        guard let quantization else { return "-" }
+        var text = quantization.method
+        if let bits = quantization.bits { text += " \(bits)-bit" }
+        if let groupSize = quantization.groupSize { text += " g\(groupSize)" }
+        if let derivedFrom = quantization.derivedFrom { text += " (from \(derivedFrom))" }
+        return text
+    }
+
+    public static func estimate(_ estimate: MemoryEstimate) -> String {
+        let cache = estimate.kvCacheBytes.map(ByteCount.format) ?? "unknown"
+        return "\(ByteCount.format(estimate.totalBytes)) at context \(estimate.contextLength) × \(estimate.concurrency) "
+            + "(weights \(ByteCount.format(estimate.weightBytes)) + KV cache \(cache) + overhead \(ByteCount.format(estimate.overheadBytes)))"
+    }
+
+    /// The model lines of `show` for one variant.
+    public static func modelSummary(_ metadata: ModelMetadata) -> String {
+        var lines: [String] = []
+        if let architecture = metadata.architecture { lines.append("architecture: \(architecture)") }
+        if let count = metadata.parameterCount { lines.append("parameters: \(parameters(count)) (\(count))") }
+        let dtypes = metadata.dtypeBytes.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
+            .map { "\($0.key) \(ByteCount.format($0.value))" }.joined(separator: ", ")
+        lines.append("weights: \(ByteCount.format(metadata.weightBytes))" + (dtypes.isEmpty ? "" : " (\(dtypes))"))
+        let containers = Dictionary(grouping: metadata.weightFiles.values, by: { $0 }).map { "\($0.value.count) \($0.key)" }.sorted()
+        if !containers.isEmpty { lines.append("weight files: \(containers.joined(separator: ", "))") }
+        if let dtype = metadata.torchDtype { lines.append("torch dtype: \(dtype)") }
+        let shape = [("layers", metadata.layers), ("hidden", metadata.hiddenSize), ("heads", metadata.attentionHeads),
+                     ("KV heads", metadata.kvHeads), ("head dim", metadata.headDim)]
+            .compactMap { name, value in value.map { "\(name) \($0)" } }
+        if !shape.isEmpty { lines.append("shape: \(shape.joined(separator: ", "))") }
+        if let context = metadata.contextLength { lines.append("context: \(context) tokens") }
+        if let perToken = metadata.kvCacheBytesPerToken { lines.append("KV cache: \(ByteCount.format(perToken)) a token") }
+        lines.append("GPU memory: " + estimate(MemoryEstimate(metadata: metadata)))
+        return lines.joined(separator: "\n")
+    }
+
+    public static func variants(_ listing: VariantListing) -> String {
+        var out = "\(listing.model):\(listing.version)\n\n"
+        out += table(
+            ["VARIANT", "FORMAT", "QUANTIZATION", "SIZE", "PARAMETERS", "MEMORY", "CONTEXT"],
+            listing.variants.map { variant in
+                [variant.name.value, variant.format.rawValue, quantization(variant.quantization), ByteCount.format(variant.size),
+                 variant.metadata?.parameterCount.map(parameters) ?? "-",
+                 variant.estimate.map { ByteCount.format($0.totalBytes) } ?? "-",
+                 variant.estimate.map { "\($0.contextLength) × \($0.concurrency)" } ?? "-"]
+            }
+        )
+        if listing.variants.contains(where: { $0.metadata == nil }) {
+            out += "\n\n- : pushed without inspection (--no-inspect), nothing to estimate from"
+        }
+        return out
+    }
+
+    /// `fp16 needs 17.7 GiB, awq-int4 needs 6.1 GiB, opaque: unknown`.
+    public static func needs(_ needs: [VariantFit.Need]) -> String {
+        needs.map { need in
+            need.estimate.map { "\(need.variant) needs \(ByteCount.format($0.totalBytes))" } ?? "\(need.variant): unknown (pushed without inspection)"
+        }.joined(separator: ", ")
+    }
+
+    public static func fit(_ decision: FitDecision) -> String {
+        let chosen = decision.needs.first { $0.variant == decision.chosen }
+        let skipped = decision.needs.prefix { $0.variant != decision.chosen }
+        var text = "chose variant \(decision.chosen) of \(decision.model):\(decision.version) for \(ByteCount.format(decision.budgetBytes))"
+        if let estimate = chosen?.estimate { text += ": needs " + self.estimate(estimate) }
+        if !skipped.isEmpty { text += "; higher precision does not fit: \(needs(Array(skipped)))" }
+        return text
+    }
+}
+
+extension Presentation {
+    public static func inspection(_ report: LocalInspectionReport) -> String {
+        var lines = ["\(report.path): inspected in \(String(format: "%.1f", report.seconds * 1000)) ms"]
+        if let quantization = report.quantization { lines.append("quantization: \(self.quantization(quantization))") }
+        lines.append(report.metadata.map(modelSummary) ?? "no model files (safetensors, GGUF, PyTorch checkpoint, config.json) found")
+        return lines.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,59 @@
+import ArgumentParser
+import ModelRegistryCore
+import RegistryClient
+
+/// `push` options about what the files are: inspection, and the quantization the variant declares.
+struct InspectionOptions: ParsableArguments {
+    @Flag(name: .customLong("no-inspect"), help: "Push the files as opaque: read no headers, send no model metadata.")
+    var noInspect = false
+
+    @Option(help: "Quantization method the variant declares (awq, gptq, bitsandbytes, fp8, q4_k_m, ...); checked against the files.")
+    var quantization: String?
+
+    @Option(help: "Bits a quantized weight (with --quantization).")
+    var bits: Int?
+
+    @Option(help: "Quantization group size (with --quantization).")
+    var groupSize: Int?
+
+    @Option(help: "The variant this one was quantized from (fp16, ...).")
+    var derivedFrom: String?
+
+    func validate() throws {
+        if quantization == nil, bits != nil || groupSize != nil {
+            throw ValidationError("--bits and --group-size describe a --quantization METHOD")
+        }
+        if let bits, !(1...64).contains(bits) { throw ValidationError("--bits must be between 1 and 64") }
+        if let groupSize, groupSize < 1 { throw ValidationError("--group-size must be positive") }
+    }
+
+    var declared: Quantization? {
+        quantization.map { Quantization(method: $0.lowercased(), bits: bits, groupSize: groupSize) }
+    }
+
+    func derivedFromVariant() throws(RegistryError) -> VariantName? {
+        try derivedFrom.map { text throws(RegistryError) in try VariantName(text) }
+    }
+}
+
+/// The context and concurrency a memory estimate is made for.
+struct EstimateOptions: ParsableArguments {
+    @Option(help: "Context length for the estimate (default: the model's own).")
+    var context: Int64?
+
+    @Option(help: "Sequences served at once, for the estimate.")
+    var concurrency: Int64 = 1
+
+    func validate() throws {
+        if let context, context < 1 { throw ValidationError("--context must be positive") }
+        if concurrency < 1 { throw ValidationError("--concurrency must be positive") }
+    }
+}
+
+/// `pull --fit`: choose the variant by the GPU memory it needs.
+struct FitOptions: ParsableArguments {
+    @Option(help: "GPU memory to fit (24GiB, 80G, 16GB): pull the highest-precision variant whose estimate fits.")
+    var fit: String?
+
+    @OptionGroup var estimate: EstimateOptions
+}
