@@ -7,7 +7,7 @@ enum TestModel {
         var name: String
         var dtype: String
         var shape: [Int]
-        var bytesPerElement: Int { dtype == "F32" ? 4 : 2 }
+        var bytesPerElement: Int { dtype == "F32" || dtype == "I32" ? 4 : 2 }
         var byteCount: Int { shape.reduce(1, *) * bytesPerElement }
     }
 

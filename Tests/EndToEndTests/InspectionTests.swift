@@ -1,0 +1,156 @@
+import Foundation
+import ModelRegistryCore
+import Testing
+
+struct ResolvedManifestJSON: Decodable {
+    var variant: String
+    var manifest: Manifest
+}
+
+struct VariantListingJSON: Decodable {
+    struct Variant: Decodable {
+        struct Estimate: Decodable { var totalBytes: Int64 }
+        var name: String
+        var quantization: Quantization?
+        var estimate: Estimate?
+    }
+    var variants: [Variant]
+}
+
+/// Inspection through the real binary: push reads the headers, the server checks them again, and show,
+/// variants and pull --fit use what was found.
+@Suite(.serialized) struct InspectionTests {
+    /// TestModel's fp16 weights: embeddings and head (2 × 128 × 64), two layers of four 64 × 64 projections
+    /// and a 64-wide norm.
+    static let fp16Parameters: Int64 = 2 * 128 * 64 + 2 * (4 * 64 * 64 + 64)
+
+    /// An AWQ 4-bit checkpoint of the same shape: packed projections with their scales and zeros.
+    static func writeAWQ(to root: URL) throws {
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        var tensors = [TestModel.Tensor(name: "model.embed_tokens.weight", dtype: "F16", shape: [128, 64])]
+        for layer in 0..<2 {
+            for projection in ["q_proj", "k_proj", "v_proj", "o_proj"] {
+                let prefix = "model.layers.\(layer).self_attn.\(projection)."
+                tensors.append(TestModel.Tensor(name: prefix + "qweight", dtype: "I32", shape: [64, 8]))
+                tensors.append(TestModel.Tensor(name: prefix + "qzeros", dtype: "I32", shape: [1, 8]))
+                tensors.append(TestModel.Tensor(name: prefix + "scales", dtype: "F16", shape: [1, 64]))
+            }
+        }
+        var generator = SplitMix(state: 9)
+        try TestModel.safetensors(tensors, generator: &generator).write(to: root.appendingPathComponent("model.safetensors"))
+        try TestModel.json([
+            "architectures": ["LlamaForCausalLM"], "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+            "num_key_value_heads": 2, "max_position_embeddings": 4096, "torch_dtype": "float16",
+            "quantization_config": ["quant_method": "awq", "bits": 4, "group_size": 64, "version": "gemm"],
+        ]).write(to: root.appendingPathComponent("config.json"))
+    }
+
+    @Test func showVariantsAndPullFit() throws {
+        let scratch = try Scratch()
+        let server = try ServerProcess(data: scratch.url("data"))
+        let env = server.environment
+        let fp16 = scratch.url("fp16"), awq = scratch.url("awq")
+        try TestModel.write(to: fp16, shards: 2)
+        try Self.writeAWQ(to: awq)
+        #expect(try modelreg(["push", fp16.path, "tiny:1.0", "--variant", "fp16"], environment: env).status == 0)
+        let pushAWQ = try modelreg(["push", awq.path, "tiny:1.0", "--variant", "awq-int4", "--derived-from", "fp16"], environment: env)
+        try #require(pushAWQ.status == 0, "\(pushAWQ)")
+
+        let show = try modelreg(["show", "tiny:1.0", "--variant", "fp16"], environment: env)
+        #expect(show.status == 0)
+        #expect(show.stdout.contains("parameters: 49.3K (\(Self.fp16Parameters))"), "\(show)")
+        #expect(show.stdout.contains("architecture: LlamaForCausalLM") && show.stdout.contains("KV cache: 256 B a token"), "\(show)")
+        #expect(show.stdout.contains("GPU memory: "), "\(show)")
+        let fp16Manifest = try modelreg(["show", "tiny:1.0", "--variant", "fp16", "--json"], environment: env).json(ResolvedManifestJSON.self).manifest
+        let metadata = try #require(fp16Manifest.metadata)
+        #expect(metadata.parameterCount == Self.fp16Parameters && metadata.layers == 2 && metadata.kvHeads == 2 && metadata.headDim == 16)
+        #expect(metadata.weightFiles.count == 2 && metadata.dtypeBytes["BF16"] == 2 * 4 * 64 * 64 * 2)
+        #expect(fp16Manifest.quantization == nil)
+
+        let awqManifest = try modelreg(["show", "tiny:1.0", "--variant", "awq-int4", "--json"], environment: env).json(ResolvedManifestJSON.self).manifest
+        #expect(awqManifest.quantization == Quantization(method: "awq", bits: 4, groupSize: 64, derivedFrom: try VariantName("fp16")))
+        #expect(awqManifest.metadata?.parameterCount == Int64(128 * 64 + 8 * 64 * 64))
+
+        let variants = try modelreg(["variants", "tiny:1.0"], environment: env)
+        #expect(variants.status == 0 && variants.stdout.contains("awq 4-bit g64 (from fp16)"), "\(variants)")
+        let listing = try modelreg(["variants", "tiny:1.0", "--json"], environment: env).json(VariantListingJSON.self)
+        #expect(listing.variants.map(\.name) == ["awq-int4", "fp16"])
+        let needs = Dictionary(uniqueKeysWithValues: listing.variants.map { ($0.name, $0.estimate?.totalBytes ?? 0) })
+        let fp16Need = try #require(needs["fp16"]), awqNeed = try #require(needs["awq-int4"])
+        #expect(fp16Need > awqNeed)
+
+        // Room for both: the higher precision wins, and the choice is explained.
+        let roomy = try modelreg(["pull", "tiny:1.0", "--fit", "24GiB", "--dest", scratch.url("roomy").path, "--json"], environment: env)
+        try #require(roomy.status == 0, "\(roomy)")
+        #expect(try roomy.json(PullReportJSON.self).variant == "fp16")
+        #expect(roomy.stderr.contains("chose variant fp16 of tiny:1.0"), "\(roomy)")
+        // Room for the AWQ variant only.
+        let tight = try modelreg(["pull", "tiny:1.0", "--fit", String(awqNeed), "--dest", scratch.url("tight").path, "--json"], environment: env)
+        try #require(tight.status == 0, "\(tight)")
+        #expect(try tight.json(PullReportJSON.self).variant == "awq-int4")
+        #expect(tight.stderr.contains("higher precision does not fit: fp16 needs"), "\(tight)")
+        // Room for nothing: an error listing what each needs, and nothing written.
+        let none = try modelreg(["pull", "tiny:1.0", "--fit", "1GiB", "--dest", scratch.url("none").path], environment: env)
+        #expect(none.status == 3, "\(none)")
+        #expect(none.stderr.contains("no variant of tiny:1.0 fits in 1.0 GiB: fp16 needs") && none.stderr.contains("awq-int4 needs"), "\(none)")
+        #expect(!FileManager.default.fileExists(atPath: scratch.url("none").path))
+        // An explicit --variant always wins.
+        let explicit = try modelreg(["pull", "tiny:1.0", "--variant", "fp16", "--fit", "1GiB", "--dest", scratch.url("explicit").path], environment: env)
+        #expect(explicit.status == 0, "\(explicit)")
+        let badSize = try modelreg(["pull", "tiny:1.0", "--fit", "lots", "--dest", scratch.url("bad").path], environment: env)
+        #expect(badSize.status == 64 && badSize.stderr.contains("invalid size 'lots'"), "\(badSize)")
+        server.stop()
+    }
+
+    @Test func corruptFilesAndContradictionsAreRefused() async throws {
+        let scratch = try Scratch()
+        let server = try ServerProcess(data: scratch.url("data"))
+        let env = server.environment
+        let model = scratch.url("model")
+        try TestModel.write(to: model)
+        let weights = model.appendingPathComponent("model.safetensors")
+        let good = try Data(contentsOf: weights)
+
+        // A header length of 2^60: refused before any byte is sent, naming the file and the problem.
+        var corrupt = good
+        corrupt.replaceSubrange(0..<8, with: withUnsafeBytes(of: UInt64(1 << 60).littleEndian, Array.init))
+        try corrupt.write(to: weights)
+        let refused = try modelreg(["push", model.path, "m:1"], environment: env)
+        #expect(refused.status != 0 && refused.stderr.contains("model.safetensors") && refused.stderr.contains("past the end"), "\(refused)")
+        #expect(try modelreg(["ls", "--json"], environment: env).json(ModelList.self).models.isEmpty)
+
+        // --no-inspect pushes the same bytes as opaque files.
+        let opaque = try modelreg(["push", model.path, "m:1", "--no-inspect", "--json"], environment: env)
+        try #require(opaque.status == 0, "\(opaque)")
+        let shown = try modelreg(["show", "m:1", "--variant", "default", "--json"], environment: env).json(ResolvedManifestJSON.self).manifest
+        #expect(shown.metadata == nil && shown.quantization == nil)
+
+        // Declaring a quantization over fp16 files is refused by the client...
+        try good.write(to: weights)
+        let contradiction = try modelreg(["push", model.path, "m:2", "--quantization", "awq", "--bits", "4"], environment: env)
+        #expect(contradiction.status != 0 && contradiction.stderr.contains("contradicts"), "\(contradiction)")
+        let stray = try modelreg(["push", model.path, "m:2", "--bits", "4"], environment: env)
+        #expect(stray.status == 64, "\(stray)")
+
+        // ...and by the server, which re-reads the stored headers, whatever a client sends.
+        #expect(try modelreg(["push", model.path, "m:3", "--json"], environment: env).status == 0)
+        let published = try modelreg(["show", "m:3", "--variant", "default", "--json"], environment: env).json(ResolvedManifestJSON.self).manifest
+        let http = RawHTTP(server: server)
+        var forged = published
+        forged.metadata?.parameterCount = 7_000_000_000
+        let forgedMetadata = try await http.send(.PUT, "/v1/models/m/versions/4/variants/default", body: forged.canonicalJSON())
+        #expect(forgedMetadata.status == 400 && errorCode(forgedMetadata.body) == "INVALID_MANIFEST", "\(forgedMetadata)")
+        #expect(forgedMetadata.body.contains("parameterCount: declared 7000000000, files say 49280"), "\(forgedMetadata)")
+        var quantized = published
+        quantized.quantization = Quantization(method: "gptq", bits: 4)
+        let forgedQuantization = try await http.send(.PUT, "/v1/models/m/versions/4/variants/default", body: quantized.canonicalJSON())
+        #expect(forgedQuantization.status == 400 && errorCode(forgedQuantization.body) == "INVALID_MANIFEST", "\(forgedQuantization)")
+        // The corrupt blob stored by the opaque push cannot be described as a model.
+        var described = shown
+        described.metadata = published.metadata
+        let corruptDescribed = try await http.send(.PUT, "/v1/models/m/versions/4/variants/default", body: described.canonicalJSON())
+        #expect(corruptDescribed.status == 400 && errorCode(corruptDescribed.body) == "INVALID_MODEL_FILE", "\(corruptDescribed)")
+        #expect(corruptDescribed.body.contains("model.safetensors"), "\(corruptDescribed)")
+        server.stop()
+    }
+}
