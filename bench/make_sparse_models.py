@@ -1,5 +1,5 @@
 """Writes a 10 GiB safetensors file and a 10 GiB GGUF file whose data is a hole (sparse), with the
-headers of a real 5B-parameter Llama-style model: 40 layers, 9 tensors a layer, and a 32k-token vocabulary
+headers of a 5B-parameter Llama-style model: 22 layers, 9 tensors a layer, and a 32k-token vocabulary
 in the GGUF metadata. Standard library only."""
 import json
 import struct
@@ -7,7 +7,7 @@ import sys
 
 out = sys.argv[1]
 size = 10 << 30
-hidden, ffn, layers, vocab = 4096, 14336, 40, 32000
+hidden, ffn, layers, vocab = 4096, 14336, 22, 32000
 
 def layer_tensors():
     yield "embed", [vocab, hidden]
@@ -40,7 +40,7 @@ fill = size - 8 - offset - len(encoded(0)) - 64
 body = encoded(fill)
 fill = size - 8 - offset - len(body)
 body = encoded(fill)
-assert 8 + len(body) + offset + fill == size, "header length changed while sizing"
+assert fill >= 0 and 8 + len(body) + offset + fill == size, "header length changed while sizing"
 with open(f"{out}/sparse-10g.safetensors", "wb") as f:
     f.write(struct.pack("<Q", len(body)) + body)
     f.truncate(size)

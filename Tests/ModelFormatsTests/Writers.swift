@@ -48,15 +48,7 @@ struct SafetensorsWriter {
     }
 
     func write(to url: URL, sparse: Bool = false) throws {
-        let header = try header()
-        if sparse {
-            try Data(header).write(to: url)
-            let handle = try FileHandle(forWritingTo: url)
-            try handle.truncate(atOffset: UInt64(header.count) + UInt64(dataBytes))
-            try handle.close()
-        } else {
-            try Data(try bytes()).write(to: url)
-        }
+        try writeModelFile(to: url, header: try header(), dataBytes: dataBytes, sparse: sparse)
     }
 }
 
@@ -122,16 +114,21 @@ struct GGUFWriter {
     func bytes() -> [UInt8] { header() + [UInt8](repeating: 0, count: Int(dataBytes)) }
 
     func write(to url: URL, sparse: Bool = false) throws {
-        let header = header()
-        if sparse {
-            try Data(header).write(to: url)
-            let handle = try FileHandle(forWritingTo: url)
-            try handle.truncate(atOffset: UInt64(header.count) + UInt64(dataBytes))
-            try handle.close()
-        } else {
-            try Data(bytes()).write(to: url)
-        }
+        try writeModelFile(to: url, header: header(), dataBytes: dataBytes, sparse: sparse)
     }
+}
+
+/// A header followed by `dataBytes` zeros; with `sparse`, the zeros are a hole made by truncation.
+func writeModelFile(to url: URL, header: [UInt8], dataBytes: Int64, sparse: Bool) throws {
+    try Data(header).write(to: url)
+    let handle = try FileHandle(forWritingTo: url)
+    if sparse {
+        try handle.truncate(atOffset: UInt64(header.count) + UInt64(dataBytes))
+    } else {
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Data(count: Int(dataBytes)))
+    }
+    try handle.close()
 }
 
 /// A temporary directory for one test, removed afterwards.
