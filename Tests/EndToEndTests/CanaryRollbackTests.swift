@@ -178,3 +178,42 @@ struct AuditJSON: Decodable {
         #expect(winners.first?.stdout.contains("org/qwen:\(winner.toVersion)") == true)
     }
 }
+
+extension CanaryRollbackTests {
+    /// The commands of the README's "Canary and rollback" walkthrough, as written, one argument list a line.
+    static func walkthrough() throws -> [[String]] {
+        let readme = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("README.md")
+        let text = try String(contentsOf: readme, encoding: .utf8)
+        let section = try #require(text.range(of: "## Canary and rollback")).upperBound
+        let block = try #require(text.range(of: "```sh\n", range: section..<text.endIndex))
+        let end = try #require(text.range(of: "```", range: block.upperBound..<text.endIndex))
+        return text[block.upperBound..<end.lowerBound].split(separator: "\n").map { line in
+            let command = line.split(separator: "#", maxSplits: 1).first.map(String.init) ?? ""
+            // Words, with "double quoted" words kept whole.
+            return command.split(separator: "\"", omittingEmptySubsequences: false).enumerated().flatMap { index, part in
+                index.isMultiple(of: 2) ? part.split(separator: " ").map(String.init) : [String(part)]
+            }
+        }
+    }
+
+    @Test func theReadmeWalkthroughWorksAsWritten() throws {
+        let scratch = try Scratch()
+        let server = try ServerProcess(data: scratch.url("data"))
+        try TestModel.write(to: scratch.url("qwen-1.0"), seed: 10)
+        try TestModel.write(to: scratch.url("qwen-1.1"), seed: 11)
+        let commands = try Self.walkthrough()
+        #expect(commands.count == 11)
+        for command in commands {
+            try #require(command.first == "modelreg", "\(command)")
+            let result = try modelreg(Array(command.dropFirst()), environment: server.environment, in: scratch.root)
+            try #require(result.status == 0, "\(command.joined(separator: " ")): \(result)")
+        }
+        let prod = try modelreg(["show", "qwen2-7b@prod", "--json"], environment: server.environment).json(ResolvedJSON.self)
+        #expect(prod.version == "1.0")
+        let history = try modelreg(["alias", "history", "qwen2-7b", "prod", "--json"], environment: server.environment).json(HistoryJSON.self)
+        #expect(history.entries.map(\.action) == ["set", "promote", "rollback"])
+        let audit = try modelreg(["audit", "--json"], environment: server.environment).json(AuditJSON.self)
+        #expect(audit.entries.first?.action == "deprecate")
+    }
+}
