@@ -76,6 +76,7 @@ let package = Package(
             name: "modelreg",
             dependencies: [
                 "ModelRegistryCore",
+                "CacheImage",
                 "RegistryServer",
                 "RegistryClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
