@@ -192,3 +192,23 @@ struct FetchReportJSON: Decodable {
         #expect(!FileManager.default.fileExists(atPath: destination))
     }
 }
+
+extension FetchTests {
+    /// The registry is down when the init container starts and comes back: fetch retries until it can.
+    @Test func networkFailuresAreRetriedUntilTheRegistryAnswers() throws {
+        let fixture = try Fixture()
+        let port = try #require(fixture.server.url.split(separator: ":").last.map(String.init))
+        fixture.server.stop()
+        let destination = fixture.scratch.url("dest")
+        let running = try CommandProcess(
+            ["fetch", "org/tiny@prod", "--dest", destination.path, "--timeout", "60s"], environment: fixture.server.environment
+        )
+        usleep(1_500_000)
+        let restarted = try ServerProcess(data: fixture.scratch.url("data"), extraArguments: ["--port", port])
+        let result = try running.wait()
+        #expect(result.status == 0, "\(result)")
+        #expect(result.stderr.contains("network failure, retrying"))
+        try fixture.expectFetched(destination)
+        restarted.stop()
+    }
+}
