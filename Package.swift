@@ -40,15 +40,21 @@ let package = Package(
             dependencies: ["ModelRegistryCore", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .target(
+            name: "RegistryMaintenance",
+            dependencies: ["ModelRegistryCore", .product(name: "GRDB", package: "GRDB.swift")]
+        ),
+        .target(
             name: "RegistryServer",
             dependencies: [
                 "ModelRegistryCore",
                 "ModelFormats",
+                "RegistryMaintenance",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             resources: [.embedInCode("openapi.json")]
         ),
@@ -57,6 +63,7 @@ let package = Package(
             dependencies: [
                 "ModelRegistryCore",
                 "ModelFormats",
+                "RegistryMaintenance",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]
         ),
@@ -66,6 +73,7 @@ let package = Package(
                 "ModelRegistryCore",
                 "RegistryServer",
                 "RegistryClient",
+                "RegistryMaintenance",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
@@ -82,6 +90,10 @@ let package = Package(
         .testTarget(
             name: "ModelFormatsTests",
             dependencies: ["ModelFormats", "ModelRegistryCore"]
+        ),
+        .testTarget(
+            name: "RegistryMaintenanceTests",
+            dependencies: ["RegistryMaintenance", "ModelRegistryCore", .product(name: "GRDB", package: "GRDB.swift")]
         ),
         .testTarget(
             name: "RegistryServerTests",

@@ -6,6 +6,7 @@ import Foundation
 ///     <root>/blobs/sha256/ab/<hex>  immutable blobs
 ///     <root>/uploads/<id>           uploads in progress
 ///     <root>/tmp/                   scratch space on the same filesystem
+///     <root>/quarantine/sha256/<hex> blobs `modelreg verify` found corrupt, never served
 ///     <root>/admin.token            the first admin token (0600)
 public struct DataDirectory: Sendable {
     public let root: URL
@@ -19,6 +20,7 @@ public struct DataDirectory: Sendable {
     public var uploads: URL { root.appendingPathComponent("uploads", isDirectory: true) }
     public var tmp: URL { root.appendingPathComponent("tmp", isDirectory: true) }
     public var adminToken: URL { root.appendingPathComponent("admin.token") }
+    public var quarantine: URL { root.appendingPathComponent("quarantine/sha256", isDirectory: true) }
 
     public func blobDirectory(_ digest: Digest) -> URL {
         blobs.appendingPathComponent(String(digest.hex.prefix(2)), isDirectory: true)
