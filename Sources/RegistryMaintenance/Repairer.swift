@@ -43,6 +43,8 @@ public struct RepairReport: Codable, Sendable {
     public var repaired: [Digest]
     /// Missing blobs the repository does not hold either (or holds corrupt).
     public var unavailable: [Digest]
+    /// Referenced blobs the registry still lacks afterwards, by its own account.
+    public var stillMissing: [Digest]
 }
 
 /// Brings blobs that a registry's manifests reference but it no longer holds back from a backup repository.
@@ -74,6 +76,10 @@ public struct Repairer: Sendable {
                 unavailable.append(digest)
             }
         }
-        return RepairReport(repository: repository.root.path, missing: missing.count, repaired: repaired, unavailable: unavailable)
+        // Asking again confirms the repair from the registry's side, and clears the repaired blobs' quarantine.
+        let stillMissing = try await target.missingBlobs()
+        return RepairReport(
+            repository: repository.root.path, missing: missing.count, repaired: repaired, unavailable: unavailable, stillMissing: stillMissing
+        )
     }
 }

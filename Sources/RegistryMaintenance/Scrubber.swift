@@ -61,6 +61,7 @@ public struct Scrubber: Sendable {
             }
         }
         let present = Set(files.map(\.digest)).subtracting(corrupt)
+        try forgetRepaired(present)
         return ScrubReport(
             sample: sample,
             stored: files.count,
@@ -78,6 +79,18 @@ public struct Scrubber: Sendable {
         try POSIXFile.rename(file.path, to: directory.quarantine.appendingPathComponent(file.digest.hex).path)
         try POSIXFile.syncDirectory(directory.quarantine.path)
         try POSIXFile.syncDirectory(directory.blobDirectory(file.digest).path)
+    }
+
+    /// A quarantined copy whose blob is stored again (by `repair`, or a new upload of the same bytes) has
+    /// served its purpose: it is removed, so the quarantine counts only blobs still waiting for repair.
+    private func forgetRepaired(_ present: Set<Digest>) throws(RegistryError) {
+        var removed = false
+        for name in try FileTree.entries(directory.quarantine.path) {
+            guard let digest = try? Digest(parsing: Digest.prefix + name), present.contains(digest) else { continue }
+            try POSIXFile.remove(directory.quarantine.appendingPathComponent(name).path)
+            removed = true
+        }
+        if removed { try POSIXFile.syncDirectory(directory.quarantine.path) }
     }
 
     /// How many blobs sit in quarantine: exported in `/metrics`.

@@ -89,8 +89,11 @@ struct Repair: AsyncParsableCommand {
             ?? RemoteRepairTarget(connection: target.client.connection)
         let report = try await Repairer(repository: repository, target: repairTarget).run(log: output.progress)
         output.print(report) { Presentation.repair(report) }
-        guard report.unavailable.isEmpty else {
-            throw RegistryError(.integrity, "\(report.unavailable.count) blob(s) are not in the repository either: try an older repository")
+        guard report.stillMissing.isEmpty else {
+            throw RegistryError(
+                .integrity,
+                "\(report.stillMissing.count) referenced blob(s) are still missing (\(report.unavailable.count) not in the repository): try another repository"
+            )
         }
     }
 }
