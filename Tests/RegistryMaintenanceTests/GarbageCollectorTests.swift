@@ -87,6 +87,17 @@ import Testing
         #expect(try await data.metadata.listModels().isEmpty)
     }
 
+    /// A push that uploads bytes which are stored already as unreferenced garbage renews their grace period.
+    @Test func uploadingGarbageAgainRenewsItsGracePeriod() async throws {
+        let data = try TestData()
+        let content = bytes("uploaded twice")
+        let digest = try await data.store(content).digest
+        try data.age(digest, seconds: 7200)
+        try await data.store(content)
+        #expect(try GarbageCollector(directory: data.directory, graceSeconds: 3600).run(dryRun: false).deleted.isEmpty)
+        #expect(data.hasBlob(digest))
+    }
+
     @Test func durationsParse() throws {
         #expect(try DurationText.seconds("90s") == 90)
         #expect(try DurationText.seconds("30m") == 1800)
