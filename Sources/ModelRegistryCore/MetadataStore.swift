@@ -16,14 +16,25 @@ public protocol MetadataStore: Sendable {
     func manifest(_ name: ModelName, digest: Digest) async throws -> StoredManifest?
 
     func alias(_ name: ModelName, _ alias: AliasName) async throws -> AliasTarget?
-    func setAlias(_ name: ModelName, _ alias: AliasName, to version: VersionName, variant: VariantName?, actor: String) async throws -> AliasTarget
+    /// Moves an alias in one transaction, recorded in its history and the audit log. With an expectation
+    /// the move is a compare-and-swap.
+    func moveAlias(_ move: AliasMove) async throws -> AliasTarget
+    /// Every move of the alias, oldest first; nil when the model does not exist.
+    func aliasHistory(_ name: ModelName, _ alias: AliasName) async throws -> [AliasHistoryEntry]?
+
+    /// Flags a version as deprecated (again: the reason is updated). It stays pullable.
+    func deprecate(_ name: ModelName, _ version: VersionName, reason: String?, actor: String) async throws -> VersionSummary
+    /// Removes a version and its variants; refused while an alias points to it. The name is never reused.
+    func deleteVersion(_ name: ModelName, _ version: VersionName, actor: String) async throws -> DeletedVersion
+    /// Newest first.
+    func auditLog(_ query: AuditQuery) async throws -> [AuditEntry]
 
     func hasTokens() async throws -> Bool
-    func createToken(name: TokenLabel, scope: TokenScope, secret: TokenSecret) async throws -> TokenRecord
+    func createToken(name: TokenLabel, scope: TokenScope, secret: TokenSecret, actor: String) async throws -> TokenRecord
     /// The active (not revoked) token whose secret hashes to `hash`.
     func token(hash: String) async throws -> TokenRecord?
     func tokens() async throws -> [TokenRecord]
-    func revokeToken(name: TokenLabel) async throws -> TokenRecord
+    func revokeToken(name: TokenLabel, actor: String) async throws -> TokenRecord
 }
 
 public struct PublishRequest: Sendable {
@@ -74,8 +85,11 @@ public struct VariantSummary: Codable, Sendable, Equatable {
 public struct VersionSummary: Codable, Sendable, Equatable {
     public var name: VersionName
     public var createdAt: String
+    /// The bytes of all its variants' files.
+    public var size: Int64
     public var variants: [VariantSummary]
     public var aliases: [AliasName]
+    public var deprecation: Deprecation?
 }
 
 public struct AliasTarget: Codable, Sendable, Equatable {
@@ -90,6 +104,7 @@ public struct ModelSummary: Codable, Sendable, Equatable {
     public var name: ModelName
     public var createdAt: String
     public var versionCount: Int
+    /// What `@latest` resolves to: the newest version that is not deprecated.
     public var latestVersion: VersionName?
     public var size: Int64
     public var aliases: [AliasTarget]
@@ -110,6 +125,8 @@ public struct StoredManifest: Sendable, Equatable {
     public var variant: VariantName
     public var digest: Digest
     public var bytes: [UInt8]
+    /// Set when its version is deprecated; the manifest is still served.
+    public var deprecation: Deprecation?
 
     public func decoded() throws -> Manifest { try Manifest.decode(bytes) }
 }
@@ -123,7 +140,8 @@ public struct TokenRecord: Codable, Sendable, Equatable {
 
 extension MetadataStore {
     /// Turns a release reference into exactly one variant manifest. The variant is the one asked for, else
-    /// the alias's variant, else the version's only variant, else its `default` variant.
+    /// the alias's variant, else the version's only variant, else its `default` variant. `@latest` is the
+    /// newest version that is not deprecated.
     public func resolve(_ reference: ModelReference, variant requested: VariantName?) async throws -> StoredManifest {
         switch reference.target {
         case .model:
@@ -138,6 +156,12 @@ extension MetadataStore {
             return stored
         case .version(let version):
             return try await pick(reference.name, version, requested, shownAs: reference)
+        case .alias(let aliasName) where aliasName == .latest:
+            guard let detail = try await model(reference.name) else { throw RegistryError.notFound("model \(reference.name)") }
+            guard let newest = detail.versions.first(where: { $0.deprecation == nil }) else {
+                throw RegistryError.notFound("\(reference) (every version of \(reference.name) is deprecated or deleted)")
+            }
+            return try await pick(reference.name, newest.name, requested, shownAs: reference)
         case .alias(let aliasName):
             guard let target = try await alias(reference.name, aliasName) else {
                 try await requireModel(reference.name)

@@ -20,13 +20,15 @@ public struct Puller: Sendable {
 
     public func pull(
         _ reference: ModelReference, variant: VariantName?, destination: URL, replace: Bool,
-        log: @escaping @Sendable (String) -> Void = { _ in }
+        log: @escaping @Sendable (String) -> Void = { _ in },
+        warn: @Sendable (String) -> Void = { _ in }
     ) async throws -> PullReport {
         let start = ContinuousClock.now
         let destination = destination.standardizedFileURL
         let fileManager = FileManager.default
         let replacing = try Self.checkDestination(destination, replace: replace)
         let resolved = try await connection.resolve(reference, variant: variant)
+        if let reason = resolved.deprecation { warn(Presentation.deprecationWarning(resolved, reason: reason)) }
         let parent = destination.deletingLastPathComponent()
         try fileManager.createDirectory(at: parent, withIntermediateDirectories: true)
         let staging = parent.appendingPathComponent(".\(destination.lastPathComponent).modelreg-\(UUID().uuidString.prefix(8))")
@@ -58,7 +60,7 @@ public struct Puller: Sendable {
         return PullReport(
             model: resolved.model, version: resolved.version, variant: resolved.variant, digest: resolved.digest,
             destination: destination.path, files: resolved.manifest.files.count, bytes: resolved.manifest.totalSize,
-            seconds: (ContinuousClock.now - start).seconds
+            seconds: (ContinuousClock.now - start).seconds, deprecation: resolved.deprecation
         )
     }
 
@@ -90,6 +92,7 @@ public struct PullReport: Codable, Sendable {
     public var files: Int
     public var bytes: Int64
     public var seconds: Double
+    public var deprecation: String?
 }
 
 /// Human-readable byte counts in binary units.

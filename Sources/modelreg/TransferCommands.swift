@@ -82,7 +82,7 @@ struct Pull: AsyncParsableCommand {
             release,
             variant: chosenVariant,
             destination: URL(fileURLWithPath: dest), replace: force,
-            log: output.progress
+            log: output.progress, warn: OutputOptions.warn
         )
         output.print(report) { Presentation.pull(report) }
     }

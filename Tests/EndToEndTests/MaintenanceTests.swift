@@ -55,7 +55,7 @@ func databaseRows(_ data: URL) throws -> [String: [[String]]] {
     defer { try? database.close() }
     return try database.read { db in
         var result: [String: [[String]]] = [:]
-        for table in ["models", "versions", "variants", "manifest_files", "aliases", "alias_history", "tokens"] {
+        for table in ["models", "versions", "variants", "manifest_files", "aliases", "alias_history", "tokens", "deleted_versions", "audit_log"] {
             result[table] = try Row.fetchAll(db, sql: "SELECT * FROM \(table) ORDER BY 1, 2").map { $0.databaseValues.map(\.description) }
         }
         return result
@@ -304,6 +304,41 @@ func randomModel(_ root: URL, files count: Int, size: Int) throws {
             #expect(try modelreg(["pull", "m:\(index).0", "--dest", pulled.path], environment: env).status == 0)
             try expectSameTree(models[index], pulled)
         }
+        server.stop()
+    }
+
+    @Test func gcFreesTheBlobsOnlyADeletedVersionUsed() throws {
+        struct Report: Decodable {
+            struct Entry: Decodable { var digest: String }
+            var deleted: [Entry]
+        }
+        let scratch = try Scratch()
+        let server = try ServerProcess(data: scratch.url("data"))
+        for seed in 1...2 {
+            let model = scratch.url("model-\(seed)")
+            try TestModel.write(to: model, seed: UInt64(seed))
+            #expect(try modelreg(["push", model.path, "m:\(seed).0"], environment: server.environment).status == 0)
+        }
+        let repository = scratch.url("repo")
+        #expect(try modelreg(["backup", "--to", repository.path], environment: server.environment).status == 0)
+        #expect(try modelreg(["delete", "m:1.0"], environment: server.environment).status == 0)
+
+        let collected = try modelreg(["gc", "--grace", "0s", "--json"], environment: server.environment)
+        try #require(collected.status == 0, "\(collected)")
+        let deleted = Set(try collected.json(Report.self).deleted.map(\.digest))
+        let weights = Digest.of(Array(try Data(contentsOf: scratch.url("model-1/model.safetensors")))).description
+        let sharedConfig = Digest.of(Array(try Data(contentsOf: scratch.url("model-1/config.json")))).description
+        #expect(deleted.contains(weights))
+        #expect(!deleted.contains(sharedConfig))
+        let pulled = scratch.url("pulled")
+        #expect(try modelreg(["pull", "m:2.0", "--dest", pulled.path], environment: server.environment).status == 0)
+        try expectSameTree(scratch.url("model-2"), pulled)
+
+        // The backup taken before the delete still holds the deleted version, bytes and all.
+        let restored = scratch.url("restored")
+        #expect(try modelreg(["restore", "--from", repository.path, "--data", restored.path]).status == 0)
+        #expect(try modelreg(["verify", "--data", restored.path]).status == 0)
+        #expect(try databaseRows(restored)["versions"]?.count == 2)
         server.stop()
     }
 

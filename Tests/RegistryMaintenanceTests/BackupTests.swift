@@ -13,7 +13,7 @@ import Testing
     func rows(_ path: String) throws -> [String: [[String]]] {
         try RegistryDatabase.open(path).read { db in
             var result: [String: [[String]]] = [:]
-            for table in ["models", "versions", "variants", "manifest_files", "aliases", "alias_history", "tokens"] {
+            for table in ["models", "versions", "variants", "manifest_files", "aliases", "alias_history", "tokens", "deleted_versions", "audit_log"] {
                 result[table] = try Row.fetchAll(db, sql: "SELECT * FROM \(table) ORDER BY 1, 2").map { row in
                     row.databaseValues.map(\.description)
                 }
