@@ -26,8 +26,10 @@ import Testing
         let data = try TestData()
         try await data.publish("m", "1.0", ["w": bytes("one"), "config.json": Array("{}".utf8)])
         try await data.publish("org/n", "2.0", ["w": bytes("two")])
-        _ = try await data.metadata.setAlias(try ModelName("m"), try AliasName("prod"), to: try VersionName("1.0"), variant: nil, actor: "test")
-        _ = try await data.metadata.createToken(name: try TokenLabel("ci"), scope: .write, secret: .generate())
+        _ = try await data.metadata.moveAlias(AliasMove(
+            model: try ModelName("m"), alias: try AliasName("prod"), kind: .set(try VersionName("1.0"), variant: nil), actor: "test"
+        ))
+        _ = try await data.metadata.createToken(name: try TokenLabel("ci"), scope: .write, secret: .generate(), actor: "test")
 
         let repository = try BackupRepository.openOrCreate(data.url("repo").path)
         let first = try await backup(data, repository)
