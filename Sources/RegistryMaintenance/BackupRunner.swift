@@ -20,7 +20,9 @@ public struct BackupReport: Codable, Sendable {
 /// read from the copy itself, so the snapshot is exactly what that database needs; each missing blob is
 /// copied into `tmp/`, checked against its digest, synced and renamed into place; only then is the snapshot
 /// file written (synced, renamed, directory synced). An interrupted backup leaves no snapshot, only blobs
-/// that the next backup reuses and files in `tmp/` that it clears.
+/// that the next backup reuses and files in `tmp/` that it clears. A blob that vanishes from the registry
+/// meanwhile (its version deleted and garbage-collected) makes the backup start over from a new database
+/// snapshot, keeping what it copied.
 public struct BackupRunner: Sendable {
     public let repository: BackupRepository
     public let source: any BackupSource
@@ -39,8 +41,30 @@ public struct BackupRunner: Sendable {
         let lock = try repository.lock(exclusive: true)
         defer { lock.unlock() }
         try repository.clearTemporaryFiles()
-        let time = Date()
+        var attempt = 1
+        while true {
+            let time = Date()
+            let (database, contents) = try await snapshotDatabase(log: log)
+            var missing: [BlobEntry] = []
+            for blob in contents.blobs where try !repository.has(blob) { missing.append(blob) }
+            let copied: Int64
+            do {
+                copied = try await copy(missing, log: log)
+            } catch let error as RegistryError where error.code == .notFound && attempt < Self.attempts {
+                // A version deleted and collected since the database snapshot: a new snapshot no longer
+                // needs its blobs, and the blobs copied so far stay in the repository.
+                log("\(error.message); taking a new database snapshot")
+                attempt += 1
+                continue
+            }
+            return try finish(time: time, database: database, contents: contents, copied: (missing.count, copied), started: started)
+        }
+    }
 
+    static let attempts = 3
+
+    /// The database copy, stored as a blob of the repository, and what it holds.
+    private func snapshotDatabase(log: @Sendable (String) -> Void) async throws -> (BlobEntry, DatabaseContents) {
         let databaseCopy = repository.temporaryFile("database")
         try await source.snapshotDatabase(to: databaseCopy)
         let contents = try Self.contents(ofDatabase: databaseCopy)
@@ -51,11 +75,13 @@ public struct BackupRunner: Sendable {
             try FileTree.install(databaseCopy, as: repository.blob(database.digest))
         }
         log("database snapshot: \(database.size) bytes, \(contents.blobs.count) blobs referenced")
+        return (database, contents)
+    }
 
-        var missing: [BlobEntry] = []
-        for blob in contents.blobs where try !repository.has(blob) { missing.append(blob) }
-        let copied = try await copy(missing, log: log)
-
+    /// Writes the snapshot file, once everything it names is durable in the repository.
+    private func finish(
+        time: Date, database: BlobEntry, contents: DatabaseContents, copied: (blobs: Int, bytes: Int64), started: ContinuousClock.Instant
+    ) throws -> BackupReport {
         let snapshot = Snapshot(
             id: BackupRepository.newSnapshotID(time),
             time: Timestamp.format(time),
@@ -74,8 +100,8 @@ public struct BackupRunner: Sendable {
             repository: repository.root.path,
             blobs: snapshot.blobs.count,
             bytes: snapshot.blobBytes,
-            blobsCopied: missing.count,
-            bytesCopied: copied,
+            blobsCopied: copied.blobs,
+            bytesCopied: copied.bytes,
             databaseBytes: database.size,
             seconds: (ContinuousClock.now - started).seconds
         )

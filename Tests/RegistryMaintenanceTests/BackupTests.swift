@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import ModelRegistryCore
 @testable import RegistryMaintenance
+import Synchronization
 import Testing
 
 @Suite struct BackupTests {
@@ -59,6 +60,43 @@ import Testing
         let olderReport = try Restorer(repository: repository, snapshotID: String(first.snapshot.prefix(30)), target: older, force: false).run()
         #expect(olderReport.snapshot == first.snapshot)
         #expect(try FileTree.blobFiles(in: older.blobs).count == 3)
+    }
+
+    /// Deletes a version and collects its blobs the first time the backup copies a blob.
+    final class DeletingSource: BackupSource {
+        let local: LocalBackupSource
+        let data: TestData
+        let deleted = Mutex(false)
+
+        init(local: LocalBackupSource, data: TestData) {
+            self.local = local
+            self.data = data
+        }
+
+        var description: String { local.description }
+
+        func snapshotDatabase(to path: String) async throws { try await local.snapshotDatabase(to: path) }
+
+        func copyBlob(_ blob: BlobEntry, to path: String) async throws -> BlobEntry {
+            if deleted.withLock({ done in defer { done = true }; return !done }) {
+                _ = try await data.metadata.deleteVersion(try ModelName("m"), try VersionName("1.0"), actor: "test")
+                _ = try GarbageCollector(directory: data.directory, graceSeconds: 0).run(dryRun: false)
+            }
+            return try await local.copyBlob(blob, to: path)
+        }
+    }
+
+    @Test func aBlobCollectedDuringTheBackupStartsItOverFromANewSnapshot() async throws {
+        let data = try TestData()
+        try await data.publish("m", "1.0", ["a": bytes("deleted during the backup"), "b": bytes("also")])
+        try await data.publish("m", "2.0", ["a": bytes("kept")])
+        let repository = try BackupRepository.openOrCreate(data.url("repo").path)
+        let source = DeletingSource(local: LocalBackupSource(directory: data.directory), data: data)
+        let report = try await BackupRunner(repository: repository, source: source, modelregVersion: "test", jobs: 1).run()
+        let snapshot = try repository.snapshot(report.snapshot)
+        #expect(snapshot.versions == 1)
+        #expect(snapshot.blobs.count == 1)
+        #expect(try RepositoryVerifier(repository: repository, readData: true).run().healthy)
     }
 
     @Test func restoreRefusesANonEmptyTargetUnlessItIsARegistryAndForced() async throws {
