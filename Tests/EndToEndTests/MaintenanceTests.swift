@@ -342,6 +342,30 @@ func randomModel(_ root: URL, files count: Int, size: Int) throws {
         server.stop()
     }
 
+    /// The commands of the README's "Backup and restore" block, as written, with the repository in a scratch directory.
+    @Test func theReadmeBackupCommandsWorkAsWritten() throws {
+        let readme = try String(contentsOf: repositoryRoot.appendingPathComponent("README.md"), encoding: .utf8)
+        let section = try #require(readme.range(of: "## Backup and restore")).upperBound
+        let block = try #require(readme.range(of: "```sh\n", range: section..<readme.endIndex))
+        let end = try #require(readme.range(of: "```", range: block.upperBound..<readme.endIndex))
+        let scratch = try Scratch()
+        let server = try ServerProcess(data: scratch.url("modelreg-data"))
+        try TestModel.write(to: scratch.url("model"))
+        #expect(try modelreg(["push", scratch.url("model").path, "m:1.0"], environment: server.environment).status == 0)
+        let commands = readme[block.upperBound..<end.lowerBound].split(separator: "\n").map { line in
+            (line.split(separator: "#", maxSplits: 1).first ?? "").split(separator: " ").map {
+                $0.replacingOccurrences(of: "/backups/modelreg", with: scratch.url("backups").path)
+            }
+        }
+        #expect(commands.count == 7)
+        for command in commands {
+            try #require(command.first == "modelreg", "\(command)")
+            let result = try modelreg(Array(command.dropFirst()), environment: server.environment, in: scratch.root)
+            #expect(result.status == 0, "\(command.joined(separator: " ")): \(result)")
+        }
+        server.stop()
+    }
+
     @Test func pruneKeepsExactlyWhatThePolicySays() throws {
         let scratch = try Scratch()
         let server = try ServerProcess(data: scratch.url("data"))
