@@ -140,9 +140,9 @@ enum FileTree {
         return BlobEntry(digest: hasher.finalize(), size: size)
     }
 
-    /// Removes everything inside a directory, keeping the directory.
-    static func removeContents(of path: String) throws(RegistryError) {
-        for name in try entries(path) {
+    /// Removes everything inside a directory but the names in `kept`, keeping the directory.
+    static func removeContents(of path: String, keeping kept: Set<String> = []) throws(RegistryError) {
+        for name in try entries(path) where !kept.contains(name) {
             do {
                 try FileManager.default.removeItem(atPath: path + "/" + name)
             } catch {

@@ -50,7 +50,8 @@ public struct Restorer: Sendable {
     }
 
     /// An empty (or missing) directory is used as it is; `--force` replaces a registry data directory, and
-    /// nothing else is ever overwritten.
+    /// nothing else is ever overwritten. Its `admin.token` stays: secrets are not in backups, and the token
+    /// still works when the snapshot comes from the same registry.
     private func prepareTarget() throws(RegistryError) {
         let root = target.root.path
         let entries = try FileTree.entries(root)
@@ -61,7 +62,7 @@ public struct Restorer: Sendable {
         guard entries.contains("registry.sqlite") else {
             throw RegistryError(.conflict, "\(root) is not a modelreg data directory (it has no registry.sqlite): --force only replaces a registry; choose an empty directory")
         }
-        try FileTree.removeContents(of: root)
+        try FileTree.removeContents(of: root, keeping: [target.adminToken.lastPathComponent])
     }
 
     private func restore(_ blob: BlobEntry, to path: String) throws(RegistryError) {

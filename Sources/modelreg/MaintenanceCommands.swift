@@ -13,6 +13,12 @@ struct RegistryTargetOptions: ParsableArguments {
     @OptionGroup var client: ClientOptions
 
     var directory: DataDirectory? { data.map { DataDirectory($0) } }
+
+    func validate() throws {
+        if data != nil, client.server != nil || client.token != nil {
+            throw ValidationError("--data works on the directory itself: drop --server and --token")
+        }
+    }
 }
 
 struct GC: AsyncParsableCommand {

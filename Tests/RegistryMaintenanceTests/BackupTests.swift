@@ -119,8 +119,10 @@ import Testing
             _ = try Restorer(repository: repository, snapshotID: nil, target: data.directory, force: false).run()
         }
         #expect(error?.code == .conflict)
+        try Data("the admin token\n".utf8).write(to: data.directory.adminToken)
         let report = try Restorer(repository: repository, snapshotID: nil, target: data.directory, force: true).run()
         #expect(report.blobs == 1)
+        #expect(try String(contentsOf: data.directory.adminToken, encoding: .utf8) == "the admin token\n")
     }
 
     @Test func aSecondWriterIsRefusedWhileTheLockIsHeld() async throws {
