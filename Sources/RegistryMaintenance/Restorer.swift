@@ -1,5 +1,6 @@
 import Foundation
 import ModelRegistryCore
+import Synchronization
 
 /// What a restore wrote.
 public struct RestoreReport: Codable, Sendable {
@@ -36,10 +37,7 @@ public struct Restorer: Sendable {
         let snapshot = try repository.snapshot(snapshotID)
         try prepareTarget()
         try target.create()
-        for (index, blob) in snapshot.blobs.enumerated() {
-            try restore(blob, to: target.blob(blob.digest).path)
-            if (index + 1) % 100 == 0 { log("restored \(index + 1)/\(snapshot.blobs.count) blobs") }
-        }
+        try restoreBlobs(snapshot.blobs, log: log)
         try restore(snapshot.database, to: target.database.path)
         _ = try SQLiteMetadataStore(path: target.database.path)
         return RestoreReport(
@@ -63,6 +61,24 @@ public struct Restorer: Sendable {
             throw RegistryError(.conflict, "\(root) is not a modelreg data directory (it has no registry.sqlite): --force only replaces a registry; choose an empty directory")
         }
         try FileTree.removeContents(of: root, keeping: [target.adminToken.lastPathComponent])
+    }
+
+    /// Copies the blobs on every core at once: hashing, not the disk, is what bounds a restore.
+    private func restoreBlobs(_ blobs: [BlobEntry], log: @Sendable (String) -> Void) throws(RegistryError) {
+        let failure = Mutex<RegistryError?>(nil)
+        let restored = Atomic<Int>(0)
+        DispatchQueue.concurrentPerform(iterations: blobs.count) { index in
+            guard failure.withLock({ $0 == nil }) else { return }
+            do {
+                try restore(blobs[index], to: target.blob(blobs[index].digest).path)
+            } catch {
+                failure.withLock { $0 = $0 ?? (error as? RegistryError ?? RegistryError(.storageFailure, "\(error)")) }
+                return
+            }
+            let count = restored.add(1, ordering: .relaxed).newValue
+            if count % 100 == 0 { log("restored \(count)/\(blobs.count) blobs") }
+        }
+        if let error = failure.withLock({ $0 }) { throw error }
     }
 
     private func restore(_ blob: BlobEntry, to path: String) throws(RegistryError) {
