@@ -39,6 +39,15 @@ let package = Package(
             name: "ModelFormats",
             dependencies: ["ModelRegistryCore", .product(name: "NIOCore", package: "swift-nio")]
         ),
+        .systemLibrary(
+            name: "CArchive",
+            pkgConfig: "libarchive",
+            providers: [.apt(["libarchive-dev"]), .brew(["libarchive"])]
+        ),
+        .target(
+            name: "CacheImage",
+            dependencies: ["ModelRegistryCore", "CArchive"]
+        ),
         .target(
             name: "RegistryMaintenance",
             dependencies: ["ModelRegistryCore", .product(name: "GRDB", package: "GRDB.swift")]
@@ -48,13 +57,14 @@ let package = Package(
             dependencies: [
                 "ModelRegistryCore",
                 "ModelFormats",
+                "CacheImage",
                 "RegistryMaintenance",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             resources: [.embedInCode("openapi.json")]
         ),
@@ -63,6 +73,7 @@ let package = Package(
             dependencies: [
                 "ModelRegistryCore",
                 "ModelFormats",
+                "CacheImage",
                 "RegistryMaintenance",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]
@@ -71,6 +82,7 @@ let package = Package(
             name: "modelreg",
             dependencies: [
                 "ModelRegistryCore",
+                "CacheImage",
                 "RegistryServer",
                 "RegistryClient",
                 "RegistryMaintenance",
@@ -86,6 +98,10 @@ let package = Package(
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
+        ),
+        .testTarget(
+            name: "CacheImageTests",
+            dependencies: ["CacheImage", "ModelRegistryCore"]
         ),
         .testTarget(
             name: "ModelFormatsTests",

@@ -9,6 +9,8 @@ public enum APIHeader {
     public static let variant = "Modelreg-Variant"
     /// Present when the manifest's version is deprecated: the reason, or `deprecated`.
     public static let deprecated = "Modelreg-Deprecated"
+    /// How far a cache image is built: pending, building, ready or failed.
+    public static let imageState = "Modelreg-Image-State"
 }
 
 /// The JSON bodies of the HTTP API, shared by the server that writes them and the client that reads them.
@@ -200,4 +202,41 @@ public struct TokenList: Codable, Sendable {
 public struct HealthStatus: Codable, Sendable {
     public var status: String
     public init(status: String) { self.status = status }
+}
+
+/// Where a variant's cache image in one layout stands. An image that is not ready is still served, without
+/// an `ETag`, from the same blobs.
+public struct CacheImageStatus: Codable, Sendable, Equatable {
+    public enum State: String, Codable, Sendable {
+        case pending, building, ready, failed
+    }
+
+    public var layout: String
+    public var state: State
+    /// The sha256 of the whole archive, once built.
+    public var digest: Digest?
+    public var size: Int64
+    public var builtAt: String?
+    public var error: String?
+
+    public init(layout: String, state: State, digest: Digest? = nil, size: Int64, builtAt: String? = nil, error: String? = nil) {
+        self.layout = layout
+        self.state = state
+        self.digest = digest
+        self.size = size
+        self.builtAt = builtAt
+        self.error = error
+    }
+}
+
+public struct CacheImageStatusList: Codable, Sendable {
+    public var model: ModelName
+    public var manifest: Digest
+    public var images: [CacheImageStatus]
+
+    public init(model: ModelName, manifest: Digest, images: [CacheImageStatus]) {
+        self.model = model
+        self.manifest = manifest
+        self.images = images
+    }
 }

@@ -5,6 +5,7 @@ import Foundation
 ///     <root>/registry.sqlite        metadata (WAL)
 ///     <root>/blobs/sha256/ab/<hex>  immutable blobs
 ///     <root>/uploads/<id>           uploads in progress
+///     <root>/images/<model>/<hex>.<layout>.json   built cache images: digest and size (the bytes are the blobs)
 ///     <root>/tmp/                   scratch space on the same filesystem
 ///     <root>/quarantine/sha256/<hex> blobs `modelreg verify` found corrupt, never served
 ///     <root>/admin.token            the first admin token (0600)
@@ -20,7 +21,13 @@ public struct DataDirectory: Sendable {
     public var uploads: URL { root.appendingPathComponent("uploads", isDirectory: true) }
     public var tmp: URL { root.appendingPathComponent("tmp", isDirectory: true) }
     public var adminToken: URL { root.appendingPathComponent("admin.token") }
+    public var images: URL { root.appendingPathComponent("images", isDirectory: true) }
     public var quarantine: URL { root.appendingPathComponent("quarantine/sha256", isDirectory: true) }
+
+    /// The record of one built cache image of a model's variant (manifest digest) in a layout.
+    public func imageRecord(_ model: ModelName, _ manifest: Digest, layout: String) -> URL {
+        images.appendingPathComponent(model.value, isDirectory: true).appendingPathComponent("\(manifest.hex).\(layout).json")
+    }
 
     public func blobDirectory(_ digest: Digest) -> URL {
         blobs.appendingPathComponent(String(digest.hex.prefix(2)), isDirectory: true)
@@ -36,7 +43,7 @@ public struct DataDirectory: Sendable {
 
     /// Creates the directory tree; safe to call on an existing registry.
     public func create() throws(RegistryError) {
-        for directory in [root, blobs, uploads, tmp] {
+        for directory in [root, blobs, uploads, tmp, images] {
             do {
                 try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             } catch {

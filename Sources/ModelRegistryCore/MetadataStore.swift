@@ -14,6 +14,10 @@ public protocol MetadataStore: Sendable {
     func version(_ name: ModelName, _ version: VersionName) async throws -> VersionSummary?
     func manifest(_ name: ModelName, _ version: VersionName, _ variant: VariantName) async throws -> StoredManifest?
     func manifest(_ name: ModelName, digest: Digest) async throws -> StoredManifest?
+    /// Turns a release reference into exactly one variant manifest, reading one consistent snapshot. The
+    /// variant is the one asked for, else the alias's variant, else the version's only variant, else its
+    /// `default` variant. `@latest` is the newest version that is not deprecated.
+    func resolve(_ reference: ModelReference, variant requested: VariantName?) async throws -> StoredManifest
 
     func alias(_ name: ModelName, _ alias: AliasName) async throws -> AliasTarget?
     /// Moves an alias in one transaction, recorded in its history and the audit log. With an expectation
@@ -136,70 +140,4 @@ public struct TokenRecord: Codable, Sendable, Equatable {
     public var scope: TokenScope
     public var createdAt: String
     public var revokedAt: String?
-}
-
-extension MetadataStore {
-    /// Turns a release reference into exactly one variant manifest. The variant is the one asked for, else
-    /// the alias's variant, else the version's only variant, else its `default` variant. `@latest` is the
-    /// newest version that is not deprecated.
-    public func resolve(_ reference: ModelReference, variant requested: VariantName?) async throws -> StoredManifest {
-        switch reference.target {
-        case .model:
-            throw RegistryError(.invalidReference, "reference '\(reference)' names no release: use NAME:VERSION, NAME@ALIAS or NAME@sha256:<digest>")
-        case .digest(let digest):
-            if requested != nil {
-                throw RegistryError(.invalidRequest, "'\(reference)' already pins one variant by digest: drop the variant option")
-            }
-            guard let stored = try await manifest(reference.name, digest: digest) else {
-                throw RegistryError.notFound("manifest \(reference)")
-            }
-            return stored
-        case .version(let version):
-            return try await pick(reference.name, version, requested, shownAs: reference)
-        case .alias(let aliasName) where aliasName == .latest:
-            guard let detail = try await model(reference.name) else { throw RegistryError.notFound("model \(reference.name)") }
-            guard let newest = detail.versions.first(where: { $0.deprecation == nil }) else {
-                throw RegistryError.notFound("\(reference) (every version of \(reference.name) is deprecated or deleted)")
-            }
-            return try await pick(reference.name, newest.name, requested, shownAs: reference)
-        case .alias(let aliasName):
-            guard let target = try await alias(reference.name, aliasName) else {
-                try await requireModel(reference.name)
-                throw RegistryError.notFound("alias '\(aliasName)' of model \(reference.name)")
-            }
-            return try await pick(reference.name, target.version, requested ?? target.variant, shownAs: reference)
-        }
-    }
-
-    private func requireModel(_ name: ModelName) async throws {
-        guard try await model(name) != nil else { throw RegistryError.notFound("model \(name)") }
-    }
-
-    private func pick(_ name: ModelName, _ versionName: VersionName, _ requested: VariantName?, shownAs reference: ModelReference) async throws -> StoredManifest {
-        guard let version = try await version(name, versionName) else {
-            try await requireModel(name)
-            throw RegistryError.notFound("version \(name):\(versionName)")
-        }
-        let names = version.variants.map(\.name)
-        let chosen: VariantName
-        if let requested {
-            guard names.contains(requested) else {
-                throw RegistryError.notFound("variant '\(requested)' of \(name):\(versionName) (it has: \(names.map(\.value).joined(separator: ", ")))")
-            }
-            chosen = requested
-        } else if names.count == 1 {
-            chosen = names[0]
-        } else if names.contains(.default) {
-            chosen = .default
-        } else {
-            throw RegistryError(
-                .ambiguousVariant,
-                "\(reference) has several variants (\(names.map(\.value).joined(separator: ", "))): choose one with --variant"
-            )
-        }
-        guard let stored = try await manifest(name, versionName, chosen) else {
-            throw RegistryError.notFound("variant '\(chosen)' of \(name):\(versionName)")
-        }
-        return stored
-    }
 }

@@ -10,7 +10,7 @@ private enum CharacterClass {
 /// A model name: one or two segments separated by `/` (`qwen2-7b`, `org/qwen2-7b`).
 public struct ModelName: Hashable, Sendable, Comparable, CustomStringConvertible, Codable {
     /// Words that name sub-resources in the HTTP API and so cannot be a segment of a model name.
-    public static let reservedSegments: Set<String> = ["versions", "aliases", "manifests"]
+    public static let reservedSegments: Set<String> = ["versions", "aliases", "manifests", "images"]
     public static let maxSegmentLength = 64
 
     public let value: String

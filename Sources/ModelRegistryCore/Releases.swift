@@ -74,6 +74,8 @@ public struct DeletedVersion: Codable, Sendable, Equatable {
     public var model: ModelName
     public var version: VersionName
     public var variants: [VariantName]
+    /// The manifest digests of those variants, which no longer resolve.
+    public var manifests: [Digest]
     public var size: Int64
     public var deletedAt: String
 }

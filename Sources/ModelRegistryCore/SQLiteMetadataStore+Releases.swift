@@ -154,7 +154,9 @@ extension SQLiteMetadataStore {
             let variants = summary.variants.map(\.name)
             try Self.audit(db, actor, .delete, name, target: "\(name):\(version)",
                            detail: "variants \(variants.map(\.value).joined(separator: ", ")); \(summary.size) bytes")
-            return DeletedVersion(model: name, version: version, variants: variants, size: summary.size, deletedAt: now)
+            return DeletedVersion(
+                model: name, version: version, variants: variants, manifests: summary.variants.map(\.digest), size: summary.size, deletedAt: now
+            )
         }
     }
 

@@ -214,7 +214,7 @@ public final class SQLiteMetadataStore: MetadataStore {
         }
     }
 
-    private static func storedManifest(_ db: Database, where condition: String, _ arguments: StatementArguments) throws -> StoredManifest? {
+    static func storedManifest(_ db: Database, where condition: String, _ arguments: StatementArguments) throws -> StoredManifest? {
         guard let row = try Row.fetchOne(db, sql: """
             SELECT m.name AS model, v.name AS version, va.name AS variant, va.manifest_digest, va.manifest,
                    v.deprecated_at, v.deprecated_by, v.deprecation_reason

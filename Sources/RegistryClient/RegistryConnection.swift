@@ -27,7 +27,7 @@ public struct RegistryConnection: Sendable {
     static let metadataTimeout = TimeAmount.seconds(60)
     static let transferTimeout = TimeAmount.hours(24)
 
-    public init(configuration: ClientConfiguration, http: HTTPClient = .shared) {
+    public init(configuration: ClientConfiguration, http: HTTPClient = .modelreg) {
         self.configuration = configuration
         self.http = http
     }
@@ -206,6 +206,19 @@ public struct ResolvedManifest: Codable, Sendable {
     public var manifest: Manifest
     /// The deprecation reason (or `deprecated`) when the version is deprecated.
     public var deprecation: String?
+}
+
+extension HTTPClient {
+    /// The client every command uses. A refused or failed connection fails its request at once (within
+    /// 10 s): push, pull and fetch retry on their own terms, and a command must not hang for the whole
+    /// request timeout when the registry is down. It lives as long as the process.
+    public static let modelreg: HTTPClient = {
+        var configuration = HTTPClient.Configuration()
+        configuration.timeout.connect = .seconds(10)
+        configuration.connectionPool.retryConnectionEstablishment = false
+        configuration.decompression = .disabled
+        return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+    }()
 }
 
 /// Failures on the client's side of the wire.

@@ -50,6 +50,18 @@ extension Presentation {
         "warning: \(resolved.model):\(resolved.version) is deprecated (\(reason)); pin a newer version or use @latest"
     }
 
+    public static func fetch(_ report: FetchReport) -> String {
+        let what = "\(report.model):\(report.version) variant \(report.variant) (\(report.layout) layout)"
+        if report.alreadyInPlace { return "\(what) already in \(report.destination)\ndigest: \(report.digest)" }
+        return """
+            fetched \(what) into \(report.destination)
+            digest: \(report.digest)
+            \(report.files) files, \(ByteCount.format(report.bytes)), verified: \(ByteCount.format(report.bytesDownloaded)) downloaded, \
+            \(ByteCount.format(report.bytesLinked)) linked from the cache, \(ByteCount.format(report.bytesResumed)) kept from an interrupted run, \
+            in \(String(format: "%.2f", report.seconds)) s
+            """
+    }
+
     public static func deleted(_ deleted: DeletedVersion) -> String {
         "deleted \(deleted.model):\(deleted.version) (variants \(deleted.variants.map(\.value).joined(separator: ", ")), "
             + "\(ByteCount.format(deleted.size))); blobs no other version uses are reclaimed by garbage collection"

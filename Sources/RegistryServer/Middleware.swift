@@ -121,4 +121,5 @@ extension HTTPField.Name {
     static let modelregVersion = HTTPField.Name(APIHeader.version)!
     static let modelregVariant = HTTPField.Name(APIHeader.variant)!
     static let modelregDeprecated = HTTPField.Name(APIHeader.deprecated)!
+    static let modelregImageState = HTTPField.Name(APIHeader.imageState)!
 }

@@ -1,3 +1,4 @@
+import CacheImage
 import Foundation
 import ModelRegistryCore
 
@@ -16,6 +17,8 @@ enum ModelRoute: Equatable {
     case aliasPromotion(ModelName, AliasName)
     case aliasRollback(ModelName, AliasName)
     case deprecation(ModelName, VersionName)
+    case images(ModelName, Digest)
+    case image(ModelName, Digest, CacheImageLayout)
 
     init(segments raw: [Substring]) throws(RegistryError) {
         let segments = raw.map { $0.removingPercentEncoding ?? String($0) }
@@ -52,6 +55,13 @@ enum ModelRoute: Equatable {
             self = .aliasRollback(name, try AliasName(rest[1]))
         case 3 where rest[0] == "versions" && rest[2] == "deprecate":
             self = .deprecation(name, try VersionName(rest[1]))
+        case 2 where rest[0] == "images":
+            self = .images(name, try Digest(parsing: rest[1]))
+        case 3 where rest[0] == "images":
+            guard let layout = CacheImageLayout(rawValue: rest[2]) else {
+                throw RegistryError(.invalidRequest, "unknown image layout '\(rest[2].prefix(40))': use \(CacheImageLayout.allCases.map(\.rawValue).joined(separator: " or "))")
+            }
+            self = .image(name, try Digest(parsing: rest[1]), layout)
         case 4 where rest[0] == "versions" && rest[2] == "variants":
             self = .variant(name, try VersionName(rest[1]), try VariantName(rest[3]))
         default:

@@ -60,6 +60,10 @@ struct ModelRoutes {
                 throw RegistryError(.notFound, "model \(name) not found")
             }
             response = JSONBody.response(AliasHistory(model: name, alias: alias, entries: entries))
+        case .images(let name, let manifest):
+            response = JSONBody.response(try await imageStatus(name, manifest))
+        case .image(let name, let manifest, let layout):
+            return try await image(request, name, manifest, layout, sendBody: sendBody)
         case .aliasPromotion, .aliasRollback, .deprecation:
             throw Self.unsupported(request)
         }
@@ -127,13 +131,18 @@ struct ModelRoutes {
         _ name: ModelName, _ alias: AliasName, _ kind: AliasMoveKind, _ body: some AliasMoveBody, _ context: RegistryRequestContext
     ) async throws -> Response {
         let move = AliasMove(model: name, alias: alias, kind: kind, expectation: try body.expectation, actor: context.identity.actor)
-        return JSONBody.response(try await registry.metadata.moveAlias(move))
+        let target = try await registry.metadata.moveAlias(move)
+        // The first init container after a move must find the image built.
+        let stored = try await registry.metadata.resolve(ModelReference(name: name, target: .alias(alias)), variant: nil)
+        await registry.images.enqueue(name, stored.digest)
+        return JSONBody.response(target)
     }
 
     private func delete(_ request: Request, _ context: RegistryRequestContext) async throws -> Response {
         try registry.authorize(context, .admin)
         guard case .version(let name, let version) = try route(context) else { throw Self.unsupported(request) }
         let deleted = try await registry.metadata.deleteVersion(name, version, actor: context.identity.actor)
+        await registry.images.forget(name, deleted.manifests)
         context.logger.notice("version deleted", metadata: ["version": "\(name):\(version)", "by": .string(context.identity.actor)])
         return JSONBody.response(deleted)
     }
@@ -159,6 +168,7 @@ struct ModelRoutes {
         let summary = outcome.variant
         let created: Bool
         if case .created = outcome { created = true } else { created = false }
+        await registry.images.enqueue(name, summary.digest)
         return JSONBody.response(
             PublishedVariant(model: name, version: version, variant: summary, created: created),
             status: created ? .created : .ok,

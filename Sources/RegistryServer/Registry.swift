@@ -15,13 +15,18 @@ public struct Registry: Sendable {
     public let metadata: any MetadataStore
     public let anonymousRead: Bool
     let metrics: RegistryMetrics
+    let images: CacheImageBuilder
 
-    public init(directory: DataDirectory, blobs: any BlobStore, metadata: any MetadataStore, anonymousRead: Bool) {
+    public init(
+        directory: DataDirectory, blobs: any BlobStore, metadata: any MetadataStore, anonymousRead: Bool,
+        logger: Logger = Logger(label: "modelreg")
+    ) {
         self.directory = directory
         self.blobs = blobs
         self.metadata = metadata
         self.anonymousRead = anonymousRead
         self.metrics = RegistryMetrics()
+        self.images = CacheImageBuilder(directory: directory, blobs: blobs, metadata: metadata, logger: logger)
     }
 
     /// Opens the registry in a data directory, creating it and its first admin token when it is new.
@@ -33,7 +38,8 @@ public struct Registry: Sendable {
             directory: directory,
             blobs: FileSystemBlobStore(directory: directory),
             metadata: metadata,
-            anonymousRead: configuration.anonymousRead
+            anonymousRead: configuration.anonymousRead,
+            logger: logger
         )
         if try await !metadata.hasTokens() {
             let secret = TokenSecret.generate()
@@ -41,6 +47,7 @@ public struct Registry: Sendable {
             try writeSecretFile(secret.value + "\n", to: directory.adminToken.path)
             logger.notice("created the first admin token", metadata: ["file": .string(directory.adminToken.path)])
         }
+        await registry.images.enqueueAliasTargets()
         return registry
     }
 

@@ -50,10 +50,37 @@ struct EstimateOptions: ParsableArguments {
     }
 }
 
-/// `pull --fit`: choose the variant by the GPU memory it needs.
+/// `pull --fit` and `fetch --fit`: choose the variant by the GPU memory it needs.
 struct FitOptions: ParsableArguments {
-    @Option(help: "GPU memory to fit (24GiB, 80G, 16GB): pull the highest-precision variant whose estimate fits.")
+    @Option(help: "GPU memory to fit (24GiB, 80G, 16GB): take the highest-precision variant whose estimate fits.")
     var fit: String?
 
     @OptionGroup var estimate: EstimateOptions
+
+    /// The release and variant to transfer. An explicit variant always wins over --fit.
+    func choose(_ reference: String, variant: String?, connection: RegistryConnection) async throws -> (ModelReference, VariantName?) {
+        let release = try ModelReference.release(reference)
+        let named = try variant.map { text throws(RegistryError) in try VariantName(text) }
+        guard let budget = fit, named == nil else { return (release, named) }
+        let decision = try await connection.fittingVariant(
+            release, budget: try ByteCount.parse(budget), contextLength: estimate.context, concurrency: estimate.concurrency
+        )
+        // Said even with --json: the choice is part of what happened.
+        OutputOptions.warn(Presentation.fit(decision))
+        // The version the alias pointed at when the choice was made; a digest stays pinned.
+        if case .alias = release.target { return (ModelReference(name: decision.model, target: .version(decision.version)), decision.chosen) }
+        return (release, decision.chosen)
+    }
+}
+
+/// Durations on the command line: `90s`, `10m`, `1h`, or plain seconds.
+enum DurationText {
+    static func parse(_ text: String) throws -> Duration {
+        let units: [Character: Int64] = ["s": 1, "m": 60, "h": 3600]
+        let unit = text.last.flatMap { units[$0] }
+        guard let value = Int64(unit == nil ? text : String(text.dropLast())), value > 0 else {
+            throw ValidationError("'\(text)' is not a duration: use 90s, 10m, 1h or seconds")
+        }
+        return .seconds(value * (unit ?? 1))
+    }
 }

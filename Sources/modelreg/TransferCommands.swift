@@ -1,4 +1,5 @@
 import ArgumentParser
+import CacheImage
 import Foundation
 import ModelRegistryCore
 import RegistryClient
@@ -65,19 +66,7 @@ struct Pull: AsyncParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func run() async throws {
-        var release = try ModelReference.release(reference)
-        var chosenVariant = try variant.map { text throws(RegistryError) in try VariantName(text) }
-        // An explicit --variant always wins over --fit.
-        if let budget = fit.fit, chosenVariant == nil {
-            let decision = try await client.connection.fittingVariant(
-                release, budget: try ByteCount.parse(budget), contextLength: fit.estimate.context, concurrency: fit.estimate.concurrency
-            )
-            // Said even with --json: the choice is part of what happened.
-            FileHandle.standardError.write(Data((Presentation.fit(decision) + "\n").utf8))
-            // The version the alias pointed at when the choice was made; a digest stays pinned.
-            if case .alias = release.target { release = ModelReference(name: decision.model, target: .version(decision.version)) }
-            chosenVariant = decision.chosen
-        }
+        let (release, chosenVariant) = try await fit.choose(reference, variant: variant, connection: client.connection)
         let report = try await Puller(connection: client.connection, jobs: jobs).pull(
             release,
             variant: chosenVariant,
@@ -85,5 +74,58 @@ struct Pull: AsyncParsableCommand {
             log: output.progress, warn: OutputOptions.warn
         )
         output.print(report) { Presentation.pull(report) }
+    }
+}
+
+struct Fetch: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Place a release's cache image in a directory: the init container's command.",
+        discussion: """
+            Streams the pre-built image, verifies every file while writing it into a staging directory beside \
+            --dest, then renames it into place with a marker (.modelreg-fetch.json). If --dest already holds the \
+            same variant, exits 0 at once. A killed fetch resumes where it stopped; network failures are retried \
+            until --timeout. With --cache, files already in that node-level directory are hard-linked, and new \
+            ones are added to it (read-only).
+            """
+    )
+
+    @Argument(help: "Release to fetch: NAME:VERSION, NAME@ALIAS or NAME@sha256:<digest>.")
+    var reference: String
+
+    @Option(help: "Variant to fetch (default: the alias's, the only one, or 'default').")
+    var variant: String?
+
+    @Option(help: "Destination directory (replaced when it holds another variant).")
+    var dest: String
+
+    @Option(help: "flat (files as pushed) or hf (a Hugging Face hub cache: point HF_HUB_CACHE at --dest).")
+    var layout: String = CacheImageLayout.flat.rawValue
+
+    @Option(help: "Node-level cache directory shared by pods.")
+    var cache: String?
+
+    @Flag(help: "Rehash every file, also when the destination is already in place.")
+    var verify = false
+
+    @Option(help: "Give up on network failures after this long (90s, 10m, 1h).")
+    var timeout = "30m"
+
+    @OptionGroup var fit: FitOptions
+    @OptionGroup var client: ClientOptions
+    @OptionGroup var output: OutputOptions
+
+    func run() async throws {
+        guard let layout = CacheImageLayout(rawValue: layout) else {
+            throw ValidationError("--layout must be flat or hf, not '\(layout)'")
+        }
+        let (release, chosenVariant) = try await fit.choose(reference, variant: variant, connection: client.connection)
+        let options = Fetcher.Options(
+            layout: layout, cache: cache.map { URL(fileURLWithPath: $0) }, verify: verify, timeout: try DurationText.parse(timeout)
+        )
+        let report = try await Fetcher(connection: client.connection).fetch(
+            release, variant: chosenVariant, destination: URL(fileURLWithPath: dest), options: options,
+            log: output.progress, warn: OutputOptions.warn
+        )
+        output.print(report) { Presentation.fetch(report) }
     }
 }

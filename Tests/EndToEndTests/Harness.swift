@@ -72,6 +72,12 @@ final class CommandProcess {
         try process.run()
     }
 
+    /// SIGKILL, as the kubelet or an OOM kill would.
+    func kill() {
+        guard process.isRunning else { return }
+        Glibc.kill(process.processIdentifier, SIGKILL)
+    }
+
     func wait() throws -> CommandResult {
         process.waitUntilExit()
         return CommandResult(

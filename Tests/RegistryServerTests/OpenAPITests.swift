@@ -66,7 +66,7 @@ import Testing
 
     static let samples: [String: String] = [
         "digest": "sha256:" + String(repeating: "0", count: 64), "id": "00000000-0000-4000-8000-000000000000",
-        "org": "org", "name": "m", "version": "1.0", "variant": "fp16", "alias": "prod", "reference": ":1.0",
+        "org": "org", "name": "m", "version": "1.0", "variant": "fp16", "alias": "prod", "reference": ":1.0", "layout": "flat",
     ]
 
     /// Every documented operation, called with sample parameters on a registry holding one published model,

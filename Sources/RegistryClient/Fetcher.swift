@@ -1,0 +1,176 @@
+import AsyncHTTPClient
+import CacheImage
+import Foundation
+import ModelRegistryCore
+import NIOCore
+
+/// `modelreg fetch`, the init container's command: places a variant's cache image under a directory.
+///
+/// The image is streamed and extracted by `CacheImageExtractor` into a staging directory beside the
+/// destination, every file verified while it is written, and the staging directory is renamed into place
+/// with a marker naming the manifest digest. A destination whose marker and files already match is left
+/// alone. A staging directory left by a killed run is resumed: finished entries (listed in a journal) are
+/// kept, a half-written file is continued from its last byte, and the rest is requested with `Range`.
+/// Files found in a node-level cache directory are hard-linked instead of downloaded.
+public struct Fetcher: Sendable {
+    public static let markerName = ".modelreg-fetch.json"
+    static let journalName = ".modelreg-fetch-journal"
+
+    let connection: RegistryConnection
+
+    public init(connection: RegistryConnection) {
+        self.connection = connection
+    }
+
+    public struct Options: Sendable {
+        public var layout: CacheImageLayout
+        public var cache: URL?
+        public var verify: Bool
+        /// How long network failures are retried, with backoff, before giving up.
+        public var timeout: Duration
+
+        public init(layout: CacheImageLayout, cache: URL?, verify: Bool, timeout: Duration) {
+            self.layout = layout
+            self.cache = cache
+            self.verify = verify
+            self.timeout = timeout
+        }
+    }
+
+    public func fetch(
+        _ reference: ModelReference, variant: VariantName?, destination: URL, options: Options,
+        log: @escaping @Sendable (String) -> Void = { _ in }, warn: @Sendable (String) -> Void = { _ in }
+    ) async throws -> FetchReport {
+        let start = ContinuousClock.now
+        let deadline = start + options.timeout
+        let destination = destination.standardizedFileURL
+        let resolved = try await retrying(until: deadline, log: log) { try await connection.resolve(reference, variant: variant) }
+        if let reason = resolved.deprecation { warn(Presentation.deprecationWarning(resolved, reason: reason)) }
+        let image = CacheImage(model: resolved.model, manifestDigest: resolved.digest, manifest: resolved.manifest, layout: options.layout)
+        let marker = FetchMarker(resolved, layout: options.layout)
+        var report = FetchReport(
+            model: resolved.model, version: resolved.version, variant: resolved.variant, digest: resolved.digest,
+            layout: options.layout.rawValue, destination: destination.path, files: resolved.manifest.files.count,
+            bytes: resolved.manifest.totalSize, alreadyInPlace: false, bytesDownloaded: 0, bytesLinked: 0, bytesResumed: 0,
+            seconds: 0, deprecation: resolved.deprecation
+        )
+        if FetchMarker.read(destination) == marker, try Self.inPlace(image, under: destination, verify: options.verify) {
+            log("\(resolved.model):\(resolved.version) variant \(resolved.variant) (\(resolved.digest)) is already in \(destination.path)")
+            report.alreadyInPlace = true
+            report.seconds = (ContinuousClock.now - start).seconds
+            return report
+        }
+        let staging = destination.deletingLastPathComponent()
+            .appendingPathComponent(".\(destination.lastPathComponent).modelreg-fetch-\(resolved.digest.hex.prefix(16))-\(options.layout)")
+        log("fetching \(reference) -> \(resolved.model):\(resolved.version) variant \(resolved.variant) (\(resolved.digest)), "
+            + "\(options.layout) layout, \(resolved.manifest.files.count) files, \(ByteCount.format(resolved.manifest.totalSize))")
+        do {
+            let placement = ImagePlacement(image: image, manifest: resolved.digest, staging: staging, cache: options.cache, log: log)
+            let counts = try await retrying(until: deadline, log: log) { try await placement.complete(using: connection, name: resolved.model) }
+            (report.bytesDownloaded, report.bytesLinked, report.bytesResumed) = (counts.downloaded, counts.linked, counts.resumed)
+            if options.verify, try !Self.inPlace(image, under: staging, verify: true) {
+                throw RegistryError(.integrity, "a file changed on disk while it was being fetched into \(staging.path)")
+            }
+            try placement.finish(marker: marker, into: destination)
+        } catch let error as RegistryError where error.code == .integrity {
+            // Bytes that failed verification are never kept, not even for a resume.
+            try? FileManager.default.removeItem(at: staging)
+            throw error
+        }
+        report.seconds = (ContinuousClock.now - start).seconds
+        log("placed \(resolved.model):\(resolved.version) variant \(resolved.variant) in \(destination.path): "
+            + "\(ByteCount.format(report.bytesDownloaded)) downloaded, \(ByteCount.format(report.bytesLinked)) linked from the cache, "
+            + "in \(String(format: "%.2f", report.seconds)) s")
+        return report
+    }
+
+    /// Whether every entry of the image is under `root` with the right kind and size (and, verifying,
+    /// content). A destination that is not is fetched again and replaced.
+    static func inPlace(_ image: CacheImage, under root: URL, verify: Bool) throws -> Bool {
+        for entry in image.entries {
+            let path = root.appendingPathComponent(entry.path).path
+            var status = stat()
+            guard lstat(path, &status) == 0 else { return false }
+            switch entry.kind {
+            case .directory:
+                guard status.st_mode & S_IFMT == S_IFDIR else { return false }
+            case .symlink(let target):
+                guard status.st_mode & S_IFMT == S_IFLNK, (try? FileManager.default.destinationOfSymbolicLink(atPath: path)) == target else {
+                    return false
+                }
+            case .file(let digest, let size, _):
+                guard status.st_mode & S_IFMT == S_IFREG, Int64(status.st_size) == size else { return false }
+                if verify {
+                    let file = try POSIXFile.openForReading(path)
+                    defer { try? file.close() }
+                    guard try file.hashContents().hasher.finalize() == digest else { return false }
+                }
+            }
+        }
+        return true
+    }
+
+    /// Runs `body`, retrying network failures with exponential backoff (1 s to 30 s) until the deadline.
+    private func retrying<T>(
+        until deadline: ContinuousClock.Instant, log: @Sendable (String) -> Void, _ body: () async throws -> T
+    ) async throws -> T {
+        var delay = Duration.seconds(1)
+        while true {
+            do {
+                return try await body()
+            } catch let error where Self.isNetworkFailure(error) {
+                guard ContinuousClock.now + delay < deadline else { throw error }
+                log("network failure, retrying in \(delay.seconds) s: \(error)")
+                try await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(30))
+            }
+        }
+    }
+
+    static func isNetworkFailure(_ error: any Error) -> Bool {
+        if error is ClientError || error is HTTPClientError || error is IOError { return true }
+        if let error = error as? RegistryError { return error.code == .notReady }
+        return false
+    }
+}
+
+/// What a finished fetch left behind, written last into the destination.
+struct FetchMarker: Codable, Equatable {
+    var model: ModelName
+    var version: VersionName
+    var variant: VariantName
+    var manifest: Digest
+    var layout: String
+
+    init(_ resolved: ResolvedManifest, layout: CacheImageLayout) {
+        model = resolved.model
+        version = resolved.version
+        variant = resolved.variant
+        manifest = resolved.digest
+        self.layout = layout.rawValue
+    }
+
+    static func read(_ directory: URL) -> FetchMarker? {
+        guard let data = FileManager.default.contents(atPath: directory.appendingPathComponent(Fetcher.markerName).path) else { return nil }
+        return try? JSONDecoder().decode(FetchMarker.self, from: data)
+    }
+}
+
+public struct FetchReport: Codable, Sendable {
+    public var model: ModelName
+    public var version: VersionName
+    public var variant: VariantName
+    public var digest: Digest
+    public var layout: String
+    public var destination: String
+    public var files: Int
+    public var bytes: Int64
+    /// The destination already held this variant: nothing was transferred.
+    public var alreadyInPlace: Bool
+    public var bytesDownloaded: Int64
+    public var bytesLinked: Int64
+    /// Bytes kept from an interrupted run.
+    public var bytesResumed: Int64
+    public var seconds: Double
+    public var deprecation: String?
+}

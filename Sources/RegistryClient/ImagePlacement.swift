@@ -1,0 +1,247 @@
+import AsyncHTTPClient
+import CacheImage
+import Foundation
+import ModelRegistryCore
+import NIOCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Brings one cache image into a staging directory, resuming whatever an earlier run left there, then
+/// moves it into place. Entries are finished in archive order and each is recorded in a journal once its
+/// bytes are synced, so a killed run loses at most the file it was writing, and not even that: the
+/// half-written file is continued from its last byte.
+struct ImagePlacement: Sendable {
+    let image: CacheImage
+    let manifest: Digest
+    let staging: URL
+    let cache: URL?
+    let log: @Sendable (String) -> Void
+
+    struct Counts {
+        var downloaded: Int64 = 0
+        var linked: Int64 = 0
+        var resumed: Int64 = 0
+    }
+
+    /// The bytes after the last entry: the two zero blocks that end a tar archive.
+    private var entriesEnd: Int64 { image.size - 1024 }
+
+    func complete(using connection: RegistryConnection, name: ModelName) async throws -> Counts {
+        try FileManager.default.createDirectory(at: staging, withIntermediateDirectories: true)
+        let journal = try FetchJournal(staging.appendingPathComponent(Fetcher.journalName).path)
+        var done = try journal.entries().intersection(Set(try image.entries.filter { try present($0) }.map(\.path)))
+        var counts = Counts()
+        counts.resumed = image.files.filter { done.contains($0.path) }.reduce(0) { $0 + size($1) }
+        for entry in image.files where !done.contains(entry.path) {
+            if try link(fromCache: entry) {
+                try journal.record(entry.path)
+                done.insert(entry.path)
+                counts.linked += size(entry)
+            } else if let resumed = try await continuePartial(entry, connection: connection, name: name) {
+                try journal.record(entry.path)
+                done.insert(entry.path)
+                counts.resumed += resumed
+                counts.downloaded += size(entry) - resumed
+            }
+        }
+        // What is left, as runs of consecutive entries: one ranged request each.
+        var index = 0
+        while index < image.entries.count {
+            guard !done.contains(image.entries[index].path) else {
+                index += 1
+                continue
+            }
+            var end = index
+            while end + 1 < image.entries.count, !done.contains(image.entries[end + 1].path) { end += 1 }
+            let run = image.entries[index...end]
+            counts.downloaded += try await download(run, connection: connection, name: name, journal: journal)
+            index = end + 1
+        }
+        return counts
+    }
+
+    /// Writes the marker, shares new files with the node cache, and renames the staging directory into place.
+    func finish(marker: FetchMarker, into destination: URL) throws {
+        let fileManager = FileManager.default
+        try? fileManager.removeItem(at: staging.appendingPathComponent(Fetcher.journalName))
+        let bytes = try JSONEncoder().encode(marker)
+        let markerFile = try POSIXFile.open(staging.appendingPathComponent(Fetcher.markerName).path, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
+        try bytes.withUnsafeBytes { try markerFile.write($0, at: 0) }
+        try markerFile.sync()
+        try markerFile.close()
+        if cache != nil { for entry in image.files { shareWithCache(entry) } }
+        for directory in Set(image.entries.map { ($0.path as NSString).deletingLastPathComponent }) {
+            try POSIXFile.syncDirectory(staging.appendingPathComponent(directory).path)
+        }
+        let parent = destination.deletingLastPathComponent()
+        if fileManager.fileExists(atPath: destination.path) {
+            let old = parent.appendingPathComponent(".\(destination.lastPathComponent).modelreg-old-\(UUID().uuidString.prefix(8))")
+            try POSIXFile.rename(destination.path, to: old.path)
+            try POSIXFile.rename(staging.path, to: destination.path)
+            try? fileManager.removeItem(at: old)
+        } else {
+            try fileManager.createDirectory(at: parent, withIntermediateDirectories: true)
+            try POSIXFile.rename(staging.path, to: destination.path)
+        }
+        try POSIXFile.syncDirectory(parent.path)
+    }
+
+    private func size(_ entry: CacheImage.Entry) -> Int64 {
+        if case .file(_, let size, _) = entry.kind { return size }
+        return 0
+    }
+
+    /// A journaled entry still on disk as it was written.
+    private func present(_ entry: CacheImage.Entry) throws -> Bool {
+        var status = stat()
+        guard lstat(staging.appendingPathComponent(entry.path).path, &status) == 0 else { return false }
+        switch entry.kind {
+        case .directory: return status.st_mode & S_IFMT == S_IFDIR
+        case .symlink: return status.st_mode & S_IFMT == S_IFLNK
+        case .file(_, let size, _): return status.st_mode & S_IFMT == S_IFREG && Int64(status.st_size) == size
+        }
+    }
+
+    // MARK: Node cache
+
+    private func cachePath(_ digest: Digest) -> String? {
+        cache?.appendingPathComponent("sha256/\(digest.hex)").path
+    }
+
+    /// Hard-links a file of the node cache into staging; false when the cache lacks it.
+    private func link(fromCache entry: CacheImage.Entry) throws -> Bool {
+        guard case .file(let digest, let size, _) = entry.kind, let source = cachePath(digest),
+              (try POSIXFile.regularFileSize(source)) == size
+        else { return false }
+        let target = staging.appendingPathComponent(entry.path)
+        try FileManager.default.createDirectory(at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try POSIXFile.remove(target.path)
+        guard Glibc.link(source, target.path) == 0 else {
+            log("cannot link \(source) into \(target.path) (\(String(cString: strerror(errno)))): downloading it instead")
+            return false
+        }
+        return true
+    }
+
+    /// Offers a fetched file to the node cache. Cached files are made read-only, since every pod that links
+    /// one shares its bytes.
+    private func shareWithCache(_ entry: CacheImage.Entry) {
+        guard case .file(let digest, _, let executable) = entry.kind, let target = cachePath(digest) else { return }
+        let source = staging.appendingPathComponent(entry.path).path
+        chmod(source, executable ? 0o555 : 0o444)
+        try? FileManager.default.createDirectory(atPath: (target as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        if Glibc.link(source, target) != 0, errno != EEXIST {
+            log("cannot add \(entry.path) to the node cache \(target): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    // MARK: Transfers
+
+    /// Continues a file a killed run left half-written: hashes what is there and downloads only the rest.
+    /// Returns the bytes kept, or nil when there is nothing to continue (or what is there is wrong).
+    private func continuePartial(_ entry: CacheImage.Entry, connection: RegistryConnection, name: ModelName) async throws -> Int64? {
+        guard case .file(let digest, let size, _) = entry.kind else { return nil }
+        let path = staging.appendingPathComponent(entry.path).path
+        guard let have = try POSIXFile.regularFileSize(path), have > 0, have < size else { return nil }
+        let file = try POSIXFile.open(path, flags: O_RDWR | O_NOFOLLOW | O_CLOEXEC)
+        defer { try? file.close() }
+        var (hasher, _) = try file.hashContents()
+        let response = try await connection.execute(rangeRequest(connection, name, entry.dataOffset + have..<entry.dataOffset + size), timeout: RegistryConnection.transferTimeout)
+        try checkRange(response)
+        var offset = have
+        for try await buffer in response.body {
+            guard offset + Int64(buffer.readableBytes) <= size else { break }
+            try buffer.withUnsafeReadableBytes { bytes in
+                hasher.update(bytes)
+                try file.write(bytes, at: offset)
+            }
+            offset += Int64(buffer.readableBytes)
+        }
+        guard offset == size, hasher.finalize() == digest else {
+            // Kept bytes that do not add up (a crash before they reached the disk): the run download redoes the file.
+            try file.truncate(to: 0)
+            return nil
+        }
+        try file.sync()
+        log("resumed \(entry.path) after \(ByteCount.format(have)) (\(ByteCount.format(size)))")
+        return have
+    }
+
+    /// Streams one run of entries into the extractor and returns the file bytes it wrote.
+    private func download(_ run: ArraySlice<CacheImage.Entry>, connection: RegistryConnection, name: ModelName, journal: FetchJournal) async throws -> Int64 {
+        let end = run.endIndex < image.entries.count ? image.entries[run.endIndex].offset : entriesEnd
+        let response = try await connection.execute(rangeRequest(connection, name, run.first!.offset..<end), timeout: RegistryConnection.transferTimeout)
+        try checkRange(response)
+        let channel = ByteChannel()
+        let (root, entries, log) = (staging, Array(run), self.log)
+        let extraction = Task.detached {
+            try await Self.onThread {
+                try CacheImageExtractor(directory: root, expecting: entries) { entry in
+                    try? journal.record(entry.path)
+                    if case .file(_, let size, _) = entry.kind { log("fetched \(entry.path) (\(ByteCount.format(size)))") }
+                } .extract { try channel.receive() }
+            }
+        }
+        do {
+            for try await buffer in response.body { try await channel.send(Array(buffer.readableBytesView)) }
+            try await channel.send(TarArchive.end)
+            channel.finish()
+        } catch is ByteChannel.ReaderGone {
+            // The extractor stopped early; its own error says why.
+        } catch {
+            channel.finish(throwing: ClientError.network("the image download broke off: \(error)"))
+        }
+        try await extraction.value
+        return entries.reduce(0) { $0 + size($1) }
+    }
+
+    private func rangeRequest(_ connection: RegistryConnection, _ name: ModelName, _ range: Range<Int64>) -> HTTPClientRequest {
+        var request = connection.request(.GET, "/v1/models/\(name)/images/\(manifest)/\(image.layout)")
+        request.headers.add(name: "Range", value: "bytes=\(range.lowerBound)-\(range.upperBound - 1)")
+        return request
+    }
+
+    private func checkRange(_ response: HTTPClientResponse) throws {
+        guard response.status == .partialContent else {
+            throw RegistryError(.integrity, "the registry answered a ranged image request with HTTP \(response.status.code), not 206")
+        }
+    }
+
+    /// Runs blocking work on a thread of its own, off the cooperative pool.
+    private static func onThread(_ body: @escaping @Sendable () throws -> Void) async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            Thread { continuation.resume(with: Result { try body() }) }.start()
+        }
+    }
+}
+
+/// The entries a staging directory already holds, one path a line, appended as each is synced.
+final class FetchJournal: @unchecked Sendable {
+    private let file: POSIXFile
+    private let lock = NSLock()
+
+    init(_ path: String) throws {
+        file = try POSIXFile.open(path, flags: O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, mode: 0o644)
+    }
+
+    func entries() throws -> Set<String> {
+        var buffer = try file.readBuffer(at: 0, length: Int(try file.size()))
+        let text = buffer.readString(length: buffer.readableBytes) ?? ""
+        return Set(text.split(separator: "\n").map(String.init))
+    }
+
+    func record(_ path: String) throws {
+        lock.lock()
+        defer { lock.unlock() }
+        try Array((path + "\n").utf8).withUnsafeBytes { try file.write($0, at: try file.size()) }
+    }
+
+    deinit { try? file.close() }
+}
+
+enum TarArchive {
+    /// Two zero blocks: a ranged run of entries becomes a whole archive for the extractor.
+    static let end = [UInt8](repeating: 0, count: 1024)
+}

@@ -1,0 +1,195 @@
+import CacheImage
+import Foundation
+import Logging
+import ModelRegistryCore
+import NIOCore
+import NIOPosix
+
+/// Pre-warms cache images: when a variant is published or an alias moves to it, each layout's archive is
+/// streamed once from the blobs to learn its digest, which is then served as the image's `ETag`. The
+/// archive itself is never stored (it is described by the manifest over the blobs), so a built image
+/// costs one small JSON record. Builds run one at a time on NIO's thread pool, off the request threads.
+actor CacheImageBuilder {
+    private struct Job: Hashable {
+        var model: ModelName
+        var manifest: Digest
+        var layout: CacheImageLayout
+    }
+
+    private struct Record: Codable {
+        var digest: Digest?
+        var size: Int64
+        var builtAt: String
+        var error: String?
+    }
+
+    private let directory: DataDirectory
+    private let blobs: any BlobStore
+    private let metadata: any MetadataStore
+    private let logger: Logger
+    private var queue: [Job] = []
+    private var building: Job?
+    private var worker: Task<Void, Never>?
+
+    init(directory: DataDirectory, blobs: any BlobStore, metadata: any MetadataStore, logger: Logger) {
+        self.directory = directory
+        self.blobs = blobs
+        self.metadata = metadata
+        self.logger = logger
+    }
+
+    /// Queues every layout of a variant that has no built image yet.
+    func enqueue(_ model: ModelName, _ manifest: Digest) {
+        for layout in CacheImageLayout.allCases {
+            let job = Job(model: model, manifest: manifest, layout: layout)
+            guard job != building, !queue.contains(job), record(job) == nil else { continue }
+            queue.append(job)
+        }
+        if worker == nil, !queue.isEmpty {
+            worker = Task { await self.drain() }
+        }
+    }
+
+    /// Queues the targets of every alias: after a restart, builds that were interrupted start again.
+    func enqueueAliasTargets() async {
+        do {
+            for model in try await metadata.listModels() {
+                for alias in model.aliases {
+                    let stored = try await metadata.resolve(ModelReference(name: model.name, target: .alias(alias.name)), variant: nil)
+                    enqueue(model.name, stored.digest)
+                }
+            }
+        } catch {
+            logger.warning("could not queue cache images of alias targets", metadata: ["error": "\(error)"])
+        }
+    }
+
+    func status(_ model: ModelName, _ manifest: Digest, size: (CacheImageLayout) -> Int64) -> [CacheImageStatus] {
+        CacheImageLayout.allCases.map { layout in
+            let job = Job(model: model, manifest: manifest, layout: layout)
+            if let record = record(job) {
+                return CacheImageStatus(layout: layout.rawValue, state: record.error == nil ? .ready : .failed, digest: record.digest,
+                                        size: record.size, builtAt: record.builtAt, error: record.error)
+            }
+            return CacheImageStatus(layout: layout.rawValue, state: job == building ? .building : .pending, size: size(layout))
+        }
+    }
+
+    /// The built image's digest, if it is ready.
+    func digest(_ model: ModelName, _ manifest: Digest, _ layout: CacheImageLayout) -> Digest? {
+        record(Job(model: model, manifest: manifest, layout: layout))?.digest
+    }
+
+    /// Drops the records of deleted variants.
+    func forget(_ model: ModelName, _ manifests: [Digest]) {
+        for manifest in manifests {
+            for layout in CacheImageLayout.allCases {
+                queue.removeAll { $0 == Job(model: model, manifest: manifest, layout: layout) }
+                try? POSIXFile.remove(path(Job(model: model, manifest: manifest, layout: layout)))
+            }
+        }
+    }
+
+    /// Waits until the queue is empty (tests and shutdown).
+    func idle() async {
+        while let worker { await worker.value }
+    }
+
+    private func drain() async {
+        while !queue.isEmpty {
+            let job = queue.removeFirst()
+            building = job
+            let record = await build(job)
+            building = nil
+            if let record { save(record, job) }
+        }
+        worker = nil
+    }
+
+    private func build(_ job: Job) async -> Record? {
+        do {
+            guard let stored = try await metadata.manifest(job.model, digest: job.manifest) else { return nil }
+            let image = CacheImage(model: job.model, manifestDigest: job.manifest, manifest: try stored.decoded(), layout: job.layout)
+            let blobs = self.blobs
+            let digest = try await NIOThreadPool.singleton.runIfActive { try Self.hash(image, blobs) }
+            logger.info("cache image built", metadata: ["model": "\(job.model)", "manifest": "\(job.manifest)", "layout": "\(job.layout)",
+                                                         "digest": "\(digest)", "size": "\(image.size)"])
+            return Record(digest: digest, size: image.size, builtAt: Timestamp.now())
+        } catch {
+            logger.error("cache image failed", metadata: ["model": "\(job.model)", "manifest": "\(job.manifest)", "layout": "\(job.layout)",
+                                                           "error": "\(error)"])
+            return Record(digest: nil, size: 0, builtAt: Timestamp.now(), error: "\(error)")
+        }
+    }
+
+    /// The sha256 of the whole archive, streamed from the blobs.
+    private static func hash(_ image: CacheImage, _ blobs: any BlobStore) throws -> Digest {
+        var hasher = ContentHasher()
+        var chunks = CacheImageChunks(image, range: 0..<image.size, blobs: blobs)
+        while let chunk = try chunks.next() {
+            chunk.withUnsafeReadableBytes { hasher.update($0) }
+        }
+        return hasher.finalize()
+    }
+
+    private func path(_ job: Job) -> String {
+        directory.imageRecord(job.model, job.manifest, layout: job.layout.rawValue).path
+    }
+
+    private func record(_ job: Job) -> Record? {
+        guard let data = FileManager.default.contents(atPath: path(job)) else { return nil }
+        return try? JSONDecoder().decode(Record.self, from: data)
+    }
+
+    /// Written to a temporary name and renamed, so a reader sees a whole record or none.
+    private func save(_ record: Record, _ job: Job) {
+        let target = path(job)
+        do {
+            try FileManager.default.createDirectory(atPath: (target as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            let temporary = target + ".tmp"
+            let bytes = try JSONEncoder().encode(record)
+            let file = try POSIXFile.open(temporary, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
+            try bytes.withUnsafeBytes { try file.write($0, at: 0) }
+            try file.sync()
+            try file.close()
+            try POSIXFile.rename(temporary, to: target)
+        } catch {
+            logger.error("cannot record cache image", metadata: ["path": "\(target)", "error": "\(error)"])
+        }
+    }
+}
+
+/// The bytes of a range of a cache image, in chunks of at most 1 MiB, read from the blobs behind it.
+struct CacheImageChunks {
+    static let chunkSize = 1 << 20
+    private var parts: ArraySlice<CacheImage.Part>
+    private let blobs: any BlobStore
+    private var reader: (digest: Digest, reader: any BlobReader, offset: Int64, end: Int64)?
+
+    init(_ image: CacheImage, range: Range<Int64>, blobs: any BlobStore) {
+        parts = image.parts(in: range)[...]
+        self.blobs = blobs
+    }
+
+    /// The next chunk; nil at the end of the range.
+    mutating func next() throws -> ByteBuffer? {
+        while true {
+            if let current = reader, current.offset < current.end {
+                let chunk = try current.reader.read(at: current.offset, maxLength: Int(min(Int64(Self.chunkSize), current.end - current.offset)))
+                guard chunk.readableBytes > 0 else {
+                    throw RegistryError(.integrity, "blob \(current.digest) ended at \(current.offset) bytes, before the image needs \(current.end)")
+                }
+                reader?.offset += Int64(chunk.readableBytes)
+                return chunk
+            }
+            reader = nil
+            guard let part = parts.popFirst() else { return nil }
+            switch part {
+            case .bytes(let bytes):
+                return ByteBuffer(bytes: bytes)
+            case .blob(let digest, let range):
+                reader = (digest, try blobs.reader(digest), range.lowerBound, range.upperBound)
+            }
+        }
+    }
+}

@@ -1,0 +1,194 @@
+import Foundation
+import ModelRegistryCore
+import Testing
+
+struct FetchReportJSON: Decodable {
+    var digest: String
+    var alreadyInPlace: Bool
+    var bytes: Int64
+    var bytesDownloaded: Int64
+    var bytesLinked: Int64
+    var bytesResumed: Int64
+}
+
+/// `modelreg fetch`, the init container's command, against a real server.
+@Suite(.serialized) struct FetchTests {
+    struct Fixture {
+        let scratch: Scratch
+        let server: ServerProcess
+        let model: URL
+
+        init(bigFile: Int = 0) throws {
+            scratch = try Scratch()
+            server = try ServerProcess(data: scratch.url("data"))
+            model = scratch.url("model")
+            try TestModel.write(to: model, shards: 2)
+            if bigFile > 0 {
+                // Zeros with a few marks: the size makes a transfer long enough to interrupt.
+                var bytes = [UInt8](repeating: 0, count: bigFile)
+                for index in stride(from: 0, to: bigFile, by: 4096) { bytes[index] = UInt8(truncatingIfNeeded: index / 4096) }
+                try Data(bytes).write(to: model.appendingPathComponent("weights-extra.bin"))
+            }
+            let push = try modelreg(["push", model.path, "org/tiny:1.0", "--no-inspect"], environment: server.environment)
+            try #require(push.status == 0, "\(push)")
+            let alias = try modelreg(["alias", "set", "org/tiny", "prod", "1.0"], environment: server.environment)
+            try #require(alias.status == 0, "\(alias)")
+        }
+
+        func fetch(_ arguments: [String], sourceLocation: SourceLocation = #_sourceLocation) throws -> CommandResult {
+            try modelreg(["fetch", "org/tiny@prod", "--json"] + arguments, environment: server.environment)
+        }
+
+        /// Files of a fetched flat destination, without the marker.
+        func expectFetched(_ destination: URL, sourceLocation: SourceLocation = #_sourceLocation) throws {
+            let marker = destination.appendingPathComponent(".modelreg-fetch.json")
+            #expect(FileManager.default.fileExists(atPath: marker.path), sourceLocation: sourceLocation)
+            try FileManager.default.removeItem(at: marker)
+            try expectSameTree(model, destination, sourceLocation: sourceLocation)
+            try Data("{}".utf8).write(to: marker)
+        }
+
+        func leftovers() throws -> [String] {
+            try FileManager.default.contentsOfDirectory(atPath: scratch.root.path).filter { $0.contains("modelreg-") }
+        }
+    }
+
+    @Test func fetchIntoAnEmptyDirectoryThenAgainIsANoOp() throws {
+        let fixture = try Fixture()
+        let destination = fixture.scratch.url("models/tiny")
+        let first = try fixture.fetch(["--dest", destination.path])
+        try #require(first.status == 0, "\(first)")
+        let report = try first.json(FetchReportJSON.self)
+        #expect(!report.alreadyInPlace && report.bytesDownloaded == report.bytes && report.bytesLinked == 0)
+        let marker = try String(contentsOf: destination.appendingPathComponent(".modelreg-fetch.json"), encoding: .utf8)
+        #expect(marker.contains(report.digest))
+        let markerless = fixture.scratch.url("copy")
+        try FileManager.default.copyItem(at: destination, to: markerless)
+        try FileManager.default.removeItem(at: markerless.appendingPathComponent(".modelreg-fetch.json"))
+        try expectSameTree(fixture.model, markerless)
+
+        for arguments in [["--dest", destination.path], ["--dest", destination.path, "--verify"]] {
+            let again = try fixture.fetch(arguments)
+            try #require(again.status == 0, "\(again)")
+            #expect(try again.json(FetchReportJSON.self).alreadyInPlace)
+        }
+        // A damaged file is caught by --verify and fetched again.
+        let config = destination.appendingPathComponent("config.json")
+        let original = try Data(contentsOf: config)
+        try Data(original.reversed()).write(to: config)
+        #expect(try fixture.fetch(["--dest", destination.path]).json(FetchReportJSON.self).alreadyInPlace, "sizes and marker only")
+        let repaired = try fixture.fetch(["--dest", destination.path, "--verify"])
+        #expect(try !repaired.json(FetchReportJSON.self).alreadyInPlace)
+        #expect(try Data(contentsOf: config) == original)
+        #expect(try fixture.leftovers().isEmpty)
+    }
+
+    @Test func aKilledFetchResumesWithoutDownloadingAgain() throws {
+        let size = 192 << 20
+        let fixture = try Fixture(bigFile: size)
+        let destination = fixture.scratch.url("dest")
+        let staging = fixture.scratch.root
+        let running = try CommandProcess(["fetch", "org/tiny@prod", "--dest", destination.path], environment: fixture.server.environment)
+        // Kill it once the big file is partly written.
+        let deadline = Date().addingTimeInterval(60)
+        var killedAt: Int64 = 0
+        while Date() < deadline, killedAt == 0 {
+            let partial = try FileManager.default.contentsOfDirectory(atPath: staging.path).filter { $0.hasPrefix(".dest.modelreg-fetch") }
+                .map { staging.appendingPathComponent($0).appendingPathComponent("weights-extra.bin").path }
+                .compactMap { try? FileManager.default.attributesOfItem(atPath: $0)[.size] as? Int64 }.first ?? 0
+            if partial > 8 << 20, partial < Int64(size) {
+                running.kill()
+                killedAt = partial
+            }
+            usleep(2000)
+        }
+        _ = try running.wait()
+        try #require(killedAt > 0, "the fetch finished before it could be interrupted")
+        #expect(!FileManager.default.fileExists(atPath: destination.path), "nothing in place before the fetch completes")
+
+        let resumed = try fixture.fetch(["--dest", destination.path])
+        try #require(resumed.status == 0, "\(resumed)")
+        let report = try resumed.json(FetchReportJSON.self)
+        #expect(report.bytesResumed >= killedAt, "kept what the killed run wrote: \(report.bytesResumed) of \(killedAt)")
+        #expect(report.bytesDownloaded + report.bytesResumed == report.bytes)
+        try fixture.expectFetched(destination)
+        #expect(try fixture.leftovers().isEmpty)
+    }
+
+    @Test func aCorruptedBlobIsRefusedAndTheDestinationUntouched() throws {
+        let fixture = try Fixture()
+        let weights = try Data(contentsOf: fixture.model.appendingPathComponent("model-00002-of-00002.safetensors"))
+        let digest = Digest.of(weights)
+        let blob = fixture.scratch.url("data/blobs/sha256/\(digest.hex.prefix(2))/\(digest.hex)")
+        var corrupted = try Data(contentsOf: blob)
+        corrupted[corrupted.count / 3] ^= 0x40
+        try corrupted.write(to: blob)
+        let destination = fixture.scratch.url("dest")
+        try FileManager.default.createDirectory(at: destination, withIntermediateDirectories: true)
+        try Data("keep me".utf8).write(to: destination.appendingPathComponent("old.txt"))
+
+        let result = try fixture.fetch(["--dest", destination.path])
+        #expect(result.status == 5, "\(result)")
+        #expect(result.stderr.contains(digest.description))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: destination.path) == ["old.txt"])
+        #expect(try fixture.leftovers().isEmpty)
+    }
+
+    @Test func theNodeCacheIsLinkedNotDownloaded() throws {
+        let fixture = try Fixture()
+        let cache = fixture.scratch.url("node-cache")
+        let first = try fixture.fetch(["--dest", fixture.scratch.url("pod-a").path, "--cache", cache.path])
+        try #require(first.status == 0, "\(first)")
+        let second = try fixture.fetch(["--dest", fixture.scratch.url("pod-b").path, "--cache", cache.path])
+        try #require(second.status == 0, "\(second)")
+        let report = try second.json(FetchReportJSON.self)
+        #expect(report.bytesDownloaded == 0 && report.bytesLinked == report.bytes)
+        try fixture.expectFetched(fixture.scratch.url("pod-b"))
+        let weights = fixture.scratch.url("pod-b/model-00001-of-00002.safetensors").path
+        let links = try FileManager.default.attributesOfItem(atPath: weights)[.referenceCount] as? Int
+        #expect(links == 3, "pod-a, pod-b and the cache share one inode")
+    }
+
+    @Test func theHFLayoutLoadsWithHuggingFaceHubOffline() throws {
+        let fixture = try Fixture()
+        let cacheRoot = fixture.scratch.url("hf-cache")
+        let result = try fixture.fetch(["--dest", cacheRoot.path, "--layout", "hf"])
+        try #require(result.status == 0, "\(result)")
+        let script = """
+            import os, sys, hashlib, json
+            os.environ["HF_HUB_OFFLINE"] = "1"
+            from huggingface_hub import snapshot_download
+            path = snapshot_download("org/tiny", cache_dir=sys.argv[1], local_files_only=True)
+            print(json.dumps({os.path.relpath(os.path.join(b, n), path): hashlib.sha256(open(os.path.join(b, n), "rb").read()).hexdigest()
+                              for b, _, names in os.walk(path) for n in names}))
+            """
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", "-c", script, cacheRoot.path]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        let output = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        try #require(process.terminationStatus == 0)
+        let loaded = try JSONDecoder().decode([String: String].self, from: output)
+        let expected = try snapshot(fixture.model).mapValues { Digest.of($0.0).hex }
+        #expect(loaded == expected)
+    }
+
+    @Test func failuresExitWithTheDocumentedCodes() throws {
+        let fixture = try Fixture()
+        let destination = fixture.scratch.url("dest").path
+        let cases: [([String], [String: String], Int32)] = [
+            (["fetch", "org/tiny@canary", "--dest", destination], fixture.server.environment, 3),
+            (["fetch", "org/tiny@prod", "--dest", destination], ["MODELREG_URL": fixture.server.url, "MODELREG_TOKEN": "mrt_wrong"], 4),
+            (["fetch", "org/tiny@prod", "--dest", destination, "--layout", "zip"], fixture.server.environment, 64),
+            (["fetch", "org/tiny@prod", "--dest", destination, "--timeout", "1s"], ["MODELREG_URL": "http://127.0.0.1:9"], 6),
+        ]
+        for (arguments, environment, status) in cases {
+            let result = try modelreg(arguments, environment: environment)
+            #expect(result.status == status, "\(arguments): \(result)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: destination))
+    }
+}
