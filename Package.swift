@@ -49,11 +49,16 @@ let package = Package(
             dependencies: ["ModelRegistryCore", "CArchive"]
         ),
         .target(
+            name: "RegistryMaintenance",
+            dependencies: ["ModelRegistryCore", .product(name: "GRDB", package: "GRDB.swift")]
+        ),
+        .target(
             name: "RegistryServer",
             dependencies: [
                 "ModelRegistryCore",
                 "ModelFormats",
                 "CacheImage",
+                "RegistryMaintenance",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -69,6 +74,7 @@ let package = Package(
                 "ModelRegistryCore",
                 "ModelFormats",
                 "CacheImage",
+                "RegistryMaintenance",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]
         ),
@@ -79,6 +85,7 @@ let package = Package(
                 "CacheImage",
                 "RegistryServer",
                 "RegistryClient",
+                "RegistryMaintenance",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
@@ -99,6 +106,10 @@ let package = Package(
         .testTarget(
             name: "ModelFormatsTests",
             dependencies: ["ModelFormats", "ModelRegistryCore"]
+        ),
+        .testTarget(
+            name: "RegistryMaintenanceTests",
+            dependencies: ["RegistryMaintenance", "ModelRegistryCore", .product(name: "GRDB", package: "GRDB.swift")]
         ),
         .testTarget(
             name: "RegistryServerTests",

@@ -7,6 +7,7 @@ import Foundation
 ///     <root>/uploads/<id>           uploads in progress
 ///     <root>/images/<model>/<hex>.<layout>.json   built cache images: digest and size (the bytes are the blobs)
 ///     <root>/tmp/                   scratch space on the same filesystem
+///     <root>/quarantine/sha256/<hex> blobs `modelreg verify` found corrupt, never served
 ///     <root>/admin.token            the first admin token (0600)
 public struct DataDirectory: Sendable {
     public let root: URL
@@ -21,6 +22,7 @@ public struct DataDirectory: Sendable {
     public var tmp: URL { root.appendingPathComponent("tmp", isDirectory: true) }
     public var adminToken: URL { root.appendingPathComponent("admin.token") }
     public var images: URL { root.appendingPathComponent("images", isDirectory: true) }
+    public var quarantine: URL { root.appendingPathComponent("quarantine/sha256", isDirectory: true) }
 
     /// The record of one built cache image of a model's variant (manifest digest) in a layout.
     public func imageRecord(_ model: ModelName, _ manifest: Digest, layout: String) -> URL {

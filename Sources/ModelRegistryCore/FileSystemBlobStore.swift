@@ -117,6 +117,9 @@ public final class FileSystemBlobStore: BlobStore {
             let parent = directory.blobDirectory(expected).path
             if try POSIXFile.regularFileSize(target.path) != nil {
                 try POSIXFile.remove(uploadPath)
+                // The stored copy may be unreferenced garbage; a fresh time starts garbage collection's grace
+                // period again, so the push that uploaded it has time to publish.
+                try POSIXFile.touch(target.path)
             } else {
                 try createDirectory(parent)
                 try POSIXFile.rename(uploadPath, to: target.path)

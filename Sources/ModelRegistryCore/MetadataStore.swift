@@ -47,13 +47,21 @@ public struct PublishRequest: Sendable {
     public var variant: VariantName
     public var manifest: Manifest
     public var actor: String
+    /// Runs inside the publish transaction, before the variant is written: confirms every file's blob is still
+    /// stored. Garbage collection deletes blobs inside a write transaction of the same database, so a blob
+    /// confirmed here cannot be swept before the manifest that references it is committed.
+    public var confirmBlobs: @Sendable () throws -> Void
 
-    public init(model: ModelName, version: VersionName, variant: VariantName, manifest: Manifest, actor: String) {
+    public init(
+        model: ModelName, version: VersionName, variant: VariantName, manifest: Manifest, actor: String,
+        confirmBlobs: @escaping @Sendable () throws -> Void = {}
+    ) {
         self.model = model
         self.version = version
         self.variant = variant
         self.manifest = manifest
         self.actor = actor
+        self.confirmBlobs = confirmBlobs
     }
 }
 

@@ -129,6 +129,11 @@ public final class POSIXFile: @unchecked Sendable {
         guard unlink(path) == 0 || errno == ENOENT else { throw error("remove", path) }
     }
 
+    /// Sets a file's access and modification times to now.
+    public static func touch(_ path: String) throws(RegistryError) {
+        guard utimensat(AT_FDCWD, path, nil, 0) == 0 else { throw error("update the time of", path) }
+    }
+
     /// The size of a regular file, or nil when there is none.
     public static func regularFileSize(_ path: String) throws(RegistryError) -> Int64? {
         var info = stat()

@@ -54,6 +54,7 @@ public final class SQLiteMetadataStore: MetadataStore {
                 }
                 return .unchanged(summary)
             }
+            try request.confirmBlobs()
             let now = Timestamp.now()
             try db.execute(
                 sql: """

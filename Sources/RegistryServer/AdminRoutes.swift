@@ -1,5 +1,6 @@
 import Hummingbird
 import ModelRegistryCore
+import RegistryMaintenance
 
 /// Health, metrics, the API document, token management and the audit log.
 struct AdminRoutes {
@@ -19,7 +20,8 @@ struct AdminRoutes {
                 }
             },
             Route(.get, "/metrics") { _, _ in
-                Response(
+                registry.metrics.quarantinedBlobs(try Scrubber.quarantinedCount(registry.directory))
+                return Response(
                     status: .ok,
                     headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                     body: ResponseBody(byteBuffer: ByteBuffer(bytes: registry.metrics.exposition()))

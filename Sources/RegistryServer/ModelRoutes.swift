@@ -160,7 +160,10 @@ struct ModelRoutes {
         try checkBlobs(of: manifest)
         try verifyModelFiles(of: manifest)
         let outcome = try await registry.metadata.publish(
-            PublishRequest(model: name, version: version, variant: variant, manifest: manifest, actor: context.identity.actor)
+            PublishRequest(
+                model: name, version: version, variant: variant, manifest: manifest, actor: context.identity.actor,
+                confirmBlobs: { try checkBlobs(of: manifest) }
+            )
         )
         let summary = outcome.variant
         let created: Bool

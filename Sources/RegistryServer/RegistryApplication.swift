@@ -7,6 +7,7 @@ public enum RegistryApplication {
     /// Every route the service answers.
     static func routes(_ registry: Registry) -> [Route] {
         AdminRoutes(registry: registry).routes + BlobRoutes(registry: registry).routes + ModelRoutes(registry: registry).routes
+            + MaintenanceRoutes(registry: registry).routes
     }
 
     public static func make(

@@ -45,6 +45,24 @@ final class RegistryMetrics: Sendable {
         registry.makeCounter(descriptor: Self.mismatches).increment()
     }
 
+    private static var collected: MetricNameDescriptor { name("gc_deleted_blobs", "total", "Blobs deleted by garbage collection.") }
+    private static var freed: MetricNameDescriptor { name("gc_freed_bytes", "total", "Bytes freed by garbage collection.") }
+    private static var corrupt: MetricNameDescriptor { name("corrupt_blobs_found", "total", "Corrupt blobs found and quarantined by integrity scrubs run by this server.") }
+    private static var quarantined: MetricNameDescriptor { name("quarantined_blobs", "", "Blobs in quarantine now (found corrupt by any scrub; repair restores them).") }
+
+    func garbageCollected(blobs: Int, bytes: Int64) {
+        registry.makeCounter(descriptor: Self.collected).increment(by: Int64(blobs))
+        registry.makeCounter(descriptor: Self.freed).increment(by: bytes)
+    }
+
+    func corruptBlobsFound(_ count: Int) {
+        registry.makeCounter(descriptor: Self.corrupt).increment(by: Int64(count))
+    }
+
+    func quarantinedBlobs(_ count: Int) {
+        registry.makeGauge(descriptor: Self.quarantined).set(Double(count))
+    }
+
     func exposition() -> [UInt8] {
         var buffer: [UInt8] = []
         registry.emit(into: &buffer)

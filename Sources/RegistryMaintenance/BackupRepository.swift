@@ -1,0 +1,196 @@
+import Foundation
+import ModelRegistryCore
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// One backup: a consistent registry database and every blob its manifests reference.
+public struct Snapshot: Codable, Sendable, Equatable {
+    /// `<UTC time>-<8 hex>`: sorts by time, unique.
+    public var id: String
+    public var time: String
+    public var modelregVersion: String
+    /// The data directory or server the snapshot was taken from.
+    public var source: String
+    public var schemaVersion: Int
+    /// The database file, stored as a blob of the repository.
+    public var database: BlobEntry
+    public var blobs: [BlobEntry]
+    public var models: Int
+    public var versions: Int
+    public var variants: Int
+
+    public var blobBytes: Int64 { blobs.reduce(0) { $0 + $1.size } }
+
+    public var date: Date {
+        (try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(time)) ?? Date(timeIntervalSince1970: 0)
+    }
+}
+
+/// A backup repository: a directory that holds blobs by digest and one JSON file per snapshot.
+///
+///     <root>/modelreg-backup.json       marks the directory as a repository (format version)
+///     <root>/blobs/sha256/ab/<hex>      blobs and database files, each written once
+///     <root>/snapshots/<id>.json        one per snapshot; written last, so a snapshot names only durable blobs
+///     <root>/tmp/                       files being written; emptied by the next writer
+///     <root>/lock                       flock: one writer (backup, prune) at a time, readers share
+public struct BackupRepository: Sendable {
+    public static let formatVersion = 1
+    struct Marker: Codable { var format: Int }
+
+    public let root: URL
+
+    var marker: URL { root.appendingPathComponent("modelreg-backup.json") }
+    var blobs: URL { root.appendingPathComponent("blobs/sha256", isDirectory: true) }
+    var snapshots: URL { root.appendingPathComponent("snapshots", isDirectory: true) }
+    var tmp: URL { root.appendingPathComponent("tmp", isDirectory: true) }
+    var lockFile: URL { root.appendingPathComponent("lock") }
+
+    func blob(_ digest: Digest) -> String {
+        blobs.appendingPathComponent(String(digest.hex.prefix(2))).appendingPathComponent(digest.hex).path
+    }
+
+    func snapshotFile(_ id: String) -> String { snapshots.appendingPathComponent(id + ".json").path }
+
+    func temporaryFile(_ purpose: String) -> String { tmp.appendingPathComponent("\(purpose)-\(UUID().uuidString.lowercased())").path }
+
+    /// An existing repository.
+    public init(opening path: String) throws(RegistryError) {
+        root = URL(fileURLWithPath: path, isDirectory: true).standardizedFileURL
+        guard let data = FileManager.default.contents(atPath: marker.path) else {
+            throw RegistryError(.notFound, "no backup repository at \(root.path): create one with `modelreg backup --to \(path)`")
+        }
+        guard let decoded = try? JSONDecoder().decode(Marker.self, from: data), decoded.format <= Self.formatVersion else {
+            throw RegistryError(.storageFailure, "\(marker.path) is not a backup repository this modelreg can read: upgrade modelreg")
+        }
+    }
+
+    /// A repository, created when the directory is missing or empty.
+    public static func openOrCreate(_ path: String) throws(RegistryError) -> BackupRepository {
+        let root = URL(fileURLWithPath: path, isDirectory: true).standardizedFileURL
+        if FileManager.default.fileExists(atPath: root.appendingPathComponent("modelreg-backup.json").path) {
+            return try BackupRepository(opening: path)
+        }
+        guard try FileTree.entries(root.path).isEmpty else {
+            throw RegistryError(.conflict, "\(root.path) is neither empty nor a backup repository: choose another --to directory")
+        }
+        try FileTree.createDirectory(root.path)
+        for directory in ["blobs/sha256", "snapshots", "tmp"] {
+            try FileTree.createDirectory(root.appendingPathComponent(directory).path)
+        }
+        let marker = try JSONEncoder().encodeBytes(Marker(format: formatVersion))
+        try FileTree.writeAtomically(marker, to: root.appendingPathComponent("modelreg-backup.json").path,
+                                     temporary: root.appendingPathComponent("tmp/marker").path)
+        return try BackupRepository(opening: path)
+    }
+
+    /// Takes the repository's lock: exclusive for writers, shared for readers. A lock held by a process that
+    /// died (even by kill -9) is released by the kernel, so it never blocks for ever.
+    public func lock(exclusive: Bool) throws(RegistryError) -> RepositoryLock {
+        try RepositoryLock(path: lockFile.path, exclusive: exclusive)
+    }
+
+    /// Every snapshot, oldest first.
+    public func allSnapshots() throws(RegistryError) -> [Snapshot] {
+        var result: [Snapshot] = []
+        for name in try FileTree.entries(snapshots.path) where name.hasSuffix(".json") {
+            result.append(try readSnapshot(snapshots.appendingPathComponent(name).path))
+        }
+        return result.sorted { ($0.time, $0.id) < ($1.time, $1.id) }
+    }
+
+    /// The snapshot with this id (or unique id prefix), or the newest one.
+    public func snapshot(_ id: String?) throws(RegistryError) -> Snapshot {
+        let all = try allSnapshots()
+        guard let id else {
+            guard let newest = all.last else { throw RegistryError(.notFound, "the repository \(root.path) has no snapshot yet") }
+            return newest
+        }
+        let matches = all.filter { $0.id.hasPrefix(id) }
+        guard matches.count == 1 else {
+            throw RegistryError(matches.isEmpty ? .notFound : .invalidRequest,
+                                matches.isEmpty ? "snapshot '\(id)' not found: `modelreg backup ls` lists them" : "snapshot prefix '\(id)' is ambiguous")
+        }
+        return matches[0]
+    }
+
+    func readSnapshot(_ path: String) throws(RegistryError) -> Snapshot {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw RegistryError(.storageFailure, "cannot read snapshot file \(path)")
+        }
+        do {
+            return try JSONDecoder().decode(Snapshot.self, from: data)
+        } catch {
+            throw RegistryError(.integrity, "snapshot file \(path) is damaged: \(error)")
+        }
+    }
+
+    /// Whether the repository already holds this blob (whole: blobs are renamed into place only when complete).
+    func has(_ entry: BlobEntry) throws(RegistryError) -> Bool {
+        try FileTree.status(blob(entry.digest))?.size == entry.size
+    }
+
+    func writeSnapshot(_ snapshot: Snapshot) throws(RegistryError) {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        try FileTree.writeAtomically(try encoder.encodeBytes(snapshot), to: snapshotFile(snapshot.id), temporary: temporaryFile("snapshot"))
+    }
+
+    /// Leftovers of an interrupted writer; only called while holding the exclusive lock.
+    func clearTemporaryFiles() throws(RegistryError) {
+        try FileTree.createDirectory(tmp.path)
+        try FileTree.removeContents(of: tmp.path)
+    }
+
+    static func newSnapshotID(_ date: Date) -> String {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        let c = calendar.dateComponents([.year, .month, .day, .hour, .minute, .second], from: date)
+        let stamp = String(format: "%04d%02d%02dT%02d%02d%02dZ", c.year!, c.month!, c.day!, c.hour!, c.minute!, c.second!)
+        return stamp + "-" + String(UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(8))
+    }
+}
+
+/// An flock on the repository's lock file, released by `unlock()` or when the process ends.
+public final class RepositoryLock: Sendable {
+    private let descriptor: Int32
+
+    init(path: String, exclusive: Bool) throws(RegistryError) {
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw RegistryError(.storageFailure, "cannot open the lock file \(path): \(String(cString: strerror(errno)))") }
+        guard flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) == 0 else {
+            let holder = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+            close(fd)
+            throw RegistryError(
+                .conflict,
+                "the backup repository is in use by another modelreg process\(holder.isEmpty ? "" : " (\(holder))"): "
+                    + "wait for it to finish; two backups or prunes never run at once on one repository"
+            )
+        }
+        descriptor = fd
+        if exclusive {
+            let text = Array("pid \(getpid()) since \(Timestamp.now())\n".utf8)
+            _ = ftruncate(fd, 0)
+            _ = text.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+        }
+    }
+
+    public func unlock() {
+        close(descriptor)
+    }
+}
+
+extension JSONEncoder {
+    func encodeBytes(_ value: some Encodable) throws(RegistryError) -> [UInt8] {
+        do {
+            return Array(try encode(value))
+        } catch {
+            throw RegistryError(.internalError, "cannot encode \(type(of: value)): \(error)")
+        }
+    }
+}

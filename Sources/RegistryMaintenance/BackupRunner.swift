@@ -1,0 +1,168 @@
+import Foundation
+import GRDB
+import ModelRegistryCore
+
+/// What one backup did.
+public struct BackupReport: Codable, Sendable {
+    public var snapshot: String
+    public var repository: String
+    public var blobs: Int
+    public var bytes: Int64
+    public var blobsCopied: Int
+    public var bytesCopied: Int64
+    public var databaseBytes: Int64
+    public var seconds: Double
+}
+
+/// Takes one snapshot of a registry into a repository.
+///
+/// Order: the database copy (online backup API) is stored as a blob; the blobs its manifests reference are
+/// read from the copy itself, so the snapshot is exactly what that database needs; each missing blob is
+/// copied into `tmp/`, checked against its digest, synced and renamed into place; only then is the snapshot
+/// file written (synced, renamed, directory synced). An interrupted backup leaves no snapshot, only blobs
+/// that the next backup reuses and files in `tmp/` that it clears. A blob that vanishes from the registry
+/// meanwhile (its version deleted and garbage-collected) makes the backup start over from a new database
+/// snapshot, keeping what it copied.
+public struct BackupRunner: Sendable {
+    public let repository: BackupRepository
+    public let source: any BackupSource
+    public let modelregVersion: String
+    public let jobs: Int
+
+    public init(repository: BackupRepository, source: any BackupSource, modelregVersion: String, jobs: Int = 4) {
+        self.repository = repository
+        self.source = source
+        self.modelregVersion = modelregVersion
+        self.jobs = max(1, jobs)
+    }
+
+    public func run(log: @Sendable (String) -> Void = { _ in }) async throws -> BackupReport {
+        let started = ContinuousClock.now
+        let lock = try repository.lock(exclusive: true)
+        defer { lock.unlock() }
+        try repository.clearTemporaryFiles()
+        var attempt = 1
+        while true {
+            let time = Date()
+            let (database, contents) = try await snapshotDatabase(log: log)
+            var missing: [BlobEntry] = []
+            for blob in contents.blobs where try !repository.has(blob) { missing.append(blob) }
+            let copied: Int64
+            do {
+                copied = try await copy(missing, log: log)
+            } catch let error as RegistryError where error.code == .notFound && attempt < Self.attempts {
+                // A version deleted and collected since the database snapshot: a new snapshot no longer
+                // needs its blobs, and the blobs copied so far stay in the repository.
+                log("\(error.message); taking a new database snapshot")
+                attempt += 1
+                continue
+            }
+            return try finish(time: time, database: database, contents: contents, copied: (missing.count, copied), started: started)
+        }
+    }
+
+    static let attempts = 3
+
+    /// The database copy, stored as a blob of the repository, and what it holds.
+    private func snapshotDatabase(log: @Sendable (String) -> Void) async throws -> (BlobEntry, DatabaseContents) {
+        let databaseCopy = repository.temporaryFile("database")
+        try await source.snapshotDatabase(to: databaseCopy)
+        let contents = try Self.contents(ofDatabase: databaseCopy)
+        let database = try FileTree.hash(databaseCopy)
+        if try repository.has(database) {
+            try POSIXFile.remove(databaseCopy)
+        } else {
+            try FileTree.install(databaseCopy, as: repository.blob(database.digest))
+        }
+        log("database snapshot: \(database.size) bytes, \(contents.blobs.count) blobs referenced")
+        return (database, contents)
+    }
+
+    /// Writes the snapshot file, once everything it names is durable in the repository.
+    private func finish(
+        time: Date, database: BlobEntry, contents: DatabaseContents, copied: (blobs: Int, bytes: Int64), started: ContinuousClock.Instant
+    ) throws -> BackupReport {
+        let snapshot = Snapshot(
+            id: BackupRepository.newSnapshotID(time),
+            time: Timestamp.format(time),
+            modelregVersion: modelregVersion,
+            source: source.description,
+            schemaVersion: contents.schemaVersion,
+            database: database,
+            blobs: contents.blobs,
+            models: contents.models,
+            versions: contents.versions,
+            variants: contents.variants
+        )
+        try repository.writeSnapshot(snapshot)
+        return BackupReport(
+            snapshot: snapshot.id,
+            repository: repository.root.path,
+            blobs: snapshot.blobs.count,
+            bytes: snapshot.blobBytes,
+            blobsCopied: copied.blobs,
+            bytesCopied: copied.bytes,
+            databaseBytes: database.size,
+            seconds: (ContinuousClock.now - started).seconds
+        )
+    }
+
+    /// Copies blobs, `jobs` at a time, each verified against its digest before it enters the repository.
+    private func copy(_ blobs: [BlobEntry], log: @Sendable (String) -> Void) async throws -> Int64 {
+        let repository = self.repository, source = self.source
+        var total: Int64 = 0
+        try await withThrowingTaskGroup(of: Int64.self) { group in
+            var next = 0
+            func start() {
+                guard next < blobs.count else { return }
+                let blob = blobs[next]
+                next += 1
+                group.addTask {
+                    let temporary = repository.temporaryFile("blob")
+                    let copied = try await source.copyBlob(blob, to: temporary)
+                    guard copied == blob else {
+                        try? POSIXFile.remove(temporary)
+                        throw RegistryError(
+                            .integrity,
+                            "blob \(blob.digest) read from \(source.description) hashes to \(copied.digest) (\(copied.size) bytes, expected \(blob.size)): "
+                                + "the registry's copy is corrupt; run `modelreg verify`, then `modelreg repair --from` an older backup"
+                        )
+                    }
+                    try FileTree.install(temporary, as: repository.blob(blob.digest))
+                    return blob.size
+                }
+            }
+            for _ in 0..<jobs { start() }
+            var done = 0
+            while let size = try await group.next() {
+                total += size
+                done += 1
+                if done % 100 == 0 { log("copied \(done)/\(blobs.count) blobs") }
+                start()
+            }
+        }
+        return total
+    }
+
+    struct DatabaseContents {
+        var schemaVersion: Int
+        var blobs: [BlobEntry]
+        var models: Int
+        var versions: Int
+        var variants: Int
+    }
+
+    static func contents(ofDatabase path: String) throws -> DatabaseContents {
+        let database = try RegistryDatabase.open(path)
+        defer { try? database.close() }
+        return try database.read { db in
+            DatabaseContents(
+                schemaVersion: try SchemaMigrator.appliedVersion(db),
+                blobs: try ManifestFileReferences.blobs(db),
+                models: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM models") ?? 0,
+                versions: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM versions") ?? 0,
+                variants: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM variants") ?? 0
+            )
+        }
+    }
+}

@@ -1,0 +1,85 @@
+import Foundation
+import ModelRegistryCore
+
+/// A registry that `repair` refills: its data directory, or a running server (`RemoteRepairTarget`).
+public protocol RepairTarget: Sendable {
+    var description: String { get }
+    /// Blobs a manifest references that the registry does not hold (quarantined or lost).
+    func missingBlobs() async throws -> [Digest]
+    /// Stores the blob whose bytes are in the file `path`; the registry checks them against the digest.
+    func store(_ digest: Digest, from path: String) async throws
+}
+
+/// A data directory on this machine.
+public struct LocalRepairTarget: RepairTarget {
+    public let directory: DataDirectory
+
+    public init(directory: DataDirectory) {
+        self.directory = directory
+    }
+
+    public var description: String { directory.root.path }
+
+    public func missingBlobs() async throws -> [Digest] {
+        try Scrubber(directory: directory, sample: 0).run().missing
+    }
+
+    public func store(_ digest: Digest, from path: String) async throws {
+        try FileTree.createDirectory(directory.tmp.path)
+        let temporary = directory.tmp.appendingPathComponent("repair-\(UUID().uuidString.lowercased())").path
+        let copied = try FileTree.copy(from: path, to: temporary)
+        guard copied.digest == digest else {
+            try? POSIXFile.remove(temporary)
+            throw RegistryError(.integrity, "the backup's copy of \(digest) is corrupt too (it hashes to \(copied.digest))")
+        }
+        try FileTree.install(temporary, as: directory.blob(digest).path)
+    }
+}
+
+/// What `repair` brought back.
+public struct RepairReport: Codable, Sendable {
+    public var repository: String
+    public var missing: Int
+    public var repaired: [Digest]
+    /// Missing blobs the repository does not hold either (or holds corrupt).
+    public var unavailable: [Digest]
+    /// Referenced blobs the registry still lacks afterwards, by its own account.
+    public var stillMissing: [Digest]
+}
+
+/// Brings blobs that a registry's manifests reference but it no longer holds back from a backup repository.
+public struct Repairer: Sendable {
+    public let repository: BackupRepository
+    public let target: any RepairTarget
+
+    public init(repository: BackupRepository, target: any RepairTarget) {
+        self.repository = repository
+        self.target = target
+    }
+
+    public func run(log: @Sendable (String) -> Void = { _ in }) async throws -> RepairReport {
+        let lock = try repository.lock(exclusive: false)
+        defer { lock.unlock() }
+        let missing = try await target.missingBlobs()
+        var repaired: [Digest] = [], unavailable: [Digest] = []
+        for digest in missing {
+            let path = repository.blob(digest)
+            guard try FileTree.status(path) != nil else {
+                unavailable.append(digest)
+                continue
+            }
+            do {
+                try await target.store(digest, from: path)
+                repaired.append(digest)
+                log("repaired \(digest)")
+            } catch let error as RegistryError where error.code == .integrity || error.code == .digestMismatch {
+                unavailable.append(digest)
+            }
+        }
+        // Asking again confirms the repair from the registry's side, and clears the repaired blobs' quarantine.
+        let stillMissing = try await target.missingBlobs()
+        return RepairReport(
+            repository: repository.root.path, missing: missing.count, repaired: repaired, unavailable: unavailable, stillMissing: stillMissing
+        )
+    }
+}

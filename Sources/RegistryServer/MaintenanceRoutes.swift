@@ -1,0 +1,90 @@
+import Foundation
+import Hummingbird
+import ModelRegistryCore
+import NIOPosix
+import RegistryMaintenance
+
+/// Admin maintenance: garbage collection, the integrity scrub, and the consistent database snapshot that
+/// remote backups read. GC and the scrub work on the data directory through a database connection of their
+/// own, on the blocking thread pool, so requests keep being served meanwhile.
+struct MaintenanceRoutes {
+    let registry: Registry
+
+    var routes: [Route] {
+        [
+            Route(.post, "/v1/admin/gc") { request, context in
+                try registry.authorize(context, .admin)
+                let query = request.uri.queryParameters
+                let dryRun = try Self.flag(query.get("dry_run"), "dry_run")
+                let grace = try query.get("grace").map { text throws(RegistryError) in try DurationText.seconds(text) }
+                    ?? GarbageCollector.defaultGraceSeconds
+                let collector = GarbageCollector(directory: registry.directory, graceSeconds: grace)
+                let report = try await NIOThreadPool.singleton.runIfActive { try collector.run(dryRun: dryRun) }
+                if !dryRun { registry.metrics.garbageCollected(blobs: report.deleted.count, bytes: report.freedBytes) }
+                context.logger.notice("garbage collection", metadata: [
+                    "dry_run": .stringConvertible(dryRun), "deleted": .stringConvertible(report.deleted.count),
+                    "freed_bytes": .stringConvertible(report.freedBytes), "by": .string(context.identity.actor),
+                ])
+                return JSONBody.response(report)
+            },
+            Route(.post, "/v1/admin/verify") { request, context in
+                try registry.authorize(context, .admin)
+                let text = request.uri.queryParameters.get("sample") ?? "1"
+                guard let sample = Double(text) else {
+                    throw RegistryError(.invalidRequest, "sample '\(text.prefix(40))' is not a fraction between 0 and 1")
+                }
+                let scrubber = try Scrubber(directory: registry.directory, sample: sample)
+                let report = try await NIOThreadPool.singleton.runIfActive { try scrubber.run() }
+                registry.metrics.corruptBlobsFound(report.corrupt.count)
+                if !report.healthy {
+                    context.logger.error("integrity scrub found damage", metadata: [
+                        "corrupt": .string(report.corrupt.map(\.description).joined(separator: ",")),
+                        "missing": .stringConvertible(report.missing.count),
+                    ])
+                }
+                return JSONBody.response(report)
+            },
+            Route(.get, "/v1/admin/snapshot") { _, context in
+                try registry.authorize(context, .admin)
+                return try await snapshot()
+            },
+        ]
+    }
+
+    /// The database as of one moment, through SQLite's online backup API, streamed from a temporary file
+    /// that is unlinked at once (the open descriptor keeps its bytes until the response is sent).
+    private func snapshot() async throws -> Response {
+        let path = registry.directory.tmp.appendingPathComponent("snapshot-\(UUID().uuidString.lowercased()).sqlite").path
+        let (file, digest) = try await NIOThreadPool.singleton.runIfActive {
+            try LocalBackupSource.snapshot(database: registry.directory.database.path, to: path)
+            let file = try POSIXFile.openForReading(path)
+            try POSIXFile.remove(path)
+            return (file, try file.hashContents().hasher.finalize())
+        }
+        let size = try file.size()
+        let body = ResponseBody(contentLength: Int(size)) { writer in
+            defer { try? file.close() }
+            var offset: Int64 = 0
+            while offset < size {
+                let chunk = try file.readBuffer(at: offset, length: Int(min(Int64(BlobRoutes.readChunk), size - offset)))
+                guard chunk.readableBytes > 0 else { break }
+                offset += Int64(chunk.readableBytes)
+                try await writer.write(chunk)
+            }
+            try await writer.finish(nil)
+        }
+        return Response(
+            status: .ok,
+            headers: [.contentType: "application/vnd.sqlite3", .contentLength: String(size), .modelregDigest: digest.description],
+            body: body
+        )
+    }
+
+    private static func flag(_ text: String?, _ name: String) throws(RegistryError) -> Bool {
+        switch text {
+        case nil, "false", "0": return false
+        case "true", "1", "": return true
+        default: throw RegistryError(.invalidRequest, "\(name) must be true or false, not '\(text!.prefix(40))'")
+        }
+    }
+}

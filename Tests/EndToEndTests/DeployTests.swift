@@ -1,0 +1,74 @@
+import Foundation
+import Testing
+
+/// The repository's top-level directory, from this file's place in it.
+let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+/// Runs a program found on PATH, output through files.
+func run(_ program: String, _ arguments: [String]) throws -> CommandResult {
+    let outputs = FileManager.default.temporaryDirectory.appendingPathComponent("modelreg-run-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: outputs, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: outputs) }
+    let out = outputs.appendingPathComponent("out"), err = outputs.appendingPathComponent("err")
+    _ = FileManager.default.createFile(atPath: out.path, contents: nil)
+    _ = FileManager.default.createFile(atPath: err.path, contents: nil)
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = [program] + arguments
+    process.standardOutput = try FileHandle(forWritingTo: out)
+    process.standardError = try FileHandle(forWritingTo: err)
+    try process.run()
+    process.waitUntilExit()
+    return CommandResult(status: process.terminationStatus, stdout: try String(contentsOf: out, encoding: .utf8),
+                         stderr: try String(contentsOf: err, encoding: .utf8))
+}
+
+@Suite(.serialized) struct DeployTests {
+    static let cronJob = repositoryRoot.appendingPathComponent("deploy/backup-cronjob.yaml")
+
+    /// Schema validation against the Kubernetes API (kubernetes-validate, installed by .ci/run).
+    @Test func backupCronJobIsValidKubernetes() throws {
+        let result = try run("kubernetes-validate", ["--strict", Self.cronJob.path])
+        #expect(result.status == 0, "\(result)")
+    }
+
+    /// The CronJob's policy, and its steps run as written by the real binary against a real server.
+    @Test func backupCronJobStepsWork() throws {
+        let script = """
+            import json, sys, yaml
+            docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+            job = next(d for d in docs if d["kind"] == "CronJob")
+            pod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+            steps = pod.get("initContainers", []) + pod["containers"]
+            token = next((e for e in steps[0].get("env", []) if e["name"] == "MODELREG_TOKEN"), {})
+            print(json.dumps({"policy": job["spec"]["concurrencyPolicy"], "steps": [s["args"] for s in steps],
+                              "tokenSecretKey": token.get("valueFrom", {}).get("secretKeyRef", {}).get("key")}))
+            """
+        let parsed = try run("python3", ["-c", script, Self.cronJob.path])
+        try #require(parsed.status == 0, "\(parsed)")
+        struct Job: Decodable {
+            var policy: String
+            var steps: [[String]]
+            var tokenSecretKey: String?
+        }
+        let job = try JSONDecoder().decode(Job.self, from: Data(parsed.stdout.utf8))
+        #expect(job.policy == "Forbid")
+        #expect(job.tokenSecretKey == "token", "the admin token comes from a Secret")
+        #expect(job.steps.map { $0.prefix(2).joined(separator: " ") } == ["backup --to", "backup prune", "backup verify"])
+        #expect(job.steps[1].contains("--keep-daily"))
+
+        let scratch = try Scratch()
+        let server = try ServerProcess(data: scratch.url("data"))
+        let model = scratch.url("model")
+        try TestModel.write(to: model)
+        #expect(try modelreg(["push", model.path, "m:1.0"], environment: server.environment).status == 0)
+        for _ in 0..<2 {
+            for step in job.steps {
+                let arguments = step.map { $0.replacingOccurrences(of: "/backups", with: scratch.url("backups").path) }
+                let result = try modelreg(arguments, environment: server.environment)
+                #expect(result.status == 0, "\(arguments): \(result)")
+            }
+        }
+        server.stop()
+    }
+}
