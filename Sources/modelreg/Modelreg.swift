@@ -56,10 +56,4 @@ struct OutputOptions: ParsableArguments {
     func print(_ value: some Encodable, text: () -> String) {
         Swift.print(json ? Presentation.json(value) : text())
     }
-
-    /// Progress lines go to standard error, so standard output stays clean; none with `--json`.
-    var progress: @Sendable (String) -> Void {
-        if json { return { _ in } }
-        return { line in FileHandle.standardError.write(Data((line + "\n").utf8)) }
-    }
 }
