@@ -38,11 +38,14 @@ extension RegistryConnection {
     /// dropped during this call is resumed the same way; bytes the server has are never sent again.
     func uploadBlob(_ file: LocalFile, digest: Digest, progress: TransferProgress) async throws -> UploadedBytes {
         var upload = try await json(UploadStatus.self, .POST, "/v1/uploads?digest=\(digest)")
-        let resumed = upload.offset
+        var resumed = upload.offset
         var offset = upload.offset
         let sent = Counter()
         let token = progress.startFile(file.path.value, size: file.size, at: offset)
-        for attempt in 1...Self.transferAttempts {
+        var attempt = 1
+        var cutOff = false
+        var waits = 0
+        while true {
             let location = "/v1/uploads/\(upload.id)"
             do {
                 if offset < file.size {
@@ -64,21 +67,50 @@ extension RegistryConnection {
                 case .digestMismatch:
                     throw RegistryError(.digestMismatch, "\(file.path) changed while it was being pushed (\(error.message)): push again")
                 case .uploadBusy, .uploadOffsetMismatch:
-                    // Another push is sending the same blob into this upload: send ours through one of our own.
-                    guard attempt < Self.transferAttempts else { throw error }
-                    upload = try await json(UploadStatus.self, .POST, "/v1/uploads")
-                    offset = 0
+                    if cutOff, waits < Self.busyWaits {
+                        // The server has not yet seen the end of the connection that was cut, and still
+                        // holds the upload: wait for it to let go, then continue from where it got to.
+                        waits += 1
+                        try await Task.sleep(for: .milliseconds(100))
+                        offset = try await json(UploadStatus.self, .GET, location).offset
+                    } else if try await handOver() {
+                        return finishedByAnother()
+                    }
+                case .notFound:
+                    if try await handOver() { return finishedByAnother() }
                 default:
                     throw error
                 }
             } catch is ClientError {
                 guard attempt < Self.transferAttempts else { throw ClientError.network("upload of \(file.path) was cut off \(attempt) times") }
-                offset = try await json(UploadStatus.self, .GET, "/v1/uploads/\(upload.id)").offset
+                attempt += 1
+                cutOff = true
+                offset = try await json(UploadStatus.self, .GET, location).offset
             }
             progress.rewind(token, to: offset)
         }
-        throw ClientError.network("upload of \(file.path) did not complete after \(Self.transferAttempts) attempts")
+
+        /// Another push of the same blob took this upload over (or finished it). True when the blob is
+        /// stored now; otherwise the rest goes through an upload of this push's own.
+        func handOver() async throws -> Bool {
+            guard attempt < Self.transferAttempts else {
+                throw RegistryError(.uploadBusy, "the upload of \(file.path) kept meeting another push of the same file: push again")
+            }
+            attempt += 1
+            if try await blobSize(digest) == file.size { return true }
+            upload = try await json(UploadStatus.self, .POST, "/v1/uploads")
+            (offset, resumed, cutOff) = (0, 0, false)
+            return false
+        }
+
+        func finishedByAnother() -> UploadedBytes {
+            progress.finishFile(token, message: "uploaded \(file.path) (\(ByteCount.format(file.size)), by another push)")
+            return UploadedBytes(sent: sent.value, resumed: 0)
+        }
     }
+
+    /// How many times (100 ms apart) a client whose connection was cut waits for the server to release the upload.
+    static let busyWaits = 50
 
     /// Downloads a blob into `partial`, continuing from the bytes it already holds (a killed pull, a
     /// dropped connection) with a `Range` request, hashing every byte as it is written. Only when the whole

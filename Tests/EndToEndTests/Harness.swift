@@ -113,7 +113,10 @@ final class ServerProcess: @unchecked Sendable {
         throw ServerError("server did not report its port: \(text)")
     }
 
-    var environment: [String: String] { ["MODELREG_URL": url, "MODELREG_TOKEN": adminToken] }
+    /// What a client needs to reach this server; the hash cache stays inside the test's scratch directory.
+    var environment: [String: String] {
+        ["MODELREG_URL": url, "MODELREG_TOKEN": adminToken, "XDG_CACHE_HOME": data.deletingLastPathComponent().appendingPathComponent("cache").path]
+    }
 
     func stop() {
         guard process.isRunning else { return }

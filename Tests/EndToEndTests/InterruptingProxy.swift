@@ -29,7 +29,7 @@ final class InterruptingProxy: @unchecked Sendable {
         self.direction = direction
         self.limit = limit
         self.action = action
-        listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var address = Self.loopback(port: 0)
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
@@ -39,6 +39,7 @@ final class InterruptingProxy: @unchecked Sendable {
         _ = withUnsafeMutablePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) }
         }
+        self.listener = listener
         port = Int(UInt16(bigEndian: address.sin_port))
         Thread.detachNewThread { [self] in acceptLoop() }
     }
@@ -50,13 +51,15 @@ final class InterruptingProxy: @unchecked Sendable {
 
     /// Stops listening and closes every relayed connection (the server sees them drop).
     func close() {
-        let open: [Int32] = lock.withLock {
+        let open: [Int32]? = lock.withLock {
+            guard !closed else { return nil }
             closed = true
-            defer { sockets = [] }
             return sockets
         }
+        guard let open else { return }
         shutdown(listener, Int32(SHUT_RDWR))
-        Glibc.close(listener)
+        // Relayed sockets are shut down, never closed: a closed number could be reused by another socket of
+        // the test process while a relay thread still holds it.
         for socket in open { shutdown(socket, Int32(SHUT_RDWR)) }
     }
 
