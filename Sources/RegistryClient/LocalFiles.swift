@@ -72,6 +72,16 @@ public enum LocalFiles {
         )
     }
 
+    /// The sha256 of each file, `jobs` files at once.
+    public static func digests(of urls: [URL], jobs: Int) async throws -> [Digest] {
+        try await forEach(urls, jobs: max(1, jobs)) { url in
+            guard try POSIXFile.regularFileSize(url.path) != nil else {
+                throw RegistryError(.invalidRequest, "\(url.path) is not a regular file")
+            }
+            return try digest(of: url)
+        }
+    }
+
     /// The sha256 of a file, read in large chunks.
     public static func digest(of url: URL, onChunk: (Int) -> Void = { _ in }) throws -> Digest {
         let file = try POSIXFile.openForReading(url.path)

@@ -9,7 +9,8 @@ struct Modelreg: AsyncParsableCommand {
         commandName: "modelreg",
         abstract: "A registry and version manager for large-model artifacts.",
         version: "0.1.0",
-        subcommands: [Serve.self, Push.self, Pull.self, List.self, Show.self, Variants.self, Inspect.self, Alias.self, Token.self]
+        subcommands: [Serve.self, Push.self, Pull.self, List.self, Show.self, Variants.self, Inspect.self, Alias.self, Token.self,
+                      DigestCommand.self]
     )
 
     /// Parses, runs, and turns a failure into one `error:` line and the documented exit status.

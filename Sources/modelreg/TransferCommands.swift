@@ -112,3 +112,22 @@ struct ProgressOptions: ParsableArguments {
 
     static let standardError: @Sendable (String) -> Void = { text in FileHandle.standardError.write(Data(text.utf8)) }
 }
+
+struct DigestCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "digest",
+        abstract: "Print the sha256 digest of local files, as the registry names their blobs.",
+        discussion: "Reads each file in large chunks; with --jobs, several files at once."
+    )
+
+    @Argument(help: "Files to hash.")
+    var files: [String]
+
+    @Option(help: "Files hashed at once.")
+    var jobs = Pusher.defaultJobs
+
+    func run() async throws {
+        let digests = try await LocalFiles.digests(of: files.map { URL(fileURLWithPath: $0) }, jobs: jobs)
+        for (digest, file) in zip(digests, files) { print("\(digest)  \(file)") }
+    }
+}
