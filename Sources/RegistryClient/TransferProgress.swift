@@ -112,8 +112,10 @@ public final class TransferProgress: Sendable {
         }
     }
 
-    /// Runs `body` with the ticker drawing beside it, and clears the bars when it is done.
+    /// Runs `body` with the ticker drawing beside it (once at the start, so even a short transfer shows
+    /// what it is about to move), and clears the bars when it is done.
     func reporting<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+        if state.withLock({ $0.total > 0 }) { draw() }
         let ticker = Task { await run() }
         defer {
             ticker.cancel()

@@ -88,6 +88,8 @@ struct PullTransferJSON: Decodable {
         let proxy = try InterruptingProxy(to: server.url, direction: .toClient, after: Self.interruptAt, action: .stall)
         let pull = try BackgroundCommand(["pull", "m:1", "--dest", dest.path, "--quiet"], environment: server.environment.merging(["MODELREG_URL": proxy.url]) { $1 })
         let partial = try waitForFile(under: scratch.root, named: { $0.contains("/parts/") }, holding: Self.interruptAt - (1 << 20))
+        let meanwhile = try modelreg(["pull", "m:1", "--dest", dest.path], environment: server.environment)
+        #expect(meanwhile.status == 7 && meanwhile.stderr.contains("another pull into"), "\(meanwhile)")
         pull.kill()
         proxy.close()
         let kept = try #require(try FileManager.default.attributesOfItem(atPath: partial.path)[.size] as? Int64)
@@ -174,10 +176,35 @@ struct PullTransferJSON: Decodable {
         let push = try modelreg(["push", model.path, "m:1"], environment: server.environment)
         try #require(push.status == 0, "\(push)")
         #expect(push.stderr.contains("uploaded weights.bin (24.0 MiB)"), "\(push.stderr)")
+        #expect(push.stderr.contains("pushing 0% 0 B of 24.0 MiB, 0 B/s, 0/2 files\n"), "\(push.stderr)")
         #expect(!push.stderr.contains("\u{1B}["), "no terminal codes in a log")
         let pull = try modelreg(["pull", "m:1", "--dest", scratch.url("dest").path, "--quiet"], environment: server.environment)
         try #require(pull.status == 0, "\(pull)")
         #expect(pull.stderr.isEmpty)
+    }
+
+    @Test func progressIsDrawnAsBarsOnATerminal() throws {
+        let scratch = try Scratch()
+        let server = try ServerProcess(data: scratch.url("data"))
+        let model = try writeModel(scratch.url("model"))
+        // script(1) gives the client a pseudo-terminal and copies what it draws into a file.
+        let typescript = scratch.url("typescript")
+        let command = ([modelregBinary.path, "push", model.path, "m:1", "--no-inspect"]).map { "'\($0)'" }.joined(separator: " ")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/script")
+        process.arguments = ["-q", "-e", "-c", command, typescript.path]
+        var environment = ProcessInfo.processInfo.environment
+        environment.merge(server.environment) { $1 }
+        process.environment = environment
+        process.standardInput = FileHandle.nullDevice
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        let drawn = try String(contentsOf: typescript, encoding: .utf8)
+        #expect(process.terminationStatus == 0, "\(drawn)")
+        // The first drawing, made before any file starts, is the total line, erased and redrawn in place.
+        #expect(drawn.contains("\u{1B}[2Khashing 0% 0 B of 24.0 MiB") && drawn.contains("\u{1B}[2Kpushing 0% 0 B of 24.0 MiB"))
+        #expect(drawn.contains("uploaded weights.bin") && drawn.contains("published"))
     }
 
     // MARK: Helpers
