@@ -66,8 +66,11 @@ public final class HashCache: Sendable {
     func digest(of file: LocalFile) -> Digest? {
         entries.withLock { entries in
             guard let entry = entries[file.url.path], entry.identity == file.identity else { return nil }
-            entries[file.url.path]?.used = Self.now
-            changed.withLock { $0 = true }
+            // Refreshed at most daily, so a push that finds everything cached usually writes nothing.
+            if entry.used < Self.now - 86400 {
+                entries[file.url.path]?.used = Self.now
+                changed.withLock { $0 = true }
+            }
             return entry.digest
         }
     }
