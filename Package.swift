@@ -39,11 +39,21 @@ let package = Package(
             name: "ModelFormats",
             dependencies: ["ModelRegistryCore", .product(name: "NIOCore", package: "swift-nio")]
         ),
+        .systemLibrary(
+            name: "CArchive",
+            pkgConfig: "libarchive",
+            providers: [.apt(["libarchive-dev"]), .brew(["libarchive"])]
+        ),
+        .target(
+            name: "CacheImage",
+            dependencies: ["ModelRegistryCore", "CArchive"]
+        ),
         .target(
             name: "RegistryServer",
             dependencies: [
                 "ModelRegistryCore",
                 "ModelFormats",
+                "CacheImage",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -57,6 +67,7 @@ let package = Package(
             dependencies: [
                 "ModelRegistryCore",
                 "ModelFormats",
+                "CacheImage",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]
         ),
@@ -78,6 +89,10 @@ let package = Package(
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
+        ),
+        .testTarget(
+            name: "CacheImageTests",
+            dependencies: ["CacheImage", "ModelRegistryCore"]
         ),
         .testTarget(
             name: "ModelFormatsTests",

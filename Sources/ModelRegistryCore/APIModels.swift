@@ -7,6 +7,8 @@ public enum APIHeader {
     /// The version and variant a manifest reference resolved to.
     public static let version = "Modelreg-Version"
     public static let variant = "Modelreg-Variant"
+    /// Present when the manifest's version is deprecated: the reason, or `deprecated`.
+    public static let deprecated = "Modelreg-Deprecated"
 }
 
 /// The JSON bodies of the HTTP API, shared by the server that writes them and the client that reads them.
@@ -60,14 +62,95 @@ public struct AliasList: Codable, Sendable {
     public init(aliases: [AliasTarget]) { self.aliases = aliases }
 }
 
-public struct AliasUpdate: Codable, Sendable {
+/// The compare-and-swap part of an alias move: `expect` names the version the alias must point to now,
+/// `expectAbsent` says it must not exist yet. Without either the move is unconditional.
+public protocol AliasMoveBody: Codable, Sendable {
+    var expect: VersionName? { get }
+    var expectAbsent: Bool? { get }
+}
+
+extension AliasMoveBody {
+    public var expectation: AliasExpectation? {
+        get throws(RegistryError) {
+            switch (expect, expectAbsent ?? false) {
+            case (nil, false): nil
+            case (nil, true): .absent
+            case (let version?, false): .version(version)
+            case (_?, true): throw RegistryError(.invalidRequest, "expect and expectAbsent exclude each other")
+            }
+        }
+    }
+}
+
+extension AliasExpectation {
+    /// The body fields that carry this expectation.
+    public var fields: (expect: VersionName?, expectAbsent: Bool?) {
+        switch self {
+        case .absent: (nil, true)
+        case .version(let version): (version, nil)
+        }
+    }
+}
+
+public struct AliasUpdate: AliasMoveBody {
     public var version: VersionName
     public var variant: VariantName?
+    public var expect: VersionName?
+    public var expectAbsent: Bool?
 
-    public init(version: VersionName, variant: VariantName?) {
+    public init(version: VersionName, variant: VariantName?, expectation: AliasExpectation? = nil) {
         self.version = version
         self.variant = variant
+        (expect, expectAbsent) = expectation?.fields ?? (nil, nil)
     }
+}
+
+public struct AliasPromotion: AliasMoveBody {
+    /// The alias whose target is copied.
+    public var from: AliasName
+    public var expect: VersionName?
+    public var expectAbsent: Bool?
+
+    public init(from: AliasName, expectation: AliasExpectation? = nil) {
+        self.from = from
+        (expect, expectAbsent) = expectation?.fields ?? (nil, nil)
+    }
+}
+
+public struct AliasRollback: AliasMoveBody {
+    /// An earlier target to go back to; without it, the one before the current target.
+    public var to: VersionName?
+    public var expect: VersionName?
+    public var expectAbsent: Bool?
+
+    public init(to: VersionName?, expectation: AliasExpectation? = nil) {
+        self.to = to
+        (expect, expectAbsent) = expectation?.fields ?? (nil, nil)
+    }
+}
+
+public struct AliasHistory: Codable, Sendable {
+    public var model: ModelName
+    public var alias: AliasName
+    /// Oldest first.
+    public var entries: [AliasHistoryEntry]
+
+    public init(model: ModelName, alias: AliasName, entries: [AliasHistoryEntry]) {
+        self.model = model
+        self.alias = alias
+        self.entries = entries
+    }
+}
+
+public struct DeprecationRequest: Codable, Sendable {
+    public var reason: String?
+    public init(reason: String?) { self.reason = reason }
+}
+
+public struct AuditLog: Codable, Sendable {
+    /// Newest first.
+    public var entries: [AuditEntry]
+    public init(entries: [AuditEntry]) { self.entries = entries }
 }
 
 public struct PublishedVariant: Codable, Sendable {

@@ -14,16 +14,31 @@ public protocol MetadataStore: Sendable {
     func version(_ name: ModelName, _ version: VersionName) async throws -> VersionSummary?
     func manifest(_ name: ModelName, _ version: VersionName, _ variant: VariantName) async throws -> StoredManifest?
     func manifest(_ name: ModelName, digest: Digest) async throws -> StoredManifest?
+    /// Turns a release reference into exactly one variant manifest, reading one consistent snapshot. The
+    /// variant is the one asked for, else the alias's variant, else the version's only variant, else its
+    /// `default` variant. `@latest` is the newest version that is not deprecated.
+    func resolve(_ reference: ModelReference, variant requested: VariantName?) async throws -> StoredManifest
 
     func alias(_ name: ModelName, _ alias: AliasName) async throws -> AliasTarget?
-    func setAlias(_ name: ModelName, _ alias: AliasName, to version: VersionName, variant: VariantName?, actor: String) async throws -> AliasTarget
+    /// Moves an alias in one transaction, recorded in its history and the audit log. With an expectation
+    /// the move is a compare-and-swap.
+    func moveAlias(_ move: AliasMove) async throws -> AliasTarget
+    /// Every move of the alias, oldest first; nil when the model does not exist.
+    func aliasHistory(_ name: ModelName, _ alias: AliasName) async throws -> [AliasHistoryEntry]?
+
+    /// Flags a version as deprecated (again: the reason is updated). It stays pullable.
+    func deprecate(_ name: ModelName, _ version: VersionName, reason: String?, actor: String) async throws -> VersionSummary
+    /// Removes a version and its variants; refused while an alias points to it. The name is never reused.
+    func deleteVersion(_ name: ModelName, _ version: VersionName, actor: String) async throws -> DeletedVersion
+    /// Newest first.
+    func auditLog(_ query: AuditQuery) async throws -> [AuditEntry]
 
     func hasTokens() async throws -> Bool
-    func createToken(name: TokenLabel, scope: TokenScope, secret: TokenSecret) async throws -> TokenRecord
+    func createToken(name: TokenLabel, scope: TokenScope, secret: TokenSecret, actor: String) async throws -> TokenRecord
     /// The active (not revoked) token whose secret hashes to `hash`.
     func token(hash: String) async throws -> TokenRecord?
     func tokens() async throws -> [TokenRecord]
-    func revokeToken(name: TokenLabel) async throws -> TokenRecord
+    func revokeToken(name: TokenLabel, actor: String) async throws -> TokenRecord
 }
 
 public struct PublishRequest: Sendable {
@@ -66,8 +81,11 @@ public struct VariantSummary: Codable, Sendable, Equatable {
 public struct VersionSummary: Codable, Sendable, Equatable {
     public var name: VersionName
     public var createdAt: String
+    /// The bytes of all its variants' files.
+    public var size: Int64
     public var variants: [VariantSummary]
     public var aliases: [AliasName]
+    public var deprecation: Deprecation?
 }
 
 public struct AliasTarget: Codable, Sendable, Equatable {
@@ -82,6 +100,7 @@ public struct ModelSummary: Codable, Sendable, Equatable {
     public var name: ModelName
     public var createdAt: String
     public var versionCount: Int
+    /// What `@latest` resolves to: the newest version that is not deprecated.
     public var latestVersion: VersionName?
     public var size: Int64
     public var aliases: [AliasTarget]
@@ -102,6 +121,8 @@ public struct StoredManifest: Sendable, Equatable {
     public var variant: VariantName
     public var digest: Digest
     public var bytes: [UInt8]
+    /// Set when its version is deprecated; the manifest is still served.
+    public var deprecation: Deprecation?
 
     public func decoded() throws -> Manifest { try Manifest.decode(bytes) }
 }
@@ -111,63 +132,4 @@ public struct TokenRecord: Codable, Sendable, Equatable {
     public var scope: TokenScope
     public var createdAt: String
     public var revokedAt: String?
-}
-
-extension MetadataStore {
-    /// Turns a release reference into exactly one variant manifest. The variant is the one asked for, else
-    /// the alias's variant, else the version's only variant, else its `default` variant.
-    public func resolve(_ reference: ModelReference, variant requested: VariantName?) async throws -> StoredManifest {
-        switch reference.target {
-        case .model:
-            throw RegistryError(.invalidReference, "reference '\(reference)' names no release: use NAME:VERSION, NAME@ALIAS or NAME@sha256:<digest>")
-        case .digest(let digest):
-            if requested != nil {
-                throw RegistryError(.invalidRequest, "'\(reference)' already pins one variant by digest: drop the variant option")
-            }
-            guard let stored = try await manifest(reference.name, digest: digest) else {
-                throw RegistryError.notFound("manifest \(reference)")
-            }
-            return stored
-        case .version(let version):
-            return try await pick(reference.name, version, requested, shownAs: reference)
-        case .alias(let aliasName):
-            guard let target = try await alias(reference.name, aliasName) else {
-                try await requireModel(reference.name)
-                throw RegistryError.notFound("alias '\(aliasName)' of model \(reference.name)")
-            }
-            return try await pick(reference.name, target.version, requested ?? target.variant, shownAs: reference)
-        }
-    }
-
-    private func requireModel(_ name: ModelName) async throws {
-        guard try await model(name) != nil else { throw RegistryError.notFound("model \(name)") }
-    }
-
-    private func pick(_ name: ModelName, _ versionName: VersionName, _ requested: VariantName?, shownAs reference: ModelReference) async throws -> StoredManifest {
-        guard let version = try await version(name, versionName) else {
-            try await requireModel(name)
-            throw RegistryError.notFound("version \(name):\(versionName)")
-        }
-        let names = version.variants.map(\.name)
-        let chosen: VariantName
-        if let requested {
-            guard names.contains(requested) else {
-                throw RegistryError.notFound("variant '\(requested)' of \(name):\(versionName) (it has: \(names.map(\.value).joined(separator: ", ")))")
-            }
-            chosen = requested
-        } else if names.count == 1 {
-            chosen = names[0]
-        } else if names.contains(.default) {
-            chosen = .default
-        } else {
-            throw RegistryError(
-                .ambiguousVariant,
-                "\(reference) has several variants (\(names.map(\.value).joined(separator: ", "))): choose one with --variant"
-            )
-        }
-        guard let stored = try await manifest(name, versionName, chosen) else {
-            throw RegistryError.notFound("variant '\(chosen)' of \(name):\(versionName)")
-        }
-        return stored
-    }
 }

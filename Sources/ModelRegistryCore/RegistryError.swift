@@ -15,6 +15,7 @@ public struct RegistryError: Error, Sendable, Equatable, CustomStringConvertible
         case blobsMissing = "BLOBS_MISSING"
         case notFound = "NOT_FOUND"
         case conflict = "CONFLICT"
+        case aliasMoved = "ALIAS_MOVED"
         case ambiguousVariant = "AMBIGUOUS_VARIANT"
         case uploadOffsetMismatch = "UPLOAD_OFFSET_MISMATCH"
         case uploadBusy = "UPLOAD_BUSY"
@@ -49,7 +50,7 @@ public struct RegistryError: Error, Sendable, Equatable, CustomStringConvertible
         case .unauthorized: 401
         case .forbidden: 403
         case .notFound: 404
-        case .conflict, .ambiguousVariant, .uploadBusy: 409
+        case .conflict, .aliasMoved, .ambiguousVariant, .uploadBusy: 409
         case .payloadTooLarge: 413
         case .uploadOffsetMismatch, .rangeNotSatisfiable: 416
         case .notReady: 503

@@ -46,7 +46,7 @@ public final class SQLiteMetadataStore: MetadataStore {
         let digest = Digest.of(bytes)
         return try await pool.write { db in
             let modelID = try Self.ensureModel(db, request.model)
-            let versionID = try Self.ensureVersion(db, modelID, request.version)
+            let versionID = try Self.ensureVersion(db, modelID, request.model, request.version)
             if let existing = try Self.variantRow(db, versionID: versionID, name: request.variant) {
                 let summary = try Self.variantSummary(existing)
                 guard summary.digest == digest else {
@@ -74,11 +74,13 @@ public final class SQLiteMetadataStore: MetadataStore {
             guard let row = try Self.variantRow(db, versionID: versionID, name: request.variant) else {
                 throw RegistryError(.internalError, "variant vanished during publish")
             }
+            try Self.audit(db, request.actor, .publish, request.model,
+                           target: "\(request.model):\(request.version)", detail: "variant \(request.variant) \(digest)")
             return .created(try Self.variantSummary(row))
         }
     }
 
-    private static func ensureModel(_ db: Database, _ name: ModelName) throws -> Int64 {
+    static func ensureModel(_ db: Database, _ name: ModelName) throws -> Int64 {
         if let id = try Int64.fetchOne(db, sql: "SELECT id FROM models WHERE name = ?", arguments: [name.value]) {
             return id
         }
@@ -86,12 +88,13 @@ public final class SQLiteMetadataStore: MetadataStore {
         return db.lastInsertedRowID
     }
 
-    private static func ensureVersion(_ db: Database, _ modelID: Int64, _ version: VersionName) throws -> Int64 {
+    private static func ensureVersion(_ db: Database, _ modelID: Int64, _ model: ModelName, _ version: VersionName) throws -> Int64 {
         if let id = try Int64.fetchOne(
             db, sql: "SELECT id FROM versions WHERE model_id = ? AND name = ?", arguments: [modelID, version.value]
         ) {
             return id
         }
+        try refuseDeleted(db, modelID, model, version)
         try db.execute(
             sql: "INSERT INTO versions (model_id, name, created_at) VALUES (?, ?, ?)",
             arguments: [modelID, version.value, Timestamp.now()]
@@ -99,16 +102,16 @@ public final class SQLiteMetadataStore: MetadataStore {
         return db.lastInsertedRowID
     }
 
-    private static let variantColumns = "name, manifest_digest, format, total_size, file_count, created_at, created_by"
+    static let variantColumns = "name, manifest_digest, format, total_size, file_count, created_at, created_by"
 
-    private static func variantRow(_ db: Database, versionID: Int64, name: VariantName) throws -> Row? {
+    static func variantRow(_ db: Database, versionID: Int64, name: VariantName) throws -> Row? {
         try Row.fetchOne(
             db, sql: "SELECT \(variantColumns) FROM variants WHERE version_id = ? AND name = ?",
             arguments: [versionID, name.value]
         )
     }
 
-    private static func variantSummary(_ row: Row) throws -> VariantSummary {
+    static func variantSummary(_ row: Row) throws -> VariantSummary {
         VariantSummary(
             name: try VariantName(row["name"] as String),
             digest: try Digest(parsing: row["manifest_digest"] as String),
@@ -125,7 +128,8 @@ public final class SQLiteMetadataStore: MetadataStore {
             let rows = try Row.fetchAll(db, sql: """
                 SELECT m.id, m.name, m.created_at,
                        (SELECT COUNT(*) FROM versions v WHERE v.model_id = m.id) AS version_count,
-                       (SELECT v.name FROM versions v WHERE v.model_id = m.id ORDER BY v.created_at DESC, v.id DESC LIMIT 1) AS latest,
+                       (SELECT v.name FROM versions v WHERE v.model_id = m.id AND v.deprecated_at IS NULL
+                         ORDER BY v.created_at DESC, v.id DESC LIMIT 1) AS latest,
                        (SELECT COALESCE(SUM(va.total_size), 0) FROM variants va JOIN versions v ON va.version_id = v.id
                          WHERE v.model_id = m.id) AS size
                 FROM models m ORDER BY m.name
@@ -170,8 +174,11 @@ public final class SQLiteMetadataStore: MetadataStore {
         }
     }
 
-    private static func versionSummary(_ db: Database, versionID: Int64, aliases: [AliasTarget]) throws -> VersionSummary {
-        guard let row = try Row.fetchOne(db, sql: "SELECT name, created_at FROM versions WHERE id = ?", arguments: [versionID]) else {
+    static func versionSummary(_ db: Database, versionID: Int64, aliases: [AliasTarget]) throws -> VersionSummary {
+        guard let row = try Row.fetchOne(
+            db, sql: "SELECT name, created_at, deprecated_at, deprecated_by, deprecation_reason FROM versions WHERE id = ?",
+            arguments: [versionID]
+        ) else {
             throw RegistryError(.internalError, "version row \(versionID) vanished")
         }
         let name = try VersionName(row["name"] as String)
@@ -181,9 +188,17 @@ public final class SQLiteMetadataStore: MetadataStore {
         return VersionSummary(
             name: name,
             createdAt: row["created_at"],
+            size: variants.reduce(0) { $0 + $1.size },
             variants: variants,
-            aliases: aliases.filter { $0.version == name }.map(\.name)
+            aliases: aliases.filter { $0.version == name }.map(\.name),
+            deprecation: deprecation(row)
         )
+    }
+
+    /// The deprecation held in a row's `deprecated_at`, `deprecated_by` and `deprecation_reason` columns.
+    static func deprecation(_ row: Row) -> Deprecation? {
+        guard let at = row["deprecated_at"] as String? else { return nil }
+        return Deprecation(at: at, by: row["deprecated_by"] ?? "", reason: row["deprecation_reason"])
     }
 
     public func manifest(_ name: ModelName, _ version: VersionName, _ variant: VariantName) async throws -> StoredManifest? {
@@ -198,9 +213,10 @@ public final class SQLiteMetadataStore: MetadataStore {
         }
     }
 
-    private static func storedManifest(_ db: Database, where condition: String, _ arguments: StatementArguments) throws -> StoredManifest? {
+    static func storedManifest(_ db: Database, where condition: String, _ arguments: StatementArguments) throws -> StoredManifest? {
         guard let row = try Row.fetchOne(db, sql: """
-            SELECT m.name AS model, v.name AS version, va.name AS variant, va.manifest_digest, va.manifest
+            SELECT m.name AS model, v.name AS version, va.name AS variant, va.manifest_digest, va.manifest,
+                   v.deprecated_at, v.deprecated_by, v.deprecation_reason
             FROM variants va JOIN versions v ON va.version_id = v.id JOIN models m ON v.model_id = m.id
             WHERE \(condition) ORDER BY va.id LIMIT 1
             """, arguments: arguments)
@@ -210,7 +226,8 @@ public final class SQLiteMetadataStore: MetadataStore {
             version: try VersionName(row["version"] as String),
             variant: try VariantName(row["variant"] as String),
             digest: try Digest(parsing: row["manifest_digest"] as String),
-            bytes: [UInt8](row["manifest"] as Data)
+            bytes: [UInt8](row["manifest"] as Data),
+            deprecation: deprecation(row)
         )
     }
 
@@ -223,7 +240,7 @@ public final class SQLiteMetadataStore: MetadataStore {
         }
     }
 
-    private static func aliases(_ db: Database, modelID: Int64) throws -> [AliasTarget] {
+    static func aliases(_ db: Database, modelID: Int64) throws -> [AliasTarget] {
         try Row.fetchAll(db, sql: """
             SELECT a.name, v.name AS version, a.variant, a.updated_at, a.updated_by
             FROM aliases a JOIN versions v ON a.version_id = v.id WHERE a.model_id = ? ORDER BY a.name
@@ -238,41 +255,11 @@ public final class SQLiteMetadataStore: MetadataStore {
         }
     }
 
-    public func setAlias(_ name: ModelName, _ alias: AliasName, to version: VersionName, variant: VariantName?, actor: String) async throws -> AliasTarget {
-        try await pool.write { db in
-            guard let modelID = try Int64.fetchOne(db, sql: "SELECT id FROM models WHERE name = ?", arguments: [name.value]) else {
-                throw RegistryError.notFound("model \(name)")
-            }
-            guard let versionID = try Int64.fetchOne(
-                db, sql: "SELECT id FROM versions WHERE model_id = ? AND name = ?", arguments: [modelID, version.value]
-            ) else {
-                throw RegistryError.notFound("version \(name):\(version)")
-            }
-            if let variant, try Self.variantRow(db, versionID: versionID, name: variant) == nil {
-                throw RegistryError.notFound("variant '\(variant)' of \(name):\(version)")
-            }
-            let previous = try Self.aliases(db, modelID: modelID).first { $0.name == alias }
-            let now = Timestamp.now()
-            try db.execute(sql: """
-                INSERT INTO aliases (model_id, name, version_id, variant, updated_at, updated_by) VALUES (?, ?, ?, ?, ?, ?)
-                ON CONFLICT (model_id, name) DO UPDATE SET
-                    version_id = excluded.version_id, variant = excluded.variant,
-                    updated_at = excluded.updated_at, updated_by = excluded.updated_by
-                """, arguments: [modelID, alias.value, versionID, variant?.value, now, actor])
-            try db.execute(sql: """
-                INSERT INTO alias_history (model_id, alias, from_version, from_variant, to_version, to_variant, actor, at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                """, arguments: [modelID, alias.value, previous?.version.value, previous?.variant?.value,
-                                 version.value, variant?.value, actor, now])
-            return AliasTarget(name: alias, version: version, variant: variant, updatedAt: now, updatedBy: actor)
-        }
-    }
-
     public func hasTokens() async throws -> Bool {
         try await pool.read { db in try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM tokens)") ?? false }
     }
 
-    public func createToken(name: TokenLabel, scope: TokenScope, secret: TokenSecret) async throws -> TokenRecord {
+    public func createToken(name: TokenLabel, scope: TokenScope, secret: TokenSecret, actor: String) async throws -> TokenRecord {
         try await pool.write { db in
             if try Self.activeToken(db, name: name) != nil {
                 throw RegistryError(.conflict, "a token named '\(name)' already exists: revoke it first or choose another name")
@@ -282,6 +269,7 @@ public final class SQLiteMetadataStore: MetadataStore {
                 sql: "INSERT INTO tokens (name, scope, hash, created_at) VALUES (?, ?, ?, ?)",
                 arguments: [name.value, scope.rawValue, secret.hash, now]
             )
+            try Self.audit(db, actor, .tokenCreate, nil, target: name.value, detail: "scope \(scope.rawValue)")
             return TokenRecord(name: name, scope: scope, createdAt: now, revokedAt: nil)
         }
     }
@@ -302,13 +290,14 @@ public final class SQLiteMetadataStore: MetadataStore {
         }
     }
 
-    public func revokeToken(name: TokenLabel) async throws -> TokenRecord {
+    public func revokeToken(name: TokenLabel, actor: String) async throws -> TokenRecord {
         try await pool.write { db in
             guard var record = try Self.activeToken(db, name: name) else {
                 throw RegistryError.notFound("active token '\(name)'")
             }
             let now = Timestamp.now()
             try db.execute(sql: "UPDATE tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL", arguments: [now, name.value])
+            try Self.audit(db, actor, .tokenRevoke, nil, target: name.value, detail: nil)
             record.revokedAt = now
             return record
         }

@@ -34,12 +34,12 @@ public enum Presentation {
     public static func model(_ detail: ModelDetail) -> String {
         var out = "model \(detail.name) (created \(detail.createdAt))\n\n"
         out += table(
-            ["VERSION", "VARIANT", "FORMAT", "SIZE", "FILES", "DIGEST", "CREATED", "ALIASES"],
+            ["VERSION", "VARIANT", "FORMAT", "SIZE", "FILES", "DIGEST", "CREATED", "ALIASES", "STATUS"],
             detail.versions.flatMap { version in
                 version.variants.map { variant in
                     [version.name.value, variant.name.value, variant.format.rawValue, ByteCount.format(variant.size),
                      String(variant.fileCount), variant.digest.description, variant.createdAt,
-                     version.aliases.map(\.value).joined(separator: ",")]
+                     version.aliases.map(\.value).joined(separator: ","), status(version.deprecation)]
                 }
             }
         )
@@ -52,6 +52,7 @@ public enum Presentation {
     public static func version(_ name: ModelName, _ version: VersionSummary) -> String {
         var out = "\(name):\(version.name) (created \(version.createdAt))"
         if !version.aliases.isEmpty { out += ", aliases: \(version.aliases.map(\.value).joined(separator: ", "))" }
+        if version.deprecation != nil { out += "\n" + status(version.deprecation) }
         out += "\n\n"
         out += table(
             ["VARIANT", "FORMAT", "SIZE", "FILES", "DIGEST"],
@@ -63,7 +64,7 @@ public enum Presentation {
     public static func manifest(_ resolved: ResolvedManifest) -> String {
         let manifest = resolved.manifest
         var out = """
-            \(resolved.model):\(resolved.version) variant \(resolved.variant)
+            \(resolved.model):\(resolved.version) variant \(resolved.variant)\(resolved.deprecation.map { " DEPRECATED: \($0)" } ?? "")
             digest:   \(resolved.digest)
             format:   \(manifest.format.rawValue)
             size:     \(ByteCount.format(manifest.totalSize)) in \(manifest.files.count) files
@@ -133,7 +134,7 @@ public enum ExitStatus: Int32, Sendable {
         case .notFound: return .notFound
         case .unauthorized, .forbidden: return .unauthorized
         case .digestMismatch, .integrity: return .integrity
-        case .conflict, .ambiguousVariant, .uploadBusy: return .conflict
+        case .conflict, .aliasMoved, .ambiguousVariant, .uploadBusy: return .conflict
         default: return .failure
         }
     }

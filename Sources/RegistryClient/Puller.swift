@@ -28,13 +28,17 @@ public struct Puller: Sendable {
     /// Files downloaded at once unless `--jobs` says otherwise.
     public static let defaultJobs = 4
 
-    public func pull(_ reference: ModelReference, variant: VariantName?, destination: URL, replace: Bool) async throws -> PullReport {
+    public func pull(
+        _ reference: ModelReference, variant: VariantName?, destination: URL, replace: Bool,
+        warn: @Sendable (String) -> Void = { _ in }
+    ) async throws -> PullReport {
         let start = ContinuousClock.now
         let destination = destination.standardizedFileURL
         let fileManager = FileManager.default
         let replacing = try Self.checkDestination(destination, replace: replace)
         let resolved = try await connection.resolve(reference, variant: variant)
         let files = resolved.manifest.files
+        if let reason = resolved.deprecation { warn(Presentation.deprecationWarning(resolved, reason: reason)) }
         let parent = destination.deletingLastPathComponent()
         try fileManager.createDirectory(at: parent, withIntermediateDirectories: true)
         let work = parent.appendingPathComponent(".\(destination.lastPathComponent).modelreg-\(resolved.digest.hex.prefix(12))")
@@ -77,7 +81,7 @@ public struct Puller: Sendable {
                 model: resolved.model, version: resolved.version, variant: resolved.variant, digest: resolved.digest,
                 destination: destination.path, files: files.count, bytes: resolved.manifest.totalSize,
                 bytesReceived: outcomes.reduce(0) { $0 + $1.received }, bytesResumed: outcomes.reduce(0) { $0 + $1.resumed },
-                seconds: (ContinuousClock.now - start).seconds
+                seconds: (ContinuousClock.now - start).seconds, deprecation: resolved.deprecation
             )
         } catch let error as ClientError {
             // Kept for the next run, which continues where this one stopped.
@@ -138,6 +142,7 @@ public struct PullReport: Codable, Sendable {
     /// Bytes an earlier, interrupted pull had already downloaded and verified or kept.
     public var bytesResumed: Int64
     public var seconds: Double
+    public var deprecation: String?
 }
 
 /// Human-readable byte counts in binary units.

@@ -117,7 +117,8 @@ public struct RegistryConnection: Sendable {
             throw RegistryError(.integrity, "the server answered \(reference) with manifest \(actual)")
         }
         return ResolvedManifest(
-            model: reference.name, version: version, variant: variant, digest: actual, manifest: try Manifest.decode(bytes)
+            model: reference.name, version: version, variant: variant, digest: actual, manifest: try Manifest.decode(bytes),
+            deprecation: response.headers.first(name: APIHeader.deprecated).map(DeprecationHeader.reason(fromHeader:))
         )
     }
 
@@ -141,12 +142,45 @@ public struct RegistryConnection: Sendable {
         return try JSONDecoder().decode(PublishedVariant.self, from: Data(bytes.readableBytesView))
     }
 
-    public func setAlias(_ name: ModelName, _ alias: AliasName, version: VersionName, variant: VariantName?) async throws -> AliasTarget {
-        try await json(AliasTarget.self, .PUT, "/v1/models/\(name)/aliases/\(alias)", body: AliasUpdate(version: version, variant: variant))
-    }
-
     public func aliases(_ name: ModelName) async throws -> [AliasTarget] {
         try await json(AliasList.self, .GET, "/v1/models/\(name)/aliases").aliases
+    }
+
+    // MARK: Releases
+
+    public func setAlias(
+        _ name: ModelName, _ alias: AliasName, version: VersionName, variant: VariantName?, expectation: AliasExpectation? = nil
+    ) async throws -> AliasTarget {
+        let body = AliasUpdate(version: version, variant: variant, expectation: expectation)
+        return try await json(AliasTarget.self, .PUT, "/v1/models/\(name)/aliases/\(alias)", body: body)
+    }
+
+    public func promote(_ name: ModelName, _ alias: AliasName, from source: AliasName, expectation: AliasExpectation? = nil) async throws -> AliasTarget {
+        let body = AliasPromotion(from: source, expectation: expectation)
+        return try await json(AliasTarget.self, .POST, "/v1/models/\(name)/aliases/\(alias)/promote", body: body)
+    }
+
+    public func rollback(_ name: ModelName, _ alias: AliasName, to version: VersionName?, expectation: AliasExpectation? = nil) async throws -> AliasTarget {
+        let body = AliasRollback(to: version, expectation: expectation)
+        return try await json(AliasTarget.self, .POST, "/v1/models/\(name)/aliases/\(alias)/rollback", body: body)
+    }
+
+    public func aliasHistory(_ name: ModelName, _ alias: AliasName) async throws -> AliasHistory {
+        try await json(AliasHistory.self, .GET, "/v1/models/\(name)/aliases/\(alias)/history")
+    }
+
+    public func deprecate(_ name: ModelName, _ version: VersionName, reason: String?) async throws -> VersionSummary {
+        try await json(VersionSummary.self, .POST, "/v1/models/\(name)/versions/\(version)/deprecate", body: DeprecationRequest(reason: reason))
+    }
+
+    public func deleteVersion(_ name: ModelName, _ version: VersionName) async throws -> DeletedVersion {
+        try await json(DeletedVersion.self, .DELETE, "/v1/models/\(name)/versions/\(version)")
+    }
+
+    public func auditLog(model: ModelName?, limit: Int) async throws -> [AuditEntry] {
+        var path = "/v1/audit?limit=\(limit)"
+        if let model { path += "&model=\(model.value.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? model.value)" }
+        return try await json(AuditLog.self, .GET, path).entries
     }
 
     // MARK: Tokens
@@ -170,6 +204,8 @@ public struct ResolvedManifest: Codable, Sendable {
     public var variant: VariantName
     public var digest: Digest
     public var manifest: Manifest
+    /// The deprecation reason (or `deprecated`) when the version is deprecated.
+    public var deprecation: String?
 }
 
 /// Failures on the client's side of the wire.

@@ -1,7 +1,7 @@
 import Hummingbird
 import ModelRegistryCore
 
-/// Health, metrics, the API document, and token management.
+/// Health, metrics, the API document, token management and the audit log.
 struct AdminRoutes {
     let registry: Registry
 
@@ -40,17 +40,36 @@ struct AdminRoutes {
                 try registry.authorize(context, .admin)
                 let body = try await JSONBody.decode(TokenRequest.self, from: request, context: context)
                 let secret = TokenSecret.generate()
-                let record = try await registry.metadata.createToken(name: body.name, scope: body.scope, secret: secret)
+                let record = try await registry.metadata.createToken(
+                    name: body.name, scope: body.scope, secret: secret, actor: context.identity.actor
+                )
                 context.logger.notice("token created", metadata: ["name": .string(record.name.value), "by": .string(context.identity.actor)])
                 return JSONBody.response(CreatedToken(record: record, secret: secret), status: .created)
             },
             Route(.delete, "/v1/tokens/:name") { _, context in
                 try registry.authorize(context, .admin)
                 let name = try TokenLabel(context.pathParameter("name"))
-                let record = try await registry.metadata.revokeToken(name: name)
+                let record = try await registry.metadata.revokeToken(name: name, actor: context.identity.actor)
                 context.logger.notice("token revoked", metadata: ["name": .string(name.value), "by": .string(context.identity.actor)])
                 return JSONBody.response(record)
             },
+            Route(.get, "/v1/audit") { request, context in
+                try registry.authorize(context, .admin)
+                let parameters = request.uri.queryParameters
+                let query = AuditQuery(
+                    model: try parameters.get("model").map { text throws(RegistryError) in try ModelName(text) },
+                    before: try parameters.get("before").map { text throws(RegistryError) in try Self.integer(text, "before") },
+                    limit: try parameters.get("limit").map { text throws(RegistryError) in Int(try Self.integer(text, "limit")) } ?? 100
+                )
+                return JSONBody.response(AuditLog(entries: try await registry.metadata.auditLog(query)))
+            },
         ]
+    }
+
+    private static func integer(_ text: String, _ parameter: String) throws(RegistryError) -> Int64 {
+        guard let value = Int64(text), value > 0 else {
+            throw RegistryError(.invalidRequest, "query parameter \(parameter) must be a positive integer, not '\(text.prefix(40))'")
+        }
+        return value
     }
 }

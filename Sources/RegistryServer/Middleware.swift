@@ -120,4 +120,5 @@ extension HTTPField.Name {
     static let modelregDigest = HTTPField.Name(APIHeader.digest)!
     static let modelregVersion = HTTPField.Name(APIHeader.version)!
     static let modelregVariant = HTTPField.Name(APIHeader.variant)!
+    static let modelregDeprecated = HTTPField.Name(APIHeader.deprecated)!
 }

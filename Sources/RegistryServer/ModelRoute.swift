@@ -12,6 +12,10 @@ enum ModelRoute: Equatable {
     case manifest(ModelReference)
     case aliases(ModelName)
     case alias(ModelName, AliasName)
+    case aliasHistory(ModelName, AliasName)
+    case aliasPromotion(ModelName, AliasName)
+    case aliasRollback(ModelName, AliasName)
+    case deprecation(ModelName, VersionName)
 
     init(segments raw: [Substring]) throws(RegistryError) {
         let segments = raw.map { $0.removingPercentEncoding ?? String($0) }
@@ -40,6 +44,14 @@ enum ModelRoute: Equatable {
                 throw RegistryError(.invalidReference, "invalid reference '\(rest[1].prefix(140))': expected :VERSION, @ALIAS or @sha256:<digest>")
             }
             self = .manifest(try ModelReference.release(name.value + rest[1]))
+        case 3 where rest[0] == "aliases" && rest[2] == "history":
+            self = .aliasHistory(name, try AliasName(rest[1]))
+        case 3 where rest[0] == "aliases" && rest[2] == "promote":
+            self = .aliasPromotion(name, try AliasName(rest[1]))
+        case 3 where rest[0] == "aliases" && rest[2] == "rollback":
+            self = .aliasRollback(name, try AliasName(rest[1]))
+        case 3 where rest[0] == "versions" && rest[2] == "deprecate":
+            self = .deprecation(name, try VersionName(rest[1]))
         case 4 where rest[0] == "versions" && rest[2] == "variants":
             self = .variant(name, try VersionName(rest[1]), try VariantName(rest[3]))
         default:

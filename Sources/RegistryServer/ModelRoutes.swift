@@ -14,6 +14,8 @@ struct ModelRoutes {
             Route(.get, "/v1/models/**") { request, context in try await get(request, context, sendBody: true) },
             Route(.head, "/v1/models/**") { request, context in try await get(request, context, sendBody: false) },
             Route(.put, "/v1/models/**") { request, context in try await put(request, context) },
+            Route(.post, "/v1/models/**") { request, context in try await post(request, context) },
+            Route(.delete, "/v1/models/**") { request, context in try await delete(request, context) },
         ]
     }
 
@@ -53,6 +55,13 @@ struct ModelRoutes {
                 throw RegistryError(.notFound, "alias '\(alias)' of model \(name) not found")
             }
             response = JSONBody.response(target)
+        case .aliasHistory(let name, let alias):
+            guard let entries = try await metadata.aliasHistory(name, alias) else {
+                throw RegistryError(.notFound, "model \(name) not found")
+            }
+            response = JSONBody.response(AliasHistory(model: name, alias: alias, entries: entries))
+        case .aliasPromotion, .aliasRollback, .deprecation:
+            throw Self.unsupported(request)
         }
         if !sendBody {
             // HEAD answers with the length the GET body would have.
@@ -65,7 +74,7 @@ struct ModelRoutes {
 
     /// The stored canonical bytes, so a client can check them against the digest itself.
     private func manifestResponse(_ stored: StoredManifest) -> Response {
-        Response(
+        var response = Response(
             status: .ok,
             headers: [
                 .contentType: Manifest.mediaType,
@@ -77,6 +86,10 @@ struct ModelRoutes {
             ],
             body: ResponseBody(byteBuffer: ByteBuffer(bytes: stored.bytes))
         )
+        if let deprecation = stored.deprecation {
+            response.headers[.modelregDeprecated] = DeprecationHeader.value(deprecation)
+        }
+        return response
     }
 
     private func put(_ request: Request, _ context: RegistryRequestContext) async throws -> Response {
@@ -86,13 +99,47 @@ struct ModelRoutes {
             return try await publish(request, context, name, version, variant)
         case .alias(let name, let alias):
             let body = try await JSONBody.decode(AliasUpdate.self, from: request, context: context)
-            let target = try await registry.metadata.setAlias(
-                name, alias, to: body.version, variant: body.variant, actor: context.identity.actor
-            )
-            return JSONBody.response(target)
+            return try await move(name, alias, .set(body.version, variant: body.variant), body, context)
         default:
-            throw RegistryError(.invalidRequest, "PUT is not supported on \(request.uri.path)")
+            throw Self.unsupported(request)
         }
+    }
+
+    private func post(_ request: Request, _ context: RegistryRequestContext) async throws -> Response {
+        try registry.authorize(context, .write)
+        switch try route(context) {
+        case .aliasPromotion(let name, let alias):
+            let body = try await JSONBody.decode(AliasPromotion.self, from: request, context: context)
+            return try await move(name, alias, .promote(from: body.from), body, context)
+        case .aliasRollback(let name, let alias):
+            let body = try await JSONBody.decode(AliasRollback.self, from: request, context: context)
+            return try await move(name, alias, .rollback(to: body.to), body, context)
+        case .deprecation(let name, let version):
+            let body = try await JSONBody.decode(DeprecationRequest.self, from: request, context: context)
+            let reason = try DeprecationHeader.validatedReason(body.reason)
+            return JSONBody.response(try await registry.metadata.deprecate(name, version, reason: reason, actor: context.identity.actor))
+        default:
+            throw Self.unsupported(request)
+        }
+    }
+
+    private func move(
+        _ name: ModelName, _ alias: AliasName, _ kind: AliasMoveKind, _ body: some AliasMoveBody, _ context: RegistryRequestContext
+    ) async throws -> Response {
+        let move = AliasMove(model: name, alias: alias, kind: kind, expectation: try body.expectation, actor: context.identity.actor)
+        return JSONBody.response(try await registry.metadata.moveAlias(move))
+    }
+
+    private func delete(_ request: Request, _ context: RegistryRequestContext) async throws -> Response {
+        try registry.authorize(context, .admin)
+        guard case .version(let name, let version) = try route(context) else { throw Self.unsupported(request) }
+        let deleted = try await registry.metadata.deleteVersion(name, version, actor: context.identity.actor)
+        context.logger.notice("version deleted", metadata: ["version": "\(name):\(version)", "by": .string(context.identity.actor)])
+        return JSONBody.response(deleted)
+    }
+
+    private static func unsupported(_ request: Request) -> RegistryError {
+        RegistryError(.invalidRequest, "\(request.method) is not supported on \(request.uri.path)")
     }
 
     private func publish(

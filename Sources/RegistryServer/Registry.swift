@@ -37,7 +37,7 @@ public struct Registry: Sendable {
         )
         if try await !metadata.hasTokens() {
             let secret = TokenSecret.generate()
-            _ = try await metadata.createToken(name: try TokenLabel("admin"), scope: .admin, secret: secret)
+            _ = try await metadata.createToken(name: try TokenLabel("admin"), scope: .admin, secret: secret, actor: "modelreg-serve")
             try writeSecretFile(secret.value + "\n", to: directory.adminToken.path)
             logger.notice("created the first admin token", metadata: ["file": .string(directory.adminToken.path)])
         }

@@ -3,14 +3,23 @@ import ModelRegistryCore
 import RegistryClient
 
 struct List: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "ls", abstract: "List models.")
+    static let configuration = CommandConfiguration(
+        commandName: "ls", abstract: "List models, or with NAME the versions of one model, newest first."
+    )
+
+    @Argument(help: "Model whose versions to list.") var name: String?
 
     @OptionGroup var client: ClientOptions
     @OptionGroup var output: OutputOptions
 
     func run() async throws {
-        let models = try await client.connection.listModels()
-        output.print(ModelList(models: models)) { Presentation.models(models) }
+        if let name {
+            let detail = try await client.connection.model(try ModelName(name))
+            output.print(VersionList(versions: detail.versions)) { Presentation.versions(detail) }
+        } else {
+            let models = try await client.connection.listModels()
+            output.print(ModelList(models: models)) { Presentation.models(models) }
+        }
     }
 }
 
@@ -43,47 +52,6 @@ struct Show: AsyncParsableCommand {
         default:
             let resolved = try await connection.resolve(parsed, variant: variant)
             output.print(resolved) { Presentation.manifest(resolved) }
-        }
-    }
-}
-
-struct Alias: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Point aliases such as prod and canary at versions.",
-        subcommands: [Set.self, ListAliases.self]
-    )
-
-    struct Set: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Point ALIAS of NAME at VERSION (and optionally a variant).")
-
-        @Argument(help: "Model name.") var name: String
-        @Argument(help: "Alias (prod, canary, ...).") var alias: String
-        @Argument(help: "Version the alias points to.") var version: String
-        @Option(help: "Variant the alias pins.") var variant: String?
-
-        @OptionGroup var client: ClientOptions
-        @OptionGroup var output: OutputOptions
-
-        func run() async throws {
-            let target = try await client.connection.setAlias(
-                try ModelName(name), try AliasName(alias), version: try VersionName(version),
-                variant: try variant.map { text throws(RegistryError) in try VariantName(text) }
-            )
-            output.print(target) { "\(name)@\(target.name) -> \(name):\(target.version)" + (target.variant.map { " variant \($0)" } ?? "") }
-        }
-    }
-
-    struct ListAliases: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "ls", abstract: "List the aliases of a model.")
-
-        @Argument(help: "Model name.") var name: String
-
-        @OptionGroup var client: ClientOptions
-        @OptionGroup var output: OutputOptions
-
-        func run() async throws {
-            let aliases = try await client.connection.aliases(try ModelName(name))
-            output.print(AliasList(aliases: aliases)) { Presentation.aliases(aliases) }
         }
     }
 }

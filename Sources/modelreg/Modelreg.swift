@@ -9,8 +9,11 @@ struct Modelreg: AsyncParsableCommand {
         commandName: "modelreg",
         abstract: "A registry and version manager for large-model artifacts.",
         version: "0.1.0",
-        subcommands: [Serve.self, Push.self, Pull.self, List.self, Show.self, Variants.self, Inspect.self, Alias.self, Token.self,
-                      DigestCommand.self]
+        subcommands: [
+            Serve.self, Push.self, Pull.self, List.self, Show.self, Variants.self, Inspect.self,
+            Alias.self, Promote.self, Rollback.self, Deprecate.self, Delete.self, Audit.self, Token.self,
+            DigestCommand.self,
+        ]
     )
 
     /// Parses, runs, and turns a failure into one `error:` line and the documented exit status.
@@ -57,4 +60,7 @@ struct OutputOptions: ParsableArguments {
     func print(_ value: some Encodable, text: () -> String) {
         Swift.print(json ? Presentation.json(value) : text())
     }
+
+    /// Warnings go to standard error even with `--json`: a script's log should show them.
+    static let warn: @Sendable (String) -> Void = { line in FileHandle.standardError.write(Data((line + "\n").utf8)) }
 }

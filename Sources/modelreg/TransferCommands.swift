@@ -91,7 +91,9 @@ struct Pull: AsyncParsableCommand {
             connection: client.connection, jobs: jobs,
             progress: TransferProgress(style: progress.style(json: output.json), verb: "pulling", write: ProgressOptions.standardError)
         )
-        let report = try await puller.pull(release, variant: chosenVariant, destination: URL(fileURLWithPath: dest), replace: force)
+        let report = try await puller.pull(
+            release, variant: chosenVariant, destination: URL(fileURLWithPath: dest), replace: force, warn: OutputOptions.warn
+        )
         output.print(report) { Presentation.pull(report) }
     }
 }

@@ -46,30 +46,45 @@ struct CommandResult: CustomStringConvertible {
 
 /// Runs the real binary to completion. Output goes through files, so no pipe can fill up and stall it.
 func modelreg(_ arguments: [String], environment: [String: String] = [:], in directory: URL? = nil) throws -> CommandResult {
-    let outputs = FileManager.default.temporaryDirectory.appendingPathComponent("modelreg-out-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: outputs, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(at: outputs) }
-    let out = outputs.appendingPathComponent("out"), err = outputs.appendingPathComponent("err")
-    _ = FileManager.default.createFile(atPath: out.path, contents: nil)
-    _ = FileManager.default.createFile(atPath: err.path, contents: nil)
-    let process = Process()
-    process.executableURL = modelregBinary
-    process.arguments = arguments
-    var env = ProcessInfo.processInfo.environment
-    env.removeValue(forKey: "MODELREG_URL")
-    env.removeValue(forKey: "MODELREG_TOKEN")
-    env.merge(environment) { $1 }
-    process.environment = env
-    if let directory { process.currentDirectoryURL = directory }
-    process.standardOutput = try FileHandle(forWritingTo: out)
-    process.standardError = try FileHandle(forWritingTo: err)
-    try process.run()
-    process.waitUntilExit()
-    return CommandResult(
-        status: process.terminationStatus,
-        stdout: try String(contentsOf: out, encoding: .utf8),
-        stderr: try String(contentsOf: err, encoding: .utf8)
-    )
+    try CommandProcess(arguments, environment: environment, in: directory).wait()
+}
+
+/// The real binary, started and not yet waited for, so that several can run at once.
+final class CommandProcess {
+    private let process = Process()
+    private let outputs = FileManager.default.temporaryDirectory.appendingPathComponent("modelreg-out-\(UUID().uuidString)")
+
+    init(_ arguments: [String], environment: [String: String] = [:], in directory: URL? = nil) throws {
+        try FileManager.default.createDirectory(at: outputs, withIntermediateDirectories: true)
+        let out = outputs.appendingPathComponent("out"), err = outputs.appendingPathComponent("err")
+        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: err.path, contents: nil)
+        process.executableURL = modelregBinary
+        process.arguments = arguments
+        var env = ProcessInfo.processInfo.environment
+        env.removeValue(forKey: "MODELREG_URL")
+        env.removeValue(forKey: "MODELREG_TOKEN")
+        env.merge(environment) { $1 }
+        process.environment = env
+        if let directory { process.currentDirectoryURL = directory }
+        process.standardOutput = try FileHandle(forWritingTo: out)
+        process.standardError = try FileHandle(forWritingTo: err)
+        try process.run()
+    }
+
+    func wait() throws -> CommandResult {
+        process.waitUntilExit()
+        return CommandResult(
+            status: process.terminationStatus,
+            stdout: try String(contentsOf: outputs.appendingPathComponent("out"), encoding: .utf8),
+            stderr: try String(contentsOf: outputs.appendingPathComponent("err"), encoding: .utf8)
+        )
+    }
+
+    deinit {
+        if process.isRunning { process.terminate() }
+        try? FileManager.default.removeItem(at: outputs)
+    }
 }
 
 /// A `modelreg serve` process on a free loopback port with its own data directory.

@@ -99,10 +99,10 @@ import Testing
             #expect(try await store.resolve(ModelReference(parsing: "org/m:1.0"), variant: VariantName("awq-int4")).digest == awq.digest)
             #expect(try await store.resolve(ModelReference(parsing: "org/m:2.0"), variant: nil).digest == v2.digest)
 
-            _ = try await store.setAlias(name, AliasName("prod"), to: VersionName("1.0"), variant: VariantName("fp16"), actor: "alice")
+            _ = try await store.moveAlias(AliasMove(model: name, alias: AliasName("prod"), kind: .set(VersionName("1.0"), variant: VariantName("fp16")), actor: "alice"))
             #expect(try await store.resolve(ModelReference(parsing: "org/m@prod"), variant: nil).digest == fp16.digest)
             #expect(try await store.resolve(ModelReference(parsing: "org/m@prod"), variant: VariantName("awq-int4")).digest == awq.digest)
-            _ = try await store.setAlias(name, AliasName("prod"), to: VersionName("2.0"), variant: nil, actor: "bob")
+            _ = try await store.moveAlias(AliasMove(model: name, alias: AliasName("prod"), kind: .set(VersionName("2.0"), variant: nil), actor: "bob"))
             #expect(try await store.resolve(ModelReference(parsing: "org/m@prod"), variant: nil).digest == v2.digest)
             // A digest pin keeps resolving after the alias moved.
             let pinned = try await store.resolve(ModelReference(parsing: "org/m@\(fp16.digest)"), variant: nil)
@@ -114,7 +114,7 @@ import Testing
                 #expect(error?.code == code)
             }
             let missingVariant = await #expect(throws: RegistryError.self) {
-                _ = try await store.setAlias(name, AliasName("x"), to: VersionName("1.0"), variant: VariantName("nope"), actor: "a")
+                _ = try await store.moveAlias(AliasMove(model: name, alias: AliasName("x"), kind: .set(VersionName("1.0"), variant: VariantName("nope")), actor: "a"))
             }
             #expect(missingVariant?.code == .notFound)
 
@@ -140,13 +140,13 @@ import Testing
             #expect(try await !store.hasTokens())
             let secret = TokenSecret.generate()
             #expect(secret.value.hasPrefix("mrt_") && secret.value.count == 47)
-            _ = try await store.createToken(name: TokenLabel("ci"), scope: .write, secret: secret)
+            _ = try await store.createToken(name: TokenLabel("ci"), scope: .write, secret: secret, actor: "admin")
             #expect(try await store.token(hash: secret.hash)?.scope == .write)
             let duplicate = await #expect(throws: RegistryError.self) {
-                _ = try await store.createToken(name: TokenLabel("ci"), scope: .read, secret: .generate())
+                _ = try await store.createToken(name: TokenLabel("ci"), scope: .read, secret: .generate(), actor: "admin")
             }
             #expect(duplicate?.code == .conflict)
-            _ = try await store.revokeToken(name: TokenLabel("ci"))
+            _ = try await store.revokeToken(name: TokenLabel("ci"), actor: "admin")
             #expect(try await store.token(hash: secret.hash) == nil)
             #expect(try await store.tokens().first?.revokedAt != nil)
             let file = try Data(contentsOf: URL(fileURLWithPath: path)) + ((try? Data(contentsOf: URL(fileURLWithPath: path + "-wal"))) ?? Data())

@@ -25,8 +25,8 @@ struct TestRegistry: Sendable {
         let admin = try String(contentsOf: configuration.dataDirectory.adminToken, encoding: .utf8)
             .trimmingCharacters(in: .whitespacesAndNewlines)
         let write = TokenSecret.generate(), read = TokenSecret.generate()
-        _ = try await registry.metadata.createToken(name: TokenLabel("writer"), scope: .write, secret: write)
-        _ = try await registry.metadata.createToken(name: TokenLabel("reader"), scope: .read, secret: read)
+        _ = try await registry.metadata.createToken(name: TokenLabel("writer"), scope: .write, secret: write, actor: "test")
+        _ = try await registry.metadata.createToken(name: TokenLabel("reader"), scope: .read, secret: read, actor: "test")
         let test = TestRegistry(registry: registry, admin: admin, write: write.value, read: read.value)
         let app = RegistryApplication.make(registry: registry, configuration: configuration, logger: logger)
         try await app.test(.router) { client in try await body(test, client) }

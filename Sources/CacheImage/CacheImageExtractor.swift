@@ -1,0 +1,168 @@
+import CArchive
+import Foundation
+import ModelRegistryCore
+
+/// Reads a cache image (or its tail from some entry on) with libarchive and writes it under a directory,
+/// accepting only the entries the image is expected to hold: the same paths, kinds, link targets and sizes,
+/// each at most once, every file hashing to its digest while it is written. Anything else (an absolute path,
+/// `..`, a hardlink, a device, a link elsewhere, an extra or altered file) stops the extraction with an
+/// integrity error; the caller discards the directory.
+public final class CacheImageExtractor {
+    private let root: String
+    private var expected: [String: CacheImage.Entry]
+    private let onEntry: (CacheImage.Entry) -> Void
+
+    /// `entries` are the ones the stream holds, in order; `onEntry` is called as each is complete on disk.
+    public init(directory: URL, expecting entries: some Sequence<CacheImage.Entry>, onEntry: @escaping (CacheImage.Entry) -> Void = { _ in }) {
+        root = directory.path
+        expected = Dictionary(entries.map { ($0.path, $0) }, uniquingKeysWith: { first, _ in first })
+        self.onEntry = onEntry
+    }
+
+    /// Extracts until the archive's end. `read` blocks for the next chunk and returns nil at the end; an
+    /// error it throws (a dropped connection) is rethrown as is.
+    public func extract(_ read: @escaping () throws -> [UInt8]?) throws {
+        let source = ArchiveSource(read)
+        guard let archive = archive_read_new() else { throw RegistryError(.internalError, "libarchive could not start a reader") }
+        defer { archive_read_free(archive) }
+        archive_read_support_format_tar(archive)
+        let context = Unmanaged.passRetained(source)
+        defer { context.release() }
+        guard archive_read_open(archive, context.toOpaque(), nil, archiveRead, nil) == ARCHIVE_OK else {
+            throw source.failure ?? Self.archiveError(archive, "cannot open the image")
+        }
+        do {
+            var entry: OpaquePointer?
+            while true {
+                let status = archive_read_next_header(archive, &entry)
+                if status == ARCHIVE_EOF { break }
+                guard status == ARCHIVE_OK, let entry else { throw Self.archiveError(archive, "unreadable entry header") }
+                try extractEntry(archive, entry)
+            }
+        } catch {
+            throw source.failure ?? error
+        }
+        if let missing = expected.keys.sorted().first {
+            throw RegistryError(.integrity, "the image ended without '\(missing)' (\(expected.count) entries missing)")
+        }
+    }
+
+    private func extractEntry(_ archive: OpaquePointer, _ entry: OpaquePointer) throws {
+        guard let raw = archive_entry_pathname_utf8(entry) ?? archive_entry_pathname(entry) else {
+            throw refused("an entry without a path")
+        }
+        var path = String(cString: raw)
+        while path.hasSuffix("/") { path.removeLast() }
+        let shown = String(path.prefix(300))
+        guard !path.hasPrefix("/") else { throw refused("'\(shown)', an absolute path") }
+        guard !path.split(separator: "/", omittingEmptySubsequences: false).contains(where: { $0 == ".." || $0 == "." || $0.isEmpty }) else {
+            throw refused("'\(shown)', a path with '..', '.' or an empty part")
+        }
+        guard archive_entry_hardlink(entry) == nil else { throw refused("'\(shown)', a hardlink") }
+        guard let wanted = expected.removeValue(forKey: path) else {
+            throw refused("'\(shown)', which is not part of the variant (or appears twice)")
+        }
+        let type = archive_entry_filetype(entry) & S_IFMT
+        let target = root + "/" + path
+        switch wanted.kind {
+        case .directory:
+            guard type == S_IFDIR else { throw refused("'\(shown)' as something other than the directory it should be") }
+            if mkdir(target, 0o755) != 0 {
+                var status = stat()
+                guard errno == EEXIST, lstat(target, &status) == 0, status.st_mode & S_IFMT == S_IFDIR else {
+                    throw RegistryError(.storageFailure, "cannot create directory \(target): \(String(cString: strerror(errno)))")
+                }
+            }
+        case .symlink(let link):
+            guard type == S_IFLNK, let raw = archive_entry_symlink_utf8(entry) ?? archive_entry_symlink(entry), String(cString: raw) == link else {
+                throw refused("'\(shown)' as something other than a link to \(link)")
+            }
+            unlink(target)
+            guard symlink(link, target) == 0 else {
+                throw RegistryError(.storageFailure, "cannot create link \(target): \(String(cString: strerror(errno)))")
+            }
+        case .file(let digest, let size, let executable):
+            guard type == S_IFREG else { throw refused("'\(shown)' as a device, link or other non-file") }
+            guard archive_entry_size_is_set(entry) != 0, archive_entry_size(entry) == size else {
+                throw refused("'\(shown)' with \(archive_entry_size(entry)) bytes, not \(size)")
+            }
+            try writeFile(archive, to: target, shown: shown, digest: digest, size: size, mode: executable ? 0o755 : 0o644)
+        }
+        onEntry(wanted)
+    }
+
+    private func writeFile(_ archive: OpaquePointer, to target: String, shown: String, digest: Digest, size: Int64, mode: mode_t) throws {
+        let file = try POSIXFile.open(target, flags: O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode: mode)
+        defer { try? file.close() }
+        var hasher = ContentHasher()
+        var written: Int64 = 0
+        while true {
+            var buffer: UnsafeRawPointer?
+            var length = 0
+            var offset: la_int64_t = 0
+            let status = archive_read_data_block(archive, &buffer, &length, &offset)
+            if status == ARCHIVE_EOF { break }
+            guard status == ARCHIVE_OK else { throw Self.archiveError(archive, "reading '\(shown)'") }
+            guard offset == written else { throw refused("'\(shown)', a sparse file") }
+            let bytes = UnsafeRawBufferPointer(start: buffer, count: length)
+            hasher.update(bytes)
+            try file.write(bytes, at: written)
+            written += Int64(length)
+        }
+        guard written == size else { throw refused("'\(shown)' with \(written) bytes, not \(size)") }
+        let actual = hasher.finalize()
+        guard actual == digest else {
+            throw RegistryError(.integrity, "'\(shown)' hashes to \(actual), not \(digest) as the manifest says: the registry's copy is damaged")
+        }
+        try file.sync()
+    }
+
+    private func refused(_ what: String) -> RegistryError {
+        RegistryError(.integrity, "refused to extract the image: it holds \(what)")
+    }
+
+    private static func archiveError(_ archive: OpaquePointer, _ what: String) -> RegistryError {
+        let message = archive_error_string(archive).map { String(cString: $0) } ?? "unknown error"
+        return RegistryError(.integrity, "the image is not a valid archive (\(what)): \(message)")
+    }
+}
+
+/// libarchive's read callback state: the chunk handed out last stays alive until the next call.
+private final class ArchiveSource {
+    let read: () throws -> [UInt8]?
+    var current: UnsafeMutableRawBufferPointer?
+    var failure: (any Error)?
+
+    init(_ read: @escaping () throws -> [UInt8]?) {
+        self.read = read
+    }
+
+    func next() -> UnsafeRawBufferPointer? {
+        current?.deallocate()
+        current = nil
+        do {
+            while let chunk = try read() {
+                guard !chunk.isEmpty else { continue }
+                let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk.count, alignment: 16)
+                chunk.withUnsafeBytes { copy.copyMemory(from: $0) }
+                current = copy
+                return UnsafeRawBufferPointer(copy)
+            }
+            return UnsafeRawBufferPointer(start: nil, count: 0)
+        } catch {
+            failure = error
+            return nil
+        }
+    }
+
+    deinit { current?.deallocate() }
+}
+
+private func archiveRead(
+    _ archive: OpaquePointer?, _ clientData: UnsafeMutableRawPointer?, _ buffer: UnsafeMutablePointer<UnsafeRawPointer?>?
+) -> la_ssize_t {
+    let source = Unmanaged<ArchiveSource>.fromOpaque(clientData!).takeUnretainedValue()
+    guard let chunk = source.next() else { return -1 }
+    buffer?.pointee = chunk.baseAddress
+    return chunk.count
+}

@@ -1,0 +1,247 @@
+import GRDB
+
+/// Alias moves, deprecation, deletion and the audit log. Each change and its history and audit rows are
+/// written in one transaction, so history never disagrees with the state it describes.
+extension SQLiteMetadataStore {
+    public func moveAlias(_ move: AliasMove) async throws -> AliasTarget {
+        try await pool.write { db in
+            guard move.alias != .latest else {
+                throw RegistryError(.invalidName, "'latest' is not an alias that can be moved: @latest is always the newest version that is not deprecated")
+            }
+            let modelID = try Self.modelID(db, move.model)
+            let aliases = try Self.aliases(db, modelID: modelID)
+            let current = aliases.first { $0.name == move.alias }
+            if let expectation = move.expectation {
+                let holds = switch expectation {
+                case .absent: current == nil
+                case .version(let version): current?.version == version
+                }
+                guard holds else { throw RegistryError.aliasMoved(move.model, move.alias, current: current, expected: expectation) }
+            }
+            let destination = try Self.destination(db, modelID, move, current: current, aliases: aliases)
+            let target = destination.target
+            let versionID = try Self.existingVersionID(db, modelID, move.model, target.version)
+            if let variant = target.variant, try Self.variantRow(db, versionID: versionID, name: variant) == nil {
+                throw RegistryError.notFound("variant '\(variant)' of \(move.model):\(target.version)")
+            }
+            if let current, current.version == target.version, current.variant == target.variant {
+                return current
+            }
+            let now = Timestamp.now()
+            try db.execute(sql: """
+                INSERT INTO aliases (model_id, name, version_id, variant, updated_at, updated_by) VALUES (?, ?, ?, ?, ?, ?)
+                ON CONFLICT (model_id, name) DO UPDATE SET
+                    version_id = excluded.version_id, variant = excluded.variant,
+                    updated_at = excluded.updated_at, updated_by = excluded.updated_by
+                """, arguments: [modelID, move.alias.value, versionID, target.variant?.value, now, move.actor])
+            try db.execute(sql: """
+                INSERT INTO alias_history (model_id, alias, action, from_version, from_variant, to_version, to_variant, actor, at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [modelID, move.alias.value, destination.action.rawValue, current?.version.value, current?.variant?.value,
+                                 target.version.value, target.variant?.value, move.actor, now])
+            let from = current.map { ReleaseTarget(version: $0.version, variant: $0.variant).description } ?? "(new)"
+            try Self.audit(db, move.actor, destination.auditAction, move.model, target: "\(move.model)@\(move.alias)",
+                           detail: "\(from) -> \(target)" + destination.note)
+            return AliasTarget(name: move.alias, version: target.version, variant: target.variant, updatedAt: now, updatedBy: move.actor)
+        }
+    }
+
+    /// Where a move takes the alias.
+    private static func destination(
+        _ db: Database, _ modelID: Int64, _ move: AliasMove, current: AliasTarget?, aliases: [AliasTarget]
+    ) throws -> AliasDestination {
+        switch move.kind {
+        case .set(let version, let variant):
+            return AliasDestination(target: ReleaseTarget(version: version, variant: variant))
+        case .promote(let source):
+            guard source != move.alias else {
+                throw RegistryError(.invalidRequest, "cannot promote \(move.model)@\(source) to itself")
+            }
+            guard let from = aliases.first(where: { $0.name == source }) else {
+                throw RegistryError.notFound("alias '\(source)' of model \(move.model)")
+            }
+            return AliasDestination(
+                target: ReleaseTarget(version: from.version, variant: from.variant), action: .promote, note: " (promoted from @\(source))"
+            )
+        case .rollback(let requested):
+            guard current != nil else { throw RegistryError.notFound("alias '\(move.alias)' of model \(move.model)") }
+            var stack = try targetStack(db, modelID, move.alias)
+            stack.removeLast()
+            let found = requested.map { version in stack.lastIndex { $0.version == version } } ?? stack.indices.last
+            guard let index = found else {
+                let reason = requested.map { "never pointed to \($0) before its current target" } ?? "has no earlier target to roll back to"
+                throw RegistryError(.conflict, "\(move.model)@\(move.alias) \(reason): use `modelreg alias set` to move it forward")
+            }
+            return AliasDestination(target: stack[index], action: .rollback)
+        }
+    }
+
+    /// The targets a rollback walks back through, current last: the alias's moves replayed, each rollback
+    /// undoing the moves it went back over.
+    private static func targetStack(_ db: Database, _ modelID: Int64, _ alias: AliasName) throws -> [ReleaseTarget] {
+        var stack: [ReleaseTarget] = []
+        for entry in try history(db, modelID, alias) {
+            let target = ReleaseTarget(version: entry.toVersion, variant: entry.toVariant)
+            if entry.action == .rollback, let index = stack.lastIndex(of: target) {
+                stack.removeSubrange((index + 1)...)
+            } else {
+                stack.append(target)
+            }
+        }
+        return stack
+    }
+
+    public func aliasHistory(_ name: ModelName, _ alias: AliasName) async throws -> [AliasHistoryEntry]? {
+        try await pool.read { db in
+            guard let modelID = try Int64.fetchOne(db, sql: "SELECT id FROM models WHERE name = ?", arguments: [name.value]) else {
+                return nil
+            }
+            return try Self.history(db, modelID, alias)
+        }
+    }
+
+    private static func history(_ db: Database, _ modelID: Int64, _ alias: AliasName) throws -> [AliasHistoryEntry] {
+        try Row.fetchAll(db, sql: """
+            SELECT id, action, from_version, from_variant, to_version, to_variant, actor, at
+            FROM alias_history WHERE model_id = ? AND alias = ? ORDER BY id
+            """, arguments: [modelID, alias.value]).map { row in
+            AliasHistoryEntry(
+                id: row["id"],
+                alias: alias,
+                action: AliasHistoryEntry.Action(rawValue: row["action"]) ?? .set,
+                fromVersion: try (row["from_version"] as String?).map { text throws(RegistryError) in try VersionName(text) },
+                fromVariant: try (row["from_variant"] as String?).map { text throws(RegistryError) in try VariantName(text) },
+                toVersion: try VersionName(row["to_version"] as String),
+                toVariant: try (row["to_variant"] as String?).map { text throws(RegistryError) in try VariantName(text) },
+                actor: row["actor"],
+                at: row["at"]
+            )
+        }
+    }
+
+    public func deprecate(_ name: ModelName, _ version: VersionName, reason: String?, actor: String) async throws -> VersionSummary {
+        try await pool.write { db in
+            let modelID = try Self.modelID(db, name)
+            let versionID = try Self.existingVersionID(db, modelID, name, version)
+            try db.execute(sql: """
+                UPDATE versions SET deprecated_at = COALESCE(deprecated_at, ?), deprecated_by = ?, deprecation_reason = ? WHERE id = ?
+                """, arguments: [Timestamp.now(), actor, reason, versionID])
+            try Self.audit(db, actor, .deprecate, name, target: "\(name):\(version)", detail: reason)
+            return try Self.versionSummary(db, versionID: versionID, aliases: Self.aliases(db, modelID: modelID))
+        }
+    }
+
+    public func deleteVersion(_ name: ModelName, _ version: VersionName, actor: String) async throws -> DeletedVersion {
+        try await pool.write { db in
+            let modelID = try Self.modelID(db, name)
+            let versionID = try Self.existingVersionID(db, modelID, name, version)
+            let pointing = try Self.aliases(db, modelID: modelID).filter { $0.version == version }
+            guard pointing.isEmpty else {
+                let names = pointing.map { "@\($0.name)" }.joined(separator: ", ")
+                throw RegistryError(.conflict, "\(name):\(version) is the target of \(names): move or roll back those aliases first")
+            }
+            let summary = try Self.versionSummary(db, versionID: versionID, aliases: [])
+            try db.execute(sql: """
+                DELETE FROM manifest_files WHERE variant_id IN (SELECT id FROM variants WHERE version_id = ?)
+                """, arguments: [versionID])
+            try db.execute(sql: "DELETE FROM variants WHERE version_id = ?", arguments: [versionID])
+            try db.execute(sql: "DELETE FROM versions WHERE id = ?", arguments: [versionID])
+            let now = Timestamp.now()
+            try db.execute(
+                sql: "INSERT INTO deleted_versions (model_id, name, deleted_at, deleted_by) VALUES (?, ?, ?, ?)",
+                arguments: [modelID, version.value, now, actor]
+            )
+            let variants = summary.variants.map(\.name)
+            try Self.audit(db, actor, .delete, name, target: "\(name):\(version)",
+                           detail: "variants \(variants.map(\.value).joined(separator: ", ")); \(summary.size) bytes")
+            return DeletedVersion(model: name, version: version, variants: variants, size: summary.size, deletedAt: now)
+        }
+    }
+
+    public func auditLog(_ query: AuditQuery) async throws -> [AuditEntry] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT id, at, actor, action, model, target, detail FROM audit_log
+                WHERE (? IS NULL OR model = ?) AND (? IS NULL OR id < ?) ORDER BY id DESC LIMIT ?
+                """, arguments: [query.model?.value, query.model?.value, query.before, query.before, query.limit]).map { row in
+                AuditEntry(
+                    id: row["id"],
+                    at: row["at"],
+                    actor: row["actor"],
+                    action: try Self.auditAction(row["action"]),
+                    model: try (row["model"] as String?).map { text throws(RegistryError) in try ModelName(text) },
+                    target: row["target"],
+                    detail: row["detail"]
+                )
+            }
+        }
+    }
+
+    private static func auditAction(_ text: String) throws -> AuditEntry.Action {
+        guard let action = AuditEntry.Action(rawValue: text) else {
+            throw RegistryError(.internalError, "the audit log holds an action this version does not know: '\(text)'")
+        }
+        return action
+    }
+
+    static func audit(
+        _ db: Database, _ actor: String, _ action: AuditEntry.Action, _ model: ModelName?, target: String, detail: String?
+    ) throws {
+        try db.execute(
+            sql: "INSERT INTO audit_log (at, actor, action, model, target, detail) VALUES (?, ?, ?, ?, ?, ?)",
+            arguments: [Timestamp.now(), actor, action.rawValue, model?.value, target, detail]
+        )
+    }
+
+    private static func modelID(_ db: Database, _ name: ModelName) throws -> Int64 {
+        guard let id = try Int64.fetchOne(db, sql: "SELECT id FROM models WHERE name = ?", arguments: [name.value]) else {
+            throw RegistryError.notFound("model \(name)")
+        }
+        return id
+    }
+
+    /// The version's row id; a deleted version is a conflict that says so rather than a plain 404.
+    private static func existingVersionID(_ db: Database, _ modelID: Int64, _ model: ModelName, _ version: VersionName) throws -> Int64 {
+        if let id = try Int64.fetchOne(
+            db, sql: "SELECT id FROM versions WHERE model_id = ? AND name = ?", arguments: [modelID, version.value]
+        ) {
+            return id
+        }
+        try refuseDeleted(db, modelID, model, version)
+        throw RegistryError.notFound("version \(model):\(version)")
+    }
+
+    static func refuseDeleted(_ db: Database, _ modelID: Int64, _ model: ModelName, _ version: VersionName) throws {
+        if let deletedAt = try String.fetchOne(
+            db, sql: "SELECT deleted_at FROM deleted_versions WHERE model_id = ? AND name = ?", arguments: [modelID, version.value]
+        ) {
+            throw RegistryError(
+                .conflict,
+                "\(model):\(version) was deleted at \(deletedAt); version names are never reused, so a pinned reference cannot change meaning"
+            )
+        }
+    }
+}
+
+/// A version and optional variant an alias can point to.
+private struct ReleaseTarget: Equatable, CustomStringConvertible {
+    var version: VersionName
+    var variant: VariantName?
+
+    var description: String { version.value + (variant.map { "/\($0)" } ?? "") }
+}
+
+/// Where a move takes an alias, and how the move is recorded.
+private struct AliasDestination {
+    var target: ReleaseTarget
+    var action: AliasHistoryEntry.Action = .set
+    var note = ""
+
+    var auditAction: AuditEntry.Action {
+        switch action {
+        case .set: .aliasSet
+        case .promote: .aliasPromote
+        case .rollback: .aliasRollback
+        }
+    }
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Alias resolution and alias move latency under 32 concurrent connections, on a registry of 1,000 models
+# x 10 versions. Run by hand (not in CI): bash bench/releases.sh [seconds]. Needs wrk (apt-get install wrk).
+# Prints wrk's latency distribution for each run; record the figures in bench/RESULTS.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-30}
+export MODELS=${MODELS:-1000} VERSIONS=${VERSIONS:-10}
+swift build -c release --product modelreg >/dev/null
+work=$(mktemp -d)
+.build/release/modelreg serve --port 0 --data "$work/data" --log-level error >"$work/out" 2>"$work/err" &
+server=$!
+trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
+until url=$(grep -o 'http://127.0.0.1:[0-9]*' "$work/out" 2>/dev/null); do sleep 0.1; done
+export MODELREG_TOKEN=$(cat "$work/data/admin.token")
+start=$(date +%s)
+python3 bench/seed_releases.py "$url" "$MODELREG_TOKEN" "$MODELS" "$VERSIONS"
+echo "seeding took $(( $(date +%s) - start )) s; database $(du -h "$work/data/registry.sqlite" | cut -f1)"
+
+run() {
+    echo; echo "== $1 =="
+    shift
+    wrk --latency "$@" "$url" | grep -E 'Latency|50%|75%|90%|99%|Requests/sec|Non-2xx|errors'
+}
+OPERATION=resolve run "resolve (GET manifests/@prod or :N), 32 connections" -t2 -c32 -d"${seconds}s" -s bench/wrk/releases.lua
+OPERATION=move run "alias move (PUT aliases/canary), 32 connections" -t2 -c32 -d"${seconds}s" -s bench/wrk/releases.lua
+echo; echo "== resolve and move at once, 16 connections each =="
+OPERATION=move wrk --latency -t1 -c16 -d"${seconds}s" -s bench/wrk/releases.lua "$url" >"$work/move.txt" &
+mover=$!
+OPERATION=resolve wrk --latency -t1 -c16 -d"${seconds}s" -s bench/wrk/releases.lua "$url" | grep -E 'Latency|50%|90%|99%|Requests/sec' | sed 's/^/resolve /'
+wait $mover
+grep -E 'Latency|50%|90%|99%|Requests/sec' "$work/move.txt" | sed 's/^/move    /'
+echo; echo "server memory: $(ps -o rss= -p $server | awk '{printf "%.0f MiB RSS", $1/1024}')"
