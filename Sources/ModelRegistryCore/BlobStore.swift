@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 
 public struct BlobInfo: Hashable, Sendable {
@@ -27,6 +28,10 @@ public protocol BlobStore: Sendable {
     func reader(_ digest: Digest) throws(RegistryError) -> any BlobReader
 
     func createUpload() throws(RegistryError) -> UploadID
+    /// Starts an upload of a blob expected to hash to `digest`. An upload already started for that digest and
+    /// not receiving bytes right now (its client was killed or lost its connection) is handed back instead,
+    /// with the offset it reached, so those bytes are not sent again.
+    func startUpload(expecting digest: Digest) throws(RegistryError) -> StartedUpload
     /// Bytes received so far; throws `.notFound` for an unknown upload.
     func uploadOffset(_ id: UploadID) throws(RegistryError) -> Int64
     /// Appends a stream of bytes at `offset`, which must equal the current offset. Returns the new offset.
@@ -37,4 +42,20 @@ public protocol BlobStore: Sendable {
     /// discarded and nothing is stored.
     func commitUpload(_ id: UploadID, expecting digest: Digest) throws(RegistryError) -> BlobInfo
     func cancelUpload(_ id: UploadID) throws(RegistryError)
+    /// Removes every upload that received no byte since `cutoff` and is not receiving now; returns them.
+    func removeStaleUploads(untouchedSince cutoff: Date) throws(RegistryError) -> [UploadID]
+}
+
+public struct StartedUpload: Sendable, Equatable {
+    public var id: UploadID
+    /// Bytes the upload already holds; the client continues from here.
+    public var offset: Int64
+    /// True when an earlier upload of the same digest was handed back.
+    public var resumed: Bool
+
+    public init(id: UploadID, offset: Int64, resumed: Bool) {
+        self.id = id
+        self.offset = offset
+        self.resumed = resumed
+    }
 }

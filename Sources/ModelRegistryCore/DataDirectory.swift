@@ -5,6 +5,7 @@ import Foundation
 ///     <root>/registry.sqlite        metadata (WAL)
 ///     <root>/blobs/sha256/ab/<hex>  immutable blobs
 ///     <root>/uploads/<id>           uploads in progress
+///     <root>/uploads/<id>.digest    the digest an upload was started for (to resume it)
 ///     <root>/images/<model>/<hex>.<layout>.json   built cache images: digest and size (the bytes are the blobs)
 ///     <root>/tmp/                   scratch space on the same filesystem
 ///     <root>/quarantine/sha256/<hex> blobs `modelreg verify` found corrupt, never served
@@ -40,6 +41,13 @@ public struct DataDirectory: Sendable {
     public func upload(_ id: UploadID) -> URL {
         uploads.appendingPathComponent(id.value)
     }
+
+    /// The digest an upload was started for, so that a client killed mid-upload finds it again.
+    public func uploadExpectation(_ id: UploadID) -> URL {
+        uploads.appendingPathComponent(id.value + Self.expectationSuffix)
+    }
+
+    static let expectationSuffix = ".digest"
 
     /// Creates the directory tree; safe to call on an existing registry.
     public func create() throws(RegistryError) {

@@ -15,6 +15,10 @@ import Darwin
 /// The hash of an upload is kept in memory beside its offset so that committing needs no second read.
 /// After a restart the state is rebuilt by hashing the bytes already on disk the first time the upload
 /// is touched again.
+///
+/// An upload started for an expected digest records it beside the upload (`<id>.digest`), so a client that
+/// was killed finds its upload again by digest, and uploads untouched for longer than the server's TTL are
+/// swept away.
 public final class FileSystemBlobStore: BlobStore {
     private struct UploadState: Sendable {
         var offset: Int64
@@ -50,6 +54,80 @@ public final class FileSystemBlobStore: BlobStore {
         try file.close()
         uploads.withLock { $0[id] = .idle(UploadState(offset: 0, hasher: ContentHasher())) }
         return id
+    }
+
+    public func startUpload(expecting digest: Digest) throws(RegistryError) -> StartedUpload {
+        var best: StartedUpload?
+        for id in try uploadIDs(expecting: digest) {
+            let receiving = uploads.withLock { slots in
+                if case .busy = slots[id] { return true }
+                return false
+            }
+            guard !receiving, let offset = try? uploadOffset(id) else { continue }
+            if offset >= best?.offset ?? -1 { best = StartedUpload(id: id, offset: offset, resumed: true) }
+        }
+        if let best { return best }
+        let id = try createUpload()
+        let expectation = directory.uploadExpectation(id).path
+        guard FileManager.default.createFile(
+            atPath: expectation, contents: Data(digest.description.utf8), attributes: [.posixPermissions: 0o600]
+        ) else {
+            discard(id)
+            throw RegistryError(.storageFailure, "cannot record the digest upload \(id) expects in \(expectation): is the disk full?")
+        }
+        return StartedUpload(id: id, offset: 0, resumed: false)
+    }
+
+    /// Uploads whose recorded expectation is `digest`.
+    private func uploadIDs(expecting digest: Digest) throws(RegistryError) -> [UploadID] {
+        let wanted = Array(digest.description.utf8)
+        return try uploadDirectoryEntries().compactMap { name -> UploadID? in
+            guard name.hasSuffix(DataDirectory.expectationSuffix),
+                  let id = try? UploadID(name.dropLast(DataDirectory.expectationSuffix.count)),
+                  let recorded = FileManager.default.contents(atPath: directory.uploadExpectation(id).path),
+                  Array(recorded) == wanted
+            else { return nil }
+            return id
+        }
+    }
+
+    public func removeStaleUploads(untouchedSince cutoff: Date) throws(RegistryError) -> [UploadID] {
+        var removed: [UploadID] = []
+        for name in try uploadDirectoryEntries() {
+            let path = directory.uploads.appendingPathComponent(name).path
+            guard let modified = Self.modificationDate(path), modified < cutoff else { continue }
+            if let id = try? UploadID(name) {
+                let claimed = uploads.withLock { slots in
+                    if case .busy = slots[id] { return false }
+                    slots[id] = .busy
+                    return true
+                }
+                guard claimed else { continue }
+                discard(id)
+                removed.append(id)
+            } else if name.hasSuffix(DataDirectory.expectationSuffix),
+                      let id = try? UploadID(name.dropLast(DataDirectory.expectationSuffix.count)),
+                      try POSIXFile.regularFileSize(directory.upload(id).path) == nil
+            {
+                // The upload itself is gone (a crash between the two removals): drop what was left of it.
+                try POSIXFile.remove(path)
+            }
+        }
+        return removed
+    }
+
+    private func uploadDirectoryEntries() throws(RegistryError) -> [String] {
+        do {
+            return try FileManager.default.contentsOfDirectory(atPath: directory.uploads.path)
+        } catch {
+            throw RegistryError(.storageFailure, "cannot list \(directory.uploads.path): \(error.localizedDescription)")
+        }
+    }
+
+    private static func modificationDate(_ path: String) -> Date? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        return Date(timeIntervalSince1970: Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1e9)
     }
 
     public func uploadOffset(_ id: UploadID) throws(RegistryError) -> Int64 {
@@ -129,6 +207,7 @@ public final class FileSystemBlobStore: BlobStore {
             checkIn(id, state)
             throw error
         }
+        try? POSIXFile.remove(directory.uploadExpectation(id).path)
         uploads.withLock { _ = $0.removeValue(forKey: id) }
         return BlobInfo(digest: expected, size: state.offset)
     }
@@ -140,6 +219,7 @@ public final class FileSystemBlobStore: BlobStore {
 
     private func discard(_ id: UploadID) {
         try? POSIXFile.remove(directory.upload(id).path)
+        try? POSIXFile.remove(directory.uploadExpectation(id).path)
         uploads.withLock { _ = $0.removeValue(forKey: id) }
     }
 

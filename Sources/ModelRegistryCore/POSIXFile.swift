@@ -84,8 +84,10 @@ public final class POSIXFile: @unchecked Sendable {
         return buffer
     }
 
-    /// The hash and size of the whole file, read in large chunks.
-    public func hashContents(chunkSize: Int = 1 << 20) throws(RegistryError) -> (hasher: ContentHasher, size: Int64) {
+    /// The hash and size of the whole file, read in large chunks; `onChunk` hears how many bytes each added.
+    public func hashContents(
+        chunkSize: Int = 1 << 20, onChunk: (Int) -> Void = { _ in }
+    ) throws(RegistryError) -> (hasher: ContentHasher, size: Int64) {
         var hasher = ContentHasher()
         var offset: Int64 = 0
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunkSize, alignment: 16)
@@ -95,6 +97,7 @@ public final class POSIXFile: @unchecked Sendable {
             if n == 0 { break }
             hasher.update(UnsafeRawBufferPointer(rebasing: buffer[..<n]))
             offset += Int64(n)
+            onChunk(n)
         }
         return (hasher, offset)
     }

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import Synchronization
 import ModelRegistryCore
 import NIOCore
 import NIOHTTP1
@@ -11,6 +12,10 @@ import Darwin
 #endif
 
 extension RegistryConnection {
+    /// How many times a transfer is tried before a network failure is reported; each try continues where
+    /// the last one stopped.
+    static let transferAttempts = 3
+
     /// The stored size of a blob, or nil when the server does not have it.
     public func blobSize(_ digest: Digest) async throws -> Int64? {
         let response: HTTPClientResponse
@@ -26,70 +31,175 @@ extension RegistryConnection {
         }
     }
 
-    /// Uploads a file as one blob through a resumable upload. A dropped connection is resumed from the
-    /// offset the server reports; bytes it already has are not sent again.
-    public func uploadBlob(_ file: LocalFile, digest: Digest, attempts: Int = 3) async throws -> UploadedBytes {
-        let created = try await json(UploadStatus.self, .POST, "/v1/uploads")
-        let location = "/v1/uploads/\(created.id)"
-        var sent: Int64 = 0
-        var offset: Int64 = 0
-        for attempt in 1...attempts {
+    /// Uploads a file as one blob through a resumable upload.
+    ///
+    /// The upload is started for the blob's digest, so an earlier upload of it that was cut off (this
+    /// client killed, a connection dropped) is continued from the offset the server reached. A connection
+    /// dropped during this call is resumed the same way; bytes the server has are never sent again.
+    func uploadBlob(_ file: LocalFile, digest: Digest, progress: TransferProgress) async throws -> UploadedBytes {
+        var upload = try await json(UploadStatus.self, .POST, "/v1/uploads?digest=\(digest)")
+        var resumed = upload.offset
+        var offset = upload.offset
+        let sent = Counter()
+        let token = progress.startFile(file.path.value, size: file.size, at: offset)
+        var attempt = 1
+        var cutOff = false
+        var waits = 0
+        while true {
+            let location = "/v1/uploads/\(upload.id)"
             do {
                 if offset < file.size {
                     var patch = request(.PATCH, location)
                     patch.headers.add(name: APIHeader.uploadOffset, value: String(offset))
                     patch.headers.add(name: "Content-Type", value: "application/octet-stream")
-                    patch.body = .stream(try FileChunks(url: file.url, from: offset), length: .known(file.size - offset))
+                    let chunks = try FileChunks(url: file.url, from: offset) { count in
+                        sent.add(count)
+                        progress.advance(token, by: Int64(count))
+                    }
+                    patch.body = .stream(chunks, length: .known(file.size - offset))
                     _ = try await execute(patch, timeout: Self.transferTimeout)
-                    sent += file.size - offset
                 }
                 _ = try await execute(request(.PUT, "\(location)?digest=\(digest)"))
-                return UploadedBytes(sent: sent, resumedFrom: sent == file.size ? 0 : file.size - sent)
-            } catch is ClientError where attempt < attempts {
+                progress.finishFile(token, message: "uploaded \(file.path) (\(ByteCount.format(file.size)))")
+                return UploadedBytes(sent: sent.value, resumed: resumed)
+            } catch let error as RegistryError {
+                switch error.code {
+                case .digestMismatch:
+                    throw RegistryError(.digestMismatch, "\(file.path) changed while it was being pushed (\(error.message)): push again")
+                case .uploadBusy, .uploadOffsetMismatch:
+                    if cutOff, waits < Self.busyWaits {
+                        // The server has not yet seen the end of the connection that was cut, and still
+                        // holds the upload: wait for it to let go, then continue from where it got to.
+                        waits += 1
+                        try await Task.sleep(for: .milliseconds(100))
+                        offset = try await json(UploadStatus.self, .GET, location).offset
+                    } else if try await handOver() {
+                        return finishedByAnother()
+                    }
+                case .notFound:
+                    if try await handOver() { return finishedByAnother() }
+                default:
+                    throw error
+                }
+            } catch is ClientError {
+                guard attempt < Self.transferAttempts else { throw ClientError.network("upload of \(file.path) was cut off \(attempt) times") }
+                attempt += 1
+                cutOff = true
                 offset = try await json(UploadStatus.self, .GET, location).offset
-            } catch let error as RegistryError where error.code == .digestMismatch {
-                throw RegistryError(.digestMismatch, "\(file.path) changed while it was being pushed (\(error.message)): push again")
             }
+            progress.rewind(token, to: offset)
         }
-        throw ClientError.network("upload of \(file.path) did not complete after \(attempts) attempts")
+
+        /// Another push of the same blob took this upload over (or finished it). True when the blob is
+        /// stored now; otherwise the rest goes through an upload of this push's own.
+        func handOver() async throws -> Bool {
+            guard attempt < Self.transferAttempts else {
+                throw RegistryError(.uploadBusy, "the upload of \(file.path) kept meeting another push of the same file: push again")
+            }
+            attempt += 1
+            if try await blobSize(digest) == file.size { return true }
+            upload = try await json(UploadStatus.self, .POST, "/v1/uploads")
+            (offset, resumed, cutOff) = (0, 0, false)
+            return false
+        }
+
+        func finishedByAnother() -> UploadedBytes {
+            progress.finishFile(token, message: "uploaded \(file.path) (\(ByteCount.format(file.size)), by another push)")
+            return UploadedBytes(sent: sent.value, resumed: 0)
+        }
     }
 
-    /// Streams a blob into `destination`, hashing as it writes. The file is complete and verified when this
-    /// returns; on any failure it is removed.
-    public func downloadBlob(_ digest: Digest, size: Int64, to destination: URL, executable: Bool) async throws {
-        let file = try POSIXFile.open(destination.path, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: executable ? 0o755 : 0o644)
-        do {
-            let response = try await execute(request(.GET, "/v1/blobs/\(digest)"), timeout: Self.transferTimeout)
-            var hasher = ContentHasher()
-            var offset: Int64 = 0
-            for try await buffer in response.body {
-                guard offset + Int64(buffer.readableBytes) <= size else {
-                    throw RegistryError(.integrity, "blob \(digest) is longer than the \(size) bytes its manifest says")
+    /// How many times (100 ms apart) a client whose connection was cut waits for the server to release the upload.
+    static let busyWaits = 50
+
+    /// Downloads a blob into `partial`, continuing from the bytes it already holds (a killed pull, a
+    /// dropped connection) with a `Range` request, hashing every byte as it is written. Only when the whole
+    /// file hashes to `digest` is it renamed to `destination`; bytes that do not match are deleted.
+    func downloadBlob(
+        _ digest: Digest, size: Int64, partial: URL, to destination: URL, executable: Bool, label: String, progress: TransferProgress
+    ) async throws -> DownloadedBytes {
+        let file = try POSIXFile.open(partial.path, flags: O_RDWR | O_CREAT, mode: 0o600)
+        defer { try? file.close() }
+        if try file.size() > size { try file.truncate(to: 0) }
+        // The bytes already there are hashed again rather than trusted: the hash must cover every byte.
+        var (hasher, offset) = try file.hashContents(chunkSize: FileChunks.chunkSize)
+        let resumed = offset
+        var received: Int64 = 0
+        let token = progress.startFile(label, size: size, at: offset)
+        for attempt in 1...Self.transferAttempts {
+            do {
+                if offset < size {
+                    var get = request(.GET, "/v1/blobs/\(digest)")
+                    if offset > 0 { get.headers.add(name: "Range", value: "bytes=\(offset)-") }
+                    let response = try await execute(get, timeout: Self.transferTimeout)
+                    if offset > 0, response.status != .partialContent {
+                        // The whole blob came back instead of the rest: start over.
+                        try file.truncate(to: 0)
+                        (hasher, offset) = (ContentHasher(), 0)
+                        progress.rewind(token, to: 0)
+                    }
+                    do {
+                        for try await buffer in response.body {
+                            guard offset + Int64(buffer.readableBytes) <= size else {
+                                throw RegistryError(.integrity, "blob \(digest) is longer than the \(size) bytes its manifest says")
+                            }
+                            try buffer.withUnsafeReadableBytes { raw in
+                                try file.write(raw, at: offset)
+                                hasher.update(raw)
+                            }
+                            offset += Int64(buffer.readableBytes)
+                            received += Int64(buffer.readableBytes)
+                            progress.advance(token, by: Int64(buffer.readableBytes))
+                        }
+                    } catch let error as RegistryError {
+                        throw error
+                    } catch {
+                        throw ClientError.network("download of \(label) was cut off after \(offset) of \(size) bytes: \(error)")
+                    }
+                    guard offset == size else {
+                        throw ClientError.network("download of \(label) ended after \(offset) of \(size) bytes")
+                    }
                 }
-                try buffer.withUnsafeReadableBytes { raw in
-                    try file.write(raw, at: offset)
-                    hasher.update(raw)
+                let actual = hasher.finalize()
+                guard actual == digest else {
+                    try? POSIXFile.remove(partial.path)
+                    throw RegistryError(
+                        .integrity,
+                        "\(label): downloaded bytes hash to \(actual), not \(digest): the registry's copy may be corrupt; nothing was written"
+                    )
                 }
-                offset += Int64(buffer.readableBytes)
+                guard fchmod(file.descriptor, executable ? 0o755 : 0o644) == 0 else {
+                    throw RegistryError(.storageFailure, "cannot set the mode of \(partial.path): \(String(cString: strerror(errno)))")
+                }
+                try file.sync()
+                try POSIXFile.rename(partial.path, to: destination.path)
+                progress.finishFile(token, message: "downloaded \(label) (\(ByteCount.format(size)))")
+                return DownloadedBytes(received: received, resumed: resumed)
+            } catch let error as ClientError {
+                guard attempt < Self.transferAttempts else { throw error }
             }
-            guard offset == size else {
-                throw RegistryError(.integrity, "blob \(digest) ended after \(offset) of \(size) bytes")
-            }
-            let actual = hasher.finalize()
-            guard actual == digest else {
-                throw RegistryError(.integrity, "downloaded bytes hash to \(actual), not \(digest): the registry's copy may be corrupt; nothing was written")
-            }
-            try file.sync()
-            try file.close()
-        } catch {
-            try? file.close()
-            try? POSIXFile.remove(destination.path)
-            throw error
         }
+        throw ClientError.network("download of \(label) did not complete after \(Self.transferAttempts) attempts")
     }
 }
 
 public struct UploadedBytes: Sendable {
+    /// Bytes put on the wire, including any that a dropped connection lost.
     public var sent: Int64
-    public var resumedFrom: Int64
+    /// Bytes an earlier, interrupted upload had already delivered.
+    public var resumed: Int64
+}
+
+public struct DownloadedBytes: Sendable {
+    public var received: Int64
+    /// Bytes already on disk from an earlier, interrupted pull.
+    public var resumed: Int64
+}
+
+/// A byte count shared with the closures that stream a request body.
+final class Counter: Sendable {
+    private let count = Atomic<Int64>(0)
+
+    func add(_ value: Int) { count.add(Int64(value), ordering: .relaxed) }
+    var value: Int64 { count.load(ordering: .relaxed) }
 }

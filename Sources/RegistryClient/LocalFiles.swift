@@ -14,6 +14,8 @@ public struct LocalFile: Sendable {
     public var url: URL
     public var size: Int64
     public var executable: Bool
+    /// What the hash cache compares to know the bytes are unchanged.
+    public var identity: FileIdentity
 }
 
 public enum LocalFiles {
@@ -52,18 +54,39 @@ public enum LocalFiles {
                 try walk(url, relative: relative + [entry], into: &files)
             case S_IFREG:
                 let path = try ManifestPath((relative + [entry]).joined(separator: "/"))
-                files.append(LocalFile(path: path, url: url, size: Int64(info.st_size), executable: info.st_mode & 0o100 != 0))
+                files.append(LocalFile(
+                    path: path, url: url, size: Int64(info.st_size), executable: info.st_mode & 0o100 != 0, identity: FileIdentity(info)
+                ))
             default:
                 throw RegistryError(.invalidRequest, "\(url.path) is not a regular file or directory: only regular files can be pushed")
             }
         }
     }
 
+    /// One regular file on its own (named by its last path component), or nil when `url` is not one.
+    static func single(_ url: URL) throws -> LocalFile? {
+        var info = stat()
+        guard stat(url.path, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { return nil }
+        return LocalFile(
+            path: try ManifestPath(url.lastPathComponent), url: url, size: Int64(info.st_size), executable: false, identity: FileIdentity(info)
+        )
+    }
+
+    /// The sha256 of each file, `jobs` files at once.
+    public static func digests(of urls: [URL], jobs: Int) async throws -> [Digest] {
+        try await forEach(urls, jobs: max(1, jobs)) { url in
+            guard try POSIXFile.regularFileSize(url.path) != nil else {
+                throw RegistryError(.invalidRequest, "\(url.path) is not a regular file")
+            }
+            return try digest(of: url)
+        }
+    }
+
     /// The sha256 of a file, read in large chunks.
-    public static func digest(of url: URL) throws -> Digest {
+    public static func digest(of url: URL, onChunk: (Int) -> Void = { _ in }) throws -> Digest {
         let file = try POSIXFile.openForReading(url.path)
         defer { try? file.close() }
-        return try file.hashContents(chunkSize: FileChunks.chunkSize).hasher.finalize()
+        return try file.hashContents(chunkSize: FileChunks.chunkSize, onChunk: onChunk).hasher.finalize()
     }
 }
 
@@ -75,10 +98,13 @@ struct FileChunks: AsyncSequence, Sendable {
     let file: POSIXFile
     let start: Int64
     let end: Int64
+    /// Hears the size of every chunk handed to the request (for progress).
+    let onChunk: @Sendable (Int) -> Void
 
-    init(url: URL, from start: Int64) throws {
+    init(url: URL, from start: Int64, onChunk: @escaping @Sendable (Int) -> Void = { _ in }) throws {
         file = try POSIXFile.openForReading(url.path)
         self.start = start
+        self.onChunk = onChunk
         end = try file.size()
     }
 
@@ -86,6 +112,7 @@ struct FileChunks: AsyncSequence, Sendable {
         let file: POSIXFile
         var offset: Int64
         let end: Int64
+        let onChunk: @Sendable (Int) -> Void
 
         mutating func next() async throws -> ByteBuffer? {
             guard offset < end else { return nil }
@@ -95,11 +122,12 @@ struct FileChunks: AsyncSequence, Sendable {
                 throw RegistryError(.invalidRequest, "\(file.path) shrank while it was being read")
             }
             offset += Int64(buffer.readableBytes)
+            onChunk(buffer.readableBytes)
             return buffer
         }
     }
 
     func makeAsyncIterator() -> AsyncIterator {
-        AsyncIterator(file: file, offset: start, end: end)
+        AsyncIterator(file: file, offset: start, end: end, onChunk: onChunk)
     }
 }

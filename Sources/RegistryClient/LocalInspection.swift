@@ -25,8 +25,8 @@ extension LocalFiles {
     public static func inspect(at url: URL) throws -> LocalInspectionReport {
         let start = ContinuousClock.now
         let files: [LocalFile]
-        if let size = try POSIXFile.regularFileSize(url.path) {
-            files = [LocalFile(path: try ManifestPath(url.lastPathComponent), url: url, size: size, executable: false)]
+        if let file = try single(url) {
+            files = [file]
         } else {
             files = try scan(url)
         }

@@ -6,10 +6,23 @@ import ModelRegistryCore
 public struct Pusher: Sendable {
     public let connection: RegistryConnection
     public var jobs: Int
+    /// Digests of files hashed by earlier pushes; nil hashes every file.
+    public var hashCache: HashCache?
+    public var progress: ProgressStyle
+    public var log: @Sendable (String) -> Void
 
-    public init(connection: RegistryConnection, jobs: Int = 4) {
+    /// Files hashed and uploaded at once unless `--jobs` says otherwise.
+    public static let defaultJobs = 4
+
+    public init(
+        connection: RegistryConnection, jobs: Int = Pusher.defaultJobs, hashCache: HashCache? = nil,
+        progress: ProgressStyle = .none, log: @escaping @Sendable (String) -> Void = { _ in }
+    ) {
         self.connection = connection
         self.jobs = max(1, jobs)
+        self.hashCache = hashCache
+        self.progress = progress
+        self.log = log
     }
 
     /// With `inspect`, the weight files' headers are read first (a corrupt file is refused before any
@@ -17,55 +30,87 @@ public struct Pusher: Sendable {
     /// the user declares, checked against the files and completed by them.
     public func push(
         directory: URL, name: ModelName, version: VersionName, variant: VariantName,
-        inspect: Bool = true, quantization: Quantization? = nil, derivedFrom: VariantName? = nil,
-        log: @escaping @Sendable (String) -> Void = { _ in }
+        inspect: Bool = true, quantization: Quantization? = nil, derivedFrom: VariantName? = nil
     ) async throws -> PushReport {
         let start = ContinuousClock.now
         let local = try LocalFiles.scan(directory)
         let inspection = inspect ? try LocalFiles.inspect(local) : nil
-        let hashed = try await forEach(local, jobs: jobs) { file in
-            (file, try LocalFiles.digest(of: file.url))
-        }
+        let digests = try await hash(local)
         let manifest = Manifest(
             format: ModelFormat.detect(paths: local.map(\.path)),
-            files: hashed.map { ManifestFile(path: $0.0.path, digest: $0.1, size: $0.0.size, executable: $0.0.executable) },
+            files: zip(local, digests.values).map { ManifestFile(path: $0.path, digest: $1, size: $0.size, executable: $0.executable) },
             quantization: try ManifestVerification.merge(declared: quantization, derivedFrom: derivedFrom, inspection: inspection),
             metadata: inspection?.metadata
         )
+        var report = PushReport(
+            reference: "\(name):\(version)", variant: variant, digest: manifest.digest, created: false, files: local.count,
+            filesHashed: digests.hashed, blobsUploaded: 0, blobsSkipped: 0, bytesSent: 0, bytesSkipped: 0, bytesResumed: 0, seconds: 0
+        )
         // Published variants never change: refuse before sending any bytes rather than after.
-        if let existing = try await connection.publishedDigest(name, version, variant), existing != manifest.digest {
-            throw RegistryError.alreadyPublished(name, version, variant, as: existing)
+        if let existing = try await connection.publishedDigest(name, version, variant) {
+            guard existing == manifest.digest else { throw RegistryError.alreadyPublished(name, version, variant, as: existing) }
+            // Published means every blob is stored: nothing to ask, nothing to send.
+            report.blobsSkipped = Set(digests.values).count
+            report.bytesSkipped = Self.distinctBytes(local, digests.values)
+            report.seconds = (ContinuousClock.now - start).seconds
+            return report
         }
         // One upload a distinct blob, whatever the number of files that share it.
         var unique: [Digest: LocalFile] = [:]
-        for (file, digest) in hashed where unique[digest] == nil { unique[digest] = file }
-        let outcomes = try await forEach(Array(unique), jobs: jobs) { digest, file -> BlobOutcome in
-            if try await connection.blobSize(digest) == file.size {
-                log("skipped \(file.path) (already stored)")
-                return BlobOutcome(sent: 0, skipped: file.size, uploaded: false)
+        for (file, digest) in zip(local, digests.values) where unique[digest] == nil { unique[digest] = file }
+        let uploads = TransferProgress(style: progress, verb: "pushing", write: log)
+        uploads.begin(total: unique.values.reduce(0) { $0 + $1.size }, files: unique.count)
+        let outcomes = try await uploads.reporting {
+            try await forEach(Array(unique), jobs: jobs) { digest, file -> BlobOutcome in
+                if try await connection.blobSize(digest) == file.size {
+                    uploads.skip(size: file.size)
+                    return BlobOutcome(sent: 0, skipped: file.size, resumed: 0, uploaded: false)
+                }
+                let uploaded = try await connection.uploadBlob(file, digest: digest, progress: uploads)
+                return BlobOutcome(sent: uploaded.sent, skipped: 0, resumed: uploaded.resumed, uploaded: true)
             }
-            let uploaded = try await connection.uploadBlob(file, digest: digest)
-            log("uploaded \(file.path) (\(ByteCount.format(file.size)))")
-            return BlobOutcome(sent: uploaded.sent, skipped: 0, uploaded: true)
         }
         let published = try await connection.publish(name, version, variant, manifest)
-        return PushReport(
-            reference: "\(name):\(version)",
-            variant: variant,
-            digest: published.variant.digest,
-            created: published.created,
-            files: local.count,
-            blobsUploaded: outcomes.filter(\.uploaded).count,
-            blobsSkipped: outcomes.filter { !$0.uploaded }.count,
-            bytesSent: outcomes.reduce(0) { $0 + $1.sent },
-            bytesSkipped: outcomes.reduce(0) { $0 + $1.skipped },
-            seconds: (ContinuousClock.now - start).seconds
-        )
+        report.digest = published.variant.digest
+        report.created = published.created
+        report.blobsUploaded = outcomes.filter(\.uploaded).count
+        report.blobsSkipped = outcomes.filter { !$0.uploaded }.count
+        report.bytesSent = outcomes.reduce(0) { $0 + $1.sent }
+        report.bytesSkipped = outcomes.reduce(0) { $0 + $1.skipped }
+        report.bytesResumed = outcomes.reduce(0) { $0 + $1.resumed }
+        report.seconds = (ContinuousClock.now - start).seconds
+        return report
+    }
+
+    /// Every file's digest, from the hash cache where the file is unchanged, else by reading it.
+    private func hash(_ files: [LocalFile]) async throws -> (values: [Digest], hashed: Int) {
+        let cache = hashCache
+        let progress = TransferProgress(style: self.progress, verb: "hashing", write: log)
+        let cached = files.map { cache?.digest(of: $0) }
+        progress.begin(total: zip(files, cached).filter { $1 == nil }.reduce(0) { $0 + $1.0.size }, files: cached.filter { $0 == nil }.count)
+        let digests = try await progress.reporting {
+            try await forEach(Array(zip(files, cached)), jobs: jobs) { file, known -> Digest in
+                if let known { return known }
+                let token = progress.startFile(file.path.value, size: file.size)
+                let digest = try LocalFiles.digest(of: file.url) { progress.advance(token, by: Int64($0)) }
+                progress.finishFile(token)
+                cache?.record(digest, of: file)
+                return digest
+            }
+        }
+        try cache?.save()
+        return (digests, cached.filter { $0 == nil }.count)
+    }
+
+    private static func distinctBytes(_ files: [LocalFile], _ digests: [Digest]) -> Int64 {
+        var seen: Set<Digest> = []
+        return zip(files, digests).reduce(0) { total, pair in seen.insert(pair.1).inserted ? total + pair.0.size : total }
     }
 
     private struct BlobOutcome: Sendable {
         var sent: Int64
         var skipped: Int64
+        var resumed: Int64
         var uploaded: Bool
     }
 }
@@ -76,10 +121,16 @@ public struct PushReport: Codable, Sendable {
     public var digest: Digest
     public var created: Bool
     public var files: Int
+    /// Files read and hashed; the others' digests came from the hash cache.
+    public var filesHashed: Int
     public var blobsUploaded: Int
     public var blobsSkipped: Int
+    /// Bytes put on the wire.
     public var bytesSent: Int64
+    /// Bytes of blobs the registry already had.
     public var bytesSkipped: Int64
+    /// Bytes earlier, interrupted uploads had already delivered, so not sent again.
+    public var bytesResumed: Int64
     public var seconds: Double
 }
 

@@ -225,6 +225,13 @@ extension HTTPClient {
 public enum ClientError: Error, CustomStringConvertible {
     case network(String)
 
+    /// What failed, without the advice.
+    public var message: String {
+        switch self {
+        case .network(let message): message
+        }
+    }
+
     public var description: String {
         switch self {
         case .network(let message): "\(message): check that the server is running and --server or MODELREG_URL is right"

@@ -90,11 +90,16 @@ struct BlobRoutes {
 
     private func createUpload(_ request: Request, _ context: RegistryRequestContext) async throws -> Response {
         try registry.authorize(context, .write)
-        let id = try registry.blobs.createUpload()
+        let started: StartedUpload
+        if let text = request.uri.queryParameters.get("digest") {
+            started = try registry.blobs.startUpload(expecting: try Digest(parsing: text))
+        } else {
+            started = StartedUpload(id: try registry.blobs.createUpload(), offset: 0, resumed: false)
+        }
         return JSONBody.response(
-            UploadStatus(id: id.value, offset: 0),
+            UploadStatus(id: started.id.value, offset: started.offset),
             status: .accepted,
-            headers: [.location: "/v1/uploads/\(id)", .uploadOffset: "0"]
+            headers: [.location: "/v1/uploads/\(started.id)", .uploadOffset: String(started.offset)]
         )
     }
 

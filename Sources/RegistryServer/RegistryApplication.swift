@@ -27,6 +27,7 @@ public enum RegistryApplication {
         return Application(
             router: router,
             configuration: .init(address: .hostname(host, port: configuration.port), serverName: "modelreg"),
+            services: [UploadSweeper(blobs: registry.blobs, ttl: configuration.uploadTTL, logger: logger)],
             onServerRunning: { channel in
                 await onServerRunning(host, channel.localAddress?.port ?? configuration.port)
             },

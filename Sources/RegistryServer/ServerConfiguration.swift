@@ -5,22 +5,28 @@ public struct ServerConfiguration: Sendable {
     public static let defaultPort = 8750
     public static let defaultHost = "127.0.0.1"
     public static let defaultDataDirectory = "modelreg-data"
+    /// How long an upload may receive no byte before it is removed (distribution purges after 7 days; a
+    /// resumed push normally comes back within minutes, and partial model shards are large).
+    public static let defaultUploadTTL = Duration.seconds(24 * 3600)
 
     public var dataDirectory: DataDirectory
     public var host: String
     public var port: Int
     /// Lets requests without a token read (never write).
     public var anonymousRead: Bool
+    public var uploadTTL: Duration
 
     public init(
         dataDirectory: DataDirectory = DataDirectory(ServerConfiguration.defaultDataDirectory),
         host: String = ServerConfiguration.defaultHost,
         port: Int = ServerConfiguration.defaultPort,
-        anonymousRead: Bool = false
+        anonymousRead: Bool = false,
+        uploadTTL: Duration = ServerConfiguration.defaultUploadTTL
     ) {
         self.dataDirectory = dataDirectory
         self.host = host
         self.port = port
         self.anonymousRead = anonymousRead
+        self.uploadTTL = uploadTTL
     }
 }

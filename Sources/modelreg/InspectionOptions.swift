@@ -72,15 +72,3 @@ struct FitOptions: ParsableArguments {
         return (release, decision.chosen)
     }
 }
-
-/// Durations on the command line: `90s`, `10m`, `1h`, or plain seconds.
-enum DurationText {
-    static func parse(_ text: String) throws -> Duration {
-        let units: [Character: Int64] = ["s": 1, "m": 60, "h": 3600]
-        let unit = text.last.flatMap { units[$0] }
-        guard let value = Int64(unit == nil ? text : String(text.dropLast())), value > 0 else {
-            throw ValidationError("'\(text)' is not a duration: use 90s, 10m, 1h or seconds")
-        }
-        return .seconds(value * (unit ?? 1))
-    }
-}

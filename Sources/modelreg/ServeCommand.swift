@@ -20,6 +20,9 @@ struct Serve: AsyncParsableCommand {
     @Flag(help: "Let requests without a token read models and blobs.")
     var anonymousRead = false
 
+    @Option(help: "Remove uploads that received no byte for this long (90s, 30m, 24h, 7d).")
+    var uploadTTL = "24h"
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
@@ -34,7 +37,8 @@ struct Serve: AsyncParsableCommand {
         }
         let logger = Logger(label: "modelreg")
         let configuration = ServerConfiguration(
-            dataDirectory: DataDirectory(data), host: host, port: port, anonymousRead: anonymousRead
+            dataDirectory: DataDirectory(data), host: host, port: port, anonymousRead: anonymousRead,
+            uploadTTL: try DurationText.positive(uploadTTL)
         )
         let registry = try await Registry.open(configuration, logger: logger)
         let app = RegistryApplication.make(registry: registry, configuration: configuration, logger: logger) { host, port in

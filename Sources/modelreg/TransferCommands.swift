@@ -19,22 +19,30 @@ struct Push: AsyncParsableCommand {
     @Option(help: "Variant name (fp16, awq-int4, ...).")
     var variant: String = VariantName.default.value
 
-    @Option(help: "Files transferred at once.")
-    var jobs = 4
+    @Option(help: "Files hashed and uploaded at once.")
+    var jobs = Pusher.defaultJobs
+
+    @Flag(help: "Hash every file, ignoring and not updating the hash cache ($XDG_CACHE_HOME/modelreg/hashes.json).")
+    var noHashCache = false
 
     @OptionGroup var inspection: InspectionOptions
     @OptionGroup var client: ClientOptions
     @OptionGroup var output: OutputOptions
+    @OptionGroup var progress: ProgressOptions
 
     func run() async throws {
         let parsed = try ModelReference(parsing: reference)
         guard case .version(let version) = parsed.target else {
             throw RegistryError(.invalidReference, "push needs NAME:VERSION, not '\(reference)'")
         }
-        let report = try await Pusher(connection: client.connection, jobs: jobs).push(
+        let pusher = Pusher(
+            connection: client.connection, jobs: jobs, hashCache: noHashCache ? nil : HashCache.defaultURL().map(HashCache.init(url:)),
+            progress: progress.style(json: output.json), log: ProgressOptions.standardError
+        )
+        let report = try await pusher.push(
             directory: URL(fileURLWithPath: directory), name: parsed.name, version: version,
             variant: try VariantName(variant), inspect: !inspection.noInspect, quantization: inspection.declared,
-            derivedFrom: try inspection.derivedFromVariant(), log: output.progress
+            derivedFrom: try inspection.derivedFromVariant()
         )
         output.print(report) { Presentation.push(report) }
     }
@@ -58,20 +66,22 @@ struct Pull: AsyncParsableCommand {
     @Flag(help: "Replace a non-empty destination.")
     var force = false
 
-    @Option(help: "Files transferred at once.")
-    var jobs = 4
+    @Option(help: "Files downloaded at once.")
+    var jobs = Puller.defaultJobs
 
     @OptionGroup var fit: FitOptions
     @OptionGroup var client: ClientOptions
     @OptionGroup var output: OutputOptions
+    @OptionGroup var progress: ProgressOptions
 
     func run() async throws {
         let (release, chosenVariant) = try await fit.choose(reference, variant: variant, connection: client.connection)
-        let report = try await Puller(connection: client.connection, jobs: jobs).pull(
-            release,
-            variant: chosenVariant,
-            destination: URL(fileURLWithPath: dest), replace: force,
-            log: output.progress, warn: OutputOptions.warn
+        let puller = Puller(
+            connection: client.connection, jobs: jobs,
+            progress: TransferProgress(style: progress.style(json: output.json), verb: "pulling", write: ProgressOptions.standardError)
+        )
+        let report = try await puller.pull(
+            release, variant: chosenVariant, destination: URL(fileURLWithPath: dest), replace: force, warn: OutputOptions.warn
         )
         output.print(report) { Presentation.pull(report) }
     }
@@ -120,12 +130,48 @@ struct Fetch: AsyncParsableCommand {
         }
         let (release, chosenVariant) = try await fit.choose(reference, variant: variant, connection: client.connection)
         let options = Fetcher.Options(
-            layout: layout, cache: cache.map { URL(fileURLWithPath: $0) }, verify: verify, timeout: try DurationText.parse(timeout)
+            layout: layout, cache: cache.map { URL(fileURLWithPath: $0) }, verify: verify, timeout: try DurationText.positive(timeout)
         )
         let report = try await Fetcher(connection: client.connection).fetch(
             release, variant: chosenVariant, destination: URL(fileURLWithPath: dest), options: options,
             log: output.progress, warn: OutputOptions.warn
         )
         output.print(report) { Presentation.fetch(report) }
+    }
+}
+
+/// How a transfer shows its progress on standard error: bars on a terminal, a line every
+/// `--progress-interval` seconds otherwise, nothing with `--quiet` or `--json`.
+struct ProgressOptions: ParsableArguments {
+    @Flag(name: .shortAndLong, help: "Print no progress, only the result.")
+    var quiet = false
+
+    @Option(help: "Seconds between progress lines when standard error is not a terminal.")
+    var progressInterval = 10
+
+    func style(json: Bool) -> ProgressStyle {
+        if quiet || json { return .none }
+        return isatty(STDERR_FILENO) == 1 ? .bars : .lines(every: .seconds(max(1, progressInterval)))
+    }
+
+    static let standardError: @Sendable (String) -> Void = { text in FileHandle.standardError.write(Data(text.utf8)) }
+}
+
+struct DigestCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "digest",
+        abstract: "Print the sha256 digest of local files, as the registry names their blobs.",
+        discussion: "Reads each file in large chunks; with --jobs, several files at once."
+    )
+
+    @Argument(help: "Files to hash.")
+    var files: [String]
+
+    @Option(help: "Files hashed at once.")
+    var jobs = Pusher.defaultJobs
+
+    func run() async throws {
+        let digests = try await LocalFiles.digests(of: files.map { URL(fileURLWithPath: $0) }, jobs: jobs)
+        for (digest, file) in zip(digests, files) { print("\(digest)  \(file)") }
     }
 }

@@ -72,10 +72,15 @@ final class CommandProcess {
         try process.run()
     }
 
-    /// SIGKILL, as the kubelet or an OOM kill would.
+    var isRunning: Bool { process.isRunning }
+
+    /// Whether it ended by a signal rather than by exiting.
+    var wasKilled: Bool { !process.isRunning && process.terminationReason == .uncaughtSignal }
+
+    /// SIGKILL, as the kubelet or an OOM kill would; returns once the process is gone.
     func kill() {
-        guard process.isRunning else { return }
-        Glibc.kill(process.processIdentifier, SIGKILL)
+        if process.isRunning { Glibc.kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
     }
 
     func wait() throws -> CommandResult {
@@ -134,7 +139,10 @@ final class ServerProcess: @unchecked Sendable {
         throw ServerError("server did not report its port: \(text)")
     }
 
-    var environment: [String: String] { ["MODELREG_URL": url, "MODELREG_TOKEN": adminToken] }
+    /// What a client needs to reach this server; the hash cache stays inside the test's scratch directory.
+    var environment: [String: String] {
+        ["MODELREG_URL": url, "MODELREG_TOKEN": adminToken, "XDG_CACHE_HOME": data.deletingLastPathComponent().appendingPathComponent("cache").path]
+    }
 
     func stop() {
         guard process.isRunning else { return }

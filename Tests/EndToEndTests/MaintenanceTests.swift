@@ -9,36 +9,6 @@ import Testing
 import Glibc
 #endif
 
-/// `modelreg` started in the background, for commands that run beside others or get killed.
-final class BackgroundCommand: @unchecked Sendable {
-    let process = Process()
-    private let output: URL
-
-    init(_ arguments: [String], environment: [String: String] = [:]) throws {
-        output = FileManager.default.temporaryDirectory.appendingPathComponent("modelreg-bg-\(UUID().uuidString)")
-        _ = FileManager.default.createFile(atPath: output.path, contents: nil)
-        process.executableURL = modelregBinary
-        process.arguments = arguments
-        var env = ProcessInfo.processInfo.environment
-        env.merge(environment) { $1 }
-        process.environment = env
-        process.standardOutput = try FileHandle(forWritingTo: output)
-        process.standardError = process.standardOutput
-        try process.run()
-    }
-
-    func killHard() {
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
-    }
-
-    func wait() -> (status: Int32, output: String) {
-        process.waitUntilExit()
-        defer { try? FileManager.default.removeItem(at: output) }
-        return (process.terminationStatus, (try? String(contentsOf: output, encoding: .utf8)) ?? "")
-    }
-}
-
 struct SnapshotListJSON: Decodable {
     struct Entry: Decodable {
         var id: String
@@ -148,14 +118,14 @@ func randomModel(_ root: URL, files count: Int, size: Int) throws {
         #expect(try modelreg(["push", model.path, "big:1.0", "--no-inspect"], environment: server.environment).status == 0)
 
         let repository = scratch.url("repo")
-        let first = try BackgroundCommand(["backup", "--to", repository.path, "--jobs", "1"], environment: server.environment)
+        let first = try CommandProcess(["backup", "--to", repository.path, "--jobs", "1"], environment: server.environment)
         let deadline = Date().addingTimeInterval(20)
-        while Date() < deadline, first.process.isRunning,
+        while Date() < deadline, first.isRunning,
               (try? FileManager.default.contentsOfDirectory(atPath: repository.appendingPathComponent("tmp").path))?.contains(where: { $0.hasPrefix("blob-") }) != true {
             usleep(2_000)
         }
-        first.killHard()
-        #expect(first.process.terminationReason == .uncaughtSignal, "the first backup was killed while it copied blobs")
+        first.kill()
+        #expect(first.wasKilled, "the first backup was killed while it copied blobs")
 
         let second = try modelreg(["backup", "--to", repository.path, "--json"], environment: server.environment)
         try #require(second.status == 0, "\(second)")

@@ -103,3 +103,83 @@ import Testing
         }
     }
 }
+
+/// Uploads started for a digest are found again after their client died, and swept once stale.
+@Suite struct ResumableUploadTests {
+    let bytes: [UInt8] = Array((0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 17) })
+
+    func makeStore(_ root: URL) throws -> FileSystemBlobStore {
+        let directory = DataDirectory(root.path)
+        try directory.create()
+        return FileSystemBlobStore(directory: directory)
+    }
+
+    @Test func anUploadStartedForADigestIsFoundAgain() async throws {
+        try await withTemporaryDirectory { root in
+            let store = try makeStore(root)
+            let digest = Digest.of(bytes)
+            let started = try store.startUpload(expecting: digest)
+            #expect(started.offset == 0 && !started.resumed)
+            await #expect(throws: Chunks.Dropped.self) {
+                _ = try await store.append(started.id, at: 0, Chunks(parts: [Array(bytes[..<7000])], failAtEnd: true))
+            }
+            // A restarted server (a new store, no state in memory) hands the same upload back.
+            let restarted = try makeStore(root)
+            #expect(try restarted.startUpload(expecting: digest) == StartedUpload(id: started.id, offset: 7000, resumed: true))
+            let other = try restarted.startUpload(expecting: Digest.of(Array("other".utf8)))
+            #expect(other.id != started.id && !other.resumed)
+
+            _ = try await restarted.append(started.id, at: 7000, Chunks(parts: [Array(bytes[7000...])]))
+            _ = try restarted.commitUpload(started.id, expecting: digest)
+            try restarted.cancelUpload(other.id)
+            #expect(files(in: restarted.directory.uploads).isEmpty, "the recorded digest goes with its upload")
+            #expect(try !restarted.startUpload(expecting: digest).resumed)
+        }
+    }
+
+    @Test func anUploadReceivingBytesIsNotHandedToAnotherClient() async throws {
+        try await withTemporaryDirectory { root in
+            let store = try makeStore(root)
+            let digest = Digest.of(bytes)
+            let started = try store.startUpload(expecting: digest)
+            let (stream, continuation) = AsyncStream<ByteBuffer>.makeStream()
+            let receiving = Task { try await store.append(started.id, at: 0, stream) }
+            continuation.yield(ByteBuffer(bytes: bytes[..<1000]))
+            try await waitForSize(1000, of: store.directory.upload(started.id))
+
+            let second = try store.startUpload(expecting: digest)
+            #expect(second.id != started.id && second.offset == 0)
+            // Even a sweep that finds everything stale leaves an upload that is receiving bytes alone.
+            let removed = try store.removeStaleUploads(untouchedSince: Date().addingTimeInterval(3600))
+            #expect(removed == [second.id])
+            continuation.yield(ByteBuffer(bytes: bytes[1000...]))
+            continuation.finish()
+            #expect(try await receiving.value == Int64(bytes.count))
+            #expect(try store.commitUpload(started.id, expecting: digest).size == Int64(bytes.count))
+        }
+    }
+
+    @Test func staleUploadsAreRemoved() async throws {
+        try await withTemporaryDirectory { root in
+            let store = try makeStore(root)
+            let stale = try store.startUpload(expecting: Digest.of(bytes))
+            _ = try await store.append(stale.id, at: 0, Chunks(parts: [Array(bytes[..<5000])]))
+            let fresh = try store.createUpload()
+            let twoDaysAgo = Date().addingTimeInterval(-2 * 86400)
+            for url in [store.directory.upload(stale.id), store.directory.uploadExpectation(stale.id)] {
+                try FileManager.default.setAttributes([.modificationDate: twoDaysAgo], ofItemAtPath: url.path)
+            }
+            let removed = try store.removeStaleUploads(untouchedSince: Date().addingTimeInterval(-86400))
+            #expect(removed == [stale.id])
+            #expect(files(in: store.directory.uploads) == [fresh.value])
+            #expect(throws: RegistryError.self) { try store.uploadOffset(stale.id) }
+            #expect(try store.uploadOffset(fresh) == 0)
+        }
+    }
+
+    func waitForSize(_ size: Int, of url: URL) async throws {
+        while (try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? Int) ?? 0 < size {
+            try await Task.sleep(for: .milliseconds(5))
+        }
+    }
+}

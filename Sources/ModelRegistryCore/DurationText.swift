@@ -1,5 +1,3 @@
-import ModelRegistryCore
-
 /// Durations on the command line and in the API: `90s`, `30m`, `2h`, `7d`, `1w`, or plain seconds.
 public enum DurationText {
     public static func seconds(_ text: String) throws(RegistryError) -> Int64 {
@@ -14,5 +12,12 @@ public enum DurationText {
             throw RegistryError(.invalidRequest, "invalid duration '\(text.prefix(40))': use a whole number with s, m, h, d or w (90s, 30m, 2h, 7d)")
         }
         return value * unit
+    }
+
+    /// The same text as a `Duration` that must be longer than zero (a TTL, a timeout).
+    public static func positive(_ text: String) throws(RegistryError) -> Duration {
+        let value = try seconds(text)
+        guard value > 0 else { throw RegistryError(.invalidRequest, "invalid duration '\(text.prefix(40))': it must be longer than zero") }
+        return .seconds(value)
     }
 }
