@@ -137,6 +137,47 @@ public final class POSIXFile: @unchecked Sendable {
         guard utimensat(AT_FDCWD, path, nil, 0) == 0 else { throw error("update the time of", path) }
     }
 
+    /// Creates `path` (which must not exist), lets `body` fill it, syncs and closes it; removes it on failure.
+    public static func create<T>(
+        _ path: String, mode: mode_t = 0o644, _ body: (POSIXFile) throws(RegistryError) -> T
+    ) throws(RegistryError) -> T {
+        let file = try open(path, flags: O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode: mode)
+        do {
+            let result = try body(file)
+            try file.sync()
+            try file.close()
+            return result
+        } catch {
+            try? file.close()
+            try? remove(path)
+            throw error
+        }
+    }
+
+    /// Copies a file into a new one (which must not exist) while hashing it, and syncs the copy: a copy
+    /// that is checked costs no second read.
+    public static func copy(
+        from source: String, to destination: String, mode: mode_t = 0o644, chunkSize: Int = 4 << 20
+    ) throws(RegistryError) -> (digest: Digest, size: Int64) {
+        let input = try openForReading(source)
+        defer { try? input.close() }
+        return try create(destination, mode: mode) { output throws(RegistryError) in
+            var hasher = ContentHasher()
+            var offset: Int64 = 0
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunkSize, alignment: 16)
+            defer { buffer.deallocate() }
+            while true {
+                let count = try input.read(into: buffer, at: offset)
+                if count == 0 { break }
+                let chunk = UnsafeRawBufferPointer(rebasing: buffer[..<count])
+                hasher.update(chunk)
+                try output.write(chunk, at: offset)
+                offset += Int64(count)
+            }
+            return (hasher.finalize(), offset)
+        }
+    }
+
     /// The size of a regular file, or nil when there is none.
     public static func regularFileSize(_ path: String) throws(RegistryError) -> Int64? {
         var info = stat()

@@ -51,7 +51,7 @@ public struct Fetcher: Sendable {
         var report = FetchReport(
             model: resolved.model, version: resolved.version, variant: resolved.variant, digest: resolved.digest,
             layout: options.layout.rawValue, destination: destination.path, files: resolved.manifest.files.count,
-            bytes: resolved.manifest.totalSize, alreadyInPlace: false, bytesDownloaded: 0, bytesLinked: 0, bytesResumed: 0,
+            bytes: resolved.manifest.totalSize, alreadyInPlace: false, bytesDownloaded: 0, bytesFromCache: 0, bytesResumed: 0,
             seconds: 0, deprecation: resolved.deprecation
         )
         if FetchMarker.read(destination) == marker, try Self.inPlace(image, under: destination, verify: options.verify) {
@@ -67,7 +67,7 @@ public struct Fetcher: Sendable {
         do {
             let placement = ImagePlacement(image: image, manifest: resolved.digest, staging: staging, cache: options.cache, log: log)
             let counts = try await retrying(until: deadline, log: log) { try await placement.complete(using: connection, name: resolved.model) }
-            (report.bytesDownloaded, report.bytesLinked, report.bytesResumed) = (counts.downloaded, counts.linked, counts.resumed)
+            (report.bytesDownloaded, report.bytesFromCache, report.bytesResumed) = (counts.downloaded, counts.fromCache, counts.resumed)
             if options.verify, try !Self.inPlace(image, under: staging, verify: true) {
                 throw RegistryError(.integrity, "a file changed on disk while it was being fetched into \(staging.path)")
             }
@@ -79,7 +79,7 @@ public struct Fetcher: Sendable {
         }
         report.seconds = (ContinuousClock.now - start).seconds
         log("placed \(resolved.model):\(resolved.version) variant \(resolved.variant) in \(destination.path): "
-            + "\(ByteCount.format(report.bytesDownloaded)) downloaded, \(ByteCount.format(report.bytesLinked)) linked from the cache, "
+            + "\(ByteCount.format(report.bytesDownloaded)) downloaded, \(ByteCount.format(report.bytesFromCache)) from the node cache, "
             + "in \(String(format: "%.2f", report.seconds)) s")
         return report
     }
@@ -168,7 +168,8 @@ public struct FetchReport: Codable, Sendable {
     /// The destination already held this variant: nothing was transferred.
     public var alreadyInPlace: Bool
     public var bytesDownloaded: Int64
-    public var bytesLinked: Int64
+    /// Taken from the node cache (`--cache`): hard-linked, or copied and checked across mounts.
+    public var bytesFromCache: Int64
     /// Bytes kept from an interrupted run.
     public var bytesResumed: Int64
     public var seconds: Double

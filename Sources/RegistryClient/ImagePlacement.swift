@@ -21,7 +21,8 @@ struct ImagePlacement: Sendable {
 
     struct Counts {
         var downloaded: Int64 = 0
-        var linked: Int64 = 0
+        /// Hard-linked from the node cache, or copied and checked when the cache is on another mount.
+        var fromCache: Int64 = 0
         var resumed: Int64 = 0
     }
 
@@ -35,10 +36,10 @@ struct ImagePlacement: Sendable {
         var counts = Counts()
         counts.resumed = image.files.filter { done.contains($0.path) }.reduce(0) { $0 + size($1) }
         for entry in image.files where !done.contains(entry.path) {
-            if try link(fromCache: entry) {
+            if try take(fromCache: entry) {
                 try journal.record(entry.path)
                 done.insert(entry.path)
-                counts.linked += size(entry)
+                counts.fromCache += size(entry)
             } else if let resumed = try await continuePartial(entry, connection: connection, name: name) {
                 try journal.record(entry.path)
                 done.insert(entry.path)
@@ -110,30 +111,51 @@ struct ImagePlacement: Sendable {
         cache?.appendingPathComponent("sha256/\(digest.hex)").path
     }
 
-    /// Hard-links a file of the node cache into staging; false when the cache lacks it.
-    private func link(fromCache entry: CacheImage.Entry) throws -> Bool {
-        guard case .file(let digest, let size, _) = entry.kind, let source = cachePath(digest),
+    /// Brings a file of the node cache into staging; false when the cache lacks it. A hard link shares the
+    /// bytes; where the cache is another mount (link(2) answers EXDEV, as between a hostPath and an
+    /// emptyDir volume) the file is copied instead, and checked against its digest while copied.
+    private func take(fromCache entry: CacheImage.Entry) throws -> Bool {
+        guard case .file(let digest, let size, let executable) = entry.kind, let source = cachePath(digest),
               (try POSIXFile.regularFileSize(source)) == size
         else { return false }
         let target = staging.appendingPathComponent(entry.path)
         try FileManager.default.createDirectory(at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
         try POSIXFile.remove(target.path)
-        guard Glibc.link(source, target.path) == 0 else {
+        if Glibc.link(source, target.path) == 0 { return true }
+        guard errno == EXDEV else {
             log("cannot link \(source) into \(target.path) (\(String(cString: strerror(errno)))): downloading it instead")
+            return false
+        }
+        let copied = try POSIXFile.copy(from: source, to: target.path, mode: executable ? 0o755 : 0o644)
+        guard copied.digest == digest else {
+            try POSIXFile.remove(target.path)
+            log("the node cache's \(source) hashes to \(copied.digest), not \(digest): downloading it instead")
             return false
         }
         return true
     }
 
     /// Offers a fetched file to the node cache. Cached files are made read-only, since every pod that links
-    /// one shares its bytes.
+    /// one shares its bytes. Across mounts the file is copied in under a temporary name, so the cache never
+    /// shows a partial file.
     private func shareWithCache(_ entry: CacheImage.Entry) {
-        guard case .file(let digest, _, let executable) = entry.kind, let target = cachePath(digest) else { return }
+        guard case .file(let digest, _, let executable) = entry.kind, let cache, let target = cachePath(digest) else { return }
         let source = staging.appendingPathComponent(entry.path).path
-        chmod(source, executable ? 0o555 : 0o444)
+        let mode: mode_t = executable ? 0o555 : 0o444
+        chmod(source, mode)
         try? FileManager.default.createDirectory(atPath: (target as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        if Glibc.link(source, target) != 0, errno != EEXIST {
+        if Glibc.link(source, target) == 0 || errno == EEXIST { return }
+        guard errno == EXDEV else {
             log("cannot add \(entry.path) to the node cache \(target): \(String(cString: strerror(errno)))")
+            return
+        }
+        let temporary = cache.appendingPathComponent("sha256/.\(digest.hex).\(UUID().uuidString)").path
+        do {
+            _ = try POSIXFile.copy(from: source, to: temporary, mode: mode)
+            try POSIXFile.rename(temporary, to: target)
+        } catch {
+            try? POSIXFile.remove(temporary)
+            log("cannot copy \(entry.path) into the node cache \(target): \(error)")
         }
     }
 

@@ -57,7 +57,7 @@ extension Presentation {
             fetched \(what) into \(report.destination)
             digest: \(report.digest)
             \(report.files) files, \(ByteCount.format(report.bytes)), verified: \(ByteCount.format(report.bytesDownloaded)) downloaded, \
-            \(ByteCount.format(report.bytesLinked)) linked from the cache, \(ByteCount.format(report.bytesResumed)) kept from an interrupted run, \
+            \(ByteCount.format(report.bytesFromCache)) from the node cache, \(ByteCount.format(report.bytesResumed)) kept from an interrupted run, \
             in \(String(format: "%.2f", report.seconds)) s
             """
     }

@@ -74,43 +74,13 @@ enum FileTree {
 
     /// Copies a file into a new file while hashing it, and syncs the copy. Returns what was copied.
     static func copy(from source: String, to destination: String) throws(RegistryError) -> BlobEntry {
-        let input = try POSIXFile.openForReading(source)
-        defer { try? input.close() }
-        return try write(to: destination) { output throws(RegistryError) in
-            var hasher = ContentHasher()
-            var offset: Int64 = 0
-            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunkSize, alignment: 16)
-            defer { buffer.deallocate() }
-            while true {
-                let count = try input.read(into: buffer, at: offset)
-                if count == 0 { break }
-                let chunk = UnsafeRawBufferPointer(rebasing: buffer[..<count])
-                hasher.update(chunk)
-                try output.write(chunk, at: offset)
-                offset += Int64(count)
-            }
-            return BlobEntry(digest: hasher.finalize(), size: offset)
-        }
-    }
-
-    /// Creates `path` (which must not exist), lets `body` fill it, syncs and closes it; removes it on failure.
-    static func write<T>(to path: String, _ body: (POSIXFile) throws(RegistryError) -> T) throws(RegistryError) -> T {
-        let file = try POSIXFile.open(path, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o644)
-        do {
-            let result = try body(file)
-            try file.sync()
-            try file.close()
-            return result
-        } catch {
-            try? file.close()
-            try? POSIXFile.remove(path)
-            throw error
-        }
+        let (digest, size) = try POSIXFile.copy(from: source, to: destination, chunkSize: chunkSize)
+        return BlobEntry(digest: digest, size: size)
     }
 
     /// Writes bytes durably at `path` through a temporary file beside it.
     static func writeAtomically(_ bytes: [UInt8], to path: String, temporary: String) throws(RegistryError) {
-        try write(to: temporary) { file throws(RegistryError) in
+        try POSIXFile.create(temporary) { file throws(RegistryError) in
             let failure = bytes.withUnsafeBytes { raw -> RegistryError? in
                 do {
                     try file.write(raw, at: 0)

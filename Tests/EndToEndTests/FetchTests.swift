@@ -7,7 +7,7 @@ struct FetchReportJSON: Decodable {
     var alreadyInPlace: Bool
     var bytes: Int64
     var bytesDownloaded: Int64
-    var bytesLinked: Int64
+    var bytesFromCache: Int64
     var bytesResumed: Int64
 }
 
@@ -59,7 +59,7 @@ struct FetchReportJSON: Decodable {
         let first = try fixture.fetch(["--dest", destination.path])
         try #require(first.status == 0, "\(first)")
         let report = try first.json(FetchReportJSON.self)
-        #expect(!report.alreadyInPlace && report.bytesDownloaded == report.bytes && report.bytesLinked == 0)
+        #expect(!report.alreadyInPlace && report.bytesDownloaded == report.bytes && report.bytesFromCache == 0)
         let marker = try String(contentsOf: destination.appendingPathComponent(".modelreg-fetch.json"), encoding: .utf8)
         #expect(marker.contains(report.digest))
         let markerless = fixture.scratch.url("copy")
@@ -142,11 +142,46 @@ struct FetchReportJSON: Decodable {
         let second = try fixture.fetch(["--dest", fixture.scratch.url("pod-b").path, "--cache", cache.path])
         try #require(second.status == 0, "\(second)")
         let report = try second.json(FetchReportJSON.self)
-        #expect(report.bytesDownloaded == 0 && report.bytesLinked == report.bytes)
+        #expect(report.bytesDownloaded == 0 && report.bytesFromCache == report.bytes)
         try fixture.expectFetched(fixture.scratch.url("pod-b"))
         let weights = fixture.scratch.url("pod-b/model-00001-of-00002.safetensors").path
         let links = try FileManager.default.attributesOfItem(atPath: weights)[.referenceCount] as? Int
         #expect(links == 3, "pod-a, pod-b and the cache share one inode")
+    }
+
+    /// A hostPath cache and an emptyDir destination are different mounts, where link(2) fails with EXDEV:
+    /// the cache's files are then copied and checked, still without the network, and a corrupt one is fetched.
+    @Test func aNodeCacheOnAnotherFilesystemIsCopiedAndChecked() throws {
+        let fixture = try Fixture()
+        let shm = URL(fileURLWithPath: "/dev/shm")
+        func device(_ url: URL) throws -> UInt64? { (try FileManager.default.attributesOfFileSystem(forPath: url.path)[.systemNumber] as? NSNumber)?.uint64Value }
+        guard FileManager.default.isWritableFile(atPath: shm.path), try device(shm) != device(fixture.scratch.root) else {
+            print("skipped: /dev/shm is not a separate writable filesystem here, so no EXDEV can be produced")
+            return
+        }
+        let cache = shm.appendingPathComponent("modelreg-node-cache-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: cache) }
+        let first = try fixture.fetch(["--dest", fixture.scratch.url("pod-a").path, "--cache", cache.path])
+        try #require(first.status == 0, "\(first)")
+        let cached = try FileManager.default.subpathsOfDirectory(atPath: cache.path).filter { !$0.hasSuffix("sha256") }
+        #expect(!cached.isEmpty && cached.allSatisfy { !$0.contains("/.") }, "no temporary file is left in the cache: \(cached)")
+
+        let second = try fixture.fetch(["--dest", fixture.scratch.url("pod-b").path, "--cache", cache.path])
+        try #require(second.status == 0, "\(second)")
+        let report = try second.json(FetchReportJSON.self)
+        #expect(report.bytesDownloaded == 0 && report.bytesFromCache == report.bytes)
+        try fixture.expectFetched(fixture.scratch.url("pod-b"))
+
+        let weights = try Data(contentsOf: fixture.model.appendingPathComponent("model-00002-of-00002.safetensors"))
+        let entry = cache.appendingPathComponent("sha256/\(Digest.of(weights).hex)")
+        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: entry.path)
+        var corrupted = try Data(contentsOf: entry)
+        corrupted[corrupted.count / 2] ^= 0x01
+        try corrupted.write(to: entry)
+        let third = try fixture.fetch(["--dest", fixture.scratch.url("pod-c").path, "--cache", cache.path])
+        try #require(third.status == 0, "\(third)")
+        #expect(try third.json(FetchReportJSON.self).bytesDownloaded == Int64(weights.count))
+        try fixture.expectFetched(fixture.scratch.url("pod-c"))
     }
 
     @Test func theHFLayoutLoadsWithHuggingFaceHubOffline() throws {
