@@ -275,6 +275,36 @@ public final class SQLiteMetadataStore: MetadataStore {
         }
     }
 
+    /// Makes `secret` an active admin token named `name`, for a token kept outside the registry (a
+    /// Kubernetes Secret). Unknown: added, replacing an active token of that name (the Secret was rotated).
+    /// Already active as admin: nothing changes. Revoked, or known with a lesser scope: refused, since
+    /// re-enabling it from a file would undo a revocation. Returns whether the token was added.
+    public func installAdminToken(name: TokenLabel, secret: TokenSecret, actor: String) async throws -> Bool {
+        try await pool.write { db in
+            if let row = try Row.fetchOne(db, sql: "SELECT scope, revoked_at FROM tokens WHERE hash = ?", arguments: [secret.hash]) {
+                let revoked: String? = row["revoked_at"], scope: String = row["scope"]
+                guard revoked == nil, scope == TokenScope.admin.rawValue else {
+                    throw RegistryError(
+                        .invalidRequest,
+                        "the admin token given at start was \(revoked != nil ? "revoked" : "created with scope \(scope)"): put a new token in its file"
+                    )
+                }
+                return false
+            }
+            let now = Timestamp.now()
+            if try Self.activeToken(db, name: name) != nil {
+                try db.execute(sql: "UPDATE tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL", arguments: [now, name.value])
+                try Self.audit(db, actor, .tokenRevoke, nil, target: name.value, detail: "replaced by a new token file")
+            }
+            try db.execute(
+                sql: "INSERT INTO tokens (name, scope, hash, created_at) VALUES (?, ?, ?, ?)",
+                arguments: [name.value, TokenScope.admin.rawValue, secret.hash, now]
+            )
+            try Self.audit(db, actor, .tokenCreate, nil, target: name.value, detail: "scope admin, from a token file")
+            return true
+        }
+    }
+
     public func token(hash: String) async throws -> TokenRecord? {
         try await pool.read { db in
             guard let row = try Row.fetchOne(

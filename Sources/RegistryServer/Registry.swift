@@ -29,7 +29,8 @@ public struct Registry: Sendable {
         self.images = CacheImageBuilder(directory: directory, blobs: blobs, metadata: metadata, logger: logger)
     }
 
-    /// Opens the registry in a data directory, creating it and its first admin token when it is new.
+    /// Opens the registry in a data directory, creating it and its first admin token when it is new. With
+    /// an admin token file, that token is the admin token instead, added at every start if it is unknown.
     public static func open(_ configuration: ServerConfiguration, logger: Logger) async throws -> Registry {
         let directory = configuration.dataDirectory
         try directory.create()
@@ -41,7 +42,12 @@ public struct Registry: Sendable {
             anonymousRead: configuration.anonymousRead,
             logger: logger
         )
-        if try await !metadata.hasTokens() {
+        if let file = configuration.adminTokenFile {
+            let secret = try readTokenFile(file)
+            if try await metadata.installAdminToken(name: try TokenLabel("admin-token-file"), secret: secret, actor: "modelreg-serve") {
+                logger.notice("added the admin token of a token file", metadata: ["file": .string(file)])
+            }
+        } else if try await !metadata.hasTokens() {
             let secret = TokenSecret.generate()
             _ = try await metadata.createToken(name: try TokenLabel("admin"), scope: .admin, secret: secret, actor: "modelreg-serve")
             try writeSecretFile(secret.value + "\n", to: directory.adminToken.path)
@@ -49,6 +55,22 @@ public struct Registry: Sendable {
         }
         await registry.images.enqueueAliasTargets()
         return registry
+    }
+
+    /// The token in `--admin-token-file`: one line of at least 32 printable characters, so that a
+    /// guessable or mis-mounted value is refused rather than made an admin.
+    private static func readTokenFile(_ path: String) throws -> TokenSecret {
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+            throw RegistryError(.invalidRequest, "cannot read the admin token file \(path)")
+        }
+        let token = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard token.count >= 32, token.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7F }) else {
+            throw RegistryError(
+                .invalidRequest,
+                "the admin token file \(path) must hold one token of at least 32 printable characters without spaces (for example: openssl rand -hex 32)"
+            )
+        }
+        return TokenSecret(token)
     }
 
     /// Writes a file that only the owner can read, replacing any earlier one.

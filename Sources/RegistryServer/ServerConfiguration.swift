@@ -15,18 +15,23 @@ public struct ServerConfiguration: Sendable {
     /// Lets requests without a token read (never write).
     public var anonymousRead: Bool
     public var uploadTTL: Duration
+    /// A file holding an admin token kept outside the registry (a mounted Kubernetes Secret); see
+    /// `Registry.open`.
+    public var adminTokenFile: String?
 
     public init(
         dataDirectory: DataDirectory = DataDirectory(ServerConfiguration.defaultDataDirectory),
         host: String = ServerConfiguration.defaultHost,
         port: Int = ServerConfiguration.defaultPort,
         anonymousRead: Bool = false,
-        uploadTTL: Duration = ServerConfiguration.defaultUploadTTL
+        uploadTTL: Duration = ServerConfiguration.defaultUploadTTL,
+        adminTokenFile: String? = nil
     ) {
         self.dataDirectory = dataDirectory
         self.host = host
         self.port = port
         self.anonymousRead = anonymousRead
         self.uploadTTL = uploadTTL
+        self.adminTokenFile = adminTokenFile
     }
 }

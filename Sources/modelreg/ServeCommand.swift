@@ -23,6 +23,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Remove uploads that received no byte for this long (90s, 30m, 24h, 7d).")
     var uploadTTL = "24h"
 
+    @Option(help: "File holding an admin token (a mounted Secret) to use instead of a generated admin.token.")
+    var adminTokenFile: String?
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
@@ -38,7 +41,7 @@ struct Serve: AsyncParsableCommand {
         let logger = Logger(label: "modelreg")
         let configuration = ServerConfiguration(
             dataDirectory: DataDirectory(data), host: host, port: port, anonymousRead: anonymousRead,
-            uploadTTL: try DurationText.positive(uploadTTL)
+            uploadTTL: try DurationText.positive(uploadTTL), adminTokenFile: adminTokenFile
         )
         let registry = try await Registry.open(configuration, logger: logger)
         let app = RegistryApplication.make(registry: registry, configuration: configuration, logger: logger) { host, port in

@@ -24,12 +24,21 @@ func run(_ program: String, _ arguments: [String]) throws -> CommandResult {
 }
 
 @Suite(.serialized) struct DeployTests {
-    static let cronJob = repositoryRoot.appendingPathComponent("deploy/backup-cronjob.yaml")
+    static let cronJob = manifest("backup-cronjob.yaml")
 
-    /// Schema validation against the Kubernetes API (kubernetes-validate, installed by .ci/run).
-    @Test func backupCronJobIsValidKubernetes() throws {
-        let result = try run("kubernetes-validate", ["--strict", Self.cronJob.path])
+    static func manifest(_ name: String) -> URL { repositoryRoot.appendingPathComponent("deploy/\(name)") }
+
+    /// Every manifest of deploy/ against the Kubernetes API schema (kubernetes-validate, installed by .ci/run).
+    @Test(arguments: ["registry.yaml", "vllm.yaml", "backup-cronjob.yaml"])
+    func manifestIsValidKubernetes(_ name: String) throws {
+        let result = try run("kubernetes-validate", ["--strict", Self.manifest(name).path])
         #expect(result.status == 0, "\(result)")
+    }
+
+    /// deploy/ holds exactly the manifests validated above, so a new one cannot skip validation.
+    @Test func everyManifestIsValidated() throws {
+        let files = try FileManager.default.contentsOfDirectory(atPath: repositoryRoot.appendingPathComponent("deploy").path)
+        #expect(Set(files.filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") }) == ["registry.yaml", "vllm.yaml", "backup-cronjob.yaml"])
     }
 
     /// The CronJob's policy, and its steps run as written by the real binary against a real server.

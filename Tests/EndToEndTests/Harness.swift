@@ -106,20 +106,26 @@ final class ServerProcess: @unchecked Sendable {
     let adminToken: String
     private let log: URL
 
-    init(data: URL, extraArguments: [String] = [], binary: URL = modelregBinary, workingDirectory: URL? = nil) throws {
+    /// `arguments` replaces the whole command line (it must listen on 127.0.0.1); `adminToken` is the
+    /// token to use when the server does not write `admin.token` (`--admin-token-file`).
+    init(
+        data: URL, extraArguments: [String] = [], binary: URL = modelregBinary, workingDirectory: URL? = nil,
+        arguments: [String]? = nil, adminToken: String? = nil
+    ) throws {
         self.data = data
         log = data.deletingLastPathComponent().appendingPathComponent("server-\(UUID().uuidString).log")
         let pipe = Pipe()
         process.executableURL = binary
-        process.arguments = ["serve", "--port", "0", "--log-level", "warning"] + (workingDirectory == nil ? ["--data", data.path] : []) + extraArguments
+        process.arguments = arguments
+            ?? ["serve", "--port", "0", "--log-level", "warning"] + (workingDirectory == nil ? ["--data", data.path] : []) + extraArguments
         if let workingDirectory { process.currentDirectoryURL = workingDirectory }
         process.standardOutput = pipe
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         process.standardError = try FileHandle(forWritingTo: log)
         try process.run()
         url = try Self.awaitListening(pipe.fileHandleForReading, process: process)
-        adminToken = try String(contentsOf: data.appendingPathComponent("admin.token"), encoding: .utf8)
-            .trimmingCharacters(in: .whitespacesAndNewlines)
+        self.adminToken = try adminToken
+            ?? String(contentsOf: data.appendingPathComponent("admin.token"), encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     /// Reads the server's first line of output, which names the port it bound.

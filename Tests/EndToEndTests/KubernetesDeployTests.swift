@@ -1,0 +1,157 @@
+import AsyncHTTPClient
+import Foundation
+import Testing
+
+/// The manifests as JSON, one object a YAML document, read with PyYAML (installed with kubernetes-validate).
+func kubernetesObjects(_ file: URL) throws -> [[String: Any]] {
+    let script = "import json, sys, yaml; print(json.dumps([d for d in yaml.safe_load_all(open(sys.argv[1])) if d]))"
+    let result = try run("python3", ["-c", script, file.path])
+    try #require(result.status == 0, "\(result)")
+    return try #require(JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [[String: Any]])
+}
+
+/// A value deep inside a manifest: `value(object, "spec", "template", "spec")`; nil when a step is missing.
+func value(_ object: Any?, _ path: String...) -> Any? {
+    path.reduce(object) { current, key in
+        if let index = Int(key) { return (current as? [Any]).flatMap { index < $0.count ? $0[index] : nil } }
+        return (current as? [String: Any])?[key]
+    }
+}
+
+/// The registry and vLLM manifests: their policies, and the containers' commands run as written by the
+/// real binary against a real server (no cluster here: the paths of the volumes become scratch directories).
+@Suite(.serialized) struct KubernetesDeployTests {
+    static let registry = repositoryRoot.appendingPathComponent("deploy/registry.yaml")
+    static let vllm = repositoryRoot.appendingPathComponent("deploy/vllm.yaml")
+
+    static func object(_ objects: [[String: Any]], kind: String, name: String) throws -> [String: Any] {
+        try #require(objects.first { $0["kind"] as? String == kind && value($0, "metadata", "name") as? String == name }, "\(kind) \(name)")
+    }
+
+    /// The container's arguments with the pod's paths replaced by local ones.
+    static func localArguments(_ container: Any?, _ paths: [String: String]) throws -> [String] {
+        let arguments = try #require(value(container, "args") as? [String])
+        return arguments.map { argument in paths.reduce(argument) { $0.replacingOccurrences(of: $1.key, with: $1.value) } }
+    }
+
+    @Test func theRegistryDeploymentServesAsWritten() async throws {
+        let objects = try kubernetesObjects(Self.registry)
+        let deployment = try Self.object(objects, kind: "Deployment", name: "modelreg")
+        #expect(value(deployment, "spec", "strategy", "type") as? String == "Recreate", "one pod at a time on the volume")
+        #expect(value(deployment, "spec", "replicas") as? Int == 1)
+        let pod = value(deployment, "spec", "template", "spec")
+        let container = value(pod, "containers", "0")
+        #expect(value(container, "livenessProbe", "httpGet", "path") as? String == "/health/live")
+        #expect(value(container, "readinessProbe", "httpGet", "path") as? String == "/health/ready")
+        #expect(value(container, "resources", "limits", "memory") != nil && value(container, "resources", "requests", "cpu") != nil)
+        let volumes = try #require(value(pod, "volumes") as? [[String: Any]])
+        #expect(volumes.contains { value($0, "persistentVolumeClaim", "claimName") as? String == "modelreg-data" })
+        #expect(volumes.contains { value($0, "secret", "secretName") as? String == "modelreg-admin-token" })
+        _ = try Self.object(objects, kind: "PersistentVolumeClaim", name: "modelreg-data")
+        let service = try Self.object(objects, kind: "Service", name: "modelreg")
+        let labels = try #require(value(deployment, "spec", "template", "metadata", "labels") as? [String: String])
+        let selector = try #require(value(service, "spec", "selector") as? [String: String])
+        #expect(selector.allSatisfy { labels[$0.key] == $0.value }, "the Service selects the registry's pods")
+        #expect(value(service, "spec", "ports", "0", "port") as? Int == 8750)
+
+        // The container's command, with the Secret's file and the volume as local paths.
+        let scratch = try Scratch()
+        let secretDirectory = scratch.url("secret")
+        try FileManager.default.createDirectory(at: secretDirectory, withIntermediateDirectories: true)
+        let placeholder = try #require(value(try Self.object(objects, kind: "Secret", name: "modelreg-admin-token"), "stringData", "token") as? String)
+        let paths = ["/etc/modelreg/admin": secretDirectory.path, "/data": scratch.url("data").path, "0.0.0.0": "127.0.0.1", "8750": "0"]
+        let arguments = try Self.localArguments(container, paths)
+
+        // The manifest's placeholder Secret is refused: nobody runs a registry whose admin token is in git.
+        try Data(placeholder.utf8).write(to: secretDirectory.appendingPathComponent("token"))
+        let refused = try modelreg(arguments)
+        #expect(refused.status != 0 && refused.stderr.contains("at least 32"), "\(refused)")
+
+        let token = (0..<4).map { _ in UUID().uuidString.replacingOccurrences(of: "-", with: "") }.joined()
+        try Data((token + "\n").utf8).write(to: secretDirectory.appendingPathComponent("token"))
+        let server = try ServerProcess(data: scratch.url("data"), arguments: arguments, adminToken: token)
+        for path in ["/health/live", "/health/ready"] {
+            let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: server.url + path), timeout: .seconds(10))
+            #expect(response.status == .ok, "\(path)")
+        }
+        let tokens = try modelreg(["token", "list", "--json"], environment: server.environment)
+        #expect(tokens.status == 0 && tokens.stdout.contains("admin-token-file"), "\(tokens)")
+        #expect(!FileManager.default.fileExists(atPath: scratch.url("data/admin.token").path), "no second admin token is made")
+        server.stop()
+
+        // A restart with the same Secret changes nothing; a rotated Secret replaces the token.
+        let again = try ServerProcess(data: scratch.url("data"), arguments: arguments, adminToken: token)
+        #expect(try modelreg(["token", "list"], environment: again.environment).status == 0)
+        again.stop()
+        let rotated = token.lowercased()
+        try Data(rotated.utf8).write(to: secretDirectory.appendingPathComponent("token"))
+        let after = try ServerProcess(data: scratch.url("data"), arguments: arguments, adminToken: rotated)
+        #expect(try modelreg(["token", "list"], environment: after.environment).status == 0)
+        var old = after.environment
+        old["MODELREG_TOKEN"] = token
+        #expect(try modelreg(["token", "list"], environment: old).status == 4, "the rotated-out token no longer works")
+        // A revoked token stays revoked: the Secret cannot bring it back.
+        #expect(try modelreg(["token", "revoke", "admin-token-file"], environment: after.environment).status == 0)
+        after.stop()
+        let revoked = try modelreg(arguments)
+        #expect(revoked.status != 0 && revoked.stderr.contains("revoked"), "\(revoked)")
+    }
+
+    @Test func theVLLMInitContainersFetchTheirAliases() throws {
+        let objects = try kubernetesObjects(Self.vllm)
+        let service = try Self.object(objects, kind: "Service", name: "vllm-qwen2-7b")
+        let selector = try #require(value(service, "spec", "selector") as? [String: String])
+
+        let scratch = try Scratch()
+        let server = try ServerProcess(data: scratch.url("data"))
+        for version in ["1", "2"] {
+            let model = scratch.url("model-\(version)")
+            try TestModel.write(to: model, seed: UInt64(version)!)
+            let push = try modelreg(["push", model.path, "qwen2-7b:\(version)"], environment: server.environment)
+            try #require(push.status == 0, "\(push)")
+        }
+        for (alias, version) in [("prod", "1"), ("canary", "2")] {
+            #expect(try modelreg(["alias", "set", "qwen2-7b", alias, version], environment: server.environment).status == 0)
+        }
+        let created = try modelreg(["token", "create", "--name", "vllm", "--scope", "read", "--json"], environment: server.environment)
+        try #require(created.status == 0, "\(created)")
+        let readToken = try #require((try JSONSerialization.jsonObject(with: Data(created.stdout.utf8)) as? [String: Any])?["token"] as? String)
+        let nodeCache = scratch.url("node/var/lib/modelreg-cache")
+
+        for (name, version) in [("vllm-qwen2-7b-stable", "1"), ("vllm-qwen2-7b-canary", "2")] {
+            let deployment = try Self.object(objects, kind: "Deployment", name: name)
+            let pod = value(deployment, "spec", "template", "spec")
+            let labels = try #require(value(deployment, "spec", "template", "metadata", "labels") as? [String: String])
+            #expect(selector.allSatisfy { labels[$0.key] == $0.value }, "the Service sends requests to \(name)")
+            let fetch = value(pod, "initContainers", "0"), vllm = value(pod, "containers", "0")
+
+            // vLLM reads what the init container wrote, on a GPU node, and is ready when /health answers.
+            let fetchMounts = try #require(value(fetch, "volumeMounts") as? [[String: Any]])
+            let vllmMounts = try #require(value(vllm, "volumeMounts") as? [[String: Any]])
+            let modelsVolume = fetchMounts.first { $0["mountPath"] as? String == "/models" }?["name"] as? String
+            #expect(modelsVolume != nil && vllmMounts.contains { $0["name"] as? String == modelsVolume && $0["mountPath"] as? String == "/models" })
+            #expect((value(vllm, "args") as? [String])?.starts(with: ["--model", "/models"]) == true)
+            #expect(value(vllm, "readinessProbe", "httpGet", "path") as? String == "/health")
+            #expect(value(vllm, "resources", "limits", "nvidia.com/gpu") as? String == "1")
+            #expect((value(pod, "tolerations") as? [[String: Any]])?.contains { $0["key"] as? String == "nvidia.com/gpu" } == true)
+            let cacheVolume = try #require(fetchMounts.first { $0["mountPath"] as? String == "/var/cache/modelreg" }?["name"] as? String)
+            let volumes = try #require(value(pod, "volumes") as? [[String: Any]])
+            #expect(volumes.contains { $0["name"] as? String == cacheVolume && value($0, "hostPath", "path") != nil }, "the node cache is shared by the node's pods")
+            let env = try #require(value(fetch, "env") as? [[String: Any]])
+            #expect(env.contains { $0["name"] as? String == "MODELREG_TOKEN" && value($0, "valueFrom", "secretKeyRef", "name") as? String == "modelreg-read-token" })
+
+            // The init container's command, run as written, with its volumes as local directories.
+            let models = scratch.url("pods/\(name)/models")
+            let arguments = try Self.localArguments(fetch, ["/models": models.path, "/var/cache/modelreg": nodeCache.path])
+            for run in 1...2 {
+                let result = try modelreg(arguments, environment: ["MODELREG_URL": server.url, "MODELREG_TOKEN": readToken])
+                #expect(result.status == 0, "\(name) run \(run): \(result)")
+            }
+            let marker = try JSONSerialization.jsonObject(with: Data(contentsOf: models.appendingPathComponent(".modelreg-fetch.json"))) as? [String: Any]
+            #expect(marker?["version"] as? String == version, "\(name) runs the version its alias points at")
+            try FileManager.default.removeItem(at: models.appendingPathComponent(".modelreg-fetch.json"))
+            try expectSameTree(scratch.url("model-\(version)"), models)
+        }
+        server.stop()
+    }
+}
