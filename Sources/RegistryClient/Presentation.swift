@@ -61,8 +61,8 @@ public enum Presentation {
         return out
     }
 
-    public static func manifest(_ resolved: ResolvedManifest) -> String {
-        let manifest = resolved.manifest
+    public static func manifest(_ shown: ShownManifest) -> String {
+        let resolved = shown.resolved, manifest = resolved.manifest
         var out = """
             \(resolved.model):\(resolved.version) variant \(resolved.variant)\(resolved.deprecation.map { " DEPRECATED: \($0)" } ?? "")
             digest:   \(resolved.digest)
@@ -75,6 +75,12 @@ public enum Presentation {
             ["FILE", "SIZE", "DIGEST"],
             manifest.files.map { [$0.path.value + ($0.executable ? " (x)" : ""), ByteCount.format($0.size), $0.digest.description] }
         )
+        if !shown.images.isEmpty {
+            out += "\n\ncache images (modelreg fetch):\n" + table(
+                ["LAYOUT", "STATE", "SIZE", "DIGEST"],
+                shown.images.map { [$0.layout, $0.state.rawValue + ($0.error.map { ": \($0)" } ?? ""), ByteCount.format($0.size), $0.digest?.description ?? "-"] }
+            )
+        }
         return out
     }
 
@@ -137,5 +143,25 @@ public enum ExitStatus: Int32, Sendable {
         case .conflict, .aliasMoved, .ambiguousVariant, .uploadBusy: return .conflict
         default: return .failure
         }
+    }
+}
+
+/// A variant as `show` prints it: the resolved manifest and its cache images. The JSON is the resolved
+/// manifest's, with an `images` key added.
+public struct ShownManifest: Encodable, Sendable {
+    public var resolved: ResolvedManifest
+    public var images: [CacheImageStatus]
+
+    public init(resolved: ResolvedManifest, images: [CacheImageStatus]) {
+        self.resolved = resolved
+        self.images = images
+    }
+
+    private enum Keys: String, CodingKey { case images }
+
+    public func encode(to encoder: any Encoder) throws {
+        try resolved.encode(to: encoder)
+        var container = encoder.container(keyedBy: Keys.self)
+        try container.encode(images, forKey: .images)
     }
 }

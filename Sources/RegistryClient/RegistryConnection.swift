@@ -96,6 +96,11 @@ public struct RegistryConnection: Sendable {
         try await json(VersionSummary.self, .GET, "/v1/models/\(name)/versions/\(version)")
     }
 
+    /// The cache images of one variant manifest: per layout, built or not, digest and size.
+    public func imageStatus(_ name: ModelName, _ manifest: Digest) async throws -> [CacheImageStatus] {
+        try await json(CacheImageStatusList.self, .GET, "/v1/models/\(name)/images/\(manifest)").images
+    }
+
     /// Resolves a release reference and checks that the manifest bytes hash to the digest the server names
     /// (and to the pinned digest, for a digest reference).
     public func resolve(_ reference: ModelReference, variant: VariantName?) async throws -> ResolvedManifest {

@@ -51,7 +51,8 @@ struct Show: AsyncParsableCommand {
             output.print(summary) { Presentation.version(parsed.name, summary) }
         default:
             let resolved = try await connection.resolve(parsed, variant: variant)
-            output.print(resolved) { Presentation.manifest(resolved) }
+            let shown = ShownManifest(resolved: resolved, images: try await connection.imageStatus(resolved.model, resolved.digest))
+            output.print(shown) { Presentation.manifest(shown) }
         }
     }
 }

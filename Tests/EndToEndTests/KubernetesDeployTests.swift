@@ -155,3 +155,84 @@ func value(_ object: Any?, _ path: String...) -> Any? {
         server.stop()
     }
 }
+
+/// deploy/Dockerfile without a Docker engine: its stages, and that its runtime stage installs every shared
+/// library the binary links once the Swift runtime is linked in statically.
+@Suite struct DockerfileTests {
+    struct Instruction {
+        var keyword: String
+        var arguments: String
+    }
+
+    /// The instructions, with continuation lines joined and comments dropped.
+    static func instructions() throws -> [Instruction] {
+        let text = try String(contentsOf: repositoryRoot.appendingPathComponent("deploy/Dockerfile"), encoding: .utf8)
+        var joined: [String] = [], current = ""
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            if current.isEmpty && (trimmed.isEmpty || trimmed.hasPrefix("#")) { continue }
+            if trimmed.hasSuffix("\\") {
+                current += trimmed.dropLast() + " "
+            } else {
+                joined.append(current + trimmed)
+                current = ""
+            }
+        }
+        return joined.map { line in
+            let parts = line.split(separator: " ", maxSplits: 1)
+            return Instruction(keyword: parts[0].uppercased(), arguments: parts.count > 1 ? String(parts[1]) : "")
+        }
+    }
+
+    @Test func stagesBuildStaticallyAndRunAsAnUnprivilegedUser() throws {
+        let instructions = try Self.instructions()
+        let stages = instructions.filter { $0.keyword == "FROM" }.map(\.arguments)
+        try #require(stages.count == 2, "\(stages)")
+        #expect(stages[0].hasPrefix("swift:") && stages[0].hasSuffix(" AS build"))
+        #expect(stages[1].hasPrefix("debian:") && !stages[1].contains("swift"), "the runtime image carries no toolchain")
+        #expect(instructions.contains { $0.keyword == "RUN" && $0.arguments.contains("swift build -c release --static-swift-stdlib --product modelreg") })
+        #expect(instructions.contains { $0.keyword == "COPY" && $0.arguments.hasPrefix("--from=build ") })
+        let user = try #require(instructions.last { $0.keyword == "USER" }?.arguments)
+        #expect(user == "10001:10001", "the user the manifests' securityContext names")
+        #expect(instructions.last { $0.keyword == "ENTRYPOINT" }?.arguments == #"["/usr/local/bin/modelreg"]"#)
+        #expect(instructions.contains { $0.keyword == "EXPOSE" && $0.arguments == "8750" })
+    }
+
+    /// Every library of `ldd` that is not the Swift runtime must come from a package the runtime stage
+    /// installs, or from one of their dependencies, or from the base image (apt's own dependencies).
+    @Test func theRuntimeStageHasEveryLibraryTheBinaryLinks() throws {
+        let instructions = try Self.instructions()
+        let runtime = try #require(instructions.lastIndex { $0.keyword == "FROM" })
+        let install = try #require(instructions[runtime...].first { $0.keyword == "RUN" && $0.arguments.contains("apt-get install") }?.arguments)
+        let words = install.split(separator: " ").map(String.init)
+        let start = try #require(words.firstIndex(of: "install"))
+        let packages = words[(start + 1)...].prefix { $0 != "&&" }.filter { !$0.hasPrefix("-") }
+        #expect(packages.contains("libsqlite3-0") && packages.contains("libarchive13"))
+
+        let closure = try run("apt-cache", ["depends", "--recurse", "--no-recommends", "--no-suggests", "--no-conflicts",
+                                            "--no-breaks", "--no-replaces", "--no-enhances", "--no-pre-depends"] + packages + ["apt"])
+        try #require(closure.status == 0, "\(closure)")
+        let available = Set(closure.stdout.split(separator: "\n").map { line in
+            line.trimmingCharacters(in: .whitespaces).replacingOccurrences(of: "Depends: ", with: "")
+                .trimmingCharacters(in: CharacterSet(charactersIn: "<>")).split(separator: ":").first.map(String.init) ?? ""
+        })
+
+        let ldd = try run("ldd", [modelregBinary.path])
+        try #require(ldd.status == 0, "\(ldd)")
+        let swiftRuntime = ["libswift", "libFoundation", "lib_Foundation", "libdispatch", "libBlocksRuntime"]
+        let libraries = ldd.stdout.split(separator: "\n").compactMap { line -> String? in
+            let parts = line.split(whereSeparator: \.isWhitespace)
+            guard parts.count >= 3, parts[1] == "=>" else { return nil }
+            let name = String(parts[0])
+            return swiftRuntime.contains { name.hasPrefix($0) } ? nil : String(parts[2])
+        }
+        #expect(libraries.contains { $0.contains("libsqlite3") } && libraries.contains { $0.contains("libarchive") })
+        for library in libraries {
+            // Merged /usr: dpkg knows a library under the directory its package installed it in.
+            let candidates = [library, library.hasPrefix("/lib/") ? "/usr" + library : library.replacingOccurrences(of: "/usr/lib/", with: "/lib/")]
+            let owner = try candidates.lazy.map { try run("dpkg", ["-S", $0]) }.first { $0.status == 0 }
+            let package = try #require(owner?.stdout.split(separator: ":").first.map(String.init), "no package owns \(library)")
+            #expect(available.contains(package), "\(library) comes from \(package), which the runtime stage does not install")
+        }
+    }
+}
