@@ -5,6 +5,7 @@ import GRDB
 public final class SQLiteMetadataStore: MetadataStore {
     let pool: DatabasePool
     private let migrator: SchemaMigrator
+    private let tokenCache = TokenCache()
 
     /// Opens (creating if needed) and migrates the database at `path`.
     public init(path: String, migrator: SchemaMigrator = SchemaMigrator()) throws {
@@ -261,7 +262,8 @@ public final class SQLiteMetadataStore: MetadataStore {
     }
 
     public func createToken(name: TokenLabel, scope: TokenScope, secret: TokenSecret, actor: String) async throws -> TokenRecord {
-        try await pool.write { db in
+        defer { tokenCache.invalidate() }
+        return try await pool.write { db in
             if try Self.activeToken(db, name: name) != nil {
                 throw RegistryError(.conflict, "a token named '\(name)' already exists: revoke it first or choose another name")
             }
@@ -280,7 +282,8 @@ public final class SQLiteMetadataStore: MetadataStore {
     /// Already active as admin: nothing changes. Revoked, or known with a lesser scope: refused, since
     /// re-enabling it from a file would undo a revocation. Returns whether the token was added.
     public func installAdminToken(name: TokenLabel, secret: TokenSecret, actor: String) async throws -> Bool {
-        try await pool.write { db in
+        defer { tokenCache.invalidate() }
+        return try await pool.write { db in
             if let row = try Row.fetchOne(db, sql: "SELECT scope, revoked_at FROM tokens WHERE hash = ?", arguments: [secret.hash]) {
                 let revoked: String? = row["revoked_at"], scope: String = row["scope"]
                 guard revoked == nil, scope == TokenScope.admin.rawValue else {
@@ -306,13 +309,17 @@ public final class SQLiteMetadataStore: MetadataStore {
     }
 
     public func token(hash: String) async throws -> TokenRecord? {
-        try await pool.read { db in
+        let (cached, generation) = tokenCache.lookup(hash)
+        if let cached { return cached }
+        let record = try await pool.read { db -> TokenRecord? in
             guard let row = try Row.fetchOne(
                 db, sql: "SELECT name, scope, hash, created_at, revoked_at FROM tokens WHERE hash = ? AND revoked_at IS NULL",
                 arguments: [hash]
             ), constantTimeEquals(row["hash"], hash) else { return nil }
             return try Self.tokenRecord(row)
         }
+        if let record { tokenCache.insert(record, for: hash, readAt: generation) }
+        return record
     }
 
     public func tokens() async throws -> [TokenRecord] {
@@ -322,7 +329,8 @@ public final class SQLiteMetadataStore: MetadataStore {
     }
 
     public func revokeToken(name: TokenLabel, actor: String) async throws -> TokenRecord {
-        try await pool.write { db in
+        defer { tokenCache.invalidate() }
+        return try await pool.write { db in
             guard var record = try Self.activeToken(db, name: name) else {
                 throw RegistryError.notFound("active token '\(name)'")
             }

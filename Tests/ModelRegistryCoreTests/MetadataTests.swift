@@ -1,6 +1,6 @@
 import Foundation
 import GRDB
-import ModelRegistryCore
+@testable import ModelRegistryCore
 import Testing
 
 @Suite struct MigratorTests {
@@ -152,5 +152,21 @@ import Testing
             let file = try Data(contentsOf: URL(fileURLWithPath: path)) + ((try? Data(contentsOf: URL(fileURLWithPath: path + "-wal"))) ?? Data())
             #expect(file.range(of: Data(secret.value.utf8)) == nil)
         }
+    }
+
+    @Test func theTokenCacheNeverKeepsAnAnswerReadBeforeAChange() throws {
+        let cache = TokenCache(capacity: 2)
+        let record = TokenRecord(name: try TokenLabel("ci"), scope: .write, createdAt: "2026-01-01T00:00:00Z", revokedAt: nil)
+        let (missing, before) = cache.lookup("a")
+        #expect(missing == nil)
+        cache.invalidate()
+        cache.insert(record, for: "a", readAt: before)
+        #expect(cache.lookup("a").record == nil, "read before a revocation: not cached")
+        let (_, now) = cache.lookup("a")
+        cache.insert(record, for: "a", readAt: now)
+        #expect(cache.lookup("a").record == record)
+        cache.insert(record, for: "b", readAt: now)
+        cache.insert(record, for: "c", readAt: now)
+        #expect(cache.lookup("a").record == nil && cache.lookup("c").record == record, "full: emptied before the next insert")
     }
 }
