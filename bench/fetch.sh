@@ -72,9 +72,9 @@ for set in single sharded; do
 done
 
 read -r large_digest large_build < <(push_and_wait "bench/large" "$work/large")
-large_bytes=$(find "$work/large" -type f -printf "%s\n" | awk '{s+=$1} END {print s}')
+large_bytes=$(find "$work/large" -type f -printf "%s\n" | awk '{s+=$1} END {printf "%d\n", s}')
 read -r _ _ flat_size < <(image_state "bench/large" "$large_digest")
-records=$(find "$work/data/images/bench/large" -type f -printf "%s\n" | awk '{s+=$1} END {print s}')
+records=$(find "$work/data/images/bench/large" -type f -printf "%s\n" | awk '{s+=$1} END {printf "%d\n", s}')
 
 echo "| data | modelreg fetch s | curl \| tar -x + sha256sum s | ratio | curl \| tar -x alone s | warm rerun s |"
 echo "|---|---|---|---|---|---|"

@@ -131,6 +131,8 @@ public enum ExitStatus: Int32, Sendable {
     case network = 6
     case conflict = 7
     case usage = 64
+    /// sysexits' EX_DATAERR: the model's files or manifest are malformed.
+    case invalidData = 65
 
     public static func of(_ error: any Error) -> ExitStatus {
         if error is ClientError { return .network }
@@ -139,6 +141,7 @@ public enum ExitStatus: Int32, Sendable {
         case .invalidName, .invalidReference, .invalidDigest, .invalidPath, .invalidRequest: return .usage
         case .notFound: return .notFound
         case .unauthorized, .forbidden: return .unauthorized
+        case .invalidModelFile, .invalidManifest: return .invalidData
         case .digestMismatch, .integrity: return .integrity
         case .conflict, .aliasMoved, .ambiguousVariant, .uploadBusy: return .conflict
         default: return .failure
