@@ -236,7 +236,7 @@ func randomModel(_ root: URL, files count: Int, size: Int) throws {
                                                   ofItemAtPath: directory.appendingPathComponent(digest.hex).path)
             garbage.append(digest)
         }
-        let models = (0..<20).map { scratch.url("model-\($0)") }
+        let models = (0..<50).map { scratch.url("model-\($0)") }
         for (index, model) in models.enumerated() { try TestModel.write(to: model, seed: UInt64(index + 100)) }
 
         let pushing = Atomic<Bool>(true)
