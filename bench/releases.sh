@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Alias resolution and alias move latency under 32 concurrent connections, on a registry of 1,000 models
-# x 10 versions. Run by hand (not in CI): bash bench/releases.sh [seconds]. Needs wrk (apt-get install wrk).
+# Alias resolution and alias move latency under 32 concurrent connections, and the metadata routes under
+# 64, on a registry of 1,000 models x 10 versions. Run by hand (not in CI): bash bench/releases.sh [seconds]. Needs wrk (apt-get install wrk).
 # Prints wrk's latency distribution for each run; record the figures in bench/RESULTS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +24,7 @@ run() {
 }
 OPERATION=resolve run "resolve (GET manifests/@prod or :N), 32 connections" -t2 -c32 -d"${seconds}s" -s bench/wrk/releases.lua
 OPERATION=move run "alias move (PUT aliases/canary), 32 connections" -t2 -c32 -d"${seconds}s" -s bench/wrk/releases.lua
+OPERATION=metadata run "metadata routes (model, versions, aliases, manifest), 64 connections" -t2 -c64 -d"${seconds}s" -s bench/wrk/releases.lua
 echo; echo "== resolve and move at once, 16 connections each =="
 OPERATION=move wrk --latency -t1 -c16 -d"${seconds}s" -s bench/wrk/releases.lua "$url" >"$work/move.txt" &
 mover=$!

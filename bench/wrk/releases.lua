@@ -1,6 +1,7 @@
 -- Requests against a registry seeded by bench/seed_releases.py, on random models.
 -- OPERATION=resolve: GET a manifest through @prod or a version (an init container's first request).
 -- OPERATION=move: PUT the canary alias to a random version (one transaction with history and audit rows).
+-- OPERATION=metadata: GET the metadata routes in turn: a model, its versions, its aliases, a manifest.
 -- Environment: MODELREG_TOKEN, OPERATION, MODELS (default 1000), VERSIONS (default 10).
 local token = os.getenv("MODELREG_TOKEN")
 local operation = os.getenv("OPERATION") or "resolve"
@@ -22,6 +23,12 @@ function request()
     if operation == "move" then
         local body = string.format('{"version":"%d"}', math.random(0, versions - 1))
         return wrk.format("PUT", "/v1/models/" .. model .. "/aliases/canary", nil, body)
+    end
+    if operation == "metadata" then
+        local route = math.random(1, 4)
+        if route == 1 then return wrk.format("GET", "/v1/models/" .. model) end
+        if route == 2 then return wrk.format("GET", "/v1/models/" .. model .. "/versions") end
+        if route == 3 then return wrk.format("GET", "/v1/models/" .. model .. "/aliases") end
     end
     local reference
     if math.random() < 0.5 then reference = "@prod" else reference = ":" .. math.random(0, versions - 1) end
