@@ -16,10 +16,7 @@ mib=${BENCH_MIB:-1024}
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
 
-if [ -z "${MODELREG_BIN:-}" ]; then
-    swift build -c release --product modelreg >/dev/null
-    MODELREG_BIN=$PWD/.build/release/modelreg
-fi
+release_binary
 work=$(mktemp -d /var/tmp/modelreg-fetch-bench.XXXXXX)
 server=""
 cleanup() {
@@ -29,12 +26,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$MODELREG_BIN" serve --data "$work/data" --port 0 --log-level error >"$work/server.out" 2>&1 &
-server=$!
-until grep -q 'listening on' "$work/server.out" 2>/dev/null; do sleep 0.05; done
-export MODELREG_URL MODELREG_TOKEN XDG_CACHE_HOME=$work/cache
-MODELREG_URL=$(grep -o 'http://[0-9.:]*' "$work/server.out" | head -1)
-MODELREG_TOKEN=$(cat "$work/data/admin.token")
+start_server "$work/data" "$work/server.out"
+export XDG_CACHE_HOME=$work/cache
 
 # Random bytes, so nothing compresses or deduplicates.
 mkdir -p "$work/single" "$work/sharded" "$work/large"

@@ -1,4 +1,23 @@
-# Shared by the benchmark scripts: timing helpers. Source it from the repository's top directory.
+# Shared by the benchmark scripts: the binary, a server, timing. Source it from the repository's top directory.
+
+# release_binary: MODELREG_BIN, built in release mode unless it is given.
+release_binary() {
+    if [ -z "${MODELREG_BIN:-}" ]; then
+        swift build -c release --product modelreg >/dev/null
+        MODELREG_BIN=$PWD/.build/release/modelreg
+    fi
+}
+
+# start_server DATA OUTPUT: `modelreg serve` on a free port with its data in DATA; sets `server` (its pid)
+# and exports MODELREG_URL and MODELREG_TOKEN for the clients.
+start_server() {
+    "$MODELREG_BIN" serve --data "$1" --port 0 --log-level error >"$2" 2>&1 &
+    server=$!
+    until grep -q 'listening on' "$2" 2>/dev/null; do sleep 0.05; done
+    export MODELREG_URL MODELREG_TOKEN
+    MODELREG_URL=$(grep -o 'http://[0-9.:]*' "$2" | head -1)
+    MODELREG_TOKEN=$(cat "$1/admin.token")
+}
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 now() { date +%s.%N; }

@@ -9,12 +9,11 @@
 # every 30 s, the operations done and every failure; memory must stay flat. Record in bench/RELIABILITY.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 seconds=${1:-600}
 clients=${2:-4}
-if [ -z "${MODELREG_BIN:-}" ]; then
-    swift build -c release --product modelreg >/dev/null
-    MODELREG_BIN=$PWD/.build/release/modelreg
-fi
+release_binary
 work=$(mktemp -d /var/tmp/modelreg-soak.XXXXXX)
 server=""
 cleanup() {
@@ -23,12 +22,8 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-"$MODELREG_BIN" serve --data "$work/data" --port 0 --log-level error >"$work/server.out" 2>&1 &
-server=$!
-until grep -q 'listening on' "$work/server.out" 2>/dev/null; do sleep 0.05; done
-export MODELREG_URL MODELREG_TOKEN XDG_CACHE_HOME=$work/cache
-MODELREG_URL=$(grep -o 'http://[0-9.:]*' "$work/server.out" | head -1)
-MODELREG_TOKEN=$(cat "$work/data/admin.token")
+start_server "$work/data" "$work/server.out"
+export XDG_CACHE_HOME=$work/cache
 head -c $((4 << 20)) /dev/urandom >"$work/shared.bin"
 end=$(( $(date +%s) + seconds ))
 

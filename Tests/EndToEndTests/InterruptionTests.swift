@@ -7,23 +7,6 @@ import Testing
 import Glibc
 #endif
 
-struct PushTransferJSON: Decodable {
-    var digest: String
-    var created: Bool
-    var files: Int
-    var filesHashed: Int
-    var blobsUploaded: Int
-    var bytesSent: Int64
-    var bytesSkipped: Int64
-    var bytesResumed: Int64
-}
-
-struct PullTransferJSON: Decodable {
-    var bytes: Int64
-    var bytesReceived: Int64
-    var bytesResumed: Int64
-}
-
 /// Transfers cut off in the middle, by killing the client or the server or by dropping the connection,
 /// resume where they stopped and end byte-identical. Interruptions happen at a byte count chosen by an
 /// `InterruptingProxy`, never after a delay.
@@ -45,7 +28,7 @@ struct PullTransferJSON: Decodable {
 
         let resumed = try modelreg(["push", model.path, "m:1", "--json"], environment: server.environment)
         try #require(resumed.status == 0, "\(resumed)")
-        let report = try resumed.json(PushTransferJSON.self)
+        let report = try resumed.json(PushReportJSON.self)
         // The config's upload may have been cut off too (before its commit), so it may count as well.
         #expect(report.bytesResumed >= offset, "the bytes the server kept are not sent again")
         // Across both runs the server received every byte exactly once.
@@ -72,7 +55,7 @@ struct PullTransferJSON: Decodable {
         server = try ServerProcess(data: data)
         let resumed = try modelreg(["push", model.path, "m:1", "--json"], environment: server.environment)
         try #require(resumed.status == 0, "\(resumed)")
-        #expect(try resumed.json(PushTransferJSON.self).bytesResumed >= kept)
+        #expect(try resumed.json(PushReportJSON.self).bytesResumed >= kept)
         try expectPullsBack(model, from: server, into: scratch.url("pulled"))
     }
 
@@ -98,7 +81,7 @@ struct PullTransferJSON: Decodable {
 
         let resumed = try modelreg(["pull", "m:1", "--dest", dest.path, "--json"], environment: server.environment)
         try #require(resumed.status == 0, "\(resumed)")
-        let report = try resumed.json(PullTransferJSON.self)
+        let report = try resumed.json(PullReportJSON.self)
         #expect(report.bytesResumed >= kept)
         #expect(report.bytesReceived + report.bytesResumed == report.bytes)
         let sentAfter = try await metric("modelreg_blob_bytes_sent_total", server)
@@ -123,7 +106,7 @@ struct PullTransferJSON: Decodable {
         let pull = try modelreg(["pull", "m:1", "--dest", dest.path, "--json"], environment: server.environment.merging(["MODELREG_URL": downstream.url]) { $1 })
         try #require(pull.status == 0, "\(pull)")
         #expect(downstream.interrupted)
-        let report = try pull.json(PullTransferJSON.self)
+        let report = try pull.json(PullReportJSON.self)
         #expect(report.bytesReceived == report.bytes, "the rest of the cut file came by Range, nothing twice")
         try expectSameTree(model, dest)
     }
@@ -156,20 +139,20 @@ struct PullTransferJSON: Decodable {
         let model = try writeModel(scratch.url("model"))
         let first = try modelreg(["push", model.path, "m:1", "--json"], environment: server.environment)
         try #require(first.status == 0, "\(first)")
-        #expect(try first.json(PushTransferJSON.self).filesHashed == 2)
+        #expect(try first.json(PushReportJSON.self).filesHashed == 2)
 
         let again = try modelreg(["push", model.path, "m:1", "--json"], environment: server.environment)
-        let report = try again.json(PushTransferJSON.self)
+        let report = try again.json(PushReportJSON.self)
         #expect(report.filesHashed == 0 && report.bytesSent == 0 && !report.created)
 
         try Data(#"{"model_type":"changed"}"#.utf8).write(to: model.appendingPathComponent("config.json"))
         let changed = try modelreg(["push", model.path, "m:2", "--json"], environment: server.environment)
         try #require(changed.status == 0, "\(changed)")
-        let changedReport = try changed.json(PushTransferJSON.self)
+        let changedReport = try changed.json(PushReportJSON.self)
         #expect(changedReport.filesHashed == 1 && changedReport.blobsUploaded == 1)
 
         let uncached = try modelreg(["push", model.path, "m:2", "--json", "--no-hash-cache"], environment: server.environment)
-        #expect(try uncached.json(PushTransferJSON.self).filesHashed == 2)
+        #expect(try uncached.json(PushReportJSON.self).filesHashed == 2)
     }
 
     @Test func progressIsPlainLinesInLogsAndNothingWhenQuiet() throws {

@@ -2,14 +2,17 @@ import Foundation
 import ModelRegistryCore
 import Testing
 
+/// What `push --json` and `pull --json` report, as the tests read it.
 struct PushReportJSON: Decodable {
     var digest: String
     var created: Bool
     var files: Int
+    var filesHashed: Int
     var blobsUploaded: Int
     var blobsSkipped: Int
     var bytesSent: Int64
     var bytesSkipped: Int64
+    var bytesResumed: Int64
 }
 
 struct PullReportJSON: Decodable {
@@ -17,6 +20,9 @@ struct PullReportJSON: Decodable {
     var variant: String
     var digest: String
     var files: Int
+    var bytes: Int64
+    var bytesReceived: Int64
+    var bytesResumed: Int64
 }
 
 /// The binary end to end: a real server process on a free loopback port, the real CLI, real files.
