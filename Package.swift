@@ -82,6 +82,7 @@ let package = Package(
             name: "modelreg",
             dependencies: [
                 "ModelRegistryCore",
+                "ModelFormats",
                 "CacheImage",
                 "RegistryServer",
                 "RegistryClient",

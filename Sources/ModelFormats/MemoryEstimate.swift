@@ -5,6 +5,7 @@ import ModelRegistryCore
 ///     total    = weights + kv_cache + overhead
 ///     kv_cache = kv_cache_bytes_per_token × context_length × concurrency
 ///     kv_cache_bytes_per_token = 2 (K and V) × layers × kv_heads × head_dim × cache element bytes
+///     cache element bytes = the model's dtype (4 for float32, else 2), or the --kv-cache-dtype given
 ///     overhead = 1 GiB (CUDA context, allocator) + weights / 20 (activations, fragmentation)
 ///
 /// A rule of thumb for picking a variant, not a guarantee: runtimes differ in what they reserve.
@@ -14,6 +15,7 @@ public struct MemoryEstimate: Hashable, Sendable, Codable {
 
     public var contextLength: Int64
     public var concurrency: Int64
+    public var kvCacheDtype: KVCacheDtype
     public var weightBytes: Int64
     /// Nil when the files do not say enough (layers, KV heads, head dim) to size the cache.
     public var kvCacheBytes: Int64?
@@ -21,12 +23,17 @@ public struct MemoryEstimate: Hashable, Sendable, Codable {
     public var totalBytes: Int64
 
     /// `contextLength` defaults to the model's own, else 4096; every product saturates instead of overflowing.
-    public init(metadata: ModelMetadata, contextLength: Int64? = nil, concurrency: Int64 = 1) {
+    public init(metadata: ModelMetadata, contextLength: Int64? = nil, concurrency: Int64 = 1, kvCacheDtype: KVCacheDtype = .auto) {
         let context = contextLength ?? metadata.contextLength ?? Self.defaultContextLength
         self.contextLength = context
         self.concurrency = concurrency
+        self.kvCacheDtype = kvCacheDtype
         weightBytes = metadata.weightBytes
-        kvCacheBytes = metadata.kvCacheBytesPerToken.map { Self.saturating($0, context, concurrency) }
+        kvCacheBytes = metadata.kvCacheBytesPerToken.map { perToken in
+            let ownElement = ModelMetadata.cacheElementBytes(torchDtype: metadata.torchDtype)
+            let element = kvCacheDtype.elementBytes ?? ownElement
+            return Self.saturating(perToken / ownElement, element, context, concurrency)
+        }
         overheadBytes = Self.fixedOverhead + metadata.weightBytes / 20
         let (sum, overflow) = (weightBytes + overheadBytes).addingReportingOverflow(kvCacheBytes ?? 0)
         totalBytes = overflow ? .max : sum
@@ -36,6 +43,22 @@ public struct MemoryEstimate: Hashable, Sendable, Codable {
         factors.reduce(1) { product, factor in
             let (result, overflow) = product.multipliedReportingOverflow(by: factor)
             return overflow ? .max : result
+        }
+    }
+}
+
+/// The element type a runtime keeps its KV cache in: the model's own (`auto`), or one chosen for the
+/// cache, as vLLM's `--kv-cache-dtype fp8` halves it.
+public enum KVCacheDtype: String, Hashable, Sendable, Codable, CaseIterable {
+    case auto, fp32, fp16, bf16, fp8
+
+    /// Nil for `auto`: the model's dtype decides.
+    public var elementBytes: Int64? {
+        switch self {
+        case .auto: nil
+        case .fp32: 4
+        case .fp16, .bf16: 2
+        case .fp8: 1
         }
     }
 }
@@ -52,10 +75,12 @@ public enum VariantFit {
     /// Every candidate's need, highest precision first, and the first that fits (nil when none does).
     /// All variants of a version hold the same model, so more weight bytes means more precision.
     public static func choose(
-        _ candidates: [(VariantName, Manifest)], budget: Int64, contextLength: Int64?, concurrency: Int64
+        _ candidates: [(VariantName, Manifest)], budget: Int64, contextLength: Int64?, concurrency: Int64, kvCacheDtype: KVCacheDtype = .auto
     ) -> (chosen: VariantName?, needs: [Need]) {
         let needs = candidates.map { name, manifest in
-            let estimate = manifest.metadata.map { MemoryEstimate(metadata: $0, contextLength: contextLength, concurrency: concurrency) }
+            let estimate = manifest.metadata.map {
+                MemoryEstimate(metadata: $0, contextLength: contextLength, concurrency: concurrency, kvCacheDtype: kvCacheDtype)
+            }
             return Need(variant: name, estimate: estimate, fits: estimate.map { $0.totalBytes <= budget } ?? false)
         }.sorted { left, right in
             let leftBytes = left.estimate?.weightBytes ?? -1, rightBytes = right.estimate?.weightBytes ?? -1

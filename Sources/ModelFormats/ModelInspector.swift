@@ -181,8 +181,7 @@ public enum ModelInspector {
         let headDim = config?.headDim ?? gguf?.architectureValue("attention.key_length") ?? hiddenSize.flatMap { hidden in
             attentionHeads.map { hidden / $0 }
         }
-        // The KV cache holds the model's dtype (vLLM's "auto"); llama.cpp caches F16.
-        let cacheElementBytes: Int64 = config?.torchDtype == "float32" ? 4 : 2
+        let cacheElementBytes = ModelMetadata.cacheElementBytes(torchDtype: config?.torchDtype)
         var kvCacheBytesPerToken: Int64?
         if let layers, let kvHeads, let headDim {
             kvCacheBytesPerToken = 2 * layers * kvHeads * headDim * cacheElementBytes

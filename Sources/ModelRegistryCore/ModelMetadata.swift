@@ -45,3 +45,11 @@ public struct ModelMetadata: Hashable, Sendable, Codable {
         self.weightFiles = weightFiles
     }
 }
+
+extension ModelMetadata {
+    /// Bytes a KV-cache element takes when the runtime caches in the model's dtype (vLLM's "auto"):
+    /// float32 models cache 4 bytes, everything else 2 (llama.cpp caches F16).
+    public static func cacheElementBytes(torchDtype: String?) -> Int64 {
+        torchDtype == "float32" ? 4 : 2
+    }
+}

@@ -24,7 +24,7 @@ extension Presentation {
     }
 
     public static func estimate(_ estimate: MemoryEstimate) -> String {
-        let cache = estimate.kvCacheBytes.map(ByteCount.format) ?? "unknown"
+        let cache = (estimate.kvCacheBytes.map(ByteCount.format) ?? "unknown") + (estimate.kvCacheDtype == .auto ? "" : " in \(estimate.kvCacheDtype.rawValue)")
         return "\(ByteCount.format(estimate.totalBytes)) at context \(estimate.contextLength) × \(estimate.concurrency) "
             + "(weights \(ByteCount.format(estimate.weightBytes)) + KV cache \(cache) + overhead \(ByteCount.format(estimate.overheadBytes)))"
     }

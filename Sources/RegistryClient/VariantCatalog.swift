@@ -32,7 +32,7 @@ extension RegistryConnection {
     /// Every variant of a version with its manifest and a memory estimate (at the model's own context
     /// unless `contextLength` is given).
     public func variants(
-        _ name: ModelName, _ version: VersionName, contextLength: Int64? = nil, concurrency: Int64 = 1
+        _ name: ModelName, _ version: VersionName, contextLength: Int64? = nil, concurrency: Int64 = 1, kvCacheDtype: KVCacheDtype = .auto
     ) async throws -> VariantListing {
         let summary = try await self.version(name, version)
         let reference = ModelReference(name: name, target: .version(version))
@@ -42,7 +42,9 @@ extension RegistryConnection {
             listed.append(ListedVariant(
                 name: variant.name, digest: variant.digest, format: manifest.format, size: manifest.totalSize,
                 quantization: manifest.quantization, metadata: manifest.metadata,
-                estimate: manifest.metadata.map { MemoryEstimate(metadata: $0, contextLength: contextLength, concurrency: concurrency) }
+                estimate: manifest.metadata.map {
+                    MemoryEstimate(metadata: $0, contextLength: contextLength, concurrency: concurrency, kvCacheDtype: kvCacheDtype)
+                }
             ))
         }
         return VariantListing(model: name, version: version, variants: listed)
@@ -51,7 +53,7 @@ extension RegistryConnection {
     /// The highest-precision variant of the release whose estimate fits `budget` bytes. A version or alias
     /// offers every variant of its version; a digest pins one, which is then only checked.
     public func fittingVariant(
-        _ reference: ModelReference, budget: Int64, contextLength: Int64?, concurrency: Int64
+        _ reference: ModelReference, budget: Int64, contextLength: Int64?, concurrency: Int64, kvCacheDtype: KVCacheDtype = .auto
     ) async throws -> FitDecision {
         let version: VersionName
         var candidates: [(VariantName, Manifest)]
@@ -70,7 +72,9 @@ extension RegistryConnection {
             version = resolved.version
             candidates = [(resolved.variant, resolved.manifest)]
         }
-        let (chosen, needs) = VariantFit.choose(candidates, budget: budget, contextLength: contextLength, concurrency: concurrency)
+        let (chosen, needs) = VariantFit.choose(
+            candidates, budget: budget, contextLength: contextLength, concurrency: concurrency, kvCacheDtype: kvCacheDtype
+        )
         guard let chosen else {
             throw RegistryError(
                 .notFound,

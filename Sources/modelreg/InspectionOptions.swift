@@ -1,4 +1,5 @@
 import ArgumentParser
+import ModelFormats
 import ModelRegistryCore
 import RegistryClient
 
@@ -44,9 +45,17 @@ struct EstimateOptions: ParsableArguments {
     @Option(help: "Sequences served at once, for the estimate.")
     var concurrency: Int64 = 1
 
+    @Option(help: "KV-cache element type, as the runtime is told (vLLM's --kv-cache-dtype): auto (the model's), fp32, fp16, bf16, fp8.")
+    var kvCacheDtype: String = KVCacheDtype.auto.rawValue
+
+    var cacheDtype: KVCacheDtype { KVCacheDtype(rawValue: kvCacheDtype) ?? .auto }
+
     func validate() throws {
         if let context, context < 1 { throw ValidationError("--context must be positive") }
         if concurrency < 1 { throw ValidationError("--concurrency must be positive") }
+        if KVCacheDtype(rawValue: kvCacheDtype) == nil {
+            throw ValidationError("--kv-cache-dtype must be one of \(KVCacheDtype.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
     }
 }
 
@@ -63,7 +72,8 @@ struct FitOptions: ParsableArguments {
         let named = try variant.map { text throws(RegistryError) in try VariantName(text) }
         guard let budget = fit, named == nil else { return (release, named) }
         let decision = try await connection.fittingVariant(
-            release, budget: try ByteCount.parse(budget), contextLength: estimate.context, concurrency: estimate.concurrency
+            release, budget: try ByteCount.parse(budget), contextLength: estimate.context, concurrency: estimate.concurrency,
+            kvCacheDtype: estimate.cacheDtype
         )
         // Said even with --json: the choice is part of what happened.
         OutputOptions.warn(Presentation.fit(decision))

@@ -20,7 +20,9 @@ struct Variants: AsyncParsableCommand {
         guard case .version(let version) = parsed.target else {
             throw RegistryError(.invalidReference, "variants needs NAME:VERSION, not '\(reference)'")
         }
-        let listing = try await client.connection.variants(parsed.name, version, contextLength: estimate.context, concurrency: estimate.concurrency)
+        let listing = try await client.connection.variants(
+            parsed.name, version, contextLength: estimate.context, concurrency: estimate.concurrency, kvCacheDtype: estimate.cacheDtype
+        )
         output.print(listing) { Presentation.variants(listing) }
     }
 }

@@ -9,7 +9,10 @@ struct ResolvedManifestJSON: Decodable {
 
 struct VariantListingJSON: Decodable {
     struct Variant: Decodable {
-        struct Estimate: Decodable { var totalBytes: Int64 }
+        struct Estimate: Decodable {
+            var totalBytes: Int64
+            var kvCacheBytes: Int64?
+        }
         var name: String
         var quantization: Quantization?
         var estimate: Estimate?
@@ -78,6 +81,12 @@ struct VariantListingJSON: Decodable {
         let needs = Dictionary(uniqueKeysWithValues: listing.variants.map { ($0.name, $0.estimate?.totalBytes ?? 0) })
         let fp16Need = try #require(needs["fp16"]), awqNeed = try #require(needs["awq-int4"])
         #expect(fp16Need > awqNeed)
+        // An fp8 KV cache, as `vllm --kv-cache-dtype fp8` keeps it: half the cache of the fp16 model.
+        let fp8 = try modelreg(["variants", "tiny:1.0", "--kv-cache-dtype", "fp8", "--json"], environment: env).json(VariantListingJSON.self)
+        let cache = listing.variants.first { $0.name == "fp16" }?.estimate?.kvCacheBytes
+        let fp8Cache = fp8.variants.first { $0.name == "fp16" }?.estimate?.kvCacheBytes
+        #expect(cache != nil && fp8Cache.map { $0 * 2 } == cache)
+        #expect(try modelreg(["variants", "tiny:1.0", "--kv-cache-dtype", "int3"], environment: env).status == 64)
 
         // Room for both: the higher precision wins, and the choice is explained.
         let roomy = try modelreg(["pull", "tiny:1.0", "--fit", "24GiB", "--dest", scratch.url("roomy").path, "--json"], environment: env)

@@ -70,6 +70,11 @@ import Testing
         #expect(four.contextLength == metadata.contextLength)
         #expect(four.totalBytes == architecture.estimateFourAtOwnContext)
         #expect(four.totalBytes == four.weightBytes + four.kvCacheBytes! + four.overheadBytes)
+        // vLLM's --kv-cache-dtype fp8 halves the cache of a 16-bit model; fp32 doubles it; auto is the model's.
+        let cache = try #require(MemoryEstimate(metadata: metadata, contextLength: 8192).kvCacheBytes)
+        #expect(MemoryEstimate(metadata: metadata, contextLength: 8192, kvCacheDtype: .fp8).kvCacheBytes == cache / 2)
+        #expect(MemoryEstimate(metadata: metadata, contextLength: 8192, kvCacheDtype: .fp32).kvCacheBytes == cache * 2)
+        #expect(MemoryEstimate(metadata: metadata, contextLength: 8192, kvCacheDtype: .bf16).kvCacheBytes == cache)
     }
 
     /// The real layout of Llama-3-8B, tensor by tensor, in a sparse file: about 16.1 GB of weights.
