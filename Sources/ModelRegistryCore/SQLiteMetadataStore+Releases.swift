@@ -93,7 +93,7 @@ extension SQLiteMetadataStore {
 
     public func aliasHistory(_ name: ModelName, _ alias: AliasName) async throws -> [AliasHistoryEntry]? {
         try await pool.read { db in
-            guard let modelID = try Int64.fetchOne(db, sql: "SELECT id FROM models WHERE name = ?", arguments: [name.value]) else {
+            guard let modelID = try Int64.fetchOne(db.cachedStatement(sql: "SELECT id FROM models WHERE name = ?"), arguments: [name.value]) else {
                 return nil
             }
             return try Self.history(db, modelID, alias)
@@ -101,10 +101,10 @@ extension SQLiteMetadataStore {
     }
 
     private static func history(_ db: Database, _ modelID: Int64, _ alias: AliasName) throws -> [AliasHistoryEntry] {
-        try Row.fetchAll(db, sql: """
+        try Row.fetchAll(db.cachedStatement(sql: """
             SELECT id, action, from_version, from_variant, to_version, to_variant, actor, at
             FROM alias_history WHERE model_id = ? AND alias = ? ORDER BY id
-            """, arguments: [modelID, alias.value]).map { row in
+            """), arguments: [modelID, alias.value]).map { row in
             AliasHistoryEntry(
                 id: row["id"],
                 alias: alias,
@@ -162,10 +162,10 @@ extension SQLiteMetadataStore {
 
     public func auditLog(_ query: AuditQuery) async throws -> [AuditEntry] {
         try await pool.read { db in
-            try Row.fetchAll(db, sql: """
+            try Row.fetchAll(db.cachedStatement(sql: """
                 SELECT id, at, actor, action, model, target, detail FROM audit_log
                 WHERE (? IS NULL OR model = ?) AND (? IS NULL OR id < ?) ORDER BY id DESC LIMIT ?
-                """, arguments: [query.model?.value, query.model?.value, query.before, query.before, query.limit]).map { row in
+                """), arguments: [query.model?.value, query.model?.value, query.before, query.before, query.limit]).map { row in
                 AuditEntry(
                     id: row["id"],
                     at: row["at"],
@@ -196,7 +196,7 @@ extension SQLiteMetadataStore {
     }
 
     private static func modelID(_ db: Database, _ name: ModelName) throws -> Int64 {
-        guard let id = try Int64.fetchOne(db, sql: "SELECT id FROM models WHERE name = ?", arguments: [name.value]) else {
+        guard let id = try Int64.fetchOne(db.cachedStatement(sql: "SELECT id FROM models WHERE name = ?"), arguments: [name.value]) else {
             throw RegistryError.notFound("model \(name)")
         }
         return id
@@ -205,7 +205,7 @@ extension SQLiteMetadataStore {
     /// The version's row id; a deleted version is a conflict that says so rather than a plain 404.
     private static func existingVersionID(_ db: Database, _ modelID: Int64, _ model: ModelName, _ version: VersionName) throws -> Int64 {
         if let id = try Int64.fetchOne(
-            db, sql: "SELECT id FROM versions WHERE model_id = ? AND name = ?", arguments: [modelID, version.value]
+            db.cachedStatement(sql: "SELECT id FROM versions WHERE model_id = ? AND name = ?"), arguments: [modelID, version.value]
         ) {
             return id
         }
@@ -215,7 +215,7 @@ extension SQLiteMetadataStore {
 
     static func refuseDeleted(_ db: Database, _ modelID: Int64, _ model: ModelName, _ version: VersionName) throws {
         if let deletedAt = try String.fetchOne(
-            db, sql: "SELECT deleted_at FROM deleted_versions WHERE model_id = ? AND name = ?", arguments: [modelID, version.value]
+            db.cachedStatement(sql: "SELECT deleted_at FROM deleted_versions WHERE model_id = ? AND name = ?"), arguments: [modelID, version.value]
         ) {
             throw RegistryError(
                 .conflict,

@@ -6,7 +6,7 @@ extension SQLiteMetadataStore {
     public func resolve(_ reference: ModelReference, variant requested: VariantName?) async throws -> StoredManifest {
         try await pool.read { db in
             let name = reference.name
-            guard let modelID = try Int64.fetchOne(db, sql: "SELECT id FROM models WHERE name = ?", arguments: [name.value]) else {
+            guard let modelID = try Int64.fetchOne(db.cachedStatement(sql: "SELECT id FROM models WHERE name = ?"), arguments: [name.value]) else {
                 throw RegistryError.notFound("model \(name)")
             }
             switch reference.target {
@@ -22,18 +22,18 @@ extension SQLiteMetadataStore {
             case .version(let version):
                 return try Self.pick(db, modelID, name, version, requested, shownAs: reference)
             case .alias(let alias) where alias == .latest:
-                guard let newest = try String.fetchOne(db, sql: """
+                guard let newest = try String.fetchOne(db.cachedStatement(sql: """
                     SELECT name FROM versions WHERE model_id = ? AND deprecated_at IS NULL ORDER BY created_at DESC, id DESC LIMIT 1
-                    """, arguments: [modelID])
+                    """), arguments: [modelID])
                 else {
                     throw RegistryError.notFound("\(reference) (every version of \(name) is deprecated or deleted)")
                 }
                 return try Self.pick(db, modelID, name, try VersionName(newest), requested, shownAs: reference)
             case .alias(let alias):
-                guard let row = try Row.fetchOne(db, sql: """
+                guard let row = try Row.fetchOne(db.cachedStatement(sql: """
                     SELECT v.name AS version, a.variant FROM aliases a JOIN versions v ON a.version_id = v.id
                     WHERE a.model_id = ? AND a.name = ?
-                    """, arguments: [modelID, alias.value])
+                    """), arguments: [modelID, alias.value])
                 else {
                     throw RegistryError.notFound("alias '\(alias)' of model \(name)")
                 }
@@ -47,11 +47,11 @@ extension SQLiteMetadataStore {
         _ db: Database, _ modelID: Int64, _ name: ModelName, _ version: VersionName, _ requested: VariantName?, shownAs reference: ModelReference
     ) throws -> StoredManifest {
         guard let versionID = try Int64.fetchOne(
-            db, sql: "SELECT id FROM versions WHERE model_id = ? AND name = ?", arguments: [modelID, version.value]
+            db.cachedStatement(sql: "SELECT id FROM versions WHERE model_id = ? AND name = ?"), arguments: [modelID, version.value]
         ) else {
             throw RegistryError.notFound("version \(name):\(version)")
         }
-        let names = try String.fetchAll(db, sql: "SELECT name FROM variants WHERE version_id = ? ORDER BY name", arguments: [versionID])
+        let names = try String.fetchAll(db.cachedStatement(sql: "SELECT name FROM variants WHERE version_id = ? ORDER BY name"), arguments: [versionID])
         let chosen: String
         if let requested {
             guard names.contains(requested.value) else {

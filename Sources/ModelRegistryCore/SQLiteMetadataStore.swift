@@ -83,7 +83,7 @@ public final class SQLiteMetadataStore: MetadataStore {
     }
 
     static func ensureModel(_ db: Database, _ name: ModelName) throws -> Int64 {
-        if let id = try Int64.fetchOne(db, sql: "SELECT id FROM models WHERE name = ?", arguments: [name.value]) {
+        if let id = try Int64.fetchOne(db.cachedStatement(sql: "SELECT id FROM models WHERE name = ?"), arguments: [name.value]) {
             return id
         }
         try db.execute(sql: "INSERT INTO models (name, created_at) VALUES (?, ?)", arguments: [name.value, Timestamp.now()])
@@ -92,7 +92,7 @@ public final class SQLiteMetadataStore: MetadataStore {
 
     private static func ensureVersion(_ db: Database, _ modelID: Int64, _ model: ModelName, _ version: VersionName) throws -> Int64 {
         if let id = try Int64.fetchOne(
-            db, sql: "SELECT id FROM versions WHERE model_id = ? AND name = ?", arguments: [modelID, version.value]
+            db.cachedStatement(sql: "SELECT id FROM versions WHERE model_id = ? AND name = ?"), arguments: [modelID, version.value]
         ) {
             return id
         }
@@ -108,7 +108,7 @@ public final class SQLiteMetadataStore: MetadataStore {
 
     static func variantRow(_ db: Database, versionID: Int64, name: VariantName) throws -> Row? {
         try Row.fetchOne(
-            db, sql: "SELECT \(variantColumns) FROM variants WHERE version_id = ? AND name = ?",
+            db.cachedStatement(sql: "SELECT \(variantColumns) FROM variants WHERE version_id = ? AND name = ?"),
             arguments: [versionID, name.value]
         )
     }
@@ -127,7 +127,7 @@ public final class SQLiteMetadataStore: MetadataStore {
 
     public func listModels() async throws -> [ModelSummary] {
         try await pool.read { db in
-            let rows = try Row.fetchAll(db, sql: """
+            let rows = try Row.fetchAll(db.cachedStatement(sql: """
                 SELECT m.id, m.name, m.created_at,
                        (SELECT COUNT(*) FROM versions v WHERE v.model_id = m.id) AS version_count,
                        (SELECT v.name FROM versions v WHERE v.model_id = m.id AND v.deprecated_at IS NULL
@@ -135,7 +135,7 @@ public final class SQLiteMetadataStore: MetadataStore {
                        (SELECT COALESCE(SUM(va.total_size), 0) FROM variants va JOIN versions v ON va.version_id = v.id
                          WHERE v.model_id = m.id) AS size
                 FROM models m ORDER BY m.name
-                """)
+                """))
             return try rows.map { row in
                 ModelSummary(
                     name: try ModelName(row["name"] as String),
@@ -151,13 +151,13 @@ public final class SQLiteMetadataStore: MetadataStore {
 
     public func model(_ name: ModelName) async throws -> ModelDetail? {
         try await pool.read { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT id, created_at FROM models WHERE name = ?", arguments: [name.value]) else {
+            guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT id, created_at FROM models WHERE name = ?"), arguments: [name.value]) else {
                 return nil
             }
             let modelID: Int64 = row["id"]
             let aliases = try Self.aliases(db, modelID: modelID)
             let versionRows = try Row.fetchAll(
-                db, sql: "SELECT id, name FROM versions WHERE model_id = ? ORDER BY created_at DESC, id DESC", arguments: [modelID]
+                db.cachedStatement(sql: "SELECT id, name FROM versions WHERE model_id = ? ORDER BY created_at DESC, id DESC"), arguments: [modelID]
             )
             let versions = try versionRows.map { row in
                 try Self.versionSummary(db, versionID: row["id"], aliases: aliases)
@@ -168,9 +168,9 @@ public final class SQLiteMetadataStore: MetadataStore {
 
     public func version(_ name: ModelName, _ version: VersionName) async throws -> VersionSummary? {
         try await pool.read { db in
-            guard let row = try Row.fetchOne(db, sql: """
+            guard let row = try Row.fetchOne(db.cachedStatement(sql: """
                 SELECT v.id, v.model_id FROM versions v JOIN models m ON v.model_id = m.id WHERE m.name = ? AND v.name = ?
-                """, arguments: [name.value, version.value])
+                """), arguments: [name.value, version.value])
             else { return nil }
             return try Self.versionSummary(db, versionID: row["id"], aliases: Self.aliases(db, modelID: row["model_id"]))
         }
@@ -178,14 +178,14 @@ public final class SQLiteMetadataStore: MetadataStore {
 
     static func versionSummary(_ db: Database, versionID: Int64, aliases: [AliasTarget]) throws -> VersionSummary {
         guard let row = try Row.fetchOne(
-            db, sql: "SELECT name, created_at, deprecated_at, deprecated_by, deprecation_reason FROM versions WHERE id = ?",
+            db.cachedStatement(sql: "SELECT name, created_at, deprecated_at, deprecated_by, deprecation_reason FROM versions WHERE id = ?"),
             arguments: [versionID]
         ) else {
             throw RegistryError(.internalError, "version row \(versionID) vanished")
         }
         let name = try VersionName(row["name"] as String)
         let variants = try Row.fetchAll(
-            db, sql: "SELECT \(variantColumns) FROM variants WHERE version_id = ? ORDER BY name", arguments: [versionID]
+            db.cachedStatement(sql: "SELECT \(variantColumns) FROM variants WHERE version_id = ? ORDER BY name"), arguments: [versionID]
         ).map(variantSummary)
         return VersionSummary(
             name: name,
@@ -216,12 +216,12 @@ public final class SQLiteMetadataStore: MetadataStore {
     }
 
     static func storedManifest(_ db: Database, where condition: String, _ arguments: StatementArguments) throws -> StoredManifest? {
-        guard let row = try Row.fetchOne(db, sql: """
+        guard let row = try Row.fetchOne(db.cachedStatement(sql: """
             SELECT m.name AS model, v.name AS version, va.name AS variant, va.manifest_digest, va.manifest,
                    v.deprecated_at, v.deprecated_by, v.deprecation_reason
             FROM variants va JOIN versions v ON va.version_id = v.id JOIN models m ON v.model_id = m.id
             WHERE \(condition) ORDER BY va.id LIMIT 1
-            """, arguments: arguments)
+            """), arguments: arguments)
         else { return nil }
         return StoredManifest(
             model: try ModelName(row["model"] as String),
@@ -235,7 +235,7 @@ public final class SQLiteMetadataStore: MetadataStore {
 
     public func alias(_ name: ModelName, _ alias: AliasName) async throws -> AliasTarget? {
         try await pool.read { db in
-            guard let modelID = try Int64.fetchOne(db, sql: "SELECT id FROM models WHERE name = ?", arguments: [name.value]) else {
+            guard let modelID = try Int64.fetchOne(db.cachedStatement(sql: "SELECT id FROM models WHERE name = ?"), arguments: [name.value]) else {
                 return nil
             }
             return try Self.aliases(db, modelID: modelID).first { $0.name == alias }
@@ -243,10 +243,10 @@ public final class SQLiteMetadataStore: MetadataStore {
     }
 
     static func aliases(_ db: Database, modelID: Int64) throws -> [AliasTarget] {
-        try Row.fetchAll(db, sql: """
+        try Row.fetchAll(db.cachedStatement(sql: """
             SELECT a.name, v.name AS version, a.variant, a.updated_at, a.updated_by
             FROM aliases a JOIN versions v ON a.version_id = v.id WHERE a.model_id = ? ORDER BY a.name
-            """, arguments: [modelID]).map { row in
+            """), arguments: [modelID]).map { row in
             AliasTarget(
                 name: try AliasName(row["name"] as String),
                 version: try VersionName(row["version"] as String),
@@ -258,7 +258,7 @@ public final class SQLiteMetadataStore: MetadataStore {
     }
 
     public func hasTokens() async throws -> Bool {
-        try await pool.read { db in try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM tokens)") ?? false }
+        try await pool.read { db in try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM tokens)")) ?? false }
     }
 
     public func createToken(name: TokenLabel, scope: TokenScope, secret: TokenSecret, actor: String) async throws -> TokenRecord {
@@ -284,7 +284,7 @@ public final class SQLiteMetadataStore: MetadataStore {
     public func installAdminToken(name: TokenLabel, secret: TokenSecret, actor: String) async throws -> Bool {
         defer { tokenCache.invalidate() }
         return try await pool.write { db in
-            if let row = try Row.fetchOne(db, sql: "SELECT scope, revoked_at FROM tokens WHERE hash = ?", arguments: [secret.hash]) {
+            if let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT scope, revoked_at FROM tokens WHERE hash = ?"), arguments: [secret.hash]) {
                 let revoked: String? = row["revoked_at"], scope: String = row["scope"]
                 guard revoked == nil, scope == TokenScope.admin.rawValue else {
                     throw RegistryError(
@@ -313,7 +313,7 @@ public final class SQLiteMetadataStore: MetadataStore {
         if let cached { return cached }
         let record = try await pool.read { db -> TokenRecord? in
             guard let row = try Row.fetchOne(
-                db, sql: "SELECT name, scope, hash, created_at, revoked_at FROM tokens WHERE hash = ? AND revoked_at IS NULL",
+                db.cachedStatement(sql: "SELECT name, scope, hash, created_at, revoked_at FROM tokens WHERE hash = ? AND revoked_at IS NULL"),
                 arguments: [hash]
             ), constantTimeEquals(row["hash"], hash) else { return nil }
             return try Self.tokenRecord(row)
@@ -324,7 +324,7 @@ public final class SQLiteMetadataStore: MetadataStore {
 
     public func tokens() async throws -> [TokenRecord] {
         try await pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT name, scope, created_at, revoked_at FROM tokens ORDER BY id").map(Self.tokenRecord)
+            try Row.fetchAll(db.cachedStatement(sql: "SELECT name, scope, created_at, revoked_at FROM tokens ORDER BY id")).map(Self.tokenRecord)
         }
     }
 
@@ -344,7 +344,7 @@ public final class SQLiteMetadataStore: MetadataStore {
 
     private static func activeToken(_ db: Database, name: TokenLabel) throws -> TokenRecord? {
         try Row.fetchOne(
-            db, sql: "SELECT name, scope, created_at, revoked_at FROM tokens WHERE name = ? AND revoked_at IS NULL",
+            db.cachedStatement(sql: "SELECT name, scope, created_at, revoked_at FROM tokens WHERE name = ? AND revoked_at IS NULL"),
             arguments: [name.value]
         ).map(tokenRecord)
     }
