@@ -52,9 +52,10 @@ public struct GGUFHeader: Sendable {
 
     public var architecture: String? { metadata["general.architecture"]?.string }
 
-    /// An architecture-scoped value such as `llama.context_length`.
+    /// An architecture-scoped count such as `llama.context_length`. Zero or negative counts as absent, as in
+    /// config.json: recurrent models write `head_count_kv` 0, and a shape is never derived from a count < 1.
     public func architectureValue(_ key: String) -> Int64? {
-        architecture.flatMap { metadata["\($0).\(key)"]?.integer }
+        architecture.flatMap { metadata["\($0).\(key)"]?.integer }.flatMap { $0 > 0 ? $0 : nil }
     }
 
     public static func parse(_ source: any ByteSource, path: String) throws(RegistryError) -> GGUFHeader {
