@@ -8,20 +8,20 @@ import PackageDescription
 //     swift build -c release --package-path Fuzz -Xswiftc -sanitize=address \
 //         -Xswiftc -sanitize-coverage=edge,indirect-calls,trace-cmp,inline-8bit-counters,pc-table
 //
-// and only the fuzz targets link libFuzzer: `-Xswiftc -sanitize=fuzzer` would link its `main` into the
-// migration embedder, a build tool with its own.
+// and only the fuzz targets link libFuzzer: `-Xswiftc -sanitize=fuzzer` would link it into the migration
+// embedder too, a build tool with its own main.
 //
 // The root package is a path dependency, and a path dependency's identity is its directory's name, which
 // is whatever the checkout is called.
 let root = Context.packageDirectory.split(separator: "/").dropLast().last.map { String($0).lowercased() } ?? ""
 
-/// `-parse-as-library`: the targets define `LLVMFuzzerTestOneInput` and libFuzzer supplies `main`.
+/// Each target's main hands its one-input function to `LLVMFuzzerRunDriver` (CFuzzer): SwiftPM links an
+/// executable's own main, so libFuzzer's cannot be the entry point.
 func fuzzTarget(_ name: String, _ products: [String]) -> Target {
     .executableTarget(
         name: name,
-        dependencies: products.map { .product(name: $0, package: root) },
-        swiftSettings: [.unsafeFlags(["-parse-as-library"])],
-        linkerSettings: [.unsafeFlags(["-sanitize=fuzzer,address"])]
+        dependencies: ["CFuzzer"] + products.map { .product(name: $0, package: root) },
+        linkerSettings: [.unsafeFlags(["-sanitize=fuzzer,address", "-use-ld=lld"])]
     )
 }
 
@@ -30,6 +30,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     dependencies: [.package(path: "..")],
     targets: [
+        .target(name: "CFuzzer"),
         fuzzTarget("fuzz-reference", ["ModelRegistryCore"]),
         fuzzTarget("fuzz-manifest", ["ModelRegistryCore", "ModelFormats", "CacheImage"]),
         fuzzTarget("fuzz-safetensors", ["ModelRegistryCore", "ModelFormats"]),

@@ -1,4 +1,5 @@
 import CacheImage
+import CFuzzer
 import Foundation
 import ModelRegistryCore
 
@@ -30,22 +31,10 @@ enum Variant {
     }
 }
 
-/// `MODELREG_FUZZ_WRITE_SEED=FILE` writes the genuine archive to FILE and exits: the seed script's way to
-/// get an image that only this code can lay out.
-@_cdecl("LLVMFuzzerInitialize")
-public func initialize(_ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>) -> CInt {
-    if let seed = ProcessInfo.processInfo.environment["MODELREG_FUZZ_WRITE_SEED"] {
-        FileManager.default.createFile(atPath: seed, contents: Data(Variant.archive))
-        exit(0)
-    }
-    return 0
-}
-
 /// Any bytes are extracted into a fresh directory inside a fresh parent. Whether the extractor accepts or
 /// refuses them, nothing may appear beside that directory, and inside it only the image's own paths, its
 /// links pointing where the image says.
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzz(_ start: UnsafePointer<UInt8>, _ count: Int) -> CInt {
+func fuzz(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
     let bytes = Array(UnsafeBufferPointer(start: start, count: count))
     var template = Array((NSTemporaryDirectory() + "/modelreg-fuzz-XXXXXX").utf8CString)
     guard let parent = mkdtemp(&template).map({ String(cString: $0) }) else { fatalError("mkdtemp: \(errno)") }
@@ -87,3 +76,12 @@ public func fuzz(_ start: UnsafePointer<UInt8>, _ count: Int) -> CInt {
     }
     return 0
 }
+
+// `MODELREG_FUZZ_WRITE_SEED=FILE` writes the genuine archive to FILE instead of fuzzing: the seed script's
+// way to get an image that only this code can lay out.
+if let seed = ProcessInfo.processInfo.environment["MODELREG_FUZZ_WRITE_SEED"] {
+    exit(FileManager.default.createFile(atPath: seed, contents: Data(Variant.archive)) ? 0 : 1)
+}
+var argc = CommandLine.argc
+var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv
+exit(LLVMFuzzerRunDriver(&argc, &argv) { start, count in fuzz(start, count) })

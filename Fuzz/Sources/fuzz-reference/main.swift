@@ -1,8 +1,9 @@
+import CFuzzer
+import Foundation
 import ModelRegistryCore
 
 /// Any text either parses to a reference that prints back as itself, or is refused with a typed error.
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzz(_ start: UnsafePointer<UInt8>, _ count: Int) -> CInt {
+func fuzz(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
     let text = String(decoding: UnsafeBufferPointer(start: start, count: count), as: UTF8.self)
     guard let reference = try? ModelReference(parsing: text) else { return 0 }
     guard reference.description == text else {
@@ -16,3 +17,7 @@ public func fuzz(_ start: UnsafePointer<UInt8>, _ count: Int) -> CInt {
     }
     return 0
 }
+
+var argc = CommandLine.argc
+var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv
+exit(LLVMFuzzerRunDriver(&argc, &argv) { start, count in fuzz(start, count) })

@@ -1,11 +1,12 @@
 import CacheImage
+import CFuzzer
+import Foundation
 import ModelFormats
 import ModelRegistryCore
 
 /// A manifest from outside either decodes to one whose canonical form decodes back to it, or is refused
 /// with a typed error; a decoded one can be laid out as a cache image and sized for a GPU without trapping.
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzz(_ start: UnsafePointer<UInt8>, _ count: Int) -> CInt {
+func fuzz(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
     guard let manifest = try? Manifest.decode(Array(UnsafeBufferPointer(start: start, count: count))) else { return 0 }
     guard let again = try? Manifest.decode(manifest.canonicalJSON()), again == manifest, again.digest == manifest.digest else {
         fatalError("the canonical form of a decoded manifest does not decode back to it")
@@ -26,3 +27,7 @@ public func fuzz(_ start: UnsafePointer<UInt8>, _ count: Int) -> CInt {
     _ = VariantFit.choose([(.default, manifest)], budget: 24 << 30, contextLength: nil, concurrency: 4, kvCacheDtype: .fp8)
     return 0
 }
+
+var argc = CommandLine.argc
+var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv
+exit(LLVMFuzzerRunDriver(&argc, &argv) { start, count in fuzz(start, count) })

@@ -1,10 +1,11 @@
+import CFuzzer
+import Foundation
 import ModelFormats
 import ModelRegistryCore
 
 /// A model.gguf of any content is inspected as `push` and the registry's publish check do it: it gives
 /// metadata, or a typed error naming the file.
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzz(_ start: UnsafePointer<UInt8>, _ count: Int) -> CInt {
+func fuzz(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
     let source = MemoryByteSource(Array(UnsafeBufferPointer(start: start, count: count)))
     let path = try! ManifestPath("model.gguf")
     do {
@@ -16,3 +17,7 @@ public func fuzz(_ start: UnsafePointer<UInt8>, _ count: Int) -> CInt {
     }
     return 0
 }
+
+var argc = CommandLine.argc
+var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv
+exit(LLVMFuzzerRunDriver(&argc, &argv) { start, count in fuzz(start, count) })
