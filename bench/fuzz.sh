@@ -29,14 +29,18 @@ python3 Fuzz/seeds.py "$corpora"
 mkdir -p "$corpora/fuzz-archive"
 MODELREG_FUZZ_WRITE_SEED="$corpora/fuzz-archive/seed-genuine-hf.tar" "$bin/fuzz-archive"
 
+# A trap goes straight to libFuzzer's handler, which saves the input, rather than through Swift's backtracer.
+export SWIFT_BACKTRACE=enable=no
 printf '%-18s %8s %12s %8s %8s\n' target seconds runs corpus crashes
 failed=0
 for target in $targets; do
     rm -rf "${artifacts:?}/$target"
     mkdir -p "$artifacts/$target" "$corpora/$target"
     status=0
+    dictionary=()
+    case $target in fuzz-manifest | fuzz-safetensors | fuzz-config) dictionary=(-dict=Fuzz/json.dict) ;; esac
     # -timeout: one input taking 10 s is a hang; -rss_limit_mb: a forged count must not become an allocation.
-    "$bin/$target" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=1024 -print_final_stats=1 \
+    "$bin/$target" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=1024 -print_final_stats=1 "${dictionary[@]}" \
         -artifact_prefix="$artifacts/$target/" "$corpora/$target" >"$logs/$target.log" 2>&1 || status=$?
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$logs/$target.log" | tail -1)
     corpus=$(find "$corpora/$target" -type f | wc -l)
