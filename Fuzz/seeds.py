@@ -91,6 +91,11 @@ write("fuzz-gguf", "seed-q4", gguf(llama, [("token_embd.weight", [256, 1], 12, 1
                                            ("output_norm.weight", [4], 0, 16)]))
 write("fuzz-gguf", "seed-v2-f16", gguf([("general.architecture", 8, gguf_string("qwen2")), ("qwen2.block_count", 5, struct.pack("<i", 3))],
                                        [("w", [2, 2], 1, 8)], version=2))
+# A recurrent model writes no attention heads (0), and counts come as i32, u64 and i64 as well as u32.
+write("fuzz-gguf", "seed-ssm", gguf([("general.architecture", 8, gguf_string("mamba")), ("mamba.block_count", 10, struct.pack("<Q", 2)),
+                                     ("mamba.embedding_length", 11, struct.pack("<q", 64)), ("mamba.attention.head_count", 5, struct.pack("<i", 0)),
+                                     ("mamba.attention.head_count_kv", 4, u32(0)), ("mamba.context_length", 4, u32(1 << 20))],
+                                    [("w", [4], 0, 16)]))
 
 for name, config in {
     "llama": {"architectures": ["LlamaForCausalLM"], "hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32,

@@ -50,6 +50,13 @@ import Testing
         #expect(error.message.contains("4611686018427387904 layers"), "\(error.message)")
     }
 
+    /// A tensor count the file size allows (size / 32) reserved room for that many tensor infos before
+    /// reading one: 2^30 of them in a 1 TiB sparse file asked for ~90 GB and aborted.
+    @Test func aTensorCountOverTheLimitIsRefusedBeforeAllocating() throws {
+        let message = try CorruptionTests.ggufError(CorruptionTests.ggufPrefix(tensors: 1 << 30), size: 1 << 40)
+        #expect(message.contains("tensor count 1073741824 is over the limit of 1048576"), "\(message)")
+    }
+
     /// A manifest's metadata is whatever the registry serves: sums that overflow saturate, so such a variant
     /// never fits a budget.
     @Test func anEstimateOfAbsurdMetadataSaturates() {
