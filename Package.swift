@@ -6,6 +6,10 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "modelreg", targets: ["modelreg"]),
+        // The parsers and the extractor, for the fuzz targets in Fuzz/ (a package that depends on this one).
+        .library(name: "ModelRegistryCore", targets: ["ModelRegistryCore"]),
+        .library(name: "ModelFormats", targets: ["ModelFormats"]),
+        .library(name: "CacheImage", targets: ["CacheImage"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),

@@ -118,8 +118,9 @@ public struct CacheImage: Sendable {
 
     /// Component by component, so that a directory comes right before its contents.
     static func precedes(_ left: String, _ right: String) -> Bool {
-        let a = left.split(separator: "/"), b = right.split(separator: "/")
-        for (x, y) in zip(a, b) where x != y { return x.utf8.lexicographicallyPrecedes(y.utf8) }
+        // Scalars, not Characters: a combining mark after '/' must not glue two components together.
+        let a = left.unicodeScalars.split(separator: "/").map(Substring.init), b = right.unicodeScalars.split(separator: "/").map(Substring.init)
+        for (x, y) in zip(a, b) where !x.utf8.elementsEqual(y.utf8) { return x.utf8.lexicographicallyPrecedes(y.utf8) }
         return a.count < b.count
     }
 

@@ -55,7 +55,9 @@ public final class CacheImageExtractor {
         while path.hasSuffix("/") { path.removeLast() }
         let shown = String(path.prefix(300))
         guard !path.hasPrefix("/") else { throw refused("'\(shown)', an absolute path") }
-        guard !path.split(separator: "/", omittingEmptySubsequences: false).contains(where: { $0 == ".." || $0 == "." || $0.isEmpty }) else {
+        // Bytes, not Characters, as in ManifestPath: "../\u{301}x" is one Character component, yet '..' to the file system.
+        let components = path.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false)
+        guard !components.contains(where: { $0.isEmpty || $0.elementsEqual([0x2e]) || $0.elementsEqual([0x2e, 0x2e]) }) else {
             throw refused("'\(shown)', a path with '..', '.' or an empty part")
         }
         guard archive_entry_hardlink(entry) == nil else { throw refused("'\(shown)', a hardlink") }

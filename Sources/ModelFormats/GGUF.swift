@@ -47,14 +47,18 @@ public struct GGUFHeader: Sendable {
     public var dataOffset: Int64
 
     static let maxStringLength = 16 << 20
+    /// Far above the ~2,000 tensors of the largest checkpoints. The file size alone bounds a count only to
+    /// size / 32, which for a 10 GB file would still reserve tens of GB of tensor infos up front.
+    static let maxTensorCount: UInt64 = 1 << 20
     static let maxDimensions = 4
     static let maxArrayNesting = 4
 
     public var architecture: String? { metadata["general.architecture"]?.string }
 
-    /// An architecture-scoped value such as `llama.context_length`.
+    /// An architecture-scoped count such as `llama.context_length`. Zero or negative counts as absent, as in
+    /// config.json: recurrent models write `head_count_kv` 0, and a shape is never derived from a count < 1.
     public func architectureValue(_ key: String) -> Int64? {
-        architecture.flatMap { metadata["\($0).\(key)"]?.integer }
+        architecture.flatMap { metadata["\($0).\(key)"]?.integer }.flatMap { $0 > 0 ? $0 : nil }
     }
 
     public static func parse(_ source: any ByteSource, path: String) throws(RegistryError) -> GGUFHeader {
@@ -71,6 +75,7 @@ public struct GGUFHeader: Sendable {
         // could not hold are refused before anything is allocated for them.
         let tensorCount = try reader.u64("the tensor count")
         guard tensorCount <= UInt64(file.size / 32) else { throw file.problem("tensor count \(tensorCount) is more than the file could hold") }
+        guard tensorCount <= maxTensorCount else { throw file.problem("tensor count \(tensorCount) is over the limit of \(maxTensorCount)") }
         let valueCount = try reader.u64("the metadata count")
         guard valueCount <= UInt64(file.size / 13) else { throw file.problem("metadata count \(valueCount) is more than the file could hold") }
 

@@ -34,9 +34,9 @@ public struct MemoryEstimate: Hashable, Sendable, Codable {
             let element = kvCacheDtype.elementBytes ?? ownElement
             return Self.saturating(perToken / ownElement, element, context, concurrency)
         }
-        overheadBytes = Self.fixedOverhead + metadata.weightBytes / 20
-        let (sum, overflow) = (weightBytes + overheadBytes).addingReportingOverflow(kvCacheBytes ?? 0)
-        totalBytes = overflow ? .max : sum
+        // The metadata comes from a manifest, which a registry may serve with any numbers in it.
+        overheadBytes = Self.saturatingSum(Self.fixedOverhead, metadata.weightBytes / 20)
+        totalBytes = Self.saturatingSum(weightBytes, overheadBytes, kvCacheBytes ?? 0)
     }
 
     static func saturating(_ factors: Int64...) -> Int64 {
@@ -44,6 +44,25 @@ public struct MemoryEstimate: Hashable, Sendable, Codable {
             let (result, overflow) = product.multipliedReportingOverflow(by: factor)
             return overflow ? .max : result
         }
+    }
+
+    /// Like `saturating`, an overflow gives `.max`: a variant whose numbers overflow never fits a budget.
+    static func saturatingSum(_ terms: Int64...) -> Int64 {
+        terms.reduce(0) { sum, term in
+            let (result, overflow) = sum.addingReportingOverflow(term)
+            return overflow ? .max : result
+        }
+    }
+
+    /// The product, or nil when it overflows.
+    static func checkedProduct(_ factors: Int64...) -> Int64? {
+        var product: Int64 = 1
+        for factor in factors {
+            let (result, overflow) = product.multipliedReportingOverflow(by: factor)
+            guard !overflow else { return nil }
+            product = result
+        }
+        return product
     }
 }
 

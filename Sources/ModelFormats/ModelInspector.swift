@@ -173,7 +173,8 @@ public enum ModelInspector {
             for path in pytorchFiles { weightBytes += try sizes(try ManifestPath(path)) }
         }
         let config = inspection.config
-        let gguf = inspection.gguf.values.sorted { $0.tensors.count > $1.tensors.count }.first
+        let largestGGUF = inspection.gguf.sorted { ($0.value.tensors.count, $1.key) > ($1.value.tensors.count, $0.key) }.first
+        let gguf = largestGGUF?.value
         let layers = config?.layers ?? gguf?.architectureValue("block_count")
         let attentionHeads = config?.attentionHeads ?? gguf?.architectureValue("attention.head_count")
         let hiddenSize = config?.hiddenSize ?? gguf?.architectureValue("embedding_length")
@@ -184,7 +185,15 @@ public enum ModelInspector {
         let cacheElementBytes = ModelMetadata.cacheElementBytes(torchDtype: config?.torchDtype)
         var kvCacheBytesPerToken: Int64?
         if let layers, let kvHeads, let headDim {
-            kvCacheBytesPerToken = 2 * layers * kvHeads * headDim * cacheElementBytes
+            // The counts come from the files, so a forged one must be refused rather than overflow.
+            guard let perToken = MemoryEstimate.checkedProduct(2, layers, kvHeads, headDim, cacheElementBytes) else {
+                let source = config != nil ? "config.json" : largestGGUF?.key ?? "config.json"
+                throw RegistryError(
+                    .invalidModelFile,
+                    "invalid model file \(source): \(layers) layers × \(kvHeads) KV heads × \(headDim) head dim is an absurd KV-cache size"
+                )
+            }
+            kvCacheBytesPerToken = perToken
         }
         return ModelMetadata(
             architecture: config?.architecture ?? gguf?.architecture,

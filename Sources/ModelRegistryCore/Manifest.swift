@@ -20,17 +20,20 @@ public struct ManifestPath: Hashable, Sendable, Comparable, CustomStringConverti
         guard !bytes.contains(0) else { throw invalid("it contains a NUL byte") }
         guard !bytes.contains(where: { $0 < 0x20 || $0 == 0x7f }) else { throw invalid("it contains a control character") }
         guard !bytes.contains(UInt8(ascii: "\\")) else { throw invalid("backslashes are not allowed") }
-        for component in text.split(separator: "/", omittingEmptySubsequences: false) {
+        // Split the bytes, as the file system does, not the Characters: a combining mark after a '/' makes
+        // one Character of both, so "../\u{301}x" is a single Character component that is not "..".
+        for component in bytes.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false) {
             guard !component.isEmpty else { throw invalid("empty path component") }
-            guard component != ".", component != ".." else { throw invalid("'.' and '..' are not allowed") }
-            guard component.utf8.count <= Self.maxComponentLength else {
+            guard !component.elementsEqual([0x2e]), !component.elementsEqual([0x2e, 0x2e]) else { throw invalid("'.' and '..' are not allowed") }
+            guard component.count <= Self.maxComponentLength else {
                 throw invalid("a component is longer than \(Self.maxComponentLength) bytes")
             }
         }
         self.value = text
     }
 
-    public var components: [Substring] { value.split(separator: "/") }
+    /// Split at every '/' scalar, whatever combining marks follow it (see `init`).
+    public var components: [Substring] { value.unicodeScalars.split(separator: "/").map(Substring.init) }
     public var description: String { value }
     public static func < (lhs: Self, rhs: Self) -> Bool { lhs.value.utf8.lexicographicallyPrecedes(rhs.value.utf8) }
 
@@ -95,6 +98,9 @@ public struct Manifest: Hashable, Sendable, Codable {
     public static let currentSchemaVersion = 1
     public static let mediaType = "application/vnd.modelreg.manifest.v1+json"
     public static let maxFiles = 100_000
+    /// 16 TiB, far above any weight file; with `maxFiles` it keeps every sum of sizes and archive offset
+    /// (`totalSize`, cache image layouts) below `Int64.max`.
+    public static let maxFileSize: Int64 = 1 << 44
 
     public var schemaVersion: Int
     public var format: ModelFormat
@@ -167,6 +173,9 @@ public struct Manifest: Hashable, Sendable, Codable {
         for file in files {
             guard file.size >= 0 else {
                 throw RegistryError(.invalidManifest, "invalid manifest: '\(file.path)' has a negative size")
+            }
+            guard file.size <= Self.maxFileSize else {
+                throw RegistryError(.invalidManifest, "invalid manifest: '\(file.path)' claims \(file.size) bytes, over the \(Self.maxFileSize)-byte limit for a file")
             }
             guard seen.insert(file.path.value).inserted else {
                 throw RegistryError(.invalidManifest, "invalid manifest: '\(file.path)' is listed twice")

@@ -23,6 +23,8 @@ import Testing
         good = file("config.json", config)
         archive("absolute", [file(victim + "/absolute", config)])
         archive("dotdot", [file("../" + os.path.basename(victim) + "-dotdot", config)])
+        # A combining mark after the '/' glues it to the next character, hiding the '..' from a Character split.
+        archive("combining", [file("../\\u0301" + os.path.basename(victim) + "-combining", config)])
         archive("hardlink", [special("config.json", tarfile.LNKTYPE, "/etc/passwd")])
         archive("symlink", [special("config.json", tarfile.SYMTYPE, victim)])
         archive("device", [special("config.json", tarfile.CHRTYPE)])
@@ -55,7 +57,7 @@ import Testing
         ])
         let image = CacheImage(model: try ModelName("m"), manifestDigest: manifest.digest, manifest: manifest, layout: .flat)
         let names = try FileManager.default.contentsOfDirectory(atPath: archives.path).sorted()
-        #expect(names.count == 14)
+        #expect(names.count == 15)
         for name in names {
             let destination = root.appendingPathComponent("out-\(name)")
             try FileManager.default.createDirectory(at: destination, withIntermediateDirectories: true)

@@ -95,4 +95,18 @@ import Testing
         let error = #expect(throws: RegistryError.self) { try ManifestPath(text) }
         #expect(error?.code == .invalidPath)
     }
+
+    /// A combining mark after '/' makes one Character of both, which hid these '..' and '.' parts from a
+    /// split by Character: "../\u{301}x" was taken, and a pull or fetch wrote outside its destination.
+    @Test(arguments: ["../\u{301}x", "a/../\u{301}b", "./\u{20dd}x", "a/\u{301}/../b", "a//\u{301}b"])
+    func rejectsDotPartsHiddenByCombiningMarks(_ text: String) {
+        let error = #expect(throws: RegistryError.self) { try ManifestPath(text) }
+        #expect(error?.code == .invalidPath)
+        #expect(error?.message.contains("'.' and '..' are not allowed") == true || error?.message.contains("empty path component") == true)
+    }
+
+    @Test func componentsSplitAtEverySlash() throws {
+        let path = try ManifestPath("a/\u{301}b/c")
+        #expect(path.components.map(String.init) == ["a", "\u{301}b", "c"])
+    }
 }

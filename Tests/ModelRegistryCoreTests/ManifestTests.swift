@@ -48,6 +48,19 @@ import Testing
         #expect(error?.code == code)
     }
 
+    /// Sizes that summed past Int64.max trapped `totalSize` and the cache image layout (found by fuzzing).
+    @Test func fileSizesAreCappedSoTheirSumCannotOverflow() throws {
+        let huge = #"{"path":"PATH","digest":"DIGEST","size":4611686018427387904,"executable":false}"#
+        let json = #"{"schemaVersion":1,"format":"other","files":[\#(huge.replacingOccurrences(of: "PATH", with: "a")),\#(huge.replacingOccurrences(of: "PATH", with: "b"))]}"#
+        let bytes = Array(json.replacingOccurrences(of: "DIGEST", with: a).utf8)
+        let error = #expect(throws: RegistryError.self) { try Manifest.decode(bytes) }
+        #expect(error?.code == .invalidManifest)
+        #expect(error?.message.contains("'a' claims 4611686018427387904 bytes, over the 17592186044416-byte limit") == true, "\(String(describing: error))")
+        let atTheLimit = Manifest(format: .other, files: [try file("a", a, Manifest.maxFileSize), try file("b", b, Manifest.maxFileSize)])
+        let decoded = try Manifest.decode(atTheLimit.canonicalJSON())
+        #expect(decoded.totalSize == 2 * Manifest.maxFileSize)
+    }
+
     @Test func detectsFormats() throws {
         #expect(ModelFormat.detect(paths: [try ManifestPath("config.json"), try ManifestPath("model-00001.safetensors")]) == .safetensors)
         #expect(ModelFormat.detect(paths: [try ManifestPath("q4.gguf")]) == .gguf)

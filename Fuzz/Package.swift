@@ -1,0 +1,42 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// libFuzzer targets for the parsers and the cache image extractor. A separate package, so the root build
+// never compiles them. Every module, the root package's included, is built with AddressSanitizer and the
+// coverage libFuzzer follows, on the command line (bench/fuzz.sh does):
+//
+//     swift build -c release --package-path Fuzz -Xswiftc -sanitize=address \
+//         -Xswiftc -sanitize-coverage=edge,indirect-calls,trace-cmp,inline-8bit-counters,pc-table
+//
+// and only the fuzz targets link libFuzzer: `-Xswiftc -sanitize=fuzzer` would link it into the migration
+// embedder too, a build tool with its own main.
+//
+// The root package is a path dependency, and a path dependency's identity is its directory's name, which
+// is whatever the checkout is called.
+let root = Context.packageDirectory.split(separator: "/").dropLast().last.map { String($0).lowercased() } ?? ""
+
+/// Each target's main hands its one-input function to `LLVMFuzzerRunDriver` (CFuzzer): SwiftPM links an
+/// executable's own main, so libFuzzer's cannot be the entry point.
+func fuzzTarget(_ name: String, _ products: [String]) -> Target {
+    .executableTarget(
+        name: name,
+        dependencies: ["CFuzzer"] + products.map { .product(name: $0, package: root) },
+        linkerSettings: [.unsafeFlags(["-sanitize=fuzzer,address", "-use-ld=lld"])]
+    )
+}
+
+let package = Package(
+    name: "modelreg-fuzz",
+    platforms: [.macOS(.v15)],
+    dependencies: [.package(path: "..")],
+    targets: [
+        .target(name: "CFuzzer"),
+        fuzzTarget("fuzz-reference", ["ModelRegistryCore"]),
+        fuzzTarget("fuzz-manifest", ["ModelRegistryCore", "ModelFormats", "CacheImage"]),
+        fuzzTarget("fuzz-safetensors", ["ModelRegistryCore", "ModelFormats"]),
+        fuzzTarget("fuzz-gguf", ["ModelRegistryCore", "ModelFormats"]),
+        fuzzTarget("fuzz-config", ["ModelRegistryCore", "ModelFormats"]),
+        fuzzTarget("fuzz-archive", ["ModelRegistryCore", "CacheImage"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,23 @@
+import CFuzzer
+import Foundation
+import ModelFormats
+import ModelRegistryCore
+
+/// A model.safetensors of any content is inspected as `push` and the registry's publish check do it: it gives
+/// metadata, or a typed error naming the file.
+func fuzz(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
+    let source = MemoryByteSource(Array(UnsafeBufferPointer(start: start, count: count)))
+    let path = try! ManifestPath("model.safetensors")
+    do {
+        _ = try ModelInspector.inspect(paths: [path]) { _ throws(RegistryError) in source }
+    } catch {
+        guard error.code == .invalidModelFile, error.message.hasPrefix("invalid model file model.safetensors: ") else {
+            fatalError("refused without naming the file: \(error.code) \(error.message)")
+        }
+    }
+    return 0
+}
+
+var argc = CommandLine.argc
+var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv
+exit(LLVMFuzzerRunDriver(&argc, &argv) { start, count in fuzz(start, count) })
