@@ -18,8 +18,13 @@ struct ErrorMiddleware: RouterMiddleware {
         } catch let error as any HTTPResponseError {
             response = Self.errorResponse(RegistryError(Self.code(for: error.status), Self.message(for: error)))
         } catch {
-            context.logger.error("request failed", metadata: ["error": .string(String(describing: error))])
-            response = Self.errorResponse(RegistryError(.internalError, "internal error: \(error)"))
+            if let full = RegistryError.insufficientStorage(from: error) {
+                context.logger.error("request failed: disk full", metadata: ["error": .string(String(describing: error))])
+                response = Self.errorResponse(full)
+            } else {
+                context.logger.error("request failed", metadata: ["error": .string(String(describing: error))])
+                response = Self.errorResponse(RegistryError(.internalError, "internal error: \(error)"))
+            }
         }
         metrics.recordRequest(
             method: request.method.rawValue,

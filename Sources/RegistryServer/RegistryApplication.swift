@@ -1,6 +1,11 @@
+import Foundation
 import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
 import Logging
 import ModelRegistryCore
+import NIOSSL
+import ServiceLifecycle
 
 /// Builds the HTTP application around an open registry.
 public enum RegistryApplication {
@@ -15,10 +20,11 @@ public enum RegistryApplication {
         configuration: ServerConfiguration,
         logger: Logger,
         onServerRunning: @escaping @Sendable (_ host: String, _ port: Int) async -> Void = { _, _ in }
-    ) -> some ApplicationProtocol {
+    ) throws -> some ApplicationProtocol {
         let router = Router(context: RegistryRequestContext.self)
         router.add(middleware: ErrorMiddleware(metrics: registry.metrics))
         router.add(middleware: LogRequestsMiddleware(.info))
+        router.add(middleware: DrainMiddleware(shutdown: registry.shutdown))
         router.add(middleware: AuthenticationMiddleware(metadata: registry.metadata))
         for route in routes(registry) {
             router.on(RouterPath(route.path), method: route.method, use: route.handler)
@@ -26,6 +32,7 @@ public enum RegistryApplication {
         let host = configuration.host
         return Application(
             router: router,
+            server: try server(configuration.tls),
             configuration: .init(address: .hostname(host, port: configuration.port), serverName: "modelreg"),
             services: [UploadSweeper(blobs: registry.blobs, ttl: configuration.uploadTTL, logger: logger)],
             onServerRunning: { channel in
@@ -33,5 +40,62 @@ public enum RegistryApplication {
             },
             logger: logger
         )
+    }
+
+    /// Serves until SIGTERM or SIGINT, then drains (see `Drainer`) and returns. Requests still in flight
+    /// when the drain timeout expires are cut off shortly after it; that is the documented outcome of a
+    /// timeout, not a failure of the server, so it returns normally then too.
+    public static func run(
+        registry: Registry,
+        configuration: ServerConfiguration,
+        logger: Logger,
+        onServerRunning: @escaping @Sendable (_ host: String, _ port: Int) async -> Void = { _, _ in }
+    ) async throws {
+        let app = try make(registry: registry, configuration: configuration, logger: logger, onServerRunning: onServerRunning)
+        let drainer = Drainer(shutdown: registry.shutdown, timeout: configuration.drainTimeout, logger: logger)
+        var group = ServiceGroupConfiguration(services: [app, drainer], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        // The drain has had its time; the server then gets a moment to close its connections before the
+        // requests still in flight are cancelled.
+        group.maximumGracefulShutdownDuration = configuration.drainTimeout + .seconds(2)
+        do {
+            try await ServiceGroup(configuration: group).run()
+        } catch {
+            guard registry.shutdown.isDraining else { throw error }
+            logger.notice("stopped after the drain timeout", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Plain HTTP/1.1, or HTTPS with the given certificate chain and key; both are loaded and checked
+    /// against each other here, so a wrong file stops the server at start rather than failing handshakes.
+    static func server(_ tls: TLSFiles?) throws -> HTTPServerBuilder {
+        guard let tls else { return .http1() }
+        let chain: [NIOSSLCertificate]
+        do {
+            chain = try NIOSSLCertificate.fromPEMFile(tls.certificate)
+        } catch {
+            throw RegistryError(
+                .invalidRequest, "cannot load the TLS certificate \(tls.certificate) (\(error)): --tls-cert must name a readable PEM certificate chain"
+            )
+        }
+        guard !chain.isEmpty else {
+            throw RegistryError(.invalidRequest, "the TLS certificate file \(tls.certificate) holds no PEM certificate")
+        }
+        let key: NIOSSLPrivateKey
+        do {
+            key = try NIOSSLPrivateKey(file: tls.key, format: .pem)
+        } catch {
+            throw RegistryError(
+                .invalidRequest, "cannot load the TLS private key \(tls.key) (\(error)): --tls-key must name a readable, unencrypted PEM private key"
+            )
+        }
+        let configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
+        do {
+            _ = try NIOSSLContext(configuration: configuration)
+        } catch {
+            throw RegistryError(
+                .invalidRequest, "the TLS private key \(tls.key) does not fit the certificate \(tls.certificate) (\(error))"
+            )
+        }
+        return try .tls(.http1(), tlsConfiguration: configuration)
     }
 }
