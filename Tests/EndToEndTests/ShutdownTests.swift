@@ -24,6 +24,21 @@ import Glibc
         return (connection, digest)
     }
 
+    /// Waits (at most 10 s) until the server is handling the upload: its first bytes are in `uploads/`.
+    /// SIGTERM before that would find no request in flight to wait for.
+    static func awaitUploadInFlight(_ data: URL) throws {
+        let uploads = data.appendingPathComponent("uploads")
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < deadline {
+            let sizes = regularFiles(uploads).compactMap {
+                try? FileManager.default.attributesOfItem(atPath: uploads.appendingPathComponent($0).path)[.size] as? Int
+            }
+            if sizes.contains(where: { $0 > 0 }) { return }
+            usleep(20_000)
+        }
+        throw ServerError("the server never started receiving the upload")
+    }
+
     /// Polls readiness until it answers `status`, for at most 10 s.
     static func awaitReadiness(_ server: ServerProcess, _ status: Int) throws -> Bool {
         let deadline = ContinuousClock.now + .seconds(10)
@@ -41,6 +56,7 @@ import Glibc
         defer { server.kill() }
         #expect(try Self.awaitReadiness(server, 200))
         let (upload, digest) = try Self.startSlowUpload(to: server)
+        try Self.awaitUploadInFlight(data)
 
         server.terminate()
         #expect(try Self.awaitReadiness(server, 503), "readiness turns 503 on SIGTERM")
@@ -66,7 +82,7 @@ import Glibc
         let server = try ServerProcess(data: data, extraArguments: ["--drain-timeout", "1s"])
         defer { server.kill() }
         let (upload, digest) = try Self.startSlowUpload(to: server)
-        usleep(200_000)
+        try Self.awaitUploadInFlight(data)
         let start = ContinuousClock.now
         server.terminate()
         let status = server.waitForExit(timeout: .seconds(15))
