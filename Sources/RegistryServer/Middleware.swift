@@ -17,6 +17,12 @@ struct ErrorMiddleware: RouterMiddleware {
             response = Self.errorResponse(error)
         } catch let error as any HTTPResponseError {
             response = Self.errorResponse(RegistryError(Self.code(for: error.status), Self.message(for: error)))
+        } catch is CancellationError {
+            // Handlers are cancelled when the server stops with requests still running (a drain timeout
+            // that expired): an expected outcome that the Drainer has logged, not a server failure.
+            response = Self.errorResponse(
+                RegistryError(.notReady, "the registry stopped before this request finished: retry; an upload resumes from the bytes it kept")
+            )
         } catch {
             if let full = RegistryError.insufficientStorage(from: error) {
                 context.logger.error("request failed: disk full", metadata: ["error": .string(String(describing: error))])
