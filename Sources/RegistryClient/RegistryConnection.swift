@@ -252,26 +252,22 @@ extension HTTPClient {
     /// A client like `modelreg` that trusts only the CA certificates in a PEM file, made once a file and
     /// kept for the life of the process.
     static func trusting(_ caFile: String) throws -> HTTPClient {
-        if let client = trustingClients.withLock({ $0[caFile] }) { return client }
-        let roots: [NIOSSLCertificate]
-        do {
-            roots = try NIOSSLCertificate.fromPEMFile(caFile)
-        } catch {
-            throw RegistryError(
-                .invalidRequest, "cannot load the CA certificate \(caFile) (\(error)): --ca-cert or MODELREG_CA_CERT must name a readable PEM file"
-            )
-        }
-        guard !roots.isEmpty else { throw RegistryError(.invalidRequest, "the CA certificate file \(caFile) holds no PEM certificate") }
-        var configuration = modelregConfiguration()
-        var tls = TLSConfiguration.makeClientConfiguration()
-        tls.trustRoots = .certificates(roots)
-        configuration.tlsConfiguration = tls
-        let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
-        return trustingClients.withLock { clients in
-            if let existing = clients[caFile] {
-                try? client.syncShutdown()
-                return existing
+        try trustingClients.withLock { clients in
+            if let client = clients[caFile] { return client }
+            let roots: [NIOSSLCertificate]
+            do {
+                roots = try NIOSSLCertificate.fromPEMFile(caFile)
+            } catch {
+                throw RegistryError(
+                    .invalidRequest, "cannot load the CA certificate \(caFile) (\(error)): --ca-cert or MODELREG_CA_CERT must name a readable PEM file"
+                )
             }
+            guard !roots.isEmpty else { throw RegistryError(.invalidRequest, "the CA certificate file \(caFile) holds no PEM certificate") }
+            var configuration = modelregConfiguration()
+            var tls = TLSConfiguration.makeClientConfiguration()
+            tls.trustRoots = .certificates(roots)
+            configuration.tlsConfiguration = tls
+            let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
             clients[caFile] = client
             return client
         }

@@ -1,4 +1,3 @@
-import Foundation
 import Hummingbird
 import HummingbirdCore
 import HummingbirdTLS
@@ -43,8 +42,8 @@ public enum RegistryApplication {
     }
 
     /// Serves until SIGTERM or SIGINT, then drains (see `Drainer`) and returns. Requests still in flight
-    /// when the drain timeout expires are cut off shortly after it; that is the documented outcome of a
-    /// timeout, not a failure of the server, so it returns normally then too.
+    /// when the drain timeout expires are cancelled shortly after it (they answer 503), and it returns
+    /// normally then too: that is the documented outcome of a timeout, not a failure of the server.
     public static func run(
         registry: Registry,
         configuration: ServerConfiguration,
@@ -57,12 +56,7 @@ public enum RegistryApplication {
         // The drain has had its time; the server then gets a moment to close its connections before the
         // requests still in flight are cancelled.
         group.maximumGracefulShutdownDuration = configuration.drainTimeout + .seconds(2)
-        do {
-            try await ServiceGroup(configuration: group).run()
-        } catch {
-            guard registry.shutdown.isDraining else { throw error }
-            logger.notice("stopped after the drain timeout", metadata: ["error": "\(error)"])
-        }
+        try await ServiceGroup(configuration: group).run()
     }
 
     /// Plain HTTP/1.1, or HTTPS with the given certificate chain and key; both are loaded and checked
