@@ -36,6 +36,7 @@ import Testing
         let missing = try modelreg(["show", "large:1.0"], environment: server.environment)
         #expect(missing.status == 3, "\(missing)")
         try expectEveryBlobIsWhole(data)
+        #expect(regularFiles(data).filter { $0.hasSuffix(".tmp") }.isEmpty, "no half-written file: \(regularFiles(data))")
 
         // Reads go on: the first model pulls and verifies, listing works, health answers.
         let pulled = scratch.url("pulled-small")
