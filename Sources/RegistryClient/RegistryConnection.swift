@@ -283,6 +283,9 @@ public enum ClientError: Error, CustomStringConvertible {
     /// A failed request: a TLS failure when the error came from the TLS layer, else a network failure.
     static func transport(_ what: String, _ error: any Error) -> ClientError {
         if error is NIOSSLError || error is BoringSSLError || error is NIOSSLExtraError {
+            if String(describing: error).contains("CERTIFICATE_VERIFY_FAILED") {
+                return .tls("\(what): the registry's TLS certificate is not trusted (CERTIFICATE_VERIFY_FAILED)")
+            }
             return .tls("\(what): TLS handshake failed (\(error))")
         }
         return .network("\(what): \(error)")

@@ -59,37 +59,9 @@ public enum RegistryApplication {
         try await ServiceGroup(configuration: group).run()
     }
 
-    /// Plain HTTP/1.1, or HTTPS with the given certificate chain and key; both are loaded and checked
-    /// against each other here, so a wrong file stops the server at start rather than failing handshakes.
-    static func server(_ tls: TLSFiles?) throws -> HTTPServerBuilder {
+    /// Plain HTTP/1.1, or HTTPS with the loaded certificate and key.
+    static func server(_ tls: TLSConfiguration?) throws -> HTTPServerBuilder {
         guard let tls else { return .http1() }
-        let chain: [NIOSSLCertificate]
-        do {
-            chain = try NIOSSLCertificate.fromPEMFile(tls.certificate)
-        } catch {
-            throw RegistryError(
-                .invalidRequest, "cannot load the TLS certificate \(tls.certificate) (\(error)): --tls-cert must name a readable PEM certificate chain"
-            )
-        }
-        guard !chain.isEmpty else {
-            throw RegistryError(.invalidRequest, "the TLS certificate file \(tls.certificate) holds no PEM certificate")
-        }
-        let key: NIOSSLPrivateKey
-        do {
-            key = try NIOSSLPrivateKey(file: tls.key, format: .pem)
-        } catch {
-            throw RegistryError(
-                .invalidRequest, "cannot load the TLS private key \(tls.key) (\(error)): --tls-key must name a readable, unencrypted PEM private key"
-            )
-        }
-        let configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
-        do {
-            _ = try NIOSSLContext(configuration: configuration)
-        } catch {
-            throw RegistryError(
-                .invalidRequest, "the TLS private key \(tls.key) does not fit the certificate \(tls.certificate) (\(error))"
-            )
-        }
-        return try .tls(.http1(), tlsConfiguration: configuration)
+        return try .tls(.http1(), tlsConfiguration: tls)
     }
 }

@@ -1,4 +1,5 @@
 import ModelRegistryCore
+import NIOSSL
 
 public struct ServerConfiguration: Sendable {
     /// The port `modelreg serve` listens on when none is given.
@@ -21,8 +22,8 @@ public struct ServerConfiguration: Sendable {
     /// A file holding an admin token kept outside the registry (a mounted Kubernetes Secret); see
     /// `Registry.open`.
     public var adminTokenFile: String?
-    /// Serve HTTPS with this certificate and key instead of plain HTTP.
-    public var tls: TLSFiles?
+    /// Serve HTTPS with this certificate and key (see `TLSFiles.load`) instead of plain HTTP.
+    public var tls: TLSConfiguration?
     public var drainTimeout: Duration
 
     public init(
@@ -32,7 +33,7 @@ public struct ServerConfiguration: Sendable {
         anonymousRead: Bool = false,
         uploadTTL: Duration = ServerConfiguration.defaultUploadTTL,
         adminTokenFile: String? = nil,
-        tls: TLSFiles? = nil,
+        tls: TLSConfiguration? = nil,
         drainTimeout: Duration = ServerConfiguration.defaultDrainTimeout
     ) {
         self.dataDirectory = dataDirectory
@@ -54,5 +55,38 @@ public struct TLSFiles: Sendable {
     public init(certificate: String, key: String) {
         self.certificate = certificate
         self.key = key
+    }
+
+    /// Loads both files and checks them against each other, so that a wrong file stops the server at
+    /// start, before it touches its data directory, rather than failing every handshake later.
+    public func load() throws(RegistryError) -> TLSConfiguration {
+        let chain: [NIOSSLCertificate]
+        do {
+            chain = try NIOSSLCertificate.fromPEMFile(certificate)
+        } catch {
+            throw RegistryError(
+                .invalidRequest, "cannot load the TLS certificate \(certificate) (\(error)): --tls-cert must name a readable PEM certificate chain"
+            )
+        }
+        guard !chain.isEmpty else {
+            throw RegistryError(.invalidRequest, "the TLS certificate file \(certificate) holds no PEM certificate")
+        }
+        let privateKey: NIOSSLPrivateKey
+        do {
+            privateKey = try NIOSSLPrivateKey(file: key, format: .pem)
+        } catch {
+            throw RegistryError(
+                .invalidRequest, "cannot load the TLS private key \(key) (\(error)): --tls-key must name a readable, unencrypted PEM private key"
+            )
+        }
+        let configuration = TLSConfiguration.makeServerConfiguration(
+            certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(privateKey)
+        )
+        do {
+            _ = try NIOSSLContext(configuration: configuration)
+        } catch {
+            throw RegistryError(.invalidRequest, "the TLS private key \(key) does not fit the certificate \(certificate) (\(error))")
+        }
+        return configuration
     }
 }

@@ -52,10 +52,11 @@ struct Serve: AsyncParsableCommand {
         case let (certificate?, key?): tls = TLSFiles(certificate: certificate, key: key)
         default: throw ValidationError("--tls-cert and --tls-key go together: give both, or neither for plain HTTP")
         }
+        let tlsConfiguration = try tls?.load()
         let logger = Logger(label: "modelreg")
         let configuration = ServerConfiguration(
             dataDirectory: DataDirectory(data), host: host, port: port, anonymousRead: anonymousRead,
-            uploadTTL: try DurationText.positive(uploadTTL), adminTokenFile: adminTokenFile, tls: tls,
+            uploadTTL: try DurationText.positive(uploadTTL), adminTokenFile: adminTokenFile, tls: tlsConfiguration,
             drainTimeout: try DurationText.positive(drainTimeout)
         )
         let registry = try await Registry.open(configuration, logger: logger)

@@ -55,7 +55,8 @@ import Testing
         for caEnvironment in [[:], ["MODELREG_CA_CERT": other.certificate.path]] {
             let refused = try modelreg(["ls"], environment: server.environment.merging(caEnvironment) { $1 })
             #expect(refused.status == 9, "\(refused)")
-            #expect(refused.stderr.hasPrefix("error: ") && refused.stderr.contains("--ca-cert"), "\(refused.stderr)")
+            #expect(refused.stderr.hasPrefix("error: ") && refused.stderr.contains("certificate is not trusted"), "\(refused.stderr)")
+            #expect(refused.stderr.contains("--ca-cert"), "it says what to do: \(refused.stderr)")
         }
         let unreadable = try modelreg(["ls", "--ca-cert", scratch.url("missing.crt").path], environment: server.environment)
         #expect(unreadable.status == 64 && unreadable.stderr.contains("missing.crt"), "\(unreadable)")
@@ -78,6 +79,7 @@ import Testing
             #expect(result.status == 64, "\(arguments): \(result)")
             #expect(result.stderr.contains(mention), "\(arguments): \(result.stderr)")
             #expect(!result.stdout.contains("listening"), "\(arguments): \(result.stdout)")
+            #expect(!FileManager.default.fileExists(atPath: scratch.url("data").path), "refused before the data directory is touched")
         }
     }
 }
