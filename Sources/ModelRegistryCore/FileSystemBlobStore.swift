@@ -68,12 +68,14 @@ public final class FileSystemBlobStore: BlobStore {
         }
         if let best { return best }
         let id = try createUpload()
-        let expectation = directory.uploadExpectation(id).path
-        guard FileManager.default.createFile(
-            atPath: expectation, contents: Data(digest.description.utf8), attributes: [.posixPermissions: 0o600]
-        ) else {
+        do {
+            // Through POSIXFile so that a full disk is reported as such (507), not as a server failure.
+            let file = try POSIXFile.open(directory.uploadExpectation(id).path, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
+            try Array(digest.description.utf8).withUnsafeBytes { raw in Result { () throws(RegistryError) in try file.write(raw, at: 0) } }.get()
+            try file.close()
+        } catch {
             discard(id)
-            throw RegistryError(.storageFailure, "cannot record the digest upload \(id) expects in \(expectation): is the disk full?")
+            throw error
         }
         return StartedUpload(id: id, offset: 0, resumed: false)
     }

@@ -22,7 +22,7 @@ extension RegistryConnection {
         do {
             response = try await http.execute(request(.HEAD, "/v1/blobs/\(digest)"), timeout: Self.metadataTimeout)
         } catch {
-            throw ClientError.network("HEAD /v1/blobs/\(digest) failed: \(error)")
+            throw ClientError.transport("HEAD /v1/blobs/\(digest) failed", error)
         }
         switch response.status.code {
         case 200: return response.headers.first(name: "Content-Length").flatMap { Int64($0) }

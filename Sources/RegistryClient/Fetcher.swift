@@ -128,6 +128,8 @@ public struct Fetcher: Sendable {
     }
 
     static func isNetworkFailure(_ error: any Error) -> Bool {
+        // An untrusted certificate does not fix itself: waiting for it would only hide the error.
+        if case .tls = error as? ClientError { return false }
         if error is ClientError || error is HTTPClientError || error is IOError { return true }
         if let error = error as? RegistryError { return error.code == .notReady }
         return false

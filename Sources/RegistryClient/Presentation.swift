@@ -130,12 +130,21 @@ public enum ExitStatus: Int32, Sendable {
     case integrity = 5
     case network = 6
     case conflict = 7
+    /// A disk is full: the registry's (HTTP 507, nothing was stored) or the local one a pull writes to.
+    case insufficientStorage = 8
+    /// The registry's TLS certificate is not trusted, or the TLS handshake failed.
+    case tls = 9
     case usage = 64
     /// sysexits' EX_DATAERR: the model's files or manifest are malformed.
     case invalidData = 65
 
     public static func of(_ error: any Error) -> ExitStatus {
-        if error is ClientError { return .network }
+        if let error = error as? ClientError {
+            switch error {
+            case .network: return .network
+            case .tls: return .tls
+            }
+        }
         guard let error = error as? RegistryError else { return .failure }
         switch error.code {
         case .invalidName, .invalidReference, .invalidDigest, .invalidPath, .invalidRequest: return .usage
@@ -144,6 +153,7 @@ public enum ExitStatus: Int32, Sendable {
         case .invalidModelFile, .invalidManifest: return .invalidData
         case .digestMismatch, .integrity: return .integrity
         case .conflict, .aliasMoved, .ambiguousVariant, .uploadBusy: return .conflict
+        case .insufficientStorage: return .insufficientStorage
         default: return .failure
         }
     }

@@ -83,9 +83,9 @@ public struct Puller: Sendable {
                 bytesReceived: outcomes.reduce(0) { $0 + $1.received }, bytesResumed: outcomes.reduce(0) { $0 + $1.resumed },
                 seconds: (ContinuousClock.now - start).seconds, deprecation: resolved.deprecation
             )
-        } catch let error as ClientError {
+        } catch ClientError.network(let message) {
             // Kept for the next run, which continues where this one stopped.
-            throw ClientError.network("\(error.message); the \(ByteCount.format(Self.bytes(under: work))) received are kept in \(work.path): pull again to resume")
+            throw ClientError.network("\(message); the \(ByteCount.format(Self.bytes(under: work))) received are kept in \(work.path): pull again to resume")
         } catch {
             try? fileManager.removeItem(at: work)
             throw error

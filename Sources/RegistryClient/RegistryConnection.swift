@@ -3,6 +3,8 @@ import Foundation
 import ModelRegistryCore
 import NIOCore
 import NIOHTTP1
+import NIOSSL
+import Synchronization
 
 /// Where the registry is and how to authenticate to it.
 public struct ClientConfiguration: Sendable {
@@ -10,13 +12,20 @@ public struct ClientConfiguration: Sendable {
 
     public var server: String
     public var token: String?
+    /// A PEM file of the CA certificates to trust for an https server (a private CA) instead of the system's.
+    public var caCertificate: String?
 
-    /// Explicit values win; then `MODELREG_URL` and `MODELREG_TOKEN`; then the local default server.
-    public init(server: String?, token: String?, environment: [String: String] = ProcessInfo.processInfo.environment) {
+    /// Explicit values win; then `MODELREG_URL`, `MODELREG_TOKEN` and `MODELREG_CA_CERT`; then the local
+    /// default server.
+    public init(
+        server: String?, token: String?, caCertificate: String? = nil,
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) {
         var server = server ?? environment["MODELREG_URL"] ?? Self.defaultServer
         while server.hasSuffix("/") { server.removeLast() }
         self.server = server
         self.token = token ?? environment["MODELREG_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+        self.caCertificate = caCertificate ?? environment["MODELREG_CA_CERT"].flatMap { $0.isEmpty ? nil : $0 }
     }
 }
 
@@ -27,9 +36,15 @@ public struct RegistryConnection: Sendable {
     static let metadataTimeout = TimeAmount.seconds(60)
     static let transferTimeout = TimeAmount.hours(24)
 
-    public init(configuration: ClientConfiguration, http: HTTPClient = .modelreg) {
+    public init(configuration: ClientConfiguration, http: HTTPClient) {
         self.configuration = configuration
         self.http = http
+    }
+
+    /// The connection with the process's shared client, or one that trusts the configured CA.
+    public init(configuration: ClientConfiguration) throws {
+        self.configuration = configuration
+        self.http = try configuration.caCertificate.map(HTTPClient.trusting) ?? .modelreg
     }
 
     func request(_ method: HTTPMethod, _ path: String) -> HTTPClientRequest {
@@ -49,7 +64,7 @@ public struct RegistryConnection: Sendable {
         } catch let error as RegistryError {
             throw error
         } catch {
-            throw ClientError.network("\(request.method.rawValue) \(request.url) failed: \(error)")
+            throw ClientError.transport("\(request.method.rawValue) \(request.url) failed", error)
         }
         guard (200..<300).contains(Int(response.status.code)) else {
             throw try await Self.error(from: response, request: request)
@@ -60,7 +75,12 @@ public struct RegistryConnection: Sendable {
     static func error(from response: HTTPClientResponse, request: HTTPClientRequest) async throws -> RegistryError {
         let body = try? await response.body.collect(upTo: 1 << 20)
         if let body, let decoded = try? JSONDecoder().decode(ErrorBody.self, from: Data(body.readableBytesView)) {
-            return RegistryError(RegistryError.Code(rawValue: decoded.error.code) ?? .internalError, decoded.error.message)
+            let code = RegistryError.Code(rawValue: decoded.error.code) ?? .internalError
+            // The server's message names its own path; say whose disk it is, since the user's may be fine.
+            if code == .insufficientStorage {
+                return RegistryError(code, "the registry's disk is full (HTTP 507), nothing was stored: \(decoded.error.message)")
+            }
+            return RegistryError(code, decoded.error.message)
         }
         return RegistryError(.internalError, "\(request.method.rawValue) \(request.url): HTTP \(response.status.code) \(response.status.reasonPhrase)")
     }
@@ -217,29 +237,72 @@ extension HTTPClient {
     /// The client every command uses. A refused or failed connection fails its request at once (within
     /// 10 s): push, pull and fetch retry on their own terms, and a command must not hang for the whole
     /// request timeout when the registry is down. It lives as long as the process.
-    public static let modelreg: HTTPClient = {
+    public static let modelreg = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: modelregConfiguration())
+
+    private static func modelregConfiguration() -> HTTPClient.Configuration {
         var configuration = HTTPClient.Configuration()
         configuration.timeout.connect = .seconds(10)
         configuration.connectionPool.retryConnectionEstablishment = false
         configuration.decompression = .disabled
-        return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
-    }()
+        return configuration
+    }
+
+    private static let trustingClients = Mutex<[String: HTTPClient]>([:])
+
+    /// A client like `modelreg` that trusts only the CA certificates in a PEM file, made once a file and
+    /// kept for the life of the process.
+    static func trusting(_ caFile: String) throws -> HTTPClient {
+        try trustingClients.withLock { clients in
+            if let client = clients[caFile] { return client }
+            let roots: [NIOSSLCertificate]
+            do {
+                roots = try NIOSSLCertificate.fromPEMFile(caFile)
+            } catch {
+                throw RegistryError(
+                    .invalidRequest, "cannot load the CA certificate \(caFile) (\(error)): --ca-cert or MODELREG_CA_CERT must name a readable PEM file"
+                )
+            }
+            guard !roots.isEmpty else { throw RegistryError(.invalidRequest, "the CA certificate file \(caFile) holds no PEM certificate") }
+            var configuration = modelregConfiguration()
+            var tls = TLSConfiguration.makeClientConfiguration()
+            tls.trustRoots = .certificates(roots)
+            configuration.tlsConfiguration = tls
+            let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+            clients[caFile] = client
+            return client
+        }
+    }
 }
 
 /// Failures on the client's side of the wire.
 public enum ClientError: Error, CustomStringConvertible {
     case network(String)
+    /// The TLS handshake failed: most often the server's certificate is not signed by a trusted CA.
+    case tls(String)
+
+    /// A failed request: a TLS failure when the error came from the TLS layer, else a network failure.
+    static func transport(_ what: String, _ error: any Error) -> ClientError {
+        if error is NIOSSLError || error is BoringSSLError || error is NIOSSLExtraError {
+            if String(describing: error).contains("CERTIFICATE_VERIFY_FAILED") {
+                return .tls("\(what): the registry's TLS certificate is not trusted (CERTIFICATE_VERIFY_FAILED)")
+            }
+            return .tls("\(what): TLS handshake failed (\(error))")
+        }
+        return .network("\(what): \(error)")
+    }
 
     /// What failed, without the advice.
     public var message: String {
         switch self {
-        case .network(let message): message
+        case .network(let message), .tls(let message): message
         }
     }
 
     public var description: String {
         switch self {
         case .network(let message): "\(message): check that the server is running and --server or MODELREG_URL is right"
+        case .tls(let message):
+            "\(message): if the registry's certificate comes from a private CA, pass that CA's certificate with --ca-cert FILE or MODELREG_CA_CERT"
         }
     }
 }

@@ -10,6 +10,9 @@ struct AdminRoutes {
         [
             Route(.get, "/health/live") { _, _ in JSONBody.response(HealthStatus(status: "ok")) },
             Route(.get, "/health/ready") { _, context in
+                if registry.shutdown.isDraining {
+                    return ErrorMiddleware.errorResponse(RegistryError(.notReady, "not ready: shutting down"))
+                }
                 do {
                     try await registry.checkReady()
                     return JSONBody.response(HealthStatus(status: "ready"))

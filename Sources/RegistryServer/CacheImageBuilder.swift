@@ -144,9 +144,9 @@ actor CacheImageBuilder {
     /// Written to a temporary name and renamed, so a reader sees a whole record or none.
     private func save(_ record: Record, _ job: Job) {
         let target = path(job)
+        let temporary = target + ".tmp"
         do {
             try FileManager.default.createDirectory(atPath: (target as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-            let temporary = target + ".tmp"
             let bytes = try JSONEncoder().encode(record)
             let file = try POSIXFile.open(temporary, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
             try bytes.withUnsafeBytes { try file.write($0, at: 0) }
@@ -154,6 +154,8 @@ actor CacheImageBuilder {
             try file.close()
             try POSIXFile.rename(temporary, to: target)
         } catch {
+            // A full disk can cut the write short: leave no partial record behind.
+            try? POSIXFile.remove(temporary)
             logger.error("cannot record cache image", metadata: ["path": "\(target)", "error": "\(error)"])
         }
     }

@@ -17,9 +17,20 @@ struct ErrorMiddleware: RouterMiddleware {
             response = Self.errorResponse(error)
         } catch let error as any HTTPResponseError {
             response = Self.errorResponse(RegistryError(Self.code(for: error.status), Self.message(for: error)))
+        } catch is CancellationError {
+            // Handlers are cancelled when the server stops with requests still running (a drain timeout
+            // that expired): an expected outcome that the Drainer has logged, not a server failure.
+            response = Self.errorResponse(
+                RegistryError(.notReady, "the registry stopped before this request finished: retry; an upload resumes from the bytes it kept")
+            )
         } catch {
-            context.logger.error("request failed", metadata: ["error": .string(String(describing: error))])
-            response = Self.errorResponse(RegistryError(.internalError, "internal error: \(error)"))
+            if let full = RegistryError.insufficientStorage(from: error) {
+                context.logger.error("request failed: disk full", metadata: ["error": .string(String(describing: error))])
+                response = Self.errorResponse(full)
+            } else {
+                context.logger.error("request failed", metadata: ["error": .string(String(describing: error))])
+                response = Self.errorResponse(RegistryError(.internalError, "internal error: \(error)"))
+            }
         }
         metrics.recordRequest(
             method: request.method.rawValue,

@@ -16,6 +16,8 @@ public struct Registry: Sendable {
     public let anonymousRead: Bool
     let metrics: RegistryMetrics
     let images: CacheImageBuilder
+    /// Set on SIGTERM: readiness fails and new API requests are refused while requests in flight finish.
+    public let shutdown = ShutdownState()
 
     public init(
         directory: DataDirectory, blobs: any BlobStore, metadata: any MetadataStore, anonymousRead: Bool,

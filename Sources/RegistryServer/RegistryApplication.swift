@@ -1,6 +1,10 @@
 import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
 import Logging
 import ModelRegistryCore
+import NIOSSL
+import ServiceLifecycle
 
 /// Builds the HTTP application around an open registry.
 public enum RegistryApplication {
@@ -15,10 +19,11 @@ public enum RegistryApplication {
         configuration: ServerConfiguration,
         logger: Logger,
         onServerRunning: @escaping @Sendable (_ host: String, _ port: Int) async -> Void = { _, _ in }
-    ) -> some ApplicationProtocol {
+    ) throws -> some ApplicationProtocol {
         let router = Router(context: RegistryRequestContext.self)
         router.add(middleware: ErrorMiddleware(metrics: registry.metrics))
         router.add(middleware: LogRequestsMiddleware(.info))
+        router.add(middleware: DrainMiddleware(shutdown: registry.shutdown))
         router.add(middleware: AuthenticationMiddleware(metadata: registry.metadata))
         for route in routes(registry) {
             router.on(RouterPath(route.path), method: route.method, use: route.handler)
@@ -26,6 +31,7 @@ public enum RegistryApplication {
         let host = configuration.host
         return Application(
             router: router,
+            server: try server(configuration.tls),
             configuration: .init(address: .hostname(host, port: configuration.port), serverName: "modelreg"),
             services: [UploadSweeper(blobs: registry.blobs, ttl: configuration.uploadTTL, logger: logger)],
             onServerRunning: { channel in
@@ -33,5 +39,29 @@ public enum RegistryApplication {
             },
             logger: logger
         )
+    }
+
+    /// Serves until SIGTERM or SIGINT, then drains (see `Drainer`) and returns. Requests still in flight
+    /// when the drain timeout expires are cancelled shortly after it (they answer 503), and it returns
+    /// normally then too: that is the documented outcome of a timeout, not a failure of the server.
+    public static func run(
+        registry: Registry,
+        configuration: ServerConfiguration,
+        logger: Logger,
+        onServerRunning: @escaping @Sendable (_ host: String, _ port: Int) async -> Void = { _, _ in }
+    ) async throws {
+        let app = try make(registry: registry, configuration: configuration, logger: logger, onServerRunning: onServerRunning)
+        let drainer = Drainer(shutdown: registry.shutdown, timeout: configuration.drainTimeout, logger: logger)
+        var group = ServiceGroupConfiguration(services: [app, drainer], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        // The drain has had its time; the server then gets a moment to close its connections before the
+        // requests still in flight are cancelled.
+        group.maximumGracefulShutdownDuration = configuration.drainTimeout + .seconds(2)
+        try await ServiceGroup(configuration: group).run()
+    }
+
+    /// Plain HTTP/1.1, or HTTPS with the loaded certificate and key.
+    static func server(_ tls: TLSConfiguration?) throws -> HTTPServerBuilder {
+        guard let tls else { return .http1() }
+        return try .tls(.http1(), tlsConfiguration: tls)
     }
 }

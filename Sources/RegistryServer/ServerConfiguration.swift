@@ -1,4 +1,5 @@
 import ModelRegistryCore
+import NIOSSL
 
 public struct ServerConfiguration: Sendable {
     /// The port `modelreg serve` listens on when none is given.
@@ -8,6 +9,9 @@ public struct ServerConfiguration: Sendable {
     /// How long an upload may receive no byte before it is removed (distribution purges after 7 days; a
     /// resumed push normally comes back within minutes, and partial model shards are large).
     public static let defaultUploadTTL = Duration.seconds(24 * 3600)
+    /// How long requests in flight may take to finish after SIGTERM (Kubernetes' default grace period is
+    /// 30 s; set terminationGracePeriodSeconds above this).
+    public static let defaultDrainTimeout = Duration.seconds(30)
 
     public var dataDirectory: DataDirectory
     public var host: String
@@ -18,6 +22,9 @@ public struct ServerConfiguration: Sendable {
     /// A file holding an admin token kept outside the registry (a mounted Kubernetes Secret); see
     /// `Registry.open`.
     public var adminTokenFile: String?
+    /// Serve HTTPS with this certificate and key (see `TLSFiles.load`) instead of plain HTTP.
+    public var tls: TLSConfiguration?
+    public var drainTimeout: Duration
 
     public init(
         dataDirectory: DataDirectory = DataDirectory(ServerConfiguration.defaultDataDirectory),
@@ -25,7 +32,9 @@ public struct ServerConfiguration: Sendable {
         port: Int = ServerConfiguration.defaultPort,
         anonymousRead: Bool = false,
         uploadTTL: Duration = ServerConfiguration.defaultUploadTTL,
-        adminTokenFile: String? = nil
+        adminTokenFile: String? = nil,
+        tls: TLSConfiguration? = nil,
+        drainTimeout: Duration = ServerConfiguration.defaultDrainTimeout
     ) {
         self.dataDirectory = dataDirectory
         self.host = host
@@ -33,5 +42,51 @@ public struct ServerConfiguration: Sendable {
         self.anonymousRead = anonymousRead
         self.uploadTTL = uploadTTL
         self.adminTokenFile = adminTokenFile
+        self.tls = tls
+        self.drainTimeout = drainTimeout
+    }
+}
+
+/// PEM files of the server's certificate chain and private key.
+public struct TLSFiles: Sendable {
+    public var certificate: String
+    public var key: String
+
+    public init(certificate: String, key: String) {
+        self.certificate = certificate
+        self.key = key
+    }
+
+    /// Loads both files and checks them against each other, so that a wrong file stops the server at
+    /// start, before it touches its data directory, rather than failing every handshake later.
+    public func load() throws(RegistryError) -> TLSConfiguration {
+        let chain: [NIOSSLCertificate]
+        do {
+            chain = try NIOSSLCertificate.fromPEMFile(certificate)
+        } catch {
+            throw RegistryError(
+                .invalidRequest, "cannot load the TLS certificate \(certificate) (\(error)): --tls-cert must name a readable PEM certificate chain"
+            )
+        }
+        guard !chain.isEmpty else {
+            throw RegistryError(.invalidRequest, "the TLS certificate file \(certificate) holds no PEM certificate")
+        }
+        let privateKey: NIOSSLPrivateKey
+        do {
+            privateKey = try NIOSSLPrivateKey(file: key, format: .pem)
+        } catch {
+            throw RegistryError(
+                .invalidRequest, "cannot load the TLS private key \(key) (\(error)): --tls-key must name a readable, unencrypted PEM private key"
+            )
+        }
+        let configuration = TLSConfiguration.makeServerConfiguration(
+            certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(privateKey)
+        )
+        do {
+            _ = try NIOSSLContext(configuration: configuration)
+        } catch {
+            throw RegistryError(.invalidRequest, "the TLS private key \(key) does not fit the certificate \(certificate) (\(error))")
+        }
+        return configuration
     }
 }

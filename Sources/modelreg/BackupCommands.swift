@@ -33,7 +33,7 @@ struct Backup: AsyncParsableCommand {
 
         func run() async throws {
             let repository = try BackupRepository.openOrCreate(self.repository.repository)
-            let source: any BackupSource = target.directory.map { LocalBackupSource(directory: $0) }
+            let source: any BackupSource = try target.directory.map { LocalBackupSource(directory: $0) }
                 ?? RemoteBackupSource(connection: target.client.connection)
             let runner = BackupRunner(repository: repository, source: source, modelregVersion: Modelreg.configuration.version, jobs: jobs)
             let report = try await runner.run(log: output.progress)

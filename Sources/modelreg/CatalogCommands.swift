@@ -41,7 +41,7 @@ struct Show: AsyncParsableCommand {
     func run() async throws {
         let parsed = try ModelReference(parsing: reference)
         let variant = try variant.map { text throws(RegistryError) in try VariantName(text) }
-        let connection = client.connection
+        let connection = try client.connection
         switch parsed.target {
         case .model:
             let detail = try await connection.model(parsed.name)

@@ -91,7 +91,7 @@ struct Repair: AsyncParsableCommand {
 
     func run() async throws {
         let repository = try BackupRepository(opening: from)
-        let repairTarget: any RepairTarget = target.directory.map { LocalRepairTarget(directory: $0) }
+        let repairTarget: any RepairTarget = try target.directory.map { LocalRepairTarget(directory: $0) }
             ?? RemoteRepairTarget(connection: target.client.connection)
         let report = try await Repairer(repository: repository, target: repairTarget).run(log: output.progress)
         output.print(report) { Presentation.repair(report) }

@@ -55,8 +55,11 @@ struct ClientOptions: ParsableArguments {
     @Option(help: "Bearer token (default: $MODELREG_TOKEN).")
     var token: String?
 
+    @Option(help: "PEM file of the CA certificate to trust for an https registry with a private CA (default: $MODELREG_CA_CERT).")
+    var caCert: String?
+
     var connection: RegistryConnection {
-        RegistryConnection(configuration: ClientConfiguration(server: server, token: token))
+        get throws { try RegistryConnection(configuration: ClientConfiguration(server: server, token: token, caCertificate: caCert)) }
     }
 }
 

@@ -1,6 +1,5 @@
 import ArgumentParser
 import Foundation
-import Hummingbird
 import Logging
 import ModelRegistryCore
 import RegistryServer
@@ -26,6 +25,15 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "File holding an admin token (a mounted Secret) to use instead of a generated admin.token.")
     var adminTokenFile: String?
 
+    @Option(help: "PEM certificate chain to serve HTTPS with (needs --tls-key).")
+    var tlsCert: String?
+
+    @Option(help: "PEM private key of --tls-cert.")
+    var tlsKey: String?
+
+    @Option(help: "On SIGTERM, how long requests in flight may take to finish before they are cut off (30s, 2m).")
+    var drainTimeout = "30s"
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
@@ -38,17 +46,25 @@ struct Serve: AsyncParsableCommand {
             handler.logLevel = level
             return handler
         }
+        let tls: TLSFiles?
+        switch (tlsCert, tlsKey) {
+        case (nil, nil): tls = nil
+        case let (certificate?, key?): tls = TLSFiles(certificate: certificate, key: key)
+        default: throw ValidationError("--tls-cert and --tls-key go together: give both, or neither for plain HTTP")
+        }
+        let tlsConfiguration = try tls?.load()
         let logger = Logger(label: "modelreg")
         let configuration = ServerConfiguration(
             dataDirectory: DataDirectory(data), host: host, port: port, anonymousRead: anonymousRead,
-            uploadTTL: try DurationText.positive(uploadTTL), adminTokenFile: adminTokenFile
+            uploadTTL: try DurationText.positive(uploadTTL), adminTokenFile: adminTokenFile, tls: tlsConfiguration,
+            drainTimeout: try DurationText.positive(drainTimeout)
         )
         let registry = try await Registry.open(configuration, logger: logger)
-        let app = RegistryApplication.make(registry: registry, configuration: configuration, logger: logger) { host, port in
+        let scheme = tls == nil ? "http" : "https"
+        try await RegistryApplication.run(registry: registry, configuration: configuration, logger: logger) { host, port in
             // Tests and scripts read this line to learn the port when started with --port 0.
-            let line = "modelreg listening on http://\(host):\(port) (data: \(configuration.dataDirectory.root.path))\n"
+            let line = "modelreg listening on \(scheme)://\(host):\(port) (data: \(configuration.dataDirectory.root.path))\n"
             FileHandle.standardOutput.write(Data(line.utf8))
         }
-        try await app.runService()
     }
 }

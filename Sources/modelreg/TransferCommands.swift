@@ -36,7 +36,7 @@ struct Push: AsyncParsableCommand {
             throw RegistryError(.invalidReference, "push needs NAME:VERSION, not '\(reference)'")
         }
         let pusher = Pusher(
-            connection: client.connection, jobs: jobs, hashCache: noHashCache ? nil : HashCache.defaultURL().map(HashCache.init(url:)),
+            connection: try client.connection, jobs: jobs, hashCache: noHashCache ? nil : HashCache.defaultURL().map(HashCache.init(url:)),
             progress: progress.style(json: output.json), log: ProgressOptions.standardError
         )
         let report = try await pusher.push(
@@ -77,7 +77,7 @@ struct Pull: AsyncParsableCommand {
     func run() async throws {
         let (release, chosenVariant) = try await fit.choose(reference, variant: variant, connection: client.connection)
         let puller = Puller(
-            connection: client.connection, jobs: jobs,
+            connection: try client.connection, jobs: jobs,
             progress: TransferProgress(style: progress.style(json: output.json), verb: "pulling", write: ProgressOptions.standardError)
         )
         let report = try await puller.pull(

@@ -138,7 +138,7 @@ final class ServerProcess: @unchecked Sendable {
                 throw ServerError("server exited before listening (status \(process.isRunning ? -1 : process.terminationStatus))")
             }
             text += String(decoding: chunk, as: UTF8.self)
-            if let range = text.range(of: #"http://127\.0\.0\.1:[0-9]+"#, options: .regularExpression) {
+            if let range = text.range(of: #"https?://127\.0\.0\.1:[0-9]+"#, options: .regularExpression) {
                 return String(text[range])
             }
         }

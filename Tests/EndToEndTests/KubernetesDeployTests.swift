@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import ModelRegistryCore
 import Testing
 
 /// The manifests as JSON, one object a YAML document, read with PyYAML (installed with kubernetes-validate).
@@ -44,6 +45,13 @@ func value(_ object: Any?, _ path: String...) -> Any? {
         #expect(value(container, "livenessProbe", "httpGet", "path") as? String == "/health/live")
         #expect(value(container, "readinessProbe", "httpGet", "path") as? String == "/health/ready")
         #expect(value(container, "resources", "limits", "memory") != nil && value(container, "resources", "requests", "cpu") != nil)
+        // SIGTERM drains for --drain-timeout and cuts off what is left about 2 s later; a kubelet that
+        // gave up sooner would SIGKILL uploads the drain was letting finish.
+        let serveArguments = try #require(value(container, "args") as? [String])
+        let drainIndex = try #require(serveArguments.firstIndex(of: "--drain-timeout"), "the drain is set explicitly")
+        let drain = try DurationText.seconds(serveArguments[drainIndex + 1])
+        let grace = try #require(value(pod, "terminationGracePeriodSeconds") as? Int)
+        #expect(drain + 5 <= grace, "terminationGracePeriodSeconds \(grace) leaves the \(drain) s drain no margin")
         let volumes = try #require(value(pod, "volumes") as? [[String: Any]])
         #expect(volumes.contains { value($0, "persistentVolumeClaim", "claimName") as? String == "modelreg-data" })
         #expect(volumes.contains { value($0, "secret", "secretName") as? String == "modelreg-admin-token" })

@@ -28,7 +28,7 @@ struct TestRegistry: Sendable {
         _ = try await registry.metadata.createToken(name: TokenLabel("writer"), scope: .write, secret: write, actor: "test")
         _ = try await registry.metadata.createToken(name: TokenLabel("reader"), scope: .read, secret: read, actor: "test")
         let test = TestRegistry(registry: registry, admin: admin, write: write.value, read: read.value)
-        let app = RegistryApplication.make(registry: registry, configuration: configuration, logger: logger)
+        let app = try RegistryApplication.make(registry: registry, configuration: configuration, logger: logger)
         try await app.test(.router) { client in try await body(test, client) }
     }
 
