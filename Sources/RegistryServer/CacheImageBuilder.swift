@@ -141,12 +141,15 @@ actor CacheImageBuilder {
         return try? JSONDecoder().decode(Record.self, from: data)
     }
 
+    /// A record being written; `Registry.open` removes the ones a killed server left.
+    static let temporarySuffix = ".tmp"
+
     /// Written to a temporary name and renamed, so a reader sees a whole record or none.
     private func save(_ record: Record, _ job: Job) {
         let target = path(job)
         do {
             try FileManager.default.createDirectory(atPath: (target as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-            let temporary = target + ".tmp"
+            let temporary = target + Self.temporarySuffix
             let bytes = try JSONEncoder().encode(record)
             let file = try POSIXFile.open(temporary, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
             try bytes.withUnsafeBytes { try file.write($0, at: 0) }

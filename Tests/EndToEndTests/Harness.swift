@@ -197,3 +197,13 @@ func expectSameTree(_ a: URL, _ b: URL, sourceLocation: SourceLocation = #_sourc
 func regularFiles(_ root: URL) -> [String] {
     (try? snapshot(root).keys.sorted()) ?? []
 }
+
+/// Polls `condition` until it holds; generous timeouts keep a loaded machine from failing a test that works.
+func waitUntil(_ what: String, timeout: TimeInterval, interval: useconds_t = 20_000, _ condition: () throws -> Bool) throws {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        if try condition() { return }
+        usleep(interval)
+    }
+    throw ServerError("timed out after \(Int(timeout)) s waiting until \(what)")
+}
