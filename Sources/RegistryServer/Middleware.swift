@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import ModelRegistryCore
+import NIOHTTP1
 
 /// Turns every error into the API's JSON error body with the right status, and records request metrics.
 struct ErrorMiddleware: RouterMiddleware {
@@ -17,6 +18,9 @@ struct ErrorMiddleware: RouterMiddleware {
             response = Self.errorResponse(error)
         } catch let error as any HTTPResponseError {
             response = Self.errorResponse(RegistryError(Self.code(for: error.status), Self.message(for: error)))
+        } catch let error as HTTPParserError {
+            // A body the HTTP parser refused (a chunk size that is no number): the client's fault, not ours.
+            response = Self.errorResponse(RegistryError(.invalidRequest, "malformed request: \(error)"))
         } catch {
             context.logger.error("request failed", metadata: ["error": .string(String(describing: error))])
             response = Self.errorResponse(RegistryError(.internalError, "internal error: \(error)"))

@@ -1,6 +1,7 @@
 import Hummingbird
 import Logging
 import ModelRegistryCore
+import NIOCore
 
 /// Builds the HTTP application around an open registry.
 public enum RegistryApplication {
@@ -26,6 +27,7 @@ public enum RegistryApplication {
         let host = configuration.host
         return Application(
             router: router,
+            server: .http1(configuration: .init(idleTimeout: TimeAmount(configuration.idleTimeout))),
             configuration: .init(address: .hostname(host, port: configuration.port), serverName: "modelreg"),
             services: [UploadSweeper(blobs: registry.blobs, ttl: configuration.uploadTTL, logger: logger)],
             onServerRunning: { channel in

@@ -8,6 +8,10 @@ public struct ServerConfiguration: Sendable {
     /// How long an upload may receive no byte before it is removed (distribution purges after 7 days; a
     /// resumed push normally comes back within minutes, and partial model shards are large).
     public static let defaultUploadTTL = Duration.seconds(24 * 3600)
+    /// How long a connection may send nothing, between requests or in the middle of one, before it is
+    /// closed: a client that opens connections and stalls (slowloris) must not hold descriptors forever.
+    /// A minute, as nginx's `client_header_timeout` and `client_body_timeout`.
+    public static let defaultIdleTimeout = Duration.seconds(60)
 
     public var dataDirectory: DataDirectory
     public var host: String
@@ -15,6 +19,7 @@ public struct ServerConfiguration: Sendable {
     /// Lets requests without a token read (never write).
     public var anonymousRead: Bool
     public var uploadTTL: Duration
+    public var idleTimeout: Duration
     /// A file holding an admin token kept outside the registry (a mounted Kubernetes Secret); see
     /// `Registry.open`.
     public var adminTokenFile: String?
@@ -25,6 +30,7 @@ public struct ServerConfiguration: Sendable {
         port: Int = ServerConfiguration.defaultPort,
         anonymousRead: Bool = false,
         uploadTTL: Duration = ServerConfiguration.defaultUploadTTL,
+        idleTimeout: Duration = ServerConfiguration.defaultIdleTimeout,
         adminTokenFile: String? = nil
     ) {
         self.dataDirectory = dataDirectory
@@ -32,6 +38,7 @@ public struct ServerConfiguration: Sendable {
         self.port = port
         self.anonymousRead = anonymousRead
         self.uploadTTL = uploadTTL
+        self.idleTimeout = idleTimeout
         self.adminTokenFile = adminTokenFile
     }
 }
