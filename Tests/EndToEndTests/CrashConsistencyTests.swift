@@ -90,7 +90,7 @@ private final class CrashRun {
     /// Versions pushed to completion and not deleted, oldest first.
     var published: [String] = []
     var aliases: [String: String] = [:]
-    /// How long each kind of operation took when it ran to completion: kills land within that window.
+    /// How long each kind of operation took when it last ran to completion: kills land within that window.
     var windows: [String: TimeInterval] = [:]
     var kills: [String: (total: Int, whileRunning: Int)] = [:]
     var resumedPushes = 0
@@ -115,8 +115,17 @@ private final class CrashRun {
         let operation = try choose(index)
         let context = "seed \(seed), iteration \(index): \(operation)"
         let client = try CommandProcess(arguments(operation), environment: server.environment)
-        let window = windows[operation.kind] ?? 0.5
-        usleep(useconds_t(Double.random(in: 0..<(window * 1.2), using: &random) * 1_000_000))
+        if case .push = operation, Bool.random(using: &random) {
+            // Half the pushes are killed once an upload has received a random share of the 8 MiB file, the
+            // moment a timed kill rarely hits on loopback; if the push finishes first, it is killed after.
+            let bytes = Int.random(in: 1...(8 << 20), using: &random)
+            try? waitUntil("an upload holds \(bytes) bytes", timeout: 30, interval: 500) {
+                !client.isRunning || uploadSizes().contains { $0 >= bytes }
+            }
+        } else {
+            let window = windows[operation.kind] ?? 0.5
+            usleep(useconds_t(Double.random(in: 0..<(window * 1.2), using: &random) * 1_000_000))
+        }
         let running = client.isRunning
         server.kill()
         client.kill()
@@ -191,7 +200,7 @@ private final class CrashRun {
     }
 
     /// A model sharing most blobs with the others (configs, tokenizer, the first shard) and differing in
-    /// the second shard and a few MiB of seeded bytes, large enough for kills to land mid-upload.
+    /// the second shard and 8 MiB of seeded bytes, large enough for kills to land mid-upload.
     func model(_ version: String) -> URL {
         let root = scratch.url("models/\(version)")
         guard !FileManager.default.fileExists(atPath: root.path) else { return root }
@@ -206,7 +215,7 @@ private final class CrashRun {
             try FileManager.default.removeItem(at: root.appendingPathComponent(shared))
             try FileManager.default.copyItem(at: base.appendingPathComponent(shared), to: root.appendingPathComponent(shared))
             var generator = SplitMix(state: seed ^ variation)
-            let words = (0..<(3 << 20) / 8).map { _ in generator.next() }
+            let words = (0..<(8 << 20) / 8).map { _ in generator.next() }
             try words.withUnsafeBytes { Data($0) }.write(to: root.appendingPathComponent("extra.bin"))
         } catch {
             Issue.record("cannot write model \(version): \(error)")
@@ -330,10 +339,7 @@ private final class CrashRun {
 
         let push = try CommandProcess(arguments(.push(version: "abandoned")), environment: server.environment)
         let uploads = data.appendingPathComponent("uploads")
-        try waitUntil("an upload holds bytes", timeout: 60) {
-            (try? FileManager.default.contentsOfDirectory(at: uploads, includingPropertiesForKeys: [.fileSizeKey]))?
-                .contains { ((try? $0.resourceValues(forKeys: [.fileSizeKey]).fileSize) ?? 0) > 0 } == true
-        }
+        try waitUntil("an upload holds bytes", timeout: 60) { uploadSizes().contains { $0 > 0 } }
         server.kill()
         push.kill()
         server = try ServerProcess(data: data, extraArguments: ["--upload-ttl", "1s"])
@@ -347,6 +353,13 @@ private final class CrashRun {
 
     func modified(_ path: String) -> Date {
         ((try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date) ?? .distantPast
+    }
+
+    /// The sizes of the uploads in progress (not their digest records).
+    func uploadSizes() -> [Int] {
+        let uploads = data.appendingPathComponent("uploads")
+        let entries = (try? FileManager.default.contentsOfDirectory(at: uploads, includingPropertiesForKeys: [.fileSizeKey])) ?? []
+        return entries.filter { $0.pathExtension != "digest" }.compactMap { try? $0.resourceValues(forKeys: [.fileSizeKey]).fileSize }
     }
 
     /// Regular files under a directory, as paths; the live server may add and rename files meanwhile.
