@@ -68,10 +68,11 @@ public final class FileSystemBlobStore: BlobStore {
         }
         if let best { return best }
         let id = try createUpload()
-        do {
-            // Through POSIXFile so that a full disk is reported as such (507), not as a server failure.
+        // Written in place, not through a temporary file that a crash would leave behind under another name: a
+        // record cut short matches no digest, so its upload is not resumed and is swept with its TTL.
+        do throws(RegistryError) {
             let file = try POSIXFile.open(directory.uploadExpectation(id).path, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
-            try Array(digest.description.utf8).withUnsafeBytes { raw in Result { () throws(RegistryError) in try file.write(raw, at: 0) } }.get()
+            try ByteBuffer(string: digest.description).withUnsafeReadableBytes { bytes throws(RegistryError) in try file.write(bytes, at: 0) }
             try file.close()
         } catch {
             discard(id)
@@ -108,10 +109,12 @@ public final class FileSystemBlobStore: BlobStore {
                 discard(id)
                 removed.append(id)
             } else if name.hasSuffix(DataDirectory.expectationSuffix),
-                      let id = try? UploadID(name.dropLast(DataDirectory.expectationSuffix.count)),
-                      try POSIXFile.regularFileSize(directory.upload(id).path) == nil
+                      let id = try? UploadID(name.dropLast(DataDirectory.expectationSuffix.count))
             {
                 // The upload itself is gone (a crash between the two removals): drop what was left of it.
+                if try POSIXFile.regularFileSize(directory.upload(id).path) == nil { try POSIXFile.remove(path) }
+            } else if try POSIXFile.regularFileSize(path) != nil {
+                // Neither an upload nor its record: what an interrupted write of an earlier version left.
                 try POSIXFile.remove(path)
             }
         }

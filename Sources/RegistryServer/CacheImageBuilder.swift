@@ -141,10 +141,13 @@ actor CacheImageBuilder {
         return try? JSONDecoder().decode(Record.self, from: data)
     }
 
+    /// A record being written; `Registry.open` removes the ones a killed server left.
+    static let temporarySuffix = ".tmp"
+
     /// Written to a temporary name and renamed, so a reader sees a whole record or none.
     private func save(_ record: Record, _ job: Job) {
         let target = path(job)
-        let temporary = target + ".tmp"
+        let temporary = target + Self.temporarySuffix
         do {
             try FileManager.default.createDirectory(atPath: (target as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
             let bytes = try JSONEncoder().encode(record)

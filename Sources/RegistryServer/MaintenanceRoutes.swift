@@ -54,7 +54,7 @@ struct MaintenanceRoutes {
     /// The database as of one moment, through SQLite's online backup API, streamed from a temporary file
     /// that is unlinked at once (the open descriptor keeps its bytes until the response is sent).
     private func snapshot() async throws -> Response {
-        let path = registry.directory.tmp.appendingPathComponent("snapshot-\(UUID().uuidString.lowercased()).sqlite").path
+        let path = registry.scratchFile(.snapshot, suffix: ".sqlite")
         let (file, digest) = try await NIOThreadPool.singleton.runIfActive {
             try LocalBackupSource.snapshot(database: registry.directory.database.path, to: path)
             let file = try POSIXFile.openForReading(path)

@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import ModelRegistryCore
+import NIOHTTP1
 
 /// Turns every error into the API's JSON error body with the right status, and records request metrics.
 struct ErrorMiddleware: RouterMiddleware {
@@ -23,6 +24,9 @@ struct ErrorMiddleware: RouterMiddleware {
             response = Self.errorResponse(
                 RegistryError(.notReady, "the registry stopped before this request finished: retry; an upload resumes from the bytes it kept")
             )
+        } catch let error as HTTPParserError {
+            // A body the HTTP parser refused (a chunk size that is no number): the client's fault, not ours.
+            response = Self.errorResponse(RegistryError(.invalidRequest, "malformed request: \(error)"))
         } catch {
             if let full = RegistryError.insufficientStorage(from: error) {
                 context.logger.error("request failed: disk full", metadata: ["error": .string(String(describing: error))])

@@ -36,6 +36,7 @@ public struct Registry: Sendable {
     public static func open(_ configuration: ServerConfiguration, logger: Logger) async throws -> Registry {
         let directory = configuration.dataDirectory
         try directory.create()
+        removeLeftovers(of: directory, logger: logger)
         let metadata = try SQLiteMetadataStore(path: directory.database.path)
         let registry = Registry(
             directory: directory,
@@ -57,6 +58,39 @@ public struct Registry: Sendable {
         }
         await registry.images.enqueueAliasTargets()
         return registry
+    }
+
+    /// The server's own files in `tmp/`, named `<purpose>-<uuid>`.
+    enum Scratch: String, CaseIterable {
+        case snapshot, ready
+    }
+
+    func scratchFile(_ purpose: Scratch, suffix: String = "") -> String {
+        directory.tmp.appendingPathComponent("\(purpose.rawValue)-\(UUID().uuidString.lowercased())\(suffix)").path
+    }
+
+    /// A killed server leaves the scratch files of the requests it was serving (a database snapshot is a
+    /// whole copy of the database) and cache image records it was writing. No other process writes these
+    /// names, so they are removed before serving; other tools' files in `tmp/` are left alone.
+    private static func removeLeftovers(of directory: DataDirectory, logger: Logger) {
+        let fileManager = FileManager.default
+        var leftovers = ((try? fileManager.contentsOfDirectory(atPath: directory.tmp.path)) ?? [])
+            .filter { name in Scratch.allCases.contains { name.hasPrefix($0.rawValue + "-") } }
+            .map { directory.tmp.appendingPathComponent($0).path }
+        let images = fileManager.enumerator(atPath: directory.images.path)
+        while let name = images?.nextObject() as? String {
+            if name.hasSuffix(CacheImageBuilder.temporarySuffix) { leftovers.append(directory.images.appendingPathComponent(name).path) }
+        }
+        for path in leftovers {
+            do {
+                try POSIXFile.remove(path)
+            } catch {
+                logger.error("cannot remove a leftover of an earlier run", metadata: ["path": .string(path), "error": "\(error)"])
+            }
+        }
+        if !leftovers.isEmpty {
+            logger.notice("removed the leftovers of an earlier run", metadata: ["count": "\(leftovers.count)"])
+        }
     }
 
     /// The token in `--admin-token-file`: one line of at least 32 printable characters, so that a
@@ -103,7 +137,7 @@ public struct Registry: Sendable {
     /// Confirms the database is open and migrated and the data directory takes writes.
     func checkReady() async throws {
         try await metadata.checkReady()
-        let probe = directory.tmp.appendingPathComponent("ready-\(UUID().uuidString)").path
+        let probe = scratchFile(.ready)
         let file = try POSIXFile.open(probe, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
         try file.close()
         try POSIXFile.remove(probe)

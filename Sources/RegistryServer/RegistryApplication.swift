@@ -3,6 +3,7 @@ import HummingbirdCore
 import HummingbirdTLS
 import Logging
 import ModelRegistryCore
+import NIOCore
 import NIOSSL
 import ServiceLifecycle
 
@@ -31,7 +32,7 @@ public enum RegistryApplication {
         let host = configuration.host
         return Application(
             router: router,
-            server: try server(configuration.tls),
+            server: try server(configuration.tls, idleTimeout: configuration.idleTimeout),
             configuration: .init(address: .hostname(host, port: configuration.port), serverName: "modelreg"),
             services: [UploadSweeper(blobs: registry.blobs, ttl: configuration.uploadTTL, logger: logger)],
             onServerRunning: { channel in
@@ -60,8 +61,9 @@ public enum RegistryApplication {
     }
 
     /// Plain HTTP/1.1, or HTTPS with the loaded certificate and key.
-    static func server(_ tls: TLSConfiguration?) throws -> HTTPServerBuilder {
-        guard let tls else { return .http1() }
-        return try .tls(.http1(), tlsConfiguration: tls)
+    static func server(_ tls: TLSConfiguration?, idleTimeout: Duration) throws -> HTTPServerBuilder {
+        let http1 = HTTPServerBuilder.http1(configuration: .init(idleTimeout: TimeAmount(idleTimeout)))
+        guard let tls else { return http1 }
+        return try .tls(http1, tlsConfiguration: tls)
     }
 }

@@ -12,6 +12,10 @@ public struct ServerConfiguration: Sendable {
     /// How long requests in flight may take to finish after SIGTERM (Kubernetes' default grace period is
     /// 30 s; set terminationGracePeriodSeconds above this).
     public static let defaultDrainTimeout = Duration.seconds(30)
+    /// How long a connection may send nothing, between requests or in the middle of one, before it is
+    /// closed: a client that opens connections and stalls (slowloris) must not hold descriptors forever.
+    /// A minute, as nginx's `client_header_timeout` and `client_body_timeout`.
+    public static let defaultIdleTimeout = Duration.seconds(60)
 
     public var dataDirectory: DataDirectory
     public var host: String
@@ -19,6 +23,7 @@ public struct ServerConfiguration: Sendable {
     /// Lets requests without a token read (never write).
     public var anonymousRead: Bool
     public var uploadTTL: Duration
+    public var idleTimeout: Duration
     /// A file holding an admin token kept outside the registry (a mounted Kubernetes Secret); see
     /// `Registry.open`.
     public var adminTokenFile: String?
@@ -32,6 +37,7 @@ public struct ServerConfiguration: Sendable {
         port: Int = ServerConfiguration.defaultPort,
         anonymousRead: Bool = false,
         uploadTTL: Duration = ServerConfiguration.defaultUploadTTL,
+        idleTimeout: Duration = ServerConfiguration.defaultIdleTimeout,
         adminTokenFile: String? = nil,
         tls: TLSConfiguration? = nil,
         drainTimeout: Duration = ServerConfiguration.defaultDrainTimeout
@@ -41,6 +47,7 @@ public struct ServerConfiguration: Sendable {
         self.port = port
         self.anonymousRead = anonymousRead
         self.uploadTTL = uploadTTL
+        self.idleTimeout = idleTimeout
         self.adminTokenFile = adminTokenFile
         self.tls = tls
         self.drainTimeout = drainTimeout

@@ -22,6 +22,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Remove uploads that received no byte for this long (90s, 30m, 24h, 7d).")
     var uploadTTL = "24h"
 
+    @Option(help: "Close a connection that sends nothing for this long, between requests or while sending one (30s, 5m).")
+    var idleTimeout = "60s"
+
     @Option(help: "File holding an admin token (a mounted Secret) to use instead of a generated admin.token.")
     var adminTokenFile: String?
 
@@ -56,8 +59,8 @@ struct Serve: AsyncParsableCommand {
         let logger = Logger(label: "modelreg")
         let configuration = ServerConfiguration(
             dataDirectory: DataDirectory(data), host: host, port: port, anonymousRead: anonymousRead,
-            uploadTTL: try DurationText.positive(uploadTTL), adminTokenFile: adminTokenFile, tls: tlsConfiguration,
-            drainTimeout: try DurationText.positive(drainTimeout)
+            uploadTTL: try DurationText.positive(uploadTTL), idleTimeout: try DurationText.positive(idleTimeout),
+            adminTokenFile: adminTokenFile, tls: tlsConfiguration, drainTimeout: try DurationText.positive(drainTimeout)
         )
         let registry = try await Registry.open(configuration, logger: logger)
         let scheme = tls == nil ? "http" : "https"

@@ -197,3 +197,128 @@ func expectSameTree(_ a: URL, _ b: URL, sourceLocation: SourceLocation = #_sourc
 func regularFiles(_ root: URL) -> [String] {
     (try? snapshot(root).keys.sorted()) ?? []
 }
+
+/// Polls `condition` until it holds; generous timeouts keep a loaded machine from failing a test that works.
+func waitUntil(_ what: String, timeout: TimeInterval, interval: useconds_t = 20_000, _ condition: () throws -> Bool) throws {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        if try condition() { return }
+        usleep(interval)
+    }
+    throw ServerError("timed out after \(Int(timeout)) s waiting until \(what)")
+}
+
+/// One TCP connection to the server on which the test writes whatever bytes it likes.
+final class RawConnection {
+    struct Response {
+        var head: String
+        var body: Data
+        /// Whether the server closed the connection (after a response, or instead of one).
+        var closed: Bool
+
+        var status: Int? {
+            let parts = head.split(separator: " ", maxSplits: 2)
+            return parts.count >= 2 && parts[0].hasPrefix("HTTP/") ? Int(parts[1]) : nil
+        }
+
+        var text: String { head + String(decoding: body, as: UTF8.self) }
+
+        func header(_ name: String) -> String? {
+            head.split(separator: "\r\n").dropFirst().first { $0.lowercased().hasPrefix(name.lowercased() + ":") }
+                .map { $0.dropFirst(name.count + 1).trimmingCharacters(in: .whitespaces) }
+        }
+    }
+
+    private let descriptor: Int32
+    private(set) var isOpen = true
+
+    init(_ url: String) throws {
+        let port = try #require(url.split(separator: ":").last.flatMap { UInt16($0) }, "no port in \(url)")
+        descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        try #require(descriptor >= 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else {
+            Glibc.close(descriptor)
+            throw ServerError("cannot connect to \(url): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    deinit { close() }
+
+    func close() {
+        if isOpen { Glibc.close(descriptor) }
+        isOpen = false
+    }
+
+    /// Writes all of `bytes`; false once the server has closed or reset the connection. MSG_NOSIGNAL keeps a
+    /// closed connection from raising SIGPIPE in the test process.
+    @discardableResult
+    func send(_ bytes: [UInt8]) -> Bool {
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes[offset...].withUnsafeBytes { Glibc.send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            guard written > 0 else { return false }
+            offset += written
+        }
+        return true
+    }
+
+    @discardableResult
+    func send(_ text: String) -> Bool { send(Array(text.utf8)) }
+
+    /// Sends a request and reads its response: until the body has `Content-Length` bytes, the server closes
+    /// the connection, or 30 s pass.
+    func exchange(_ request: String) throws -> Response { try exchange(Array(request.utf8)) }
+
+    func exchange(_ request: [UInt8]) throws -> Response {
+        // The server may answer and close before it has read a long request: what it sent still counts.
+        send(request)
+        var received = [UInt8]()
+        var closed = false
+        let deadline = Date().addingTimeInterval(30)
+        var buffer = [UInt8](repeating: 0, count: 64 << 10)
+        while Date() < deadline {
+            guard wait(for: POLLIN, milliseconds: 500) else { continue }
+            let count = buffer.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
+            if count <= 0 {
+                closed = true
+                break
+            }
+            received += buffer[..<count]
+            let response = Self.parse(received, closed: false)
+            if let length = response.header("Content-Length").flatMap({ Int($0) }), response.body.count >= length { return response }
+        }
+        return Self.parse(received, closed: closed)
+    }
+
+    private static func parse(_ received: [UInt8], closed: Bool) -> Response {
+        let separator = Array("\r\n\r\n".utf8)
+        let end = received.indices.first { received[$0...].starts(with: separator) }
+        let head = end.map { String(decoding: received[..<$0], as: UTF8.self) } ?? String(decoding: received, as: UTF8.self)
+        let body = end.map { Data(received[($0 + 4)...]) } ?? Data()
+        return Response(head: head, body: body, closed: closed)
+    }
+
+    /// Whether the server has closed or reset this connection: readable with nothing (or an error) to read.
+    var closedByPeer: Bool {
+        guard isOpen else { return true }
+        var buffer = [UInt8](repeating: 0, count: 64 << 10)
+        // An error response may come before the close: read it off and look again.
+        while wait(for: POLLIN, milliseconds: 0) {
+            let count = buffer.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+            if count <= 0 { return true }
+        }
+        return false
+    }
+
+    private func wait(for events: Int32, milliseconds: Int32) -> Bool {
+        var entry = pollfd(fd: descriptor, events: Int16(events), revents: 0)
+        return poll(&entry, 1, milliseconds) > 0
+    }
+}

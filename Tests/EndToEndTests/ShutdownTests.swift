@@ -15,12 +15,12 @@ import Glibc
     /// Starts `PUT /v1/blobs/{digest}` on a raw connection and sends the first half of the body.
     static func startSlowUpload(to server: ServerProcess) throws -> (RawConnection, Digest) {
         let digest = Digest.of(body)
-        let connection = try RawConnection(port: server.port)
-        try connection.send(
+        let connection = try RawConnection(server.url)
+        try #require(connection.send(
             "PUT /v1/blobs/\(digest) HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \(server.adminToken)\r\n"
                 + "Content-Type: application/octet-stream\r\nContent-Length: \(body.count)\r\n\r\n"
-        )
-        try connection.send(Array(body[..<(body.count / 2)]))
+        ))
+        try #require(connection.send(Array(body[..<(body.count / 2)])))
         return (connection, digest)
     }
 
@@ -65,9 +65,8 @@ import Glibc
         #expect(refused == 503, "a new API request is refused while draining")
         #expect(server.process.isRunning, "the server waits for the upload")
 
-        try upload.send(Array(Self.body[(Self.body.count / 2)...]))
-        let response = upload.receiveAll()
-        #expect(response.hasPrefix("HTTP/1.1 201"), "the upload in flight completes: \(response)")
+        let response = try upload.exchange(Array(Self.body[(Self.body.count / 2)...]))
+        #expect(response.status == 201, "the upload in flight completes: \(response.text)")
         #expect(server.waitForExit(timeout: .seconds(15)) == 0, "exit 0 after the drain: \(server.logText)")
 
         let restarted = try ServerProcess(data: data)
@@ -90,7 +89,7 @@ import Glibc
         #expect(ContinuousClock.now - start < .seconds(8), "the drain timeout bounds the shutdown")
         #expect(server.logText.contains("drain timeout expired"), "the log says transfers were cut off: \(server.logText)")
         #expect(!server.logText.contains("request failed"), "a cut-off request is not logged as a server failure: \(server.logText)")
-        _ = upload.receiveAll()
+        upload.close()
 
         let restarted = try ServerProcess(data: data)
         defer { restarted.kill() }
