@@ -3,7 +3,7 @@ import Foundation
 import ModelRegistryCore
 import Testing
 
-/// Inputs of the shapes the fuzz targets in Fuzz/ found: each used to trap the process instead of being
+/// Inputs on the paths the fuzz targets in Fuzz/ drive: each used to trap the process instead of being
 /// refused with an error naming the file, or taken with what it can tell.
 @Suite struct FuzzRegressionTests {
     static func inspect(_ path: String, _ bytes: [UInt8]) throws(RegistryError) -> Inspection {

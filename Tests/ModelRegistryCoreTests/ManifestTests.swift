@@ -48,7 +48,7 @@ import Testing
         #expect(error?.code == code)
     }
 
-    /// Sizes that summed past Int64.max trapped `totalSize` and the cache image layout (found by fuzzing).
+    /// Sizes that summed past Int64.max trapped `totalSize` and the cache image layout.
     @Test func fileSizesAreCappedSoTheirSumCannotOverflow() throws {
         let huge = #"{"path":"PATH","digest":"DIGEST","size":4611686018427387904,"executable":false}"#
         let json = #"{"schemaVersion":1,"format":"other","files":[\#(huge.replacingOccurrences(of: "PATH", with: "a")),\#(huge.replacingOccurrences(of: "PATH", with: "b"))]}"#
