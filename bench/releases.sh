@@ -6,9 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-30}
 export MODELS=${MODELS:-1000} VERSIONS=${VERSIONS:-10}
-swift build -c release --product modelreg >/dev/null
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+release_binary
 work=$(mktemp -d)
-.build/release/modelreg serve --port 0 --data "$work/data" --log-level error >"$work/out" 2>"$work/err" &
+"$MODELREG_BIN" serve --port 0 --data "$work/data" --log-level error >"$work/out" 2>"$work/err" &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
 until url=$(grep -o 'http://127.0.0.1:[0-9]*' "$work/out" 2>/dev/null); do sleep 0.1; done
