@@ -16,7 +16,8 @@ import PackageDescription
 let root = Context.packageDirectory.split(separator: "/").dropLast().last.map { String($0).lowercased() } ?? ""
 
 /// Each target's main hands its one-input function to `LLVMFuzzerRunDriver` (CFuzzer): SwiftPM links an
-/// executable's own main, so libFuzzer's cannot be the entry point.
+/// executable's own main, so libFuzzer's cannot be the entry point. lld, because gold stops on these links
+/// with an internal error in its DWARF reader.
 func fuzzTarget(_ name: String, _ products: [String]) -> Target {
     .executableTarget(
         name: name,
