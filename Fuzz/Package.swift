@@ -15,8 +15,10 @@ import PackageDescription
 // is whatever the checkout is called.
 let root = Context.packageDirectory.split(separator: "/").dropLast().last.map { String($0).lowercased() } ?? ""
 
-/// Each target's main hands its one-input function to `LLVMFuzzerRunDriver` (CFuzzer): SwiftPM links an
-/// executable's own main, so libFuzzer's cannot be the entry point.
+/// A release build links SwiftPM's entry point as `main`, so each target's top-level code hands its
+/// one-input function to `LLVMFuzzerRunDriver` (CFuzzer); a debug build leaves `main` to libFuzzer, which
+/// calls the `LLVMFuzzerTestOneInput` the target also exports. lld, because gold stops on these links with
+/// an internal error in its DWARF reader.
 func fuzzTarget(_ name: String, _ products: [String]) -> Target {
     .executableTarget(
         name: name,

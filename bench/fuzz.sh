@@ -4,8 +4,8 @@
 #
 #     bash bench/fuzz.sh [SECONDS_PER_TARGET]      (default 60)
 #
-# Builds the Fuzz/ package with AddressSanitizer and libFuzzer's coverage, refreshes the seed corpora (Fuzz/seeds.py) and
-# runs each target for the given time. The corpora grow across runs in Fuzz/.build-corpus/<target>; a
+# Builds the Fuzz/ package with AddressSanitizer and libFuzzer's coverage, refreshes the seed corpora
+# (Fuzz/seeds.py) and runs each target for the given time. The corpora grow across runs in Fuzz/.build-corpus/<target>; a
 # crash, leak, timeout or out-of-memory input lands in Fuzz/.build-artifacts/<target>/. Prints a table
 # (runs executed, corpus size, crashes) and exits non-zero when any target found something.
 # FUZZ_CONFIGURATION=debug builds faster and fuzzes slower; FUZZ_TARGETS="fuzz-gguf ..." runs only those.

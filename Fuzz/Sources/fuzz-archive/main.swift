@@ -77,11 +77,23 @@ func fuzz(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
     return 0
 }
 
-// `MODELREG_FUZZ_WRITE_SEED=FILE` writes the genuine archive to FILE instead of fuzzing: the seed script's
-// way to get an image that only this code can lay out.
-if let seed = ProcessInfo.processInfo.environment["MODELREG_FUZZ_WRITE_SEED"] {
-    exit(FileManager.default.createFile(atPath: seed, contents: Data(Variant.archive)) ? 0 : 1)
+/// `MODELREG_FUZZ_WRITE_SEED=FILE` writes the genuine archive to FILE instead of fuzzing: the seed script's
+/// way to get an image that only this code can lay out. libFuzzer calls this before any input.
+@_cdecl("LLVMFuzzerInitialize")
+public func initialize(
+    _ argc: UnsafeMutablePointer<CInt>?, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>?
+) -> CInt {
+    if let seed = ProcessInfo.processInfo.environment["MODELREG_FUZZ_WRITE_SEED"] {
+        exit(FileManager.default.createFile(atPath: seed, contents: Data(Variant.archive)) ? 0 : 1)
+    }
+    return 0
 }
+
+/// libFuzzer's own `main` calls this in debug builds, where SwiftPM leaves `main` undefined.
+@_cdecl("LLVMFuzzerTestOneInput")
+public func testOneInput(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CInt { fuzz(start, count) }
+
+// Release builds link SwiftPM's entry point as `main`: it hands over to libFuzzer.
 var argc = CommandLine.argc
 var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv
 exit(LLVMFuzzerRunDriver(&argc, &argv) { start, count in fuzz(start, count) })
