@@ -75,9 +75,10 @@ struct Pull: AsyncParsableCommand {
     @OptionGroup var progress: ProgressOptions
 
     func run() async throws {
-        let (release, chosenVariant) = try await fit.choose(reference, variant: variant, connection: client.connection)
+        let connection = try client.connection
+        let (release, chosenVariant) = try await fit.choose(reference, variant: variant, connection: connection)
         let puller = Puller(
-            connection: try client.connection, jobs: jobs,
+            connection: connection, jobs: jobs,
             progress: TransferProgress(style: progress.style(json: output.json), verb: "pulling", write: ProgressOptions.standardError)
         )
         let report = try await puller.pull(
@@ -128,11 +129,12 @@ struct Fetch: AsyncParsableCommand {
         guard let layout = CacheImageLayout(rawValue: layout) else {
             throw ValidationError("--layout must be flat or hf, not '\(layout)'")
         }
-        let (release, chosenVariant) = try await fit.choose(reference, variant: variant, connection: client.connection)
+        let connection = try client.connection
+        let (release, chosenVariant) = try await fit.choose(reference, variant: variant, connection: connection)
         let options = Fetcher.Options(
             layout: layout, cache: cache.map { URL(fileURLWithPath: $0) }, verify: verify, timeout: try DurationText.positive(timeout)
         )
-        let report = try await Fetcher(connection: client.connection).fetch(
+        let report = try await Fetcher(connection: connection).fetch(
             release, variant: chosenVariant, destination: URL(fileURLWithPath: dest), options: options,
             log: output.progress, warn: OutputOptions.warn
         )
