@@ -19,10 +19,10 @@ let root = Context.packageDirectory.split(separator: "/").dropLast().last.map { 
 /// one-input function to `LLVMFuzzerRunDriver` (CFuzzer); a debug build leaves `main` to libFuzzer, which
 /// calls the `LLVMFuzzerTestOneInput` the target also exports. lld, because gold stops on these links with
 /// an internal error in its DWARF reader.
-func fuzzTarget(_ name: String, _ products: [String]) -> Target {
+func fuzzTarget(_ name: String, _ products: [String], targets: [Target.Dependency] = []) -> Target {
     .executableTarget(
         name: name,
-        dependencies: ["CFuzzer"] + products.map { .product(name: $0, package: root) },
+        dependencies: ["CFuzzer"] + targets + products.map { .product(name: $0, package: root) },
         linkerSettings: [.unsafeFlags(["-sanitize=fuzzer,address", "-use-ld=lld"])]
     )
 }
@@ -35,9 +35,14 @@ let package = Package(
         .target(name: "CFuzzer"),
         fuzzTarget("fuzz-reference", ["ModelRegistryCore"]),
         fuzzTarget("fuzz-manifest", ["ModelRegistryCore", "ModelFormats", "CacheImage"]),
-        fuzzTarget("fuzz-safetensors", ["ModelRegistryCore", "ModelFormats"]),
-        fuzzTarget("fuzz-gguf", ["ModelRegistryCore", "ModelFormats"]),
-        fuzzTarget("fuzz-config", ["ModelRegistryCore", "ModelFormats"]),
+        // The three model-file targets differ only in the file's name.
+        .target(
+            name: "FuzzInspection",
+            dependencies: [.product(name: "ModelRegistryCore", package: root), .product(name: "ModelFormats", package: root)]
+        ),
+        fuzzTarget("fuzz-safetensors", [], targets: ["FuzzInspection"]),
+        fuzzTarget("fuzz-gguf", [], targets: ["FuzzInspection"]),
+        fuzzTarget("fuzz-config", [], targets: ["FuzzInspection"]),
         fuzzTarget("fuzz-archive", ["ModelRegistryCore", "CacheImage"]),
     ],
     swiftLanguageModes: [.v6]

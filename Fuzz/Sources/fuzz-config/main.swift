@@ -1,22 +1,9 @@
 import CFuzzer
 import Foundation
-import ModelFormats
-import ModelRegistryCore
+import FuzzInspection
 
-/// A config.json of any content is inspected as `push` and the registry's publish check do it: it gives
-/// metadata, or a typed error naming the file.
-func fuzz(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
-    let source = MemoryByteSource(Array(UnsafeBufferPointer(start: start, count: count)))
-    let path = try! ManifestPath("config.json")
-    do {
-        _ = try ModelInspector.inspect(paths: [path]) { _ throws(RegistryError) in source }
-    } catch {
-        guard error.code == .invalidModelFile, error.message.hasPrefix("invalid model file config.json: ") else {
-            fatalError("refused without naming the file: \(error.code) \(error.message)")
-        }
-    }
-    return 0
-}
+/// A config.json of any content, inspected as `push` does it (see `inspectAsPushed`).
+func fuzz(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CInt { inspectAsPushed(start, count, named: "config.json") }
 
 /// libFuzzer's own `main` calls this in debug builds, where SwiftPM leaves `main` undefined.
 @_cdecl("LLVMFuzzerTestOneInput")
