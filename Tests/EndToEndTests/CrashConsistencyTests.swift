@@ -259,7 +259,7 @@ private final class CrashRun {
             #expect(Set(published).isSubset(of: versions), "\(context): every completed push is published")
         }
         // No process runs now, so every record is there to read.
-        for record in try filesBelow(data.appendingPathComponent("images")) where !record.hasSuffix(".tmp") {
+        for record in filesBelow(data.appendingPathComponent("images")) where !record.hasSuffix(".tmp") {
             let bytes = try Data(contentsOf: URL(fileURLWithPath: record))
             #expect((try? JSONSerialization.jsonObject(with: bytes)) != nil, "\(context): cache image record \(record) is whole")
         }
@@ -301,9 +301,9 @@ private final class CrashRun {
     /// half written, and every upload left behind can be resumed by digest or is swept by its TTL. Files the
     /// new process writes meanwhile (it rebuilds missing images at once) are younger than its start.
     func checkNothingLeftOver(since restart: Date, _ context: String) throws {
-        let scratchFiles = try filesBelow(data.appendingPathComponent("tmp")).filter { modified($0) < restart }
+        let scratchFiles = filesBelow(data.appendingPathComponent("tmp")).filter { modified($0) < restart }
         #expect(scratchFiles.isEmpty, "\(context): tmp/ holds \(scratchFiles)")
-        let partialRecords = try filesBelow(data.appendingPathComponent("images")).filter { $0.hasSuffix(".tmp") && modified($0) < restart }
+        let partialRecords = filesBelow(data.appendingPathComponent("images")).filter { $0.hasSuffix(".tmp") && modified($0) < restart }
         #expect(partialRecords.isEmpty, "\(context): images/ holds \(partialRecords)")
         // Only uploads and their digest records, which the sweeper knows; a record a kill cut short is empty.
         let uploads = data.appendingPathComponent("uploads")
@@ -362,13 +362,8 @@ private final class CrashRun {
         return entries.filter { $0.pathExtension != "digest" }.compactMap { try? $0.resourceValues(forKeys: [.fileSizeKey]).fileSize }
     }
 
-    /// Regular files under a directory, as paths; the live server may add and rename files meanwhile.
-    func filesBelow(_ root: URL) throws -> [String] {
-        let enumerator = FileManager.default.enumerator(at: root, includingPropertiesForKeys: [.isRegularFileKey])
-        var files: [String] = []
-        while let url = enumerator?.nextObject() as? URL {
-            if (try? url.resourceValues(forKeys: [.isRegularFileKey]).isRegularFile) == true { files.append(url.path) }
-        }
-        return files
+    /// Regular files under a directory, as paths.
+    func filesBelow(_ root: URL) -> [String] {
+        regularFiles(root).map { root.appendingPathComponent($0).path }
     }
 }

@@ -175,10 +175,8 @@ struct ServerError: Error, CustomStringConvertible {
 /// Every regular file under `root` with its bytes and executable bit, for byte-for-byte comparison.
 func snapshot(_ root: URL) throws -> [String: (Data, Bool)] {
     var result: [String: (Data, Bool)] = [:]
-    let enumerator = FileManager.default.enumerator(at: root, includingPropertiesForKeys: [.isRegularFileKey])
-    while let url = enumerator?.nextObject() as? URL {
-        guard try url.resourceValues(forKeys: [.isRegularFileKey]).isRegularFile == true else { continue }
-        let relative = String(url.standardizedFileURL.path.dropFirst(root.standardizedFileURL.path.count + 1))
+    for relative in regularFiles(root) {
+        let url = root.appendingPathComponent(relative)
         result[relative] = (try Data(contentsOf: url), FileManager.default.isExecutableFile(atPath: url.path))
     }
     return result
@@ -193,9 +191,16 @@ func expectSameTree(_ a: URL, _ b: URL, sourceLocation: SourceLocation = #_sourc
     }
 }
 
-/// Regular files below a directory, relative paths, sorted.
+/// Regular files below a directory, relative paths, sorted. Only listed, not read: a live server may
+/// rename or remove files meanwhile.
 func regularFiles(_ root: URL) -> [String] {
-    (try? snapshot(root).keys.sorted()) ?? []
+    let enumerator = FileManager.default.enumerator(at: root, includingPropertiesForKeys: [.isRegularFileKey])
+    var files: [String] = []
+    while let url = enumerator?.nextObject() as? URL {
+        guard (try? url.resourceValues(forKeys: [.isRegularFileKey]).isRegularFile) == true else { continue }
+        files.append(String(url.standardizedFileURL.path.dropFirst(root.standardizedFileURL.path.count + 1)))
+    }
+    return files.sorted()
 }
 
 /// Polls `condition` until it holds; generous timeouts keep a loaded machine from failing a test that works.
