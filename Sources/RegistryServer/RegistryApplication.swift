@@ -4,6 +4,7 @@ import HummingbirdTLS
 import Logging
 import ModelRegistryCore
 import NIOCore
+import NIOHTTPTypes
 import NIOSSL
 import ServiceLifecycle
 
@@ -32,7 +33,7 @@ public enum RegistryApplication {
         let host = configuration.host
         return Application(
             router: router,
-            server: try server(configuration.tls, idleTimeout: configuration.idleTimeout),
+            server: try server(configuration, shutdown: registry.shutdown),
             configuration: .init(address: .hostname(host, port: configuration.port), serverName: "modelreg"),
             services: [UploadSweeper(blobs: registry.blobs, ttl: configuration.uploadTTL, logger: logger)],
             onServerRunning: { channel in
@@ -60,10 +61,17 @@ public enum RegistryApplication {
         try await ServiceGroup(configuration: group).run()
     }
 
-    /// Plain HTTP/1.1, or HTTPS with the loaded certificate and key.
-    static func server(_ tls: TLSConfiguration?, idleTimeout: Duration) throws -> HTTPServerBuilder {
-        let http1 = HTTPServerBuilder.http1(configuration: .init(idleTimeout: TimeAmount(idleTimeout)))
-        guard let tls else { return http1 }
+    /// Plain HTTP/1.1, or HTTPS with the loaded certificate and key. A connection closed with response bytes
+    /// still queued waits for them until the drain ends, or for one more idle timeout outside a drain.
+    static func server(_ configuration: ServerConfiguration, shutdown: ShutdownState) throws -> HTTPServerBuilder {
+        let idleTimeout = configuration.idleTimeout
+        let http1 = HTTPServerBuilder.http1(configuration: .init(
+            additionalChannelHandlers: [
+                FlushBeforeCloseHandler<HTTPResponsePart>(patience: { TimeAmount(shutdown.remainingDrainTime ?? idleTimeout) })
+            ],
+            idleTimeout: TimeAmount(idleTimeout)
+        ))
+        guard let tls = configuration.tls else { return http1 }
         return try .tls(http1, tlsConfiguration: tls)
     }
 }

@@ -12,6 +12,7 @@ import Synchronization
 public final class ShutdownState: Sendable {
     private struct State {
         var draining = false
+        var drainDeadline: ContinuousClock.Instant?
         var inFlight = 0
         var idle: [CheckedContinuation<Void, Never>] = []
         var released = false
@@ -22,6 +23,11 @@ public final class ShutdownState: Sendable {
     public init() {}
 
     public var isDraining: Bool { state.withLock { $0.draining } }
+
+    /// How long is left of the drain; nil while the server is not draining.
+    var remainingDrainTime: Duration? {
+        state.withLock { $0.drainDeadline }.map { max(.zero, $0 - .now) }
+    }
 
     public var inFlight: Int { state.withLock { $0.inFlight } }
 
@@ -44,8 +50,11 @@ public final class ShutdownState: Sendable {
         for continuation in resumed { continuation.resume() }
     }
 
-    func startDraining() {
-        state.withLock { $0.draining = true }
+    func startDraining(timeout: Duration) {
+        state.withLock { state in
+            state.draining = true
+            state.drainDeadline = .now + timeout
+        }
     }
 
     /// Returns when no request is in flight, or when `timeout` has passed; true when none is left.
@@ -98,7 +107,7 @@ struct Drainer: Service {
 
     func run() async throws {
         try? await gracefulShutdown()
-        shutdown.startDraining()
+        shutdown.startDraining(timeout: timeout)
         let inFlight = shutdown.inFlight
         logger.notice("shutting down: draining requests in flight", metadata: ["inFlight": "\(inFlight)", "timeout": "\(timeout)"])
         if await shutdown.awaitIdle(timeout: timeout) {
@@ -123,7 +132,31 @@ struct DrainMiddleware: RouterMiddleware {
         guard shutdown.enter() else {
             throw RegistryError(.notReady, "the registry is shutting down: retry against another replica or once it is back")
         }
-        defer { shutdown.leave() }
-        return try await next(request, context)
+        let inFlight = InFlightRequest(shutdown)
+        var response = try await next(request, context)
+        // A download is in flight until its body is written, long after the handler returned.
+        let body = response.body
+        response.body = ResponseBody(contentLength: body.contentLength) { writer in
+            defer { inFlight.leave() }
+            try await body.write(writer)
+        }
+        return response
+    }
+}
+
+/// One API request counted in flight: it leaves when its body has been written, or when its response is
+/// dropped unwritten (a handler that threw, a client that went away first).
+private final class InFlightRequest: Sendable {
+    private let shutdown: ShutdownState
+    private let left = Atomic(false)
+
+    init(_ shutdown: ShutdownState) {
+        self.shutdown = shutdown
+    }
+
+    deinit { leave() }
+
+    func leave() {
+        if !left.exchange(true, ordering: .relaxed) { shutdown.leave() }
     }
 }

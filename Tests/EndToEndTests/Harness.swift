@@ -237,10 +237,15 @@ final class RawConnection {
     private let descriptor: Int32
     private(set) var isOpen = true
 
-    init(_ url: String) throws {
+    /// - Parameter receiveBuffer: a small socket receive buffer makes a slow reader's backpressure reach the
+    ///   server at once instead of after megabytes.
+    init(_ url: String, receiveBuffer: Int32? = nil) throws {
         let port = try #require(url.split(separator: ":").last.flatMap { UInt16($0) }, "no port in \(url)")
         descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         try #require(descriptor >= 0)
+        if var size = receiveBuffer {
+            setsockopt(descriptor, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = port.bigEndian
@@ -301,6 +306,18 @@ final class RawConnection {
         }
         return Self.parse(received, closed: closed)
     }
+
+    /// Reads what has arrived, at most `limit` bytes, waiting up to 30 s for some; empty once the server
+    /// has closed the connection.
+    func receive(upTo limit: Int) -> [UInt8] {
+        guard wait(for: POLLIN, milliseconds: 30_000) else { return [] }
+        var buffer = [UInt8](repeating: 0, count: limit)
+        let count = buffer.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
+        return count > 0 ? Array(buffer[..<count]) : []
+    }
+
+    /// The head and body of a response read with `receive`.
+    static func parse(_ received: [UInt8]) -> Response { parse(received, closed: true) }
 
     private static func parse(_ received: [UInt8], closed: Bool) -> Response {
         let separator = Array("\r\n\r\n".utf8)

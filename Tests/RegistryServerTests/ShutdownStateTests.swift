@@ -9,7 +9,9 @@ import Testing
     @Test func drainingRefusesNewRequestsAndWaitsForTheOnesInFlight() async throws {
         let state = ShutdownState()
         #expect(state.enter() && state.enter())
-        state.startDraining()
+        #expect(state.remainingDrainTime == nil)
+        state.startDraining(timeout: .seconds(30))
+        #expect(try #require(state.remainingDrainTime) > .seconds(29), "the drain deadline bounds how long a close may wait")
         #expect(!state.enter(), "a new request is refused while draining")
         #expect(await state.awaitIdle(timeout: .milliseconds(50)) == false, "two requests are still in flight")
         async let drained = state.awaitIdle(timeout: .seconds(30))
@@ -22,7 +24,7 @@ import Testing
     @Test func readinessAndAPIAnswer503WhileHealthAndMetricsStayUp() async throws {
         try await TestRegistry.with { registry, client in
             #expect(try await client.execute(uri: "/health/ready", method: .get).status == .ok)
-            registry.registry.shutdown.startDraining()
+            registry.registry.shutdown.startDraining(timeout: .seconds(30))
             let ready = try await client.execute(uri: "/health/ready", method: .get)
             #expect(ready.status == .serviceUnavailable && ready.errorCode == "NOT_READY", "\(ready.text)")
             let api = try await client.execute(uri: "/v1/models", method: .get, headers: auth(registry.admin))
