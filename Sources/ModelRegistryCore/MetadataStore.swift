@@ -19,6 +19,8 @@ public protocol MetadataStore: Sendable {
     /// `default` variant. `@latest` is the newest version that is not deprecated.
     func resolve(_ reference: ModelReference, variant requested: VariantName?) async throws -> StoredManifest
 
+    /// A model's aliases by name; nil when the model does not exist.
+    func aliases(_ name: ModelName) async throws -> [AliasTarget]?
     func alias(_ name: ModelName, _ alias: AliasName) async throws -> AliasTarget?
     /// Moves an alias in one transaction, recorded in its history and the audit log. With an expectation
     /// the move is a compare-and-swap.

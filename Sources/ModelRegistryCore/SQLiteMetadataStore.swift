@@ -104,24 +104,27 @@ public final class SQLiteMetadataStore: MetadataStore {
         return db.lastInsertedRowID
     }
 
-    static let variantColumns = "name, manifest_digest, format, total_size, file_count, created_at, created_by"
+    /// The columns `variantSummary` reads, by position (a lookup by name costs more than the query on the
+    /// metadata routes), from `variants va`.
+    static let variantColumns = "va.name, va.manifest_digest, va.format, va.total_size, va.file_count, va.created_at, va.created_by"
+    static let variantColumnCount = 7
 
     static func variantRow(_ db: Database, versionID: Int64, name: VariantName) throws -> Row? {
         try Row.fetchOne(
-            db.cachedStatement(sql: "SELECT \(variantColumns) FROM variants WHERE version_id = ? AND name = ?"),
+            db.cachedStatement(sql: "SELECT \(variantColumns) FROM variants va WHERE va.version_id = ? AND va.name = ?"),
             arguments: [versionID, name.value]
         )
     }
 
     static func variantSummary(_ row: Row) throws -> VariantSummary {
         VariantSummary(
-            name: try VariantName(row["name"] as String),
-            digest: try Digest(parsing: row["manifest_digest"] as String),
-            format: ModelFormat(rawValue: row["format"]) ?? .other,
-            size: row["total_size"],
-            fileCount: row["file_count"],
-            createdAt: row["created_at"],
-            createdBy: row["created_by"]
+            name: try VariantName(row[0] as String),
+            digest: try Digest(parsing: row[1] as String),
+            format: ModelFormat(rawValue: row[2]) ?? .other,
+            size: row[3],
+            fileCount: row[4],
+            createdAt: row[5],
+            createdBy: row[6]
         )
     }
 
@@ -154,15 +157,19 @@ public final class SQLiteMetadataStore: MetadataStore {
             guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT id, created_at FROM models WHERE name = ?"), arguments: [name.value]) else {
                 return nil
             }
-            let modelID: Int64 = row["id"]
+            let modelID: Int64 = row[0]
             let aliases = try Self.aliases(db, modelID: modelID)
-            let versionRows = try Row.fetchAll(
-                db.cachedStatement(sql: "SELECT id, name FROM versions WHERE model_id = ? ORDER BY created_at DESC, id DESC"), arguments: [modelID]
-            )
-            let versions = try versionRows.map { row in
-                try Self.versionSummary(db, versionID: row["id"], aliases: aliases)
+            let versions = try Self.versionSummaries(db, where: "v.model_id = ?", [modelID], aliases: aliases)
+            return ModelDetail(name: name, createdAt: row[1], versions: versions, aliases: aliases)
+        }
+    }
+
+    public func aliases(_ name: ModelName) async throws -> [AliasTarget]? {
+        try await pool.read { db in
+            guard let modelID = try Int64.fetchOne(db.cachedStatement(sql: "SELECT id FROM models WHERE name = ?"), arguments: [name.value]) else {
+                return nil
             }
-            return ModelDetail(name: name, createdAt: row["created_at"], versions: versions, aliases: aliases)
+            return try Self.aliases(db, modelID: modelID)
         }
     }
 
@@ -172,29 +179,45 @@ public final class SQLiteMetadataStore: MetadataStore {
                 SELECT v.id, v.model_id FROM versions v JOIN models m ON v.model_id = m.id WHERE m.name = ? AND v.name = ?
                 """), arguments: [name.value, version.value])
             else { return nil }
-            return try Self.versionSummary(db, versionID: row["id"], aliases: Self.aliases(db, modelID: row["model_id"]))
+            return try Self.versionSummary(db, versionID: row[0], aliases: Self.aliases(db, modelID: row[1]))
         }
     }
 
     static func versionSummary(_ db: Database, versionID: Int64, aliases: [AliasTarget]) throws -> VersionSummary {
-        guard let row = try Row.fetchOne(
-            db.cachedStatement(sql: "SELECT name, created_at, deprecated_at, deprecated_by, deprecation_reason FROM versions WHERE id = ?"),
-            arguments: [versionID]
-        ) else {
+        guard let summary = try versionSummaries(db, where: "v.id = ?", [versionID], aliases: aliases).first else {
             throw RegistryError(.internalError, "version row \(versionID) vanished")
         }
-        let name = try VersionName(row["name"] as String)
-        let variants = try Row.fetchAll(
-            db.cachedStatement(sql: "SELECT \(variantColumns) FROM variants WHERE version_id = ? ORDER BY name"), arguments: [versionID]
-        ).map(variantSummary)
-        return VersionSummary(
-            name: name,
-            createdAt: row["created_at"],
-            size: variants.reduce(0) { $0 + $1.size },
-            variants: variants,
-            aliases: aliases.filter { $0.version == name }.map(\.name),
-            deprecation: deprecation(row)
-        )
+        return summary
+    }
+
+    /// The versions `condition` selects (on `versions v`), newest first, each with its variants: two
+    /// queries however many versions there are, since a model's page lists them all.
+    static func versionSummaries(
+        _ db: Database, where condition: String, _ arguments: StatementArguments, aliases: [AliasTarget]
+    ) throws -> [VersionSummary] {
+        var variants: [Int64: [VariantSummary]] = [:]
+        let variantRows = try Row.fetchCursor(db.cachedStatement(sql: """
+            SELECT \(variantColumns), va.version_id FROM variants va JOIN versions v ON va.version_id = v.id
+            WHERE \(condition) ORDER BY va.name
+            """), arguments: arguments)
+        while let row = try variantRows.next() {
+            variants[row[variantColumnCount], default: []].append(try variantSummary(row))
+        }
+        return try Row.fetchAll(db.cachedStatement(sql: """
+            SELECT v.id, v.name, v.created_at, v.deprecated_at, v.deprecated_by, v.deprecation_reason FROM versions v
+            WHERE \(condition) ORDER BY v.created_at DESC, v.id DESC
+            """), arguments: arguments).map { row in
+            let name = try VersionName(row[1] as String)
+            let versionVariants = variants[row[0]] ?? []
+            return VersionSummary(
+                name: name,
+                createdAt: row[2],
+                size: versionVariants.reduce(0) { $0 + $1.size },
+                variants: versionVariants,
+                aliases: aliases.filter { $0.version == name }.map(\.name),
+                deprecation: deprecation(row)
+            )
+        }
     }
 
     /// The deprecation held in a row's `deprecated_at`, `deprecated_by` and `deprecation_reason` columns.
@@ -234,12 +257,7 @@ public final class SQLiteMetadataStore: MetadataStore {
     }
 
     public func alias(_ name: ModelName, _ alias: AliasName) async throws -> AliasTarget? {
-        try await pool.read { db in
-            guard let modelID = try Int64.fetchOne(db.cachedStatement(sql: "SELECT id FROM models WHERE name = ?"), arguments: [name.value]) else {
-                return nil
-            }
-            return try Self.aliases(db, modelID: modelID).first { $0.name == alias }
-        }
+        try await aliases(name)?.first { $0.name == alias }
     }
 
     static func aliases(_ db: Database, modelID: Int64) throws -> [AliasTarget] {
@@ -248,11 +266,11 @@ public final class SQLiteMetadataStore: MetadataStore {
             FROM aliases a JOIN versions v ON a.version_id = v.id WHERE a.model_id = ? ORDER BY a.name
             """), arguments: [modelID]).map { row in
             AliasTarget(
-                name: try AliasName(row["name"] as String),
-                version: try VersionName(row["version"] as String),
-                variant: try (row["variant"] as String?).map { text throws(RegistryError) in try VariantName(text) },
-                updatedAt: row["updated_at"],
-                updatedBy: row["updated_by"]
+                name: try AliasName(row[0] as String),
+                version: try VersionName(row[1] as String),
+                variant: try (row[2] as String?).map { text throws(RegistryError) in try VariantName(text) },
+                updatedAt: row[3],
+                updatedBy: row[4]
             )
         }
     }

@@ -48,8 +48,8 @@ struct ModelRoutes {
             let variant = try request.uri.queryParameters.get("variant").map { text throws(RegistryError) in try VariantName(text) }
             response = manifestResponse(try await metadata.resolve(reference, variant: variant))
         case .aliases(let name):
-            guard let detail = try await metadata.model(name) else { throw RegistryError(.notFound, "model \(name) not found") }
-            response = JSONBody.response(AliasList(aliases: detail.aliases))
+            guard let aliases = try await metadata.aliases(name) else { throw RegistryError(.notFound, "model \(name) not found") }
+            response = JSONBody.response(AliasList(aliases: aliases))
         case .alias(let name, let alias):
             guard let target = try await metadata.alias(name, alias) else {
                 throw RegistryError(.notFound, "alias '\(alias)' of model \(name) not found")
