@@ -3,6 +3,9 @@
 public protocol MetadataStore: Sendable {
     /// Confirms the store is open and its schema is current.
     func checkReady() async throws
+    /// Moves after every write transaction, committed or not: an answer read while it stayed the same is
+    /// still current (see `ReadCache`).
+    var changeCount: Int { get }
 
     func recordBlob(_ blob: BlobInfo) async throws
     /// Publishes a variant. Publishing identical content again is a no-op; other content for an existing

@@ -1,11 +1,13 @@
 import Foundation
 import GRDB
+import Synchronization
 
 /// Metadata in one SQLite database in WAL mode, schema from the embedded migrations.
 public final class SQLiteMetadataStore: MetadataStore {
     let pool: DatabasePool
     private let migrator: SchemaMigrator
-    private let tokenCache = TokenCache()
+    private let tokenCache = ReadCache<String, TokenRecord>(limit: 1024)
+    private let changes = Atomic(0)
 
     /// Opens (creating if needed) and migrates the database at `path`.
     public init(path: String, migrator: SchemaMigrator = SchemaMigrator()) throws {
@@ -23,6 +25,14 @@ public final class SQLiteMetadataStore: MetadataStore {
         try migrator.migrate(pool)
     }
 
+    public var changeCount: Int { changes.load(ordering: .acquiring) }
+
+    /// Every write goes through here, so that `changeCount` moves after each one, committed or not.
+    func writing<T: Sendable>(_ updates: @Sendable @escaping (Database) throws -> T) async throws -> T {
+        defer { changes.wrappingAdd(1, ordering: .releasing) }
+        return try await pool.write(updates)
+    }
+
     public func checkReady() async throws {
         let latest = migrator.latestVersion
         let applied = try await pool.read { db in try SchemaMigrator.appliedVersion(db) }
@@ -32,7 +42,7 @@ public final class SQLiteMetadataStore: MetadataStore {
     }
 
     public func recordBlob(_ blob: BlobInfo) async throws {
-        try await pool.write { db in try Self.insertBlob(db, blob) }
+        try await writing { db in try Self.insertBlob(db, blob) }
     }
 
     private static func insertBlob(_ db: Database, _ blob: BlobInfo) throws {
@@ -45,7 +55,7 @@ public final class SQLiteMetadataStore: MetadataStore {
     public func publish(_ request: PublishRequest) async throws -> PublishOutcome {
         let bytes = request.manifest.canonicalJSON()
         let digest = Digest.of(bytes)
-        return try await pool.write { db in
+        return try await writing { db in
             let modelID = try Self.ensureModel(db, request.model)
             let versionID = try Self.ensureVersion(db, modelID, request.model, request.version)
             if let existing = try Self.variantRow(db, versionID: versionID, name: request.variant) {
@@ -280,8 +290,7 @@ public final class SQLiteMetadataStore: MetadataStore {
     }
 
     public func createToken(name: TokenLabel, scope: TokenScope, secret: TokenSecret, actor: String) async throws -> TokenRecord {
-        defer { tokenCache.invalidate() }
-        return try await pool.write { db in
+        return try await writing { db in
             if try Self.activeToken(db, name: name) != nil {
                 throw RegistryError(.conflict, "a token named '\(name)' already exists: revoke it first or choose another name")
             }
@@ -300,8 +309,7 @@ public final class SQLiteMetadataStore: MetadataStore {
     /// Already active as admin: nothing changes. Revoked, or known with a lesser scope: refused, since
     /// re-enabling it from a file would undo a revocation. Returns whether the token was added.
     public func installAdminToken(name: TokenLabel, secret: TokenSecret, actor: String) async throws -> Bool {
-        defer { tokenCache.invalidate() }
-        return try await pool.write { db in
+        return try await writing { db in
             if let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT scope, revoked_at FROM tokens WHERE hash = ?"), arguments: [secret.hash]) {
                 let revoked: String? = row["revoked_at"], scope: String = row["scope"]
                 guard revoked == nil, scope == TokenScope.admin.rawValue else {
@@ -327,8 +335,8 @@ public final class SQLiteMetadataStore: MetadataStore {
     }
 
     public func token(hash: String) async throws -> TokenRecord? {
-        let (cached, generation) = tokenCache.lookup(hash)
-        if let cached { return cached }
+        let changeCount = changeCount
+        if let cached = tokenCache.value(for: hash, at: changeCount) { return cached }
         let record = try await pool.read { db -> TokenRecord? in
             guard let row = try Row.fetchOne(
                 db.cachedStatement(sql: "SELECT name, scope, hash, created_at, revoked_at FROM tokens WHERE hash = ? AND revoked_at IS NULL"),
@@ -336,7 +344,7 @@ public final class SQLiteMetadataStore: MetadataStore {
             ), constantTimeEquals(row["hash"], hash) else { return nil }
             return try Self.tokenRecord(row)
         }
-        if let record { tokenCache.insert(record, for: hash, readAt: generation) }
+        if let record { tokenCache.insert(record, for: hash, readAt: changeCount) }
         return record
     }
 
@@ -347,8 +355,7 @@ public final class SQLiteMetadataStore: MetadataStore {
     }
 
     public func revokeToken(name: TokenLabel, actor: String) async throws -> TokenRecord {
-        defer { tokenCache.invalidate() }
-        return try await pool.write { db in
+        return try await writing { db in
             guard var record = try Self.activeToken(db, name: name) else {
                 throw RegistryError.notFound("active token '\(name)'")
             }

@@ -110,9 +110,13 @@ enum JSONBody {
     }
 
     static func response(_ value: some Encodable, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) -> Response {
+        rendered(value, status: status, headers: headers).response(sendBody: true)
+    }
+
+    static func rendered(_ value: some Encodable, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) -> RenderedResponse {
         var headers = headers
         headers[.contentType] = contentType
-        return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: encode(value)))
+        return RenderedResponse(status: status, headers: headers, body: encode(value))
     }
 
     static func decode<T: Decodable>(_ type: T.Type, from request: Request, context: RegistryRequestContext) async throws -> T {
@@ -127,6 +131,24 @@ enum JSONBody {
         } catch {
             throw RegistryError(.invalidRequest, "request body is not valid JSON for this route: \(error)")
         }
+    }
+}
+
+/// A response held whole in memory, so that a database read can be answered again without reading or
+/// encoding anything (see `Registry.renderedReads`).
+struct RenderedResponse: Sendable {
+    var status: HTTPResponse.Status
+    var headers: HTTPFields
+    var body: ByteBuffer
+
+    /// What keeping it costs, in bytes.
+    var cost: Int { body.readableBytes + 512 }
+
+    /// HEAD answers with the length the GET body would have.
+    func response(sendBody: Bool) -> Response {
+        var headers = headers
+        headers[.contentLength] = String(body.readableBytes)
+        return Response(status: status, headers: headers, body: sendBody ? ResponseBody(byteBuffer: body) : ResponseBody())
     }
 }
 

@@ -5,7 +5,7 @@ import ModelRegistryCore
 /// The resources under `/v1/models/`, parsed from the path segments after it. A model name has one or two
 /// segments; the second is part of the name unless it is one of the reserved sub-resource words, which
 /// `ModelName` refuses as name segments for exactly this reason.
-enum ModelRoute: Equatable {
+enum ModelRoute: Hashable {
     case model(ModelName)
     case versions(ModelName)
     case version(ModelName, VersionName)

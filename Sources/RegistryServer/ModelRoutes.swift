@@ -1,5 +1,12 @@
+import HTTPTypes
 import Hummingbird
 import ModelRegistryCore
+
+/// A database read of the model routes, as kept in `Registry.renderedReads`.
+struct RenderedRead: Hashable, Sendable {
+    let route: ModelRoute
+    let variant: VariantName?
+}
 
 /// Models, versions, variants, manifests and aliases under `/v1/models`.
 struct ModelRoutes {
@@ -25,75 +32,78 @@ struct ModelRoutes {
 
     private func get(_ request: Request, _ context: RegistryRequestContext, sendBody: Bool) async throws -> Response {
         try registry.authorize(context, .read)
+        let route = try route(context)
+        if case .image(let name, let manifest, let layout) = route {
+            return try await image(request, name, manifest, layout, sendBody: sendBody)
+        }
+        var variant: VariantName?
+        if case .manifest = route {
+            variant = try request.uri.queryParameters.get("variant").map { text throws(RegistryError) in try VariantName(text) }
+        }
+        // A cache image's state is the builder's, not the database's: never kept.
+        if case .images = route { return try await render(request, route, variant: variant).response(sendBody: sendBody) }
+        let key = RenderedRead(route: route, variant: variant)
+        let changeCount = registry.metadata.changeCount
+        if let kept = registry.renderedReads.value(for: key, at: changeCount) { return kept.response(sendBody: sendBody) }
+        let rendered = try await render(request, route, variant: variant)
+        registry.renderedReads.insert(rendered, for: key, cost: rendered.cost, readAt: changeCount)
+        return rendered.response(sendBody: sendBody)
+    }
+
+    private func render(_ request: Request, _ route: ModelRoute, variant: VariantName?) async throws -> RenderedResponse {
         let metadata = registry.metadata
-        var response: Response
-        switch try route(context) {
+        switch route {
         case .model(let name):
             guard let detail = try await metadata.model(name) else { throw RegistryError(.notFound, "model \(name) not found") }
-            response = JSONBody.response(detail)
+            return JSONBody.rendered(detail)
         case .versions(let name):
             guard let detail = try await metadata.model(name) else { throw RegistryError(.notFound, "model \(name) not found") }
-            response = JSONBody.response(VersionList(versions: detail.versions))
+            return JSONBody.rendered(VersionList(versions: detail.versions))
         case .version(let name, let version):
             guard let summary = try await metadata.version(name, version) else {
                 throw RegistryError(.notFound, "version \(name):\(version) not found")
             }
-            response = JSONBody.response(summary)
+            return JSONBody.rendered(summary)
         case .variant(let name, let version, let variant):
             guard let stored = try await metadata.manifest(name, version, variant) else {
                 throw RegistryError(.notFound, "variant '\(variant)' of \(name):\(version) not found")
             }
-            response = manifestResponse(stored)
+            return manifestResponse(stored)
         case .manifest(let reference):
-            let variant = try request.uri.queryParameters.get("variant").map { text throws(RegistryError) in try VariantName(text) }
-            response = manifestResponse(try await metadata.resolve(reference, variant: variant))
+            return manifestResponse(try await metadata.resolve(reference, variant: variant))
         case .aliases(let name):
             guard let aliases = try await metadata.aliases(name) else { throw RegistryError(.notFound, "model \(name) not found") }
-            response = JSONBody.response(AliasList(aliases: aliases))
+            return JSONBody.rendered(AliasList(aliases: aliases))
         case .alias(let name, let alias):
             guard let target = try await metadata.alias(name, alias) else {
                 throw RegistryError(.notFound, "alias '\(alias)' of model \(name) not found")
             }
-            response = JSONBody.response(target)
+            return JSONBody.rendered(target)
         case .aliasHistory(let name, let alias):
             guard let entries = try await metadata.aliasHistory(name, alias) else {
                 throw RegistryError(.notFound, "model \(name) not found")
             }
-            response = JSONBody.response(AliasHistory(model: name, alias: alias, entries: entries))
+            return JSONBody.rendered(AliasHistory(model: name, alias: alias, entries: entries))
         case .images(let name, let manifest):
-            response = JSONBody.response(try await imageStatus(name, manifest))
-        case .image(let name, let manifest, let layout):
-            return try await image(request, name, manifest, layout, sendBody: sendBody)
-        case .aliasPromotion, .aliasRollback, .deprecation:
+            return JSONBody.rendered(try await imageStatus(name, manifest))
+        case .image, .aliasPromotion, .aliasRollback, .deprecation:
             throw Self.unsupported(request)
         }
-        if !sendBody {
-            // HEAD answers with the length the GET body would have.
-            let length = response.headers[.contentLength] ?? response.body.contentLength.map(String.init)
-            response.body = ResponseBody()
-            response.headers[.contentLength] = length
-        }
-        return response
     }
 
     /// The stored canonical bytes, so a client can check them against the digest itself.
-    private func manifestResponse(_ stored: StoredManifest) -> Response {
-        var response = Response(
-            status: .ok,
-            headers: [
-                .contentType: Manifest.mediaType,
-                .eTag: "\"\(stored.digest)\"",
-                .modelregDigest: stored.digest.description,
-                .modelregVersion: stored.version.value,
-                .modelregVariant: stored.variant.value,
-                .contentLength: String(stored.bytes.count),
-            ],
-            body: ResponseBody(byteBuffer: ByteBuffer(bytes: stored.bytes))
-        )
+    private func manifestResponse(_ stored: StoredManifest) -> RenderedResponse {
+        var headers: HTTPFields = [
+            .contentType: Manifest.mediaType,
+            .eTag: "\"\(stored.digest)\"",
+            .modelregDigest: stored.digest.description,
+            .modelregVersion: stored.version.value,
+            .modelregVariant: stored.variant.value,
+        ]
         if let deprecation = stored.deprecation {
-            response.headers[.modelregDeprecated] = DeprecationHeader.value(deprecation)
+            headers[.modelregDeprecated] = DeprecationHeader.value(deprecation)
         }
-        return response
+        return RenderedResponse(status: .ok, headers: headers, body: ByteBuffer(bytes: stored.bytes))
     }
 
     private func put(_ request: Request, _ context: RegistryRequestContext) async throws -> Response {

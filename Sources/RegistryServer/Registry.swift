@@ -18,6 +18,9 @@ public struct Registry: Sendable {
     let images: CacheImageBuilder
     /// Set on SIGTERM: readiness fails and new API requests are refused while requests in flight finish.
     public let shutdown = ShutdownState()
+    /// Answers to reads of model metadata, kept until the database changes: the metadata routes are read
+    /// far more often than written, and encoding a model's versions costs more than the query.
+    let renderedReads = ReadCache<RenderedRead, RenderedResponse>(limit: 32 << 20)
 
     public init(
         directory: DataDirectory, blobs: any BlobStore, metadata: any MetadataStore, anonymousRead: Bool,

@@ -154,19 +154,34 @@ import Testing
         }
     }
 
-    @Test func theTokenCacheNeverKeepsAnAnswerReadBeforeAChange() throws {
-        let cache = TokenCache(capacity: 2)
-        let record = TokenRecord(name: try TokenLabel("ci"), scope: .write, createdAt: "2026-01-01T00:00:00Z", revokedAt: nil)
-        let (missing, before) = cache.lookup("a")
-        #expect(missing == nil)
-        cache.invalidate()
-        cache.insert(record, for: "a", readAt: before)
-        #expect(cache.lookup("a").record == nil, "read before a revocation: not cached")
-        let (_, now) = cache.lookup("a")
-        cache.insert(record, for: "a", readAt: now)
-        #expect(cache.lookup("a").record == record)
-        cache.insert(record, for: "b", readAt: now)
-        cache.insert(record, for: "c", readAt: now)
-        #expect(cache.lookup("a").record == nil && cache.lookup("c").record == record, "full: emptied before the next insert")
+    @Test func theReadCacheNeverKeepsAnAnswerReadBeforeAChange() throws {
+        let cache = ReadCache<String, Int>(limit: 2)
+        #expect(cache.value(for: "a", at: 0) == nil)
+        cache.insert(1, for: "a", readAt: 0)
+        #expect(cache.value(for: "a", at: 0) == 1)
+        #expect(cache.value(for: "a", at: 1) == nil, "the store changed since: not served")
+        cache.insert(2, for: "a", readAt: 2)
+        cache.insert(1, for: "a", readAt: 1)
+        #expect(cache.value(for: "a", at: 2) == 2, "an answer read before a later one's change is not kept")
+        cache.insert(3, for: "b", readAt: 2)
+        cache.insert(4, for: "c", readAt: 2)
+        #expect(cache.value(for: "a", at: 2) == nil && cache.value(for: "c", at: 2) == 4, "full: emptied before the next insert")
+        cache.insert(5, for: "d", cost: 3, readAt: 2)
+        #expect(cache.value(for: "d", at: 2) == nil, "an answer dearer than the limit is not kept")
+    }
+
+    @Test func everyWriteMovesTheChangeCountAndReadsDoNot() async throws {
+        try await withTemporaryDirectory { root in
+            let store = try SQLiteMetadataStore(path: root.appendingPathComponent("r.sqlite").path)
+            let before = store.changeCount
+            _ = try await store.hasTokens()
+            _ = try await store.listModels()
+            #expect(store.changeCount == before)
+            _ = try await store.createToken(name: try TokenLabel("ci"), scope: .read, secret: .generate(), actor: "test")
+            #expect(store.changeCount == before + 1)
+            let nobody = try TokenLabel("nobody")
+            await #expect(throws: RegistryError.self) { try await store.revokeToken(name: nobody, actor: "test") }
+            #expect(store.changeCount == before + 2, "a write that failed moves it too: nothing read across it is kept")
+        }
     }
 }

@@ -51,6 +51,39 @@ import Testing
         }
     }
 
+    /// The server keeps its answers to metadata reads; every change must show in the very next read.
+    @Test func keptReadsFollowEveryChange() async throws {
+        try await TestRegistry.with { registry, client in
+            try await Self.publish(client, registry, "1")
+            #expect(try await Self.call(client, .put, "/v1/models/m/aliases/prod", registry.write, #"{"version":"1"}"#).status == .ok)
+            func versions() async throws -> [String] {
+                try await Self.call(client, .get, "/v1/models/m/versions", registry.read).decode(VersionList.self).versions.map(\.name.value)
+            }
+            func prod() async throws -> String? {
+                try await Self.call(client, .get, "/v1/models/m/manifests/@prod", registry.read).headers[.modelregVersion]
+            }
+            #expect(try await versions() == ["1"])
+            #expect(try await prod() == "1")
+            let model = try await Self.call(client, .get, "/v1/models/m", registry.read)
+            let kept = registry.registry.renderedReads.value(
+                for: RenderedRead(route: .model(try ModelName("m")), variant: nil), at: registry.registry.metadata.changeCount
+            )
+            #expect(kept.map { Array(buffer: $0.body) } == Array(buffer: model.body), "the model's answer is kept")
+            let head = try await Self.call(client, .head, "/v1/models/m", registry.read)
+            #expect(head.headers[.contentLength] == String(model.body.readableBytes) && head.body.readableBytes == 0)
+
+            try await Self.publish(client, registry, "2")
+            #expect(try await versions() == ["2", "1"], "a publish shows at once")
+            #expect(try await Self.call(client, .put, "/v1/models/m/aliases/prod", registry.write, #"{"version":"2"}"#).status == .ok)
+            #expect(try await prod() == "2", "an alias move shows at once")
+            #expect(try await Self.call(client, .post, "/v1/models/m/aliases/prod/rollback", registry.write, "{}").status == .ok)
+            #expect(try await prod() == "1", "a rollback shows at once")
+            #expect(try await Self.call(client, .delete, "/v1/models/m/versions/2", registry.admin).status == .ok)
+            #expect(try await versions() == ["1"], "a deletion shows at once")
+            #expect(try await Self.call(client, .get, "/v1/models/m/manifests/:2", registry.read).status == .notFound)
+        }
+    }
+
     @Test func compareAndSwapConflictsNameTheCurrentTarget() async throws {
         try await TestRegistry.with { registry, client in
             try await Self.publish(client, registry, "1")
