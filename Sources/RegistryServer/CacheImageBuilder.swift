@@ -1,4 +1,5 @@
 import CacheImage
+import DequeModule
 import Foundation
 import Logging
 import ModelRegistryCore
@@ -27,7 +28,10 @@ actor CacheImageBuilder {
     private let blobs: any BlobStore
     private let metadata: any MetadataStore
     private let logger: Logger
-    private var queue: [Job] = []
+    /// Jobs waiting, in order, and the same as a set: a registry seeded with thousands of variants queues
+    /// thousands of jobs, and each enqueue asks whether its job is already waiting.
+    private var queue = Deque<Job>()
+    private var queued: Set<Job> = []
     private var building: Job?
     private var worker: Task<Void, Never>?
 
@@ -42,8 +46,9 @@ actor CacheImageBuilder {
     func enqueue(_ model: ModelName, _ manifest: Digest) {
         for layout in CacheImageLayout.allCases {
             let job = Job(model: model, manifest: manifest, layout: layout)
-            guard job != building, !queue.contains(job), record(job) == nil else { continue }
+            guard job != building, !queued.contains(job), record(job) == nil else { continue }
             queue.append(job)
+            queued.insert(job)
         }
         if worker == nil, !queue.isEmpty {
             worker = Task { await self.drain() }
@@ -84,8 +89,9 @@ actor CacheImageBuilder {
     func forget(_ model: ModelName, _ manifests: [Digest]) {
         for manifest in manifests {
             for layout in CacheImageLayout.allCases {
-                queue.removeAll { $0 == Job(model: model, manifest: manifest, layout: layout) }
-                try? POSIXFile.remove(path(Job(model: model, manifest: manifest, layout: layout)))
+                let job = Job(model: model, manifest: manifest, layout: layout)
+                if queued.remove(job) != nil { queue.removeAll { $0 == job } }
+                try? POSIXFile.remove(path(job))
             }
         }
     }
@@ -96,8 +102,8 @@ actor CacheImageBuilder {
     }
 
     private func drain() async {
-        while !queue.isEmpty {
-            let job = queue.removeFirst()
+        while let job = queue.popFirst() {
+            queued.remove(job)
             building = job
             let record = await build(job)
             building = nil
