@@ -6,6 +6,9 @@ public protocol MetadataStore: Sendable {
     /// Moves after every write transaction, committed or not: an answer read while it stayed the same is
     /// still current (see `ReadCache`).
     var changeCount: Int { get }
+    /// Moves after every write transaction to `model` (a publish, alias move, deprecation or delete): an
+    /// answer about the model read while it stayed the same is still current.
+    func changeCount(of model: ModelName) -> Int
 
     func recordBlob(_ blob: BlobInfo) async throws
     /// Publishes a variant. Publishing identical content again is a no-op; other content for an existing

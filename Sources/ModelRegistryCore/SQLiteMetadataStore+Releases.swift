@@ -4,7 +4,7 @@ import GRDB
 /// written in one transaction, so history never disagrees with the state it describes.
 extension SQLiteMetadataStore {
     public func moveAlias(_ move: AliasMove) async throws -> AliasTarget {
-        try await writing { db in
+        try await writing(to: move.model) { db in
             guard move.alias != .latest else {
                 throw RegistryError(.invalidName, "'latest' is not an alias that can be moved: @latest is always the newest version that is not deprecated")
             }
@@ -120,7 +120,7 @@ extension SQLiteMetadataStore {
     }
 
     public func deprecate(_ name: ModelName, _ version: VersionName, reason: String?, actor: String) async throws -> VersionSummary {
-        try await writing { db in
+        try await writing(to: name) { db in
             let modelID = try Self.modelID(db, name)
             let versionID = try Self.existingVersionID(db, modelID, name, version)
             try db.execute(sql: """
@@ -132,7 +132,7 @@ extension SQLiteMetadataStore {
     }
 
     public func deleteVersion(_ name: ModelName, _ version: VersionName, actor: String) async throws -> DeletedVersion {
-        try await writing { db in
+        try await writing(to: name) { db in
             let modelID = try Self.modelID(db, name)
             let versionID = try Self.existingVersionID(db, modelID, name, version)
             let pointing = try Self.aliases(db, modelID: modelID).filter { $0.version == version }

@@ -7,7 +7,13 @@ public final class SQLiteMetadataStore: MetadataStore {
     let pool: DatabasePool
     private let migrator: SchemaMigrator
     private let tokenCache = ReadCache<String, TokenRecord>(limit: 1024)
-    private let changes = Atomic(0)
+    private let changes = Mutex(ChangeCounts())
+
+    /// Writes so far, and for each model written the count after its latest write.
+    private struct ChangeCounts {
+        var total = 0
+        var models: [ModelName: Int] = [:]
+    }
 
     /// Opens (creating if needed) and migrates the database at `path`.
     public init(path: String, migrator: SchemaMigrator = SchemaMigrator()) throws {
@@ -25,11 +31,18 @@ public final class SQLiteMetadataStore: MetadataStore {
         try migrator.migrate(pool)
     }
 
-    public var changeCount: Int { changes.load(ordering: .acquiring) }
+    public var changeCount: Int { changes.withLock { $0.total } }
 
-    /// Every write goes through here, so that `changeCount` moves after each one, committed or not.
-    func writing<T: Sendable>(_ updates: @Sendable @escaping (Database) throws -> T) async throws -> T {
-        defer { changes.wrappingAdd(1, ordering: .releasing) }
+    public func changeCount(of model: ModelName) -> Int { changes.withLock { $0.models[model] ?? 0 } }
+
+    /// Every write goes through here, so that the change counts move after each one, committed or not.
+    func writing<T: Sendable>(to model: ModelName? = nil, _ updates: @Sendable @escaping (Database) throws -> T) async throws -> T {
+        defer {
+            changes.withLock { counts in
+                counts.total += 1
+                if let model { counts.models[model] = counts.total }
+            }
+        }
         return try await pool.write(updates)
     }
 
@@ -55,7 +68,7 @@ public final class SQLiteMetadataStore: MetadataStore {
     public func publish(_ request: PublishRequest) async throws -> PublishOutcome {
         let bytes = request.manifest.canonicalJSON()
         let digest = Digest.of(bytes)
-        return try await writing { db in
+        return try await writing(to: request.model) { db in
             let modelID = try Self.ensureModel(db, request.model)
             let versionID = try Self.ensureVersion(db, modelID, request.model, request.version)
             if let existing = try Self.variantRow(db, versionID: versionID, name: request.variant) {

@@ -69,6 +69,18 @@ enum ModelRoute: Hashable {
         }
     }
 
+    /// The model the resource belongs to.
+    var model: ModelName {
+        switch self {
+        case .model(let name), .versions(let name), .aliases(let name), .version(let name, _), .variant(let name, _, _),
+             .alias(let name, _), .aliasHistory(let name, _), .aliasPromotion(let name, _), .aliasRollback(let name, _),
+             .deprecation(let name, _), .images(let name, _), .image(let name, _, _):
+            name
+        case .manifest(let reference):
+            reference.name
+        }
+    }
+
     private static func unknown(_ segments: [String]) -> RegistryError {
         RegistryError(.notFound, "no such route: /v1/models/\(segments.joined(separator: "/").prefix(300))")
     }

@@ -43,7 +43,7 @@ struct ModelRoutes {
         // A cache image's state is the builder's, not the database's: never kept.
         if case .images = route { return try await render(request, route, variant: variant).response(sendBody: sendBody) }
         let key = RenderedRead(route: route, variant: variant)
-        let changeCount = registry.metadata.changeCount
+        let changeCount = registry.metadata.changeCount(of: route.model)
         if let kept = registry.renderedReads.value(for: key, at: changeCount) { return kept.response(sendBody: sendBody) }
         let rendered = try await render(request, route, variant: variant)
         registry.renderedReads.insert(rendered, for: key, cost: rendered.cost, readAt: changeCount)

@@ -154,16 +154,17 @@ import Testing
         }
     }
 
-    @Test func theReadCacheNeverKeepsAnAnswerReadBeforeAChange() throws {
+    @Test func theReadCacheNeverServesAnAnswerReadBeforeAChange() throws {
         let cache = ReadCache<String, Int>(limit: 2)
         #expect(cache.value(for: "a", at: 0) == nil)
         cache.insert(1, for: "a", readAt: 0)
         #expect(cache.value(for: "a", at: 0) == 1)
-        #expect(cache.value(for: "a", at: 1) == nil, "the store changed since: not served")
+        #expect(cache.value(for: "a", at: 1) == nil, "what it read changed since: not served")
         cache.insert(2, for: "a", readAt: 2)
         cache.insert(1, for: "a", readAt: 1)
-        #expect(cache.value(for: "a", at: 2) == 2, "an answer read before a later one's change is not kept")
-        cache.insert(3, for: "b", readAt: 2)
+        #expect(cache.value(for: "a", at: 2) == 2, "an answer read before the kept one is not kept instead")
+        cache.insert(3, for: "b", readAt: 5)
+        #expect(cache.value(for: "a", at: 2) == 2 && cache.value(for: "b", at: 5) == 3, "each key has its own count")
         cache.insert(4, for: "c", readAt: 2)
         #expect(cache.value(for: "a", at: 2) == nil && cache.value(for: "c", at: 2) == 4, "full: emptied before the next insert")
         cache.insert(5, for: "d", cost: 3, readAt: 2)
@@ -182,6 +183,15 @@ import Testing
             let nobody = try TokenLabel("nobody")
             await #expect(throws: RegistryError.self) { try await store.revokeToken(name: nobody, actor: "test") }
             #expect(store.changeCount == before + 2, "a write that failed moves it too: nothing read across it is kept")
+
+            let (m, other) = (try ModelName("m"), try ModelName("other"))
+            #expect(store.changeCount(of: m) == 0, "token writes are no model's")
+            let move = AliasMove(model: m, alias: try AliasName("prod"), kind: .set(try VersionName("1"), variant: nil), expectation: nil, actor: "test")
+            await #expect(throws: RegistryError.self) { try await store.moveAlias(move) }
+            let moved = store.changeCount(of: m)
+            #expect(moved > 0 && store.changeCount(of: other) == 0, "a write to one model moves its count only")
+            _ = try await store.model(m)
+            #expect(store.changeCount(of: m) == moved)
         }
     }
 }

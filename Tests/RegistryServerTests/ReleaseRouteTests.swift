@@ -65,8 +65,9 @@ import Testing
             #expect(try await versions() == ["1"])
             #expect(try await prod() == "1")
             let model = try await Self.call(client, .get, "/v1/models/m", registry.read)
+            let name = try ModelName("m")
             let kept = registry.registry.renderedReads.value(
-                for: RenderedRead(route: .model(try ModelName("m")), variant: nil), at: registry.registry.metadata.changeCount
+                for: RenderedRead(route: .model(name), variant: nil), at: registry.registry.metadata.changeCount(of: name)
             )
             #expect(kept.map { Array(buffer: $0.body) } == Array(buffer: model.body), "the model's answer is kept")
             let head = try await Self.call(client, .head, "/v1/models/m", registry.read)
