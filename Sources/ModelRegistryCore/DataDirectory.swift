@@ -22,6 +22,8 @@ public struct DataDirectory: Sendable {
     public var uploads: URL { root.appendingPathComponent("uploads", isDirectory: true) }
     public var tmp: URL { root.appendingPathComponent("tmp", isDirectory: true) }
     public var adminToken: URL { root.appendingPathComponent("admin.token") }
+    /// Held by the server that serves this directory, for as long as it runs.
+    public var serverLock: URL { root.appendingPathComponent("server.lock") }
     public var images: URL { root.appendingPathComponent("images", isDirectory: true) }
     public var quarantine: URL { root.appendingPathComponent("quarantine/sha256", isDirectory: true) }
 

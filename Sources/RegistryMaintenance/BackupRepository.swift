@@ -91,8 +91,14 @@ public struct BackupRepository: Sendable {
 
     /// Takes the repository's lock: exclusive for writers, shared for readers. A lock held by a process that
     /// died (even by kill -9) is released by the kernel, so it never blocks for ever.
-    public func lock(exclusive: Bool) throws(RegistryError) -> RepositoryLock {
-        try RepositoryLock(path: lockFile.path, exclusive: exclusive)
+    public func lock(exclusive: Bool) throws(RegistryError) -> FileLock {
+        try FileLock(path: lockFile.path, exclusive: exclusive) { holder in
+            RegistryError(
+                .conflict,
+                "the backup repository is in use by another modelreg process\(holder.isEmpty ? "" : " (\(holder))"): "
+                    + "wait for it to finish; two backups or prunes never run at once on one repository"
+            )
+        }
     }
 
     /// Every snapshot, oldest first.
@@ -153,35 +159,6 @@ public struct BackupRepository: Sendable {
         let c = calendar.dateComponents([.year, .month, .day, .hour, .minute, .second], from: date)
         let stamp = String(format: "%04d%02d%02dT%02d%02d%02dZ", c.year!, c.month!, c.day!, c.hour!, c.minute!, c.second!)
         return stamp + "-" + String(UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(8))
-    }
-}
-
-/// An flock on the repository's lock file, released by `unlock()` or when the process ends.
-public final class RepositoryLock: Sendable {
-    private let descriptor: Int32
-
-    init(path: String, exclusive: Bool) throws(RegistryError) {
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw RegistryError(.storageFailure, "cannot open the lock file \(path): \(String(cString: strerror(errno)))") }
-        guard flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) == 0 else {
-            let holder = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
-            close(fd)
-            throw RegistryError(
-                .conflict,
-                "the backup repository is in use by another modelreg process\(holder.isEmpty ? "" : " (\(holder))"): "
-                    + "wait for it to finish; two backups or prunes never run at once on one repository"
-            )
-        }
-        descriptor = fd
-        if exclusive {
-            let text = Array("pid \(getpid()) since \(Timestamp.now())\n".utf8)
-            _ = ftruncate(fd, 0)
-            _ = text.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
-        }
-    }
-
-    public func unlock() {
-        close(descriptor)
     }
 }
 

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import ModelRegistryCore
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -39,6 +40,7 @@ public struct Registry: Sendable {
     public static func open(_ configuration: ServerConfiguration, logger: Logger) async throws -> Registry {
         let directory = configuration.dataDirectory
         try directory.create()
+        try claim(directory)
         removeLeftovers(of: directory, logger: logger)
         let metadata = try SQLiteMetadataStore(path: directory.database.path)
         let registry = Registry(
@@ -62,6 +64,24 @@ public struct Registry: Sendable {
         await registry.images.enqueueAliasTargets()
         return registry
     }
+
+    /// One server a data directory: it keeps its answers to metadata reads until it writes a change itself
+    /// (`renderedReads`), and removes the scratch files it finds at start, both of which another server on
+    /// the same directory would break. The lock is held until the process ends.
+    private static func claim(_ directory: DataDirectory) throws(RegistryError) {
+        let path = directory.serverLock.path
+        let lock = try FileLock(path: path, exclusive: true) { holder in
+            RegistryError(
+                .conflict,
+                "the data directory \(directory.root.path) is served by another modelreg server\(holder.isEmpty ? "" : " (\(holder))"): "
+                    + "stop it first, or give this one another --data"
+            )
+        }
+        heldLocks.withLock { $0.append(lock) }
+    }
+
+    /// The data directories this process serves; their locks go when it ends.
+    private static let heldLocks = Mutex<[FileLock]>([])
 
     /// The server's own files in `tmp/`, named `<purpose>-<uuid>`.
     enum Scratch: String, CaseIterable {
