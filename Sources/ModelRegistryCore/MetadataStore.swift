@@ -3,11 +3,9 @@
 public protocol MetadataStore: Sendable {
     /// Confirms the store is open and its schema is current.
     func checkReady() async throws
-    /// Moves after every write transaction, committed or not: an answer read while it stayed the same is
-    /// still current (see `ReadCache`).
-    var changeCount: Int { get }
-    /// Moves after every write transaction to `model` (a publish, alias move, deprecation or delete): an
-    /// answer about the model read while it stayed the same is still current.
+    /// Moves after every write transaction to `model` (a publish, alias move, deprecation or delete),
+    /// committed or not: an answer about the model read while it stayed the same is still current (see
+    /// `ReadCache`).
     func changeCount(of model: ModelName) -> Int
 
     func recordBlob(_ blob: BlobInfo) async throws

@@ -31,7 +31,8 @@ public final class SQLiteMetadataStore: MetadataStore {
         try migrator.migrate(pool)
     }
 
-    public var changeCount: Int { changes.withLock { $0.total } }
+    /// Moves after every write transaction, committed or not: what the token cache is tagged with.
+    var changeCount: Int { changes.withLock { $0.total } }
 
     public func changeCount(of model: ModelName) -> Int { changes.withLock { $0.models[model] ?? 0 } }
 
