@@ -12,14 +12,17 @@ import Glibc
 @Suite(.serialized) struct ShutdownTests {
     static let body = (0..<(64 * 1024)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
 
+    /// The head of a one-request blob upload of `length` bytes.
+    static func blobUploadHead(_ server: ServerProcess, _ digest: Digest, length: Int) -> String {
+        "PUT /v1/blobs/\(digest) HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \(server.adminToken)\r\n"
+            + "Content-Type: application/octet-stream\r\nContent-Length: \(length)\r\n\r\n"
+    }
+
     /// Starts `PUT /v1/blobs/{digest}` on a raw connection and sends the first half of the body.
     static func startSlowUpload(to server: ServerProcess) throws -> (RawConnection, Digest) {
         let digest = Digest.of(body)
         let connection = try RawConnection(server.url)
-        try #require(connection.send(
-            "PUT /v1/blobs/\(digest) HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \(server.adminToken)\r\n"
-                + "Content-Type: application/octet-stream\r\nContent-Length: \(body.count)\r\n\r\n"
-        ))
+        try #require(connection.send(blobUploadHead(server, digest, length: body.count)))
         try #require(connection.send(Array(body[..<(body.count / 2)])))
         return (connection, digest)
     }
@@ -63,10 +66,7 @@ import Glibc
     static func storeBlob(_ server: ServerProcess, size: Int) throws -> (bytes: [UInt8], digest: Digest) {
         let bytes = try [UInt8](#require(FileHandle(forReadingAtPath: "/dev/urandom")).read(upToCount: size) ?? Data())
         let digest = Digest.of(bytes)
-        let response = try RawConnection(server.url).exchange(
-            Array("PUT /v1/blobs/\(digest) HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \(server.adminToken)\r\n".utf8)
-                + Array("Content-Type: application/octet-stream\r\nContent-Length: \(size)\r\n\r\n".utf8) + bytes
-        )
+        let response = try RawConnection(server.url).exchange(Array(blobUploadHead(server, digest, length: size).utf8) + bytes)
         try #require(response.status == 201, "storing the blob: \(response.head)")
         return (bytes, digest)
     }
