@@ -6,12 +6,14 @@ import NIOCore
 
 /// `modelreg fetch`, the init container's command: places a variant's cache image under a directory.
 ///
-/// The image is streamed and extracted by `CacheImageExtractor` into a staging directory beside the
-/// destination, every file verified while it is written, and the staging directory is renamed into place
-/// with a marker naming the manifest digest. A destination whose marker and files already match is left
-/// alone. A staging directory left by a killed run is resumed: finished entries (listed in a journal) are
-/// kept, a half-written file is continued from its last byte, and the rest is requested with `Range`.
-/// Files found in a node-level cache directory are hard-linked instead of downloaded.
+/// The image is streamed and extracted by `CacheImageExtractor` into a staging directory inside the
+/// destination (`StagedDestination`: the destination is usually an `emptyDir` mount point under a
+/// read-only root), every file verified while it is written; then the files are moved into the destination
+/// and a marker naming the manifest digest is written last: the marker is the commit point. A destination
+/// whose marker and files already match is left alone. A staging directory left by a killed run is resumed:
+/// finished entries (listed in a journal) are kept, a half-written file is continued from its last byte, and
+/// the rest is requested with `Range`. Files found in a node-level cache directory are hard-linked (or, on
+/// another mount, copied and checked) instead of downloaded.
 public struct Fetcher: Sendable {
     public static let markerName = ".modelreg-fetch.json"
     static let journalName = ".modelreg-fetch-journal"
@@ -28,12 +30,15 @@ public struct Fetcher: Sendable {
         public var verify: Bool
         /// How long network failures are retried, with backoff, before giving up.
         public var timeout: Duration
+        /// Replace a destination that holds files of another origin than an earlier fetch.
+        public var force: Bool
 
-        public init(layout: CacheImageLayout, cache: URL?, verify: Bool, timeout: Duration) {
+        public init(layout: CacheImageLayout, cache: URL?, verify: Bool, timeout: Duration, force: Bool = false) {
             self.layout = layout
             self.cache = cache
             self.verify = verify
             self.timeout = timeout
+            self.force = force
         }
     }
 
@@ -54,27 +59,31 @@ public struct Fetcher: Sendable {
             bytes: resolved.manifest.totalSize, alreadyInPlace: false, bytesDownloaded: 0, bytesFromCache: 0, bytesResumed: 0,
             seconds: 0, deprecation: resolved.deprecation
         )
-        if FetchMarker.read(destination) == marker, try Self.inPlace(image, under: destination, verify: options.verify) {
+        let target = StagedDestination(destination, run: "\(resolved.digest.hex.prefix(16))-\(options.layout)")
+        let earlier = FetchMarker.read(destination)
+        if earlier == marker, try Self.inPlace(image, under: destination, verify: options.verify) {
+            target.removeStaging()
             log("\(resolved.model):\(resolved.version) variant \(resolved.variant) (\(resolved.digest)) is already in \(destination.path)")
             report.alreadyInPlace = true
             report.seconds = (ContinuousClock.now - start).seconds
             return report
         }
-        let staging = destination.deletingLastPathComponent()
-            .appendingPathComponent(".\(destination.lastPathComponent).modelreg-fetch-\(resolved.digest.hex.prefix(16))-\(options.layout)")
+        try target.checkReplaceable(replace: options.force, earlierRun: earlier != nil, command: "fetch")
+        try target.prepare()
         log("fetching \(reference) -> \(resolved.model):\(resolved.version) variant \(resolved.variant) (\(resolved.digest)), "
             + "\(options.layout) layout, \(resolved.manifest.files.count) files, \(ByteCount.format(resolved.manifest.totalSize))")
         do {
-            let placement = ImagePlacement(image: image, manifest: resolved.digest, staging: staging, cache: options.cache, log: log)
+            let placement = ImagePlacement(image: image, manifest: resolved.digest, staging: target.staging, cache: options.cache, log: log)
             let counts = try await retrying(until: deadline, log: log) { try await placement.complete(using: connection, name: resolved.model) }
             (report.bytesDownloaded, report.bytesFromCache, report.bytesResumed) = (counts.downloaded, counts.fromCache, counts.resumed)
-            if options.verify, try !Self.inPlace(image, under: staging, verify: true) {
-                throw RegistryError(.integrity, "a file changed on disk while it was being fetched into \(staging.path)")
+            if options.verify, try !Self.inPlace(image, under: target.staging, verify: true) {
+                throw RegistryError(.integrity, "a file changed on disk while it was being fetched into \(target.staging.path)")
             }
-            try placement.finish(marker: marker, into: destination)
+            try placement.finish()
+            try target.commit(commitPoint: (Self.markerName, try JSONEncoder().encode(marker)))
         } catch let error as RegistryError where error.code == .integrity {
             // Bytes that failed verification are never kept, not even for a resume.
-            try? FileManager.default.removeItem(at: staging)
+            try? FileManager.default.removeItem(at: target.staging)
             throw error
         }
         report.seconds = (ContinuousClock.now - start).seconds

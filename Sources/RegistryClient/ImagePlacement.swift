@@ -63,30 +63,15 @@ struct ImagePlacement: Sendable {
         return counts
     }
 
-    /// Writes the marker, shares new files with the node cache, and renames the staging directory into place.
-    func finish(marker: FetchMarker, into destination: URL) throws {
-        let fileManager = FileManager.default
-        try? fileManager.removeItem(at: staging.appendingPathComponent(Fetcher.journalName))
-        let bytes = try JSONEncoder().encode(marker)
-        let markerFile = try POSIXFile.open(staging.appendingPathComponent(Fetcher.markerName).path, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
-        try bytes.withUnsafeBytes { try markerFile.write($0, at: 0) }
-        try markerFile.sync()
-        try markerFile.close()
+    /// Shares new files with the node cache and makes the staged tree durable, ready to be moved in.
+    func finish() throws {
+        try? FileManager.default.removeItem(at: staging.appendingPathComponent(Fetcher.journalName))
         if cache != nil { for entry in image.files { shareWithCache(entry) } }
-        for directory in Set(image.entries.map { ($0.path as NSString).deletingLastPathComponent }) {
-            try POSIXFile.syncDirectory(staging.appendingPathComponent(directory).path)
+        // Split by "/" (manifest paths are relative and normalized): no Foundation path-string helpers on
+        // names from a manifest.
+        for directory in Set(image.entries.map { $0.path.split(separator: "/").dropLast().joined(separator: "/") }) {
+            try POSIXFile.syncDirectory(directory.isEmpty ? staging.path : staging.appendingPathComponent(directory).path)
         }
-        let parent = destination.deletingLastPathComponent()
-        if fileManager.fileExists(atPath: destination.path) {
-            let old = parent.appendingPathComponent(".\(destination.lastPathComponent).modelreg-old-\(UUID().uuidString.prefix(8))")
-            try POSIXFile.rename(destination.path, to: old.path)
-            try POSIXFile.rename(staging.path, to: destination.path)
-            try? fileManager.removeItem(at: old)
-        } else {
-            try fileManager.createDirectory(at: parent, withIntermediateDirectories: true)
-            try POSIXFile.rename(staging.path, to: destination.path)
-        }
-        try POSIXFile.syncDirectory(parent.path)
     }
 
     private func size(_ entry: CacheImage.Entry) -> Int64 {
@@ -200,6 +185,8 @@ struct ImagePlacement: Sendable {
         let (root, entries, log) = (staging, Array(run), self.log)
         let extraction = Task.detached {
             try await Self.onThread {
+                // However the extraction ends, the download side must stop waiting for room in the channel.
+                defer { channel.close() }
                 try CacheImageExtractor(directory: root, expecting: entries) { entry in
                     try? journal.record(entry.path)
                     if case .file(_, let size, _) = entry.kind { log("fetched \(entry.path) (\(ByteCount.format(size)))") }

@@ -7,13 +7,13 @@ import Glibc
 import Darwin
 #endif
 
-/// `modelreg pull`: resolves a reference and downloads every file into a work directory beside the
-/// destination, verifying each against its digest; only when all verified is the tree renamed into place.
+/// `modelreg pull`: resolves a reference and downloads every file into a staging directory inside the
+/// destination (`StagedDestination`, so a mount point under a read-only parent works), verifying each
+/// against its digest; only when all verified are the files moved into the destination.
 ///
-/// The work directory is named after the destination and the variant's digest
-/// (`.<dest>.modelreg-<12 hex>/`: `tree/` becomes the destination, `parts/<n>` are partial files), so a
-/// pull that was killed or lost its network finds it again and downloads only the missing bytes. A lock
-/// file in it keeps two pulls from writing the same tree at once.
+/// The staging directory is named after the variant's digest (`.modelreg-staging-pull-<12 hex>/`, with
+/// `.modelreg-parts/<n>` partial files), so a pull that was killed or lost its network finds it again and
+/// downloads only the missing bytes. A lock file in it keeps two pulls from writing the same tree at once.
 public struct Puller: Sendable {
     public let connection: RegistryConnection
     public var jobs: Int
@@ -35,21 +35,20 @@ public struct Puller: Sendable {
         let start = ContinuousClock.now
         let destination = destination.standardizedFileURL
         let fileManager = FileManager.default
-        let replacing = try Self.checkDestination(destination, replace: replace)
+        try StagedDestination(destination, run: "").checkReplaceable(replace: replace, earlierRun: false, command: "pull")
         let resolved = try await connection.resolve(reference, variant: variant)
         let files = resolved.manifest.files
         if let reason = resolved.deprecation { warn(Presentation.deprecationWarning(resolved, reason: reason)) }
-        let parent = destination.deletingLastPathComponent()
-        try fileManager.createDirectory(at: parent, withIntermediateDirectories: true)
-        let work = parent.appendingPathComponent(".\(destination.lastPathComponent).modelreg-\(resolved.digest.hex.prefix(12))")
-        let tree = work.appendingPathComponent("tree"), parts = work.appendingPathComponent("parts")
-        try fileManager.createDirectory(at: parts, withIntermediateDirectories: true)
-        let lock = try Self.lock(work.appendingPathComponent("lock"), destination: destination)
+        let target = StagedDestination(destination, run: "pull-\(resolved.digest.hex.prefix(12))")
+        try target.prepare()
+        let tree = target.staging, parts = tree.appendingPathComponent(StagedDestination.reservedPrefix + "parts")
+        try LocalFileError.mapping("create", parts.path) { try fileManager.createDirectory(at: parts, withIntermediateDirectories: true) }
+        let lock = try Self.lock(tree.appendingPathComponent(StagedDestination.reservedPrefix + "lock"), destination: destination)
         defer { try? lock.close() }
         do {
-            try fileManager.createDirectory(at: tree, withIntermediateDirectories: true)
             for directory in Set(files.map { $0.path.components.dropLast().joined(separator: "/") }) where !directory.isEmpty {
-                try fileManager.createDirectory(at: tree.appendingPathComponent(directory), withIntermediateDirectories: true)
+                let url = tree.appendingPathComponent(directory)
+                try LocalFileError.mapping("create", url.path) { try fileManager.createDirectory(at: url, withIntermediateDirectories: true) }
             }
             progress.begin(total: resolved.manifest.totalSize, files: files.count)
             let outcomes = try await progress.reporting {
@@ -67,16 +66,7 @@ public struct Puller: Sendable {
                 }
             }
             try POSIXFile.syncDirectory(tree.path)
-            if replacing {
-                let old = parent.appendingPathComponent(".\(destination.lastPathComponent).modelreg-old-\(UUID().uuidString.prefix(8))")
-                try POSIXFile.rename(destination.path, to: old.path)
-                try POSIXFile.rename(tree.path, to: destination.path)
-                try? fileManager.removeItem(at: old)
-            } else {
-                try POSIXFile.rename(tree.path, to: destination.path)
-            }
-            try POSIXFile.syncDirectory(parent.path)
-            try? fileManager.removeItem(at: work)
+            try target.commit()
             return PullReport(
                 model: resolved.model, version: resolved.version, variant: resolved.variant, digest: resolved.digest,
                 destination: destination.path, files: files.count, bytes: resolved.manifest.totalSize,
@@ -85,9 +75,9 @@ public struct Puller: Sendable {
             )
         } catch ClientError.network(let message) {
             // Kept for the next run, which continues where this one stopped.
-            throw ClientError.network("\(message); the \(ByteCount.format(Self.bytes(under: work))) received are kept in \(work.path): pull again to resume")
+            throw ClientError.network("\(message); the \(ByteCount.format(Self.bytes(under: tree))) received are kept in \(tree.path): pull again to resume")
         } catch {
-            try? fileManager.removeItem(at: work)
+            try? fileManager.removeItem(at: tree)
             throw error
         }
     }
@@ -110,23 +100,6 @@ public struct Puller: Sendable {
         return total
     }
 
-    /// True when an existing destination is to be replaced. An empty directory is simply taken over.
-    private static func checkDestination(_ destination: URL, replace: Bool) throws -> Bool {
-        let fileManager = FileManager.default
-        var isDirectory: ObjCBool = false
-        guard fileManager.fileExists(atPath: destination.path, isDirectory: &isDirectory) else { return false }
-        guard isDirectory.boolValue else {
-            throw RegistryError(.conflict, "\(destination.path) exists and is not a directory")
-        }
-        if try fileManager.contentsOfDirectory(atPath: destination.path).isEmpty {
-            try fileManager.removeItem(at: destination)
-            return false
-        }
-        guard replace else {
-            throw RegistryError(.conflict, "\(destination.path) is not empty: choose another --dest or pass --force to replace it")
-        }
-        return true
-    }
 }
 
 public struct PullReport: Codable, Sendable {

@@ -92,11 +92,12 @@ struct Fetch: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Place a release's cache image in a directory: the init container's command.",
         discussion: """
-            Streams the pre-built image, verifies every file while writing it into a staging directory beside \
-            --dest, then renames it into place with a marker (.modelreg-fetch.json). If --dest already holds the \
-            same variant, exits 0 at once. A killed fetch resumes where it stopped; network failures are retried \
-            until --timeout. With --cache, files already in that node-level directory are hard-linked, and new \
-            ones are added to it (read-only).
+            Streams the pre-built image, verifies every file while writing it into a staging directory inside \
+            --dest (which may be a mount point under a read-only root), then moves the files in and writes a \
+            marker (.modelreg-fetch.json) last. If --dest already holds the same variant, exits 0 at once; a \
+            --dest holding other files than an earlier fetch is refused unless --force. A killed fetch resumes \
+            where it stopped; network failures are retried until --timeout. With --cache, files already in that \
+            node-level directory are hard-linked, and new ones are added to it (read-only).
             """
     )
 
@@ -108,6 +109,9 @@ struct Fetch: AsyncParsableCommand {
 
     @Option(help: "Destination directory (replaced when it holds another variant).")
     var dest: String
+
+    @Flag(help: "Replace a destination that holds other files than an earlier fetch.")
+    var force = false
 
     @Option(help: "flat (files as pushed) or hf (a Hugging Face hub cache: point HF_HUB_CACHE at --dest).")
     var layout: String = CacheImageLayout.flat.rawValue
@@ -132,7 +136,8 @@ struct Fetch: AsyncParsableCommand {
         let connection = try client.connection
         let (release, chosenVariant) = try await fit.choose(reference, variant: variant, connection: connection)
         let options = Fetcher.Options(
-            layout: layout, cache: cache.map { URL(fileURLWithPath: $0) }, verify: verify, timeout: try DurationText.positive(timeout)
+            layout: layout, cache: cache.map { URL(fileURLWithPath: $0) }, verify: verify, timeout: try DurationText.positive(timeout),
+            force: force
         )
         let report = try await Fetcher(connection: connection).fetch(
             release, variant: chosenVariant, destination: URL(fileURLWithPath: dest), options: options,

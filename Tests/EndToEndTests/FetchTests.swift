@@ -48,8 +48,14 @@ struct FetchReportJSON: Decodable {
             try Data("{}".utf8).write(to: marker)
         }
 
+        /// Staging directories, journals and other scratch files of this tool's left anywhere in the scratch
+        /// directory (a marker is not scratch: it is the commit point).
         func leftovers() throws -> [String] {
-            try FileManager.default.contentsOfDirectory(atPath: scratch.root.path).filter { $0.contains("modelreg-") }
+            try FileManager.default.subpathsOfDirectory(atPath: scratch.root.path).filter { path in
+                guard !path.hasPrefix("data/") else { return false }
+                let name = path.split(separator: "/").last.map(String.init) ?? path
+                return name.hasPrefix(".modelreg-") && name != ".modelreg-fetch.json"
+            }
         }
     }
 
@@ -87,14 +93,13 @@ struct FetchReportJSON: Decodable {
         let size = 192 << 20
         let fixture = try Fixture(bigFile: size)
         let destination = fixture.scratch.url("dest")
-        let staging = fixture.scratch.root
         let running = try CommandProcess(["fetch", "org/tiny@prod", "--dest", destination.path], environment: fixture.server.environment)
         // Kill it once the big file is partly written.
         let deadline = Date().addingTimeInterval(60)
         var killedAt: Int64 = 0
         while Date() < deadline, killedAt == 0 {
-            let partial = try FileManager.default.contentsOfDirectory(atPath: staging.path).filter { $0.hasPrefix(".dest.modelreg-fetch") }
-                .map { staging.appendingPathComponent($0).appendingPathComponent("weights-extra.bin").path }
+            let partial = ((try? FileManager.default.contentsOfDirectory(atPath: destination.path)) ?? []).filter { $0.hasPrefix(".modelreg-staging-") }
+                .map { destination.appendingPathComponent($0).appendingPathComponent("weights-extra.bin").path }
                 .compactMap { try? FileManager.default.attributesOfItem(atPath: $0)[.size] as? Int64 }.first ?? 0
             if partial > 8 << 20, partial < Int64(size) {
                 running.kill()
@@ -104,7 +109,8 @@ struct FetchReportJSON: Decodable {
         }
         _ = try running.wait()
         try #require(killedAt > 0, "the fetch finished before it could be interrupted")
-        #expect(!FileManager.default.fileExists(atPath: destination.path), "nothing in place before the fetch completes")
+        let visible = try FileManager.default.contentsOfDirectory(atPath: destination.path)
+        #expect(visible.allSatisfy { $0.hasPrefix(".modelreg-staging-") }, "nothing in place before the fetch completes: \(visible)")
 
         let resumed = try fixture.fetch(["--dest", destination.path])
         try #require(resumed.status == 0, "\(resumed)")
@@ -127,7 +133,7 @@ struct FetchReportJSON: Decodable {
         try FileManager.default.createDirectory(at: destination, withIntermediateDirectories: true)
         try Data("keep me".utf8).write(to: destination.appendingPathComponent("old.txt"))
 
-        let result = try fixture.fetch(["--dest", destination.path])
+        let result = try fixture.fetch(["--dest", destination.path, "--force"])
         #expect(result.status == 5, "\(result)")
         #expect(result.stderr.contains(digest.description))
         #expect(try FileManager.default.contentsOfDirectory(atPath: destination.path) == ["old.txt"])

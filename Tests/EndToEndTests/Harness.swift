@@ -54,14 +54,18 @@ final class CommandProcess {
     private let process = Process()
     private let outputs = FileManager.default.temporaryDirectory.appendingPathComponent("modelreg-out-\(UUID().uuidString)")
 
-    init(_ arguments: [String], environment: [String: String] = [:], in directory: URL? = nil) throws {
+    /// `executable` is the binary unless said otherwise; without `inheritEnvironment` it gets `environment` alone.
+    init(
+        _ arguments: [String], environment: [String: String] = [:], in directory: URL? = nil, executable: URL = modelregBinary,
+        inheritEnvironment: Bool = true
+    ) throws {
         try FileManager.default.createDirectory(at: outputs, withIntermediateDirectories: true)
         let out = outputs.appendingPathComponent("out"), err = outputs.appendingPathComponent("err")
         _ = FileManager.default.createFile(atPath: out.path, contents: nil)
         _ = FileManager.default.createFile(atPath: err.path, contents: nil)
-        process.executableURL = modelregBinary
+        process.executableURL = executable
         process.arguments = arguments
-        var env = ProcessInfo.processInfo.environment
+        var env = inheritEnvironment ? ProcessInfo.processInfo.environment : [:]
         env.removeValue(forKey: "MODELREG_URL")
         env.removeValue(forKey: "MODELREG_TOKEN")
         env.merge(environment) { $1 }

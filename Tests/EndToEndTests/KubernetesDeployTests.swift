@@ -131,7 +131,7 @@ func value(_ object: Any?, _ path: String...) -> Any? {
             let pod = value(deployment, "spec", "template", "spec")
             let labels = try #require(value(deployment, "spec", "template", "metadata", "labels") as? [String: String])
             #expect(selector.allSatisfy { labels[$0.key] == $0.value }, "the Service sends requests to \(name)")
-            let fetch = value(pod, "initContainers", "0"), vllm = value(pod, "containers", "0")
+            let fetch = (value(pod, "initContainers") as? [Any])?.first { value($0, "name") as? String == "fetch-model" }, vllm = value(pod, "containers", "0")
 
             // vLLM reads what the init container wrote, on a GPU node, and is ready when /health answers.
             let fetchMounts = try #require(value(fetch, "volumeMounts") as? [[String: Any]])
