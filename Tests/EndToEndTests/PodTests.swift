@@ -61,7 +61,7 @@ import Glibc
     }
 
     /// The tmpfs options that give a volume the owner and mode the kubelet gives it.
-    static func volumes(_ pod: Any?, of containers: [Container]) throws -> [PodSandbox.Volume] {
+    static func volumes(_ pod: Any?) throws -> [PodSandbox.Volume] {
         let declared = try #require(value(pod, "volumes") as? [[String: Any]])
         var mounts: [String: String] = [:]
         for container in (((value(pod, "initContainers") as? [Any]) ?? []) + ((value(pod, "containers") as? [Any]) ?? [])) {
@@ -122,7 +122,7 @@ import Glibc
         let initContainers = all.filter { $0.name != "vllm" }
         let fetch = try #require(initContainers.first { $0.arguments.dropFirst().first == "fetch" })
         #expect(fetch.readOnlyRoot && fetch.uid == 10001, "the manifest runs fetch unprivileged under a read-only root")
-        let sandbox = try PodSandbox(scratch: scratch.root, volumes: try Self.volumes(pod, of: all))
+        let sandbox = try PodSandbox(scratch: scratch.root, volumes: try Self.volumes(pod))
 
         // First start: killed once the big file is partly written, as an OOM kill or a node drain would.
         for container in initContainers where container.name != fetch.name {
@@ -168,14 +168,20 @@ import Glibc
         try Self.expectSame(try Self.placedFiles(sandbox, "/models"), model)
     }
 
-    @Test(.enabled(if: PodSandbox.available, PodSandbox.reason))
-    func pullIntoAMountPointUnderAReadOnlyRoot() throws {
-        let scratch = try Scratch()
+    /// A server with `tiny:1` pushed, and the pushed directory.
+    static func registryWithTinyModel(_ scratch: Scratch) throws -> (ServerProcess, URL) {
         let server = try ServerProcess(data: scratch.url("data"))
-        defer { server.stop() }
         let model = scratch.url("model")
         try TestModel.write(to: model)
         try #require(try modelreg(["push", model.path, "tiny:1", "--no-inspect"], environment: server.environment).status == 0)
+        return (server, model)
+    }
+
+    @Test(.enabled(if: PodSandbox.available, PodSandbox.reason))
+    func pullIntoAMountPointUnderAReadOnlyRoot() throws {
+        let scratch = try Scratch()
+        let (server, model) = try Self.registryWithTinyModel(scratch)
+        defer { server.stop() }
         let sandbox = try PodSandbox(scratch: scratch.root, volumes: [PodSandbox.Volume(mountPath: "/models", options: "size=64m,mode=0777")])
         let environment = ["MODELREG_URL": server.url, "MODELREG_TOKEN": server.adminToken]
         let pulled = try sandbox.run([PodSandbox.binary, "pull", "tiny:1", "--dest", "/models"], environment: environment)
@@ -196,18 +202,15 @@ import Glibc
     @Test(.enabled(if: PodSandbox.available, PodSandbox.reason))
     func theBackupCronJobRunsItsStepsInItsPod() throws {
         let scratch = try Scratch()
-        let server = try ServerProcess(data: scratch.url("data"))
+        let (server, model) = try Self.registryWithTinyModel(scratch)
         defer { server.stop() }
-        let model = scratch.url("model")
-        try TestModel.write(to: model)
-        try #require(try modelreg(["push", model.path, "tiny:1", "--no-inspect"], environment: server.environment).status == 0)
 
         let objects = try kubernetesObjects(repositoryRoot.appendingPathComponent("deploy/backup-cronjob.yaml"))
         let cronJob = try KubernetesDeployTests.object(objects, kind: "CronJob", name: "modelreg-backup")
         let pod = value(cronJob, "spec", "jobTemplate", "spec", "template", "spec")
         let steps = try Self.containers(pod, secrets: ["modelreg-backup-token": server.adminToken], environment: ["MODELREG_URL": server.url])
         try #require(steps.map(\.name) == ["backup", "prune", "verify"], "\(steps.map(\.name))")
-        let sandbox = try PodSandbox(scratch: scratch.root, volumes: try Self.volumes(pod, of: steps))
+        let sandbox = try PodSandbox(scratch: scratch.root, volumes: try Self.volumes(pod))
         for step in steps {
             #expect(step.readOnlyRoot && step.uid == 10001, "\(step.name) runs unprivileged under a read-only root")
             let result = try step.run(in: sandbox)
