@@ -69,7 +69,7 @@ public struct Fetcher: Sendable {
             return report
         }
         try target.checkReplaceable(replace: options.force, earlierRun: earlier != nil, command: "fetch")
-        try target.prepare()
+        let created = try target.prepare()
         log("fetching \(reference) -> \(resolved.model):\(resolved.version) variant \(resolved.variant) (\(resolved.digest)), "
             + "\(options.layout) layout, \(resolved.manifest.files.count) files, \(ByteCount.format(resolved.manifest.totalSize))")
         do {
@@ -83,7 +83,7 @@ public struct Fetcher: Sendable {
             try target.commit(commitPoint: (Self.markerName, try JSONEncoder().encode(marker)))
         } catch let error as RegistryError where error.code == .integrity {
             // Bytes that failed verification are never kept, not even for a resume.
-            try? FileManager.default.removeItem(at: target.staging)
+            target.abandon(createdDestination: created)
             throw error
         }
         report.seconds = (ContinuousClock.now - start).seconds

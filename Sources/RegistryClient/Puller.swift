@@ -40,7 +40,7 @@ public struct Puller: Sendable {
         let files = resolved.manifest.files
         if let reason = resolved.deprecation { warn(Presentation.deprecationWarning(resolved, reason: reason)) }
         let target = StagedDestination(destination, run: "pull-\(resolved.digest.hex.prefix(12))")
-        try target.prepare()
+        let created = try target.prepare()
         let tree = target.staging, parts = tree.appendingPathComponent(StagedDestination.reservedPrefix + "parts")
         try LocalFileError.mapping("create", parts.path) { try fileManager.createDirectory(at: parts, withIntermediateDirectories: true) }
         let lock = try Self.lock(tree.appendingPathComponent(StagedDestination.reservedPrefix + "lock"), destination: destination)
@@ -77,7 +77,8 @@ public struct Puller: Sendable {
             // Kept for the next run, which continues where this one stopped.
             throw ClientError.network("\(message); the \(ByteCount.format(Self.bytes(under: tree))) received are kept in \(tree.path): pull again to resume")
         } catch {
-            try? fileManager.removeItem(at: tree)
+            try? lock.close()
+            target.abandon(createdDestination: created)
             throw error
         }
     }

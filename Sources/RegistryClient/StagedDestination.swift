@@ -78,8 +78,10 @@ struct StagedDestination: Sendable {
     }
 
     /// Creates the destination if it is missing and the staging directory in it, and drops the staging
-    /// directories of other downloads (an alias that moved since a run was killed).
-    func prepare() throws {
+    /// directories of other downloads (an alias that moved since a run was killed). Returns whether it
+    /// created the destination, for `abandon`.
+    @discardableResult func prepare() throws -> Bool {
+        let existed = try contents() != nil
         try LocalFileError.mapping("create", destination.path) {
             try FileManager.default.createDirectory(at: destination, withIntermediateDirectories: true)
         }
@@ -87,6 +89,14 @@ struct StagedDestination: Sendable {
         try LocalFileError.mapping("create", staging.path) {
             try FileManager.default.createDirectory(at: staging, withIntermediateDirectories: true)
         }
+        return !existed
+    }
+
+    /// Gives up a download that cannot succeed (wrong bytes, a refused request): its staging directory
+    /// goes, and so does the destination if `prepare` created it, leaving the file system as it was.
+    func abandon(createdDestination: Bool) {
+        try? FileManager.default.removeItem(at: staging)
+        if createdDestination { _ = rmdir(destination.path) }
     }
 
     /// Removes every staging directory but `kept`.
@@ -150,7 +160,8 @@ enum LocalFileError {
         } catch let error as CocoaError {
             let underlying = (error.userInfo[NSUnderlyingErrorKey] as? NSError).flatMap { $0.domain == NSPOSIXErrorDomain ? Int32($0.code) : nil }
             let code = underlying ?? Self.posixCode(error.code)
-            let failedPath = (error.userInfo[NSFilePathErrorKey] as? String) ?? path
+            // Foundation names the ancestor that could not be made; the user named `path`.
+            let failedPath = (error.userInfo[NSFilePathErrorKey] as? String).map { $0 == path ? path : "\(path) (at \($0))" } ?? path
             throw failed(operation, failedPath, errno: code)
         } catch {
             throw RegistryError(.storageFailure, "cannot \(operation) \(path): \(error.localizedDescription)")

@@ -70,13 +70,14 @@ import Glibc
         let dest = scratch.url("dest")
         let proxy = try InterruptingProxy(to: server.url, direction: .toClient, after: Self.interruptAt, action: .stall)
         let pull = try CommandProcess(["pull", "m:1", "--dest", dest.path, "--quiet"], environment: server.environment.merging(["MODELREG_URL": proxy.url]) { $1 })
-        let partial = try waitForFile(under: scratch.root, named: { $0.contains("/parts/") }, holding: Self.interruptAt - (1 << 20))
+        let partial = try waitForFile(under: scratch.root, named: { $0.contains("/.modelreg-parts/") }, holding: Self.interruptAt - (1 << 20))
         let meanwhile = try modelreg(["pull", "m:1", "--dest", dest.path], environment: server.environment)
         #expect(meanwhile.status == 7 && meanwhile.stderr.contains("another pull into"), "\(meanwhile)")
         pull.kill()
         proxy.close()
         let kept = try #require(try FileManager.default.attributesOfItem(atPath: partial.path)[.size] as? Int64)
-        #expect(!FileManager.default.fileExists(atPath: dest.path), "nothing at the destination before every file verified")
+        let visible = try FileManager.default.contentsOfDirectory(atPath: dest.path)
+        #expect(visible.allSatisfy { $0.hasPrefix(".modelreg-staging-") }, "nothing of the model at the destination before every file verified: \(visible)")
         let sentByKilledPull = try await metric("modelreg_blob_bytes_sent_total", server) - sentBefore
 
         let resumed = try modelreg(["pull", "m:1", "--dest", dest.path, "--json"], environment: server.environment)
@@ -87,7 +88,7 @@ import Glibc
         let sentAfter = try await metric("modelreg_blob_bytes_sent_total", server)
         #expect(sentAfter - sentBefore - sentByKilledPull == report.bytesReceived)
         try expectSameTree(model, dest)
-        #expect(try FileManager.default.contentsOfDirectory(atPath: scratch.root.path).filter { $0.hasPrefix(".dest") }.isEmpty)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dest.path).filter { $0.hasPrefix(".modelreg-") }.isEmpty)
     }
 
     @Test func droppedConnectionsAreResumedWithinOneRun() async throws {

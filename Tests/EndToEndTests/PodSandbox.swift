@@ -11,8 +11,9 @@ import Glibc
 /// run in it chrooted, as an unprivileged user (`setpriv`), with no capabilities and only the environment
 /// given. The network is the host's, so a registry on the loopback answers.
 ///
-/// The namespace lives as long as a holder process (`unshare -m … sleep`); commands enter it with
-/// `nsenter`, so what a volume holds survives from one command to the next, as in a pod whose init
+/// The namespace lives as long as a holder process (`unshare -m … sh` reading a pipe only this object
+/// writes to, so it ends with the object or with the test process, never outliving either); commands enter
+/// it with `nsenter`, so what a volume holds survives from one command to the next, as in a pod whose init
 /// container restarts. The test process sees the pod's files through `/proc/<holder>/root`.
 final class PodSandbox {
     struct Volume {
@@ -31,16 +32,22 @@ final class PodSandbox {
 
     let root: String
     private let holder: Process
+    private let holderInput = Pipe()
 
     init(scratch: URL, volumes: [Volume], binary: URL = modelregBinary) throws {
         root = scratch.appendingPathComponent("pod-root-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         holder = Process()
         holder.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
-        holder.arguments = ["-m", "--propagation", "private", "sleep", "3600"]
+        holder.arguments = ["-m", "--propagation", "private", "/bin/sh", "-c", "read -r _ || true"]
+        holder.standardInput = holderInput
+        holder.standardOutput = FileHandle.nullDevice
+        holder.standardError = FileHandle.nullDevice
         try holder.run()
+        // Ready once it runs in a mount namespace of its own.
+        let ours = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/mnt")
         let ready = Date().addingTimeInterval(10)
-        while Date() < ready, (try? String(contentsOfFile: "/proc/\(holder.processIdentifier)/comm", encoding: .utf8)) != "sleep\n" {
+        while Date() < ready, (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(holder.processIdentifier)/ns/mnt")) ?? ours == ours {
             usleep(10_000)
         }
         let volumeMounts = volumes.map { volume in
@@ -75,7 +82,7 @@ final class PodSandbox {
             """
         let result = try runInNamespace(["sh", "-c", setup])
         guard result.status == 0 else {
-            holder.terminate()
+            end()
             throw ServerError("setting up the pod's file system failed: \(result)")
         }
     }
@@ -95,8 +102,8 @@ final class PodSandbox {
     ) throws -> CommandProcess {
         let identity = ["--reuid=\(uid)", "--regid=\(gid)"] + (groups.isEmpty ? ["--clear-groups"] : ["--groups=\(groups.map(String.init).joined(separator: ","))"])
         let kept = (["-all"] + capabilities.map { "+" + $0.lowercased() }).joined(separator: ",")
-        let command = ["-t", String(holder.processIdentifier), "-m", "--", "chroot", root,
-                       "setpriv"] + identity + ["--no-new-privs", "--inh-caps=-all", "--bounding-set=\(kept)", "--"] + arguments
+        let command = ["-t", String(holder.processIdentifier), "-m", "--", Self.chroot, root,
+                       "/usr/bin/setpriv"] + identity + ["--no-new-privs", "--inh-caps=-all", "--bounding-set=\(kept)", "--"] + arguments
         var env = ["PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/"]
         env.merge(environment) { $1 }
         return try CommandProcess(command, environment: env, executable: URL(fileURLWithPath: "/usr/bin/nsenter"), inheritEnvironment: false)
@@ -119,10 +126,17 @@ final class PodSandbox {
         ).wait()
     }
 
-    deinit {
+    /// Where the host keeps `chroot`: an absolute path, since `nsenter` runs with the pod's `PATH`.
+    private static let chroot = ["/usr/sbin/chroot", "/sbin/chroot", "/usr/bin/chroot"].first { FileManager.default.isExecutableFile(atPath: $0) } ?? "chroot"
+
+    private func end() {
         // The namespace, and with it every mount of the pod, goes away with its last process.
-        holder.terminate()
+        try? holderInput.fileHandleForWriting.close()
         holder.waitUntilExit()
+    }
+
+    deinit {
+        end()
         try? FileManager.default.removeItem(atPath: root)
     }
 }
