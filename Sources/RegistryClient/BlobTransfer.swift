@@ -37,7 +37,8 @@ extension RegistryConnection {
     /// client killed, a connection dropped) is continued from the offset the server reached. A connection
     /// dropped during this call is resumed the same way; bytes the server has are never sent again.
     func uploadBlob(_ file: LocalFile, digest: Digest, progress: TransferProgress) async throws -> UploadedBytes {
-        var upload = try await json(UploadStatus.self, .POST, "/v1/uploads?digest=\(digest)")
+        // Starting (or finding) the digest's upload twice is harmless: the server answers with the same one.
+        var upload = try await json(UploadStatus.self, .POST, "/v1/uploads?digest=\(digest)", idempotent: true)
         var resumed = upload.offset
         var offset = upload.offset
         let sent = Counter()
@@ -131,7 +132,7 @@ extension RegistryConnection {
                 if offset < size {
                     var get = request(.GET, "/v1/blobs/\(digest)")
                     if offset > 0 { get.headers.add(name: "Range", value: "bytes=\(offset)-") }
-                    let response = try await execute(get, timeout: Self.transferTimeout)
+                    let response = try await download(get)
                     if offset > 0, response.status != .partialContent {
                         // The whole blob came back instead of the rest: start over.
                         try file.truncate(to: 0)

@@ -28,7 +28,7 @@ public struct Fetcher: Sendable {
         public var layout: CacheImageLayout
         public var cache: URL?
         public var verify: Bool
-        /// How long network failures are retried, with backoff, before giving up.
+        /// How long the whole fetch may take, stalls and retries of network failures included.
         public var timeout: Duration
         /// Replace a destination that holds files of another origin than an earlier fetch.
         public var force: Bool
@@ -42,12 +42,29 @@ public struct Fetcher: Sendable {
         }
     }
 
+    /// Fetches within `options.timeout`: once it passes, the transfer in flight is cancelled and the fetch
+    /// fails as a network failure, keeping what it staged for the next run.
     public func fetch(
         _ reference: ModelReference, variant: VariantName?, destination: URL, options: Options,
-        log: @escaping @Sendable (String) -> Void = { _ in }, warn: @Sendable (String) -> Void = { _ in }
+        log: @escaping @Sendable (String) -> Void = { _ in }, warn: @escaping @Sendable (String) -> Void = { _ in }
     ) async throws -> FetchReport {
         let start = ContinuousClock.now
         let deadline = start + options.timeout
+        return try await Deadline(deadline).run(
+            expired: {
+                ClientError.network(
+                    "fetch of \(reference) did not finish within --timeout (\(String(format: "%.0f", options.timeout.seconds)) s): run it again to continue where it stopped"
+                )
+            },
+            { try await fetch(reference, variant: variant, destination: destination, options: options, start: start, deadline: deadline, log: log, warn: warn) }
+        )
+    }
+
+    private func fetch(
+        _ reference: ModelReference, variant: VariantName?, destination: URL, options: Options,
+        start: ContinuousClock.Instant, deadline: ContinuousClock.Instant,
+        log: @escaping @Sendable (String) -> Void, warn: @Sendable (String) -> Void
+    ) async throws -> FetchReport {
         let destination = destination.standardizedFileURL
         let resolved = try await retrying(until: deadline, log: log) { try await connection.resolve(reference, variant: variant) }
         if let reason = resolved.deprecation { warn(Presentation.deprecationWarning(resolved, reason: reason)) }
@@ -139,7 +156,7 @@ public struct Fetcher: Sendable {
     static func isNetworkFailure(_ error: any Error) -> Bool {
         // An untrusted certificate does not fix itself: waiting for it would only hide the error.
         if case .tls = error as? ClientError { return false }
-        if error is ClientError || error is HTTPClientError || error is IOError { return true }
+        if error is ClientError || ClientError(transportFailure: error) != nil { return true }
         if let error = error as? RegistryError { return error.code == .notReady }
         return false
     }

@@ -155,7 +155,7 @@ struct ImagePlacement: Sendable {
         let file = try POSIXFile.open(path, flags: O_RDWR | O_NOFOLLOW | O_CLOEXEC)
         defer { try? file.close() }
         var (hasher, _) = try file.hashContents()
-        let response = try await connection.execute(rangeRequest(connection, name, entry.dataOffset + have..<entry.dataOffset + size), timeout: RegistryConnection.transferTimeout)
+        let response = try await connection.download(rangeRequest(connection, name, entry.dataOffset + have..<entry.dataOffset + size))
         try checkRange(response)
         var offset = have
         for try await buffer in response.body {
@@ -166,6 +166,8 @@ struct ImagePlacement: Sendable {
             }
             offset += Int64(buffer.readableBytes)
         }
+        // Cut short by the deadline: what was written is still good for the next run.
+        try Task.checkCancellation()
         guard offset == size, hasher.finalize() == digest else {
             // Kept bytes that do not add up (a crash before they reached the disk): the run download redoes the file.
             try file.truncate(to: 0)
@@ -179,7 +181,7 @@ struct ImagePlacement: Sendable {
     /// Streams one run of entries into the extractor and returns the file bytes it wrote.
     private func download(_ run: ArraySlice<CacheImage.Entry>, connection: RegistryConnection, name: ModelName, journal: FetchJournal) async throws -> Int64 {
         let end = run.endIndex < image.entries.count ? image.entries[run.endIndex].offset : entriesEnd
-        let response = try await connection.execute(rangeRequest(connection, name, run.first!.offset..<end), timeout: RegistryConnection.transferTimeout)
+        let response = try await connection.download(rangeRequest(connection, name, run.first!.offset..<end))
         try checkRange(response)
         let channel = ByteChannel()
         let (root, entries, log) = (staging, Array(run), self.log)
@@ -195,6 +197,8 @@ struct ImagePlacement: Sendable {
         }
         do {
             for try await buffer in response.body { try await channel.send(Array(buffer.readableBytesView)) }
+            // A body that ended because the deadline cancelled it is not a short archive.
+            try Task.checkCancellation()
             try await channel.send(TarArchive.end)
             channel.finish()
         } catch is ByteChannel.ReaderGone {

@@ -33,18 +33,30 @@ public struct ClientConfiguration: Sendable {
 public struct RegistryConnection: Sendable {
     public let configuration: ClientConfiguration
     let http: HTTPClient
+    /// The client for blob and image bodies: `http` but for a stalled body failing after `stallLimit`.
+    let downloads: HTTPClient
     static let metadataTimeout = TimeAmount.seconds(60)
     static let transferTimeout = TimeAmount.hours(24)
+    /// How long a download may go without a byte before it counts as a dropped connection (and is
+    /// continued by the caller's retry). Only downloads: a server may rightly take minutes to answer a
+    /// `verify` or a large upload's last request.
+    static let stallLimit = TimeAmount.seconds(60)
 
-    public init(configuration: ClientConfiguration, http: HTTPClient) {
+    public init(configuration: ClientConfiguration, http: HTTPClient, downloads: HTTPClient) {
         self.configuration = configuration
         self.http = http
+        self.downloads = downloads
     }
 
-    /// The connection with the process's shared client, or one that trusts the configured CA.
+    /// The connection with the process's shared clients, or ones that trust the configured CA.
     public init(configuration: ClientConfiguration) throws {
         self.configuration = configuration
-        self.http = try configuration.caCertificate.map(HTTPClient.trusting) ?? .modelreg
+        if let caFile = configuration.caCertificate {
+            http = try HTTPClient.trusting(caFile, readTimeout: nil)
+            downloads = try HTTPClient.trusting(caFile, readTimeout: Self.stallLimit)
+        } else {
+            (http, downloads) = (.modelreg, .modelregDownloads)
+        }
     }
 
     func request(_ method: HTTPMethod, _ path: String) -> HTTPClientRequest {
@@ -57,19 +69,52 @@ public struct RegistryConnection: Sendable {
         return request
     }
 
-    func execute(_ request: HTTPClientRequest, timeout: TimeAmount = metadataTimeout) async throws -> HTTPClientResponse {
+    /// A GET whose body is a blob or an image: no overall time limit, but a stalled body fails.
+    func download(_ request: HTTPClientRequest) async throws -> HTTPClientResponse {
+        try await execute(request, timeout: Self.transferTimeout, client: downloads)
+    }
+
+    /// Sends a request. A GET or HEAD whose answer broke off (the connection cut or reset after it was
+    /// made) is sent again, up to `transferAttempts` times: a registry that cannot be reached at all is
+    /// reported at once.
+    func execute(_ request: HTTPClientRequest, timeout: TimeAmount = metadataTimeout, client: HTTPClient? = nil) async throws -> HTTPClientResponse {
         let response: HTTPClientResponse
-        do {
-            response = try await http.execute(request, timeout: timeout)
-        } catch let error as RegistryError {
-            throw error
-        } catch {
-            throw ClientError.transport("\(request.method.rawValue) \(request.url) failed", error)
+        var attempt = 1
+        while true {
+            do {
+                response = try await (client ?? http).execute(request, timeout: timeout)
+                break
+            } catch let error as RegistryError {
+                throw error
+            } catch {
+                if attempt < Self.transferAttempts, [.GET, .HEAD].contains(request.method), Self.brokeOff(error) {
+                    attempt += 1
+                    continue
+                }
+                throw ClientError.transport("\(request.method.rawValue) \(request.url) failed", error)
+            }
         }
         guard (200..<300).contains(Int(response.status.code)) else {
             throw try await Self.error(from: response, request: request)
         }
         return response
+    }
+
+    /// Whether a connection failed after it was made, while the answer was under way.
+    static func brokeOff(_ error: any Error) -> Bool {
+        if error is HTTPParserError { return true }
+        if let error = error as? HTTPClientError { return [.remoteConnectionClosed, .readTimeout].contains(error) }
+        if let error = error as? IOError { return [ECONNRESET, EPIPE].contains(error.errnoCode) }
+        return false
+    }
+
+    /// A whole (small) response body; a connection cut in the middle of it is a network failure.
+    static func collect(_ response: HTTPClientResponse, _ request: HTTPClientRequest, upTo limit: Int = 64 << 20) async throws -> ByteBuffer {
+        do {
+            return try await response.body.collect(upTo: limit)
+        } catch let error where ClientError(transportFailure: error) != nil {
+            throw ClientError.transport("\(request.method.rawValue) \(request.url): the answer broke off", error)
+        }
     }
 
     static func error(from response: HTTPClientResponse, request: HTTPClientRequest) async throws -> RegistryError {
@@ -85,7 +130,12 @@ public struct RegistryConnection: Sendable {
         return RegistryError(.internalError, "\(request.method.rawValue) \(request.url): HTTP \(response.status.code) \(response.status.reasonPhrase)")
     }
 
-    func json<T: Decodable>(_ type: T.Type, _ method: HTTPMethod, _ path: String, body: (some Encodable)? = Optional<Int>.none) async throws -> T {
+    /// A JSON request and its decoded answer. A network failure is retried (`transferAttempts` tries, 0.5 s
+    /// then 1 s apart) when repeating the request is harmless: a GET, or a request the caller says is
+    /// `idempotent`.
+    func json<T: Decodable>(
+        _ type: T.Type, _ method: HTTPMethod, _ path: String, body: (some Encodable)? = Optional<Int>.none, idempotent: Bool = false
+    ) async throws -> T {
         var request = request(method, path)
         if let body {
             let encoder = JSONEncoder()
@@ -93,8 +143,22 @@ public struct RegistryConnection: Sendable {
             request.body = .bytes(ByteBuffer(bytes: try encoder.encode(body)))
             request.headers.add(name: "Content-Type", value: "application/json")
         }
+        let attempts = idempotent || method == .GET ? Self.transferAttempts : 1
+        var attempt = 1
+        while true {
+            do {
+                return try await decoded(T.self, request, path)
+            } catch let error as ClientError where attempt < attempts {
+                guard case .network = error else { throw error }
+                try await Task.sleep(for: .milliseconds(250 << attempt))
+                attempt += 1
+            }
+        }
+    }
+
+    private func decoded<T: Decodable>(_ type: T.Type, _ request: HTTPClientRequest, _ path: String) async throws -> T {
         let response = try await execute(request)
-        let bytes = try await response.body.collect(upTo: 64 << 20)
+        let bytes = try await Self.collect(response, request)
         do {
             return try JSONDecoder().decode(T.self, from: Data(bytes.readableBytesView))
         } catch {
@@ -126,8 +190,9 @@ public struct RegistryConnection: Sendable {
     public func resolve(_ reference: ModelReference, variant: VariantName?) async throws -> ResolvedManifest {
         var path = "/v1/models/\(reference.name)/manifests/\(reference.suffix)"
         if let variant { path += "?variant=\(variant)" }
-        let response = try await execute(request(.GET, path))
-        let bytes = Array(buffer: try await response.body.collect(upTo: 256 << 20))
+        let get = request(.GET, path)
+        let response = try await execute(get)
+        let bytes = Array(buffer: try await Self.collect(response, get, upTo: 256 << 20))
         guard let claimed = response.headers.first(name: APIHeader.digest).flatMap({ try? Digest(parsing: $0) }),
               let version = response.headers.first(name: APIHeader.version).flatMap({ try? VersionName($0) }),
               let variant = response.headers.first(name: APIHeader.variant).flatMap({ try? VariantName($0) })
@@ -237,11 +302,17 @@ extension HTTPClient {
     /// The client every command uses. A refused or failed connection fails its request at once (within
     /// 10 s): push, pull and fetch retry on their own terms, and a command must not hang for the whole
     /// request timeout when the registry is down. It lives as long as the process.
-    public static let modelreg = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: modelregConfiguration())
+    public static let modelreg = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: modelregConfiguration(readTimeout: nil))
 
-    private static func modelregConfiguration() -> HTTPClient.Configuration {
+    /// `modelreg` for download bodies, whose connection fails when no byte arrives for `stallLimit`.
+    static let modelregDownloads = HTTPClient(
+        eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: modelregConfiguration(readTimeout: RegistryConnection.stallLimit)
+    )
+
+    private static func modelregConfiguration(readTimeout: TimeAmount?) -> HTTPClient.Configuration {
         var configuration = HTTPClient.Configuration()
         configuration.timeout.connect = .seconds(10)
+        configuration.timeout.read = readTimeout
         configuration.connectionPool.retryConnectionEstablishment = false
         configuration.decompression = .disabled
         return configuration
@@ -251,9 +322,10 @@ extension HTTPClient {
 
     /// A client like `modelreg` that trusts only the CA certificates in a PEM file, made once a file and
     /// kept for the life of the process.
-    static func trusting(_ caFile: String) throws -> HTTPClient {
-        try trustingClients.withLock { clients in
-            if let client = clients[caFile] { return client }
+    static func trusting(_ caFile: String, readTimeout: TimeAmount?) throws -> HTTPClient {
+        let key = "\(readTimeout?.nanoseconds ?? 0) \(caFile)"
+        return try trustingClients.withLock { clients in
+            if let client = clients[key] { return client }
             let roots: [NIOSSLCertificate]
             do {
                 roots = try NIOSSLCertificate.fromPEMFile(caFile)
@@ -263,12 +335,12 @@ extension HTTPClient {
                 )
             }
             guard !roots.isEmpty else { throw RegistryError(.invalidRequest, "the CA certificate file \(caFile) holds no PEM certificate") }
-            var configuration = modelregConfiguration()
+            var configuration = modelregConfiguration(readTimeout: readTimeout)
             var tls = TLSConfiguration.makeClientConfiguration()
             tls.trustRoots = .certificates(roots)
             configuration.tlsConfiguration = tls
             let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
-            clients[caFile] = client
+            clients[key] = client
             return client
         }
     }
@@ -289,6 +361,13 @@ public enum ClientError: Error, CustomStringConvertible {
             return .tls("\(what): TLS handshake failed (\(error))")
         }
         return .network("\(what): \(error)")
+    }
+
+    /// The network failure a transport-level error is (a connection refused, reset or cut mid-body, a
+    /// read that timed out, a malformed response), or nil for any other error.
+    public init?(transportFailure error: any Error) {
+        guard error is HTTPClientError || error is IOError || error is HTTPParserError || error is ChannelError else { return nil }
+        self = .network("the connection to the registry failed: \(error)")
     }
 
     /// What failed, without the advice.

@@ -41,6 +41,11 @@ struct Modelreg: AsyncParsableCommand {
         } catch let error as any Error & CustomStringConvertible where error is RegistryError || error is ClientError {
             FileHandle.standardError.write(Data("error: \(error.description)\n".utf8))
             Foundation.exit(ExitStatus.of(error).rawValue)
+        } catch let error where ClientError(transportFailure: error) != nil {
+            // A body cut after its request succeeded surfaces as NIO's own error, not as a `ClientError`.
+            let failure = ClientError(transportFailure: error)!
+            FileHandle.standardError.write(Data("error: \(failure.description)\n".utf8))
+            Foundation.exit(ExitStatus.of(failure).rawValue)
         } catch {
             exit(withError: error)
         }
