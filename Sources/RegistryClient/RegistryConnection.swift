@@ -15,17 +15,40 @@ public struct ClientConfiguration: Sendable {
     /// A PEM file of the CA certificates to trust for an https server (a private CA) instead of the system's.
     public var caCertificate: String?
 
-    /// Explicit values win; then `MODELREG_URL`, `MODELREG_TOKEN` and `MODELREG_CA_CERT`; then the local
-    /// default server.
+    /// Explicit values win; then `MODELREG_URL`, `MODELREG_TOKEN` (or the file `MODELREG_TOKEN_FILE`
+    /// names) and `MODELREG_CA_CERT`; then the local default server. A token file is read whole, its
+    /// surrounding white space dropped (a Secret's key often ends in a newline).
     public init(
-        server: String?, token: String?, caCertificate: String? = nil,
+        server: String?, token: String?, tokenFile: String? = nil, caCertificate: String? = nil,
         environment: [String: String] = ProcessInfo.processInfo.environment
-    ) {
+    ) throws {
         var server = server ?? environment["MODELREG_URL"] ?? Self.defaultServer
         while server.hasSuffix("/") { server.removeLast() }
         self.server = server
-        self.token = token ?? environment["MODELREG_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
-        self.caCertificate = caCertificate ?? environment["MODELREG_CA_CERT"].flatMap { $0.isEmpty ? nil : $0 }
+        let nonEmpty = { (value: String?) in value.flatMap { $0.isEmpty ? nil : $0 } }
+        if let token {
+            self.token = token
+        } else if let file = tokenFile ?? (nonEmpty(environment["MODELREG_TOKEN"]) == nil ? nonEmpty(environment["MODELREG_TOKEN_FILE"]) : nil) {
+            self.token = try Self.readToken(file)
+        } else {
+            self.token = nonEmpty(environment["MODELREG_TOKEN"])
+        }
+        self.caCertificate = caCertificate ?? nonEmpty(environment["MODELREG_CA_CERT"])
+    }
+
+    private static func readToken(_ path: String) throws -> String {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            let reason = FileManager.default.fileExists(atPath: path) ? "it is not readable UTF-8 text" : "no such file"
+            throw RegistryError(.invalidRequest, "cannot read the token file \(path) (\(reason)): --token-file or MODELREG_TOKEN_FILE must name a readable file")
+        }
+        let token = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !token.isEmpty else {
+            throw RegistryError(.invalidRequest, "the token file \(path) is empty: write the token into it, or pass --token-file another file")
+        }
+        return token
     }
 }
 

@@ -57,14 +57,19 @@ struct ClientOptions: ParsableArguments {
     @Option(help: "Registry URL (default: $MODELREG_URL, else \(ClientConfiguration.defaultServer)).")
     var server: String?
 
-    @Option(help: "Bearer token (default: $MODELREG_TOKEN).")
+    @Option(help: "Bearer token (default: $MODELREG_TOKEN). Visible to `ps` while the command runs: prefer --token-file or MODELREG_TOKEN.")
     var token: String?
+
+    @Option(help: ArgumentHelp("File holding the bearer token, such as a mounted Secret (default: $MODELREG_TOKEN_FILE).", valueName: "file"))
+    var tokenFile: String?
 
     @Option(help: "PEM file of the CA certificate to trust for an https registry with a private CA (default: $MODELREG_CA_CERT).")
     var caCert: String?
 
     var connection: RegistryConnection {
-        get throws { try RegistryConnection(configuration: ClientConfiguration(server: server, token: token, caCertificate: caCert)) }
+        get throws {
+            try RegistryConnection(configuration: ClientConfiguration(server: server, token: token, tokenFile: tokenFile, caCertificate: caCert))
+        }
     }
 }
 

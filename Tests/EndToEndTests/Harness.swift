@@ -68,6 +68,7 @@ final class CommandProcess {
         var env = inheritEnvironment ? ProcessInfo.processInfo.environment : [:]
         env.removeValue(forKey: "MODELREG_URL")
         env.removeValue(forKey: "MODELREG_TOKEN")
+        env.removeValue(forKey: "MODELREG_TOKEN_FILE")
         env.merge(environment) { $1 }
         process.environment = env
         if let directory { process.currentDirectoryURL = directory }

@@ -69,4 +69,28 @@ import Testing
             #expect(!log.contains(String(secret.dropFirst(4))), "the \(name) token is in the server's log", sourceLocation: sourceLocation)
         }
     }
+
+    /// A token read from a file (a mounted Secret, newline and all) never appears on a command line.
+    @Test func aTokenFileKeepsTheTokenOffTheCommandLine() throws {
+        let scratch = try Scratch()
+        let server = try ServerProcess(data: scratch.url("data"))
+        defer { server.stop() }
+        let file = scratch.url("token")
+        try Data((server.adminToken + "\n").utf8).write(to: file)
+        var environment = server.environment
+        environment.removeValue(forKey: "MODELREG_TOKEN")
+
+        let listed = try modelreg(["ls", "--token-file", file.path], environment: environment)
+        #expect(listed.status == 0, "\(listed)")
+        environment["MODELREG_TOKEN_FILE"] = file.path
+        #expect(try modelreg(["ls"], environment: environment).status == 0, "MODELREG_TOKEN_FILE")
+        environment.removeValue(forKey: "MODELREG_TOKEN_FILE")
+        #expect(try modelreg(["ls"], environment: environment).status == 4, "without a token the admin routes refuse")
+
+        let missing = try modelreg(["ls", "--token-file", scratch.url("absent").path], environment: environment)
+        #expect(missing.status == 64 && missing.stderr.hasPrefix("error: ") && missing.stderr.contains("absent"), "\(missing)")
+        try Data().write(to: file)
+        let empty = try modelreg(["ls", "--token-file", file.path], environment: environment)
+        #expect(empty.status == 64 && empty.stderr.contains("is empty"), "\(empty)")
+    }
 }
