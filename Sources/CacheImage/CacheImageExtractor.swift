@@ -22,6 +22,15 @@ public final class CacheImageExtractor {
     /// Extracts until the archive's end. `read` blocks for the next chunk and returns nil at the end; an
     /// error it throws (a dropped connection) is rethrown as is.
     public func extract(_ read: @escaping () throws -> [UInt8]?) throws {
+        // libarchive turns a pax path (UTF-8, by the standard) into the thread's locale, and a Swift process
+        // stays in the "C" locale, where that fails for any non-ASCII name: read in a UTF-8 locale, on
+        // this thread only.
+        let utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", nil)
+        let previous = utf8.map { uselocale($0) }
+        defer {
+            if let previous { uselocale(previous) }
+            if let utf8 { freelocale(utf8) }
+        }
         let source = ArchiveSource(read)
         guard let archive = archive_read_new() else { throw RegistryError(.internalError, "libarchive could not start a reader") }
         defer { archive_read_free(archive) }
@@ -64,8 +73,22 @@ public final class CacheImageExtractor {
         guard let wanted = expected.removeValue(forKey: path) else {
             throw refused("'\(shown)', which is not part of the variant (or appears twice)")
         }
+        // Strings compare by canonical equivalence; the file system by bytes: an NFD spelling of an NFC name
+        // would be found above, then written under a name nobody asked for.
+        guard wanted.path.utf8.elementsEqual(path.utf8) else {
+            throw refused("'\(shown)', spelled (in Unicode normalization) differently from the variant's '\(wanted.path)'")
+        }
         let type = archive_entry_filetype(entry) & S_IFMT
         let target = root + "/" + path
+        // Its directory must be there already, and be a directory, not a link to one: an image lists a
+        // directory before what it holds.
+        if let slash = path.utf8.lastIndex(of: UInt8(ascii: "/")) {
+            let parent = String(path[..<slash])
+            var status = stat()
+            guard lstat(root + "/" + parent, &status) == 0, status.st_mode & S_IFMT == S_IFDIR else {
+                throw refused("'\(shown)' before its directory '\(parent.prefix(300))'")
+            }
+        }
         switch wanted.kind {
         case .directory:
             guard type == S_IFDIR else { throw refused("'\(shown)' as something other than the directory it should be") }

@@ -3,6 +3,9 @@ import Foundation
 /// A relative file path inside a variant: `/`-separated, no empty, `.` or `..` components, no NUL or
 /// control characters, no backslash, bounded length. Anything that becomes a path on disk goes through here.
 public struct ManifestPath: Hashable, Sendable, Comparable, CustomStringConvertible, Codable {
+    /// The top-level names `pull` and `fetch` keep for their own files (staging directories, the marker, a
+    /// journal) in a destination: no variant may hold a path whose first component starts with it.
+    public static let reservedPrefix = ".modelreg-"
     public static let maxLength = 1024
     public static let maxComponentLength = 255
 
@@ -176,6 +179,12 @@ public struct Manifest: Hashable, Sendable, Codable {
             }
             guard file.size <= Self.maxFileSize else {
                 throw RegistryError(.invalidManifest, "invalid manifest: '\(file.path)' claims \(file.size) bytes, over the \(Self.maxFileSize)-byte limit for a file")
+            }
+            if let first = file.path.components.first, first.hasPrefix(ManifestPath.reservedPrefix) {
+                throw RegistryError(
+                    .invalidPath,
+                    "invalid manifest: '\(file.path)' starts with '\(ManifestPath.reservedPrefix)', which pull and fetch keep for their own files in a destination: rename it, or leave it out (a fetched directory's marker is not part of the model)"
+                )
             }
             guard seen.insert(file.path.value).inserted else {
                 throw RegistryError(.invalidManifest, "invalid manifest: '\(file.path)' is listed twice")

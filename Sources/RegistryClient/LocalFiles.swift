@@ -44,6 +44,12 @@ public enum LocalFiles {
         }
         for entry in entries.sorted() {
             let url = directory.appendingPathComponent(entry)
+            if relative.isEmpty, entry.hasPrefix(ManifestPath.reservedPrefix) {
+                throw RegistryError(
+                    .invalidPath,
+                    "\(url.path): names starting with '\(ManifestPath.reservedPrefix)' are pull's and fetch's own (this looks like a fetched directory's marker or staging): push a directory without it"
+                )
+            }
             var info = stat()
             guard stat(url.path, &info) == 0 else {
                 throw RegistryError(.invalidRequest, "cannot read \(url.path): \(String(cString: strerror(errno))) (a broken symbolic link?)")

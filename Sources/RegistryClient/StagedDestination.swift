@@ -22,7 +22,7 @@ import Darwin
 /// the caller's own commit point (fetch's marker) is written last.
 struct StagedDestination: Sendable {
     /// The names of this tool's own files in a destination. No model file may start with it.
-    static let reservedPrefix = ".modelreg-"
+    static let reservedPrefix = ManifestPath.reservedPrefix
     static let stagingPrefix = ".modelreg-staging-"
     static let committingName = ".modelreg-committing"
 

@@ -100,6 +100,70 @@ import Testing
     }
 }
 
+extension MaliciousArchiveTests {
+    /// A variant holding `café/config.json` (NFC): an image spelling it in NFD places it under the NFC name or
+    /// is refused, never extracted under another name; one listing the file before its directory is refused
+    /// as an integrity error, not failed as a storage error.
+    @Test(arguments: ["nfd", "file-first"])
+    func misspelledAndMisorderedEntriesAreRefused(_ shape: String) throws {
+        let root = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let config = Array(#"{"model_type":"llama"}"#.utf8)
+        let variant = Variant(files: ["caf\u{e9}/config.json": config])
+        let image = try variant.image(.flat)
+        let archive = root.appendingPathComponent("image.tar")
+        try python("""
+            import io, sys, tarfile
+            shape, out = sys.argv[1], sys.argv[2]
+            directory = "cafe\\u0301" if shape == "nfd" else "caf\\u00e9"
+            config = b'{"model_type":"llama"}'
+            folder = tarfile.TarInfo(directory); folder.type = tarfile.DIRTYPE; folder.mode = 0o755
+            file = tarfile.TarInfo(directory + "/config.json"); file.size = len(config); file.mode = 0o644
+            with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as tar:
+                members = [(folder, None), (file, config)] if shape == "nfd" else [(file, config), (folder, None)]
+                for info, data in members:
+                    tar.addfile(info, io.BytesIO(data) if data is not None else None)
+            """, [shape, archive.path])
+        let destination = root.appendingPathComponent("out")
+        try FileManager.default.createDirectory(at: destination, withIntermediateDirectories: true)
+        let bytes = try [UInt8](Data(contentsOf: archive))
+        do {
+            try extract(bytes, image.entries, into: destination)
+            // libarchive hands pax names over normalized to NFC: then the file must sit under the variant's
+            // own bytes, and under no other spelling.
+            #expect(shape == "nfd", "a file before its directory was extracted")
+            let written = try FileManager.default.subpathsOfDirectory(atPath: destination.path).map { Array($0.utf8) }.sorted { $0.lexicographicallyPrecedes($1) }
+            #expect(written == [Array("caf\u{e9}".utf8), Array("caf\u{e9}/config.json".utf8)], "\(written)")
+        } catch let error as RegistryError {
+            #expect(error.code == .integrity, "\(error)")
+            let written = try FileManager.default.subpathsOfDirectory(atPath: destination.path)
+            #expect(!written.contains { $0.hasSuffix("config.json") }, "\(written)")
+        }
+    }
+
+    /// Names in several scripts, long enough (over 100 bytes) that the image carries them in pax records:
+    /// extracted whatever the process's locale (a Swift process stays in "C").
+    @Test(arguments: [CacheImageLayout.flat, .hf])
+    func nonASCIINamesInPaxRecordsAreExtracted(_ layout: CacheImageLayout) throws {
+        let names = [
+            String(repeating: "模型权重", count: 10) + ".safetensors",
+            "données/" + String(repeating: "é", count: 60) + ".json",
+            "Καλημέρα/" + String(repeating: "λ", count: 55) + ".txt",
+            "ملفات/" + String(repeating: "ب", count: 50) + ".bin",
+            "tokenizer/ключи-токенизатора.json",
+        ]
+        let variant = Variant(files: Dictionary(uniqueKeysWithValues: names.enumerated().map { ($1, Array("file \($0)".utf8)) }))
+        let image = try variant.image(layout)
+        let destination = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: destination) }
+        try extract(variant.bytes(of: image), image.entries, into: destination)
+        let placed = try FileManager.default.subpathsOfDirectory(atPath: destination.path)
+        for name in names {
+            #expect(placed.contains { layout == .flat ? $0.utf8.elementsEqual(name.utf8) : $0.hasSuffix("/" + name) }, "\(name)")
+        }
+    }
+}
+
 enum TarTail {
     static let end = [UInt8](repeating: 0, count: 1024)
 }

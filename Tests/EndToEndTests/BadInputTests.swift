@@ -61,6 +61,13 @@ func errorCode(_ body: String) -> String? {
             #expect(result.stderr.hasPrefix("error: "), "\(arguments): \(result)")
         }
 
+        // A fetched directory pushed again: its marker is fetch's own name, refused before anything is sent.
+        let fetched = scratch.url("fetched")
+        try TestModel.write(to: fetched)
+        try Data("{}".utf8).write(to: fetched.appendingPathComponent(".modelreg-fetch.json"))
+        let refetched = try modelreg(["push", fetched.path, "m:2"], environment: server.environment)
+        #expect(refetched.status == 64 && refetched.stderr.hasPrefix("error: ") && refetched.stderr.contains(".modelreg-fetch.json"), "\(refetched)")
+
         // Wrong digest at finalize: 400, no blob, no upload left.
         let bytes = Array("weights that will not match".utf8)
         let created = try await http.send(.POST, "/v1/uploads")
@@ -88,7 +95,8 @@ func errorCode(_ body: String) -> String? {
         // Bad file paths in a manifest.
         let stored = try await http.send(.PUT, "/v1/blobs/\(full)", body: bytes)
         #expect(stored.status == 201)
-        for path in ["../escape", "/etc/passwd", "a/../../b", "nul\u{0}byte", String(repeating: "x", count: 300), "dir//file", "back\\slash"] {
+        for path in ["../escape", "/etc/passwd", "a/../../b", "nul\u{0}byte", String(repeating: "x", count: 300), "dir//file", "back\\slash",
+                     ".modelreg-fetch.json", ".modelreg-staging-1/w.bin"] {
             let response = try await http.send(.PUT, "/v1/models/m/versions/2.0/variants/default", body: manifest(path))
             #expect(response.status == 400 && errorCode(response.body) == "INVALID_PATH", "\(path.prefix(20)): \(response)")
         }

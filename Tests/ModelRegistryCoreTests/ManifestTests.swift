@@ -40,6 +40,8 @@ import Testing
         (#"{"schemaVersion":1,"format":"other","files":[{"path":"x","digest":"DIGEST","size":1,"executable":false},{"path":"x","digest":"DIGEST","size":1,"executable":false}]}"#, .invalidManifest),
         (#"{"schemaVersion":1,"format":"other","files":[{"path":"x","digest":"DIGEST","size":1,"executable":false},{"path":"x/y","digest":"DIGEST","size":1,"executable":false}]}"#, .invalidManifest),
         (#"{"schemaVersion":1,"format":"floppy","files":[]}"#, .invalidManifest),
+        (#"{"schemaVersion":1,"format":"other","files":[{"path":".modelreg-fetch.json","digest":"DIGEST","size":1,"executable":false}]}"#, .invalidPath),
+        (#"{"schemaVersion":1,"format":"other","files":[{"path":".modelreg-staging-x/y","digest":"DIGEST","size":1,"executable":false}]}"#, .invalidPath),
         ("not json", .invalidManifest),
     ])
     func rejectsBadManifests(_ json: String, _ code: RegistryError.Code) {
