@@ -96,9 +96,11 @@ struct ImagePlacement: Sendable {
         cache?.appendingPathComponent("sha256/\(digest.hex)").path
     }
 
-    /// Brings a file of the node cache into staging; false when the cache lacks it. A hard link shares the
-    /// bytes; where the cache is another mount (link(2) answers EXDEV, as between a hostPath and an
-    /// emptyDir volume) the file is copied instead, and checked against its digest while copied.
+    /// Brings a file of the node cache into staging; false when the cache lacks it or its copy is damaged.
+    /// A hard link shares the bytes; where the cache is another mount (link(2) answers EXDEV, as between a
+    /// hostPath and an emptyDir volume) the file is copied instead. Either way the bytes are hashed before
+    /// the file counts as placed: another pod, a disk error or a person may have changed a cached file, and
+    /// one that does not match is removed from the cache and downloaded.
     private func take(fromCache entry: CacheImage.Entry) throws -> Bool {
         guard case .file(let digest, let size, let executable) = entry.kind, let source = cachePath(digest),
               (try POSIXFile.regularFileSize(source)) == size
@@ -106,15 +108,22 @@ struct ImagePlacement: Sendable {
         let target = staging.appendingPathComponent(entry.path)
         try FileManager.default.createDirectory(at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
         try POSIXFile.remove(target.path)
-        if Glibc.link(source, target.path) == 0 { return true }
-        guard errno == EXDEV else {
-            log("cannot link \(source) into \(target.path) (\(String(cString: strerror(errno)))): downloading it instead")
-            return false
+        let actual: Digest
+        if Glibc.link(source, target.path) == 0 {
+            let file = try POSIXFile.openForReading(target.path)
+            defer { try? file.close() }
+            actual = try file.hashContents().hasher.finalize()
+        } else {
+            guard errno == EXDEV else {
+                log("cannot link \(source) into \(target.path) (\(String(cString: strerror(errno)))): downloading it instead")
+                return false
+            }
+            actual = try POSIXFile.copy(from: source, to: target.path, mode: executable ? 0o755 : 0o644).digest
         }
-        let copied = try POSIXFile.copy(from: source, to: target.path, mode: executable ? 0o755 : 0o644)
-        guard copied.digest == digest else {
+        guard actual == digest else {
             try POSIXFile.remove(target.path)
-            log("the node cache's \(source) hashes to \(copied.digest), not \(digest): downloading it instead")
+            try? POSIXFile.remove(source)
+            log("the node cache's \(source) hashes to \(actual), not \(digest): removed it from the cache, downloading \(entry.path)")
             return false
         }
         return true
@@ -128,7 +137,7 @@ struct ImagePlacement: Sendable {
         let source = staging.appendingPathComponent(entry.path).path
         let mode: mode_t = executable ? 0o555 : 0o444
         chmod(source, mode)
-        try? FileManager.default.createDirectory(atPath: (target as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try? FileManager.default.createDirectory(at: cache.appendingPathComponent("sha256"), withIntermediateDirectories: true)
         if Glibc.link(source, target) == 0 || errno == EEXIST { return }
         guard errno == EXDEV else {
             log("cannot add \(entry.path) to the node cache \(target): \(String(cString: strerror(errno)))")

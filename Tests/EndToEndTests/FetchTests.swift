@@ -188,6 +188,31 @@ struct FetchReportJSON: Decodable {
         try #require(third.status == 0, "\(third)")
         #expect(try third.json(FetchReportJSON.self).bytesDownloaded == Int64(weights.count))
         try fixture.expectFetched(fixture.scratch.url("pod-c"))
+        #expect(try Data(contentsOf: entry) == weights, "the damaged entry was replaced by the good download")
+    }
+
+    /// On one mount a cached file would be hard-linked: a same-size damaged one is hashed first, removed
+    /// from the cache and downloaded, never linked in with exit 0 (issue 16.6).
+    @Test func aDamagedNodeCacheFileIsNeverLinked() throws {
+        let fixture = try Fixture()
+        let cache = fixture.scratch.url("node-cache")
+        try #require(try fixture.fetch(["--dest", fixture.scratch.url("pod-a").path, "--cache", cache.path]).status == 0)
+        let weights = try Data(contentsOf: fixture.model.appendingPathComponent("model-00001-of-00002.safetensors"))
+        let entry = cache.appendingPathComponent("sha256/\(Digest.of(weights).hex)")
+        #expect(try FileManager.default.attributesOfItem(atPath: entry.path)[.posixPermissions] as? Int == 0o444, "shared files are read-only")
+        var damaged = weights
+        damaged[damaged.count / 2] ^= 0x01
+        for verify in [false, true] {
+            // A new inode, as a careless rewrite leaves it, so pod-a's linked copy stays as it was.
+            try FileManager.default.removeItem(at: entry)
+            try damaged.write(to: entry)
+            let destination = fixture.scratch.url(verify ? "pod-c" : "pod-b")
+            let fetched = try fixture.fetch(["--dest", destination.path, "--cache", cache.path] + (verify ? ["--verify"] : []))
+            try #require(fetched.status == 0, "\(fetched)")
+            #expect(try fetched.json(FetchReportJSON.self).bytesDownloaded == Int64(weights.count), "verify \(verify)")
+            try fixture.expectFetched(destination)
+            #expect(try Data(contentsOf: entry) == weights, "the cache holds the good bytes again")
+        }
     }
 
     @Test func theHFLayoutLoadsWithHuggingFaceHubOffline() throws {
