@@ -22,20 +22,52 @@ public enum LocalFiles {
     /// Directories that are never part of a model (version control metadata).
     static let skippedDirectories: Set<String> = [".git"]
 
-    /// Every regular file under `root`, in path order. Symbolic links are followed when they lead to a
-    /// regular file (a Hugging Face snapshot is made of them); anything else is refused by name.
-    public static func scan(_ root: URL) throws -> [LocalFile] {
+    /// Every regular file under `root`, in path order; anything but files, directories and symbolic links
+    /// to them is refused by name.
+    ///
+    /// A symbolic link is followed when its target lies inside `root`, or, for a Hugging Face snapshot
+    /// (`…/models--org--name/snapshots/<revision>`), inside that repository's `blobs/`, where the snapshot's
+    /// links point. Any other target is refused, naming the link, unless `followExternalLinks`: a link to
+    /// `~/.ssh` or `/etc` in a model directory is never what a push means.
+    public static func scan(_ root: URL, followExternalLinks: Bool = false) throws -> [LocalFile] {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: root.path, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw RegistryError(.invalidRequest, "\(root.path) is not a directory")
         }
         var files: [LocalFile] = []
-        try walk(root, relative: [], into: &files)
+        let scope = followExternalLinks ? nil : try LinkScope(root)
+        try walk(root, relative: [], scope: scope, into: &files)
         guard !files.isEmpty else { throw RegistryError(.invalidRequest, "\(root.path) contains no files to push") }
         return files.sorted { $0.path < $1.path }
     }
 
-    private static func walk(_ directory: URL, relative: [String], into files: inout [LocalFile]) throws {
+    /// Where the targets of followed links may lie: real paths, symbolic links resolved.
+    struct LinkScope {
+        var allowed: [String]
+
+        init(_ root: URL) throws {
+            let real = try Self.realPath(root.path)
+            allowed = [real]
+            let components = real.split(separator: "/")
+            if components.count >= 3, components[components.count - 2] == "snapshots", components[components.count - 3].hasPrefix("models--") {
+                allowed.append("/" + components.dropLast(2).joined(separator: "/") + "/blobs")
+            }
+        }
+
+        func contains(_ path: String) -> Bool {
+            allowed.contains { path == $0 || path.hasPrefix($0 == "/" ? "/" : $0 + "/") }
+        }
+
+        static func realPath(_ path: String) throws -> String {
+            guard let resolved = realpath(path, nil) else {
+                throw RegistryError(.invalidRequest, "cannot resolve \(path): \(String(cString: strerror(errno))) (a broken symbolic link?)")
+            }
+            defer { free(resolved) }
+            return String(cString: resolved)
+        }
+    }
+
+    private static func walk(_ directory: URL, relative: [String], scope: LinkScope?, into files: inout [LocalFile]) throws {
         let entries: [String]
         do {
             entries = try FileManager.default.contentsOfDirectory(atPath: directory.path)
@@ -54,10 +86,20 @@ public enum LocalFiles {
             guard stat(url.path, &info) == 0 else {
                 throw RegistryError(.invalidRequest, "cannot read \(url.path): \(String(cString: strerror(errno))) (a broken symbolic link?)")
             }
+            var link = stat()
+            if let scope, lstat(url.path, &link) == 0, link.st_mode & S_IFMT == S_IFLNK {
+                let target = try LinkScope.realPath(url.path)
+                guard scope.contains(target) else {
+                    throw RegistryError(
+                        .invalidRequest,
+                        "\(url.path) is a symbolic link to \(target), outside the directory being pushed: copy the file in, or pass --follow-external-symlinks to push what it points to"
+                    )
+                }
+            }
             switch info.st_mode & S_IFMT {
             case S_IFDIR:
                 if skippedDirectories.contains(entry) { continue }
-                try walk(url, relative: relative + [entry], into: &files)
+                try walk(url, relative: relative + [entry], scope: scope, into: &files)
             case S_IFREG:
                 let path = try ManifestPath((relative + [entry]).joined(separator: "/"))
                 files.append(LocalFile(

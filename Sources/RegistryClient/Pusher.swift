@@ -30,10 +30,10 @@ public struct Pusher: Sendable {
     /// the user declares, checked against the files and completed by them.
     public func push(
         directory: URL, name: ModelName, version: VersionName, variant: VariantName,
-        inspect: Bool = true, quantization: Quantization? = nil, derivedFrom: VariantName? = nil
+        inspect: Bool = true, quantization: Quantization? = nil, derivedFrom: VariantName? = nil, followExternalLinks: Bool = false
     ) async throws -> PushReport {
         let start = ContinuousClock.now
-        let local = try LocalFiles.scan(directory)
+        let local = try LocalFiles.scan(directory, followExternalLinks: followExternalLinks)
         let inspection = inspect ? try LocalFiles.inspect(local) : nil
         let digests = try await hash(local)
         let manifest = Manifest(

@@ -25,6 +25,9 @@ struct Push: AsyncParsableCommand {
     @Flag(help: "Hash every file, ignoring and not updating the hash cache ($XDG_CACHE_HOME/modelreg/hashes.json).")
     var noHashCache = false
 
+    @Flag(help: "Follow symbolic links whose targets lie outside the directory (refused by default).")
+    var followExternalSymlinks = false
+
     @OptionGroup var inspection: InspectionOptions
     @OptionGroup var client: ClientOptions
     @OptionGroup var output: OutputOptions
@@ -42,7 +45,7 @@ struct Push: AsyncParsableCommand {
         let report = try await pusher.push(
             directory: URL(fileURLWithPath: directory), name: parsed.name, version: version,
             variant: try VariantName(variant), inspect: !inspection.noInspect, quantization: inspection.declared,
-            derivedFrom: try inspection.derivedFromVariant()
+            derivedFrom: try inspection.derivedFromVariant(), followExternalLinks: followExternalSymlinks
         )
         output.print(report) { Presentation.push(report) }
     }

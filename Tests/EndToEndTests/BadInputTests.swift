@@ -148,6 +148,48 @@ func errorCode(_ body: String) -> String? {
         server.stop()
     }
 
+    /// A link out of the pushed directory (a key, a directory of them) is refused unless asked for; links
+    /// inside it, and a Hugging Face snapshot's links into its repository's blobs, are followed (issue 16.8).
+    @Test func pushFollowsOnlyTheSymlinksItWasMeantTo() throws {
+        let scratch = try Scratch()
+        let server = try ServerProcess(data: scratch.url("data"))
+        defer { server.stop() }
+        let secret = scratch.url("outside/id_ed25519")
+        try FileManager.default.createDirectory(at: secret.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try Data("-----BEGIN OPENSSH PRIVATE KEY-----".utf8).write(to: secret)
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: secret.path)
+
+        for (name, target) in [("key", secret.path), ("keys", secret.deletingLastPathComponent().path)] {
+            let model = scratch.url("model-\(name)")
+            try TestModel.write(to: model)
+            try FileManager.default.createSymbolicLink(atPath: model.appendingPathComponent(name).path, withDestinationPath: target)
+            let refused = try modelreg(["push", model.path, "m:\(name)", "--no-inspect"], environment: server.environment)
+            #expect(refused.status == 64 && refused.stderr.hasPrefix("error: ") && refused.stderr.contains(model.appendingPathComponent(name).path)
+                && refused.stderr.contains("--follow-external-symlinks"), "\(refused)")
+            let followed = try modelreg(["push", model.path, "m:\(name)", "--no-inspect", "--follow-external-symlinks"], environment: server.environment)
+            #expect(followed.status == 0, "\(followed)")
+        }
+        #expect(try modelreg(["pull", "m:key", "--dest", scratch.url("pulled").path], environment: server.environment).status == 0)
+        #expect(try Data(contentsOf: scratch.url("pulled/key")) == Data(contentsOf: secret), "what was opted in is what was pushed")
+
+        // Links that stay inside: a file linked under another name, and a Hugging Face cache snapshot.
+        let inside = scratch.url("model-inside")
+        try TestModel.write(to: inside)
+        try FileManager.default.createSymbolicLink(atPath: inside.appendingPathComponent("alias.json").path, withDestinationPath: "config.json")
+        #expect(try modelreg(["push", inside.path, "m:inside", "--no-inspect"], environment: server.environment).status == 0)
+        let repository = scratch.url("hub/models--org--tiny")
+        let revision = repository.appendingPathComponent("snapshots/0123abc")
+        try FileManager.default.createDirectory(at: revision, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(at: repository.appendingPathComponent("blobs"), withIntermediateDirectories: true)
+        for (file, bytes) in try snapshot(inside) where !file.contains("/") {
+            let blob = repository.appendingPathComponent("blobs/\(Digest.of(bytes.0).hex)")
+            if !FileManager.default.fileExists(atPath: blob.path) { try bytes.0.write(to: blob) }
+            try FileManager.default.createSymbolicLink(atPath: revision.appendingPathComponent(file).path, withDestinationPath: "../../blobs/\(Digest.of(bytes.0).hex)")
+        }
+        let hub = try modelreg(["push", revision.path, "m:hub", "--no-inspect"], environment: server.environment)
+        #expect(hub.status == 0, "\(hub)")
+    }
+
     @Test func aCorruptBlobIsRefusedAndTheDestinationUntouched() throws {
         let scratch = try Scratch()
         let data = scratch.url("data")
