@@ -58,12 +58,12 @@ for set in single sharded; do
     read -r digest _ < <(push_and_wait "bench/$set" "$work/$set")
     url="$MODELREG_URL/v1/models/bench/$set/images/$digest/flat"
     clear_fetch() { rm -rf "$work/fetch-dest"; }
-    best "$set,fetch" clear_fetch "$MODELREG_BIN" fetch "bench/$set:1" --dest "$work/fetch-dest" --timeout 10s
-    best "$set,warm" : "$MODELREG_BIN" fetch "bench/$set:1" --dest "$work/fetch-dest" --timeout 10s
+    best "$set,fetch" clear_fetch "$MODELREG_BIN" fetch "bench/$set:1" --dest "$work/fetch-dest" --timeout 10m
+    best "$set,warm" : "$MODELREG_BIN" fetch "bench/$set:1" --dest "$work/fetch-dest" --timeout 10m
     # A new pod on a node whose cache (same mount: linked) holds every file: each is hashed before use.
-    "$MODELREG_BIN" fetch "bench/$set:1" --dest "$work/cache-seed" --cache "$work/node-cache" --timeout 10s 2>/dev/null
+    "$MODELREG_BIN" fetch "bench/$set:1" --dest "$work/cache-seed" --cache "$work/node-cache" --timeout 10m 2>/dev/null
     clear_cached() { rm -rf "$work/cached-dest"; }
-    best "$set,cached" clear_cached "$MODELREG_BIN" fetch "bench/$set:1" --dest "$work/cached-dest" --cache "$work/node-cache" --timeout 10s
+    best "$set,cached" clear_cached "$MODELREG_BIN" fetch "bench/$set:1" --dest "$work/cached-dest" --cache "$work/node-cache" --timeout 10m
     best "$set,sha" : sh -c "sha256sum '$work/$set'/* >/dev/null"
     clear_tar() { rm -rf "$work/tar-dest"; mkdir -p "$work/tar-dest"; }
     best "$set,tar" clear_tar sh -c "curl -sf -H 'Authorization: Bearer $MODELREG_TOKEN' '$url' | tar -x -C '$work/tar-dest' && sha256sum '$work/tar-dest'/* >/dev/null"
@@ -71,9 +71,9 @@ for set in single sharded; do
 done
 
 read -r large_digest large_build < <(push_and_wait "bench/large" "$work/large")
-large_bytes=$(find "$work/large" -type f -printf "%s\n" | awk '{s+=$1} END {printf "%d\n", s}')
+large_bytes=$(find "$work/large" -type f -printf "%s\n" | awk '{s+=$1} END {printf "%.0f\n", s}')
 read -r _ _ flat_size < <(image_state "bench/large" "$large_digest")
-records=$(find "$work/data/images/bench/large" -type f -printf "%s\n" | awk '{s+=$1} END {printf "%d\n", s}')
+records=$(find "$work/data/images/bench/large" -type f -printf "%s\n" | awk '{s+=$1} END {printf "%.0f\n", s}')
 
 echo "| data | modelreg fetch s | curl \| tar -x + sha256sum s | ratio | curl \| tar -x alone s | warm rerun s | from the node cache, hashed s | sha256sum alone s |"
 echo "|---|---|---|---|---|---|---|---|"

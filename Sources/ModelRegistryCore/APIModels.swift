@@ -64,10 +64,12 @@ public struct AliasList: Codable, Sendable {
     public init(aliases: [AliasTarget]) { self.aliases = aliases }
 }
 
-/// The compare-and-swap part of an alias move: `expect` names the version the alias must point to now,
-/// `expectAbsent` says it must not exist yet. Without either the move is unconditional.
+/// The compare-and-swap part of an alias move: `expect` names the version the alias must point to now and
+/// `expectVariant` the variant it must pin (absent: none), `expectAbsent` says it must not exist yet.
+/// Without either the move is unconditional.
 public protocol AliasMoveBody: Codable, Sendable {
     var expect: VersionName? { get }
+    var expectVariant: VariantName? { get }
     var expectAbsent: Bool? { get }
 }
 
@@ -75,9 +77,13 @@ extension AliasMoveBody {
     public var expectation: AliasExpectation? {
         get throws(RegistryError) {
             switch (expect, expectAbsent ?? false) {
-            case (nil, false): nil
-            case (nil, true): .absent
-            case (let version?, false): .version(version)
+            case (nil, false):
+                guard expectVariant == nil else { throw RegistryError(.invalidRequest, "expectVariant needs expect, the version") }
+                return nil
+            case (nil, true):
+                guard expectVariant == nil else { throw RegistryError(.invalidRequest, "expectVariant and expectAbsent exclude each other") }
+                return .absent
+            case (let version?, false): return .target(version, variant: expectVariant)
             case (_?, true): throw RegistryError(.invalidRequest, "expect and expectAbsent exclude each other")
             }
         }
@@ -86,10 +92,10 @@ extension AliasMoveBody {
 
 extension AliasExpectation {
     /// The body fields that carry this expectation.
-    public var fields: (expect: VersionName?, expectAbsent: Bool?) {
+    public var fields: (expect: VersionName?, expectVariant: VariantName?, expectAbsent: Bool?) {
         switch self {
-        case .absent: (nil, true)
-        case .version(let version): (version, nil)
+        case .absent: (nil, nil, true)
+        case .target(let version, let variant): (version, variant, nil)
         }
     }
 }
@@ -98,12 +104,13 @@ public struct AliasUpdate: AliasMoveBody {
     public var version: VersionName
     public var variant: VariantName?
     public var expect: VersionName?
+    public var expectVariant: VariantName?
     public var expectAbsent: Bool?
 
     public init(version: VersionName, variant: VariantName?, expectation: AliasExpectation? = nil) {
         self.version = version
         self.variant = variant
-        (expect, expectAbsent) = expectation?.fields ?? (nil, nil)
+        (expect, expectVariant, expectAbsent) = expectation?.fields ?? (nil, nil, nil)
     }
 }
 
@@ -111,11 +118,12 @@ public struct AliasPromotion: AliasMoveBody {
     /// The alias whose target is copied.
     public var from: AliasName
     public var expect: VersionName?
+    public var expectVariant: VariantName?
     public var expectAbsent: Bool?
 
     public init(from: AliasName, expectation: AliasExpectation? = nil) {
         self.from = from
-        (expect, expectAbsent) = expectation?.fields ?? (nil, nil)
+        (expect, expectVariant, expectAbsent) = expectation?.fields ?? (nil, nil, nil)
     }
 }
 
@@ -123,11 +131,12 @@ public struct AliasRollback: AliasMoveBody {
     /// An earlier target to go back to; without it, the one before the current target.
     public var to: VersionName?
     public var expect: VersionName?
+    public var expectVariant: VariantName?
     public var expectAbsent: Bool?
 
     public init(to: VersionName?, expectation: AliasExpectation? = nil) {
         self.to = to
-        (expect, expectAbsent) = expectation?.fields ?? (nil, nil)
+        (expect, expectVariant, expectAbsent) = expectation?.fields ?? (nil, nil, nil)
     }
 }
 

@@ -10,6 +10,8 @@ import Foundation
 ///     <root>/tmp/                   scratch space on the same filesystem
 ///     <root>/quarantine/sha256/<hex> blobs `modelreg verify` found corrupt, never served
 ///     <root>/admin.token            the first admin token (0600)
+///     <root>/server.lock            held by the server, or a restore, working on the directory
+///     <root>/restore.incomplete     present while a restore writes the directory
 public struct DataDirectory: Sendable {
     public let root: URL
 
@@ -24,6 +26,9 @@ public struct DataDirectory: Sendable {
     public var adminToken: URL { root.appendingPathComponent("admin.token") }
     /// Held by the server that serves this directory, for as long as it runs.
     public var serverLock: URL { root.appendingPathComponent("server.lock") }
+    /// Written when a restore starts and removed when it finished: a directory holding it is no registry
+    /// yet, and a rerun with `--force` may replace it.
+    public var restoreMarker: URL { root.appendingPathComponent("restore.incomplete") }
     public var images: URL { root.appendingPathComponent("images", isDirectory: true) }
     public var quarantine: URL { root.appendingPathComponent("quarantine/sha256", isDirectory: true) }
 
@@ -50,6 +55,23 @@ public struct DataDirectory: Sendable {
     }
 
     static let expectationSuffix = ".digest"
+
+    /// Takes the directory for the life of the process, as `serve` does and as `restore` must: another
+    /// process holding it is refused, named, with `doing` (what the caller is) in the message.
+    public func claim(doing: String) throws(RegistryError) -> FileLock {
+        do {
+            try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        } catch {
+            throw RegistryError(.storageFailure, "cannot create \(root.path): \(error.localizedDescription)")
+        }
+        return try FileLock(path: serverLock.path, exclusive: true) { holder in
+            RegistryError(
+                .conflict,
+                "the data directory \(root.path) is in use by another modelreg server or restore\(holder.isEmpty ? "" : " (\(holder))"): "
+                    + "stop it before \(doing), or give this one another --data"
+            )
+        }
+    }
 
     /// Creates the directory tree; safe to call on an existing registry.
     public func create() throws(RegistryError) {

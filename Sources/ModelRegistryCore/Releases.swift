@@ -14,8 +14,9 @@ extension AliasName {
 public enum AliasExpectation: Sendable, Equatable {
     /// The alias must not exist yet.
     case absent
-    /// The alias must point to this version.
-    case version(VersionName)
+    /// The alias must point to exactly this target: this version, pinned to this variant or (nil) to none.
+    /// A move of the variant alone changes the target, so two movers of one alias never both win.
+    case target(VersionName, variant: VariantName?)
 }
 
 /// How an alias is moved.
@@ -125,7 +126,7 @@ extension RegistryError {
     static func aliasMoved(_ model: ModelName, _ alias: AliasName, current: AliasTarget?, expected: AliasExpectation) -> RegistryError {
         let expectedText = switch expected {
         case .absent: "not to exist"
-        case .version(let version): "to point to \(version)"
+        case .target(let version, let variant): "to point to \(version)" + (variant.map { " (variant \($0))" } ?? " with no variant pinned")
         }
         let currentText = current.map { "points to \($0.version)" + ($0.variant.map { " (variant \($0))" } ?? "") + ", moved by \($0.updatedBy) at \($0.updatedAt)" }
             ?? "does not exist"

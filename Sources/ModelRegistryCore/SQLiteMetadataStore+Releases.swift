@@ -14,7 +14,7 @@ extension SQLiteMetadataStore {
             if let expectation = move.expectation {
                 let holds = switch expectation {
                 case .absent: current == nil
-                case .version(let version): current?.version == version
+                case .target(let version, let variant): current?.version == version && current?.variant == variant
                 }
                 guard holds else { throw RegistryError.aliasMoved(move.model, move.alias, current: current, expected: expectation) }
             }

@@ -78,13 +78,16 @@ public struct Fetcher: Sendable {
         )
         let target = StagedDestination(destination, run: "\(resolved.digest.hex.prefix(16))-\(options.layout)")
         let earlier = FetchMarker.read(destination)
-        if earlier == marker, try Self.inPlace(image, under: destination, verify: options.verify) {
+        let mismatch = earlier == marker ? try Self.firstMismatch(image, under: destination, verify: options.verify) : nil
+        if earlier == marker, mismatch == nil {
             target.removeStaging()
             log("\(resolved.model):\(resolved.version) variant \(resolved.variant) (\(resolved.digest)) is already in \(destination.path)")
             report.alreadyInPlace = true
             report.seconds = (ContinuousClock.now - start).seconds
             return report
         }
+        // A warning, not a progress line: it says a file changed after it was placed, also under --json.
+        if let mismatch { warn("warning: \(destination.path) holds this fetch, but \(mismatch): replacing it") }
         try target.checkReplaceable(replace: options.force, earlierRun: earlier != nil, command: "fetch")
         let created = try target.prepare()
         log("fetching \(reference) -> \(resolved.model):\(resolved.version) variant \(resolved.variant) (\(resolved.digest)), "
@@ -113,27 +116,35 @@ public struct Fetcher: Sendable {
     /// Whether every entry of the image is under `root` with the right kind and size (and, verifying,
     /// content). A destination that is not is fetched again and replaced.
     static func inPlace(_ image: CacheImage, under root: URL, verify: Bool) throws -> Bool {
+        try firstMismatch(image, under: root, verify: verify) == nil
+    }
+
+    /// The first entry that is not as the image has it, and how, for the log.
+    static func firstMismatch(_ image: CacheImage, under root: URL, verify: Bool) throws -> String? {
         for entry in image.entries {
             let path = root.appendingPathComponent(entry.path).path
             var status = stat()
-            guard lstat(path, &status) == 0 else { return false }
+            guard lstat(path, &status) == 0 else { return "\(entry.path) is missing" }
             switch entry.kind {
             case .directory:
-                guard status.st_mode & S_IFMT == S_IFDIR else { return false }
+                guard status.st_mode & S_IFMT == S_IFDIR else { return "\(entry.path) is not a directory" }
             case .symlink(let target):
                 guard status.st_mode & S_IFMT == S_IFLNK, (try? FileManager.default.destinationOfSymbolicLink(atPath: path)) == target else {
-                    return false
+                    return "\(entry.path) is not a link to \(target)"
                 }
             case .file(let digest, let size, _):
-                guard status.st_mode & S_IFMT == S_IFREG, Int64(status.st_size) == size else { return false }
+                guard status.st_mode & S_IFMT == S_IFREG, Int64(status.st_size) == size else {
+                    return "\(entry.path) is not a file of \(size) bytes"
+                }
                 if verify {
                     let file = try POSIXFile.openForReading(path)
                     defer { try? file.close() }
-                    guard try file.hashContents().hasher.finalize() == digest else { return false }
+                    let actual = try file.hashContents().hasher.finalize()
+                    guard actual == digest else { return "\(entry.path) hashes to \(actual), not \(digest)" }
                 }
             }
         }
-        return true
+        return nil
     }
 
     /// Runs `body`, retrying network failures with exponential backoff (1 s to 30 s) until the deadline.

@@ -24,6 +24,11 @@ public struct ClientConfiguration: Sendable {
     ) throws {
         var server = server ?? environment["MODELREG_URL"] ?? Self.defaultServer
         while server.hasSuffix("/") { server.removeLast() }
+        guard let url = URL(string: server), ["http", "https"].contains(url.scheme?.lowercased() ?? ""), url.host?.isEmpty == false else {
+            throw RegistryError(
+                .invalidRequest, "'\(server.prefix(200))' (--server or MODELREG_URL) is not a registry URL: write it as http://HOST:PORT or https://HOST:PORT"
+            )
+        }
         self.server = server
         let nonEmpty = { (value: String?) in value.flatMap { $0.isEmpty ? nil : $0 } }
         if let token {
@@ -118,7 +123,12 @@ public struct RegistryConnection: Sendable {
             }
         }
         guard (200..<300).contains(Int(response.status.code)) else {
-            throw try await Self.error(from: response, request: request)
+            let error = try await Self.error(from: response, request: request)
+            // The server speaks to any HTTP client; the advice for this one's user is the CLI's.
+            if error.code == .unauthorized, configuration.token == nil {
+                throw RegistryError(.unauthorized, "\(error.message.split(separator: ":").first ?? "unauthorized"): pass --token-file FILE or set MODELREG_TOKEN")
+            }
+            throw error
         }
         return response
     }
@@ -378,10 +388,23 @@ public enum ClientError: Error, CustomStringConvertible {
     /// A failed request: a TLS failure when the error came from the TLS layer, else a network failure.
     static func transport(_ what: String, _ error: any Error) -> ClientError {
         if error is NIOSSLError || error is BoringSSLError || error is NIOSSLExtraError {
-            if String(describing: error).contains("CERTIFICATE_VERIFY_FAILED") {
+            let text = String(describing: error)
+            if text.contains("CERTIFICATE_VERIFY_FAILED") {
                 return .tls("\(what): the registry's TLS certificate is not trusted (CERTIFICATE_VERIFY_FAILED)")
             }
+            // BoringSSL's word for an answer that is not TLS at all: a plain-HTTP server.
+            if text.contains("WRONG_VERSION_NUMBER") {
+                return .network("\(what): the server does not speak TLS; if it serves plain HTTP, use an http:// URL")
+            }
             return .tls("\(what): TLS handshake failed (\(error))")
+        }
+        // NIO's description of a socket error repeats itself ("connection reset (error set): Connection
+        // refused (errno: 111)"); the system's own words are the useful part.
+        if let error = error as? IOError {
+            return .network("\(what): \(String(cString: strerror(error.errnoCode)).lowercased())")
+        }
+        if let error = error as? HTTPClientError, error == .connectTimeout {
+            return .network("\(what): no answer to the connection within 10 s")
         }
         return .network("\(what): \(error)")
     }

@@ -35,11 +35,19 @@ public struct Restorer: Sendable {
         let lock = try repository.lock(exclusive: false)
         defer { lock.unlock() }
         let snapshot = try repository.snapshot(snapshotID)
+        // Held like a server's, so no server starts on the directory meanwhile and none runs on it now.
+        let claimed = try target.claim(doing: "restoring into it")
+        defer { claimed.unlock() }
         try prepareTarget()
         try target.create()
+        try FileTree.writeAtomically(
+            Array("restore of snapshot \(snapshot.id) started \(Timestamp.now())\n".utf8), to: target.restoreMarker.path,
+            temporary: target.tmp.appendingPathComponent("restore-marker-\(UUID().uuidString.lowercased())").path
+        )
         try restoreBlobs(snapshot.blobs, log: log)
         try restore(snapshot.database, to: target.database.path)
         _ = try SQLiteMetadataStore(path: target.database.path)
+        try POSIXFile.remove(target.restoreMarker.path)
         return RestoreReport(
             snapshot: snapshot.id, data: target.root.path, blobs: snapshot.blobs.count, bytes: snapshot.blobBytes,
             models: snapshot.models, versions: snapshot.versions, variants: snapshot.variants,
@@ -47,20 +55,22 @@ public struct Restorer: Sendable {
         )
     }
 
-    /// An empty (or missing) directory is used as it is; `--force` replaces a registry data directory, and
-    /// nothing else is ever overwritten. Its `admin.token` stays: secrets are not in backups, and the token
-    /// still works when the snapshot comes from the same registry.
+    /// An empty (or missing) directory is used as it is; `--force` replaces a registry data directory, or
+    /// one an earlier restore left unfinished, and nothing else is ever overwritten. Its `admin.token`
+    /// stays: secrets are not in backups, and the token still works when the snapshot comes from the same
+    /// registry. So does `server.lock`, which this restore holds.
     private func prepareTarget() throws(RegistryError) {
         let root = target.root.path
-        let entries = try FileTree.entries(root)
+        let lock = target.serverLock.lastPathComponent
+        let entries = try FileTree.entries(root).filter { $0 != lock }
         guard !entries.isEmpty else { return }
         guard force else {
             throw RegistryError(.conflict, "\(root) is not empty: restore into an empty directory, or pass --force to replace the registry in it")
         }
-        guard entries.contains("registry.sqlite") else {
+        guard entries.contains(target.database.lastPathComponent) || entries.contains(target.restoreMarker.lastPathComponent) else {
             throw RegistryError(.conflict, "\(root) is not a modelreg data directory (it has no registry.sqlite): --force only replaces a registry; choose an empty directory")
         }
-        try FileTree.removeContents(of: root, keeping: [target.adminToken.lastPathComponent])
+        try FileTree.removeContents(of: root, keeping: [target.adminToken.lastPathComponent, lock])
     }
 
     /// Copies the blobs on every core at once: hashing, not the disk, is what bounds a restore.

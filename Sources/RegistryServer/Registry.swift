@@ -39,6 +39,7 @@ public struct Registry: Sendable {
     /// an admin token file, that token is the admin token instead, added at every start if it is unknown.
     public static func open(_ configuration: ServerConfiguration, logger: Logger) async throws -> Registry {
         let directory = configuration.dataDirectory
+        try ListeningPort.checkFree(host: configuration.host, port: configuration.port)
         try directory.create()
         try claim(directory)
         removeLeftovers(of: directory, logger: logger)
@@ -69,12 +70,11 @@ public struct Registry: Sendable {
     /// (`renderedReads`), and removes the scratch files it finds at start, both of which another server on
     /// the same directory would break. The lock is held until the process ends.
     private static func claim(_ directory: DataDirectory) throws(RegistryError) {
-        let path = directory.serverLock.path
-        let lock = try FileLock(path: path, exclusive: true) { holder in
-            RegistryError(
-                .conflict,
-                "the data directory \(directory.root.path) is served by another modelreg server\(holder.isEmpty ? "" : " (\(holder))"): "
-                    + "stop it first, or give this one another --data"
+        let lock = try directory.claim(doing: "serving it")
+        if FileManager.default.fileExists(atPath: directory.restoreMarker.path) {
+            lock.unlock()
+            throw RegistryError(
+                .conflict, "\(directory.root.path) holds an unfinished restore: run `modelreg restore --data \(directory.root.path) --force` again to complete it"
             )
         }
         heldLocks.withLock { $0.append(lock) }
@@ -152,7 +152,7 @@ public struct Registry: Sendable {
             throw RegistryError(.unauthorized, "the bearer token is invalid or revoked")
         case .anonymous:
             guard required == .read, anonymousRead else {
-                throw RegistryError(.unauthorized, "this request needs a token with scope \(required.rawValue): pass --token or set MODELREG_TOKEN")
+                throw RegistryError(.unauthorized, "this request needs a token with scope \(required.rawValue): send it as 'Authorization: Bearer <token>'")
             }
         }
     }

@@ -4,7 +4,10 @@ import RegistryClient
 
 /// The compare-and-swap options every alias move takes.
 struct ExpectationOptions: ParsableArguments {
-    @Option(help: "Move only if the alias points to this version now (else exit 7 and name its target).")
+    @Option(help: ArgumentHelp(
+        "Move only if the alias points to exactly this target now: VERSION (no variant pinned) or VERSION@VARIANT (else exit 7 and name its target).",
+        valueName: "target"
+    ))
     var expect: String?
 
     @Flag(help: "Move only if the alias does not exist yet.")
@@ -14,7 +17,9 @@ struct ExpectationOptions: ParsableArguments {
         switch (expect, expectNew) {
         case (nil, false): return nil
         case (nil, true): return .absent
-        case (let version?, false): return .version(try VersionName(version))
+        case (let target?, false):
+            let parts = target.split(separator: "@", maxSplits: 1, omittingEmptySubsequences: false)
+            return .target(try VersionName(String(parts[0])), variant: try parts.count == 2 ? VariantName(String(parts[1])) : nil)
         case (_?, true): throw ValidationError("--expect and --expect-new exclude each other")
         }
     }

@@ -99,8 +99,9 @@ struct Fetch: AsyncParsableCommand {
             --dest (which may be a mount point under a read-only root), then moves the files in and writes a \
             marker (.modelreg-fetch.json) last. If --dest already holds the same variant, exits 0 at once; a \
             --dest holding other files than an earlier fetch is refused unless --force. A killed fetch resumes \
-            where it stopped; network failures are retried until --timeout. With --cache, files already in that \
-            node-level directory are hard-linked, and new ones are added to it (read-only).
+            where it stopped; network failures (a body that stalls included) are retried, and --timeout bounds the \
+            whole command. With --cache, files already in that node-level directory are checked and hard-linked \
+            (copied across mounts), and new ones are added to it (read-only).
             """
     )
 
@@ -125,7 +126,7 @@ struct Fetch: AsyncParsableCommand {
     @Flag(help: "Rehash every file, also when the destination is already in place.")
     var verify = false
 
-    @Option(help: "Give up on network failures after this long (90s, 10m, 1h).")
+    @Option(help: "Give up after this long, whatever the network does (90s, 10m, 1h); what was staged is kept for the next run.")
     var timeout = "30m"
 
     @OptionGroup var fit: FitOptions

@@ -190,6 +190,37 @@ func errorCode(_ body: String) -> String? {
         #expect(hub.status == 0, "\(hub)")
     }
 
+    /// Issue 15.5: each failure a user meets first says what went wrong and what to do, in one line, with
+    /// the documented exit code.
+    @Test func connectionAndStartupErrorsSayWhatToDo() throws {
+        let scratch = try Scratch()
+        let server = try ServerProcess(data: scratch.url("data"))
+        defer { server.stop() }
+        let port = try #require(URL(string: server.url)?.port)
+        let cases: [(String, Int32, String)] = [
+            ("127.0.0.1:\(port)", 64, "http://HOST:PORT"),
+            ("ftp://127.0.0.1:\(port)", 64, "http://HOST:PORT"),
+            ("http://127.0.0.1:9", 6, "connection refused"),
+            ("https://127.0.0.1:\(port)", 6, "use an http:// URL"),
+        ]
+        for (url, status, words) in cases {
+            let result = try modelreg(["ls"], environment: ["MODELREG_URL": url, "MODELREG_TOKEN": server.adminToken])
+            #expect(result.status == status && result.stderr.hasPrefix("error: ") && result.stderr.contains(words), "\(url): \(result)")
+            #expect(result.stderr.split(separator: "\n").count == 1 && !result.stderr.contains("errno"), "\(url): \(result)")
+        }
+        // The server's 401 speaks to any HTTP client; the CLI adds its own advice.
+        let (_, body) = try shell("curl -s \(server.url)/v1/models")
+        #expect(body.contains("Authorization: Bearer") && !body.contains("--token"), "\(body)")
+        let anonymous = try modelreg(["ls"], environment: ["MODELREG_URL": server.url])
+        #expect(anonymous.status == 4 && anonymous.stderr.contains("--token-file"), "\(anonymous)")
+
+        // A second server on a taken port fails before it touches its data directory.
+        let second = scratch.url("second")
+        let busy = try modelreg(["serve", "--port", String(port), "--data", second.path])
+        #expect(busy.status == 7 && busy.stderr.hasPrefix("error: ") && busy.stderr.contains("port \(port)"), "\(busy)")
+        #expect(!FileManager.default.fileExists(atPath: second.path), "no data directory, no admin token")
+    }
+
     @Test func aCorruptBlobIsRefusedAndTheDestinationUntouched() throws {
         let scratch = try Scratch()
         let data = scratch.url("data")

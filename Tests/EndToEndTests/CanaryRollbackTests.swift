@@ -177,6 +177,40 @@ struct AuditJSON: Decodable {
         #expect(winner.fromVersion == "1.0" && winner.toVersion == prod)
         #expect(winners.first?.stdout.contains("org/qwen:\(winner.toVersion)") == true)
     }
+
+    /// Issue 15.4: the compare-and-swap compares the whole target, so 32 movers of the pinned variant alone
+    /// still have exactly one winner, with `--expect VERSION` and with `--expect VERSION@VARIANT`.
+    @Test func variantMovesHaveExactlyOneWinnerToo() throws {
+        let fixture = try Fixture()
+        let variants = ["v0", "v1", "v2", "v3"]
+        for (index, variant) in variants.enumerated() {
+            let directory = fixture.scratch.url("variant-\(variant)")
+            try TestModel.write(to: directory, seed: UInt64(10 + index))
+            try fixture.run(["push", directory.path, "org/qwen:1.0", "--variant", variant])
+        }
+        try fixture.run(["alias", "set", "org/qwen", "race", "1.0"])
+        var (expected, pinned): (String, String?) = ("1.0", nil)
+        for round in 0..<2 {
+            // Every mover changes the target: none asks for the variant already pinned (that would be a no-op).
+            let choices = variants.filter { $0 != pinned }
+            let movers = try (0..<32).map { index in
+                try CommandProcess(
+                    ["alias", "set", "org/qwen", "race", "1.0", "--variant", choices[index % choices.count], "--expect", expected], environment: fixture.ci
+                )
+            }
+            let results = try movers.map { try $0.wait() }
+            let winners = results.indices.filter { results[$0].status == 0 }
+            #expect(winners.count == 1, "round \(round): \(results.map(\.status))")
+            #expect(results.filter { $0.status == 7 }.count == 31, "round \(round): \(results.filter { $0.status != 0 && $0.status != 7 })")
+            let won = try #require(winners.first.map { choices[$0 % choices.count] })
+            let listed = try JSONSerialization.jsonObject(with: Data(try fixture.run(["alias", "ls", "org/qwen", "--json"]).stdout.utf8)) as? [String: Any]
+            let race = (listed?["aliases"] as? [[String: Any]])?.first { $0["name"] as? String == "race" }
+            #expect(race?["variant"] as? String == won, "round \(round): the winner's variant is pinned: \(String(describing: race))")
+            (expected, pinned) = ("1.0@\(won)", won)
+        }
+        let history = try fixture.run(["alias", "history", "org/qwen", "race", "--json"]).json(HistoryJSON.self)
+        #expect(history.entries.count == 3, "one set, then one winner a round")
+    }
 }
 
 extension CanaryRollbackTests {

@@ -85,8 +85,30 @@ struct FetchReportJSON: Decodable {
         #expect(try fixture.fetch(["--dest", destination.path]).json(FetchReportJSON.self).alreadyInPlace, "sizes and marker only")
         let repaired = try fixture.fetch(["--dest", destination.path, "--verify"])
         #expect(try !repaired.json(FetchReportJSON.self).alreadyInPlace)
+        #expect(repaired.stderr.contains("config.json hashes to"), "the replaced file is named: \(repaired.stderr)")
         #expect(try Data(contentsOf: config) == original)
         #expect(try fixture.leftovers().isEmpty)
+    }
+
+    /// Issue 15.2: a destination holding somebody's files, the working directory included, is refused
+    /// (exit 7, naming --force) and left as it was; --force replaces it.
+    @Test func aForeignNonEmptyDestinationIsRefusedUnlessForced() throws {
+        let fixture = try Fixture()
+        let work = fixture.scratch.url("work")
+        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+        try Data("my notes".utf8).write(to: work.appendingPathComponent("notes.txt"))
+        for destination in [".", work.path] {
+            let refused = try modelreg(["fetch", "org/tiny@prod", "--dest", destination], environment: fixture.server.environment, in: work)
+            #expect(refused.status == 7 && refused.stderr.hasPrefix("error: ") && refused.stderr.contains("--force")
+                && refused.stderr.contains("notes.txt"), "\(destination): \(refused)")
+            #expect(try FileManager.default.contentsOfDirectory(atPath: work.path) == ["notes.txt"], "\(destination): nothing touched")
+        }
+        let forced = try modelreg(["fetch", "org/tiny@prod", "--dest", ".", "--force"], environment: fixture.server.environment, in: work)
+        try #require(forced.status == 0, "\(forced)")
+        #expect(!FileManager.default.fileExists(atPath: work.appendingPathComponent("notes.txt").path))
+        // Now it holds an earlier fetch: fetching again needs no --force.
+        #expect(try modelreg(["fetch", "org/tiny@prod", "--dest", "."], environment: fixture.server.environment, in: work).status == 0)
+        try fixture.expectFetched(work)
     }
 
     @Test func aKilledFetchResumesWithoutDownloadingAgain() throws {

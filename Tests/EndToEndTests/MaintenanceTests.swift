@@ -173,8 +173,29 @@ func randomModel(_ root: URL, files count: Int, size: Int) throws {
         let readData = try modelreg(["backup", "verify", "--repo", repository.path, "--read-data"])
         #expect(readData.status == 5)
         #expect(readData.stdout.contains("\(weights) is corrupt"), "\(readData)")
-        let restore = try modelreg(["restore", "--from", repository.path, "--data", scratch.url("restored").path])
+        let restored = scratch.url("restored")
+        let restore = try modelreg(["restore", "--from", repository.path, "--data", restored.path])
         #expect(restore.status == 5, "\(restore)")
+
+        // Issue 15.3: the unfinished restore is no registry a server starts on, and a rerun with --force
+        // takes it, here once the repository's copy is good again.
+        let refused = try modelreg(["serve", "--port", "0", "--data", restored.path])
+        #expect(refused.status == 7 && refused.stderr.contains("unfinished restore"), "\(refused)")
+        #expect(try modelreg(["restore", "--from", repository.path, "--data", restored.path, "--force"]).status == 5, "still corrupt: 5, not 7")
+        try Data(contentsOf: model.appendingPathComponent("model.safetensors")).write(to: stored)
+        let rerun = try modelreg(["restore", "--from", repository.path, "--data", restored.path, "--force"])
+        #expect(rerun.status == 0, "\(rerun)")
+        let copy = try ServerProcess(data: restored, adminToken: server.adminToken)
+        let pulled = scratch.url("pulled")
+        #expect(try modelreg(["pull", "m:1.0", "--dest", pulled.path], environment: copy.environment).status == 0)
+        try expectSameTree(model, pulled)
+        copy.stop()
+
+        // Issue 15.3: restoring over the data directory of a running server is refused, naming the holder,
+        // and leaves it serving.
+        let live = try modelreg(["restore", "--from", repository.path, "--data", server.data.path, "--force"])
+        #expect(live.status == 7 && live.stderr.hasPrefix("error: ") && live.stderr.contains("in use by another modelreg server"), "\(live)")
+        #expect(try modelreg(["pull", "m:1.0", "--dest", scratch.url("still").path], environment: server.environment).status == 0)
         server.stop()
     }
 

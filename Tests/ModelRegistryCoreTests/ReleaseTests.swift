@@ -44,9 +44,9 @@ import Testing
             let one = try VersionName("1"), two = try VersionName("2"), prod = try AliasName("prod")
             #expect(try await set(store, "prod", "1", expect: .absent).version.value == "1")
             #expect(await code { _ = try await set(store, "prod", "2", expect: .absent) } == .aliasMoved)
-            #expect(await code { _ = try await set(store, "prod", "3", expect: .version(two)) } == .aliasMoved)
-            #expect(try await set(store, "prod", "2", expect: .version(one)).version.value == "2")
-            let error = await #expect(throws: RegistryError.self) { _ = try await set(store, "prod", "3", expect: .version(one)) }
+            #expect(await code { _ = try await set(store, "prod", "3", expect: .target(two, variant: nil)) } == .aliasMoved)
+            #expect(try await set(store, "prod", "2", expect: .target(one, variant: nil)).version.value == "2")
+            let error = await #expect(throws: RegistryError.self) { _ = try await set(store, "prod", "3", expect: .target(one, variant: nil)) }
             #expect(error?.httpStatus == 409)
             #expect(error?.message.contains("qwen@prod points to 2") == true)
             #expect(try await store.alias(model, prod)?.version.value == "2")
