@@ -31,9 +31,10 @@ public enum LocalFiles {
     /// `~/.ssh` or `/etc` in a model directory is never what a push means.
     public static func scan(_ root: URL, followExternalLinks: Bool = false) throws -> [LocalFile] {
         var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: root.path, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw RegistryError(.invalidRequest, "\(root.path) is not a directory")
+        guard FileManager.default.fileExists(atPath: root.path, isDirectory: &isDirectory) else {
+            throw RegistryError(.invalidRequest, "\(root.path) does not exist: name the model's directory")
         }
+        guard isDirectory.boolValue else { throw RegistryError(.invalidRequest, "\(root.path) is not a directory: name the model's directory") }
         var files: [LocalFile] = []
         let scope = followExternalLinks ? nil : try LinkScope(root)
         try walk(root, relative: [], scope: scope, into: &files)

@@ -24,7 +24,7 @@ extension Presentation {
     }
 
     public static func estimate(_ estimate: MemoryEstimate) -> String {
-        let cache = (estimate.kvCacheBytes.map(ByteCount.format) ?? "unknown") + (estimate.kvCacheDtype == .auto ? "" : " in \(estimate.kvCacheDtype.rawValue)")
+        let cache = (estimate.kvCacheBytes.map { ByteCount.format($0) } ?? "unknown") + (estimate.kvCacheDtype == .auto ? "" : " in \(estimate.kvCacheDtype.rawValue)")
         return "\(ByteCount.format(estimate.totalBytes)) at context \(estimate.contextLength) × \(estimate.concurrency) "
             + "(weights \(ByteCount.format(estimate.weightBytes)) + KV cache \(cache) + overhead \(ByteCount.format(estimate.overheadBytes)))"
     }
@@ -67,10 +67,12 @@ extension Presentation {
         return out
     }
 
-    /// `fp16 needs 17.7 GiB, awq-int4 needs 6.1 GiB, opaque: unknown`.
-    public static func needs(_ needs: [VariantFit.Need]) -> String {
+    /// `fp16 needs 17.7 GiB, awq-int4 needs 6.1 GiB, opaque: unknown`, each with as many digits as it takes
+    /// to differ from the `budget` it is compared with.
+    public static func needs(_ needs: [VariantFit.Need], budget: Int64) -> String {
         needs.map { need in
-            need.estimate.map { "\(need.variant) needs \(ByteCount.format($0.totalBytes))" } ?? "\(need.variant): unknown (pushed without inspection)"
+            need.estimate.map { "\(need.variant) needs \(ByteCount.format($0.totalBytes, apartFrom: budget))" }
+                ?? "\(need.variant): unknown (pushed without inspection)"
         }.joined(separator: ", ")
     }
 
@@ -79,7 +81,7 @@ extension Presentation {
         let skipped = decision.needs.prefix { $0.variant != decision.chosen }
         var text = "chose variant \(decision.chosen) of \(decision.model):\(decision.version) for \(ByteCount.format(decision.budgetBytes))"
         if let estimate = chosen?.estimate { text += ": needs " + self.estimate(estimate) }
-        if !skipped.isEmpty { text += "; higher precision does not fit: \(needs(Array(skipped)))" }
+        if !skipped.isEmpty { text += "; higher precision does not fit: \(needs(Array(skipped), budget: decision.budgetBytes))" }
         return text
     }
 }

@@ -78,7 +78,7 @@ extension RegistryConnection {
         guard let chosen else {
             throw RegistryError(
                 .notFound,
-                "no variant of \(reference.name):\(version) fits in \(ByteCount.format(budget)): \(Presentation.needs(needs)); "
+                "no variant of \(reference.name):\(version) fits in \(ByteCount.format(budget)): \(Presentation.needs(needs, budget: budget)); "
                     + "choose a smaller context (--context) or concurrency, or a larger --fit"
             )
         }

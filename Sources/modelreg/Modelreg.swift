@@ -29,7 +29,7 @@ struct Modelreg: AsyncParsableCommand {
         do {
             command = try parseAsRoot()
         } catch {
-            exit(withError: error)
+            failParsing(error)
         }
         do {
             if var command = command as? any AsyncParsableCommand {
@@ -39,17 +39,54 @@ struct Modelreg: AsyncParsableCommand {
                 try command.run()
             }
         } catch let error as any Error & CustomStringConvertible where error is RegistryError || error is ClientError {
-            FileHandle.standardError.write(Data("error: \(error.description)\n".utf8))
-            Foundation.exit(ExitStatus.of(error).rawValue)
+            fail(error.description, status: ExitStatus.of(error), code: (error as? RegistryError)?.code.rawValue ?? "NETWORK")
         } catch let error where ClientError(transportFailure: error) != nil {
             // A body cut after its request succeeded surfaces as NIO's own error, not as a `ClientError`.
             let failure = ClientError(transportFailure: error)!
-            FileHandle.standardError.write(Data("error: \(failure.description)\n".utf8))
-            Foundation.exit(ExitStatus.of(failure).rawValue)
+            fail(failure.description, status: ExitStatus.of(failure), code: "NETWORK")
         } catch {
-            exit(withError: error)
+            failParsing(error)
         }
     }
+
+    /// One `error:` line on standard error and, under `--json`, the same as a JSON object on standard
+    /// output, so a script reading the output always gets JSON.
+    static func fail(_ message: String, status: ExitStatus, code: String) -> Never {
+        FileHandle.standardError.write(Data("error: \(message)\n".utf8))
+        if CommandLine.arguments.dropFirst().contains("--json") {
+            print(Presentation.json(ErrorReport(error: .init(code: code, message: message, exitCode: status.rawValue))))
+        }
+        Foundation.exit(status.rawValue)
+    }
+
+    /// Help and version go out as the argument parser writes them; a bad argument is one `error:` line
+    /// pointing at the command's help, with the usage exit status; anything else one line with status 1.
+    static func failParsing(_ error: any Error) -> Never {
+        let status = exitCode(for: error)
+        guard status != .success, !(error is ExitCode) else { exit(withError: error) }
+        let first = message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+        let text = first.hasPrefix("Error: ") ? String(first.dropFirst("Error: ".count)) : first
+        guard status == .validationFailure else { fail(text, status: .failure, code: "FAILURE") }
+        // The (sub)command the arguments name, for its help.
+        var words: [String] = [], commands = configuration.subcommands
+        for word in CommandLine.arguments.dropFirst() {
+            guard let command = commands.first(where: { $0._commandName == word }) else { break }
+            words.append(word)
+            commands = command.configuration.subcommands
+        }
+        fail("\(text) (see `\((["modelreg"] + words + ["--help"]).joined(separator: " "))`)", status: .usage, code: "USAGE")
+    }
+}
+
+/// What `--json` prints on standard output when a command fails.
+struct ErrorReport: Encodable {
+    struct Detail: Encodable {
+        var code: String
+        var message: String
+        var exitCode: Int32
+    }
+
+    var error: Detail
 }
 
 /// Where the registry is and which token to present.

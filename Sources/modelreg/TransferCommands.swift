@@ -129,6 +129,9 @@ struct Fetch: AsyncParsableCommand {
     @Option(help: "Give up after this long, whatever the network does (90s, 10m, 1h); what was staged is kept for the next run.")
     var timeout = "30m"
 
+    @Flag(name: .shortAndLong, help: "Print no progress lines, only warnings, errors and the result.")
+    var quiet = false
+
     @OptionGroup var fit: FitOptions
     @OptionGroup var client: ClientOptions
     @OptionGroup var output: OutputOptions
@@ -143,9 +146,10 @@ struct Fetch: AsyncParsableCommand {
             layout: layout, cache: cache.map { URL(fileURLWithPath: $0) }, verify: verify, timeout: try DurationText.positive(timeout),
             force: force
         )
+        var log = output.progress
+        if quiet { log = { _ in } }
         let report = try await Fetcher(connection: connection).fetch(
-            release, variant: chosenVariant, destination: URL(fileURLWithPath: dest), options: options,
-            log: output.progress, warn: OutputOptions.warn
+            release, variant: chosenVariant, destination: URL(fileURLWithPath: dest), options: options, log: log, warn: OutputOptions.warn
         )
         output.print(report) { Presentation.fetch(report) }
     }
@@ -181,8 +185,20 @@ struct DigestCommand: AsyncParsableCommand {
     @Option(help: "Files hashed at once.")
     var jobs = Pusher.defaultJobs
 
+    @OptionGroup var output: OutputOptions
+
+    struct Listing: Encodable {
+        struct File: Encodable {
+            var path: String
+            var digest: Digest
+        }
+
+        var files: [File]
+    }
+
     func run() async throws {
         let digests = try await LocalFiles.digests(of: files.map { URL(fileURLWithPath: $0) }, jobs: jobs)
-        for (digest, file) in zip(digests, files) { print("\(digest)  \(file)") }
+        let listing = Listing(files: zip(files, digests).map { Listing.File(path: $0, digest: $1) })
+        output.print(listing) { listing.files.map { "\($0.digest)  \($0.path)" }.joined(separator: "\n") }
     }
 }

@@ -221,6 +221,38 @@ func errorCode(_ body: String) -> String? {
         #expect(!FileManager.default.fileExists(atPath: second.path), "no data directory, no admin token")
     }
 
+    /// Issue 15.6: one grammar for every command: argument errors are one `error:` line (exit 64), `--json`
+    /// puts even a failure as JSON on standard output, `digest --json` and `fetch -q` exist.
+    @Test func everyCommandSpeaksTheSameGrammar() throws {
+        let scratch = try Scratch()
+        for arguments in [["push"], ["fetch", "m:1", "--dest", "d", "--bogus"], ["alias", "set", "m"], ["nonsense"]] {
+            let result = try modelreg(arguments)
+            #expect(result.status == 64 && result.stderr.hasPrefix("error: ") && result.stderr.split(separator: "\n").count == 1
+                && result.stderr.contains("--help"), "\(arguments): \(result)")
+        }
+        #expect(try modelreg(["push", "--help"]).status == 0)
+
+        let file = scratch.url("weights.bin")
+        try Data("weights".utf8).write(to: file)
+        let digest = try modelreg(["digest", file.path, "--json"])
+        let listed = try JSONSerialization.jsonObject(with: Data(digest.stdout.utf8)) as? [String: [[String: String]]]
+        #expect(listed?["files"]?.first?["digest"] == Digest.of(Data("weights".utf8)).description, "\(digest)")
+
+        let unreachable = try modelreg(["ls", "--json"], environment: ["MODELREG_URL": "http://127.0.0.1:9", "MODELREG_TOKEN": "mrt_x"])
+        let failure = try JSONSerialization.jsonObject(with: Data(unreachable.stdout.utf8)) as? [String: [String: Any]]
+        #expect(unreachable.status == 6 && failure?["error"]?["code"] as? String == "NETWORK" && failure?["error"]?["exitCode"] as? Int == 6, "\(unreachable)")
+        let missing = try modelreg(["inspect", scratch.url("nonexistent").path])
+        #expect(missing.status == 64 && missing.stderr.contains("does not exist"), "\(missing)")
+
+        let server = try ServerProcess(data: scratch.url("data"))
+        defer { server.stop() }
+        let model = scratch.url("model")
+        try TestModel.write(to: model)
+        #expect(try modelreg(["push", model.path, "m:1"], environment: server.environment).status == 0)
+        let quiet = try modelreg(["fetch", "m:1", "--dest", scratch.url("dest").path, "-q"], environment: server.environment)
+        #expect(quiet.status == 0 && quiet.stderr.isEmpty && quiet.stdout.contains("fetched"), "\(quiet)")
+    }
+
     @Test func aCorruptBlobIsRefusedAndTheDestinationUntouched() throws {
         let scratch = try Scratch()
         let data = scratch.url("data")

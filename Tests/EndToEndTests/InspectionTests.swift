@@ -98,6 +98,13 @@ struct VariantListingJSON: Decodable {
         try #require(tight.status == 0, "\(tight)")
         #expect(try tight.json(PullReportJSON.self).variant == "awq-int4")
         #expect(tight.stderr.contains("higher precision does not fit: fp16 needs"), "\(tight)")
+        // One byte short of fp16: the message shows the digits that make the difference (issue 15.6).
+        let short = try modelreg(["pull", "tiny:1.0", "--fit", String(fp16Need - 1), "--dest", scratch.url("short").path], environment: env)
+        try #require(short.status == 0, "\(short)")
+        let line = try #require(short.stderr.split(separator: "\n").first { $0.contains("higher precision does not fit") }).description
+        let budget = line.components(separatedBy: " for ").dropFirst().first?.components(separatedBy: ":").first
+        let need = line.components(separatedBy: "fp16 needs ").dropFirst().first?.components(separatedBy: ",").first
+        #expect(budget != nil && need != nil && budget != need, "\(line)")
         // Room for nothing: an error listing what each needs, and nothing written.
         let none = try modelreg(["pull", "tiny:1.0", "--fit", "1GiB", "--dest", scratch.url("none").path], environment: env)
         #expect(none.status == 3, "\(none)")
