@@ -168,7 +168,7 @@ struct ModelRoutes {
         let bytes = try await request.body.collect(upTo: context.maxUploadSize)
         let manifest = try Manifest.decode(Array(buffer: bytes))
         try checkBlobs(of: manifest)
-        try verifyModelFiles(of: manifest)
+        try await verifyModelFiles(of: manifest)
         let outcome = try await registry.metadata.publish(
             PublishRequest(
                 model: name, version: version, variant: variant, manifest: manifest, actor: context.identity.actor,

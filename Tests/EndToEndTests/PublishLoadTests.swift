@@ -1,0 +1,79 @@
+import AsyncHTTPClient
+import Foundation
+import ModelRegistryCore
+import NIOCore
+import NIOHTTP1
+import Testing
+
+/// Issue 16.9: publishing re-reads every weight file's header, and a large one is costly to parse. Six
+/// publishes of a variant with a ~12 MB safetensors header at once must not keep the server from answering
+/// its readiness probe (whose timeout in deploy/ is 1 s).
+@Suite(.serialized) struct PublishLoadTests {
+    /// A safetensors file of `count` one-byte tensors: a header of about 60 bytes a tensor.
+    static func manyTensors(_ count: Int) -> Data {
+        var header = "{"
+        header.reserveCapacity(count * 64)
+        for index in 0..<count {
+            if index > 0 { header += "," }
+            header += #""model.layers.\#(index).w":{"dtype":"U8","shape":[1],"data_offsets":[\#(index),\#(index + 1)]}"#
+        }
+        header += "}"
+        while header.utf8.count % 8 != 0 { header += " " }
+        var bytes = Data()
+        var length = UInt64(header.utf8.count).littleEndian
+        withUnsafeBytes(of: &length) { bytes.append(contentsOf: $0) }
+        bytes.append(contentsOf: Array(header.utf8))
+        bytes.append(Data(repeating: 1, count: count))
+        return bytes
+    }
+
+    @Test func readinessIsAnsweredWhilePublishesParseLargeHeaders() async throws {
+        let scratch = try Scratch()
+        let server = try ServerProcess(data: scratch.url("data"))
+        defer { server.stop() }
+        let model = scratch.url("model")
+        try FileManager.default.createDirectory(at: model, withIntermediateDirectories: true)
+        try Self.manyTensors(200_000).write(to: model.appendingPathComponent("model.safetensors"))
+        try Data(#"{"model_type":"llama","architectures":["LlamaForCausalLM"]}"#.utf8).write(to: model.appendingPathComponent("config.json"))
+        let push = try modelreg(["push", model.path, "big:1"], environment: server.environment)
+        try #require(push.status == 0, "\(push)")
+        let http = RawHTTP(server: server)
+        let manifest = try await http.send(.GET, "/v1/models/big/manifests/:1")
+        try #require(manifest.status == 200 && manifest.body.contains("metadata"), "an inspected manifest, so publishing re-reads the header")
+
+        let slowest = try await withThrowingTaskGroup(of: Double?.self) { group in
+            for version in 2...7 {
+                group.addTask {
+                    let published = try await http.send(.PUT, "/v1/models/big/versions/\(version)/variants/default", body: Array(manifest.body.utf8))
+                    #expect(published.status == 201, "\(published)")
+                    return nil
+                }
+            }
+            group.addTask {
+                var slowest = 0.0
+                // Probes until the publishes are done (the group cancels this task then), as the kubelet does.
+                while !Task.isCancelled {
+                    let start = ContinuousClock.now
+                    let status = try await http.send(.GET, "/health/ready").status
+                    slowest = max(slowest, (ContinuousClock.now - start).seconds)
+                    #expect(status == 200)
+                    try? await Task.sleep(for: .milliseconds(50))
+                }
+                return slowest
+            }
+            var finished = 0
+            while finished < 6, let result = try await group.next() {
+                if result == nil { finished += 1 }
+            }
+            group.cancelAll()
+            return try await group.next() ?? nil
+        }
+        let seconds = try #require(slowest)
+        #expect(seconds < 1, "the slowest readiness answer took \(seconds) s while six large headers were parsed")
+        print("publish load: slowest readiness answer \(String(format: "%.3f", seconds)) s during six concurrent publishes of a 12 MB header")
+    }
+}
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}
