@@ -14,7 +14,7 @@ import Testing
         let seconds = environment["MODELREG_CONTRACT_SECONDS"] ?? "90"
         let seed = environment["MODELREG_CONTRACT_SEED"] ?? String(UInt32.random(in: 0...UInt32.max))
         let schemathesis = try #require(
-            executableInPath("st"), "schemathesis is not installed: python3 -m pip install schemathesis (.ci/run does)"
+            executableInPath("st"), "schemathesis is not installed: python3 -m pip install schemathesis (.ci/test does)"
         )
         let scratch = try Scratch()
         let server = try ServerProcess(data: scratch.url("data"))

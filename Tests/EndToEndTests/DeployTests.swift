@@ -28,7 +28,7 @@ func run(_ program: String, _ arguments: [String]) throws -> CommandResult {
 
     static func manifest(_ name: String) -> URL { repositoryRoot.appendingPathComponent("deploy/\(name)") }
 
-    /// Every manifest of deploy/ against the Kubernetes API schema (kubernetes-validate, installed by .ci/run).
+    /// Every manifest of deploy/ against the Kubernetes API schema (kubernetes-validate, installed by .ci/test).
     @Test(arguments: ["registry.yaml", "vllm.yaml", "backup-cronjob.yaml"])
     func manifestIsValidKubernetes(_ name: String) throws {
         let result = try run("kubernetes-validate", ["--strict", Self.manifest(name).path])

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-/// The formats' own Python packages (`safetensors`, `gguf`, installed by `.ci/run`): they write the fixture
+/// The formats' own Python packages (`safetensors`, `gguf`, installed by `.ci/test`): they write the fixture
 /// files, and their readers report what is in them, so modelreg's parse is compared with the reference.
 enum ReferenceReaders {
     /// Writes a single-file and a sharded safetensors model and a GGUF file with k-quant tensors under the
@@ -130,7 +130,7 @@ enum ReferenceReaders {
         let stderr = (try? String(contentsOf: errors, encoding: .utf8)) ?? ""
         try #require(
             process.terminationStatus == 0,
-            "python3 with safetensors, gguf and numpy is needed (`python3 -m pip install safetensors gguf numpy`, as .ci/run does): \(stderr)"
+            "python3 with safetensors, gguf and numpy is needed (`python3 -m pip install safetensors gguf numpy`, as .ci/test does): \(stderr)"
         )
         return try JSONDecoder().decode(Report.self, from: Data(contentsOf: output))
     }
