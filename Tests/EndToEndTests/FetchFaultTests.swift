@@ -183,3 +183,118 @@ import Testing
         try expectSameTree(model, pulled)
     }
 }
+
+/// The real `fetch` against `FakeRegistry`: a genuine manifest, then hostile archives, a stalled or a cut
+/// image. Each refusal exits 5 at once, a stall or an endless cut exits 6 at the deadline; nothing is ever
+/// written outside the destination, a destination holding an earlier fetch keeps it, and no staging
+/// directory is left but the one a stalled download can resume from.
+extension FetchFaultTests {
+    static let config = Array(#"{"model_type":"llama"}"#.utf8)
+    static let weights = [UInt8](repeating: 7, count: 64 << 10)
+
+    static let generator = """
+        import io, os, sys, tarfile
+        out, victim = sys.argv[1], sys.argv[2]
+        config = b'{"model_type":"llama"}'
+        weights = bytes([7]) * (64 << 10)
+        def archive(name, members, form=tarfile.USTAR_FORMAT):
+            with tarfile.open(os.path.join(out, name), "w", format=form) as tar:
+                for info, data in members:
+                    tar.addfile(info, io.BytesIO(data) if data is not None else None)
+        def file(name, data):
+            info = tarfile.TarInfo(name); info.size = len(data); info.mode = 0o644
+            return info, data
+        def special(name, kind, target=""):
+            info = tarfile.TarInfo(name); info.type = kind; info.linkname = target; info.mode = 0o755
+            return info, None
+        folder = special("weights", tarfile.DIRTYPE)
+        good = [file("config.json", config), folder, file("weights/a.bin", weights)]
+        archive("good", good)
+        archive("absolute", [file(victim + "/absolute", config)], tarfile.PAX_FORMAT)
+        archive("dotdot", [file("../victim-dotdot", config)])
+        archive("symlink", [special("config.json", tarfile.SYMTYPE, victim)])
+        archive("symlinked-directory", [file("config.json", config), special("weights", tarfile.SYMTYPE, victim), file("weights/a.bin", weights)])
+        archive("hardlink", [special("config.json", tarfile.LNKTYPE, "/etc/passwd")])
+        archive("device", [special("config.json", tarfile.CHRTYPE)])
+        # First, since a ranged request never reads past the entries the variant has.
+        archive("extra", [file("a-extra.bin", b"x")] + good)
+        archive("altered", [file("config.json", config.replace(b"llama", b"llamb")), folder, file("weights/a.bin", weights)])
+        archive("file-first", [file("config.json", config), file("weights/a.bin", weights), folder])
+        with open(os.path.join(out, "good"), "rb") as f:
+            whole = f.read()
+        with open(os.path.join(out, "truncated"), "wb") as f:
+            f.write(whole[:1500])
+        with open(os.path.join(out, "garbage"), "wb") as f:
+            f.write(os.urandom(4096))
+        """
+
+    /// The manifest the fake serves, its bytes and the headers naming it.
+    static func genuineManifest() throws -> ([UInt8], [String: String]) {
+        let manifest = Manifest(format: .other, files: [
+            ManifestFile(path: try ManifestPath("config.json"), digest: Digest.of(config), size: Int64(config.count)),
+            ManifestFile(path: try ManifestPath("weights/a.bin"), digest: Digest.of(weights), size: Int64(weights.count)),
+        ])
+        let bytes = manifest.canonicalJSON()
+        return (bytes, ["Modelreg-Digest": Digest.of(bytes).description, "Modelreg-Version": "1", "Modelreg-Variant": "default"])
+    }
+
+    @Test func hostileImagesFromAFakeRegistryAreRefusedAndContained() throws {
+        let scratch = try Scratch()
+        let archives = scratch.url("archives"), victim = scratch.url("victim")
+        try FileManager.default.createDirectory(at: archives, withIntermediateDirectories: true)
+        let (status, output) = try shell("python3 -c '\(Self.generator.replacingOccurrences(of: "'", with: "'\\''"))' '\(archives.path)' '\(victim.path)'")
+        try #require(status == 0, "\(output)")
+        let (manifest, headers) = try Self.genuineManifest()
+        // An earlier fetch of another variant: a refused one must leave it as it is.
+        let destination = scratch.url("models")
+        try FileManager.default.createDirectory(at: destination, withIntermediateDirectories: true)
+        let earlier = Data(#"{"layout":"flat","manifest":"sha256:\#(String(repeating: "0", count: 64))","model":"m","variant":"default","version":"0"}"#.utf8)
+        try earlier.write(to: destination.appendingPathComponent(".modelreg-fetch.json"))
+        try Data("old weights".utf8).write(to: destination.appendingPathComponent("old.bin"))
+        let before = try snapshot(destination)
+
+        for name in ["absolute", "dotdot", "symlink", "symlinked-directory", "hardlink", "device", "extra", "altered", "file-first", "truncated", "garbage"] {
+            let fake = try FakeRegistry(manifest: manifest, headers: headers, image: .bytes(try [UInt8](Data(contentsOf: archives.appendingPathComponent(name)))))
+            defer { fake.close() }
+            let (result, seconds) = try Self.elapsed {
+                try modelreg(["fetch", "m:1", "--dest", destination.path, "--timeout", "20s"], environment: ["MODELREG_URL": fake.url, "MODELREG_TOKEN": "mrt_x"])
+            }
+            #expect(result.status == 5 && Self.endsWithOneErrorLine(result.stderr), "\(name): \(result)")
+            #expect(seconds < 10, "\(name): \(seconds) s")
+            let after = try snapshot(destination)
+            #expect(after.keys.sorted() == before.keys.sorted() && after.allSatisfy { before[$0.key]?.0 == $0.value.0 }, "\(name): the earlier fetch stays")
+            let staging = try FileManager.default.contentsOfDirectory(atPath: destination.path).filter { $0.hasPrefix(".modelreg-") && $0 != ".modelreg-fetch.json" }
+            #expect(staging.isEmpty, "\(name): \(staging)")
+            #expect(!FileManager.default.fileExists(atPath: victim.path) && !FileManager.default.fileExists(atPath: scratch.url("victim-dotdot").path), "\(name)")
+            #expect(try FileManager.default.contentsOfDirectory(atPath: scratch.root.path).sorted() == ["archives", "models"], "\(name): nothing written beside")
+        }
+
+        // The same files, honestly archived, are placed: the refusals above are about the attacks.
+        let honest = try FakeRegistry(manifest: manifest, headers: headers, image: .bytes(try [UInt8](Data(contentsOf: archives.appendingPathComponent("good")))))
+        defer { honest.close() }
+        let placed = try modelreg(["fetch", "m:1", "--dest", destination.path, "--timeout", "20s"], environment: ["MODELREG_URL": honest.url, "MODELREG_TOKEN": "mrt_x"])
+        #expect(placed.status == 0, "\(placed)")
+        #expect(try Data(contentsOf: destination.appendingPathComponent("weights/a.bin")) == Data(Self.weights))
+    }
+
+    @Test(arguments: ["stall", "cut"])
+    func aStalledOrEndlesslyCutImageEndsAtTheDeadline(_ fault: String) throws {
+        let scratch = try Scratch()
+        let archives = scratch.url("archives")
+        try FileManager.default.createDirectory(at: archives, withIntermediateDirectories: true)
+        let (status, output) = try shell("python3 -c '\(Self.generator.replacingOccurrences(of: "'", with: "'\\''"))' '\(archives.path)' '\(scratch.url("victim").path)'")
+        try #require(status == 0, "\(output)")
+        let good = try [UInt8](Data(contentsOf: archives.appendingPathComponent("good")))
+        let (manifest, headers) = try Self.genuineManifest()
+        let fake = try FakeRegistry(manifest: manifest, headers: headers, image: fault == "stall" ? .stall(good, after: 5000) : .cut(good, after: 5000))
+        defer { fake.close() }
+        let destination = scratch.url("models")
+        let (result, seconds) = try Self.elapsed {
+            try modelreg(["fetch", "m:1", "--dest", destination.path, "--timeout", "5s"], environment: ["MODELREG_URL": fake.url, "MODELREG_TOKEN": "mrt_x"])
+        }
+        #expect(result.status == 6 && Self.endsWithOneErrorLine(result.stderr), "\(fault): \(result)")
+        #expect(seconds < 12, "\(fault): the 5 s deadline ended it after \(seconds) s")
+        let visible = try FileManager.default.contentsOfDirectory(atPath: destination.path)
+        #expect(visible.allSatisfy { $0.hasPrefix(".modelreg-staging-") }, "\(fault): only what a rerun resumes from: \(visible)")
+    }
+}

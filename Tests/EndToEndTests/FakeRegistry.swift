@@ -1,0 +1,128 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A registry that lies: it answers the manifest request with a genuine manifest and every image request
+/// with bytes the test chose (a hostile archive, wrong bytes), or stalls or cuts the image body, so the
+/// real `fetch` binary can be run against what no honest server sends. HTTP/1.1, one request a connection.
+final class FakeRegistry: @unchecked Sendable {
+    enum ImageBody {
+        /// These bytes, sliced by the request's `Range` as a real server would.
+        case bytes([UInt8])
+        /// The first `count` bytes of `bytes`, then nothing, the connection held open.
+        case stall([UInt8], after: Int)
+        /// The first `count` bytes of `bytes`, then the connection closed.
+        case cut([UInt8], after: Int)
+    }
+
+    let port: Int
+    private let listener: Int32
+    private let manifest: [UInt8]
+    private let headers: [String: String]
+    private let image: ImageBody
+    private let lock = NSLock()
+    private var closed = false
+    private var sockets: [Int32] = []
+
+    /// `headers` go with the manifest (its digest, version and variant, as the real server names them).
+    init(manifest: [UInt8], headers: [String: String], image: ImageBody) throws {
+        self.manifest = manifest
+        self.headers = headers
+        self.image = image
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard listener >= 0, bound == 0, listen(listener, 64) == 0 else { throw ServerError("the fake registry cannot listen: \(errno)") }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) }
+        }
+        self.listener = listener
+        port = Int(UInt16(bigEndian: address.sin_port))
+        Thread.detachNewThread { [self] in acceptLoop() }
+    }
+
+    var url: String { "http://127.0.0.1:\(port)" }
+
+    func close() {
+        let open: [Int32]? = lock.withLock {
+            guard !closed else { return nil }
+            closed = true
+            return sockets
+        }
+        guard let open else { return }
+        shutdown(listener, Int32(SHUT_RDWR))
+        for socket in open { shutdown(socket, Int32(SHUT_RDWR)) }
+    }
+
+    deinit { close() }
+
+    private func acceptLoop() {
+        while true {
+            let client = accept(listener, nil, nil)
+            guard client >= 0 else { return }
+            let accepted: Bool = lock.withLock {
+                guard !closed else { return false }
+                sockets.append(client)
+                return true
+            }
+            guard accepted else {
+                Glibc.close(client)
+                return
+            }
+            Thread.detachNewThread { [self] in answer(client) }
+        }
+    }
+
+    private func answer(_ client: Int32) {
+        defer { shutdown(client, Int32(SHUT_RDWR)) }
+        var head = [UInt8]()
+        var byte: UInt8 = 0
+        while !head.suffix(4).elementsEqual(Array("\r\n\r\n".utf8)), head.count < 65536, read(client, &byte, 1) == 1 { head.append(byte) }
+        let lines = String(decoding: head, as: UTF8.self).split(separator: "\r\n")
+        let path = lines.first?.split(separator: " ").dropFirst().first.map(String.init) ?? ""
+        let range = lines.first { $0.lowercased().hasPrefix("range: bytes=") }.map { $0.dropFirst("range: bytes=".count) }
+        if path.contains("/manifests/") {
+            send(client, status: "200 OK", headers: headers.merging(["Content-Type": "application/json"]) { $1 }, body: manifest)
+        } else if path.contains("/images/") {
+            let (bytes, limit, stall): ([UInt8], Int?, Bool) = switch image {
+            case .bytes(let bytes): (bytes, nil, false)
+            case .stall(let bytes, let count): (bytes, count, true)
+            case .cut(let bytes, let count): (bytes, count, false)
+            }
+            let bounds = range.map { $0.split(separator: "-", omittingEmptySubsequences: false).map { Int($0) } } ?? []
+            let start = min(bounds.first.flatMap { $0 } ?? 0, bytes.count)
+            let end = min((bounds.count > 1 ? bounds[1] : nil).map { $0 + 1 } ?? bytes.count, bytes.count)
+            let slice = Array(bytes[start..<max(start, end)])
+            let shown = limit.map { Array(slice.prefix($0)) } ?? slice
+            send(
+                client, status: "206 Partial Content",
+                headers: ["Content-Range": "bytes \(start)-\(max(start, end) - 1)/\(bytes.count)", "Content-Type": "application/x-tar"],
+                body: shown, length: slice.count
+            )
+            if stall { while !lock.withLock({ closed }) { usleep(10_000) } }
+        } else {
+            send(client, status: "404 Not Found", headers: ["Content-Type": "application/json"],
+                 body: Array(#"{"error":{"code":"NOT_FOUND","message":"not here"}}"#.utf8))
+        }
+    }
+
+    /// `length` is what Content-Length claims: more than `body` when the body is stalled or cut.
+    private func send(_ client: Int32, status: String, headers: [String: String], body: [UInt8], length: Int? = nil) {
+        var text = "HTTP/1.1 \(status)\r\nConnection: close\r\nContent-Length: \(length ?? body.count)\r\n"
+        for (name, value) in headers { text += "\(name): \(value)\r\n" }
+        let bytes = Array((text + "\r\n").utf8) + body
+        var written = 0
+        while written < bytes.count {
+            let count = bytes.withUnsafeBytes { Glibc.send(client, $0.baseAddress! + written, bytes.count - written, Int32(MSG_NOSIGNAL)) }
+            if count <= 0 { return }
+            written += count
+        }
+    }
+}
