@@ -17,62 +17,29 @@ final class FakeRegistry: @unchecked Sendable {
         case cut([UInt8], after: Int)
     }
 
-    let port: Int
-    private let listener: Int32
+    private let listener: LoopbackListener
     private let manifest: [UInt8]
     private let headers: [String: String]
     private let image: ImageBody
-    private let lock = NSLock()
-    private var closed = false
-    private var sockets: [Int32] = []
 
     /// `headers` go with the manifest (its digest, version and variant, as the real server names them).
     init(manifest: [UInt8], headers: [String: String], image: ImageBody) throws {
         self.manifest = manifest
         self.headers = headers
         self.image = image
-        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard listener >= 0, bound == 0, listen(listener, 64) == 0 else { throw ServerError("the fake registry cannot listen: \(errno)") }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) }
-        }
-        self.listener = listener
-        port = Int(UInt16(bigEndian: address.sin_port))
+        listener = try LoopbackListener()
         Thread.detachNewThread { [self] in acceptLoop() }
     }
 
-    var url: String { "http://127.0.0.1:\(port)" }
+    var url: String { listener.url }
 
-    func close() {
-        let open: [Int32]? = lock.withLock {
-            guard !closed else { return nil }
-            closed = true
-            return sockets
-        }
-        guard let open else { return }
-        shutdown(listener, Int32(SHUT_RDWR))
-        for socket in open { shutdown(socket, Int32(SHUT_RDWR)) }
-    }
+    func close() { listener.close() }
 
     deinit { close() }
 
     private func acceptLoop() {
-        while true {
-            let client = accept(listener, nil, nil)
-            guard client >= 0 else { return }
-            let accepted: Bool = lock.withLock {
-                guard !closed else { return false }
-                sockets.append(client)
-                return true
-            }
-            guard accepted else {
+        while let client = listener.accept() {
+            guard listener.track([client]) else {
                 Glibc.close(client)
                 return
             }
@@ -106,7 +73,7 @@ final class FakeRegistry: @unchecked Sendable {
                 headers: ["Content-Range": "bytes \(start)-\(max(start, end) - 1)/\(bytes.count)", "Content-Type": "application/x-tar"],
                 body: shown, length: slice.count
             )
-            if stall { while !lock.withLock({ closed }) { usleep(10_000) } }
+            if stall { while !listener.isClosed { usleep(10_000) } }
         } else {
             send(client, status: "404 Not Found", headers: ["Content-Type": "application/json"],
                  body: Array(#"{"error":{"code":"NOT_FOUND","message":"not here"}}"#.utf8))

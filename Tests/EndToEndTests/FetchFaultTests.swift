@@ -38,6 +38,13 @@ import Testing
             return Data(bytes)
         }
 
+        /// A proxy that interrupts what the server sends after `bytes` a connection, and the client
+        /// environment that goes through it.
+        func behind(_ action: InterruptingProxy.Action, after bytes: Int) throws -> (InterruptingProxy, [String: String]) {
+            let proxy = try InterruptingProxy(to: server.url, direction: .toClient, after: bytes, action: action)
+            return (proxy, server.environment.merging(["MODELREG_URL": proxy.url]) { $1 })
+        }
+
         func blob(_ path: String) throws -> URL {
             let digest = Digest.of(try Data(contentsOf: model.appendingPathComponent(path)))
             return scratch.url("data/blobs/sha256/\(digest.hex.prefix(2))/\(digest.hex)")
@@ -107,11 +114,9 @@ import Testing
     /// 16.3: the image body stops arriving mid-way; `--timeout` bounds the command, and a rerun resumes.
     @Test func aStalledImageEndsAtTheTimeoutAndResumes() throws {
         let registry = try Registry()
-        let proxy = try InterruptingProxy(to: registry.server.url, direction: .toClient, after: 12 << 20, action: .stall)
+        let (proxy, environment) = try registry.behind(.stall, after: 12 << 20)
         defer { proxy.close() }
         let destination = registry.scratch.url("dest")
-        var environment = registry.server.environment
-        environment["MODELREG_URL"] = proxy.url
         let (stalled, seconds) = try Self.elapsed {
             try modelreg(["fetch", "m:1", "--dest", destination.path, "--timeout", "6s"], environment: environment)
         }
@@ -132,11 +137,9 @@ import Testing
     /// 16.3: the manifest's answer stalls: the timeout still holds.
     @Test func aStalledManifestEndsAtTheTimeout() throws {
         let registry = try Registry(extra: ["config.json": Data("{}".utf8)], large: false)
-        let proxy = try InterruptingProxy(to: registry.server.url, direction: .toClient, after: 150, action: .stall)
+        let (proxy, environment) = try registry.behind(.stall, after: 150)
         defer { proxy.close() }
         let destination = registry.scratch.url("dest")
-        var environment = registry.server.environment
-        environment["MODELREG_URL"] = proxy.url
         let (result, seconds) = try Self.elapsed {
             try modelreg(["fetch", "m:1", "--dest", destination.path, "--timeout", "4s"], environment: environment)
         }
@@ -149,11 +152,9 @@ import Testing
     @Test(arguments: [300, 6 << 20])
     func aCutBodyIsRetried(after bytes: Int) throws {
         let registry = try Registry()
-        let proxy = try InterruptingProxy(to: registry.server.url, direction: .toClient, after: bytes, action: .cut)
+        let (proxy, environment) = try registry.behind(.cut, after: bytes)
         defer { proxy.close() }
         let destination = registry.scratch.url("dest")
-        var environment = registry.server.environment
-        environment["MODELREG_URL"] = proxy.url
         let result = try modelreg(["fetch", "m:1", "--dest", destination.path, "--timeout", "60s"], environment: environment)
         #expect(result.status == 0, "\(result)")
         #expect(proxy.interrupted)
@@ -166,12 +167,10 @@ import Testing
     @Test(arguments: [100, 400, 900])
     func aPushWhoseAnswerIsCutRetriesOrSaysSo(after bytes: Int) throws {
         let registry = try Registry(extra: ["config.json": Data("{}".utf8)], large: false)
-        let proxy = try InterruptingProxy(to: registry.server.url, direction: .toClient, after: bytes, action: .cut)
+        let (proxy, environment) = try registry.behind(.cut, after: bytes)
         defer { proxy.close() }
         let model = registry.scratch.url("second")
         try TestModel.write(to: model, seed: 7)
-        var environment = registry.server.environment
-        environment["MODELREG_URL"] = proxy.url
         let result = try modelreg(["push", model.path, "m:2", "--no-inspect"], environment: environment)
         #expect(result.status == 0 || (result.status == 6 && Self.endsWithOneErrorLine(result.stderr)), "\(result)")
         if result.status != 0 {

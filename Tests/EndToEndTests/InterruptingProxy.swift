@@ -12,16 +12,13 @@ final class InterruptingProxy: @unchecked Sendable {
     enum Direction { case toServer, toClient }
     enum Action { case cut, stall }
 
-    let port: Int
-    private let listener: Int32
+    private let listener: LoopbackListener
     private let target: Int
     private let direction: Direction
     private let limit: Int
     private let action: Action
     private let lock = NSLock()
-    private var sockets: [Int32] = []
     private var armed = true
-    private var closed = false
 
     init(to server: String, direction: Direction, after limit: Int, action: Action) throws {
         guard let targetPort = URL(string: server)?.port else { throw ServerError("no port in \(server)") }
@@ -29,65 +26,30 @@ final class InterruptingProxy: @unchecked Sendable {
         self.direction = direction
         self.limit = limit
         self.action = action
-        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = Self.loopback(port: 0)
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard listener >= 0, bound == 0, listen(listener, 64) == 0 else { throw ServerError("proxy cannot listen: \(errno)") }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) }
-        }
-        self.listener = listener
-        port = Int(UInt16(bigEndian: address.sin_port))
+        listener = try LoopbackListener()
         Thread.detachNewThread { [self] in acceptLoop() }
     }
 
-    var url: String { "http://127.0.0.1:\(port)" }
+    var port: Int { listener.port }
+    var url: String { listener.url }
 
     /// True once a connection has been interrupted.
     var interrupted: Bool { lock.withLock { !armed } }
 
     /// Stops listening and closes every relayed connection (the server sees them drop).
-    func close() {
-        let open: [Int32]? = lock.withLock {
-            guard !closed else { return nil }
-            closed = true
-            return sockets
-        }
-        guard let open else { return }
-        shutdown(listener, Int32(SHUT_RDWR))
-        // Relayed sockets are shut down, never closed: a closed number could be reused by another socket of
-        // the test process while a relay thread still holds it.
-        for socket in open { shutdown(socket, Int32(SHUT_RDWR)) }
-    }
+    func close() { listener.close() }
 
     deinit { close() }
 
-    private static func loopback(port: Int) -> sockaddr_in {
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = UInt16(port).bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        return address
-    }
-
     private func acceptLoop() {
         while true {
-            let client = accept(listener, nil, nil)
-            guard client >= 0 else { return }
+            guard let client = listener.accept() else { return }
             let server = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var address = Self.loopback(port: target)
+            var address = LoopbackListener.loopback(port: target)
             let connected = withUnsafePointer(to: &address) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(server, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
             }
-            let accepted: Bool = lock.withLock {
-                guard !closed, connected == 0 else { return false }
-                sockets += [client, server]
-                return true
-            }
-            guard accepted else {
+            guard connected == 0, listener.track([client, server]) else {
                 Glibc.close(client)
                 Glibc.close(server)
                 continue
@@ -122,7 +84,7 @@ final class InterruptingProxy: @unchecked Sendable {
                 }
                 if action == .cut { break }
                 // Frozen: hold both sockets open, sending nothing, until the test closes the proxy.
-                while !lock.withLock({ closed }) { usleep(10_000) }
+                while !listener.isClosed { usleep(10_000) }
                 break
             }
         }

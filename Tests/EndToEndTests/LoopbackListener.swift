@@ -1,0 +1,70 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A socket listening on a free loopback port, and the connections a test server accepted on it, so that
+/// `close()` can end them all (the peer sees them drop).
+final class LoopbackListener: @unchecked Sendable {
+    let port: Int
+    private let listener: Int32
+    private let lock = NSLock()
+    private var sockets: [Int32] = []
+    private var closed = false
+
+    init() throws {
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = Self.loopback(port: 0)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard listener >= 0, bound == 0, listen(listener, 64) == 0 else { throw ServerError("cannot listen on the loopback: \(errno)") }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) }
+        }
+        self.listener = listener
+        port = Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    var url: String { "http://127.0.0.1:\(port)" }
+
+    var isClosed: Bool { lock.withLock { closed } }
+
+    /// The next connection, nil once closed.
+    func accept() -> Int32? {
+        let client = Glibc.accept(listener, nil, nil)
+        return client >= 0 ? client : nil
+    }
+
+    /// Keeps `sockets` to end with the listener; false (and nothing kept) when it is closed already.
+    func track(_ new: [Int32]) -> Bool {
+        lock.withLock {
+            guard !closed else { return false }
+            sockets += new
+            return true
+        }
+    }
+
+    /// Stops listening and shuts every tracked connection down. Shut down, never closed: a closed number
+    /// could be reused by another socket of the test process while a thread still holds it.
+    func close() {
+        let open: [Int32]? = lock.withLock {
+            guard !closed else { return nil }
+            closed = true
+            return sockets
+        }
+        guard let open else { return }
+        shutdown(listener, Int32(SHUT_RDWR))
+        for socket in open { shutdown(socket, Int32(SHUT_RDWR)) }
+    }
+
+    static func loopback(port: Int) -> sockaddr_in {
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(port).bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return address
+    }
+}
