@@ -11,13 +11,13 @@ struct RawHTTP {
     let server: ServerProcess
 
     func send(_ method: HTTPMethod, _ path: String, body: [UInt8]? = nil, headers: [(String, String)] = [],
-              token: String? = nil) async throws -> (status: Int, headers: HTTPHeaders, body: String) {
+              token: String? = nil, timeout: TimeAmount = .seconds(30)) async throws -> (status: Int, headers: HTTPHeaders, body: String) {
         var request = HTTPClientRequest(url: server.url + path)
         request.method = method
         request.headers.add(name: "Authorization", value: "Bearer \(token ?? server.adminToken)")
         for (name, value) in headers { request.headers.add(name: name, value: value) }
         if let body { request.body = .bytes(ByteBuffer(bytes: body)) }
-        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+        let response = try await HTTPClient.shared.execute(request, timeout: timeout)
         let bytes = try await response.body.collect(upTo: 1 << 24)
         return (Int(response.status.code), response.headers, String(buffer: bytes))
     }
