@@ -102,10 +102,12 @@ public struct RegistryConnection: Sendable {
         try await execute(request, timeout: Self.transferTimeout, client: downloads)
     }
 
-    /// Sends a request. A GET or HEAD whose answer broke off (the connection cut or reset after it was
-    /// made) is sent again, up to `transferAttempts` times: a registry that cannot be reached at all is
-    /// reported at once.
-    func execute(_ request: HTTPClientRequest, timeout: TimeAmount = metadataTimeout, client: HTTPClient? = nil) async throws -> HTTPClientResponse {
+    /// Sends a request. A GET or HEAD (or a request the caller says is `idempotent`) whose answer broke off
+    /// (the connection cut or reset after it was made) is sent again, up to `transferAttempts` times: a
+    /// registry that cannot be reached at all is reported at once.
+    func execute(
+        _ request: HTTPClientRequest, timeout: TimeAmount = metadataTimeout, client: HTTPClient? = nil, idempotent: Bool = false
+    ) async throws -> HTTPClientResponse {
         let response: HTTPClientResponse
         var attempt = 1
         while true {
@@ -115,7 +117,7 @@ public struct RegistryConnection: Sendable {
             } catch let error as RegistryError {
                 throw error
             } catch {
-                if attempt < Self.transferAttempts, [.GET, .HEAD].contains(request.method), Self.brokeOff(error) {
+                if attempt < Self.transferAttempts, idempotent || [.GET, .HEAD].contains(request.method), Self.brokeOff(error) {
                     attempt += 1
                     continue
                 }
@@ -163,9 +165,9 @@ public struct RegistryConnection: Sendable {
         return RegistryError(.internalError, "\(request.method.rawValue) \(request.url): HTTP \(response.status.code) \(response.status.reasonPhrase)")
     }
 
-    /// A JSON request and its decoded answer. A network failure is retried (`transferAttempts` tries, 0.5 s
-    /// then 1 s apart) when repeating the request is harmless: a GET, or a request the caller says is
-    /// `idempotent`.
+    /// A JSON request and its decoded answer. An answer that broke off in its body is asked for again
+    /// (`transferAttempts` tries, 0.5 s then 1 s apart) when repeating the request is harmless: a GET, or a
+    /// request the caller says is `idempotent`; one that broke off before its body, `execute` repeats.
     func json<T: Decodable>(
         _ type: T.Type, _ method: HTTPMethod, _ path: String, body: (some Encodable)? = Optional<Int>.none, idempotent: Bool = false
     ) async throws -> T {
@@ -178,20 +180,18 @@ public struct RegistryConnection: Sendable {
         }
         let attempts = idempotent || method == .GET ? Self.transferAttempts : 1
         var attempt = 1
+        let bytes: ByteBuffer
         while true {
+            let response = try await execute(request, idempotent: idempotent)
             do {
-                return try await decoded(T.self, request, path)
+                bytes = try await Self.collect(response, request)
+                break
             } catch let error as ClientError where attempt < attempts {
                 guard case .network = error else { throw error }
                 try await Task.sleep(for: .milliseconds(250 << attempt))
                 attempt += 1
             }
         }
-    }
-
-    private func decoded<T: Decodable>(_ type: T.Type, _ request: HTTPClientRequest, _ path: String) async throws -> T {
-        let response = try await execute(request)
-        let bytes = try await Self.collect(response, request)
         do {
             return try JSONDecoder().decode(T.self, from: Data(bytes.readableBytesView))
         } catch {

@@ -42,6 +42,7 @@ import Testing
         let manifest = try await http.send(.GET, "/v1/models/big/manifests/:1")
         try #require(manifest.status == 200 && manifest.body.contains("metadata"), "an inspected manifest, so publishing re-reads the header")
 
+        let publishing = ContinuousClock.now
         let slowest = try await withThrowingTaskGroup(of: Double?.self) { group in
             for version in 2...7 {
                 group.addTask {
@@ -57,7 +58,12 @@ import Testing
                 // Probes until the publishes are done (the group cancels this task then), as the kubelet does.
                 while !Task.isCancelled {
                     let start = ContinuousClock.now
-                    let status = try await http.send(.GET, "/health/ready").status
+                    let status: Int
+                    do {
+                        status = try await http.send(.GET, "/health/ready").status
+                    } catch where Task.isCancelled {
+                        break
+                    }
                     slowest = max(slowest, (ContinuousClock.now - start).seconds)
                     #expect(status == 200)
                     try? await Task.sleep(for: .milliseconds(50))
@@ -71,9 +77,13 @@ import Testing
             group.cancelAll()
             return try await group.next() ?? nil
         }
+        let period = (ContinuousClock.now - publishing).seconds
         let seconds = try #require(slowest)
-        #expect(seconds < 1, "the slowest readiness answer took \(seconds) s while six large headers were parsed")
-        print("publish load: slowest readiness answer \(String(format: "%.3f", seconds)) s during six concurrent publishes of a 5 MB header")
+        // Measured from this process, which on a busy machine is itself slow to run: so the bound is the
+        // probe's 1 s, or a quarter of the time the publishes took, whichever is longer. While the parses
+        // held the request threads, the slowest answer took most of that time (7.6 s of 12).
+        #expect(seconds < max(1, period / 4), "the slowest readiness answer took \(seconds) s of the \(period) s six large headers were parsed in")
+        print("publish load: slowest readiness answer \(String(format: "%.3f", seconds)) s while six publishes of a 5 MB header took \(String(format: "%.1f", period)) s")
     }
 }
 
