@@ -80,9 +80,10 @@ import Testing
         let period = (ContinuousClock.now - publishing).seconds
         let seconds = try #require(slowest)
         // Measured from this process, which on a busy machine is itself slow to run: so the bound is the
-        // probe's 1 s, or a quarter of the time the publishes took, whichever is longer. While the parses
-        // held the request threads, the slowest answer took most of that time (7.6 s of 12).
-        #expect(seconds < max(1, period / 4), "the slowest readiness answer took \(seconds) s of the \(period) s six large headers were parsed in")
+        // probe's 1 s, or a third of the time the publishes took, whichever is longer (under CI's full load:
+        // 9.8 s of 55). While the parses held the request threads, the slowest answer took most of that
+        // time (7.6 s of 12, run alone).
+        #expect(seconds < max(1, period / 3), "the slowest readiness answer took \(seconds) s of the \(period) s six large headers were parsed in")
         print("publish load: slowest readiness answer \(String(format: "%.3f", seconds)) s while six publishes of a 5 MB header took \(String(format: "%.1f", period)) s")
     }
 }
