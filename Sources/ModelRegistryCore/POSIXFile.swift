@@ -189,8 +189,8 @@ public final class POSIXFile: @unchecked Sendable {
         return Int64(info.st_size)
     }
 
-    static func error(_ operation: String, _ path: String) -> RegistryError {
-        let code = errno
+    /// A failed system call on `path` as one line naming the cause; a full disk is its own code.
+    public static func error(_ operation: String, _ path: String, errno code: Int32 = errno) -> RegistryError {
         let reason = String(cString: strerror(code))
         if code == ENOSPC || code == EDQUOT {
             return RegistryError(.insufficientStorage, "no space left to \(operation) \(path): free disk space and retry")

@@ -77,7 +77,6 @@ public struct Puller: Sendable {
             // Kept for the next run, which continues where this one stopped.
             throw ClientError.network("\(message); the \(ByteCount.format(Self.bytes(under: tree))) received are kept in \(tree.path): pull again to resume")
         } catch {
-            try? lock.close()
             target.abandon(createdDestination: created)
             throw error
         }

@@ -33,10 +33,14 @@ public struct ClientConfiguration: Sendable {
         let nonEmpty = { (value: String?) in value.flatMap { $0.isEmpty ? nil : $0 } }
         if let token {
             self.token = token
-        } else if let file = tokenFile ?? (nonEmpty(environment["MODELREG_TOKEN"]) == nil ? nonEmpty(environment["MODELREG_TOKEN_FILE"]) : nil) {
+        } else if let tokenFile {
+            self.token = try Self.readToken(tokenFile)
+        } else if let variable = nonEmpty(environment["MODELREG_TOKEN"]) {
+            self.token = variable
+        } else if let file = nonEmpty(environment["MODELREG_TOKEN_FILE"]) {
             self.token = try Self.readToken(file)
         } else {
-            self.token = nonEmpty(environment["MODELREG_TOKEN"])
+            self.token = nil
         }
         self.caCertificate = caCertificate ?? nonEmpty(environment["MODELREG_CA_CERT"])
     }

@@ -42,7 +42,7 @@ struct StagedDestination: Sendable {
         var status = stat()
         guard stat(destination.path, &status) == 0 else {
             if errno == ENOENT { return nil }
-            throw LocalFileError.failed("read", destination.path)
+            throw POSIXFile.error("read", destination.path)
         }
         guard status.st_mode & S_IFMT == S_IFDIR else {
             throw RegistryError(.conflict, "\(destination.path) exists and is not a directory: choose another --dest")
@@ -144,14 +144,7 @@ struct StagedDestination: Sendable {
 
 /// Local file-system failures as one line naming the path and the cause, instead of Foundation's dump.
 enum LocalFileError {
-    static func failed(_ operation: String, _ path: String, errno code: Int32 = errno) -> RegistryError {
-        if code == ENOSPC || code == EDQUOT {
-            return RegistryError(.insufficientStorage, "no space left to \(operation) \(path): free disk space and retry")
-        }
-        return RegistryError(.storageFailure, "cannot \(operation) \(path): \(String(cString: strerror(code)))")
-    }
-
-    /// Runs a Foundation file operation and turns its error into `failed`.
+    /// Runs a Foundation file operation and turns its error into `POSIXFile.error`'s line.
     static func mapping<T>(_ operation: String, _ path: String, _ body: () throws -> T) throws -> T {
         do {
             return try body()
@@ -162,7 +155,7 @@ enum LocalFileError {
             let code = underlying ?? Self.posixCode(error.code)
             // Foundation names the ancestor that could not be made; the user named `path`.
             let failedPath = (error.userInfo[NSFilePathErrorKey] as? String).map { $0 == path ? path : "\(path) (at \($0))" } ?? path
-            throw failed(operation, failedPath, errno: code)
+            throw POSIXFile.error(operation, failedPath, errno: code)
         } catch {
             throw RegistryError(.storageFailure, "cannot \(operation) \(path): \(error.localizedDescription)")
         }

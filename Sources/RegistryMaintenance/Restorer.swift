@@ -68,7 +68,7 @@ public struct Restorer: Sendable {
             throw RegistryError(.conflict, "\(root) is not empty: restore into an empty directory, or pass --force to replace the registry in it")
         }
         guard entries.contains(target.database.lastPathComponent) || entries.contains(target.restoreMarker.lastPathComponent) else {
-            throw RegistryError(.conflict, "\(root) is not a modelreg data directory (it has no registry.sqlite): --force only replaces a registry; choose an empty directory")
+            throw RegistryError(.conflict, "\(root) is not a modelreg data directory (it has no registry.sqlite and no unfinished restore): --force only replaces a registry; choose an empty directory")
         }
         try FileTree.removeContents(of: root, keeping: [target.adminToken.lastPathComponent, lock])
     }

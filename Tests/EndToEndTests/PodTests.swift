@@ -202,7 +202,7 @@ import Glibc
     @Test(.enabled(if: PodSandbox.available, PodSandbox.reason))
     func theBackupCronJobRunsItsStepsInItsPod() throws {
         let scratch = try Scratch()
-        let (server, model) = try Self.registryWithTinyModel(scratch)
+        let (server, _) = try Self.registryWithTinyModel(scratch)
         defer { server.stop() }
 
         let objects = try kubernetesObjects(repositoryRoot.appendingPathComponent("deploy/backup-cronjob.yaml"))
