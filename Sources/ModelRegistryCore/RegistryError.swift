@@ -14,6 +14,7 @@ public struct RegistryError: Error, Sendable, Equatable, CustomStringConvertible
         case digestMismatch = "DIGEST_MISMATCH"
         case blobsMissing = "BLOBS_MISSING"
         case notFound = "NOT_FOUND"
+        case methodNotAllowed = "METHOD_NOT_ALLOWED"
         case conflict = "CONFLICT"
         case aliasMoved = "ALIAS_MOVED"
         case ambiguousVariant = "AMBIGUOUS_VARIANT"
@@ -50,6 +51,7 @@ public struct RegistryError: Error, Sendable, Equatable, CustomStringConvertible
         case .unauthorized: 401
         case .forbidden: 403
         case .notFound: 404
+        case .methodNotAllowed: 405
         case .conflict, .aliasMoved, .ambiguousVariant, .uploadBusy: 409
         case .payloadTooLarge: 413
         case .uploadOffsetMismatch, .rangeNotSatisfiable: 416

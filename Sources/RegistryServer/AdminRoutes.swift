@@ -64,16 +64,17 @@ struct AdminRoutes {
                 let query = AuditQuery(
                     model: try parameters.get("model").map { text throws(RegistryError) in try ModelName(text) },
                     before: try parameters.get("before").map { text throws(RegistryError) in try Self.integer(text, "before") },
-                    limit: try parameters.get("limit").map { text throws(RegistryError) in Int(try Self.integer(text, "limit")) } ?? 100
+                    limit: try parameters.get("limit").map { text throws(RegistryError) in Int(try Self.integer(text, "limit", maximum: Int64(AuditQuery.maxLimit))) } ?? 100
                 )
                 return JSONBody.response(AuditLog(entries: try await registry.metadata.auditLog(query)))
             },
         ]
     }
 
-    private static func integer(_ text: String, _ parameter: String) throws(RegistryError) -> Int64 {
-        guard let value = Int64(text), value > 0 else {
-            throw RegistryError(.invalidRequest, "query parameter \(parameter) must be a positive integer, not '\(text.prefix(40))'")
+    private static func integer(_ text: String, _ parameter: String, maximum: Int64 = .max) throws(RegistryError) -> Int64 {
+        guard let value = Int64(text), value > 0, value <= maximum else {
+            let range = maximum == .max ? "a positive integer" : "an integer from 1 to \(maximum)"
+            throw RegistryError(.invalidRequest, "query parameter \(parameter) must be \(range), not '\(text.prefix(40))'")
         }
         return value
     }

@@ -8,16 +8,25 @@ import NIOHTTP1
 struct ErrorMiddleware: RouterMiddleware {
     typealias Context = RegistryRequestContext
     let metrics: RegistryMetrics
+    let routes: RouteTable
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let start = ContinuousClock.now
+        let route = routes.match(request.uri.path)
         let response: Response
         do {
             response = try await next(request, context)
         } catch let error as RegistryError {
             response = Self.errorResponse(error)
+        } catch let error as MethodNotAllowed {
+            response = Self.errorResponse(error)
         } catch let error as any HTTPResponseError {
-            response = Self.errorResponse(RegistryError(Self.code(for: error.status), Self.message(for: error)))
+            // The router found no handler for the method on a path the API has: the method is what is wrong.
+            if error.status == .notFound, let route, !route.methods.contains(request.method) {
+                response = Self.errorResponse(MethodNotAllowed(method: request.method, path: request.uri.path, allowed: route.methods))
+            } else {
+                response = Self.errorResponse(RegistryError(Self.code(for: error.status), Self.message(for: error)))
+            }
         } catch is CancellationError {
             // Handlers are cancelled when the server stops with requests still running (a drain timeout
             // that expired): an expected outcome that the Drainer has logged, not a server failure.
@@ -38,7 +47,7 @@ struct ErrorMiddleware: RouterMiddleware {
         }
         metrics.recordRequest(
             method: request.method.rawValue,
-            route: context.endpointPath ?? "unmatched",
+            route: route?.template ?? "unmatched",
             status: response.status.code,
             duration: ContinuousClock.now - start
         )
@@ -54,11 +63,18 @@ struct ErrorMiddleware: RouterMiddleware {
         return response
     }
 
+    static func errorResponse(_ error: MethodNotAllowed) -> Response {
+        var response = errorResponse(error.registryError)
+        response.headers[.allow] = error.allowHeader
+        return response
+    }
+
     private static func code(for status: HTTPResponse.Status) -> RegistryError.Code {
         switch status.code {
         case 401: .unauthorized
         case 403: .forbidden
         case 404: .notFound
+        case 405: .methodNotAllowed
         case 409: .conflict
         case 413: .payloadTooLarge
         case 416: .rangeNotSatisfiable

@@ -1,5 +1,6 @@
 import CacheImage
 import Foundation
+import HTTPTypes
 import ModelRegistryCore
 
 /// The resources under `/v1/models/`, parsed from the path segments after it. A model name has one or two
@@ -79,6 +80,37 @@ enum ModelRoute: Hashable {
         case .manifest(let reference):
             reference.name
         }
+    }
+
+    /// The methods the resource answers; any other gets 405 with these in `Allow`.
+    var methods: [HTTPRequest.Method] {
+        switch self {
+        case .model, .versions, .aliases, .manifest, .aliasHistory, .images, .image: [.get, .head]
+        case .version: [.get, .head, .delete]
+        case .variant, .alias: [.get, .head, .put]
+        case .aliasPromotion, .aliasRollback, .deprecation: [.post]
+        }
+    }
+
+    /// The resource's path with its parameters named, as metrics label it: one label a kind of resource,
+    /// whatever the model, and whether its name has one part or two.
+    var template: String {
+        let tail = switch self {
+        case .model: ""
+        case .versions: "/versions"
+        case .version: "/versions/{version}"
+        case .variant: "/versions/{version}/variants/{variant}"
+        case .deprecation: "/versions/{version}/deprecate"
+        case .manifest: "/manifests/{reference}"
+        case .aliases: "/aliases"
+        case .alias: "/aliases/{alias}"
+        case .aliasHistory: "/aliases/{alias}/history"
+        case .aliasPromotion: "/aliases/{alias}/promote"
+        case .aliasRollback: "/aliases/{alias}/rollback"
+        case .images: "/images/{digest}"
+        case .image: "/images/{digest}/{layout}"
+        }
+        return "/v1/models/{name}" + tail
     }
 
     private static func unknown(_ segments: [String]) -> RegistryError {

@@ -18,21 +18,25 @@ struct ModelRoutes {
                 try registry.authorize(context, .read)
                 return JSONBody.response(ModelList(models: try await registry.metadata.listModels()))
             },
-            Route(.get, "/v1/models/**") { request, context in try await get(request, context, sendBody: true) },
-            Route(.head, "/v1/models/**") { request, context in try await get(request, context, sendBody: false) },
-            Route(.put, "/v1/models/**") { request, context in try await put(request, context) },
-            Route(.post, "/v1/models/**") { request, context in try await post(request, context) },
-            Route(.delete, "/v1/models/**") { request, context in try await delete(request, context) },
+            Route(.get, RouteTable.modelPaths) { request, context in try await get(request, context, sendBody: true) },
+            Route(.head, RouteTable.modelPaths) { request, context in try await get(request, context, sendBody: false) },
+            Route(.put, RouteTable.modelPaths) { request, context in try await put(request, context) },
+            Route(.post, RouteTable.modelPaths) { request, context in try await post(request, context) },
+            Route(.delete, RouteTable.modelPaths) { request, context in try await delete(request, context) },
         ]
     }
 
-    private func route(_ context: RegistryRequestContext) throws -> ModelRoute {
-        try ModelRoute(segments: context.parameters.getCatchAll())
+    /// The resource, once the method is known to be one it answers; the token is checked after this, so a
+    /// wrong method is told as such whatever the token may do.
+    private func route(_ request: Request, _ context: RegistryRequestContext) throws -> ModelRoute {
+        let route = try ModelRoute(segments: context.parameters.getCatchAll())
+        guard route.methods.contains(request.method) else { throw Self.notAllowed(request, route) }
+        return route
     }
 
     private func get(_ request: Request, _ context: RegistryRequestContext, sendBody: Bool) async throws -> Response {
+        let route = try route(request, context)
         try registry.authorize(context, .read)
-        let route = try route(context)
         if case .image(let name, let manifest, let layout) = route {
             return try await image(request, name, manifest, layout, sendBody: sendBody)
         }
@@ -87,7 +91,7 @@ struct ModelRoutes {
         case .images(let name, let manifest):
             return JSONBody.rendered(try await imageStatus(name, manifest))
         case .image, .aliasPromotion, .aliasRollback, .deprecation:
-            throw Self.unsupported(request)
+            throw Self.notAllowed(request, route)
         }
     }
 
@@ -107,21 +111,23 @@ struct ModelRoutes {
     }
 
     private func put(_ request: Request, _ context: RegistryRequestContext) async throws -> Response {
+        let route = try route(request, context)
         try registry.authorize(context, .write)
-        switch try route(context) {
+        switch route {
         case .variant(let name, let version, let variant):
             return try await publish(request, context, name, version, variant)
         case .alias(let name, let alias):
             let body = try await JSONBody.decode(AliasUpdate.self, from: request, context: context)
             return try await move(name, alias, .set(body.version, variant: body.variant), body, context)
         default:
-            throw Self.unsupported(request)
+            throw Self.notAllowed(request, route)
         }
     }
 
     private func post(_ request: Request, _ context: RegistryRequestContext) async throws -> Response {
+        let route = try route(request, context)
         try registry.authorize(context, .write)
-        switch try route(context) {
+        switch route {
         case .aliasPromotion(let name, let alias):
             let body = try await JSONBody.decode(AliasPromotion.self, from: request, context: context)
             return try await move(name, alias, .promote(from: body.from), body, context)
@@ -133,7 +139,7 @@ struct ModelRoutes {
             let reason = try DeprecationHeader.validatedReason(body.reason)
             return JSONBody.response(try await registry.metadata.deprecate(name, version, reason: reason, actor: context.identity.actor))
         default:
-            throw Self.unsupported(request)
+            throw Self.notAllowed(request, route)
         }
     }
 
@@ -149,16 +155,17 @@ struct ModelRoutes {
     }
 
     private func delete(_ request: Request, _ context: RegistryRequestContext) async throws -> Response {
+        let route = try route(request, context)
         try registry.authorize(context, .admin)
-        guard case .version(let name, let version) = try route(context) else { throw Self.unsupported(request) }
+        guard case .version(let name, let version) = route else { throw Self.notAllowed(request, route) }
         let deleted = try await registry.metadata.deleteVersion(name, version, actor: context.identity.actor)
         await registry.images.forget(name, deleted.manifests)
         context.logger.notice("version deleted", metadata: ["version": "\(name):\(version)", "by": .string(context.identity.actor)])
         return JSONBody.response(deleted)
     }
 
-    private static func unsupported(_ request: Request) -> RegistryError {
-        RegistryError(.invalidRequest, "\(request.method) is not supported on \(request.uri.path)")
+    private static func notAllowed(_ request: Request, _ route: ModelRoute) -> MethodNotAllowed {
+        MethodNotAllowed(method: request.method, path: request.uri.path, allowed: route.methods)
     }
 
     private func publish(

@@ -10,10 +10,11 @@ import ServiceLifecycle
 
 /// Builds the HTTP application around an open registry.
 public enum RegistryApplication {
-    /// Every route the service answers.
+    /// Every route the service answers: HEAD wherever GET is answered.
     static func routes(_ registry: Registry) -> [Route] {
-        AdminRoutes(registry: registry).routes + BlobRoutes(registry: registry).routes + ModelRoutes(registry: registry).routes
-            + MaintenanceRoutes(registry: registry).routes
+        let routes = AdminRoutes(registry: registry).routes + BlobRoutes(registry: registry).routes
+            + ModelRoutes(registry: registry).routes + MaintenanceRoutes(registry: registry).routes
+        return routes + Route.heads(for: routes)
     }
 
     public static func make(
@@ -22,12 +23,13 @@ public enum RegistryApplication {
         logger: Logger,
         onServerRunning: @escaping @Sendable (_ host: String, _ port: Int) async -> Void = { _, _ in }
     ) throws -> some ApplicationProtocol {
+        let routes = routes(registry)
         let router = Router(context: RegistryRequestContext.self)
-        router.add(middleware: ErrorMiddleware(metrics: registry.metrics))
+        router.add(middleware: ErrorMiddleware(metrics: registry.metrics, routes: RouteTable(routes)))
         router.add(middleware: LogRequestsMiddleware(.info))
         router.add(middleware: DrainMiddleware(shutdown: registry.shutdown))
         router.add(middleware: AuthenticationMiddleware(metadata: registry.metadata))
-        for route in routes(registry) {
+        for route in routes {
             router.on(RouterPath(route.path), method: route.method, use: route.handler)
         }
         let host = configuration.host

@@ -186,6 +186,12 @@ struct Audit: AsyncParsableCommand {
     @OptionGroup var client: ClientOptions
     @OptionGroup var output: OutputOptions
 
+    func validate() throws {
+        guard (1...AuditQuery.maxLimit).contains(limit) else {
+            throw ValidationError("--limit must be from 1 to \(AuditQuery.maxLimit), not \(limit)")
+        }
+    }
+
     func run() async throws {
         let entries = try await client.connection.auditLog(
             model: try model.map { text throws(RegistryError) in try ModelName(text) }, limit: limit
