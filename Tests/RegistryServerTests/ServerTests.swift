@@ -284,3 +284,51 @@ import Testing
         #expect(ByteRange.parse("items=0-1", size: 10) == .whole)
     }
 }
+
+/// A path the API has, asked with a method it does not answer, is told so (405 with `Allow`), before the
+/// token is looked at; a path it does not have stays 404; every GET answers HEAD with its headers and no body.
+@Suite struct MethodTests {
+    @Test func aWrongMethodIsAnsweredWith405AndTheAllowedMethods() async throws {
+        try await TestRegistry.with { registry, client in
+            let alias = try await client.execute(uri: "/v1/models/m/aliases/prod", method: .delete, headers: auth(registry.write))
+            #expect(alias.status == .methodNotAllowed)
+            #expect(alias.errorCode == "METHOD_NOT_ALLOWED")
+            #expect(alias.headers[.allow] == "GET, HEAD, PUT")
+            let anonymous = try await client.execute(uri: "/v1/models/org/m/versions/1.0/deprecate", method: .get)
+            #expect(anonymous.status == .methodNotAllowed, "the method is wrong whatever the token: \(anonymous.text)")
+            #expect(anonymous.headers[.allow] == "POST")
+            let trace = try await client.execute(uri: "/health/live", method: HTTPRequest.Method("TRACE")!)
+            #expect(trace.status == .methodNotAllowed)
+            #expect(trace.headers[.allow]?.contains("GET") == true)
+            #expect(trace.text.contains("TRACE is not allowed on /health/live"), "\(trace.text)")
+            let upload = try await client.execute(uri: "/v1/uploads/00000000-0000-4000-8000-000000000000", method: .post, headers: auth(registry.write))
+            #expect(upload.status == .methodNotAllowed)
+            #expect(Set(upload.headers[.allow]?.components(separatedBy: ", ") ?? []) == ["GET", "HEAD", "PATCH", "PUT", "DELETE"])
+            let nowhere = try await client.execute(uri: "/v1/nowhere", method: .delete, headers: auth(registry.write))
+            #expect(nowhere.status == .notFound && nowhere.errorCode == "NOT_FOUND")
+            let badModelPath = try await client.execute(uri: "/v1/models/a/b/c", method: .patch, headers: auth(registry.write))
+            #expect(badModelPath.status == .notFound, "\(badModelPath.text)")
+
+            let metrics = try await client.execute(uri: "/metrics", method: .get).text
+            #expect(metrics.contains(#"modelreg_http_requests_total{method="DELETE",route="/v1/models/{name}/aliases/{alias}",status="405"} 1"#), "\(metrics)")
+            #expect(metrics.contains(#"modelreg_http_requests_total{method="DELETE",route="unmatched",status="404"} 1"#))
+        }
+    }
+
+    @Test func everyGetAnswersHeadWithItsLengthAndNoBody() async throws {
+        try await TestRegistry.with { registry, client in
+            for (path, token) in [("/health/live", nil), ("/health/ready", nil), ("/openapi.json", nil), ("/metrics", nil),
+                                  ("/v1/models", registry.read), ("/v1/tokens", registry.admin)] as [(String, String?)] {
+                let headers = token.map { auth($0) } ?? [:]
+                let get = try await client.execute(uri: path, method: .get, headers: headers)
+                let head = try await client.execute(uri: path, method: .head, headers: headers)
+                #expect(head.status == get.status, "\(path)")
+                #expect(head.body.readableBytes == 0, "\(path)")
+                #expect(head.headers[.contentType] == get.headers[.contentType], "\(path)")
+                if path != "/metrics" {
+                    #expect(head.headers[.contentLength] == String(get.body.readableBytes), "\(path): \(head.headers)")
+                }
+            }
+        }
+    }
+}
