@@ -10,12 +10,18 @@ import ModelRegistryCore
 public final class CacheImageExtractor {
     private let root: String
     private var expected: [String: CacheImage.Entry]
+    private let onData: (CacheImage.Entry, Int) -> Void
     private let onEntry: (CacheImage.Entry) -> Void
 
-    /// `entries` are the ones the stream holds, in order; `onEntry` is called as each is complete on disk.
-    public init(directory: URL, expecting entries: some Sequence<CacheImage.Entry>, onEntry: @escaping (CacheImage.Entry) -> Void = { _ in }) {
+    /// `entries` are the ones the stream holds, in order; `onData` is called with the bytes of each block
+    /// written into a file, `onEntry` as each entry is complete on disk.
+    public init(
+        directory: URL, expecting entries: some Sequence<CacheImage.Entry>, onData: @escaping (CacheImage.Entry, Int) -> Void = { _, _ in },
+        onEntry: @escaping (CacheImage.Entry) -> Void = { _ in }
+    ) {
         root = directory.path
         expected = Dictionary(entries.map { ($0.path, $0) }, uniquingKeysWith: { first, _ in first })
+        self.onData = onData
         self.onEntry = onEntry
     }
 
@@ -111,12 +117,12 @@ public final class CacheImageExtractor {
             guard archive_entry_size_is_set(entry) != 0, archive_entry_size(entry) == size else {
                 throw refused("'\(shown)' with \(archive_entry_size(entry)) bytes, not \(size)")
             }
-            try writeFile(archive, to: target, shown: shown, digest: digest, size: size, mode: executable ? 0o755 : 0o644)
+            try writeFile(archive, wanted, to: target, shown: shown, digest: digest, size: size, mode: executable ? 0o755 : 0o644)
         }
         onEntry(wanted)
     }
 
-    private func writeFile(_ archive: OpaquePointer, to target: String, shown: String, digest: Digest, size: Int64, mode: mode_t) throws {
+    private func writeFile(_ archive: OpaquePointer, _ wanted: CacheImage.Entry, to target: String, shown: String, digest: Digest, size: Int64, mode: mode_t) throws {
         let file = try POSIXFile.open(target, flags: O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode: mode)
         defer { try? file.close() }
         var hasher = ContentHasher()
@@ -133,6 +139,7 @@ public final class CacheImageExtractor {
             hasher.update(bytes)
             try file.write(bytes, at: written)
             written += Int64(length)
+            onData(wanted, length)
         }
         guard written == size else { throw refused("'\(shown)' with \(written) bytes, not \(size)") }
         let actual = hasher.finalize()

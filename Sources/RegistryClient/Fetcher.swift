@@ -43,10 +43,12 @@ public struct Fetcher: Sendable {
     }
 
     /// Fetches within `options.timeout`: once it passes, the transfer in flight is cancelled and the fetch
-    /// fails as a network failure, keeping what it staged for the next run.
+    /// fails as a network failure, keeping what it staged for the next run. `progress` counts the file bytes
+    /// placed and carries the log lines.
     public func fetch(
         _ reference: ModelReference, variant: VariantName?, destination: URL, options: Options,
-        log: @escaping @Sendable (String) -> Void = { _ in }, warn: @escaping @Sendable (String) -> Void = { _ in }
+        progress: TransferProgress = TransferProgress(style: .none, verb: "fetching") { _ in },
+        warn: @escaping @Sendable (String) -> Void = { _ in }
     ) async throws -> FetchReport {
         let start = ContinuousClock.now
         let deadline = start + options.timeout
@@ -56,15 +58,21 @@ public struct Fetcher: Sendable {
                     "fetch of \(reference) did not finish within --timeout (\(String(format: "%.0f", options.timeout.seconds)) s): run it again to continue where it stopped"
                 )
             },
-            { try await fetch(reference, variant: variant, destination: destination, options: options, start: start, deadline: deadline, log: log, warn: warn) }
+            {
+                try await fetch(
+                    reference, variant: variant, destination: destination, options: options, start: start, deadline: deadline,
+                    progress: progress, warn: warn
+                )
+            }
         )
     }
 
     private func fetch(
         _ reference: ModelReference, variant: VariantName?, destination: URL, options: Options,
         start: ContinuousClock.Instant, deadline: ContinuousClock.Instant,
-        log: @escaping @Sendable (String) -> Void, warn: @Sendable (String) -> Void
+        progress: TransferProgress, warn: @Sendable (String) -> Void
     ) async throws -> FetchReport {
+        let log: @Sendable (String) -> Void = { progress.note($0) }
         let destination = destination.standardizedFileURL
         let resolved = try await retrying(until: deadline, log: log) { try await connection.resolve(reference, variant: variant) }
         if let reason = resolved.deprecation { warn(Presentation.deprecationWarning(resolved, reason: reason)) }
@@ -93,8 +101,11 @@ public struct Fetcher: Sendable {
         log("fetching \(reference) -> \(resolved.model):\(resolved.version) variant \(resolved.variant) (\(resolved.digest)), "
             + "\(options.layout) layout, \(resolved.manifest.files.count) files, \(ByteCount.format(resolved.manifest.totalSize))")
         do {
-            let placement = ImagePlacement(image: image, manifest: resolved.digest, staging: target.staging, cache: options.cache, log: log)
-            let counts = try await retrying(until: deadline, log: log) { try await placement.complete(using: connection, name: resolved.model) }
+            let placement = ImagePlacement(image: image, manifest: resolved.digest, staging: target.staging, cache: options.cache, progress: progress)
+            progress.begin(total: resolved.manifest.totalSize, files: image.files.count)
+            let counts = try await progress.reporting {
+                try await retrying(until: deadline, log: log) { try await placement.complete(using: connection, name: resolved.model) }
+            }
             (report.bytesDownloaded, report.bytesFromCache, report.bytesResumed) = (counts.downloaded, counts.fromCache, counts.resumed)
             if options.verify, try !Self.inPlace(image, under: target.staging, verify: true) {
                 throw RegistryError(.integrity, "a file changed on disk while it was being fetched into \(target.staging.path)")

@@ -17,7 +17,10 @@ struct ImagePlacement: Sendable {
     let manifest: Digest
     let staging: URL
     let cache: URL?
-    let log: @Sendable (String) -> Void
+    /// Counts the file bytes placed; its notes are the log.
+    let progress: TransferProgress
+
+    private var log: @Sendable (String) -> Void { { [progress] in progress.note($0) } }
 
     struct Counts {
         var downloaded: Int64 = 0
@@ -34,17 +37,22 @@ struct ImagePlacement: Sendable {
         let journal = try FetchJournal(staging.appendingPathComponent(Fetcher.journalName).path)
         var done = try journal.entries().intersection(Set(try image.entries.filter { try present($0) }.map(\.path)))
         var counts = Counts()
-        counts.resumed = image.files.filter { done.contains($0.path) }.reduce(0) { $0 + size($1) }
+        progress.restart()
+        for entry in image.files where done.contains(entry.path) {
+            counts.resumed += Self.size(entry)
+            progress.skip(size: Self.size(entry))
+        }
         for entry in image.files where !done.contains(entry.path) {
             if try take(fromCache: entry) {
                 try journal.record(entry.path)
                 done.insert(entry.path)
-                counts.fromCache += size(entry)
+                counts.fromCache += Self.size(entry)
+                progress.skip(size: Self.size(entry))
             } else if let resumed = try await continuePartial(entry, connection: connection, name: name) {
                 try journal.record(entry.path)
                 done.insert(entry.path)
                 counts.resumed += resumed
-                counts.downloaded += size(entry) - resumed
+                counts.downloaded += Self.size(entry) - resumed
             }
         }
         // What is left, as runs of consecutive entries: one ranged request each.
@@ -74,7 +82,7 @@ struct ImagePlacement: Sendable {
         }
     }
 
-    private func size(_ entry: CacheImage.Entry) -> Int64 {
+    private static func size(_ entry: CacheImage.Entry) -> Int64 {
         if case .file(_, let size, _) = entry.kind { return size }
         return 0
     }
@@ -166,6 +174,7 @@ struct ImagePlacement: Sendable {
         var (hasher, _) = try file.hashContents()
         let response = try await connection.download(rangeRequest(connection, name, entry.dataOffset + have..<entry.dataOffset + size))
         try checkRange(response)
+        let token = progress.startFile(entry.path, size: size, at: have)
         var offset = have
         for try await buffer in response.body {
             guard offset + Int64(buffer.readableBytes) <= size else { break }
@@ -174,16 +183,18 @@ struct ImagePlacement: Sendable {
                 try file.write(bytes, at: offset)
             }
             offset += Int64(buffer.readableBytes)
+            progress.advance(token, by: Int64(buffer.readableBytes))
         }
         // Cut short by the deadline: what was written is still good for the next run.
         try Task.checkCancellation()
         guard offset == size, hasher.finalize() == digest else {
             // Kept bytes that do not add up (a crash before they reached the disk): the run download redoes the file.
             try file.truncate(to: 0)
+            progress.dropFile(token)
             return nil
         }
         try file.sync()
-        log("resumed \(entry.path) after \(ByteCount.format(have)) (\(ByteCount.format(size)))")
+        progress.finishFile(token, message: "resumed \(entry.path) after \(ByteCount.format(have)) (\(ByteCount.format(size)))")
         return have
     }
 
@@ -193,14 +204,26 @@ struct ImagePlacement: Sendable {
         let response = try await connection.download(rangeRequest(connection, name, run.first!.offset..<end))
         try checkRange(response)
         let channel = ByteChannel()
-        let (root, entries, log) = (staging, Array(run), self.log)
+        let (root, entries, progress) = (staging, Array(run), self.progress)
         let extraction = Task.detached {
             try await Self.onThread {
                 // However the extraction ends, the download side must stop waiting for room in the channel.
                 defer { channel.close() }
-                try CacheImageExtractor(directory: root, expecting: entries) { entry in
+                // The file being written and its progress token: the extractor writes one file at a time.
+                var current: (path: String, token: Int)?
+                func token(_ entry: CacheImage.Entry) -> Int {
+                    if let current, current.path == entry.path { return current.token }
+                    let token = progress.startFile(entry.path, size: Self.size(entry))
+                    current = (entry.path, token)
+                    return token
+                }
+                try CacheImageExtractor(
+                    directory: root, expecting: entries, onData: { entry, count in progress.advance(token(entry), by: Int64(count)) }
+                ) { entry in
                     try? journal.record(entry.path)
-                    if case .file(_, let size, _) = entry.kind { log("fetched \(entry.path) (\(ByteCount.format(size)))") }
+                    guard case .file(_, let size, _) = entry.kind else { return }
+                    progress.finishFile(token(entry), message: "fetched \(entry.path) (\(ByteCount.format(size)))")
+                    current = nil
                 } .extract { try channel.receive() }
             }
         }
@@ -216,7 +239,7 @@ struct ImagePlacement: Sendable {
             channel.finish(throwing: ClientError.network("the image download broke off: \(error)"))
         }
         try await extraction.value
-        return entries.reduce(0) { $0 + size($1) }
+        return entries.reduce(0) { $0 + Self.size($1) }
     }
 
     private func rangeRequest(_ connection: RegistryConnection, _ name: ModelName, _ range: Range<Int64>) -> HTTPClientRequest {

@@ -79,6 +79,23 @@ public final class TransferProgress: Sendable {
         }
     }
 
+    /// The file will not be finished by this token after all (its kept bytes did not add up): what it
+    /// counted is taken back, and the file is counted again by whatever moves it next.
+    func dropFile(_ token: Int) {
+        state.withLock { state in
+            if let file = state.files.removeValue(forKey: token) { state.done -= file.done }
+        }
+    }
+
+    /// A retried attempt counts again from what is on disk: nothing is done yet, the total stays.
+    func restart() {
+        state.withLock { state in
+            state.done = 0
+            state.files = [:]
+            state.finishedFiles = 0
+        }
+    }
+
     /// Counts a whole file as done without moving its bytes (already stored, already hashed).
     func skip(size: Int64) {
         state.withLock { state in
@@ -95,6 +112,13 @@ public final class TransferProgress: Sendable {
             return clearing(&state) + message + "\n"
         }
         if let drawn { write(drawn) }
+    }
+
+    /// A line of the log (a retry, a resumed file), written above the bars so they stay whole.
+    func note(_ line: String) {
+        guard style != .none else { return }
+        let text = state.withLock { clearing(&$0) } + line + "\n"
+        write(text)
     }
 
     /// Draws the current state every tick until the task is cancelled; the last state stays on screen.

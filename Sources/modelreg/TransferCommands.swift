@@ -129,12 +129,10 @@ struct Fetch: AsyncParsableCommand {
     @Option(help: "Give up after this long, whatever the network does (90s, 10m, 1h); what was staged is kept for the next run.")
     var timeout = "30m"
 
-    @Flag(name: .shortAndLong, help: "Print no progress lines, only warnings, errors and the result.")
-    var quiet = false
-
     @OptionGroup var fit: FitOptions
     @OptionGroup var client: ClientOptions
     @OptionGroup var output: OutputOptions
+    @OptionGroup var progress: ProgressOptions
 
     func run() async throws {
         guard let layout = CacheImageLayout(rawValue: layout) else {
@@ -146,10 +144,10 @@ struct Fetch: AsyncParsableCommand {
             layout: layout, cache: cache.map { URL(fileURLWithPath: $0) }, verify: verify, timeout: try DurationText.positive(timeout),
             force: force
         )
-        var log = output.progress
-        if quiet { log = { _ in } }
         let report = try await Fetcher(connection: connection).fetch(
-            release, variant: chosenVariant, destination: URL(fileURLWithPath: dest), options: options, log: log, warn: OutputOptions.warn
+            release, variant: chosenVariant, destination: URL(fileURLWithPath: dest), options: options,
+            progress: TransferProgress(style: progress.style(json: output.json), verb: "fetching", write: ProgressOptions.standardError),
+            warn: OutputOptions.warn
         )
         output.print(report) { Presentation.fetch(report) }
     }

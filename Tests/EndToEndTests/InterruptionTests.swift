@@ -168,18 +168,45 @@ import Glibc
         let pull = try modelreg(["pull", "m:1", "--dest", scratch.url("dest").path, "--quiet"], environment: server.environment)
         try #require(pull.status == 0, "\(pull)")
         #expect(pull.stderr.isEmpty)
+
+        // fetch, the init container's command, logs the same way (it printed nothing while a file came in).
+        let fetch = try modelreg(["fetch", "m:1", "--dest", scratch.url("fetched").path, "--progress-interval", "1"], environment: server.environment)
+        try #require(fetch.status == 0, "\(fetch)")
+        #expect(fetch.stderr.contains("fetching 0% 0 B of 24.0 MiB, 0 B/s, 0/2 files\n"), "\(fetch.stderr)")
+        #expect(fetch.stderr.contains("fetched weights.bin (24.0 MiB)\n"), "\(fetch.stderr)")
+        #expect(!fetch.stderr.contains("\u{1B}["), "no terminal codes in a log")
+        for quiet in ["--quiet", "-q"] {
+            let quietFetch = try modelreg(["fetch", "m:1", "--dest", scratch.url("fetched\(quiet)").path, quiet], environment: server.environment)
+            try #require(quietFetch.status == 0, "\(quietFetch)")
+            #expect(quietFetch.stderr.isEmpty, "\(quietFetch.stderr)")
+        }
     }
 
     @Test func progressIsDrawnAsBarsOnATerminal() throws {
         let scratch = try Scratch()
         let server = try ServerProcess(data: scratch.url("data"))
         let model = try writeModel(scratch.url("model"))
-        // script(1) gives the client a pseudo-terminal and copies what it draws into a file.
-        let typescript = scratch.url("typescript")
-        let command = ([modelregBinary.path, "push", model.path, "m:1", "--no-inspect"]).map { "'\($0)'" }.joined(separator: " ")
+        let (pushed, pushStatus) = try onTerminal([modelregBinary.path, "push", model.path, "m:1", "--no-inspect"], server: server, scratch: scratch)
+        #expect(pushStatus == 0, "\(pushed)")
+        // The first drawing, made before any file starts, is the total line, erased and redrawn in place.
+        #expect(pushed.contains("\u{1B}[2Khashing 0% 0 B of 24.0 MiB") && pushed.contains("\u{1B}[2Kpushing 0% 0 B of 24.0 MiB"))
+        #expect(pushed.contains("uploaded weights.bin") && pushed.contains("published"))
+
+        let (fetched, fetchStatus) = try onTerminal([modelregBinary.path, "fetch", "m:1", "--dest", scratch.url("fetched").path], server: server, scratch: scratch)
+        #expect(fetchStatus == 0, "\(fetched)")
+        #expect(fetched.contains("\u{1B}[2Kfetching 0% 0 B of 24.0 MiB"), "\(fetched)")
+        // A finished file's line is written where the bars were, which are drawn again below it.
+        #expect(fetched.contains("\r\u{1B}[2Kfetched weights.bin (24.0 MiB)\n") || fetched.contains("fetched weights.bin (24.0 MiB)\r\n"), "\(fetched)")
+        #expect(fetched.contains("placed m:1 variant default"), "\(fetched)")
+    }
+
+    /// What `arguments` drew on a pseudo-terminal (script(1) gives it one and copies what it draws into a
+    /// file), and its exit status.
+    func onTerminal(_ arguments: [String], server: ServerProcess, scratch: Scratch) throws -> (drawn: String, status: Int32) {
+        let typescript = scratch.url("typescript-\(UUID().uuidString)")
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/script")
-        process.arguments = ["-q", "-e", "-c", command, typescript.path]
+        process.arguments = ["-q", "-e", "-c", arguments.map { "'\($0)'" }.joined(separator: " "), typescript.path]
         var environment = ProcessInfo.processInfo.environment
         environment.merge(server.environment) { $1 }
         process.environment = environment
@@ -187,11 +214,7 @@ import Glibc
         process.standardOutput = FileHandle.nullDevice
         try process.run()
         process.waitUntilExit()
-        let drawn = try String(contentsOf: typescript, encoding: .utf8)
-        #expect(process.terminationStatus == 0, "\(drawn)")
-        // The first drawing, made before any file starts, is the total line, erased and redrawn in place.
-        #expect(drawn.contains("\u{1B}[2Khashing 0% 0 B of 24.0 MiB") && drawn.contains("\u{1B}[2Kpushing 0% 0 B of 24.0 MiB"))
-        #expect(drawn.contains("uploaded weights.bin") && drawn.contains("published"))
+        return (try String(contentsOf: typescript, encoding: .utf8), process.terminationStatus)
     }
 
     // MARK: Helpers
