@@ -56,9 +56,10 @@ public struct DataDirectory: Sendable {
 
     static let expectationSuffix = ".digest"
 
-    /// Takes the directory for the life of the process, as `serve` does and as `restore` must: another
-    /// process holding it is refused, named, with `doing` (what the caller is) in the message.
-    public func claim(doing: String) throws(RegistryError) -> FileLock {
+    /// Takes the directory for the life of the process, as `serve` does and as `restore` and every
+    /// maintenance command that writes must: another process holding it is refused, named, with `doing`
+    /// (what the caller is) and `instead` (what the user may do rather than stop the holder) in the message.
+    public func claim(doing: String, instead: String = "give this one another --data") throws(RegistryError) -> FileLock {
         do {
             try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
         } catch {
@@ -67,8 +68,8 @@ public struct DataDirectory: Sendable {
         return try FileLock(path: serverLock.path, exclusive: true) { holder in
             RegistryError(
                 .conflict,
-                "the data directory \(root.path) is in use by another modelreg server or restore\(holder.isEmpty ? "" : " (\(holder))"): "
-                    + "stop it before \(doing), or give this one another --data"
+                "the data directory \(root.path) is in use by another modelreg server, restore or maintenance command\(holder.isEmpty ? "" : " (\(holder))"): "
+                    + "stop it before \(doing), or \(instead)"
             )
         }
     }

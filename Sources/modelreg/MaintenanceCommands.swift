@@ -7,12 +7,26 @@ import RegistryMaintenance
 /// Which registry a maintenance command works on: a data directory directly (`--data`), else a server
 /// through the admin API.
 struct RegistryTargetOptions: ParsableArguments {
-    @Option(help: "Work on this data directory directly (the server may keep running on it), instead of through a server.")
+    @Option(help: "Work on this data directory directly (no server may be running on it), instead of through a server.")
     var data: String?
 
     @OptionGroup var client: ClientOptions
 
     var directory: DataDirectory? { data.map { DataDirectory($0) } }
+
+    /// The data directory, taken for the life of the command as `serve` takes it: a server's state (uploads
+    /// under way, the blobs it is serving) is its own, so a command that writes into the directory refuses
+    /// to run beside one and points at the server's own API instead. A directory that does not exist is
+    /// not created here: the command's own error says it holds no registry.
+    func claimedDirectory(_ command: String) throws -> (directory: DataDirectory, lock: FileLock?)? {
+        guard let directory else { return nil }
+        guard FileManager.default.fileExists(atPath: directory.root.path) else { return (directory, nil) }
+        let lock = try directory.claim(
+            doing: "running `modelreg \(command) --data`",
+            instead: "run `modelreg \(command)` through it (without --data, with an admin token)"
+        )
+        return (directory, lock)
+    }
 
     func validate() throws {
         if data != nil, client.server != nil || client.token != nil {
@@ -40,8 +54,12 @@ struct GC: AsyncParsableCommand {
     func run() async throws {
         let seconds = try DurationText.seconds(grace)
         let report: GarbageCollectionReport
-        if let directory = target.directory {
-            report = try GarbageCollector(directory: directory, graceSeconds: seconds).run(dryRun: dryRun)
+        // A dry run only reads, so it may look at a directory a server is running on.
+        if dryRun, let directory = target.directory {
+            report = try GarbageCollector(directory: directory, graceSeconds: seconds).run(dryRun: true)
+        } else if let local = try target.claimedDirectory("gc") {
+            defer { local.lock?.unlock() }
+            report = try GarbageCollector(directory: local.directory, graceSeconds: seconds).run(dryRun: false)
         } else {
             report = try await target.client.connection.collectGarbage(dryRun: dryRun, graceSeconds: seconds)
         }
@@ -63,8 +81,9 @@ struct Verify: AsyncParsableCommand {
 
     func run() async throws {
         let report: ScrubReport
-        if let directory = target.directory {
-            report = try Scrubber(directory: directory, sample: sample).run()
+        if let local = try target.claimedDirectory("verify") {
+            defer { local.lock?.unlock() }
+            report = try Scrubber(directory: local.directory, sample: sample).run()
         } else {
             report = try await target.client.connection.scrub(sample: sample)
         }
@@ -91,7 +110,9 @@ struct Repair: AsyncParsableCommand {
 
     func run() async throws {
         let repository = try BackupRepository(opening: from)
-        let repairTarget: any RepairTarget = try target.directory.map { LocalRepairTarget(directory: $0) }
+        let local = try target.claimedDirectory("repair")
+        defer { local?.lock?.unlock() }
+        let repairTarget: any RepairTarget = try local.map { LocalRepairTarget(directory: $0.directory) }
             ?? RemoteRepairTarget(connection: target.client.connection)
         let report = try await Repairer(repository: repository, target: repairTarget).run(log: output.progress)
         output.print(report) { Presentation.repair(report) }

@@ -12,6 +12,7 @@ import Glibc
 /// directory and checks what must survive any crash: the database is intact, every published file's blob
 /// is there and hashes to its name, nothing partial sits in the blob store or a published location, aliases
 /// point to published versions, and the interrupted work completes (an upload resumes) or is cleaned.
+/// `gc --data` takes the directory's lock, so it runs (and is killed) while the server is stopped.
 ///
 /// `MODELREG_CRASH_ITERATIONS` (default 50) sets the number of kills, `MODELREG_CRASH_SEED` repeats a run.
 @Suite(.serialized) struct CrashConsistencyTests {
@@ -69,6 +70,12 @@ private final class CrashRun {
             }
         }
 
+        /// `gc --data` takes the data directory's lock, as `serve` does: it runs while no server does.
+        var needsTheDirectoryToItself: Bool {
+            if case .collectOnDataDirectory = self { return true }
+            return false
+        }
+
         var description: String {
             switch self {
             case .push(let version): "push m:\(version)"
@@ -114,6 +121,7 @@ private final class CrashRun {
     func iteration(_ index: Int) throws {
         let operation = try choose(index)
         let context = "seed \(seed), iteration \(index): \(operation)"
+        if operation.needsTheDirectoryToItself { server.stop() }
         let client = try CommandProcess(arguments(operation), environment: server.environment)
         if case .push = operation, Bool.random(using: &random) {
             // Half the pushes are killed once an upload has received a random share of the 8 MiB file, the
@@ -177,11 +185,14 @@ private final class CrashRun {
         }
     }
 
-    /// Runs an operation to completion on the live server, as the operator would after a crash.
+    /// Runs an operation to completion, as the operator would after a crash: on the live server, or with
+    /// the server stopped for one that needs the directory to itself.
     func complete(_ operation: Operation, context: String) throws {
+        if operation.needsTheDirectoryToItself { server.stop() }
         let started = Date()
         let result = try modelreg(arguments(operation), environment: server.environment)
         windows[operation.kind] = Date().timeIntervalSince(started)
+        if operation.needsTheDirectoryToItself { server = try ServerProcess(data: data) }
         try #require(result.status == 0, "\(context): completing it failed: \(result)")
         switch operation {
         case .push(let version):

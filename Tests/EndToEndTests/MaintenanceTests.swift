@@ -263,15 +263,11 @@ func randomModel(_ root: URL, files count: Int, size: Int) throws {
         let pushing = Atomic<Bool>(true)
         let collections = Mutex<[CommandResult]>([])
         let collectorDone = DispatchSemaphore(value: 0)
-        let data = server.data.path
         Thread.detachNewThread {
-            var round = 0
             while pushing.load(ordering: .relaxed) {
-                // Through the server and directly on the data directory, in turn.
-                let arguments = round % 2 == 0 ? ["gc", "--grace", "30s", "--json"] : ["gc", "--grace", "30s", "--data", data, "--json"]
-                let result = (try? modelreg(arguments, environment: env)) ?? CommandResult(status: -1, stdout: "", stderr: "did not run")
+                let result = (try? modelreg(["gc", "--grace", "30s", "--json"], environment: env))
+                    ?? CommandResult(status: -1, stdout: "", stderr: "did not run")
                 collections.withLock { $0.append(result) }
-                round += 1
             }
             collectorDone.signal()
         }
@@ -285,7 +281,7 @@ func randomModel(_ root: URL, files count: Int, size: Int) throws {
         let runs = collections.withLock { $0 }
         #expect(runs.count >= 2)
         for run in runs { #expect(run.status == 0, "\(run)") }
-        let verify = try modelreg(["verify", "--data", data, "--json"])
+        let verify = try modelreg(["verify", "--json"], environment: env)
         #expect(verify.status == 0, "\(verify)")
         for digest in garbage {
             #expect(!FileManager.default.fileExists(atPath: server.data.appendingPathComponent("blobs/sha256/\(digest.hex.prefix(2))/\(digest.hex)").path))
@@ -296,6 +292,39 @@ func randomModel(_ root: URL, files count: Int, size: Int) throws {
             try expectSameTree(models[index], pulled)
         }
         server.stop()
+    }
+
+    /// Issue 15.3: `gc`, `verify` and `repair` with `--data` used to run beside a live server (gc exited 0);
+    /// they write into the directory, so they take its lock as a second `serve` would.
+    @Test func maintenanceThatWritesRefusesADataDirectoryAServerRuns() throws {
+        let scratch = try Scratch()
+        let server = try ServerProcess(data: scratch.url("data"))
+        let model = scratch.url("model")
+        try TestModel.write(to: model)
+        #expect(try modelreg(["push", model.path, "m:1.0"], environment: server.environment).status == 0)
+        let repository = scratch.url("repo")
+        #expect(try modelreg(["backup", "--to", repository.path], environment: server.environment).status == 0)
+        let data = server.data.path
+        for (command, arguments) in [("gc", ["gc", "--grace", "0s"]), ("verify", ["verify"]), ("repair", ["repair", "--from", repository.path])] {
+            let refused = try modelreg(arguments + ["--data", data])
+            #expect(refused.status == 7, "\(refused)")
+            let lines = refused.stderr.split(separator: "\n")
+            #expect(lines.count == 1 && lines[0].hasPrefix("error: the data directory \(data) is in use"), "\(refused)")
+            #expect(refused.stderr.contains("pid \(server.process.processIdentifier)"), "names the server: \(refused)")
+            #expect(refused.stderr.contains("run `modelreg \(command)` through it"), "\(refused)")
+        }
+        let dryRun = try modelreg(["gc", "--dry-run", "--data", data, "--json"])
+        #expect(dryRun.status == 0, "a dry run only reads: \(dryRun)")
+        #expect(try httpStatus(server.url + "/health/ready") == 200, "the server keeps serving")
+
+        server.stop()
+        for arguments in [["gc", "--grace", "0s"], ["verify"], ["repair", "--from", repository.path]] {
+            let result = try modelreg(arguments + ["--data", data])
+            #expect(result.status == 0, "with no server: \(result)")
+        }
+        let next = try ServerProcess(data: server.data)
+        #expect(try httpStatus(next.url + "/health/ready") == 200, "the maintenance commands released the directory")
+        next.stop()
     }
 
     @Test func gcFreesTheBlobsOnlyADeletedVersionUsed() throws {
