@@ -55,9 +55,14 @@ let package = Package(
             name: "CacheImage",
             dependencies: ["ModelRegistryCore", "CArchive"]
         ),
+        // The wire contract shared by server and client: request and response bodies, header names.
+        .target(
+            name: "RegistryAPI",
+            dependencies: ["ModelRegistryCore"]
+        ),
         .target(
             name: "RegistryMaintenance",
-            dependencies: ["ModelRegistryCore", .product(name: "GRDB", package: "GRDB.swift")]
+            dependencies: ["ModelRegistryCore", "RegistryAPI", .product(name: "GRDB", package: "GRDB.swift")]
         ),
         .target(
             name: "RegistryServer",
@@ -65,6 +70,7 @@ let package = Package(
                 "ModelRegistryCore",
                 "ModelFormats",
                 "CacheImage",
+                "RegistryAPI",
                 "RegistryMaintenance",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -88,10 +94,15 @@ let package = Package(
                 "ModelRegistryCore",
                 "ModelFormats",
                 "CacheImage",
-                "RegistryMaintenance",
+                "RegistryAPI",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
+        ),
+        // Maintenance as the CLI runs it: backups and repairs of a server through its API, and their reports.
+        .target(
+            name: "MaintenanceClient",
+            dependencies: ["ModelRegistryCore", "RegistryAPI", "RegistryClient", "RegistryMaintenance"]
         ),
         .executableTarget(
             name: "modelreg",
@@ -100,8 +111,10 @@ let package = Package(
                 "ModelFormats",
                 "CacheImage",
                 "RegistryServer",
+                "RegistryAPI",
                 "RegistryClient",
                 "RegistryMaintenance",
+                "MaintenanceClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
@@ -125,12 +138,13 @@ let package = Package(
         ),
         .testTarget(
             name: "RegistryMaintenanceTests",
-            dependencies: ["RegistryMaintenance", "ModelRegistryCore", .product(name: "GRDB", package: "GRDB.swift")]
+            dependencies: ["RegistryMaintenance", "RegistryAPI", "ModelRegistryCore", .product(name: "GRDB", package: "GRDB.swift")]
         ),
         .testTarget(
             name: "RegistryServerTests",
             dependencies: [
                 "RegistryServer",
+                "RegistryAPI",
                 "ModelRegistryCore",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -143,6 +157,7 @@ let package = Package(
             name: "EndToEndTests",
             dependencies: [
                 "ModelRegistryCore",
+                "RegistryAPI",
                 "modelreg",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "GRDB", package: "GRDB.swift"),

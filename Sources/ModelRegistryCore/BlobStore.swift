@@ -59,3 +59,16 @@ public struct StartedUpload: Sendable, Equatable {
         self.resumed = resumed
     }
 }
+
+/// A blob named by digest, with its size.
+public struct BlobEntry: Codable, Sendable, Hashable, Comparable {
+    public var digest: Digest
+    public var size: Int64
+
+    public init(digest: Digest, size: Int64) {
+        self.digest = digest
+        self.size = size
+    }
+
+    public static func < (lhs: BlobEntry, rhs: BlobEntry) -> Bool { lhs.digest < rhs.digest }
+}

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import RegistryAPI
 import Synchronization
 import ModelRegistryCore
 import NIOCore
@@ -116,7 +117,7 @@ extension RegistryConnection {
     /// Downloads a blob into `partial`, continuing from the bytes it already holds (a killed pull, a
     /// dropped connection) with a `Range` request, hashing every byte as it is written. Only when the whole
     /// file hashes to `digest` is it renamed to `destination`; bytes that do not match are deleted.
-    func downloadBlob(
+    public func downloadBlob(
         _ digest: Digest, size: Int64, partial: URL, to destination: URL, executable: Bool, label: String, progress: TransferProgress
     ) async throws -> DownloadedBytes {
         let file = try POSIXFile.open(partial.path, flags: O_RDWR | O_CREAT, mode: 0o600)

@@ -1,5 +1,6 @@
 import Foundation
 import ModelRegistryCore
+import RegistryAPI
 
 /// What the CLI prints: plain tables for people, and JSON (`--json`) for scripts.
 public enum Presentation {

@@ -4,6 +4,7 @@ import ModelRegistryCore
 import NIOCore
 import NIOHTTP1
 import NIOSSL
+import RegistryAPI
 import Synchronization
 
 /// Where the registry is and how to authenticate to it.

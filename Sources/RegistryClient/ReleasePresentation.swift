@@ -1,4 +1,5 @@
 import ModelRegistryCore
+import RegistryAPI
 
 /// Text for the release commands: version listings, alias history, the audit log, deprecation notices.
 extension Presentation {

@@ -1,21 +1,7 @@
 import Foundation
 import GRDB
 import ModelRegistryCore
-
-/// What a garbage collection found and removed (or, in a dry run, would remove).
-public struct GarbageCollectionReport: Codable, Sendable, Equatable {
-    public var dryRun: Bool
-    public var graceSeconds: Int64
-    /// Blob files on disk when the collection started.
-    public var scanned: Int
-    /// Of those, the ones some reference source names.
-    public var referenced: Int
-    /// Unreferenced blobs kept because they are younger than the grace period (uploads of pushes in flight).
-    public var recent: Int
-    public var deleted: [BlobEntry]
-    public var freedBytes: Int64
-    public var seconds: Double
-}
+import RegistryAPI
 
 /// Mark and sweep of the blob store.
 ///

@@ -1,24 +1,6 @@
 import Foundation
 import ModelRegistryCore
-
-/// What an integrity scrub of the blob store found.
-public struct ScrubReport: Codable, Sendable, Equatable {
-    public var sample: Double
-    /// Blob files present when the scrub started.
-    public var stored: Int
-    /// Blob files rehashed.
-    public var checked: Int
-    public var checkedBytes: Int64
-    /// Blobs whose bytes did not hash to their name; moved to quarantine by this scrub.
-    public var corrupt: [Digest]
-    /// Referenced by a manifest but not stored (quarantined earlier, or lost): `repair` brings them back.
-    public var missing: [Digest]
-    /// Files in quarantine after the scrub.
-    public var quarantined: Int
-    public var seconds: Double
-
-    public var healthy: Bool { corrupt.isEmpty && missing.isEmpty }
-}
+import RegistryAPI
 
 /// Rehashes stored blobs and moves corrupt ones to `quarantine/`, out of the blob tree, so they are never
 /// served again: a pull of a variant that needs one fails until `repair` restores it from a backup.

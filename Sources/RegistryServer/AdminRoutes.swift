@@ -1,5 +1,6 @@
 import Hummingbird
 import ModelRegistryCore
+import RegistryAPI
 import RegistryMaintenance
 
 /// Health, metrics, the API document, token management and the audit log.

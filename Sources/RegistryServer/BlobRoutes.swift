@@ -1,5 +1,6 @@
 import Hummingbird
 import ModelRegistryCore
+import RegistryAPI
 
 /// `HEAD|GET|PUT /v1/blobs/{digest}` and the resumable uploads under `/v1/uploads`.
 struct BlobRoutes {

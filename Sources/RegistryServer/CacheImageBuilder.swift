@@ -5,6 +5,7 @@ import Logging
 import ModelRegistryCore
 import NIOCore
 import NIOPosix
+import RegistryAPI
 
 /// Pre-warms cache images: when a variant is published or an alias moves to it, each layout's archive is
 /// streamed once from the blobs to learn its digest, which is then served as the image's `ETag`. The

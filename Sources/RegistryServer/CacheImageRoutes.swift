@@ -1,6 +1,7 @@
 import CacheImage
 import Hummingbird
 import ModelRegistryCore
+import RegistryAPI
 
 /// Cache images under `/v1/models/{name}/images/{manifest digest}[/{layout}]`: the archive streamed from
 /// the blobs with `Range`, and the build state of each layout.

@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import ModelRegistryCore
+import RegistryAPI
 import NIOHTTP1
 
 /// Turns every error into the API's JSON error body with the right status, and records request metrics.

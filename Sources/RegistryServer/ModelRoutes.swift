@@ -1,6 +1,7 @@
 import HTTPTypes
 import Hummingbird
 import ModelRegistryCore
+import RegistryAPI
 
 /// A database read of the model routes, as kept in `Registry.renderedReads`.
 struct RenderedRead: Hashable, Sendable {

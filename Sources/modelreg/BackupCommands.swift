@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import MaintenanceClient
 import ModelRegistryCore
 import RegistryClient
 import RegistryMaintenance

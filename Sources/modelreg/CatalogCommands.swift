@@ -1,5 +1,6 @@
 import ArgumentParser
 import ModelRegistryCore
+import RegistryAPI
 import RegistryClient
 
 struct List: AsyncParsableCommand {

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
+import MaintenanceClient
 import ModelRegistryCore
+import RegistryAPI
 import RegistryClient
 import RegistryMaintenance
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import ModelRegistryCore
+import RegistryAPI
 import RegistryClient
 
 /// The compare-and-swap options every alias move takes.

@@ -4,6 +4,7 @@ import GRDB
 import ModelRegistryCore
 import NIOCore
 import NIOHTTP1
+import RegistryAPI
 import Testing
 
 /// Raw HTTP against the real server, for inputs the CLI would never send.

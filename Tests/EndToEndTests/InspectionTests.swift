@@ -1,5 +1,6 @@
 import Foundation
 import ModelRegistryCore
+import RegistryAPI
 import Testing
 
 struct ResolvedManifestJSON: Decodable {

@@ -1,5 +1,6 @@
 import Foundation
 import ModelRegistryCore
+import RegistryAPI
 import Testing
 
 /// What `push --json` and `pull --json` report, as the tests read it.

@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import ModelRegistryCore
+import RegistryAPI
 @testable import RegistryMaintenance
 import Synchronization
 import Testing

@@ -3,6 +3,7 @@ import HTTPTypes
 import HummingbirdTesting
 import ModelRegistryCore
 import NIOCore
+import RegistryAPI
 @testable import RegistryServer
 import Testing
 

@@ -5,6 +5,7 @@ import HummingbirdTesting
 import Logging
 import ModelRegistryCore
 import NIOCore
+import RegistryAPI
 @testable import RegistryServer
 import Testing
 

@@ -1,3 +1,6 @@
+import Foundation
+import ModelRegistryCore
+
 /// Header names of the HTTP API beyond the standard ones.
 public enum APIHeader {
     /// The offset an upload has reached (uploads) or must continue from (PATCH).
