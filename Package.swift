@@ -36,10 +36,14 @@ let package = Package(
         .target(
             name: "ModelRegistryCore",
             dependencies: [
-                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
-            ],
+            ]
+        ),
+        // The SQLite metadata store (GRDB, WAL) and its schema, Migrations/sqlite/.
+        .target(
+            name: "SQLiteMetadata",
+            dependencies: ["ModelRegistryCore", .product(name: "GRDB", package: "GRDB.swift")],
             plugins: ["EmbedMigrations"]
         ),
         .target(
@@ -62,7 +66,7 @@ let package = Package(
         ),
         .target(
             name: "RegistryMaintenance",
-            dependencies: ["ModelRegistryCore", "RegistryAPI", .product(name: "GRDB", package: "GRDB.swift")]
+            dependencies: ["ModelRegistryCore", "RegistryAPI", "SQLiteMetadata", .product(name: "GRDB", package: "GRDB.swift")]
         ),
         .target(
             name: "RegistryServer",
@@ -72,6 +76,7 @@ let package = Package(
                 "CacheImage",
                 "RegistryAPI",
                 "RegistryMaintenance",
+                "SQLiteMetadata",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
@@ -115,6 +120,7 @@ let package = Package(
                 "RegistryClient",
                 "RegistryMaintenance",
                 "MaintenanceClient",
+                "SQLiteMetadata",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
@@ -124,9 +130,12 @@ let package = Package(
             name: "ModelRegistryCoreTests",
             dependencies: [
                 "ModelRegistryCore",
-                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
+        ),
+        .testTarget(
+            name: "SQLiteMetadataTests",
+            dependencies: ["SQLiteMetadata", "ModelRegistryCore", .product(name: "GRDB", package: "GRDB.swift")]
         ),
         .testTarget(
             name: "CacheImageTests",
@@ -138,7 +147,7 @@ let package = Package(
         ),
         .testTarget(
             name: "RegistryMaintenanceTests",
-            dependencies: ["RegistryMaintenance", "RegistryAPI", "ModelRegistryCore", .product(name: "GRDB", package: "GRDB.swift")]
+            dependencies: ["RegistryMaintenance", "RegistryAPI", "SQLiteMetadata", "ModelRegistryCore", .product(name: "GRDB", package: "GRDB.swift")]
         ),
         .testTarget(
             name: "RegistryServerTests",
@@ -146,6 +155,7 @@ let package = Package(
                 "RegistryServer",
                 "RegistryAPI",
                 "ModelRegistryCore",
+                "SQLiteMetadata",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
@@ -158,6 +168,7 @@ let package = Package(
             dependencies: [
                 "ModelRegistryCore",
                 "RegistryAPI",
+                "SQLiteMetadata",
                 "modelreg",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "GRDB", package: "GRDB.swift"),

@@ -1,11 +1,12 @@
 import Foundation
 import PackagePlugin
 
-/// Compiles the top-level Migrations/*.sql into the target, so a copied binary needs no resource folder.
+/// Compiles Migrations/sqlite/*.sql (the SQLite dialect's migrations) into the target, so a copied binary needs
+/// no resource folder.
 @main
 struct EmbedMigrations: BuildToolPlugin {
     func createBuildCommands(context: PluginContext, target: Target) throws -> [Command] {
-        let directory = context.package.directoryURL.appending(path: "Migrations")
+        let directory = context.package.directoryURL.appending(path: "Migrations/sqlite")
         let files = try FileManager.default.contentsOfDirectory(at: directory, includingPropertiesForKeys: nil)
             .filter { $0.pathExtension == "sql" }
             .sorted { $0.lastPathComponent < $1.lastPathComponent }

@@ -90,6 +90,16 @@ public struct VariantSummary: Codable, Sendable, Equatable {
     public var fileCount: Int
     public var createdAt: String
     public var createdBy: String
+
+    public init(name: VariantName, digest: Digest, format: ModelFormat, size: Int64, fileCount: Int, createdAt: String, createdBy: String) {
+        self.name = name
+        self.digest = digest
+        self.format = format
+        self.size = size
+        self.fileCount = fileCount
+        self.createdAt = createdAt
+        self.createdBy = createdBy
+    }
 }
 
 public struct VersionSummary: Codable, Sendable, Equatable {
@@ -100,6 +110,17 @@ public struct VersionSummary: Codable, Sendable, Equatable {
     public var variants: [VariantSummary]
     public var aliases: [AliasName]
     public var deprecation: Deprecation?
+
+    public init(
+        name: VersionName, createdAt: String, size: Int64, variants: [VariantSummary], aliases: [AliasName], deprecation: Deprecation? = nil
+    ) {
+        self.name = name
+        self.createdAt = createdAt
+        self.size = size
+        self.variants = variants
+        self.aliases = aliases
+        self.deprecation = deprecation
+    }
 }
 
 public struct AliasTarget: Codable, Sendable, Equatable {
@@ -108,6 +129,14 @@ public struct AliasTarget: Codable, Sendable, Equatable {
     public var variant: VariantName?
     public var updatedAt: String
     public var updatedBy: String
+
+    public init(name: AliasName, version: VersionName, variant: VariantName? = nil, updatedAt: String, updatedBy: String) {
+        self.name = name
+        self.version = version
+        self.variant = variant
+        self.updatedAt = updatedAt
+        self.updatedBy = updatedBy
+    }
 }
 
 public struct ModelSummary: Codable, Sendable, Equatable {
@@ -118,6 +147,17 @@ public struct ModelSummary: Codable, Sendable, Equatable {
     public var latestVersion: VersionName?
     public var size: Int64
     public var aliases: [AliasTarget]
+
+    public init(
+        name: ModelName, createdAt: String, versionCount: Int, latestVersion: VersionName? = nil, size: Int64, aliases: [AliasTarget]
+    ) {
+        self.name = name
+        self.createdAt = createdAt
+        self.versionCount = versionCount
+        self.latestVersion = latestVersion
+        self.size = size
+        self.aliases = aliases
+    }
 }
 
 public struct ModelDetail: Codable, Sendable, Equatable {
@@ -126,6 +166,13 @@ public struct ModelDetail: Codable, Sendable, Equatable {
     /// Newest first.
     public var versions: [VersionSummary]
     public var aliases: [AliasTarget]
+
+    public init(name: ModelName, createdAt: String, versions: [VersionSummary], aliases: [AliasTarget]) {
+        self.name = name
+        self.createdAt = createdAt
+        self.versions = versions
+        self.aliases = aliases
+    }
 }
 
 /// A manifest as stored: its exact canonical bytes and where it was published.
@@ -138,6 +185,17 @@ public struct StoredManifest: Sendable, Equatable {
     /// Set when its version is deprecated; the manifest is still served.
     public var deprecation: Deprecation?
 
+    public init(
+        model: ModelName, version: VersionName, variant: VariantName, digest: Digest, bytes: [UInt8], deprecation: Deprecation? = nil
+    ) {
+        self.model = model
+        self.version = version
+        self.variant = variant
+        self.digest = digest
+        self.bytes = bytes
+        self.deprecation = deprecation
+    }
+
     public func decoded() throws -> Manifest { try Manifest.decode(bytes) }
 }
 
@@ -146,4 +204,11 @@ public struct TokenRecord: Codable, Sendable, Equatable {
     public var scope: TokenScope
     public var createdAt: String
     public var revokedAt: String?
+
+    public init(name: TokenLabel, scope: TokenScope, createdAt: String, revokedAt: String? = nil) {
+        self.name = name
+        self.scope = scope
+        self.createdAt = createdAt
+        self.revokedAt = revokedAt
+    }
 }

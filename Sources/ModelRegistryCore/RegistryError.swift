@@ -63,7 +63,7 @@ public struct RegistryError: Error, Sendable, Equatable, CustomStringConvertible
 }
 
 extension RegistryError {
-    static func notFound(_ what: String) -> RegistryError {
+    public static func notFound(_ what: String) -> RegistryError {
         RegistryError(.notFound, "\(what) not found")
     }
 

@@ -61,6 +61,20 @@ public struct AliasHistoryEntry: Codable, Sendable, Equatable {
     public var toVariant: VariantName?
     public var actor: String
     public var at: String
+
+    public init(
+        id: Int64, alias: AliasName, action: Action, fromVersion: VersionName? = nil, fromVariant: VariantName? = nil, toVersion: VersionName, toVariant: VariantName? = nil, actor: String, at: String
+    ) {
+        self.id = id
+        self.alias = alias
+        self.action = action
+        self.fromVersion = fromVersion
+        self.fromVariant = fromVariant
+        self.toVersion = toVersion
+        self.toVariant = toVariant
+        self.actor = actor
+        self.at = at
+    }
 }
 
 /// Why and when a version was deprecated. A deprecated version stays pullable; `@latest` skips it.
@@ -68,6 +82,12 @@ public struct Deprecation: Codable, Sendable, Equatable {
     public var at: String
     public var by: String
     public var reason: String?
+
+    public init(at: String, by: String, reason: String? = nil) {
+        self.at = at
+        self.by = by
+        self.reason = reason
+    }
 }
 
 /// What a version delete removed. Its files' blobs are garbage once no other manifest references them.
@@ -79,6 +99,15 @@ public struct DeletedVersion: Codable, Sendable, Equatable {
     public var manifests: [Digest]
     public var size: Int64
     public var deletedAt: String
+
+    public init(model: ModelName, version: VersionName, variants: [VariantName], manifests: [Digest], size: Int64, deletedAt: String) {
+        self.model = model
+        self.version = version
+        self.variants = variants
+        self.manifests = manifests
+        self.size = size
+        self.deletedAt = deletedAt
+    }
 }
 
 /// One mutating request, recorded in the same transaction as the change it made.
@@ -104,6 +133,16 @@ public struct AuditEntry: Codable, Sendable, Equatable {
     public var target: String
     /// The change itself: a digest, `1.0 -> 2.0`, a reason.
     public var detail: String?
+
+    public init(id: Int64, at: String, actor: String, action: Action, model: ModelName? = nil, target: String, detail: String? = nil) {
+        self.id = id
+        self.at = at
+        self.actor = actor
+        self.action = action
+        self.model = model
+        self.target = target
+        self.detail = detail
+    }
 }
 
 public struct AuditQuery: Sendable, Equatable {
@@ -123,7 +162,7 @@ public struct AuditQuery: Sendable, Equatable {
 
 extension RegistryError {
     /// A compare-and-swap on an alias found someone else's move.
-    static func aliasMoved(_ model: ModelName, _ alias: AliasName, current: AliasTarget?, expected: AliasExpectation) -> RegistryError {
+    public static func aliasMoved(_ model: ModelName, _ alias: AliasName, current: AliasTarget?, expected: AliasExpectation) -> RegistryError {
         let expectedText = switch expected {
         case .absent: "not to exist"
         case .target(let version, let variant): "to point to \(version)" + (variant.map { " (variant \($0))" } ?? " with no variant pinned")

@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import ModelRegistryCore
+import SQLiteMetadata
 
 /// What one backup did.
 public struct BackupReport: Codable, Sendable {

@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import ModelRegistryCore
+import SQLiteMetadata
 
 /// A connection of its own to a registry's database, for maintenance work beside (or without) a running
 /// server: SQLite's locks serialize it with the server's pool, in this process or another.

@@ -1,5 +1,6 @@
 import Foundation
 import ModelRegistryCore
+import SQLiteMetadata
 import Synchronization
 
 /// What a restore wrote.

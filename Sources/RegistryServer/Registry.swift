@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import ModelRegistryCore
+import SQLiteMetadata
 import Synchronization
 
 #if canImport(Glibc)

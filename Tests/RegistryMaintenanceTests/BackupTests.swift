@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import ModelRegistryCore
 @testable import RegistryMaintenance
+import SQLiteMetadata
 import Synchronization
 import Testing
 

@@ -3,6 +3,7 @@ import GRDB
 import ModelRegistryCore
 import NIOCore
 @testable import RegistryMaintenance
+import SQLiteMetadata
 import Testing
 
 /// A registry data directory driven through the real blob store and metadata store, without a server.

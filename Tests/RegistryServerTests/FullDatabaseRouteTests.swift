@@ -4,6 +4,7 @@ import HummingbirdTesting
 @testable import ModelRegistryCore
 import NIOCore
 @testable import RegistryServer
+@testable import SQLiteMetadata
 import Testing
 
 /// A database that cannot grow (SQLite answers SQLITE_FULL, as on a full disk) turns a write request into

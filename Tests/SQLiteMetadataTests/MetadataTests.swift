@@ -1,13 +1,14 @@
 import Foundation
 import GRDB
 @testable import ModelRegistryCore
+@testable import SQLiteMetadata
 import Testing
 
 @Suite struct MigratorTests {
-    @Test func embeddedMigrationsMatchTheMigrationsDirectory() throws {
+    @Test func embeddedMigrationsMatchTheSQLiteMigrationsDirectory() throws {
         let directory = URL(fileURLWithPath: #filePath)
             .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("Migrations")
+            .appendingPathComponent("Migrations/sqlite")
         let names = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".sql") }.sorted()
         let embedded = SchemaMigrator.embedded
         #expect(embedded.map { String(format: "%04d_%@.sql", $0.version, $0.name) } == names)

@@ -1,6 +1,7 @@
 import GRDB
+import ModelRegistryCore
 
-/// One numbered step of the schema, from `Migrations/NNNN_name.sql`.
+/// One numbered step of the schema, from `Migrations/sqlite/NNNN_name.sql`.
 public struct Migration: Sendable {
     public var version: Int
     public var name: String

@@ -1,4 +1,5 @@
 import GRDB
+import ModelRegistryCore
 
 extension RegistryError {
     /// The typed error for a failure that a full disk explains, else nil. SQLite reports a full disk as

@@ -1,4 +1,5 @@
 import GRDB
+import ModelRegistryCore
 
 /// Reference resolution in one read transaction: an init container's first request, so it touches only
 /// the rows it needs and never sees an alias move half-applied.

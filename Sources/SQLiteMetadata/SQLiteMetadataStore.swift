@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import ModelRegistryCore
 import Synchronization
 
 /// Metadata in one SQLite database in WAL mode, schema from the embedded migrations.

@@ -1,4 +1,5 @@
 import GRDB
+import ModelRegistryCore
 
 /// Alias moves, deprecation, deletion and the audit log. Each change and its history and audit rows are
 /// written in one transaction, so history never disagrees with the state it describes.

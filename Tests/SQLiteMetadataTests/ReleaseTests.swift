@@ -1,5 +1,6 @@
 import Foundation
 import ModelRegistryCore
+@testable import SQLiteMetadata
 import Testing
 
 /// Alias moves, rollback over history, deprecation, deletion and the audit log, on a real SQLite store.
