@@ -81,9 +81,10 @@ struct MaintenanceRoutes {
     }
 
     private static func flag(_ text: String?, _ name: String) throws(RegistryError) -> Bool {
+        // Exactly the document's boolean: `?dry_run=` or `?dry_run=1` would be guesses at what was meant.
         switch text {
-        case nil, "false", "0": return false
-        case "true", "1", "": return true
+        case nil, "false": return false
+        case "true": return true
         default: throw RegistryError(.invalidRequest, "\(name) must be true or false, not '\(text!.prefix(40))'")
         }
     }

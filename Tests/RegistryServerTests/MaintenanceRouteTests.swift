@@ -33,7 +33,7 @@ import Testing
             let metrics = try await client.execute(uri: "/metrics", method: .get)
             #expect(metrics.text.contains("modelreg_gc_deleted_blobs_total 1"))
 
-            for query in ["grace=soon", "grace=-1h", "dry_run=maybe"] {
+            for query in ["grace=soon", "grace=-1h", "dry_run=maybe", "dry_run=", "dry_run=1"] {
                 let bad = try await client.execute(uri: "/v1/admin/gc?\(query)", method: .post, headers: auth(registry.admin))
                 #expect(bad.status == .badRequest, "\(query)")
                 #expect(bad.errorCode == "INVALID_REQUEST")
