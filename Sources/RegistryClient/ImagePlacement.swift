@@ -20,8 +20,6 @@ struct ImagePlacement: Sendable {
     /// Counts the file bytes placed; its notes are the log.
     let progress: TransferProgress
 
-    private var log: @Sendable (String) -> Void { { [progress] in progress.note($0) } }
-
     struct Counts {
         var downloaded: Int64 = 0
         /// Hard-linked from the node cache, or copied and checked when the cache is on another mount.
@@ -123,7 +121,7 @@ struct ImagePlacement: Sendable {
             actual = try file.hashContents().hasher.finalize()
         } else {
             guard errno == EXDEV else {
-                log("cannot link \(source) into \(target.path) (\(String(cString: strerror(errno)))): downloading it instead")
+                progress.note("cannot link \(source) into \(target.path) (\(String(cString: strerror(errno)))): downloading it instead")
                 return false
             }
             actual = try POSIXFile.copy(from: source, to: target.path, mode: executable ? 0o755 : 0o644).digest
@@ -131,7 +129,7 @@ struct ImagePlacement: Sendable {
         guard actual == digest else {
             try POSIXFile.remove(target.path)
             try? POSIXFile.remove(source)
-            log("the node cache's \(source) hashes to \(actual), not \(digest): removed it from the cache, downloading \(entry.path)")
+            progress.note("the node cache's \(source) hashes to \(actual), not \(digest): removed it from the cache, downloading \(entry.path)")
             return false
         }
         return true
@@ -148,7 +146,7 @@ struct ImagePlacement: Sendable {
         try? FileManager.default.createDirectory(at: cache.appendingPathComponent("sha256"), withIntermediateDirectories: true)
         if Glibc.link(source, target) == 0 || errno == EEXIST { return }
         guard errno == EXDEV else {
-            log("cannot add \(entry.path) to the node cache \(target): \(String(cString: strerror(errno)))")
+            progress.note("cannot add \(entry.path) to the node cache \(target): \(String(cString: strerror(errno)))")
             return
         }
         let temporary = cache.appendingPathComponent("sha256/.\(digest.hex).\(UUID().uuidString)").path
@@ -157,7 +155,7 @@ struct ImagePlacement: Sendable {
             try POSIXFile.rename(temporary, to: target)
         } catch {
             try? POSIXFile.remove(temporary)
-            log("cannot copy \(entry.path) into the node cache \(target): \(error)")
+            progress.note("cannot copy \(entry.path) into the node cache \(target): \(error)")
         }
     }
 
