@@ -114,3 +114,36 @@ extension OpenAPITests {
         #expect(Set(codes) == Set(RegistryError.Code.allCases.map(\.rawValue)))
     }
 }
+
+extension OpenAPITests {
+    /// The deprecation reason's pattern lists exactly the scalars of the Basic Multilingual Plane that the server
+    /// refuses, so a reason the document allows is never refused (and the other way round).
+    @Test func deprecationReasonPatternIsTheServersRule() throws {
+        let schemas = try #require(Self.document()["components"] as? [String: Any])["schemas"] as? [String: Any]
+        let request = try #require(schemas?["DeprecationRequest"] as? [String: Any])
+        let reason = try #require((request["properties"] as? [String: Any])?["reason"] as? [String: Any])
+        let pattern = try #require(reason["pattern"] as? String)
+        #expect(pattern.hasPrefix("^[^") && pattern.hasSuffix("]*$"))
+        // The members are `\uXXXX` or `\uXXXX-\uXXXX`, as the JSON text spells them.
+        var members = Substring(pattern.dropFirst(3).dropLast(3))
+        func scalar() throws -> UInt32 {
+            #expect(members.hasPrefix("\\u"), "\(members)")
+            let value = try #require(UInt32(members.dropFirst(2).prefix(4), radix: 16), "\(members)")
+            members = members.dropFirst(6)
+            return value
+        }
+        var listed = Set<UInt32>()
+        while !members.isEmpty {
+            let first = try scalar()
+            if members.first == "-" {
+                members = members.dropFirst()
+                listed.formUnion(first...(try scalar()))
+            } else {
+                listed.insert(first)
+            }
+        }
+        let refused = Set((0...0xFFFF as ClosedRange<UInt32>).filter { Unicode.Scalar($0).map(DeprecationHeader.isRefused) ?? false })
+        #expect(listed == refused, "pattern only: \(listed.subtracting(refused).sorted()), server only: \(refused.subtracting(listed).sorted())")
+    }
+}
+
