@@ -42,26 +42,18 @@ public struct SafetensorsHeader: Sendable {
         }
         let headerBytes = try file.bytes(at: 8, count: Int(headerLength), what: "the JSON header")
         guard headerBytes.first == UInt8(ascii: "{") else { throw file.problem("the header does not start with '{'") }
-        guard let header = JSONValue.parse(headerBytes) else { throw file.problem("the header is not valid JSON") }
-        guard case .object(let entries) = header else { throw file.problem("the header is not a JSON object") }
-        var metadata: [String: String] = [:]
+        let (entries, metadata) = try SafetensorsHeaderScanner.scan(headerBytes, file) { scanner throws(RegistryError) in try scanner.header() }
         var tensors: [TensorInfo] = []
-        for (name, entry) in entries {
-            if name == "__metadata__" {
-                guard case .object(let values) = entry else { throw file.problem("__metadata__ is not an object") }
-                for (key, value) in values {
-                    guard let text = value.string else { throw file.problem("__metadata__ value '\(key)' is not a string") }
-                    metadata[key] = text
-                }
-                continue
-            }
-            tensors.append(try tensor(name, entry, file))
+        tensors.reserveCapacity(entries.count)
+        for entry in entries { tensors.append(try tensor(entry, file)) }
+        tensors.sort { $0.name < $1.name }
+        for (tensor, following) in zip(tensors, tensors.dropFirst()) where tensor.name == following.name {
+            throw file.problem("tensor '\(tensor.name)' is listed twice")
         }
-        tensors.sort { $0.begin != $1.begin ? $0.begin < $1.begin : $0.name < $1.name }
         // Tensors tile the data section exactly: no overlap, no hole, nothing past the end.
         let dataLength = file.size - 8 - headerLength
         var expected: Int64 = 0
-        for tensor in tensors {
+        for tensor in tensors.sorted(by: { $0.begin != $1.begin ? $0.begin < $1.begin : $0.name < $1.name }) {
             guard tensor.begin == expected else {
                 throw file.problem(tensor.begin < expected
                     ? "tensor '\(tensor.name)' overlaps the tensor before it (offset \(tensor.begin) < \(expected))"
@@ -75,28 +67,24 @@ public struct SafetensorsHeader: Sendable {
         guard expected == dataLength else {
             throw file.problem("the tensors cover \(expected) data bytes but the file holds \(dataLength)")
         }
-        return SafetensorsHeader(headerLength: headerLength, tensors: tensors.sorted { $0.name < $1.name }, metadata: metadata)
+        return SafetensorsHeader(headerLength: headerLength, tensors: tensors, metadata: metadata)
     }
 
-    private static func tensor(_ name: String, _ entry: JSONValue, _ file: ModelFile) throws(RegistryError) -> TensorInfo {
-        guard let dtype = entry["dtype"]?.string else { throw file.problem("tensor '\(name)' has no dtype") }
+    private static func tensor(_ entry: SafetensorsHeaderScanner.Entry, _ file: ModelFile) throws(RegistryError) -> TensorInfo {
+        let name = entry.name
+        guard let dtype = entry.dtype else { throw file.problem("tensor '\(name)' has no dtype") }
         guard let bits = dtypeBits[dtype] else { throw file.problem("tensor '\(name)' has unknown dtype '\(dtype.prefix(40))'") }
-        guard let shapeValues = entry["shape"]?.array, shapeValues.count <= 16 else {
-            throw file.problem("tensor '\(name)' has no valid shape")
-        }
-        var shape: [Int64] = []
+        guard let shape = entry.shape else { throw file.problem("tensor '\(name)' has no valid shape") }
         var elements: Int64 = 1
-        for value in shapeValues {
-            guard let dimension = value.integer, dimension >= 0 else {
+        for dimension in shape {
+            guard dimension >= 0 else {
                 throw file.problem("tensor '\(name)' has a shape entry that is not a non-negative integer")
             }
             let (product, overflow) = elements.multipliedReportingOverflow(by: dimension)
-            guard !overflow else { throw file.problem("tensor '\(name)' has an absurd shape \(shapeValues.compactMap(\.integer))") }
+            guard !overflow else { throw file.problem("tensor '\(name)' has an absurd shape \(shape)") }
             elements = product
-            shape.append(dimension)
         }
-        guard let offsets = entry["data_offsets"]?.array, offsets.count == 2,
-              let begin = offsets[0].integer, let end = offsets[1].integer, begin >= 0, end >= begin
+        guard let offsets = entry.offsets, offsets.count == 2, case let (begin, end) = (offsets[0], offsets[1]), begin >= 0, end >= begin
         else {
             throw file.problem("tensor '\(name)' has invalid data_offsets")
         }

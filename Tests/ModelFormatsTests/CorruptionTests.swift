@@ -57,6 +57,43 @@ import Testing
         #expect(try Self.safetensorsError(Self.safetensors(header: badMetadata)).contains("__metadata__"))
     }
 
+    /// The header scanner reads what a general JSON parser reads: escaped and non-ASCII names, unknown keys
+    /// with nested values, any whitespace; and refuses what JSON or the format forbids.
+    @Test func safetensorsHeadersAreReadAsJSON() throws {
+        let header = """
+            { "caf\\u00e9.w\\ud83d\\ude00" :{"shape":[ 2 ] ,"extra":{"a":[1,{"b":null}],"c":-1.5e3},"dtype":"F16",
+            "data_offsets":[0,4]},"Ὀδυσσεύς \\"q\\"\\n":{"dtype":"U8","shape":[],"data_offsets":[4,5]},
+            "__metadata__":{"format":"pt","note":"a\\/b\\t"}}\t
+            """
+        let parsed = try SafetensorsHeader.parse(MemoryByteSource(Self.safetensors(header: header, dataBytes: 5)), path: "m.safetensors")
+        let reference = try #require(try JSONSerialization.jsonObject(with: Data(header.utf8)) as? [String: Any])
+        #expect(Set(parsed.tensors.map(\.name)) == Set(reference.keys).subtracting(["__metadata__"]))
+        #expect(parsed.tensors.map(\.name).contains("café.w😀"))
+        #expect(parsed.metadata == reference["__metadata__"] as? [String: String])
+        #expect(parsed.tensors.map(\.shape).sorted { $0.count < $1.count } == [[], [2]])
+
+        let refused: [(String, String)] = [
+            (#"{"a": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1]}, "a": {"dtype": "U8", "shape": [1], "data_offsets": [1, 2]}}"#, "listed twice"),
+            (#"{"a": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1]}} x"#, "not valid JSON"),
+            (#"{"a": {"dtype": "U8", "shape": [1.0], "data_offsets": [0, 1]}}"#, "non-negative"),
+            (#"{"a": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1]},}"#, "not valid JSON"),
+            (#"{"\ud800": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1]}}"#, "not valid JSON"),
+            (#"{"a": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1], "x": tru}}"#, "not valid JSON"),
+            (#"{"a": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1], "x": 01}}"#, "not valid JSON"),
+            ("{\"a\": {\"dtype\": \"U8\", \"shape\": [1], \"data_offsets\": [0, 1], \"x\": \"\t\"}}", "not valid JSON"),
+            (#"{"a": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1, 2]}}"#, "invalid data_offsets"),
+            (#"{"a": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1]}, "__metadata__": "x"}"#, "__metadata__ is not an object"),
+            (#"{"a": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1], "x": "# + String(repeating: "[", count: 100) + String(repeating: "]", count: 100) + "}}",
+             "nests deeper"),
+        ]
+        for (json, message) in refused {
+            let error = try Self.safetensorsError(Self.safetensors(header: json, dataBytes: 2))
+            #expect(error.contains(message), "\(json): \(error)")
+        }
+        let notUTF8 = Self.safetensors(header: #"{"a": 1}"#).map { $0 == UInt8(ascii: "a") ? 0xFF : $0 }
+        #expect(try Self.safetensorsError(notUTF8).contains("not UTF-8"))
+    }
+
     @Test func aHeaderLengthOverTheLimitIsRefusedBeforeReadingIt() throws {
         let source = PaddedSource(prefix: Self.u64(200_000_000) + Array("{".utf8), size: 1 << 40)
         let error = try #require(throws: RegistryError.self) { try SafetensorsHeader.parse(source, path: "big.safetensors") }
