@@ -42,10 +42,10 @@ public struct SafetensorsHeader: Sendable {
         }
         let headerBytes = try file.bytes(at: 8, count: Int(headerLength), what: "the JSON header")
         guard headerBytes.first == UInt8(ascii: "{") else { throw file.problem("the header does not start with '{'") }
-        let (entries, metadata) = try SafetensorsHeaderScanner.scan(headerBytes, file) { scanner throws(RegistryError) in try scanner.header() }
         var tensors: [TensorInfo] = []
-        tensors.reserveCapacity(entries.count)
-        for entry in entries { tensors.append(try tensor(entry, file)) }
+        let metadata = try SafetensorsHeaderScanner.scan(headerBytes, file) { scanner throws(RegistryError) in
+            try scanner.header { entry throws(RegistryError) in tensors.append(try tensor(entry, file)) }
+        }
         tensors.sort { $0.name < $1.name }
         for (tensor, following) in zip(tensors, tensors.dropFirst()) where tensor.name == following.name {
             throw file.problem("tensor '\(tensor.name)' is listed twice")

@@ -40,9 +40,9 @@ struct SafetensorsHeaderScanner {
         self.file = file
     }
 
-    /// The whole header: each tensor entry in the order written, and the `__metadata__` strings.
-    mutating func header() throws(RegistryError) -> (entries: [Entry], metadata: [String: String]) {
-        var entries: [Entry] = []
+    /// The whole header: `tensor` is called with each tensor entry in the order written (so no list of
+    /// entries is held beside the caller's), and the `__metadata__` strings are returned.
+    mutating func header(_ tensor: (Entry) throws(RegistryError) -> Void) throws(RegistryError) -> [String: String] {
         var metadata: [String: String] = [:]
         var seen = false
         try object { scanner, key throws(RegistryError) in
@@ -51,12 +51,12 @@ struct SafetensorsHeaderScanner {
                 seen = true
                 metadata = try scanner.metadata()
             } else {
-                entries.append(try scanner.entry(key))
+                try tensor(try scanner.entry(key))
             }
         }
         skipWhitespace()
         guard index == bytes.count else { throw invalid }
-        return (entries, metadata)
+        return metadata
     }
 
     private mutating func metadata() throws(RegistryError) -> [String: String] {

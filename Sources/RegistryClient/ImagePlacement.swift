@@ -73,11 +73,16 @@ struct ImagePlacement: Sendable {
     func finish() throws {
         try? FileManager.default.removeItem(at: staging.appendingPathComponent(Fetcher.journalName))
         if cache != nil { for entry in image.files { shareWithCache(entry) } }
-        // Split by "/" (manifest paths are relative and normalized): no Foundation path-string helpers on
-        // names from a manifest.
-        for directory in Set(image.entries.map { $0.path.split(separator: "/").dropLast().joined(separator: "/") }) {
-            try POSIXFile.syncDirectory(directory.isEmpty ? staging.path : staging.appendingPathComponent(directory).path)
+        for directory in Set(image.entries.map { parent(of: $0.path) }) {
+            try POSIXFile.syncDirectory(directory.path)
         }
+    }
+
+    /// The staging directory that holds a manifest path. Split by "/" (manifest paths are relative and
+    /// normalized): no Foundation path-string helpers on names from a manifest.
+    private func parent(of path: String) -> URL {
+        let directory = path.split(separator: "/").dropLast().joined(separator: "/")
+        return directory.isEmpty ? staging : staging.appendingPathComponent(directory, isDirectory: true)
     }
 
     private static func size(_ entry: CacheImage.Entry) -> Int64 {
@@ -112,7 +117,7 @@ struct ImagePlacement: Sendable {
               (try POSIXFile.regularFileSize(source)) == size
         else { return false }
         let target = staging.appendingPathComponent(entry.path)
-        try FileManager.default.createDirectory(at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(at: parent(of: entry.path), withIntermediateDirectories: true)
         try POSIXFile.remove(target.path)
         let actual: Digest
         if Glibc.link(source, target.path) == 0 {

@@ -105,10 +105,79 @@ import Testing
     @Test func oneCharacterNamesArePlaced() throws {
         let registry = try Registry(extra: ["x": Data("x".utf8), "a/config.json": Data("{}".utf8), "b": Data()], large: false)
         let destination = registry.scratch.url("dest")
-        let result = try modelreg(["fetch", "m:1", "--dest", destination.path], environment: registry.server.environment)
+        let cache = registry.scratch.url("cache")
+        let result = try modelreg(["fetch", "m:1", "--dest", destination.path, "--cache", cache.path], environment: registry.server.environment)
         try #require(result.status == 0, "\(result)")
-        try FileManager.default.removeItem(at: destination.appendingPathComponent(".modelreg-fetch.json"))
-        try expectSameTree(registry.model, destination)
+        // A second pod on the node takes the files from the cache.
+        let second = registry.scratch.url("second")
+        let cached = try modelreg(["fetch", "m:1", "--dest", second.path, "--cache", cache.path, "--json"], environment: registry.server.environment)
+        try #require(cached.status == 0, "\(cached)")
+        #expect(try cached.json(FetchReportJSON.self).bytesFromCache > 0, "\(cached.stdout)")
+        for placed in [destination, second] {
+            try FileManager.default.removeItem(at: placed.appendingPathComponent(".modelreg-fetch.json"))
+            try expectSameTree(registry.model, placed)
+        }
+    }
+
+    /// 16.5: names in several scripts, a path over the 100 bytes a ustar header holds and a long name in the
+    /// `hf` layout's blob-linked snapshot, all of which need pax records, are placed by the real binary whatever
+    /// the process locale: none, `C`, `C.UTF-8`.
+    @Test func nonASCIIPathsArePlacedInAnyLocale() throws {
+        let names = [
+            "日本語/重み.bin", "Ελληνικά/βάρη.bin", "русский/веса.bin", "עברית/משקלים.bin", "हिन्दी/भार.bin", "emoji-😀/🧠.bin",
+            "deep/" + String(repeating: "ü", count: 60) + "/" + String(repeating: "é", count: 30) + ".bin",
+        ]
+        var files: [String: Data] = [:]
+        for (index, name) in names.enumerated() { files[name] = Data("file \(index): \(name)".utf8) }
+        let registry = try Registry(extra: files, large: false)
+        let base = ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"].merging(registry.server.environment) { $1 }
+        for (label, locale) in [("no locale", [:]), ("C", ["LC_ALL": "C"]), ("C.UTF-8", ["LC_ALL": "C.UTF-8"])] as [(String, [String: String])] {
+            for layout in ["flat", "hf"] {
+                let destination = registry.scratch.url("\(layout)-\(label)")
+                let result = try CommandProcess(["fetch", "m:1", "--dest", destination.path, "--layout", layout],
+                                                environment: base.merging(locale) { $1 }, inheritEnvironment: false).wait()
+                try #require(result.status == 0, "\(label), \(layout): \(result)")
+                let root: URL
+                if layout == "flat" {
+                    root = destination
+                } else {
+                    let snapshots = destination.appendingPathComponent("models--m/snapshots")
+                    root = snapshots.appendingPathComponent(try #require(try FileManager.default.contentsOfDirectory(atPath: snapshots.path).first))
+                }
+                for (name, bytes) in files {
+                    #expect(try Data(contentsOf: root.appendingPathComponent(name)) == bytes, "\(label), \(layout): \(name)")
+                }
+            }
+        }
+    }
+
+    /// 16.10: an image that spells a manifest's NFC path in NFD is refused (exit 5) and leaves nothing.
+    @Test func anNFDSpellingOfAManifestPathIsRefused() throws {
+        let scratch = try Scratch()
+        let name = "caf\u{E9}/gew\u{FC}rz.bin"
+        let bytes = Data("weights".utf8)
+        let manifest = Manifest(format: .other, files: [ManifestFile(path: try ManifestPath(name), digest: Digest.of(bytes), size: Int64(bytes.count))])
+        let manifestBytes = manifest.canonicalJSON()
+        let headers = ["Modelreg-Digest": Digest.of(manifestBytes).description, "Modelreg-Version": "1", "Modelreg-Variant": "default"]
+        let script = """
+            import io, sys, tarfile, unicodedata
+            name = unicodedata.normalize("NFD", sys.argv[2])
+            with tarfile.open(sys.argv[1], "w", format=tarfile.PAX_FORMAT) as tar:
+                folder = tarfile.TarInfo(name.split("/")[0]); folder.type = tarfile.DIRTYPE; folder.mode = 0o755
+                tar.addfile(folder)
+                info = tarfile.TarInfo(name); info.size = 7; info.mode = 0o644
+                tar.addfile(info, io.BytesIO(b"weights"))
+            """
+        let archive = scratch.url("nfd.tar")
+        let (status, output) = try shell("python3 -c '\(script)' '\(archive.path)' '\(name)'")
+        try #require(status == 0, "\(output)")
+        let fake = try FakeRegistry(manifest: manifestBytes, headers: headers, image: .bytes(try [UInt8](Data(contentsOf: archive))))
+        defer { fake.close() }
+        let destination = scratch.url("models")
+        let result = try modelreg(["fetch", "m:1", "--dest", destination.path, "--timeout", "20s"], environment: ["MODELREG_URL": fake.url, "MODELREG_TOKEN": "mrt_x"])
+        #expect(result.status == 5 && Self.endsWithOneErrorLine(result.stderr), "\(result)")
+        let left = (try? FileManager.default.contentsOfDirectory(atPath: destination.path)) ?? []
+        #expect(left.isEmpty, "nothing placed, no staging: \(left)")
     }
 
     /// 16.3: the image body stops arriving mid-way; `--timeout` bounds the command, and a rerun resumes.

@@ -193,10 +193,15 @@ import Glibc
         let forced = try sandbox.run([PodSandbox.binary, "pull", "tiny:1", "--dest", "/models", "--force"], environment: environment)
         #expect(forced.status == 0, "\(forced)")
         try Self.expectSame(try Self.placedFiles(sandbox, "/models"), model)
-        // Elsewhere in the read-only root, the error names the path and the cause.
-        let readOnly = try sandbox.run([PodSandbox.binary, "pull", "tiny:1", "--dest", "/srv/model"], environment: environment)
-        #expect(readOnly.status != 0 && readOnly.stderr.contains("/srv/model") && readOnly.stderr.contains("Read-only file system"), "\(readOnly)")
-        #expect(!readOnly.stderr.contains("NSCocoaErrorDomain"), "\(readOnly)")
+        // Elsewhere in the read-only root, pull and fetch fail with the storage code (1) and one error line that
+        // names the path and the cause.
+        for command in ["pull", "fetch"] {
+            let readOnly = try sandbox.run([PodSandbox.binary, command, "tiny:1", "--dest", "/srv/model"], environment: environment)
+            #expect(readOnly.status == 1 && readOnly.stderr.contains("/srv/model") && readOnly.stderr.contains("Read-only file system"), "\(command): \(readOnly)")
+            #expect(!readOnly.stderr.contains("NSCocoaErrorDomain"), "\(command): \(readOnly)")
+            let errorLines = readOnly.stderr.split(separator: "\n").filter { $0.hasPrefix("error:") }
+            #expect(errorLines.count == 1, "\(command): \(readOnly.stderr)")
+        }
     }
 
     @Test(.enabled(if: PodSandbox.available, PodSandbox.reason))
