@@ -40,6 +40,16 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
+        // File descriptors with exact write, fsync and rename control; errors that name the path.
+        .target(
+            name: "FileSystemIO",
+            dependencies: ["ModelRegistryCore", .product(name: "NIOCore", package: "swift-nio")]
+        ),
+        // The embedded blob backend: the data directory's layout and blobs and uploads as files in it.
+        .target(
+            name: "FileSystemBlobs",
+            dependencies: ["ModelRegistryCore", "FileSystemIO", .product(name: "NIOCore", package: "swift-nio")]
+        ),
         // The SQLite metadata store (GRDB, WAL) and its schema, Migrations/sqlite/.
         .target(
             name: "SQLiteMetadata",
@@ -48,7 +58,7 @@ let package = Package(
         ),
         .target(
             name: "ModelFormats",
-            dependencies: ["ModelRegistryCore", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: ["FileSystemIO", "ModelRegistryCore", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .systemLibrary(
             name: "CArchive",
@@ -57,7 +67,7 @@ let package = Package(
         ),
         .target(
             name: "CacheImage",
-            dependencies: ["ModelRegistryCore", "CArchive"]
+            dependencies: ["FileSystemIO", "ModelRegistryCore", "CArchive"]
         ),
         // The wire contract shared by server and client: request and response bodies, header names.
         .target(
@@ -66,11 +76,13 @@ let package = Package(
         ),
         .target(
             name: "RegistryMaintenance",
-            dependencies: ["ModelRegistryCore", "RegistryAPI", "SQLiteMetadata", .product(name: "GRDB", package: "GRDB.swift")]
+            dependencies: ["FileSystemIO", "FileSystemBlobs", "ModelRegistryCore", "RegistryAPI", "SQLiteMetadata", .product(name: "GRDB", package: "GRDB.swift")]
         ),
         .target(
             name: "RegistryServer",
             dependencies: [
+                "FileSystemIO",
+                "FileSystemBlobs",
                 "ModelRegistryCore",
                 "ModelFormats",
                 "CacheImage",
@@ -96,6 +108,7 @@ let package = Package(
         .target(
             name: "RegistryClient",
             dependencies: [
+                "FileSystemIO",
                 "ModelRegistryCore",
                 "ModelFormats",
                 "CacheImage",
@@ -112,6 +125,8 @@ let package = Package(
         .executableTarget(
             name: "modelreg",
             dependencies: [
+                "FileSystemIO",
+                "FileSystemBlobs",
                 "ModelRegistryCore",
                 "ModelFormats",
                 "CacheImage",
@@ -134,6 +149,10 @@ let package = Package(
             ]
         ),
         .testTarget(
+            name: "FileSystemBlobsTests",
+            dependencies: ["FileSystemBlobs", "FileSystemIO", "ModelRegistryCore", .product(name: "NIOCore", package: "swift-nio")]
+        ),
+        .testTarget(
             name: "SQLiteMetadataTests",
             dependencies: ["SQLiteMetadata", "ModelRegistryCore", .product(name: "GRDB", package: "GRDB.swift")]
         ),
@@ -147,11 +166,12 @@ let package = Package(
         ),
         .testTarget(
             name: "RegistryMaintenanceTests",
-            dependencies: ["RegistryMaintenance", "RegistryAPI", "SQLiteMetadata", "ModelRegistryCore", .product(name: "GRDB", package: "GRDB.swift")]
+            dependencies: ["FileSystemBlobs", "RegistryMaintenance", "RegistryAPI", "SQLiteMetadata", "ModelRegistryCore", .product(name: "GRDB", package: "GRDB.swift")]
         ),
         .testTarget(
             name: "RegistryServerTests",
             dependencies: [
+                "FileSystemBlobs",
                 "RegistryServer",
                 "RegistryAPI",
                 "ModelRegistryCore",
@@ -166,6 +186,8 @@ let package = Package(
         .testTarget(
             name: "EndToEndTests",
             dependencies: [
+                "FileSystemIO",
+                "FileSystemBlobs",
                 "ModelRegistryCore",
                 "RegistryAPI",
                 "SQLiteMetadata",

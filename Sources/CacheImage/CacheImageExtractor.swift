@@ -1,4 +1,5 @@
 import CArchive
+import FileSystemIO
 import Foundation
 import ModelRegistryCore
 

@@ -72,3 +72,23 @@ public struct BlobEntry: Codable, Sendable, Hashable, Comparable {
 
     public static func < (lhs: BlobEntry, rhs: BlobEntry) -> Bool { lhs.digest < rhs.digest }
 }
+
+/// The server-chosen name of an upload in progress: a lowercase UUID, checked before it becomes a path.
+public struct UploadID: Hashable, Sendable, CustomStringConvertible {
+    public let value: String
+
+    public init() {
+        value = UUID().uuidString.lowercased()
+    }
+
+    public init(_ text: some StringProtocol) throws(RegistryError) {
+        guard let uuid = UUID(uuidString: String(text)), uuid.uuidString.lowercased() == text.lowercased(),
+              text.utf8.allSatisfy({ $0 != UInt8(ascii: "/") })
+        else {
+            throw RegistryError(.notFound, "upload '\(text.prefix(80))' not found")
+        }
+        value = text.lowercased()
+    }
+
+    public var description: String { value }
+}

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import CacheImage
+import FileSystemIO
 import Foundation
 import ModelRegistryCore
 import NIOCore

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import FileSystemIO
 import Foundation
 import ModelRegistryCore
 import NIOCore

@@ -1,3 +1,4 @@
+import FileSystemIO
 import Foundation
 import ModelRegistryCore
 

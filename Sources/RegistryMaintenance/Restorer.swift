@@ -1,3 +1,5 @@
+import FileSystemBlobs
+import FileSystemIO
 import Foundation
 import ModelRegistryCore
 import SQLiteMetadata

@@ -1,5 +1,7 @@
 import CacheImage
 import DequeModule
+import FileSystemBlobs
+import FileSystemIO
 import Foundation
 import Logging
 import ModelRegistryCore

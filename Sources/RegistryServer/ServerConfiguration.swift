@@ -1,3 +1,4 @@
+import FileSystemBlobs
 import ModelRegistryCore
 import NIOSSL
 

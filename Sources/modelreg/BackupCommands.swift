@@ -1,4 +1,5 @@
 import ArgumentParser
+import FileSystemBlobs
 import Foundation
 import MaintenanceClient
 import ModelRegistryCore

@@ -1,4 +1,6 @@
 import ArgumentParser
+import FileSystemBlobs
+import FileSystemIO
 import Foundation
 import MaintenanceClient
 import ModelRegistryCore

@@ -1,4 +1,5 @@
 import ArgumentParser
+import FileSystemBlobs
 import Foundation
 import Logging
 import ModelRegistryCore

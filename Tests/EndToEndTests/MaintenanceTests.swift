@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import FileSystemBlobs
 import Foundation
 import GRDB
 import ModelRegistryCore

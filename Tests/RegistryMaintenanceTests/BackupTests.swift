@@ -1,3 +1,4 @@
+import FileSystemBlobs
 import Foundation
 import GRDB
 import ModelRegistryCore

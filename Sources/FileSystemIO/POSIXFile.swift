@@ -1,3 +1,4 @@
+import ModelRegistryCore
 import NIOCore
 
 #if canImport(Glibc)

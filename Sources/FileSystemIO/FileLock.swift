@@ -1,4 +1,5 @@
 import Foundation
+import ModelRegistryCore
 
 #if canImport(Glibc)
 import Glibc

@@ -1,4 +1,6 @@
+import FileSystemIO
 import Foundation
+import ModelRegistryCore
 import NIOCore
 import Synchronization
 
