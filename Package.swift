@@ -76,7 +76,10 @@ let package = Package(
         ),
         .target(
             name: "RegistryMaintenance",
-            dependencies: ["FileSystemIO", "FileSystemBlobs", "ModelRegistryCore", "RegistryAPI", "SQLiteMetadata", .product(name: "GRDB", package: "GRDB.swift")]
+            dependencies: [
+                "FileSystemIO", "FileSystemBlobs", "ModelRegistryCore", "RegistryAPI", "SQLiteMetadata",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ]
         ),
         .target(
             name: "RegistryServer",
@@ -150,7 +153,9 @@ let package = Package(
         ),
         .testTarget(
             name: "FileSystemBlobsTests",
-            dependencies: ["FileSystemBlobs", "FileSystemIO", "ModelRegistryCore", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: [
+                "FileSystemBlobs", "FileSystemIO", "ModelRegistryCore", .product(name: "NIOCore", package: "swift-nio"),
+            ]
         ),
         .testTarget(
             name: "SQLiteMetadataTests",
@@ -166,7 +171,10 @@ let package = Package(
         ),
         .testTarget(
             name: "RegistryMaintenanceTests",
-            dependencies: ["FileSystemBlobs", "RegistryMaintenance", "RegistryAPI", "SQLiteMetadata", "ModelRegistryCore", .product(name: "GRDB", package: "GRDB.swift")]
+            dependencies: [
+                "FileSystemBlobs", "RegistryMaintenance", "RegistryAPI", "SQLiteMetadata", "ModelRegistryCore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ]
         ),
         .testTarget(
             name: "RegistryServerTests",

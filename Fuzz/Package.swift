@@ -38,7 +38,9 @@ let package = Package(
         // The three model-file targets differ only in the file's name.
         .target(
             name: "FuzzInspection",
-            dependencies: [.product(name: "ModelRegistryCore", package: root), .product(name: "ModelFormats", package: root)]
+            dependencies: [
+                .product(name: "ModelRegistryCore", package: root), .product(name: "ModelFormats", package: root),
+            ]
         ),
         fuzzTarget("fuzz-safetensors", [], targets: ["FuzzInspection"]),
         fuzzTarget("fuzz-gguf", [], targets: ["FuzzInspection"]),

@@ -58,11 +58,13 @@ public struct CacheImage: Sendable {
     public let size: Int64
 
     public init(model: ModelName, manifestDigest: Digest, manifest: Manifest, layout: CacheImageLayout) {
-        let planned = switch layout {
-        case .flat: Self.flatEntries(manifest)
-        case .hf: HuggingFaceCache.entries(model: model, manifestDigest: manifestDigest, manifest: manifest)
-        }
-        var entries: [Entry] = [], segments: [(offset: Int64, segment: Segment)] = []
+        let planned =
+            switch layout {
+            case .flat: Self.flatEntries(manifest)
+            case .hf: HuggingFaceCache.entries(model: model, manifestDigest: manifestDigest, manifest: manifest)
+            }
+        var entries: [Entry] = []
+        var segments: [(offset: Int64, segment: Segment)] = []
         var offset: Int64 = 0
         func append(_ segment: Segment) {
             guard segment.size > 0 else { return }
@@ -77,7 +79,9 @@ public struct CacheImage: Sendable {
             case .symlink(let target):
                 append(.bytes(TarHeader.blocks(path: item.path, kind: .symlink, mode: 0o777, linkTarget: target)))
             case .file(_, let size, let executable):
-                append(.bytes(TarHeader.blocks(path: item.path, kind: .file, mode: executable ? 0o755 : 0o644, size: size)))
+                append(
+                    .bytes(TarHeader.blocks(path: item.path, kind: .file, mode: executable ? 0o755 : 0o644, size: size))
+                )
             }
             entries.append(Entry(path: item.path, kind: item.kind, offset: start, dataOffset: offset))
             if case .file(let digest, let size, _) = item.kind {
@@ -96,10 +100,15 @@ public struct CacheImage: Sendable {
     public func parts(in range: Range<Int64>) -> [Part] {
         var parts: [Part] = []
         // Segments are sorted by offset: find the first that ends after the range starts.
-        var low = 0, high = segments.count
+        var low = 0
+        var high = segments.count
         while low < high {
             let middle = (low + high) / 2
-            if segments[middle].offset + segments[middle].segment.size <= range.lowerBound { low = middle + 1 } else { high = middle }
+            if segments[middle].offset + segments[middle].segment.size <= range.lowerBound {
+                low = middle + 1
+            } else {
+                high = middle
+            }
         }
         for (offset, segment) in segments[low...] {
             guard offset < range.upperBound else { break }
@@ -119,7 +128,8 @@ public struct CacheImage: Sendable {
     /// Component by component, so that a directory comes right before its contents.
     static func precedes(_ left: String, _ right: String) -> Bool {
         // Scalars, not Characters: a combining mark after '/' must not glue two components together.
-        let a = left.unicodeScalars.split(separator: "/").map(Substring.init), b = right.unicodeScalars.split(separator: "/").map(Substring.init)
+        let a = left.unicodeScalars.split(separator: "/").map(Substring.init)
+        let b = right.unicodeScalars.split(separator: "/").map(Substring.init)
         for (x, y) in zip(a, b) where !x.utf8.elementsEqual(y.utf8) { return x.utf8.lexicographicallyPrecedes(y.utf8) }
         return a.count < b.count
     }
@@ -128,10 +138,14 @@ public struct CacheImage: Sendable {
         var directories = Set<String>()
         for file in manifest.files {
             let components = file.path.components
-            for depth in 1..<max(components.count, 1) { directories.insert(components.prefix(depth).joined(separator: "/")) }
+            for depth in 1..<max(components.count, 1) {
+                directories.insert(components.prefix(depth).joined(separator: "/"))
+            }
         }
         return directories.map { PlannedEntry(path: $0, kind: .directory) }
-            + manifest.files.map { PlannedEntry(path: $0.path.value, kind: .file($0.digest, size: $0.size, executable: $0.executable)) }
+            + manifest.files.map {
+                PlannedEntry(path: $0.path.value, kind: .file($0.digest, size: $0.size, executable: $0.executable))
+            }
     }
 }
 

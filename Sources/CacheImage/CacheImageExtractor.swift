@@ -17,7 +17,8 @@ public final class CacheImageExtractor {
     /// `entries` are the ones the stream holds, in order; `onData` is called with the bytes of each block
     /// written into a file, `onEntry` as each entry is complete on disk.
     public init(
-        directory: URL, expecting entries: some Sequence<CacheImage.Entry>, onData: @escaping (CacheImage.Entry, Int) -> Void = { _, _ in },
+        directory: URL, expecting entries: some Sequence<CacheImage.Entry>,
+        onData: @escaping (CacheImage.Entry, Int) -> Void = { _, _ in },
         onEntry: @escaping (CacheImage.Entry) -> Void = { _ in }
     ) {
         root = directory.path
@@ -39,7 +40,9 @@ public final class CacheImageExtractor {
             if let utf8 { freelocale(utf8) }
         }
         let source = ArchiveSource(read)
-        guard let archive = archive_read_new() else { throw RegistryError(.internalError, "libarchive could not start a reader") }
+        guard let archive = archive_read_new() else {
+            throw RegistryError(.internalError, "libarchive could not start a reader")
+        }
         defer { archive_read_free(archive) }
         archive_read_support_format_tar(archive)
         let context = Unmanaged.passRetained(source)
@@ -52,7 +55,9 @@ public final class CacheImageExtractor {
             while true {
                 let status = archive_read_next_header(archive, &entry)
                 if status == ARCHIVE_EOF { break }
-                guard status == ARCHIVE_OK, let entry else { throw Self.archiveError(archive, "unreadable entry header") }
+                guard status == ARCHIVE_OK, let entry else {
+                    throw Self.archiveError(archive, "unreadable entry header")
+                }
                 try extractEntry(archive, entry)
             }
         } catch {
@@ -73,7 +78,8 @@ public final class CacheImageExtractor {
         guard !path.hasPrefix("/") else { throw refused("'\(shown)', an absolute path") }
         // Bytes, not Characters, as in ManifestPath: "../\u{301}x" is one Character component, yet '..' to the file system.
         let components = path.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false)
-        guard !components.contains(where: { $0.isEmpty || $0.elementsEqual([0x2e]) || $0.elementsEqual([0x2e, 0x2e]) }) else {
+        guard !components.contains(where: { $0.isEmpty || $0.elementsEqual([0x2e]) || $0.elementsEqual([0x2e, 0x2e]) })
+        else {
             throw refused("'\(shown)', a path with '..', '.' or an empty part")
         }
         guard archive_entry_hardlink(entry) == nil else { throw refused("'\(shown)', a hardlink") }
@@ -83,7 +89,8 @@ public final class CacheImageExtractor {
         // Strings compare by canonical equivalence; the file system by bytes: an NFD spelling of an NFC name
         // would be found above, then written under a name nobody asked for.
         guard wanted.path.utf8.elementsEqual(path.utf8) else {
-            throw refused("'\(shown)', spelled (in Unicode normalization) differently from the variant's '\(wanted.path)'")
+            throw refused(
+                "'\(shown)', spelled (in Unicode normalization) differently from the variant's '\(wanted.path)'")
         }
         let type = archive_entry_filetype(entry) & S_IFMT
         let target = root + "/" + path
@@ -98,32 +105,42 @@ public final class CacheImageExtractor {
         }
         switch wanted.kind {
         case .directory:
-            guard type == S_IFDIR else { throw refused("'\(shown)' as something other than the directory it should be") }
+            guard type == S_IFDIR else {
+                throw refused("'\(shown)' as something other than the directory it should be")
+            }
             if mkdir(target, 0o755) != 0 {
                 var status = stat()
                 guard errno == EEXIST, lstat(target, &status) == 0, status.st_mode & S_IFMT == S_IFDIR else {
-                    throw RegistryError(.storageFailure, "cannot create directory \(target): \(String(cString: strerror(errno)))")
+                    throw RegistryError(
+                        .storageFailure, "cannot create directory \(target): \(String(cString: strerror(errno)))")
                 }
             }
         case .symlink(let link):
-            guard type == S_IFLNK, let raw = archive_entry_symlink_utf8(entry) ?? archive_entry_symlink(entry), String(cString: raw) == link else {
+            guard type == S_IFLNK, let raw = archive_entry_symlink_utf8(entry) ?? archive_entry_symlink(entry),
+                String(cString: raw) == link
+            else {
                 throw refused("'\(shown)' as something other than a link to \(link)")
             }
             unlink(target)
             guard symlink(link, target) == 0 else {
-                throw RegistryError(.storageFailure, "cannot create link \(target): \(String(cString: strerror(errno)))")
+                throw RegistryError(
+                    .storageFailure, "cannot create link \(target): \(String(cString: strerror(errno)))")
             }
         case .file(let digest, let size, let executable):
             guard type == S_IFREG else { throw refused("'\(shown)' as a device, link or other non-file") }
             guard archive_entry_size_is_set(entry) != 0, archive_entry_size(entry) == size else {
                 throw refused("'\(shown)' with \(archive_entry_size(entry)) bytes, not \(size)")
             }
-            try writeFile(archive, wanted, to: target, shown: shown, digest: digest, size: size, mode: executable ? 0o755 : 0o644)
+            try writeFile(
+                archive, wanted, to: target, shown: shown, digest: digest, size: size, mode: executable ? 0o755 : 0o644)
         }
         onEntry(wanted)
     }
 
-    private func writeFile(_ archive: OpaquePointer, _ wanted: CacheImage.Entry, to target: String, shown: String, digest: Digest, size: Int64, mode: mode_t) throws {
+    private func writeFile(
+        _ archive: OpaquePointer, _ wanted: CacheImage.Entry, to target: String, shown: String, digest: Digest,
+        size: Int64, mode: mode_t
+    ) throws {
         let file = try POSIXFile.open(target, flags: O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode: mode)
         defer { try? file.close() }
         var hasher = ContentHasher()
@@ -145,7 +162,9 @@ public final class CacheImageExtractor {
         guard written == size else { throw refused("'\(shown)' with \(written) bytes, not \(size)") }
         let actual = hasher.finalize()
         guard actual == digest else {
-            throw RegistryError(.integrity, "'\(shown)' hashes to \(actual), not \(digest) as the manifest says: the registry's copy is damaged")
+            throw RegistryError(
+                .integrity,
+                "'\(shown)' hashes to \(actual), not \(digest) as the manifest says: the registry's copy is damaged")
         }
         try file.sync()
     }
@@ -192,7 +211,8 @@ private final class ArchiveSource {
 }
 
 private func archiveRead(
-    _ archive: OpaquePointer?, _ clientData: UnsafeMutableRawPointer?, _ buffer: UnsafeMutablePointer<UnsafeRawPointer?>?
+    _ archive: OpaquePointer?, _ clientData: UnsafeMutableRawPointer?,
+    _ buffer: UnsafeMutablePointer<UnsafeRawPointer?>?
 ) -> la_ssize_t {
     let source = Unmanaged<ArchiveSource>.fromOpaque(clientData!).takeUnretainedValue()
     guard let chunk = source.next() else { return -1 }

@@ -20,10 +20,15 @@ public enum HuggingFaceCache {
         let root = repositoryDirectory(model)
         let revision = revision(manifestDigest)
         let snapshot = "\(root)/snapshots/\(revision)"
-        var planned = ["", "/blobs", "/refs", "/snapshots", "/snapshots/\(revision)"].map { PlannedEntry(path: root + $0, kind: .directory) }
+        var planned = ["", "/blobs", "/refs", "/snapshots", "/snapshots/\(revision)"].map {
+            PlannedEntry(path: root + $0, kind: .directory)
+        }
         let reference = Array(revision.utf8)
-        planned.append(PlannedEntry(path: "\(root)/refs/main", kind: .file(Digest.of(reference), size: Int64(reference.count), executable: false),
-                                    inline: reference))
+        planned.append(
+            PlannedEntry(
+                path: "\(root)/refs/main",
+                kind: .file(Digest.of(reference), size: Int64(reference.count), executable: false),
+                inline: reference))
         // A blob is executable when any file with its content is.
         var blobs: [Digest: (size: Int64, executable: Bool)] = [:]
         var directories = Set<String>()
@@ -31,13 +36,17 @@ public enum HuggingFaceCache {
             let previous = blobs[file.digest]
             blobs[file.digest] = (file.size, (previous?.executable ?? false) || file.executable)
             let components = file.path.components
-            for depth in 1..<max(components.count, 1) { directories.insert(components.prefix(depth).joined(separator: "/")) }
+            for depth in 1..<max(components.count, 1) {
+                directories.insert(components.prefix(depth).joined(separator: "/"))
+            }
             let up = String(repeating: "../", count: components.count + 1)
-            planned.append(PlannedEntry(path: "\(snapshot)/\(file.path)", kind: .symlink(target: "\(up)blobs/\(file.digest.hex)")))
+            planned.append(
+                PlannedEntry(path: "\(snapshot)/\(file.path)", kind: .symlink(target: "\(up)blobs/\(file.digest.hex)")))
         }
         planned += directories.map { PlannedEntry(path: "\(snapshot)/\($0)", kind: .directory) }
         planned += blobs.map { digest, blob in
-            PlannedEntry(path: "\(root)/blobs/\(digest.hex)", kind: .file(digest, size: blob.size, executable: blob.executable))
+            PlannedEntry(
+                path: "\(root)/blobs/\(digest.hex)", kind: .file(digest, size: blob.size, executable: blob.executable))
         }
         return planned
     }

@@ -7,10 +7,10 @@ enum TarHeader {
     private static let maxUstarName = 100
 
     enum Kind: UInt8 {
-        case file = 0x30 // '0'
-        case symlink = 0x32 // '2'
-        case directory = 0x35 // '5'
-        case paxExtended = 0x78 // 'x'
+        case file = 0x30  // '0'
+        case symlink = 0x32  // '2'
+        case directory = 0x35  // '5'
+        case paxExtended = 0x78  // 'x'
     }
 
     /// The header blocks of one entry: a pax header and its records when needed, then the ustar header.
@@ -22,8 +22,10 @@ enum TarHeader {
         var out: [UInt8] = []
         if !records.isEmpty {
             let body = records.flatMap(paxRecord)
-            out += ustar(name: "PaxHeaders/" + String(decoding: lastComponent(path).utf8.prefix(80), as: UTF8.self), kind: .paxExtended, mode: 0o644,
-                         size: Int64(body.count), linkTarget: "")
+            out += ustar(
+                name: "PaxHeaders/" + String(decoding: lastComponent(path).utf8.prefix(80), as: UTF8.self),
+                kind: .paxExtended, mode: 0o644,
+                size: Int64(body.count), linkTarget: "")
             out += body + padding(Int64(body.count))
         }
         out += ustar(name: path, kind: kind, mode: mode, size: size > maxUstarSize ? 0 : size, linkTarget: linkTarget)
@@ -57,7 +59,9 @@ enum TarHeader {
         }
         func octal(_ value: Int64, at offset: Int, width: Int) {
             let digits = String(value, radix: 8)
-            put(Array((String(repeating: "0", count: max(0, width - 1 - digits.count)) + digits).utf8), at: offset, width: width - 1)
+            put(
+                Array((String(repeating: "0", count: max(0, width - 1 - digits.count)) + digits).utf8), at: offset,
+                width: width - 1)
         }
         put(name.utf8, at: 0, width: 100)
         octal(Int64(mode), at: 100, width: 8)

@@ -36,7 +36,8 @@ public struct DataDirectory: Sendable {
 
     /// The record of one built cache image of a model's variant (manifest digest) in a layout.
     public func imageRecord(_ model: ModelName, _ manifest: Digest, layout: String) -> URL {
-        images.appendingPathComponent(model.value, isDirectory: true).appendingPathComponent("\(manifest.hex).\(layout).json")
+        images.appendingPathComponent(model.value, isDirectory: true).appendingPathComponent(
+            "\(manifest.hex).\(layout).json")
     }
 
     public func blobDirectory(_ digest: Digest) -> URL {
@@ -61,7 +62,8 @@ public struct DataDirectory: Sendable {
     /// Takes the directory for the life of the process, as `serve` does and as `restore` and every
     /// maintenance command that writes must: another process holding it is refused, named, with `doing`
     /// (what the caller is) and `instead` (what the user may do rather than stop the holder) in the message.
-    public func claim(doing: String, instead: String = "give this one another --data") throws(RegistryError) -> FileLock {
+    public func claim(doing: String, instead: String = "give this one another --data") throws(RegistryError) -> FileLock
+    {
         do {
             try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
         } catch {

@@ -5,11 +5,11 @@ import NIOCore
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Blobs as files under `<data>/blobs/sha256/ab/<hex>`, uploads as files under `<data>/uploads/<id>`.
@@ -73,8 +73,11 @@ public final class FileSystemBlobStore: BlobStore {
         // Written in place, not through a temporary file that a crash would leave behind under another name: a
         // record cut short matches no digest, so its upload is not resumed and is swept with its TTL.
         do throws(RegistryError) {
-            let file = try POSIXFile.open(directory.uploadExpectation(id).path, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
-            try ByteBuffer(string: digest.description).withUnsafeReadableBytes { bytes throws(RegistryError) in try file.write(bytes, at: 0) }
+            let file = try POSIXFile.open(
+                directory.uploadExpectation(id).path, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
+            try ByteBuffer(string: digest.description).withUnsafeReadableBytes { bytes throws(RegistryError) in
+                try file.write(bytes, at: 0)
+            }
             try file.close()
         } catch {
             discard(id)
@@ -88,9 +91,9 @@ public final class FileSystemBlobStore: BlobStore {
         let wanted = Array(digest.description.utf8)
         return try uploadDirectoryEntries().compactMap { name -> UploadID? in
             guard name.hasSuffix(DataDirectory.expectationSuffix),
-                  let id = try? UploadID(name.dropLast(DataDirectory.expectationSuffix.count)),
-                  let recorded = FileManager.default.contents(atPath: directory.uploadExpectation(id).path),
-                  Array(recorded) == wanted
+                let id = try? UploadID(name.dropLast(DataDirectory.expectationSuffix.count)),
+                let recorded = FileManager.default.contents(atPath: directory.uploadExpectation(id).path),
+                Array(recorded) == wanted
             else { return nil }
             return id
         }
@@ -111,7 +114,7 @@ public final class FileSystemBlobStore: BlobStore {
                 discard(id)
                 removed.append(id)
             } else if name.hasSuffix(DataDirectory.expectationSuffix),
-                      let id = try? UploadID(name.dropLast(DataDirectory.expectationSuffix.count))
+                let id = try? UploadID(name.dropLast(DataDirectory.expectationSuffix.count))
             {
                 // The upload itself is gone (a crash between the two removals): drop what was left of it.
                 if try POSIXFile.regularFileSize(directory.upload(id).path) == nil { try POSIXFile.remove(path) }
@@ -150,8 +153,7 @@ public final class FileSystemBlobStore: BlobStore {
     }
 
     public func append<Bytes: AsyncSequence>(_ id: UploadID, at offset: Int64, _ bytes: Bytes) async throws -> Int64
-        where Bytes.Element == ByteBuffer
-    {
+    where Bytes.Element == ByteBuffer {
         var state = try checkOut(id)
         guard offset == state.offset else {
             checkIn(id, state)
@@ -232,7 +234,10 @@ public final class FileSystemBlobStore: BlobStore {
 
     /// Takes exclusive use of an upload, rebuilding its hash state from disk if this process has none.
     private func checkOut(_ id: UploadID) throws(RegistryError) -> UploadState {
-        enum Claim { case state(UploadState), busy, rebuild }
+        enum Claim {
+            case state(UploadState)
+            case busy, rebuild
+        }
         let claim: Claim = uploads.withLock { slots in
             switch slots[id] {
             case .idle(let state):
@@ -249,7 +254,8 @@ public final class FileSystemBlobStore: BlobStore {
         case .state(let state):
             return state
         case .busy:
-            throw RegistryError(.uploadBusy, "upload \(id) is receiving data on another request: wait for it, then resume")
+            throw RegistryError(
+                .uploadBusy, "upload \(id) is receiving data on another request: wait for it, then resume")
         case .rebuild:
             do {
                 return try rehash(id)

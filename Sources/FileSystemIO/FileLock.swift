@@ -2,11 +2,11 @@ import Foundation
 import ModelRegistryCore
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// An flock on a lock file, released by `unlock()` or when the process ends, however it ends. An exclusive
@@ -17,9 +17,14 @@ public final class FileLock: Sendable {
     /// Takes the lock without waiting; when another process holds it, throws `inUse` with the holder's line.
     public init(path: String, exclusive: Bool, inUse: (_ holder: String) -> RegistryError) throws(RegistryError) {
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw RegistryError(.storageFailure, "cannot open the lock file \(path): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else {
+            throw RegistryError(
+                .storageFailure, "cannot open the lock file \(path): \(String(cString: strerror(errno)))")
+        }
         guard flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) == 0 else {
-            let holder = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+            let holder =
+                (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+                ?? ""
             close(fd)
             throw inUse(holder)
         }

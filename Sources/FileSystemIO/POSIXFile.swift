@@ -2,11 +2,11 @@ import ModelRegistryCore
 import NIOCore
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// A thin owner of a file descriptor. Used where the registry needs exact control over writes, fsync and
@@ -194,7 +194,8 @@ public final class POSIXFile: @unchecked Sendable {
     public static func error(_ operation: String, _ path: String, errno code: Int32 = errno) -> RegistryError {
         let reason = String(cString: strerror(code))
         if code == ENOSPC || code == EDQUOT {
-            return RegistryError(.insufficientStorage, "no space left to \(operation) \(path): free disk space and retry")
+            return RegistryError(
+                .insufficientStorage, "no space left to \(operation) \(path): free disk space and retry")
         }
         return RegistryError(.storageFailure, "cannot \(operation) \(path): \(reason)")
     }

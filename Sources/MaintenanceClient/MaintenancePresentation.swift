@@ -29,8 +29,11 @@ extension Presentation {
         return table(
             ["ID", "TIME", "MODELS", "VERSIONS", "VARIANTS", "BLOBS", "SIZE", "SOURCE"],
             snapshots.map { snapshot in
-                [snapshot.id, snapshot.time, String(snapshot.models), String(snapshot.versions), String(snapshot.variants),
-                 String(snapshot.blobs.count), ByteCount.format(snapshot.blobBytes), snapshot.source]
+                [
+                    snapshot.id, snapshot.time, String(snapshot.models), String(snapshot.versions),
+                    String(snapshot.variants),
+                    String(snapshot.blobs.count), ByteCount.format(snapshot.blobBytes), snapshot.source,
+                ]
             }
         )
     }

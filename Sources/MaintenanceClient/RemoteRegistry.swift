@@ -21,8 +21,10 @@ public struct RemoteBackupSource: BackupSource {
     public func copyBlob(_ blob: BlobEntry, to path: String) async throws -> BlobEntry {
         do {
             _ = try await connection.downloadBlob(
-                blob.digest, size: blob.size, partial: URL(fileURLWithPath: path + ".partial"), to: URL(fileURLWithPath: path),
-                executable: false, label: "blob \(blob.digest)", progress: TransferProgress(style: .none, verb: "copying") { _ in }
+                blob.digest, size: blob.size, partial: URL(fileURLWithPath: path + ".partial"),
+                to: URL(fileURLWithPath: path),
+                executable: false, label: "blob \(blob.digest)",
+                progress: TransferProgress(style: .none, verb: "copying") { _ in }
             )
         } catch let error as RegistryError where error.code == .notFound {
             throw RegistryError(

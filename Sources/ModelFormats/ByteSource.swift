@@ -80,10 +80,13 @@ struct ModelFile {
     /// Exactly `count` bytes at `offset`, or an error saying the file ends first.
     func bytes(at offset: Int64, count: Int, what: @autoclosure () -> String) throws(RegistryError) -> [UInt8] {
         guard offset >= 0, count >= 0, offset <= size, Int64(count) <= size - offset else {
-            throw problem("\(what()) (\(count) bytes at offset \(offset)) runs past the end of the file (\(size) bytes)")
+            throw problem(
+                "\(what()) (\(count) bytes at offset \(offset)) runs past the end of the file (\(size) bytes)")
         }
         let bytes = try source.read(at: offset, length: count)
-        guard bytes.count == count else { throw problem("\(what()) could not be read: the file is shorter than it says") }
+        guard bytes.count == count else {
+            throw problem("\(what()) could not be read: the file is shorter than it says")
+        }
         return bytes
     }
 }

@@ -68,16 +68,24 @@ public struct GGUFHeader: Sendable {
         guard magic == Array("GGUF".utf8) else { throw file.problem("it does not start with the GGUF magic number") }
         let version = try reader.u32("the version")
         guard version == 2 || version == 3 else {
-            if version.byteSwapped == 2 || version.byteSwapped == 3 { throw file.problem("big-endian GGUF files are not supported") }
+            if version.byteSwapped == 2 || version.byteSwapped == 3 {
+                throw file.problem("big-endian GGUF files are not supported")
+            }
             throw file.problem("GGUF version \(version) is not supported (only 2 and 3)")
         }
         // Every tensor info takes at least 32 bytes and every key/value at least 13, so counts the file
         // could not hold are refused before anything is allocated for them.
         let tensorCount = try reader.u64("the tensor count")
-        guard tensorCount <= UInt64(file.size / 32) else { throw file.problem("tensor count \(tensorCount) is more than the file could hold") }
-        guard tensorCount <= maxTensorCount else { throw file.problem("tensor count \(tensorCount) is over the limit of \(maxTensorCount)") }
+        guard tensorCount <= UInt64(file.size / 32) else {
+            throw file.problem("tensor count \(tensorCount) is more than the file could hold")
+        }
+        guard tensorCount <= maxTensorCount else {
+            throw file.problem("tensor count \(tensorCount) is over the limit of \(maxTensorCount)")
+        }
         let valueCount = try reader.u64("the metadata count")
-        guard valueCount <= UInt64(file.size / 13) else { throw file.problem("metadata count \(valueCount) is more than the file could hold") }
+        guard valueCount <= UInt64(file.size / 13) else {
+            throw file.problem("metadata count \(valueCount) is more than the file could hold")
+        }
 
         var metadata: [String: GGUFValue] = [:]
         for _ in 0..<valueCount {
@@ -109,22 +117,32 @@ public struct GGUFHeader: Sendable {
             for _ in 0..<dimensionCount {
                 let dimension = try reader.u64("a dimension of '\(name)'")
                 let (product, overflow) = elements.multipliedReportingOverflow(by: Int64(truncatingIfNeeded: dimension))
-                guard dimension <= UInt64(Int64.max), !overflow else { throw file.problem("tensor '\(name)' has absurd dimensions") }
+                guard dimension <= UInt64(Int64.max), !overflow else {
+                    throw file.problem("tensor '\(name)' has absurd dimensions")
+                }
                 elements = product
                 dimensions.append(Int64(dimension))
             }
             let typeID = try reader.u32("the type of '\(name)'")
-            guard let type = GGMLType.all[typeID] else { throw file.problem("tensor '\(name)' has unknown ggml type \(typeID)") }
+            guard let type = GGMLType.all[typeID] else {
+                throw file.problem("tensor '\(name)' has unknown ggml type \(typeID)")
+            }
             guard dimensions[0] % type.blockSize == 0 else {
-                throw file.problem("tensor '\(name)' has \(dimensions[0]) elements a row, not a multiple of the \(type.name) block size \(type.blockSize)")
+                throw file.problem(
+                    "tensor '\(name)' has \(dimensions[0]) elements a row, not a multiple of the \(type.name) block size \(type.blockSize)"
+                )
             }
             let offset = try reader.u64("the offset of '\(name)'")
             guard offset <= UInt64(file.size), Int64(offset) % alignment == 0 else {
-                throw file.problem("tensor '\(name)' has offset \(offset), out of range or not a multiple of the alignment \(alignment)")
+                throw file.problem(
+                    "tensor '\(name)' has offset \(offset), out of range or not a multiple of the alignment \(alignment)"
+                )
             }
             let (byteCount, overflow) = (elements / type.blockSize).multipliedReportingOverflow(by: type.typeSize)
             guard !overflow else { throw file.problem("tensor '\(name)' has absurd dimensions") }
-            tensors.append(GGUFTensorInfo(name: name, type: type, dimensions: dimensions, offset: Int64(offset), byteCount: byteCount))
+            tensors.append(
+                GGUFTensorInfo(
+                    name: name, type: type, dimensions: dimensions, offset: Int64(offset), byteCount: byteCount))
         }
         let dataOffset = (reader.position + alignment - 1) / alignment * alignment
         let dataLength = file.size - dataOffset
@@ -132,10 +150,13 @@ public struct GGUFHeader: Sendable {
         var previous = ""
         for tensor in tensors.sorted(by: { $0.offset < $1.offset }) {
             guard tensor.offset >= end else {
-                throw file.problem("tensor '\(tensor.name)' overlaps tensor '\(previous)' (offset \(tensor.offset) < \(end))")
+                throw file.problem(
+                    "tensor '\(tensor.name)' overlaps tensor '\(previous)' (offset \(tensor.offset) < \(end))")
             }
             guard tensor.byteCount <= dataLength - tensor.offset else {
-                throw file.problem("tensor '\(tensor.name)' (\(tensor.byteCount) bytes at data offset \(tensor.offset)) runs past the end of the file (\(max(0, dataLength)) data bytes)")
+                throw file.problem(
+                    "tensor '\(tensor.name)' (\(tensor.byteCount) bytes at data offset \(tensor.offset)) runs past the end of the file (\(max(0, dataLength)) data bytes)"
+                )
             }
             end = tensor.offset + tensor.byteCount
             previous = tensor.name
@@ -163,7 +184,8 @@ struct GGUFReader {
 
     mutating func bytes(_ count: Int, what: @autoclosure () -> String) throws(RegistryError) -> [UInt8] {
         guard Int64(count) <= file.size - position else {
-            throw file.problem("\(what()) (\(count) bytes at offset \(position)) runs past the end of the file (\(file.size) bytes)")
+            throw file.problem(
+                "\(what()) (\(count) bytes at offset \(position)) runs past the end of the file (\(file.size) bytes)")
         }
         let chunkEnd = chunkStart + Int64(chunk.count)
         if position < chunkStart || position + Int64(count) > chunkEnd {
@@ -178,7 +200,8 @@ struct GGUFReader {
 
     mutating func skip(_ count: UInt64, what: @autoclosure () -> String) throws(RegistryError) {
         guard count <= UInt64(file.size - position) else {
-            throw file.problem("\(what()) (\(count) bytes at offset \(position)) runs past the end of the file (\(file.size) bytes)")
+            throw file.problem(
+                "\(what()) (\(count) bytes at offset \(position)) runs past the end of the file (\(file.size) bytes)")
         }
         position += Int64(count)
     }
@@ -251,7 +274,9 @@ struct GGUFReader {
             return
         }
         // A string or array element takes at least 8 bytes: a longer claim cannot fit in the file.
-        guard count <= UInt64(file.size - position) / 8 else { throw file.problem("'\(key)' claims an absurd array length \(count)") }
+        guard count <= UInt64(file.size - position) / 8 else {
+            throw file.problem("'\(key)' claims an absurd array length \(count)")
+        }
         for _ in 0..<count {
             if type == 8 {
                 try skip(try u64("a string length in '\(key)'"), what: "a string in '\(key)'")

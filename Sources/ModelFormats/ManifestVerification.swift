@@ -5,11 +5,16 @@ import ModelRegistryCore
 public enum ManifestVerification {
     /// The quantization a push declares must agree with what the files say (config.json, GGUF file type);
     /// files of nothing but full-precision floats cannot carry a declared quantization.
-    public static func checkQuantization(_ declared: Quantization, against inspection: Inspection) throws(RegistryError) {
+    public static func checkQuantization(_ declared: Quantization, against inspection: Inspection) throws(RegistryError)
+    {
         if let actual = inspection.quantization {
             var conflicts: [String] = []
-            if declared.method.lowercased() != actual.method.lowercased() { conflicts.append("method \(declared.method), not \(actual.method)") }
-            if let bits = declared.bits, let actualBits = actual.bits, bits != actualBits { conflicts.append("\(bits) bits, not \(actualBits)") }
+            if declared.method.lowercased() != actual.method.lowercased() {
+                conflicts.append("method \(declared.method), not \(actual.method)")
+            }
+            if let bits = declared.bits, let actualBits = actual.bits, bits != actualBits {
+                conflicts.append("\(bits) bits, not \(actualBits)")
+            }
             if let group = declared.groupSize, let actualGroup = actual.groupSize, group != actualGroup {
                 conflicts.append("group size \(group), not \(actualGroup)")
             }
@@ -34,7 +39,10 @@ public enum ManifestVerification {
         if let declared, let inspection { try checkQuantization(declared, against: inspection) }
         guard var merged = declared ?? inspection?.quantization else {
             if let derivedFrom {
-                throw RegistryError(.invalidRequest, "--derived-from \(derivedFrom) needs a quantization: pass --quantization METHOD, or push files that declare one")
+                throw RegistryError(
+                    .invalidRequest,
+                    "--derived-from \(derivedFrom) needs a quantization: pass --quantization METHOD, or push files that declare one"
+                )
             }
             return nil
         }
@@ -58,11 +66,14 @@ public enum ManifestVerification {
         if let declared = manifest.quantization { try checkQuantization(declared, against: inspection) }
         guard let declared = manifest.metadata else { return }
         guard let actual = inspection.metadata else {
-            throw RegistryError(.invalidManifest, "the manifest declares model metadata but none of its files is a model file")
+            throw RegistryError(
+                .invalidManifest, "the manifest declares model metadata but none of its files is a model file")
         }
         let differences = differingFields(declared, actual)
         guard differences.isEmpty else {
-            throw RegistryError(.invalidManifest, "the manifest's metadata does not match its files: \(differences.joined(separator: "; "))")
+            throw RegistryError(
+                .invalidManifest,
+                "the manifest's metadata does not match its files: \(differences.joined(separator: "; "))")
         }
     }
 
@@ -72,16 +83,18 @@ public enum ManifestVerification {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
             guard let data = try? encoder.encode(metadata),
-                  let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
+                let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
             else { return [:] }
             return object.mapValues { value in
                 (try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys, .fragmentsAllowed]))
                     .map { String(decoding: $0, as: UTF8.self) } ?? "\(value)"
             }
         }
-        let left = fields(declared), right = fields(actual)
+        let left = fields(declared)
+        let right = fields(actual)
         return Set(left.keys).union(right.keys).sorted().compactMap { key in
-            left[key] == right[key] ? nil : "\(key): declared \(left[key] ?? "nothing"), files say \(right[key] ?? "nothing")"
+            left[key] == right[key]
+                ? nil : "\(key): declared \(left[key] ?? "nothing"), files say \(right[key] ?? "nothing")"
         }
     }
 }

@@ -23,7 +23,9 @@ public struct MemoryEstimate: Hashable, Sendable, Codable {
     public var totalBytes: Int64
 
     /// `contextLength` defaults to the model's own, else 4096; every product saturates instead of overflowing.
-    public init(metadata: ModelMetadata, contextLength: Int64? = nil, concurrency: Int64 = 1, kvCacheDtype: KVCacheDtype = .auto) {
+    public init(
+        metadata: ModelMetadata, contextLength: Int64? = nil, concurrency: Int64 = 1, kvCacheDtype: KVCacheDtype = .auto
+    ) {
         let context = contextLength ?? metadata.contextLength ?? Self.defaultContextLength
         self.contextLength = context
         self.concurrency = concurrency
@@ -94,15 +96,18 @@ public enum VariantFit {
     /// Every candidate's need, highest precision first, and the first that fits (nil when none does).
     /// All variants of a version hold the same model, so more weight bytes means more precision.
     public static func choose(
-        _ candidates: [(VariantName, Manifest)], budget: Int64, contextLength: Int64?, concurrency: Int64, kvCacheDtype: KVCacheDtype = .auto
+        _ candidates: [(VariantName, Manifest)], budget: Int64, contextLength: Int64?, concurrency: Int64,
+        kvCacheDtype: KVCacheDtype = .auto
     ) -> (chosen: VariantName?, needs: [Need]) {
         let needs = candidates.map { name, manifest in
             let estimate = manifest.metadata.map {
-                MemoryEstimate(metadata: $0, contextLength: contextLength, concurrency: concurrency, kvCacheDtype: kvCacheDtype)
+                MemoryEstimate(
+                    metadata: $0, contextLength: contextLength, concurrency: concurrency, kvCacheDtype: kvCacheDtype)
             }
             return Need(variant: name, estimate: estimate, fits: estimate.map { $0.totalBytes <= budget } ?? false)
         }.sorted { left, right in
-            let leftBytes = left.estimate?.weightBytes ?? -1, rightBytes = right.estimate?.weightBytes ?? -1
+            let leftBytes = left.estimate?.weightBytes ?? -1
+            let rightBytes = right.estimate?.weightBytes ?? -1
             return leftBytes != rightBytes ? leftBytes > rightBytes : left.variant.value < right.variant.value
         }
         return (needs.first(where: \.fits)?.variant, needs)

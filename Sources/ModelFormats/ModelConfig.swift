@@ -16,8 +16,12 @@ public struct ModelConfig: Hashable, Sendable {
 
     public static func parse(_ source: any ByteSource, path: String) throws(RegistryError) -> ModelConfig {
         let file = ModelFile(path: path, source: source)
-        guard file.size <= maxSize else { throw file.problem("it is \(file.size) bytes, over the \(maxSize)-byte limit for a config") }
-        guard let json = JSONValue.parse(try file.bytes(at: 0, count: Int(file.size), what: "the config")), json.object != nil else {
+        guard file.size <= maxSize else {
+            throw file.problem("it is \(file.size) bytes, over the \(maxSize)-byte limit for a config")
+        }
+        guard let json = JSONValue.parse(try file.bytes(at: 0, count: Int(file.size), what: "the config")),
+            json.object != nil
+        else {
             throw file.problem("it is not a JSON object")
         }
         // Multimodal models keep the language model's shape in `text_config`.
@@ -33,11 +37,15 @@ public struct ModelConfig: Hashable, Sendable {
         config.hiddenSize = integer("hidden_size", "n_embd", "d_model")
         config.layers = integer("num_hidden_layers", "n_layer", "num_layers")
         config.attentionHeads = integer("num_attention_heads", "n_head")
-        config.kvHeads = integer("num_key_value_heads", "num_kv_heads", "multi_query_group_num") ?? config.attentionHeads
-        config.headDim = integer("head_dim") ?? config.hiddenSize.flatMap { hidden in
-            config.attentionHeads.map { hidden / $0 }
-        }
-        config.maxPositionEmbeddings = integer("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
+        config.kvHeads =
+            integer("num_key_value_heads", "num_kv_heads", "multi_query_group_num") ?? config.attentionHeads
+        config.headDim =
+            integer("head_dim")
+            ?? config.hiddenSize.flatMap { hidden in
+                config.attentionHeads.map { hidden / $0 }
+            }
+        config.maxPositionEmbeddings = integer(
+            "max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
         config.torchDtype = json["torch_dtype"]?.string ?? json["dtype"]?.string ?? text["torch_dtype"]?.string
         if let quantization = json["quantization_config"] {
             config.quantization = try Self.quantization(quantization, file)
@@ -65,7 +73,9 @@ public struct ModelConfig: Hashable, Sendable {
             bits = 8
         case "compressed-tensors":
             // The first quantization group's weight scheme, in key order so the choice is stable.
-            if let groups = json["config_groups"]?.object, let first = groups.keys.sorted().first, let weights = groups[first]?["weights"] {
+            if let groups = json["config_groups"]?.object, let first = groups.keys.sorted().first,
+                let weights = groups[first]?["weights"]
+            {
                 bits = weights["num_bits"]?.integer
                 groupSize = weights["group_size"]?.integer
             }

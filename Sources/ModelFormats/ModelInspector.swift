@@ -44,24 +44,31 @@ public enum ModelInspector {
                 inspection.gguf[path.value] = try GGUFHeader.parse(try open(path), path: path.value)
                 inspection.containers[path.value] = .gguf
             } else if name.hasSuffix(".bin") || name.hasSuffix(".pt") || name.hasSuffix(".pth") {
-                if let container = try pytorchContainer(try open(path)) { inspection.containers[path.value] = container }
+                if let container = try pytorchContainer(try open(path)) {
+                    inspection.containers[path.value] = container
+                }
             }
         }
         var counted = Set(inspection.containers.keys)
         for index in indexes {
             let shards = try checkIndex(index, try open(index), paths: Set(paths.map(\.value)), inspection: inspection)
             // A sharded checkpoint is the model; other weight files beside it (a consolidated copy) are not counted twice.
-            if index.value.hasSuffix(".safetensors.index.json") { counted = counted.subtracting(inspection.safetensors.keys).union(shards) }
+            if index.value.hasSuffix(".safetensors.index.json") {
+                counted = counted.subtracting(inspection.safetensors.keys).union(shards)
+            }
         }
         inspection.quantization = try filesQuantization(inspection)
-        inspection.metadata = try metadata(inspection, counted: counted, sizes: { path throws(RegistryError) in try open(path).size })
+        inspection.metadata = try metadata(
+            inspection, counted: counted, sizes: { path throws(RegistryError) in try open(path).size })
         return inspection
     }
 
     /// A zip archive or a pickle stream, by magic number; nil for anything else (then it is not a checkpoint).
     static func pytorchContainer(_ source: any ByteSource) throws(RegistryError) -> WeightContainer? {
         let head = try source.read(at: 0, length: 4)
-        if head.starts(with: [0x50, 0x4B, 0x03, 0x04]) || head.starts(with: [0x50, 0x4B, 0x05, 0x06]) { return .pytorchZip }
+        if head.starts(with: [0x50, 0x4B, 0x03, 0x04]) || head.starts(with: [0x50, 0x4B, 0x05, 0x06]) {
+            return .pytorchZip
+        }
         if head.count >= 2, head[0] == 0x80, (2...5).contains(head[1]) { return .pytorchPickle }
         return nil
     }
@@ -72,16 +79,20 @@ public enum ModelInspector {
         _ path: ManifestPath, _ source: any ByteSource, paths: Set<String>, inspection: Inspection
     ) throws(RegistryError) -> Set<String> {
         let file = ModelFile(path: path.value, source: source)
-        guard file.size <= maxIndexSize else { throw file.problem("it is \(file.size) bytes, over the \(maxIndexSize)-byte limit for an index") }
+        guard file.size <= maxIndexSize else {
+            throw file.problem("it is \(file.size) bytes, over the \(maxIndexSize)-byte limit for an index")
+        }
         guard let json = JSONValue.parse(try file.bytes(at: 0, count: Int(file.size), what: "the index")),
-              let weightMap = json["weight_map"]?.object
+            let weightMap = json["weight_map"]?.object
         else {
             throw file.problem("it has no weight_map object")
         }
         let directory = path.components.dropLast().joined(separator: "/")
         var mapped: [String: String] = [:]
         for (tensor, shard) in weightMap {
-            guard let shardName = shard.string else { throw file.problem("weight_map entry '\(tensor)' is not a file name") }
+            guard let shardName = shard.string else {
+                throw file.problem("weight_map entry '\(tensor)' is not a file name")
+            }
             mapped[tensor] = directory.isEmpty ? shardName : "\(directory)/\(shardName)"
         }
         let shards = Set(mapped.values)
@@ -90,7 +101,9 @@ public enum ModelInspector {
         }
         guard path.value.hasSuffix(".safetensors.index.json") else { return shards }
         for shard in shards.sorted() {
-            guard let header = inspection.safetensors[shard] else { throw file.problem("shard \(shard) is not a safetensors file") }
+            guard let header = inspection.safetensors[shard] else {
+                throw file.problem("shard \(shard) is not a safetensors file")
+            }
             for tensor in header.tensors where mapped[tensor.name] != shard {
                 let elsewhere = mapped[tensor.name].map { "maps it to \($0)" } ?? "does not map it"
                 throw file.problem("shard \(shard) holds tensor '\(tensor.name)' but the index \(elsewhere)")
@@ -118,7 +131,9 @@ public enum ModelInspector {
         var quantizedBytes: [String: Int64] = [:]
         for header in inspection.gguf.values {
             if let fileType = header.metadata["general.file_type"]?.integer, let name = GGMLType.fileTypes[fileType] {
-                if let bits = GGMLType.nominalBits(of: name) { return Quantization(method: name.lowercased(), bits: bits) }
+                if let bits = GGMLType.nominalBits(of: name) {
+                    return Quantization(method: name.lowercased(), bits: bits)
+                }
                 continue
             }
             for tensor in header.tensors where tensor.type.quantizedBits != nil {
@@ -126,13 +141,17 @@ public enum ModelInspector {
             }
         }
         // No file type: the quantized type holding the most bytes names it.
-        guard let dominant = quantizedBytes.max(by: { ($0.value, $1.key) < ($1.value, $0.key) })?.key else { return nil }
+        guard let dominant = quantizedBytes.max(by: { ($0.value, $1.key) < ($1.value, $0.key) })?.key else {
+            return nil
+        }
         return Quantization(method: dominant.lowercased(), bits: GGMLType.nominalBits(of: dominant))
     }
 
     /// The dtypes of the tensors, joined, when every one is a 16-bit or wider float; nil otherwise or without tensors.
     static func onlyFullPrecision(_ inspection: Inspection) -> String? {
-        let dtypes = Set(inspection.safetensors.values.flatMap { $0.tensors.map(\.dtype) } + inspection.gguf.values.flatMap { $0.tensors.map(\.type.name) })
+        let dtypes = Set(
+            inspection.safetensors.values.flatMap { $0.tensors.map(\.dtype) }
+                + inspection.gguf.values.flatMap { $0.tensors.map(\.type.name) })
         guard !dtypes.isEmpty, dtypes.isSubset(of: fullPrecisionDtypes) else { return nil }
         return dtypes.sorted().joined(separator: ", ")
     }
@@ -153,7 +172,8 @@ public enum ModelInspector {
         for (path, header) in inspection.safetensors where counted.contains(path) {
             for tensor in header.tensors {
                 parameters += TensorCounting.parameters(
-                    name: tensor.name, dtype: tensor.dtype, elements: tensor.elementCount, quantization: inspection.config?.quantization
+                    name: tensor.name, dtype: tensor.dtype, elements: tensor.elementCount,
+                    quantization: inspection.config?.quantization
                 )
                 dtypeBytes[tensor.dtype, default: 0] += tensor.byteCount
             }
@@ -165,7 +185,8 @@ public enum ModelInspector {
             }
         }
         var weightBytes = dtypeBytes.values.reduce(0, +)
-        let pytorchFiles = inspection.containers.filter { $0.value == .pytorchZip || $0.value == .pytorchPickle }.keys.sorted()
+        let pytorchFiles = inspection.containers.filter { $0.value == .pytorchZip || $0.value == .pytorchPickle }.keys
+            .sorted()
         let hasTensorHeaders = !inspection.safetensors.isEmpty || !inspection.gguf.isEmpty
         // Pickled checkpoints cannot be read safely, so their tensors are unknown: count their file size as
         // weight bytes, and only when no safetensors or GGUF copy of the weights is there.
@@ -173,15 +194,18 @@ public enum ModelInspector {
             for path in pytorchFiles { weightBytes += try sizes(try ManifestPath(path)) }
         }
         let config = inspection.config
-        let largestGGUF = inspection.gguf.sorted { ($0.value.tensors.count, $1.key) > ($1.value.tensors.count, $0.key) }.first
+        let largestGGUF = inspection.gguf.sorted { ($0.value.tensors.count, $1.key) > ($1.value.tensors.count, $0.key) }
+            .first
         let gguf = largestGGUF?.value
         let layers = config?.layers ?? gguf?.architectureValue("block_count")
         let attentionHeads = config?.attentionHeads ?? gguf?.architectureValue("attention.head_count")
         let hiddenSize = config?.hiddenSize ?? gguf?.architectureValue("embedding_length")
         let kvHeads = config?.kvHeads ?? gguf?.architectureValue("attention.head_count_kv") ?? attentionHeads
-        let headDim = config?.headDim ?? gguf?.architectureValue("attention.key_length") ?? hiddenSize.flatMap { hidden in
-            attentionHeads.map { hidden / $0 }
-        }
+        let headDim =
+            config?.headDim ?? gguf?.architectureValue("attention.key_length")
+            ?? hiddenSize.flatMap { hidden in
+                attentionHeads.map { hidden / $0 }
+            }
         let cacheElementBytes = ModelMetadata.cacheElementBytes(torchDtype: config?.torchDtype)
         var kvCacheBytesPerToken: Int64?
         if let layers, let kvHeads, let headDim {
@@ -224,7 +248,8 @@ enum TensorCounting {
         if stateSuffixes.contains(where: name.hasSuffix) || name.contains(".quant_state.") { return 0 }
         guard let bits = quantization.bits, bits > 0, let storage = storageBits[dtype] else { return elements }
         // AWQ and GPTQ pack into `qweight`, compressed-tensors into `weight_packed`, bitsandbytes 4-bit into U8 `weight`.
-        let packed = name.hasSuffix(".qweight") || name.hasSuffix(".weight_packed")
+        let packed =
+            name.hasSuffix(".qweight") || name.hasSuffix(".weight_packed")
             || (quantization.method == "bitsandbytes" && bits == 4 && dtype == "U8" && name.hasSuffix(".weight"))
         return packed ? elements * storage / Int64(bits) : elements
     }

@@ -35,7 +35,8 @@ public struct SafetensorsHeader: Sendable {
         let lengthBytes = try file.bytes(at: 0, count: 8, what: "the 8-byte header length")
         let headerLength = Int64(bitPattern: lengthBytes.littleEndian(UInt64.self, at: 0))
         guard headerLength > 0, headerLength <= file.size - 8 else {
-            throw file.problem("header length \(UInt64(bitPattern: headerLength)) is past the end of the file (\(file.size) bytes)")
+            throw file.problem(
+                "header length \(UInt64(bitPattern: headerLength)) is past the end of the file (\(file.size) bytes)")
         }
         guard headerLength <= maxHeaderLength else {
             throw file.problem("header length \(headerLength) is over the \(maxHeaderLength)-byte limit")
@@ -55,12 +56,15 @@ public struct SafetensorsHeader: Sendable {
         var expected: Int64 = 0
         for tensor in tensors.sorted(by: { $0.begin != $1.begin ? $0.begin < $1.begin : $0.name < $1.name }) {
             guard tensor.begin == expected else {
-                throw file.problem(tensor.begin < expected
-                    ? "tensor '\(tensor.name)' overlaps the tensor before it (offset \(tensor.begin) < \(expected))"
-                    : "tensor '\(tensor.name)' starts at \(tensor.begin), leaving a gap after offset \(expected)")
+                throw file.problem(
+                    tensor.begin < expected
+                        ? "tensor '\(tensor.name)' overlaps the tensor before it (offset \(tensor.begin) < \(expected))"
+                        : "tensor '\(tensor.name)' starts at \(tensor.begin), leaving a gap after offset \(expected)")
             }
             guard tensor.end <= dataLength else {
-                throw file.problem("tensor '\(tensor.name)' ends at data offset \(tensor.end), past the end of the file (\(dataLength) data bytes)")
+                throw file.problem(
+                    "tensor '\(tensor.name)' ends at data offset \(tensor.end), past the end of the file (\(dataLength) data bytes)"
+                )
             }
             expected = tensor.end
         }
@@ -70,10 +74,14 @@ public struct SafetensorsHeader: Sendable {
         return SafetensorsHeader(headerLength: headerLength, tensors: tensors, metadata: metadata)
     }
 
-    private static func tensor(_ entry: SafetensorsHeaderScanner.Entry, _ file: ModelFile) throws(RegistryError) -> TensorInfo {
+    private static func tensor(_ entry: SafetensorsHeaderScanner.Entry, _ file: ModelFile) throws(RegistryError)
+        -> TensorInfo
+    {
         let name = entry.name
         guard let dtype = entry.dtype else { throw file.problem("tensor '\(name)' has no dtype") }
-        guard let bits = dtypeBits[dtype] else { throw file.problem("tensor '\(name)' has unknown dtype '\(dtype.prefix(40))'") }
+        guard let bits = dtypeBits[dtype] else {
+            throw file.problem("tensor '\(name)' has unknown dtype '\(dtype.prefix(40))'")
+        }
         guard let shape = entry.shape else { throw file.problem("tensor '\(name)' has no valid shape") }
         var elements: Int64 = 1
         for dimension in shape {
@@ -84,13 +92,16 @@ public struct SafetensorsHeader: Sendable {
             guard !overflow else { throw file.problem("tensor '\(name)' has an absurd shape \(shape)") }
             elements = product
         }
-        guard let offsets = entry.offsets, offsets.count == 2, case let (begin, end) = (offsets[0], offsets[1]), begin >= 0, end >= begin
+        guard let offsets = entry.offsets, offsets.count == 2, case (let begin, let end) = (offsets[0], offsets[1]),
+            begin >= 0, end >= begin
         else {
             throw file.problem("tensor '\(name)' has invalid data_offsets")
         }
         let (totalBits, overflow) = elements.multipliedReportingOverflow(by: bits)
         guard !overflow, totalBits % 8 == 0, totalBits / 8 == end - begin else {
-            throw file.problem("tensor '\(name)' of dtype \(dtype) and shape \(shape) needs \(overflow ? "an absurd number of" : String(totalBits / 8)) bytes but its offsets span \(end - begin)")
+            throw file.problem(
+                "tensor '\(name)' of dtype \(dtype) and shape \(shape) needs \(overflow ? "an absurd number of" : String(totalBits / 8)) bytes but its offsets span \(end - begin)"
+            )
         }
         return TensorInfo(name: name, dtype: dtype, shape: shape, begin: begin, end: end)
     }

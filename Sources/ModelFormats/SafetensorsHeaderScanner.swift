@@ -21,7 +21,9 @@ struct SafetensorsHeaderScanner {
     private var index = 0
 
     /// Calls `body` with a scanner over `bytes`.
-    static func scan<T>(_ bytes: [UInt8], _ file: ModelFile, _ body: (inout SafetensorsHeaderScanner) throws(RegistryError) -> T)
+    static func scan<T>(
+        _ bytes: [UInt8], _ file: ModelFile, _ body: (inout SafetensorsHeaderScanner) throws(RegistryError) -> T
+    )
         throws(RegistryError) -> T
     {
         let result: Result<T, RegistryError> = bytes.withUnsafeBufferPointer { buffer in
@@ -122,7 +124,9 @@ struct SafetensorsHeaderScanner {
     }
 
     /// Calls `member` for each key of an object, positioned at its value, which `member` must consume.
-    private mutating func object(_ member: (inout SafetensorsHeaderScanner, String) throws(RegistryError) -> Void) throws(RegistryError) {
+    private mutating func object(_ member: (inout SafetensorsHeaderScanner, String) throws(RegistryError) -> Void)
+        throws(RegistryError)
+    {
         skipWhitespace()
         guard next() == UInt8(ascii: "{") else { throw invalid }
         skipWhitespace()
@@ -226,7 +230,9 @@ struct SafetensorsHeaderScanner {
     private mutating func string() throws(RegistryError) -> String {
         guard next() == UInt8(ascii: "\"") else { throw invalid }
         let start = index
-        while index < bytes.count, bytes[index] != UInt8(ascii: "\""), bytes[index] != UInt8(ascii: "\\"), bytes[index] >= 0x20 {
+        while index < bytes.count, bytes[index] != UInt8(ascii: "\""), bytes[index] != UInt8(ascii: "\\"),
+            bytes[index] >= 0x20
+        {
             index += 1
         }
         guard index < bytes.count else { throw invalid }
@@ -241,7 +247,9 @@ struct SafetensorsHeaderScanner {
             guard let byte = next(), byte >= 0x20 else { throw invalid }
             switch byte {
             case UInt8(ascii: "\""):
-                guard let text = String(validating: decoded, as: UTF8.self) else { throw file.problem("the header holds text that is not UTF-8") }
+                guard let text = String(validating: decoded, as: UTF8.self) else {
+                    throw file.problem("the header holds text that is not UTF-8")
+                }
                 return text
             case UInt8(ascii: "\\"):
                 try escape(into: &decoded)

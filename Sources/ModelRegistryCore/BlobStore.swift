@@ -37,7 +37,7 @@ public protocol BlobStore: Sendable {
     /// Appends a stream of bytes at `offset`, which must equal the current offset. Returns the new offset.
     /// If the stream fails midway, the bytes received so far stay and the upload can be resumed.
     func append<Bytes: AsyncSequence>(_ id: UploadID, at offset: Int64, _ bytes: Bytes) async throws -> Int64
-        where Bytes.Element == ByteBuffer
+    where Bytes.Element == ByteBuffer
     /// Checks the digest of everything received and moves it into place. On a mismatch the upload is
     /// discarded and nothing is stored.
     func commitUpload(_ id: UploadID, expecting digest: Digest) throws(RegistryError) -> BlobInfo
@@ -83,7 +83,7 @@ public struct UploadID: Hashable, Sendable, CustomStringConvertible {
 
     public init(_ text: some StringProtocol) throws(RegistryError) {
         guard let uuid = UUID(uuidString: String(text)), uuid.uuidString.lowercased() == text.lowercased(),
-              text.utf8.allSatisfy({ $0 != UInt8(ascii: "/") })
+            text.utf8.allSatisfy({ $0 != UInt8(ascii: "/") })
         else {
             throw RegistryError(.notFound, "upload '\(text.prefix(80))' not found")
         }

@@ -9,11 +9,15 @@ public struct Digest: Hashable, Sendable, Comparable, CustomStringConvertible, C
 
     public init(parsing text: some StringProtocol) throws(RegistryError) {
         guard text.hasPrefix(Self.prefix) else {
-            throw RegistryError(.invalidDigest, "invalid digest '\(text.prefix(80))': expected sha256: followed by 64 lowercase hex digits")
+            throw RegistryError(
+                .invalidDigest,
+                "invalid digest '\(text.prefix(80))': expected sha256: followed by 64 lowercase hex digits")
         }
         let hex = text.dropFirst(Self.prefix.count)
         guard hex.utf8.count == 64, hex.utf8.allSatisfy({ ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) }) else {
-            throw RegistryError(.invalidDigest, "invalid digest '\(text.prefix(80))': expected sha256: followed by 64 lowercase hex digits")
+            throw RegistryError(
+                .invalidDigest,
+                "invalid digest '\(text.prefix(80))': expected sha256: followed by 64 lowercase hex digits")
         }
         self.hex = String(hex)
     }

@@ -8,8 +8,12 @@ public enum DurationText {
             number = number.dropLast()
             unit = multiplier
         }
-        guard !number.isEmpty, number.utf8.count <= 12, number.allSatisfy(\.isASCII), let value = Int64(number), value >= 0 else {
-            throw RegistryError(.invalidRequest, "invalid duration '\(text.prefix(40))': use a whole number with s, m, h, d or w (90s, 30m, 2h, 7d)")
+        guard !number.isEmpty, number.utf8.count <= 12, number.allSatisfy(\.isASCII), let value = Int64(number),
+            value >= 0
+        else {
+            throw RegistryError(
+                .invalidRequest,
+                "invalid duration '\(text.prefix(40))': use a whole number with s, m, h, d or w (90s, 30m, 2h, 7d)")
         }
         return value * unit
     }
@@ -17,7 +21,9 @@ public enum DurationText {
     /// The same text as a `Duration` that must be longer than zero (a TTL, a timeout).
     public static func positive(_ text: String) throws(RegistryError) -> Duration {
         let value = try seconds(text)
-        guard value > 0 else { throw RegistryError(.invalidRequest, "invalid duration '\(text.prefix(40))': it must be longer than zero") }
+        guard value > 0 else {
+            throw RegistryError(.invalidRequest, "invalid duration '\(text.prefix(40))': it must be longer than zero")
+        }
         return .seconds(value)
     }
 }

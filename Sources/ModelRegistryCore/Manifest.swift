@@ -13,7 +13,8 @@ public struct ManifestPath: Hashable, Sendable, Comparable, CustomStringConverti
 
     public init(_ text: String) throws(RegistryError) {
         func invalid(_ why: String) -> RegistryError {
-            let shown = text.unicodeScalars.map { $0.value < 0x20 ? "\\u{\(String($0.value, radix: 16))}" : String($0) }.joined()
+            let shown = text.unicodeScalars.map { $0.value < 0x20 ? "\\u{\(String($0.value, radix: 16))}" : String($0) }
+                .joined()
             return RegistryError(.invalidPath, "invalid file path '\(shown.prefix(200))': \(why)")
         }
         let bytes = Array(text.utf8)
@@ -21,13 +22,17 @@ public struct ManifestPath: Hashable, Sendable, Comparable, CustomStringConverti
         guard bytes.count <= Self.maxLength else { throw invalid("longer than \(Self.maxLength) bytes") }
         guard bytes.first != UInt8(ascii: "/") else { throw invalid("absolute paths are not allowed") }
         guard !bytes.contains(0) else { throw invalid("it contains a NUL byte") }
-        guard !bytes.contains(where: { $0 < 0x20 || $0 == 0x7f }) else { throw invalid("it contains a control character") }
+        guard !bytes.contains(where: { $0 < 0x20 || $0 == 0x7f }) else {
+            throw invalid("it contains a control character")
+        }
         guard !bytes.contains(UInt8(ascii: "\\")) else { throw invalid("backslashes are not allowed") }
         // Split the bytes, as the file system does, not the Characters: a combining mark after a '/' makes
         // one Character of both, so "../\u{301}x" is a single Character component that is not "..".
         for component in bytes.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false) {
             guard !component.isEmpty else { throw invalid("empty path component") }
-            guard !component.elementsEqual([0x2e]), !component.elementsEqual([0x2e, 0x2e]) else { throw invalid("'.' and '..' are not allowed") }
+            guard !component.elementsEqual([0x2e]), !component.elementsEqual([0x2e, 0x2e]) else {
+                throw invalid("'.' and '..' are not allowed")
+            }
             guard component.count <= Self.maxComponentLength else {
                 throw invalid("a component is longer than \(Self.maxComponentLength) bytes")
             }
@@ -112,7 +117,9 @@ public struct Manifest: Hashable, Sendable, Codable {
     /// What inspecting the weight files found; absent for opaque files (`push --no-inspect`).
     public var metadata: ModelMetadata?
 
-    public init(format: ModelFormat, files: [ManifestFile], quantization: Quantization? = nil, metadata: ModelMetadata? = nil) {
+    public init(
+        format: ModelFormat, files: [ManifestFile], quantization: Quantization? = nil, metadata: ModelMetadata? = nil
+    ) {
         self.schemaVersion = Self.currentSchemaVersion
         self.format = format
         self.files = files.sorted { $0.path < $1.path }
@@ -140,11 +147,13 @@ public struct Manifest: Hashable, Sendable, Codable {
         do {
             manifest = try JSONDecoder().decode(Manifest.self, from: Data(bytes))
         } catch let error as RegistryError {
-            throw RegistryError(error.code == .invalidPath ? .invalidPath : .invalidManifest, "invalid manifest: \(error.message)")
+            throw RegistryError(
+                error.code == .invalidPath ? .invalidPath : .invalidManifest, "invalid manifest: \(error.message)")
         } catch let DecodingError.dataCorrupted(context) {
             throw RegistryError(.invalidManifest, "invalid manifest: \(Self.describe(context))")
         } catch let DecodingError.keyNotFound(key, context) {
-            throw RegistryError(.invalidManifest, "invalid manifest: missing field '\(key.stringValue)' at \(Self.path(context))")
+            throw RegistryError(
+                .invalidManifest, "invalid manifest: missing field '\(key.stringValue)' at \(Self.path(context))")
         } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
             throw RegistryError(.invalidManifest, "invalid manifest: wrong type at \(Self.path(context))")
         } catch {
@@ -166,7 +175,10 @@ public struct Manifest: Hashable, Sendable, Codable {
 
     public func validate() throws(RegistryError) {
         guard schemaVersion == Self.currentSchemaVersion else {
-            throw RegistryError(.invalidManifest, "invalid manifest: schemaVersion \(schemaVersion) is not supported (expected \(Self.currentSchemaVersion))")
+            throw RegistryError(
+                .invalidManifest,
+                "invalid manifest: schemaVersion \(schemaVersion) is not supported (expected \(Self.currentSchemaVersion))"
+            )
         }
         guard !files.isEmpty else { throw RegistryError(.invalidManifest, "invalid manifest: it lists no files") }
         guard files.count <= Self.maxFiles else {
@@ -178,7 +190,10 @@ public struct Manifest: Hashable, Sendable, Codable {
                 throw RegistryError(.invalidManifest, "invalid manifest: '\(file.path)' has a negative size")
             }
             guard file.size <= Self.maxFileSize else {
-                throw RegistryError(.invalidManifest, "invalid manifest: '\(file.path)' claims \(file.size) bytes, over the \(Self.maxFileSize)-byte limit for a file")
+                throw RegistryError(
+                    .invalidManifest,
+                    "invalid manifest: '\(file.path)' claims \(file.size) bytes, over the \(Self.maxFileSize)-byte limit for a file"
+                )
             }
             if let first = file.path.components.first, first.hasPrefix(ManifestPath.reservedPrefix) {
                 throw RegistryError(
@@ -196,7 +211,8 @@ public struct Manifest: Hashable, Sendable, Codable {
             for component in file.path.components.dropLast() {
                 prefix += prefix.isEmpty ? String(component) : "/\(component)"
                 if seen.contains(prefix) {
-                    throw RegistryError(.invalidManifest, "invalid manifest: '\(prefix)' is both a file and a directory")
+                    throw RegistryError(
+                        .invalidManifest, "invalid manifest: '\(prefix)' is both a file and a directory")
                 }
             }
         }

@@ -33,14 +33,16 @@ public protocol MetadataStore: Sendable {
     func aliasHistory(_ name: ModelName, _ alias: AliasName) async throws -> [AliasHistoryEntry]?
 
     /// Flags a version as deprecated (again: the reason is updated). It stays pullable.
-    func deprecate(_ name: ModelName, _ version: VersionName, reason: String?, actor: String) async throws -> VersionSummary
+    func deprecate(_ name: ModelName, _ version: VersionName, reason: String?, actor: String) async throws
+        -> VersionSummary
     /// Removes a version and its variants; refused while an alias points to it. The name is never reused.
     func deleteVersion(_ name: ModelName, _ version: VersionName, actor: String) async throws -> DeletedVersion
     /// Newest first.
     func auditLog(_ query: AuditQuery) async throws -> [AuditEntry]
 
     func hasTokens() async throws -> Bool
-    func createToken(name: TokenLabel, scope: TokenScope, secret: TokenSecret, actor: String) async throws -> TokenRecord
+    func createToken(name: TokenLabel, scope: TokenScope, secret: TokenSecret, actor: String) async throws
+        -> TokenRecord
     /// The active (not revoked) token whose secret hashes to `hash`.
     func token(hash: String) async throws -> TokenRecord?
     func tokens() async throws -> [TokenRecord]
@@ -91,7 +93,10 @@ public struct VariantSummary: Codable, Sendable, Equatable {
     public var createdAt: String
     public var createdBy: String
 
-    public init(name: VariantName, digest: Digest, format: ModelFormat, size: Int64, fileCount: Int, createdAt: String, createdBy: String) {
+    public init(
+        name: VariantName, digest: Digest, format: ModelFormat, size: Int64, fileCount: Int, createdAt: String,
+        createdBy: String
+    ) {
         self.name = name
         self.digest = digest
         self.format = format
@@ -112,7 +117,8 @@ public struct VersionSummary: Codable, Sendable, Equatable {
     public var deprecation: Deprecation?
 
     public init(
-        name: VersionName, createdAt: String, size: Int64, variants: [VariantSummary], aliases: [AliasName], deprecation: Deprecation? = nil
+        name: VersionName, createdAt: String, size: Int64, variants: [VariantSummary], aliases: [AliasName],
+        deprecation: Deprecation? = nil
     ) {
         self.name = name
         self.createdAt = createdAt
@@ -130,7 +136,9 @@ public struct AliasTarget: Codable, Sendable, Equatable {
     public var updatedAt: String
     public var updatedBy: String
 
-    public init(name: AliasName, version: VersionName, variant: VariantName? = nil, updatedAt: String, updatedBy: String) {
+    public init(
+        name: AliasName, version: VersionName, variant: VariantName? = nil, updatedAt: String, updatedBy: String
+    ) {
         self.name = name
         self.version = version
         self.variant = variant
@@ -149,7 +157,8 @@ public struct ModelSummary: Codable, Sendable, Equatable {
     public var aliases: [AliasTarget]
 
     public init(
-        name: ModelName, createdAt: String, versionCount: Int, latestVersion: VersionName? = nil, size: Int64, aliases: [AliasTarget]
+        name: ModelName, createdAt: String, versionCount: Int, latestVersion: VersionName? = nil, size: Int64,
+        aliases: [AliasTarget]
     ) {
         self.name = name
         self.createdAt = createdAt
@@ -186,7 +195,8 @@ public struct StoredManifest: Sendable, Equatable {
     public var deprecation: Deprecation?
 
     public init(
-        model: ModelName, version: VersionName, variant: VariantName, digest: Digest, bytes: [UInt8], deprecation: Deprecation? = nil
+        model: ModelName, version: VersionName, variant: VariantName, digest: Digest, bytes: [UInt8],
+        deprecation: Deprecation? = nil
     ) {
         self.model = model
         self.version = version

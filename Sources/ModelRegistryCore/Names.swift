@@ -4,7 +4,7 @@
 private enum CharacterClass {
     static func isLowerAlnum(_ c: UInt8) -> Bool { (c >= 97 && c <= 122) || (c >= 48 && c <= 57) }
     static func isAlnum(_ c: UInt8) -> Bool { isLowerAlnum(c) || (c >= 65 && c <= 90) }
-    static func isSeparator(_ c: UInt8) -> Bool { c == 46 || c == 95 || c == 45 } // . _ -
+    static func isSeparator(_ c: UInt8) -> Bool { c == 46 || c == 95 || c == 45 }  // . _ -
 }
 
 /// A model name: one or two segments separated by `/` (`qwen2-7b`, `org/qwen2-7b`).
@@ -27,9 +27,10 @@ public struct ModelName: Hashable, Sendable, Comparable, CustomStringConvertible
                 throw Self.invalid(text, "each part must be 1 to \(Self.maxSegmentLength) characters")
             }
             guard CharacterClass.isLowerAlnum(bytes[0]),
-                  bytes.allSatisfy({ CharacterClass.isLowerAlnum($0) || CharacterClass.isSeparator($0) })
+                bytes.allSatisfy({ CharacterClass.isLowerAlnum($0) || CharacterClass.isSeparator($0) })
             else {
-                throw Self.invalid(text, "use lowercase letters, digits, '.', '_' and '-', starting with a letter or digit")
+                throw Self.invalid(
+                    text, "use lowercase letters, digits, '.', '_' and '-', starting with a letter or digit")
             }
             guard !Self.reservedSegments.contains(String(segment)) else {
                 throw Self.invalid(text, "'\(segment)' is a reserved word")
@@ -70,9 +71,11 @@ extension TokenName {
         let text = String(text)
         let bytes = Array(text.utf8)
         let letterOrDigit = allowsUppercase ? CharacterClass.isAlnum : CharacterClass.isLowerAlnum
-        let startOK = bytes.first.map { mustStartWithLetter ? (letterOrDigit($0) && !($0 >= 48 && $0 <= 57)) : letterOrDigit($0) } ?? false
+        let startOK =
+            bytes.first.map { mustStartWithLetter ? (letterOrDigit($0) && !($0 >= 48 && $0 <= 57)) : letterOrDigit($0) }
+            ?? false
         guard !bytes.isEmpty, bytes.count <= maxLength, startOK,
-              bytes.allSatisfy({ letterOrDigit($0) || CharacterClass.isSeparator($0) })
+            bytes.allSatisfy({ letterOrDigit($0) || CharacterClass.isSeparator($0) })
         else {
             let letters = allowsUppercase ? "letters" : "lowercase letters"
             let start = mustStartWithLetter ? "a letter" : "a letter or digit"

@@ -23,7 +23,8 @@ public struct ModelReference: Hashable, Sendable, CustomStringConvertible {
     public init(parsing text: some StringProtocol) throws(RegistryError) {
         let text = String(text)
         guard !text.isEmpty else {
-            throw RegistryError(.invalidReference, "empty reference: expected NAME, NAME:VERSION, NAME@ALIAS or NAME@sha256:<digest>")
+            throw RegistryError(
+                .invalidReference, "empty reference: expected NAME, NAME:VERSION, NAME@ALIAS or NAME@sha256:<digest>")
         }
         if let at = text.firstIndex(of: "@") {
             let name = try ModelName(text[..<at])

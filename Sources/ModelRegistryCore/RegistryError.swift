@@ -45,8 +45,9 @@ public struct RegistryError: Error, Sendable, Equatable, CustomStringConvertible
     /// The HTTP status this error is answered with.
     public var httpStatus: Int {
         switch code {
-        case .invalidName, .invalidReference, .invalidDigest, .invalidPath, .invalidManifest, .invalidRequest, .invalidModelFile,
-             .digestMismatch, .blobsMissing:
+        case .invalidName, .invalidReference, .invalidDigest, .invalidPath, .invalidManifest, .invalidRequest,
+            .invalidModelFile,
+            .digestMismatch, .blobsMissing:
             400
         case .unauthorized: 401
         case .forbidden: 403
@@ -67,7 +68,9 @@ extension RegistryError {
         RegistryError(.notFound, "\(what) not found")
     }
 
-    public static func alreadyPublished(_ model: ModelName, _ version: VersionName, _ variant: VariantName, as digest: Digest) -> RegistryError {
+    public static func alreadyPublished(
+        _ model: ModelName, _ version: VersionName, _ variant: VariantName, as digest: Digest
+    ) -> RegistryError {
         RegistryError(
             .conflict,
             "\(model):\(version) variant '\(variant)' is already published as \(digest) with other content; published variants never change: push a new version"

@@ -37,7 +37,9 @@ public struct AliasMove: Sendable, Equatable {
     public var expectation: AliasExpectation?
     public var actor: String
 
-    public init(model: ModelName, alias: AliasName, kind: AliasMoveKind, expectation: AliasExpectation? = nil, actor: String) {
+    public init(
+        model: ModelName, alias: AliasName, kind: AliasMoveKind, expectation: AliasExpectation? = nil, actor: String
+    ) {
         self.model = model
         self.alias = alias
         self.kind = kind
@@ -63,7 +65,8 @@ public struct AliasHistoryEntry: Codable, Sendable, Equatable {
     public var at: String
 
     public init(
-        id: Int64, alias: AliasName, action: Action, fromVersion: VersionName? = nil, fromVariant: VariantName? = nil, toVersion: VersionName, toVariant: VariantName? = nil, actor: String, at: String
+        id: Int64, alias: AliasName, action: Action, fromVersion: VersionName? = nil, fromVariant: VariantName? = nil,
+        toVersion: VersionName, toVariant: VariantName? = nil, actor: String, at: String
     ) {
         self.id = id
         self.alias = alias
@@ -100,7 +103,10 @@ public struct DeletedVersion: Codable, Sendable, Equatable {
     public var size: Int64
     public var deletedAt: String
 
-    public init(model: ModelName, version: VersionName, variants: [VariantName], manifests: [Digest], size: Int64, deletedAt: String) {
+    public init(
+        model: ModelName, version: VersionName, variants: [VariantName], manifests: [Digest], size: Int64,
+        deletedAt: String
+    ) {
         self.model = model
         self.version = version
         self.variants = variants
@@ -134,7 +140,10 @@ public struct AuditEntry: Codable, Sendable, Equatable {
     /// The change itself: a digest, `1.0 -> 2.0`, a reason.
     public var detail: String?
 
-    public init(id: Int64, at: String, actor: String, action: Action, model: ModelName? = nil, target: String, detail: String? = nil) {
+    public init(
+        id: Int64, at: String, actor: String, action: Action, model: ModelName? = nil, target: String,
+        detail: String? = nil
+    ) {
         self.id = id
         self.at = at
         self.actor = actor
@@ -162,12 +171,20 @@ public struct AuditQuery: Sendable, Equatable {
 
 extension RegistryError {
     /// A compare-and-swap on an alias found someone else's move.
-    public static func aliasMoved(_ model: ModelName, _ alias: AliasName, current: AliasTarget?, expected: AliasExpectation) -> RegistryError {
-        let expectedText = switch expected {
-        case .absent: "not to exist"
-        case .target(let version, let variant): "to point to \(version)" + (variant.map { " (variant \($0))" } ?? " with no variant pinned")
-        }
-        let currentText = current.map { "points to \($0.version)" + ($0.variant.map { " (variant \($0))" } ?? "") + ", moved by \($0.updatedBy) at \($0.updatedAt)" }
+    public static func aliasMoved(
+        _ model: ModelName, _ alias: AliasName, current: AliasTarget?, expected: AliasExpectation
+    ) -> RegistryError {
+        let expectedText =
+            switch expected {
+            case .absent: "not to exist"
+            case .target(let version, let variant):
+                "to point to \(version)" + (variant.map { " (variant \($0))" } ?? " with no variant pinned")
+            }
+        let currentText =
+            current.map {
+                "points to \($0.version)" + ($0.variant.map { " (variant \($0))" } ?? "")
+                    + ", moved by \($0.updatedBy) at \($0.updatedAt)"
+            }
             ?? "does not exist"
         return RegistryError(
             .aliasMoved,
@@ -183,9 +200,14 @@ public enum DeprecationHeader {
 
     /// A reason as stored: trimmed, nil when empty, refused with a character `isRefused` names or over 500 characters.
     public static func validatedReason(_ reason: String?) throws(RegistryError) -> String? {
-        guard let trimmed = reason?.trimmingCharacters(in: .whitespacesAndNewlines), !trimmed.isEmpty else { return nil }
+        guard let trimmed = reason?.trimmingCharacters(in: .whitespacesAndNewlines), !trimmed.isEmpty else {
+            return nil
+        }
         guard trimmed.unicodeScalars.count <= maxReasonLength, !trimmed.unicodeScalars.contains(where: isRefused) else {
-            throw RegistryError(.invalidRequest, "a deprecation reason is one line of at most \(maxReasonLength) characters, with no control or format characters")
+            throw RegistryError(
+                .invalidRequest,
+                "a deprecation reason is one line of at most \(maxReasonLength) characters, with no control or format characters"
+            )
         }
         return trimmed
     }
@@ -210,6 +232,7 @@ public enum DeprecationHeader {
         value.removingPercentEncoding ?? value
     }
 
-    private static let headerSafe = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: " -_.,;:!?()/'")).subtracting(nonASCII)
+    private static let headerSafe = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: " -_.,;:!?()/'"))
+        .subtracting(nonASCII)
     private static let nonASCII = CharacterSet(charactersIn: Unicode.Scalar(0x80)!...Unicode.Scalar(0x10FFFF)!)
 }

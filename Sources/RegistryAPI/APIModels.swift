@@ -81,10 +81,14 @@ extension AliasMoveBody {
         get throws(RegistryError) {
             switch (expect, expectAbsent ?? false) {
             case (nil, false):
-                guard expectVariant == nil else { throw RegistryError(.invalidRequest, "expectVariant needs expect, the version") }
+                guard expectVariant == nil else {
+                    throw RegistryError(.invalidRequest, "expectVariant needs expect, the version")
+                }
                 return nil
             case (nil, true):
-                guard expectVariant == nil else { throw RegistryError(.invalidRequest, "expectVariant and expectAbsent exclude each other") }
+                guard expectVariant == nil else {
+                    throw RegistryError(.invalidRequest, "expectVariant and expectAbsent exclude each other")
+                }
                 return .absent
             case (let version?, false): return .target(version, variant: expectVariant)
             case (_?, true): throw RegistryError(.invalidRequest, "expect and expectAbsent exclude each other")
@@ -231,7 +235,9 @@ public struct CacheImageStatus: Codable, Sendable, Equatable {
     public var builtAt: String?
     public var error: String?
 
-    public init(layout: String, state: State, digest: Digest? = nil, size: Int64, builtAt: String? = nil, error: String? = nil) {
+    public init(
+        layout: String, state: State, digest: Digest? = nil, size: Int64, builtAt: String? = nil, error: String? = nil
+    ) {
         self.layout = layout
         self.state = state
         self.digest = digest

@@ -15,7 +15,8 @@ public struct GarbageCollectionReport: Codable, Sendable, Equatable {
     public var seconds: Double
 
     public init(
-        dryRun: Bool, graceSeconds: Int64, scanned: Int, referenced: Int, recent: Int, deleted: [BlobEntry], freedBytes: Int64,
+        dryRun: Bool, graceSeconds: Int64, scanned: Int, referenced: Int, recent: Int, deleted: [BlobEntry],
+        freedBytes: Int64,
         seconds: Double
     ) {
         self.dryRun = dryRun
@@ -46,7 +47,8 @@ public struct ScrubReport: Codable, Sendable, Equatable {
     public var seconds: Double
 
     public init(
-        sample: Double, stored: Int, checked: Int, checkedBytes: Int64, corrupt: [Digest], missing: [Digest], quarantined: Int,
+        sample: Double, stored: Int, checked: Int, checkedBytes: Int64, corrupt: [Digest], missing: [Digest],
+        quarantined: Int,
         seconds: Double
     ) {
         self.sample = sample

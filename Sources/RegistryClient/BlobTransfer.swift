@@ -1,16 +1,16 @@
 import AsyncHTTPClient
 import FileSystemIO
 import Foundation
-import RegistryAPI
-import Synchronization
 import ModelRegistryCore
 import NIOCore
 import NIOHTTP1
+import RegistryAPI
+import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 extension RegistryConnection {
@@ -68,7 +68,9 @@ extension RegistryConnection {
             } catch let error as RegistryError {
                 switch error.code {
                 case .digestMismatch:
-                    throw RegistryError(.digestMismatch, "\(file.path) changed while it was being pushed (\(error.message)): push again")
+                    throw RegistryError(
+                        .digestMismatch, "\(file.path) changed while it was being pushed (\(error.message)): push again"
+                    )
                 case .uploadBusy, .uploadOffsetMismatch:
                     if cutOff, waits < Self.busyWaits {
                         // The server has not yet seen the end of the connection that was cut, and still
@@ -85,7 +87,9 @@ extension RegistryConnection {
                     throw error
                 }
             } catch is ClientError {
-                guard attempt < Self.transferAttempts else { throw ClientError.network("upload of \(file.path) was cut off \(attempt) times") }
+                guard attempt < Self.transferAttempts else {
+                    throw ClientError.network("upload of \(file.path) was cut off \(attempt) times")
+                }
                 attempt += 1
                 cutOff = true
                 offset = try await json(UploadStatus.self, .GET, location).offset
@@ -97,7 +101,8 @@ extension RegistryConnection {
         /// stored now; otherwise the rest goes through an upload of this push's own.
         func handOver() async throws -> Bool {
             guard attempt < Self.transferAttempts else {
-                throw RegistryError(.uploadBusy, "the upload of \(file.path) kept meeting another push of the same file: push again")
+                throw RegistryError(
+                    .uploadBusy, "the upload of \(file.path) kept meeting another push of the same file: push again")
             }
             attempt += 1
             if try await blobSize(digest) == file.size { return true }
@@ -107,7 +112,8 @@ extension RegistryConnection {
         }
 
         func finishedByAnother() -> UploadedBytes {
-            progress.finishFile(token, message: "uploaded \(file.path) (\(ByteCount.format(file.size)), by another push)")
+            progress.finishFile(
+                token, message: "uploaded \(file.path) (\(ByteCount.format(file.size)), by another push)")
             return UploadedBytes(sent: sent.value, resumed: 0)
         }
     }
@@ -119,7 +125,8 @@ extension RegistryConnection {
     /// dropped connection) with a `Range` request, hashing every byte as it is written. Only when the whole
     /// file hashes to `digest` is it renamed to `destination`; bytes that do not match are deleted.
     public func downloadBlob(
-        _ digest: Digest, size: Int64, partial: URL, to destination: URL, executable: Bool, label: String, progress: TransferProgress
+        _ digest: Digest, size: Int64, partial: URL, to destination: URL, executable: Bool, label: String,
+        progress: TransferProgress
     ) async throws -> DownloadedBytes {
         let file = try POSIXFile.open(partial.path, flags: O_RDWR | O_CREAT, mode: 0o600)
         defer { try? file.close() }
@@ -144,7 +151,8 @@ extension RegistryConnection {
                     do {
                         for try await buffer in response.body {
                             guard offset + Int64(buffer.readableBytes) <= size else {
-                                throw RegistryError(.integrity, "blob \(digest) is longer than the \(size) bytes its manifest says")
+                                throw RegistryError(
+                                    .integrity, "blob \(digest) is longer than the \(size) bytes its manifest says")
                             }
                             try buffer.withUnsafeReadableBytes { raw in
                                 try file.write(raw, at: offset)
@@ -157,7 +165,8 @@ extension RegistryConnection {
                     } catch let error as RegistryError {
                         throw error
                     } catch {
-                        throw ClientError.network("download of \(label) was cut off after \(offset) of \(size) bytes: \(error)")
+                        throw ClientError.network(
+                            "download of \(label) was cut off after \(offset) of \(size) bytes: \(error)")
                     }
                     guard offset == size else {
                         throw ClientError.network("download of \(label) ended after \(offset) of \(size) bytes")
@@ -172,7 +181,8 @@ extension RegistryConnection {
                     )
                 }
                 guard fchmod(file.descriptor, executable ? 0o755 : 0o644) == 0 else {
-                    throw RegistryError(.storageFailure, "cannot set the mode of \(partial.path): \(String(cString: strerror(errno)))")
+                    throw RegistryError(
+                        .storageFailure, "cannot set the mode of \(partial.path): \(String(cString: strerror(errno)))")
                 }
                 try file.sync()
                 try POSIXFile.rename(partial.path, to: destination.path)

@@ -11,7 +11,9 @@ struct Deadline: Sendable {
     init(_ instant: ContinuousClock.Instant) { self.instant = instant }
 
     /// The result of `body`, or `expired()` thrown once the deadline passes.
-    func run<T: Sendable>(expired: @escaping @Sendable () -> any Error, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    func run<T: Sendable>(
+        expired: @escaping @Sendable () -> any Error, _ body: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
         let race = Race<T>()
         return try await withCheckedThrowingContinuation { continuation in
             race.start(continuation)
@@ -22,11 +24,12 @@ struct Deadline: Sendable {
                     race.finish(.failure(error))
                 }
             }
-            race.timer(Task { [instant] in
-                guard (try? await Task.sleep(until: instant, clock: .continuous)) != nil else { return }
-                work.cancel()
-                race.finish(.failure(expired()))
-            })
+            race.timer(
+                Task { [instant] in
+                    guard (try? await Task.sleep(until: instant, clock: .continuous)) != nil else { return }
+                    work.cancel()
+                    race.finish(.failure(expired()))
+                })
         }
     }
 

@@ -61,7 +61,8 @@ public struct Fetcher: Sendable {
             },
             {
                 try await fetch(
-                    reference, variant: variant, destination: destination, options: options, start: start, deadline: deadline,
+                    reference, variant: variant, destination: destination, options: options, start: start,
+                    deadline: deadline,
                     progress: progress, warn: warn
                 )
             }
@@ -75,22 +76,29 @@ public struct Fetcher: Sendable {
     ) async throws -> FetchReport {
         let log: @Sendable (String) -> Void = { progress.note($0) }
         let destination = destination.standardizedFileURL
-        let resolved = try await retrying(until: deadline, log: log) { try await connection.resolve(reference, variant: variant) }
+        let resolved = try await retrying(until: deadline, log: log) {
+            try await connection.resolve(reference, variant: variant)
+        }
         if let reason = resolved.deprecation { warn(Presentation.deprecationWarning(resolved, reason: reason)) }
-        let image = CacheImage(model: resolved.model, manifestDigest: resolved.digest, manifest: resolved.manifest, layout: options.layout)
+        let image = CacheImage(
+            model: resolved.model, manifestDigest: resolved.digest, manifest: resolved.manifest, layout: options.layout)
         let marker = FetchMarker(resolved, layout: options.layout)
         var report = FetchReport(
             model: resolved.model, version: resolved.version, variant: resolved.variant, digest: resolved.digest,
             layout: options.layout.rawValue, destination: destination.path, files: resolved.manifest.files.count,
-            bytes: resolved.manifest.totalSize, alreadyInPlace: false, bytesDownloaded: 0, bytesFromCache: 0, bytesResumed: 0,
+            bytes: resolved.manifest.totalSize, alreadyInPlace: false, bytesDownloaded: 0, bytesFromCache: 0,
+            bytesResumed: 0,
             seconds: 0, deprecation: resolved.deprecation
         )
         let target = StagedDestination(destination, run: "\(resolved.digest.hex.prefix(16))-\(options.layout)")
         let earlier = FetchMarker.read(destination)
-        let mismatch = earlier == marker ? try Self.firstMismatch(image, under: destination, verify: options.verify) : nil
+        let mismatch =
+            earlier == marker ? try Self.firstMismatch(image, under: destination, verify: options.verify) : nil
         if earlier == marker, mismatch == nil {
             target.removeStaging()
-            log("\(resolved.model):\(resolved.version) variant \(resolved.variant) (\(resolved.digest)) is already in \(destination.path)")
+            log(
+                "\(resolved.model):\(resolved.version) variant \(resolved.variant) (\(resolved.digest)) is already in \(destination.path)"
+            )
             report.alreadyInPlace = true
             report.seconds = (ContinuousClock.now - start).seconds
             return report
@@ -99,17 +107,26 @@ public struct Fetcher: Sendable {
         if let mismatch { warn("warning: \(destination.path) holds this fetch, but \(mismatch): replacing it") }
         try target.checkReplaceable(replace: options.force, earlierRun: earlier != nil, command: "fetch")
         let created = try target.prepare()
-        log("fetching \(reference) -> \(resolved.model):\(resolved.version) variant \(resolved.variant) (\(resolved.digest)), "
-            + "\(options.layout) layout, \(resolved.manifest.files.count) files, \(ByteCount.format(resolved.manifest.totalSize))")
+        log(
+            "fetching \(reference) -> \(resolved.model):\(resolved.version) variant \(resolved.variant) (\(resolved.digest)), "
+                + "\(options.layout) layout, \(resolved.manifest.files.count) files, \(ByteCount.format(resolved.manifest.totalSize))"
+        )
         do {
-            let placement = ImagePlacement(image: image, manifest: resolved.digest, staging: target.staging, cache: options.cache, progress: progress)
+            let placement = ImagePlacement(
+                image: image, manifest: resolved.digest, staging: target.staging, cache: options.cache,
+                progress: progress)
             progress.begin(total: resolved.manifest.totalSize, files: image.files.count)
             let counts = try await progress.reporting {
-                try await retrying(until: deadline, log: log) { try await placement.complete(using: connection, name: resolved.model) }
+                try await retrying(until: deadline, log: log) {
+                    try await placement.complete(using: connection, name: resolved.model)
+                }
             }
-            (report.bytesDownloaded, report.bytesFromCache, report.bytesResumed) = (counts.downloaded, counts.fromCache, counts.resumed)
+            (report.bytesDownloaded, report.bytesFromCache, report.bytesResumed) = (
+                counts.downloaded, counts.fromCache, counts.resumed
+            )
             if options.verify, try !Self.inPlace(image, under: target.staging, verify: true) {
-                throw RegistryError(.integrity, "a file changed on disk while it was being fetched into \(target.staging.path)")
+                throw RegistryError(
+                    .integrity, "a file changed on disk while it was being fetched into \(target.staging.path)")
             }
             try placement.finish()
             try target.commit(commitPoint: (Self.markerName, try JSONEncoder().encode(marker)))
@@ -119,9 +136,10 @@ public struct Fetcher: Sendable {
             throw error
         }
         report.seconds = (ContinuousClock.now - start).seconds
-        log("placed \(resolved.model):\(resolved.version) variant \(resolved.variant) in \(destination.path): "
-            + "\(ByteCount.format(report.bytesDownloaded)) downloaded, \(ByteCount.format(report.bytesFromCache)) from the node cache, "
-            + "in \(String(format: "%.2f", report.seconds)) s")
+        log(
+            "placed \(resolved.model):\(resolved.version) variant \(resolved.variant) in \(destination.path): "
+                + "\(ByteCount.format(report.bytesDownloaded)) downloaded, \(ByteCount.format(report.bytesFromCache)) from the node cache, "
+                + "in \(String(format: "%.2f", report.seconds)) s")
         return report
     }
 
@@ -141,7 +159,9 @@ public struct Fetcher: Sendable {
             case .directory:
                 guard status.st_mode & S_IFMT == S_IFDIR else { return "\(entry.path) is not a directory" }
             case .symlink(let target):
-                guard status.st_mode & S_IFMT == S_IFLNK, (try? FileManager.default.destinationOfSymbolicLink(atPath: path)) == target else {
+                guard status.st_mode & S_IFMT == S_IFLNK,
+                    (try? FileManager.default.destinationOfSymbolicLink(atPath: path)) == target
+                else {
                     return "\(entry.path) is not a link to \(target)"
                 }
             case .file(let digest, let size, _):
@@ -202,7 +222,8 @@ struct FetchMarker: Codable, Equatable {
     }
 
     static func read(_ directory: URL) -> FetchMarker? {
-        guard let data = FileManager.default.contents(atPath: directory.appendingPathComponent(Fetcher.markerName).path) else { return nil }
+        guard let data = FileManager.default.contents(atPath: directory.appendingPathComponent(Fetcher.markerName).path)
+        else { return nil }
         return try? JSONDecoder().decode(FetchMarker.self, from: data)
     }
 }

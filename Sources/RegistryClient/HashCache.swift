@@ -4,9 +4,9 @@ import ModelRegistryCore
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// What identifies one version of a local file without reading it: where it is, which inode, and its size,
@@ -97,7 +97,9 @@ public final class HashCache: Sendable {
             try JSONEncoder().encode(merged).write(to: temporary)
             try POSIXFile.rename(temporary.path, to: url.path)
         } catch {
-            throw RegistryError(.storageFailure, "cannot write the hash cache \(url.path): \(error); pass --no-hash-cache to do without it")
+            throw RegistryError(
+                .storageFailure,
+                "cannot write the hash cache \(url.path): \(error); pass --no-hash-cache to do without it")
         }
     }
 

@@ -6,7 +6,7 @@ import ModelRegistryCore
 import NIOCore
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Brings one cache image into a staging directory, resuming whatever an earlier run left there, then
@@ -115,7 +115,7 @@ struct ImagePlacement: Sendable {
     /// one that does not match is removed from the cache and downloaded.
     private func take(fromCache entry: CacheImage.Entry) throws -> Bool {
         guard case .file(let digest, let size, let executable) = entry.kind, let source = cachePath(digest),
-              (try POSIXFile.regularFileSize(source)) == size
+            (try POSIXFile.regularFileSize(source)) == size
         else { return false }
         let target = staging.appendingPathComponent(entry.path)
         try FileManager.default.createDirectory(at: parent(of: entry.path), withIntermediateDirectories: true)
@@ -127,7 +127,9 @@ struct ImagePlacement: Sendable {
             actual = try file.hashContents().hasher.finalize()
         } else {
             guard errno == EXDEV else {
-                progress.note("cannot link \(source) into \(target.path) (\(String(cString: strerror(errno)))): downloading it instead")
+                progress.note(
+                    "cannot link \(source) into \(target.path) (\(String(cString: strerror(errno)))): downloading it instead"
+                )
                 return false
             }
             actual = try POSIXFile.copy(from: source, to: target.path, mode: executable ? 0o755 : 0o644).digest
@@ -135,7 +137,9 @@ struct ImagePlacement: Sendable {
         guard actual == digest else {
             try POSIXFile.remove(target.path)
             try? POSIXFile.remove(source)
-            progress.note("the node cache's \(source) hashes to \(actual), not \(digest): removed it from the cache, downloading \(entry.path)")
+            progress.note(
+                "the node cache's \(source) hashes to \(actual), not \(digest): removed it from the cache, downloading \(entry.path)"
+            )
             return false
         }
         return true
@@ -145,11 +149,14 @@ struct ImagePlacement: Sendable {
     /// one shares its bytes. Across mounts the file is copied in under a temporary name, so the cache never
     /// shows a partial file.
     private func shareWithCache(_ entry: CacheImage.Entry) {
-        guard case .file(let digest, _, let executable) = entry.kind, let cache, let target = cachePath(digest) else { return }
+        guard case .file(let digest, _, let executable) = entry.kind, let cache, let target = cachePath(digest) else {
+            return
+        }
         let source = staging.appendingPathComponent(entry.path).path
         let mode: mode_t = executable ? 0o555 : 0o444
         chmod(source, mode)
-        try? FileManager.default.createDirectory(at: cache.appendingPathComponent("sha256"), withIntermediateDirectories: true)
+        try? FileManager.default.createDirectory(
+            at: cache.appendingPathComponent("sha256"), withIntermediateDirectories: true)
         if Glibc.link(source, target) == 0 || errno == EEXIST { return }
         guard errno == EXDEV else {
             progress.note("cannot add \(entry.path) to the node cache \(target): \(String(cString: strerror(errno)))")
@@ -169,14 +176,17 @@ struct ImagePlacement: Sendable {
 
     /// Continues a file a killed run left half-written: hashes what is there and downloads only the rest.
     /// Returns the bytes kept, or nil when there is nothing to continue (or what is there is wrong).
-    private func continuePartial(_ entry: CacheImage.Entry, connection: RegistryConnection, name: ModelName) async throws -> Int64? {
+    private func continuePartial(_ entry: CacheImage.Entry, connection: RegistryConnection, name: ModelName)
+        async throws -> Int64?
+    {
         guard case .file(let digest, let size, _) = entry.kind else { return nil }
         let path = staging.appendingPathComponent(entry.path).path
         guard let have = try POSIXFile.regularFileSize(path), have > 0, have < size else { return nil }
         let file = try POSIXFile.open(path, flags: O_RDWR | O_NOFOLLOW | O_CLOEXEC)
         defer { try? file.close() }
         var (hasher, _) = try file.hashContents()
-        let response = try await connection.download(rangeRequest(connection, name, entry.dataOffset + have..<entry.dataOffset + size))
+        let response = try await connection.download(
+            rangeRequest(connection, name, entry.dataOffset + have..<entry.dataOffset + size))
         try checkRange(response)
         let token = progress.startFile(entry.path, size: size, at: have)
         var offset = have
@@ -198,12 +208,15 @@ struct ImagePlacement: Sendable {
             return nil
         }
         try file.sync()
-        progress.finishFile(token, message: "resumed \(entry.path) after \(ByteCount.format(have)) (\(ByteCount.format(size)))")
+        progress.finishFile(
+            token, message: "resumed \(entry.path) after \(ByteCount.format(have)) (\(ByteCount.format(size)))")
         return have
     }
 
     /// Streams one run of entries into the extractor and returns the file bytes it wrote.
-    private func download(_ run: ArraySlice<CacheImage.Entry>, connection: RegistryConnection, name: ModelName, journal: FetchJournal) async throws -> Int64 {
+    private func download(
+        _ run: ArraySlice<CacheImage.Entry>, connection: RegistryConnection, name: ModelName, journal: FetchJournal
+    ) async throws -> Int64 {
         let end = run.endIndex < image.entries.count ? image.entries[run.endIndex].offset : entriesEnd
         let response = try await connection.download(rangeRequest(connection, name, run.first!.offset..<end))
         try checkRange(response)
@@ -222,13 +235,14 @@ struct ImagePlacement: Sendable {
                     return token
                 }
                 try CacheImageExtractor(
-                    directory: root, expecting: entries, onData: { entry, count in progress.advance(token(entry), by: Int64(count)) }
+                    directory: root, expecting: entries,
+                    onData: { entry, count in progress.advance(token(entry), by: Int64(count)) }
                 ) { entry in
                     try? journal.record(entry.path)
                     guard case .file(_, let size, _) = entry.kind else { return }
                     progress.finishFile(token(entry), message: "fetched \(entry.path) (\(ByteCount.format(size)))")
                     current = nil
-                } .extract { try channel.receive() }
+                }.extract { try channel.receive() }
             }
         }
         do {
@@ -246,7 +260,9 @@ struct ImagePlacement: Sendable {
         return entries.reduce(0) { $0 + Self.size($1) }
     }
 
-    private func rangeRequest(_ connection: RegistryConnection, _ name: ModelName, _ range: Range<Int64>) -> HTTPClientRequest {
+    private func rangeRequest(_ connection: RegistryConnection, _ name: ModelName, _ range: Range<Int64>)
+        -> HTTPClientRequest
+    {
         var request = connection.request(.GET, "/v1/models/\(name)/images/\(manifest)/\(image.layout)")
         request.headers.add(name: "Range", value: "bytes=\(range.lowerBound)-\(range.upperBound - 1)")
         return request
@@ -254,7 +270,8 @@ struct ImagePlacement: Sendable {
 
     private func checkRange(_ response: HTTPClientResponse) throws {
         guard response.status == .partialContent else {
-            throw RegistryError(.integrity, "the registry answered a ranged image request with HTTP \(response.status.code), not 206")
+            throw RegistryError(
+                .integrity, "the registry answered a ranged image request with HTTP \(response.status.code), not 206")
         }
     }
 

@@ -4,9 +4,9 @@ import ModelRegistryCore
 import NIOCore
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// One file of a model directory on the local disk.
@@ -35,7 +35,9 @@ public enum LocalFiles {
         guard FileManager.default.fileExists(atPath: root.path, isDirectory: &isDirectory) else {
             throw RegistryError(.invalidRequest, "\(root.path) does not exist: name the model's directory")
         }
-        guard isDirectory.boolValue else { throw RegistryError(.invalidRequest, "\(root.path) is not a directory: name the model's directory") }
+        guard isDirectory.boolValue else {
+            throw RegistryError(.invalidRequest, "\(root.path) is not a directory: name the model's directory")
+        }
         var files: [LocalFile] = []
         let scope = followExternalLinks ? nil : try LinkScope(root)
         try walk(root, relative: [], scope: scope, into: &files)
@@ -51,7 +53,9 @@ public enum LocalFiles {
             let real = try Self.realPath(root.path)
             allowed = [real]
             let components = real.split(separator: "/")
-            if components.count >= 3, components[components.count - 2] == "snapshots", components[components.count - 3].hasPrefix("models--") {
+            if components.count >= 3, components[components.count - 2] == "snapshots",
+                components[components.count - 3].hasPrefix("models--")
+            {
                 allowed.append("/" + components.dropLast(2).joined(separator: "/") + "/blobs")
             }
         }
@@ -62,19 +66,24 @@ public enum LocalFiles {
 
         static func realPath(_ path: String) throws -> String {
             guard let resolved = realpath(path, nil) else {
-                throw RegistryError(.invalidRequest, "cannot resolve \(path): \(String(cString: strerror(errno))) (a broken symbolic link?)")
+                throw RegistryError(
+                    .invalidRequest,
+                    "cannot resolve \(path): \(String(cString: strerror(errno))) (a broken symbolic link?)")
             }
             defer { free(resolved) }
             return String(cString: resolved)
         }
     }
 
-    private static func walk(_ directory: URL, relative: [String], scope: LinkScope?, into files: inout [LocalFile]) throws {
+    private static func walk(_ directory: URL, relative: [String], scope: LinkScope?, into files: inout [LocalFile])
+        throws
+    {
         let entries: [String]
         do {
             entries = try FileManager.default.contentsOfDirectory(atPath: directory.path)
         } catch {
-            throw RegistryError(.invalidRequest, "cannot read directory \(directory.path): \(error.localizedDescription)")
+            throw RegistryError(
+                .invalidRequest, "cannot read directory \(directory.path): \(error.localizedDescription)")
         }
         for entry in entries.sorted() {
             let url = directory.appendingPathComponent(entry)
@@ -86,7 +95,9 @@ public enum LocalFiles {
             }
             var info = stat()
             guard stat(url.path, &info) == 0 else {
-                throw RegistryError(.invalidRequest, "cannot read \(url.path): \(String(cString: strerror(errno))) (a broken symbolic link?)")
+                throw RegistryError(
+                    .invalidRequest,
+                    "cannot read \(url.path): \(String(cString: strerror(errno))) (a broken symbolic link?)")
             }
             var link = stat()
             if let scope, lstat(url.path, &link) == 0, link.st_mode & S_IFMT == S_IFLNK {
@@ -104,11 +115,14 @@ public enum LocalFiles {
                 try walk(url, relative: relative + [entry], scope: scope, into: &files)
             case S_IFREG:
                 let path = try ManifestPath((relative + [entry]).joined(separator: "/"))
-                files.append(LocalFile(
-                    path: path, url: url, size: Int64(info.st_size), executable: info.st_mode & 0o100 != 0, identity: FileIdentity(info)
-                ))
+                files.append(
+                    LocalFile(
+                        path: path, url: url, size: Int64(info.st_size), executable: info.st_mode & 0o100 != 0,
+                        identity: FileIdentity(info)
+                    ))
             default:
-                throw RegistryError(.invalidRequest, "\(url.path) is not a regular file or directory: only regular files can be pushed")
+                throw RegistryError(
+                    .invalidRequest, "\(url.path) is not a regular file or directory: only regular files can be pushed")
             }
         }
     }
@@ -118,7 +132,8 @@ public enum LocalFiles {
         var info = stat()
         guard stat(url.path, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { return nil }
         return LocalFile(
-            path: try ManifestPath(url.lastPathComponent), url: url, size: Int64(info.st_size), executable: false, identity: FileIdentity(info)
+            path: try ManifestPath(url.lastPathComponent), url: url, size: Int64(info.st_size), executable: false,
+            identity: FileIdentity(info)
         )
     }
 

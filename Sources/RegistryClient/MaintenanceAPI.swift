@@ -7,9 +7,9 @@ import NIOHTTP1
 import RegistryAPI
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// The admin maintenance routes: garbage collection, integrity scrub, and the database snapshot.
@@ -39,7 +39,8 @@ extension RegistryConnection {
         let file = try POSIXFile.open(path, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
         do {
             let response = try await execute(request(.GET, "/v1/admin/snapshot"), timeout: Self.transferTimeout)
-            guard let claimed = response.headers.first(name: APIHeader.digest).flatMap({ try? Digest(parsing: $0) }) else {
+            guard let claimed = response.headers.first(name: APIHeader.digest).flatMap({ try? Digest(parsing: $0) })
+            else {
                 throw RegistryError(.internalError, "the server's database snapshot came without its digest")
             }
             var hasher = ContentHasher()
@@ -53,7 +54,10 @@ extension RegistryConnection {
             }
             let actual = hasher.finalize()
             guard actual == claimed else {
-                throw RegistryError(.integrity, "the database snapshot hashes to \(actual), not \(claimed) as the server says: run the backup again")
+                throw RegistryError(
+                    .integrity,
+                    "the database snapshot hashes to \(actual), not \(claimed) as the server says: run the backup again"
+                )
             }
             try file.sync()
             try file.close()
@@ -67,7 +71,9 @@ extension RegistryConnection {
     /// Stores a blob from a local file in one request; the server checks the bytes against the digest.
     public func putBlob(_ digest: Digest, from path: String) async throws {
         let url = URL(fileURLWithPath: path)
-        guard let size = try POSIXFile.regularFileSize(path) else { throw RegistryError(.notFound, "\(path) not found") }
+        guard let size = try POSIXFile.regularFileSize(path) else {
+            throw RegistryError(.notFound, "\(path) not found")
+        }
         var put = request(.PUT, "/v1/blobs/\(digest)")
         put.headers.add(name: "Content-Type", value: "application/octet-stream")
         put.body = .stream(try FileChunks(url: url, from: 0), length: .known(size))

@@ -24,8 +24,11 @@ extension Presentation {
     }
 
     public static func estimate(_ estimate: MemoryEstimate) -> String {
-        let cache = (estimate.kvCacheBytes.map { ByteCount.format($0) } ?? "unknown") + (estimate.kvCacheDtype == .auto ? "" : " in \(estimate.kvCacheDtype.rawValue)")
-        return "\(ByteCount.format(estimate.totalBytes)) at context \(estimate.contextLength) × \(estimate.concurrency) "
+        let cache =
+            (estimate.kvCacheBytes.map { ByteCount.format($0) } ?? "unknown")
+            + (estimate.kvCacheDtype == .auto ? "" : " in \(estimate.kvCacheDtype.rawValue)")
+        return
+            "\(ByteCount.format(estimate.totalBytes)) at context \(estimate.contextLength) × \(estimate.concurrency) "
             + "(weights \(ByteCount.format(estimate.weightBytes)) + KV cache \(cache) + overhead \(ByteCount.format(estimate.overheadBytes)))"
     }
 
@@ -37,15 +40,21 @@ extension Presentation {
         let dtypes = metadata.dtypeBytes.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
             .map { "\($0.key) \(ByteCount.format($0.value))" }.joined(separator: ", ")
         lines.append("weights: \(ByteCount.format(metadata.weightBytes))" + (dtypes.isEmpty ? "" : " (\(dtypes))"))
-        let containers = Dictionary(grouping: metadata.weightFiles.values, by: { $0 }).map { "\($0.value.count) \($0.key)" }.sorted()
+        let containers = Dictionary(grouping: metadata.weightFiles.values, by: { $0 }).map {
+            "\($0.value.count) \($0.key)"
+        }.sorted()
         if !containers.isEmpty { lines.append("weight files: \(containers.joined(separator: ", "))") }
         if let dtype = metadata.torchDtype { lines.append("torch dtype: \(dtype)") }
-        let shape = [("layers", metadata.layers), ("hidden", metadata.hiddenSize), ("heads", metadata.attentionHeads),
-                     ("KV heads", metadata.kvHeads), ("head dim", metadata.headDim)]
-            .compactMap { name, value in value.map { "\(name) \($0)" } }
+        let shape = [
+            ("layers", metadata.layers), ("hidden", metadata.hiddenSize), ("heads", metadata.attentionHeads),
+            ("KV heads", metadata.kvHeads), ("head dim", metadata.headDim),
+        ]
+        .compactMap { name, value in value.map { "\(name) \($0)" } }
         if !shape.isEmpty { lines.append("shape: \(shape.joined(separator: ", "))") }
         if let context = metadata.contextLength { lines.append("context: \(context) tokens") }
-        if let perToken = metadata.kvCacheBytesPerToken { lines.append("KV cache: \(ByteCount.format(perToken)) a token") }
+        if let perToken = metadata.kvCacheBytesPerToken {
+            lines.append("KV cache: \(ByteCount.format(perToken)) a token")
+        }
         lines.append("GPU memory: " + estimate(MemoryEstimate(metadata: metadata)))
         return lines.joined(separator: "\n")
     }
@@ -55,10 +64,13 @@ extension Presentation {
         out += table(
             ["VARIANT", "FORMAT", "QUANTIZATION", "SIZE", "PARAMETERS", "MEMORY", "CONTEXT"],
             listing.variants.map { variant in
-                [variant.name.value, variant.format.rawValue, quantization(variant.quantization), ByteCount.format(variant.size),
-                 variant.metadata?.parameterCount.map(parameters) ?? "-",
-                 variant.estimate.map { ByteCount.format($0.totalBytes) } ?? "-",
-                 variant.estimate.map { "\($0.contextLength) × \($0.concurrency)" } ?? "-"]
+                [
+                    variant.name.value, variant.format.rawValue, quantization(variant.quantization),
+                    ByteCount.format(variant.size),
+                    variant.metadata?.parameterCount.map(parameters) ?? "-",
+                    variant.estimate.map { ByteCount.format($0.totalBytes) } ?? "-",
+                    variant.estimate.map { "\($0.contextLength) × \($0.concurrency)" } ?? "-",
+                ]
             }
         )
         if listing.variants.contains(where: { $0.metadata == nil }) {
@@ -79,9 +91,12 @@ extension Presentation {
     public static func fit(_ decision: FitDecision) -> String {
         let chosen = decision.needs.first { $0.variant == decision.chosen }
         let skipped = decision.needs.prefix { $0.variant != decision.chosen }
-        var text = "chose variant \(decision.chosen) of \(decision.model):\(decision.version) for \(ByteCount.format(decision.budgetBytes))"
+        var text =
+            "chose variant \(decision.chosen) of \(decision.model):\(decision.version) for \(ByteCount.format(decision.budgetBytes))"
         if let estimate = chosen?.estimate { text += ": needs " + self.estimate(estimate) }
-        if !skipped.isEmpty { text += "; higher precision does not fit: \(needs(Array(skipped), budget: decision.budgetBytes))" }
+        if !skipped.isEmpty {
+            text += "; higher precision does not fit: \(needs(Array(skipped), budget: decision.budgetBytes))"
+        }
         return text
     }
 }
@@ -90,7 +105,9 @@ extension Presentation {
     public static func inspection(_ report: LocalInspectionReport) -> String {
         var lines = ["\(report.path): inspected in \(String(format: "%.1f", report.seconds * 1000)) ms"]
         if let quantization = report.quantization { lines.append("quantization: \(self.quantization(quantization))") }
-        lines.append(report.metadata.map(modelSummary) ?? "no model files (safetensors, GGUF, PyTorch checkpoint, config.json) found")
+        lines.append(
+            report.metadata.map(modelSummary)
+                ?? "no model files (safetensors, GGUF, PyTorch checkpoint, config.json) found")
         return lines.joined(separator: "\n")
     }
 }

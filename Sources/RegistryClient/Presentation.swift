@@ -26,8 +26,10 @@ public enum Presentation {
         return table(
             ["MODEL", "VERSIONS", "LATEST", "SIZE", "ALIASES"],
             models.map { model in
-                [model.name.value, String(model.versionCount), model.latestVersion?.value ?? "-",
-                 ByteCount.format(model.size), aliasList(model.aliases)]
+                [
+                    model.name.value, String(model.versionCount), model.latestVersion?.value ?? "-",
+                    ByteCount.format(model.size), aliasList(model.aliases),
+                ]
             }
         )
     }
@@ -38,9 +40,11 @@ public enum Presentation {
             ["VERSION", "VARIANT", "FORMAT", "SIZE", "FILES", "DIGEST", "CREATED", "ALIASES", "STATUS"],
             detail.versions.flatMap { version in
                 version.variants.map { variant in
-                    [version.name.value, variant.name.value, variant.format.rawValue, ByteCount.format(variant.size),
-                     String(variant.fileCount), variant.digest.description, variant.createdAt,
-                     version.aliases.map(\.value).joined(separator: ","), status(version.deprecation)]
+                    [
+                        version.name.value, variant.name.value, variant.format.rawValue, ByteCount.format(variant.size),
+                        String(variant.fileCount), variant.digest.description, variant.createdAt,
+                        version.aliases.map(\.value).joined(separator: ","), status(version.deprecation),
+                    ]
                 }
             }
         )
@@ -57,13 +61,19 @@ public enum Presentation {
         out += "\n\n"
         out += table(
             ["VARIANT", "FORMAT", "SIZE", "FILES", "DIGEST"],
-            version.variants.map { [$0.name.value, $0.format.rawValue, ByteCount.format($0.size), String($0.fileCount), $0.digest.description] }
+            version.variants.map {
+                [
+                    $0.name.value, $0.format.rawValue, ByteCount.format($0.size), String($0.fileCount),
+                    $0.digest.description,
+                ]
+            }
         )
         return out
     }
 
     public static func manifest(_ shown: ShownManifest) -> String {
-        let resolved = shown.resolved, manifest = resolved.manifest
+        let resolved = shown.resolved
+        let manifest = resolved.manifest
         var out = """
             \(resolved.model):\(resolved.version) variant \(resolved.variant)\(resolved.deprecation.map { " DEPRECATED: \($0)" } ?? "")
             digest:   \(resolved.digest)
@@ -72,15 +82,26 @@ public enum Presentation {
             """
         if manifest.quantization != nil { out += "\nquantization: \(quantization(manifest.quantization))" }
         if let metadata = manifest.metadata { out += "\n" + modelSummary(metadata) }
-        out += "\n\n" + table(
-            ["FILE", "SIZE", "DIGEST"],
-            manifest.files.map { [$0.path.value + ($0.executable ? " (x)" : ""), ByteCount.format($0.size), $0.digest.description] }
-        )
-        if !shown.images.isEmpty {
-            out += "\n\ncache images (modelreg fetch):\n" + table(
-                ["LAYOUT", "STATE", "SIZE", "DIGEST"],
-                shown.images.map { [$0.layout, $0.state.rawValue + ($0.error.map { ": \($0)" } ?? ""), ByteCount.format($0.size), $0.digest?.description ?? "-"] }
+        out +=
+            "\n\n"
+            + table(
+                ["FILE", "SIZE", "DIGEST"],
+                manifest.files.map {
+                    [$0.path.value + ($0.executable ? " (x)" : ""), ByteCount.format($0.size), $0.digest.description]
+                }
             )
+        if !shown.images.isEmpty {
+            out +=
+                "\n\ncache images (modelreg fetch):\n"
+                + table(
+                    ["LAYOUT", "STATE", "SIZE", "DIGEST"],
+                    shown.images.map {
+                        [
+                            $0.layout, $0.state.rawValue + ($0.error.map { ": \($0)" } ?? ""),
+                            ByteCount.format($0.size), $0.digest?.description ?? "-",
+                        ]
+                    }
+                )
         }
         return out
     }

@@ -3,9 +3,9 @@ import Foundation
 import ModelRegistryCore
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// `modelreg pull`: resolves a reference and downloads every file into a staging directory inside the
@@ -36,20 +36,28 @@ public struct Puller: Sendable {
         let start = ContinuousClock.now
         let destination = destination.standardizedFileURL
         let fileManager = FileManager.default
-        try StagedDestination(destination, run: "").checkReplaceable(replace: replace, earlierRun: false, command: "pull")
+        try StagedDestination(destination, run: "").checkReplaceable(
+            replace: replace, earlierRun: false, command: "pull")
         let resolved = try await connection.resolve(reference, variant: variant)
         let files = resolved.manifest.files
         if let reason = resolved.deprecation { warn(Presentation.deprecationWarning(resolved, reason: reason)) }
         let target = StagedDestination(destination, run: "pull-\(resolved.digest.hex.prefix(12))")
         let created = try target.prepare()
-        let tree = target.staging, parts = tree.appendingPathComponent(StagedDestination.reservedPrefix + "parts")
-        try LocalFileError.mapping("create", parts.path) { try fileManager.createDirectory(at: parts, withIntermediateDirectories: true) }
-        let lock = try Self.lock(tree.appendingPathComponent(StagedDestination.reservedPrefix + "lock"), destination: destination)
+        let tree = target.staging
+        let parts = tree.appendingPathComponent(StagedDestination.reservedPrefix + "parts")
+        try LocalFileError.mapping("create", parts.path) {
+            try fileManager.createDirectory(at: parts, withIntermediateDirectories: true)
+        }
+        let lock = try Self.lock(
+            tree.appendingPathComponent(StagedDestination.reservedPrefix + "lock"), destination: destination)
         defer { try? lock.close() }
         do {
-            for directory in Set(files.map { $0.path.components.dropLast().joined(separator: "/") }) where !directory.isEmpty {
+            for directory in Set(files.map { $0.path.components.dropLast().joined(separator: "/") })
+            where !directory.isEmpty {
                 let url = tree.appendingPathComponent(directory)
-                try LocalFileError.mapping("create", url.path) { try fileManager.createDirectory(at: url, withIntermediateDirectories: true) }
+                try LocalFileError.mapping("create", url.path) {
+                    try fileManager.createDirectory(at: url, withIntermediateDirectories: true)
+                }
             }
             progress.begin(total: resolved.manifest.totalSize, files: files.count)
             let outcomes = try await progress.reporting {
@@ -71,12 +79,15 @@ public struct Puller: Sendable {
             return PullReport(
                 model: resolved.model, version: resolved.version, variant: resolved.variant, digest: resolved.digest,
                 destination: destination.path, files: files.count, bytes: resolved.manifest.totalSize,
-                bytesReceived: outcomes.reduce(0) { $0 + $1.received }, bytesResumed: outcomes.reduce(0) { $0 + $1.resumed },
+                bytesReceived: outcomes.reduce(0) { $0 + $1.received },
+                bytesResumed: outcomes.reduce(0) { $0 + $1.resumed },
                 seconds: (ContinuousClock.now - start).seconds, deprecation: resolved.deprecation
             )
         } catch ClientError.network(let message) {
             // Kept for the next run, which continues where this one stopped.
-            throw ClientError.network("\(message); the \(ByteCount.format(Self.bytes(under: tree))) received are kept in \(tree.path): pull again to resume")
+            throw ClientError.network(
+                "\(message); the \(ByteCount.format(Self.bytes(under: tree))) received are kept in \(tree.path): pull again to resume"
+            )
         } catch {
             target.abandon(createdDestination: created)
             throw error

@@ -30,7 +30,8 @@ public struct Pusher: Sendable {
     /// the user declares, checked against the files and completed by them.
     public func push(
         directory: URL, name: ModelName, version: VersionName, variant: VariantName,
-        inspect: Bool = true, quantization: Quantization? = nil, derivedFrom: VariantName? = nil, followExternalLinks: Bool = false
+        inspect: Bool = true, quantization: Quantization? = nil, derivedFrom: VariantName? = nil,
+        followExternalLinks: Bool = false
     ) async throws -> PushReport {
         let start = ContinuousClock.now
         let local = try LocalFiles.scan(directory, followExternalLinks: followExternalLinks)
@@ -38,17 +39,24 @@ public struct Pusher: Sendable {
         let digests = try await hash(local)
         let manifest = Manifest(
             format: ModelFormat.detect(paths: local.map(\.path)),
-            files: zip(local, digests.values).map { ManifestFile(path: $0.path, digest: $1, size: $0.size, executable: $0.executable) },
-            quantization: try ManifestVerification.merge(declared: quantization, derivedFrom: derivedFrom, inspection: inspection),
+            files: zip(local, digests.values).map {
+                ManifestFile(path: $0.path, digest: $1, size: $0.size, executable: $0.executable)
+            },
+            quantization: try ManifestVerification.merge(
+                declared: quantization, derivedFrom: derivedFrom, inspection: inspection),
             metadata: inspection?.metadata
         )
         var report = PushReport(
-            reference: "\(name):\(version)", variant: variant, digest: manifest.digest, created: false, files: local.count,
-            filesHashed: digests.hashed, blobsUploaded: 0, blobsSkipped: 0, bytesSent: 0, bytesSkipped: 0, bytesResumed: 0, seconds: 0
+            reference: "\(name):\(version)", variant: variant, digest: manifest.digest, created: false,
+            files: local.count,
+            filesHashed: digests.hashed, blobsUploaded: 0, blobsSkipped: 0, bytesSent: 0, bytesSkipped: 0,
+            bytesResumed: 0, seconds: 0
         )
         // Published variants never change: refuse before sending any bytes rather than after.
         if let existing = try await connection.publishedDigest(name, version, variant) {
-            guard existing == manifest.digest else { throw RegistryError.alreadyPublished(name, version, variant, as: existing) }
+            guard existing == manifest.digest else {
+                throw RegistryError.alreadyPublished(name, version, variant, as: existing)
+            }
             // Published means every blob is stored: nothing to ask, nothing to send.
             report.blobsSkipped = Set(digests.values).count
             report.bytesSkipped = Self.distinctBytes(local, digests.values)
@@ -87,7 +95,9 @@ public struct Pusher: Sendable {
         let cache = hashCache
         let progress = TransferProgress(style: self.progress, verb: "hashing", write: log)
         let cached = files.map { cache?.digest(of: $0) }
-        progress.begin(total: zip(files, cached).filter { $1 == nil }.reduce(0) { $0 + $1.0.size }, files: cached.filter { $0 == nil }.count)
+        progress.begin(
+            total: zip(files, cached).filter { $1 == nil }.reduce(0) { $0 + $1.0.size },
+            files: cached.filter { $0 == nil }.count)
         let digests = try await progress.reporting {
             try await forEach(Array(zip(files, cached)), jobs: jobs) { file, known -> Digest in
                 if let known { return known }
@@ -104,7 +114,8 @@ public struct Pusher: Sendable {
 
     private static func distinctBytes(_ files: [LocalFile], _ digests: [Digest]) -> Int64 {
         var seen: Set<Digest> = []
-        return zip(files, digests).reduce(0) { total, pair in seen.insert(pair.1).inserted ? total + pair.0.size : total }
+        return zip(files, digests).reduce(0) { total, pair in seen.insert(pair.1).inserted ? total + pair.0.size : total
+        }
     }
 
     private struct BlobOutcome: Sendable {

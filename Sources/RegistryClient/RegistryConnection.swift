@@ -25,9 +25,12 @@ public struct ClientConfiguration: Sendable {
     ) throws {
         var server = server ?? environment["MODELREG_URL"] ?? Self.defaultServer
         while server.hasSuffix("/") { server.removeLast() }
-        guard let url = URL(string: server), ["http", "https"].contains(url.scheme?.lowercased() ?? ""), url.host?.isEmpty == false else {
+        guard let url = URL(string: server), ["http", "https"].contains(url.scheme?.lowercased() ?? ""),
+            url.host?.isEmpty == false
+        else {
             throw RegistryError(
-                .invalidRequest, "'\(server.prefix(200))' (--server or MODELREG_URL) is not a registry URL: write it as http://HOST:PORT or https://HOST:PORT"
+                .invalidRequest,
+                "'\(server.prefix(200))' (--server or MODELREG_URL) is not a registry URL: write it as http://HOST:PORT or https://HOST:PORT"
             )
         }
         self.server = server
@@ -52,11 +55,16 @@ public struct ClientConfiguration: Sendable {
             text = try String(contentsOfFile: path, encoding: .utf8)
         } catch {
             let reason = FileManager.default.fileExists(atPath: path) ? "it is not readable UTF-8 text" : "no such file"
-            throw RegistryError(.invalidRequest, "cannot read the token file \(path) (\(reason)): --token-file or MODELREG_TOKEN_FILE must name a readable file")
+            throw RegistryError(
+                .invalidRequest,
+                "cannot read the token file \(path) (\(reason)): --token-file or MODELREG_TOKEN_FILE must name a readable file"
+            )
         }
         let token = text.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !token.isEmpty else {
-            throw RegistryError(.invalidRequest, "the token file \(path) is empty: write the token into it, or pass --token-file another file")
+            throw RegistryError(
+                .invalidRequest,
+                "the token file \(path) is empty: write the token into it, or pass --token-file another file")
         }
         return token
     }
@@ -111,7 +119,8 @@ public struct RegistryConnection: Sendable {
     /// (the connection cut or reset after it was made) is sent again, up to `transferAttempts` times: a
     /// registry that cannot be reached at all is reported at once.
     func execute(
-        _ request: HTTPClientRequest, timeout: TimeAmount = metadataTimeout, client: HTTPClient? = nil, idempotent: Bool = false
+        _ request: HTTPClientRequest, timeout: TimeAmount = metadataTimeout, client: HTTPClient? = nil,
+        idempotent: Bool = false
     ) async throws -> HTTPClientResponse {
         let response: HTTPClientResponse
         var attempt = 1
@@ -122,7 +131,9 @@ public struct RegistryConnection: Sendable {
             } catch let error as RegistryError {
                 throw error
             } catch {
-                if attempt < Self.transferAttempts, idempotent || [.GET, .HEAD].contains(request.method), Self.brokeOff(error) {
+                if attempt < Self.transferAttempts, idempotent || [.GET, .HEAD].contains(request.method),
+                    Self.brokeOff(error)
+                {
                     attempt += 1
                     continue
                 }
@@ -133,7 +144,10 @@ public struct RegistryConnection: Sendable {
             let error = try await Self.error(from: response, request: request)
             // The server speaks to any HTTP client; the advice for this one's user is the CLI's.
             if error.code == .unauthorized, configuration.token == nil {
-                throw RegistryError(.unauthorized, "\(error.message.split(separator: ":").first ?? "unauthorized"): pass --token-file FILE or set MODELREG_TOKEN")
+                throw RegistryError(
+                    .unauthorized,
+                    "\(error.message.split(separator: ":").first ?? "unauthorized"): pass --token-file FILE or set MODELREG_TOKEN"
+                )
             }
             throw error
         }
@@ -149,7 +163,9 @@ public struct RegistryConnection: Sendable {
     }
 
     /// A whole (small) response body; a connection cut in the middle of it is a network failure.
-    static func collect(_ response: HTTPClientResponse, _ request: HTTPClientRequest, upTo limit: Int = 64 << 20) async throws -> ByteBuffer {
+    static func collect(_ response: HTTPClientResponse, _ request: HTTPClientRequest, upTo limit: Int = 64 << 20)
+        async throws -> ByteBuffer
+    {
         do {
             return try await response.body.collect(upTo: limit)
         } catch let error where ClientError(transportFailure: error) != nil {
@@ -163,18 +179,22 @@ public struct RegistryConnection: Sendable {
             let code = RegistryError.Code(rawValue: decoded.error.code) ?? .internalError
             // The server's message names its own path; say whose disk it is, since the user's may be fine.
             if code == .insufficientStorage {
-                return RegistryError(code, "the registry's disk is full (HTTP 507), nothing was stored: \(decoded.error.message)")
+                return RegistryError(
+                    code, "the registry's disk is full (HTTP 507), nothing was stored: \(decoded.error.message)")
             }
             return RegistryError(code, decoded.error.message)
         }
-        return RegistryError(.internalError, "\(request.method.rawValue) \(request.url): HTTP \(response.status.code) \(response.status.reasonPhrase)")
+        return RegistryError(
+            .internalError,
+            "\(request.method.rawValue) \(request.url): HTTP \(response.status.code) \(response.status.reasonPhrase)")
     }
 
     /// A JSON request and its decoded answer. An answer that broke off in its body is asked for again
     /// (`transferAttempts` tries, 0.5 s then 1 s apart) when repeating the request is harmless: a GET, or a
     /// request the caller says is `idempotent`; one that broke off before its body, `execute` repeats.
     func json<T: Decodable>(
-        _ type: T.Type, _ method: HTTPMethod, _ path: String, body: (some Encodable)? = Optional<Int>.none, idempotent: Bool = false
+        _ type: T.Type, _ method: HTTPMethod, _ path: String, body: (some Encodable)? = Optional<Int>.none,
+        idempotent: Bool = false
     ) async throws -> T {
         var request = request(method, path)
         if let body {
@@ -232,26 +252,31 @@ public struct RegistryConnection: Sendable {
         let response = try await execute(get)
         let bytes = Array(buffer: try await Self.collect(response, get, upTo: 256 << 20))
         guard let claimed = response.headers.first(name: APIHeader.digest).flatMap({ try? Digest(parsing: $0) }),
-              let version = response.headers.first(name: APIHeader.version).flatMap({ try? VersionName($0) }),
-              let variant = response.headers.first(name: APIHeader.variant).flatMap({ try? VariantName($0) })
+            let version = response.headers.first(name: APIHeader.version).flatMap({ try? VersionName($0) }),
+            let variant = response.headers.first(name: APIHeader.variant).flatMap({ try? VariantName($0) })
         else {
-            throw RegistryError(.internalError, "the server's answer for \(reference) lacks its digest, version or variant")
+            throw RegistryError(
+                .internalError, "the server's answer for \(reference) lacks its digest, version or variant")
         }
         let actual = Digest.of(bytes)
         guard actual == claimed else {
-            throw RegistryError(.integrity, "manifest of \(reference) hashes to \(actual), not \(claimed) as the server says")
+            throw RegistryError(
+                .integrity, "manifest of \(reference) hashes to \(actual), not \(claimed) as the server says")
         }
         if case .digest(let pinned) = reference.target, pinned != actual {
             throw RegistryError(.integrity, "the server answered \(reference) with manifest \(actual)")
         }
         return ResolvedManifest(
-            model: reference.name, version: version, variant: variant, digest: actual, manifest: try Manifest.decode(bytes),
+            model: reference.name, version: version, variant: variant, digest: actual,
+            manifest: try Manifest.decode(bytes),
             deprecation: response.headers.first(name: APIHeader.deprecated).map(DeprecationHeader.reason(fromHeader:))
         )
     }
 
     /// The digest already published as this version and variant, if any.
-    public func publishedDigest(_ name: ModelName, _ version: VersionName, _ variant: VariantName) async throws -> Digest? {
+    public func publishedDigest(_ name: ModelName, _ version: VersionName, _ variant: VariantName) async throws
+        -> Digest?
+    {
         let path = "/v1/models/\(name)/versions/\(version)/variants/\(variant)"
         do {
             let response = try await execute(request(.GET, path))
@@ -261,7 +286,9 @@ public struct RegistryConnection: Sendable {
         }
     }
 
-    public func publish(_ name: ModelName, _ version: VersionName, _ variant: VariantName, _ manifest: Manifest) async throws -> PublishedVariant {
+    public func publish(_ name: ModelName, _ version: VersionName, _ variant: VariantName, _ manifest: Manifest)
+        async throws -> PublishedVariant
+    {
         var request = request(.PUT, "/v1/models/\(name)/versions/\(version)/variants/\(variant)")
         request.body = .bytes(ByteBuffer(bytes: manifest.canonicalJSON()))
         request.headers.add(name: "Content-Type", value: Manifest.mediaType)
@@ -277,18 +304,23 @@ public struct RegistryConnection: Sendable {
     // MARK: Releases
 
     public func setAlias(
-        _ name: ModelName, _ alias: AliasName, version: VersionName, variant: VariantName?, expectation: AliasExpectation? = nil
+        _ name: ModelName, _ alias: AliasName, version: VersionName, variant: VariantName?,
+        expectation: AliasExpectation? = nil
     ) async throws -> AliasTarget {
         let body = AliasUpdate(version: version, variant: variant, expectation: expectation)
         return try await json(AliasTarget.self, .PUT, "/v1/models/\(name)/aliases/\(alias)", body: body)
     }
 
-    public func promote(_ name: ModelName, _ alias: AliasName, from source: AliasName, expectation: AliasExpectation? = nil) async throws -> AliasTarget {
+    public func promote(
+        _ name: ModelName, _ alias: AliasName, from source: AliasName, expectation: AliasExpectation? = nil
+    ) async throws -> AliasTarget {
         let body = AliasPromotion(from: source, expectation: expectation)
         return try await json(AliasTarget.self, .POST, "/v1/models/\(name)/aliases/\(alias)/promote", body: body)
     }
 
-    public func rollback(_ name: ModelName, _ alias: AliasName, to version: VersionName?, expectation: AliasExpectation? = nil) async throws -> AliasTarget {
+    public func rollback(
+        _ name: ModelName, _ alias: AliasName, to version: VersionName?, expectation: AliasExpectation? = nil
+    ) async throws -> AliasTarget {
         let body = AliasRollback(to: version, expectation: expectation)
         return try await json(AliasTarget.self, .POST, "/v1/models/\(name)/aliases/\(alias)/rollback", body: body)
     }
@@ -298,7 +330,9 @@ public struct RegistryConnection: Sendable {
     }
 
     public func deprecate(_ name: ModelName, _ version: VersionName, reason: String?) async throws -> VersionSummary {
-        try await json(VersionSummary.self, .POST, "/v1/models/\(name)/versions/\(version)/deprecate", body: DeprecationRequest(reason: reason))
+        try await json(
+            VersionSummary.self, .POST, "/v1/models/\(name)/versions/\(version)/deprecate",
+            body: DeprecationRequest(reason: reason))
     }
 
     public func deleteVersion(_ name: ModelName, _ version: VersionName) async throws -> DeletedVersion {
@@ -307,7 +341,9 @@ public struct RegistryConnection: Sendable {
 
     public func auditLog(model: ModelName?, limit: Int) async throws -> [AuditEntry] {
         var path = "/v1/audit?limit=\(limit)"
-        if let model { path += "&model=\(model.value.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? model.value)" }
+        if let model {
+            path += "&model=\(model.value.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? model.value)"
+        }
         return try await json(AuditLog.self, .GET, path).entries
     }
 
@@ -340,11 +376,13 @@ extension HTTPClient {
     /// The client every command uses. A refused or failed connection fails its request at once (within
     /// 10 s): push, pull and fetch retry on their own terms, and a command must not hang for the whole
     /// request timeout when the registry is down. It lives as long as the process.
-    public static let modelreg = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: modelregConfiguration(readTimeout: nil))
+    public static let modelreg = HTTPClient(
+        eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: modelregConfiguration(readTimeout: nil))
 
     /// `modelreg` for download bodies, whose connection fails when no byte arrives for `stallLimit`.
     static let modelregDownloads = HTTPClient(
-        eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: modelregConfiguration(readTimeout: RegistryConnection.stallLimit)
+        eventLoopGroup: HTTPClient.defaultEventLoopGroup,
+        configuration: modelregConfiguration(readTimeout: RegistryConnection.stallLimit)
     )
 
     private static func modelregConfiguration(readTimeout: TimeAmount?) -> HTTPClient.Configuration {
@@ -369,10 +407,13 @@ extension HTTPClient {
                 roots = try NIOSSLCertificate.fromPEMFile(caFile)
             } catch {
                 throw RegistryError(
-                    .invalidRequest, "cannot load the CA certificate \(caFile) (\(error)): --ca-cert or MODELREG_CA_CERT must name a readable PEM file"
+                    .invalidRequest,
+                    "cannot load the CA certificate \(caFile) (\(error)): --ca-cert or MODELREG_CA_CERT must name a readable PEM file"
                 )
             }
-            guard !roots.isEmpty else { throw RegistryError(.invalidRequest, "the CA certificate file \(caFile) holds no PEM certificate") }
+            guard !roots.isEmpty else {
+                throw RegistryError(.invalidRequest, "the CA certificate file \(caFile) holds no PEM certificate")
+            }
             var configuration = modelregConfiguration(readTimeout: readTimeout)
             var tls = TLSConfiguration.makeClientConfiguration()
             tls.trustRoots = .certificates(roots)
@@ -417,7 +458,9 @@ public enum ClientError: Error, CustomStringConvertible {
     /// The network failure a transport-level error is (a connection refused, reset or cut mid-body, a
     /// read that timed out, a malformed response), or nil for any other error.
     public init?(transportFailure error: any Error) {
-        guard error is HTTPClientError || error is IOError || error is HTTPParserError || error is ChannelError else { return nil }
+        guard error is HTTPClientError || error is IOError || error is HTTPParserError || error is ChannelError else {
+            return nil
+        }
         self = .network("the connection to the registry failed: \(error)")
     }
 

@@ -9,8 +9,11 @@ extension Presentation {
         return table(
             ["VERSION", "CREATED", "VARIANTS", "SIZE", "ALIASES", "STATUS"],
             detail.versions.map { version in
-                [version.name.value, version.createdAt, version.variants.map(\.name.value).joined(separator: ","),
-                 ByteCount.format(version.size), version.aliases.map { "@\($0)" }.joined(separator: ","), status(version.deprecation)]
+                [
+                    version.name.value, version.createdAt, version.variants.map(\.name.value).joined(separator: ","),
+                    ByteCount.format(version.size), version.aliases.map { "@\($0)" }.joined(separator: ","),
+                    status(version.deprecation),
+                ]
             }
         )
     }
@@ -25,8 +28,11 @@ extension Presentation {
         return table(
             ["WHEN", "WHO", "ACTION", "FROM", "TO"],
             history.entries.map { entry in
-                [entry.at, entry.actor, entry.action.rawValue,
-                 entry.fromVersion.map { target($0, entry.fromVariant) } ?? "-", target(entry.toVersion, entry.toVariant)]
+                [
+                    entry.at, entry.actor, entry.action.rawValue,
+                    entry.fromVersion.map { target($0, entry.fromVariant) } ?? "-",
+                    target(entry.toVersion, entry.toVariant),
+                ]
             }
         )
     }

@@ -3,9 +3,9 @@ import Foundation
 import ModelRegistryCore
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// A destination directory that `pull` and `fetch` stage their downloads inside of.
@@ -62,7 +62,8 @@ struct StagedDestination: Sendable {
     func hasCommitInProgress() throws -> Bool {
         try (contents() ?? []).contains { name in
             name.hasPrefix(Self.stagingPrefix)
-                && FileManager.default.fileExists(atPath: destination.appendingPathComponent(name).appendingPathComponent(Self.committingName).path)
+                && FileManager.default.fileExists(
+                    atPath: destination.appendingPathComponent(name).appendingPathComponent(Self.committingName).path)
         }
     }
 
@@ -125,9 +126,12 @@ struct StagedDestination: Sendable {
             try POSIXFile.create(flag) { _ throws(RegistryError) in }
             try POSIXFile.syncDirectory(staging.path)
         }
-        let entries = try LocalFileError.mapping("list", staging.path) { try fileManager.contentsOfDirectory(atPath: staging.path) }
+        let entries = try LocalFileError.mapping("list", staging.path) {
+            try fileManager.contentsOfDirectory(atPath: staging.path)
+        }
         for name in entries where !Self.isReserved(name) {
-            try POSIXFile.rename(staging.appendingPathComponent(name).path, to: destination.appendingPathComponent(name).path)
+            try POSIXFile.rename(
+                staging.appendingPathComponent(name).path, to: destination.appendingPathComponent(name).path)
         }
         try POSIXFile.syncDirectory(destination.path)
         if let commitPoint {
@@ -152,10 +156,13 @@ enum LocalFileError {
         } catch let error as RegistryError {
             throw error
         } catch let error as CocoaError {
-            let underlying = (error.userInfo[NSUnderlyingErrorKey] as? NSError).flatMap { $0.domain == NSPOSIXErrorDomain ? Int32($0.code) : nil }
+            let underlying = (error.userInfo[NSUnderlyingErrorKey] as? NSError).flatMap {
+                $0.domain == NSPOSIXErrorDomain ? Int32($0.code) : nil
+            }
             let code = underlying ?? Self.posixCode(error.code)
             // Foundation names the ancestor that could not be made; the user named `path`.
-            let failedPath = (error.userInfo[NSFilePathErrorKey] as? String).map { $0 == path ? path : "\(path) (at \($0))" } ?? path
+            let failedPath =
+                (error.userInfo[NSFilePathErrorKey] as? String).map { $0 == path ? path : "\(path) (at \($0))" } ?? path
             throw POSIXFile.error(operation, failedPath, errno: code)
         } catch {
             throw RegistryError(.storageFailure, "cannot \(operation) \(path): \(error.localizedDescription)")

@@ -153,7 +153,8 @@ public final class TransferProgress: Sendable {
         let text: String = state.withLock { state in
             let elapsed = (ContinuousClock.now - state.started).seconds
             let rate = elapsed > 0 ? Double(state.done) / elapsed : 0
-            let summary = Self.summary(verb: verb, done: state.done, total: state.total, rate: rate)
+            let summary =
+                Self.summary(verb: verb, done: state.done, total: state.total, rate: rate)
                 + ", \(state.finishedFiles)/\(state.fileCount) files"
             switch style {
             case .none:
@@ -184,7 +185,8 @@ public final class TransferProgress: Sendable {
 
     static func summary(verb: String, done: Int64, total: Int64, rate: Double) -> String {
         let percent = total > 0 ? Int(Double(done) * 100 / Double(total)) : 100
-        var text = "\(verb) \(percent)% \(ByteCount.format(done)) of \(ByteCount.format(total)), \(ByteCount.format(Int64(rate)))/s"
+        var text =
+            "\(verb) \(percent)% \(ByteCount.format(done)) of \(ByteCount.format(total)), \(ByteCount.format(Int64(rate)))/s"
         if rate > 0, done < total { text += ", ETA \(Self.duration(Double(total - done) / rate))" }
         return text
     }

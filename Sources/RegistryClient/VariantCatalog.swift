@@ -32,20 +32,24 @@ extension RegistryConnection {
     /// Every variant of a version with its manifest and a memory estimate (at the model's own context
     /// unless `contextLength` is given).
     public func variants(
-        _ name: ModelName, _ version: VersionName, contextLength: Int64? = nil, concurrency: Int64 = 1, kvCacheDtype: KVCacheDtype = .auto
+        _ name: ModelName, _ version: VersionName, contextLength: Int64? = nil, concurrency: Int64 = 1,
+        kvCacheDtype: KVCacheDtype = .auto
     ) async throws -> VariantListing {
         let summary = try await self.version(name, version)
         let reference = ModelReference(name: name, target: .version(version))
         var listed: [ListedVariant] = []
         for variant in summary.variants {
             let manifest = try await resolve(reference, variant: variant.name).manifest
-            listed.append(ListedVariant(
-                name: variant.name, digest: variant.digest, format: manifest.format, size: manifest.totalSize,
-                quantization: manifest.quantization, metadata: manifest.metadata,
-                estimate: manifest.metadata.map {
-                    MemoryEstimate(metadata: $0, contextLength: contextLength, concurrency: concurrency, kvCacheDtype: kvCacheDtype)
-                }
-            ))
+            listed.append(
+                ListedVariant(
+                    name: variant.name, digest: variant.digest, format: manifest.format, size: manifest.totalSize,
+                    quantization: manifest.quantization, metadata: manifest.metadata,
+                    estimate: manifest.metadata.map {
+                        MemoryEstimate(
+                            metadata: $0, contextLength: contextLength, concurrency: concurrency,
+                            kvCacheDtype: kvCacheDtype)
+                    }
+                ))
         }
         return VariantListing(model: name, version: version, variants: listed)
     }
@@ -53,7 +57,8 @@ extension RegistryConnection {
     /// The highest-precision variant of the release whose estimate fits `budget` bytes. A version or alias
     /// offers every variant of its version; a digest pins one, which is then only checked.
     public func fittingVariant(
-        _ reference: ModelReference, budget: Int64, contextLength: Int64?, concurrency: Int64, kvCacheDtype: KVCacheDtype = .auto
+        _ reference: ModelReference, budget: Int64, contextLength: Int64?, concurrency: Int64,
+        kvCacheDtype: KVCacheDtype = .auto
     ) async throws -> FitDecision {
         let version: VersionName
         var candidates: [(VariantName, Manifest)]
@@ -73,7 +78,8 @@ extension RegistryConnection {
             candidates = [(resolved.variant, resolved.manifest)]
         }
         let (chosen, needs) = VariantFit.choose(
-            candidates, budget: budget, contextLength: contextLength, concurrency: concurrency, kvCacheDtype: kvCacheDtype
+            candidates, budget: budget, contextLength: contextLength, concurrency: concurrency,
+            kvCacheDtype: kvCacheDtype
         )
         guard let chosen else {
             throw RegistryError(
@@ -106,7 +112,8 @@ extension ByteCount {
         let unit = units.first { trimmed.uppercased().hasSuffix($0.0.uppercased()) }
         let number = unit.map { String(trimmed.dropLast($0.0.count)).trimmingCharacters(in: .whitespaces) } ?? trimmed
         guard let value = Double(number), value.isFinite, value > 0, value * (unit?.1 ?? 1) < 0x1p62 else {
-            throw RegistryError(.invalidRequest, "invalid size '\(text)': expected a number and a unit, such as 24GiB, 80G or 16GB")
+            throw RegistryError(
+                .invalidRequest, "invalid size '\(text)': expected a number and a unit, such as 24GiB, 80G or 16GB")
         }
         return Int64(value * (unit?.1 ?? 1))
     }

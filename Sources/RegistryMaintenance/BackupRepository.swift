@@ -3,11 +3,11 @@ import Foundation
 import ModelRegistryCore
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// One backup: a consistent registry database and every blob its manifests reference.
@@ -58,16 +58,21 @@ public struct BackupRepository: Sendable {
 
     func snapshotFile(_ id: String) -> String { snapshots.appendingPathComponent(id + ".json").path }
 
-    func temporaryFile(_ purpose: String) -> String { tmp.appendingPathComponent("\(purpose)-\(UUID().uuidString.lowercased())").path }
+    func temporaryFile(_ purpose: String) -> String {
+        tmp.appendingPathComponent("\(purpose)-\(UUID().uuidString.lowercased())").path
+    }
 
     /// An existing repository.
     public init(opening path: String) throws(RegistryError) {
         root = URL(fileURLWithPath: path, isDirectory: true).standardizedFileURL
         guard let data = FileManager.default.contents(atPath: marker.path) else {
-            throw RegistryError(.notFound, "no backup repository at \(root.path): create one with `modelreg backup --to \(path)`")
+            throw RegistryError(
+                .notFound, "no backup repository at \(root.path): create one with `modelreg backup --to \(path)`")
         }
-        guard let decoded = try? JSONDecoder().decode(Marker.self, from: data), decoded.format <= Self.formatVersion else {
-            throw RegistryError(.storageFailure, "\(marker.path) is not a backup repository this modelreg can read: upgrade modelreg")
+        guard let decoded = try? JSONDecoder().decode(Marker.self, from: data), decoded.format <= Self.formatVersion
+        else {
+            throw RegistryError(
+                .storageFailure, "\(marker.path) is not a backup repository this modelreg can read: upgrade modelreg")
         }
     }
 
@@ -78,15 +83,17 @@ public struct BackupRepository: Sendable {
             return try BackupRepository(opening: path)
         }
         guard try FileTree.entries(root.path).isEmpty else {
-            throw RegistryError(.conflict, "\(root.path) is neither empty nor a backup repository: choose another --to directory")
+            throw RegistryError(
+                .conflict, "\(root.path) is neither empty nor a backup repository: choose another --to directory")
         }
         try FileTree.createDirectory(root.path)
         for directory in ["blobs/sha256", "snapshots", "tmp"] {
             try FileTree.createDirectory(root.appendingPathComponent(directory).path)
         }
         let marker = try JSONEncoder().encodeBytes(Marker(format: formatVersion))
-        try FileTree.writeAtomically(marker, to: root.appendingPathComponent("modelreg-backup.json").path,
-                                     temporary: root.appendingPathComponent("tmp/marker").path)
+        try FileTree.writeAtomically(
+            marker, to: root.appendingPathComponent("modelreg-backup.json").path,
+            temporary: root.appendingPathComponent("tmp/marker").path)
         return try BackupRepository(opening: path)
     }
 
@@ -115,13 +122,18 @@ public struct BackupRepository: Sendable {
     public func snapshot(_ id: String?) throws(RegistryError) -> Snapshot {
         let all = try allSnapshots()
         guard let id else {
-            guard let newest = all.last else { throw RegistryError(.notFound, "the repository \(root.path) has no snapshot yet") }
+            guard let newest = all.last else {
+                throw RegistryError(.notFound, "the repository \(root.path) has no snapshot yet")
+            }
             return newest
         }
         let matches = all.filter { $0.id.hasPrefix(id) }
         guard matches.count == 1 else {
-            throw RegistryError(matches.isEmpty ? .notFound : .invalidRequest,
-                                matches.isEmpty ? "snapshot '\(id)' not found: `modelreg backup ls` lists them" : "snapshot prefix '\(id)' is ambiguous")
+            throw RegistryError(
+                matches.isEmpty ? .notFound : .invalidRequest,
+                matches.isEmpty
+                    ? "snapshot '\(id)' not found: `modelreg backup ls` lists them"
+                    : "snapshot prefix '\(id)' is ambiguous")
         }
         return matches[0]
     }
@@ -145,7 +157,8 @@ public struct BackupRepository: Sendable {
     func writeSnapshot(_ snapshot: Snapshot) throws(RegistryError) {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        try FileTree.writeAtomically(try encoder.encodeBytes(snapshot), to: snapshotFile(snapshot.id), temporary: temporaryFile("snapshot"))
+        try FileTree.writeAtomically(
+            try encoder.encodeBytes(snapshot), to: snapshotFile(snapshot.id), temporary: temporaryFile("snapshot"))
     }
 
     /// Leftovers of an interrupted writer; only called while holding the exclusive lock.
@@ -158,7 +171,8 @@ public struct BackupRepository: Sendable {
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = TimeZone(identifier: "UTC")!
         let c = calendar.dateComponents([.year, .month, .day, .hour, .minute, .second], from: date)
-        let stamp = String(format: "%04d%02d%02dT%02d%02d%02dZ", c.year!, c.month!, c.day!, c.hour!, c.minute!, c.second!)
+        let stamp = String(
+            format: "%04d%02d%02dT%02d%02d%02dZ", c.year!, c.month!, c.day!, c.hour!, c.minute!, c.second!)
         return stamp + "-" + String(UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(8))
     }
 }

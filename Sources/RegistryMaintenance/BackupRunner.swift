@@ -59,7 +59,8 @@ public struct BackupRunner: Sendable {
                 attempt += 1
                 continue
             }
-            return try finish(time: time, database: database, contents: contents, copied: (missing.count, copied), started: started)
+            return try finish(
+                time: time, database: database, contents: contents, copied: (missing.count, copied), started: started)
         }
     }
 
@@ -82,7 +83,8 @@ public struct BackupRunner: Sendable {
 
     /// Writes the snapshot file, once everything it names is durable in the repository.
     private func finish(
-        time: Date, database: BlobEntry, contents: DatabaseContents, copied: (blobs: Int, bytes: Int64), started: ContinuousClock.Instant
+        time: Date, database: BlobEntry, contents: DatabaseContents, copied: (blobs: Int, bytes: Int64),
+        started: ContinuousClock.Instant
     ) throws -> BackupReport {
         let snapshot = Snapshot(
             id: BackupRepository.newSnapshotID(time),
@@ -111,7 +113,8 @@ public struct BackupRunner: Sendable {
 
     /// Copies blobs, `jobs` at a time, each verified against its digest before it enters the repository.
     private func copy(_ blobs: [BlobEntry], log: @Sendable (String) -> Void) async throws -> Int64 {
-        let repository = self.repository, source = self.source
+        let repository = self.repository
+        let source = self.source
         var total: Int64 = 0
         try await withThrowingTaskGroup(of: Int64.self) { group in
             var next = 0

@@ -49,7 +49,10 @@ public struct LocalBackupSource: BackupSource {
     public func copyBlob(_ blob: BlobEntry, to path: String) async throws -> BlobEntry {
         let source = directory.blob(blob.digest).path
         guard try FileTree.status(source) != nil else {
-            throw RegistryError(.notFound, "blob \(blob.digest) is referenced but not stored in \(directory.root.path): run `modelreg verify` and `modelreg repair`")
+            throw RegistryError(
+                .notFound,
+                "blob \(blob.digest) is referenced but not stored in \(directory.root.path): run `modelreg verify` and `modelreg repair`"
+            )
         }
         return try FileTree.copy(from: source, to: path)
     }

@@ -19,16 +19,23 @@ public struct ManifestFileReferences: BlobReferenceSource {
     public var name: String { "manifest files" }
 
     public func referencedDigests(_ db: Database) throws -> Set<Digest> {
-        Set(try String.fetchAll(db, sql: "SELECT DISTINCT digest FROM manifest_files").map { text in try Digest(parsing: text) })
+        Set(
+            try String.fetchAll(db, sql: "SELECT DISTINCT digest FROM manifest_files").map { text in
+                try Digest(parsing: text)
+            })
     }
 
     public func references(_ digest: Digest, _ db: Database) throws -> Bool {
-        try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM manifest_files WHERE digest = ?)", arguments: [digest.description]) ?? false
+        try Bool.fetchOne(
+            db, sql: "SELECT EXISTS (SELECT 1 FROM manifest_files WHERE digest = ?)", arguments: [digest.description])
+            ?? false
     }
 
     /// The blobs a backup must hold: each referenced digest with its size.
     public static func blobs(_ db: Database) throws -> [BlobEntry] {
-        try Row.fetchAll(db, sql: "SELECT digest, MAX(size) AS size FROM manifest_files GROUP BY digest ORDER BY digest").map { row in
+        try Row.fetchAll(
+            db, sql: "SELECT digest, MAX(size) AS size FROM manifest_files GROUP BY digest ORDER BY digest"
+        ).map { row in
             BlobEntry(digest: try Digest(parsing: row["digest"] as String), size: row["size"])
         }
     }

@@ -3,11 +3,11 @@ import Foundation
 import ModelRegistryCore
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// A file of a content-addressed tree `<root>/<2 hex>/<64 hex>`.
@@ -87,7 +87,8 @@ enum FileTree {
                     try file.write(raw, at: 0)
                     return nil
                 } catch {
-                    return error as? RegistryError ?? RegistryError(.storageFailure, "cannot write \(temporary): \(error)")
+                    return error as? RegistryError
+                        ?? RegistryError(.storageFailure, "cannot write \(temporary): \(error)")
                 }
             }
             if let failure { throw failure }

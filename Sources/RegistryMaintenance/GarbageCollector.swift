@@ -22,7 +22,10 @@ public struct GarbageCollector: Sendable {
     public let graceSeconds: Int64
     public let sources: [any BlobReferenceSource]
 
-    public init(directory: DataDirectory, graceSeconds: Int64 = defaultGraceSeconds, sources: [any BlobReferenceSource] = BlobReferences.all) {
+    public init(
+        directory: DataDirectory, graceSeconds: Int64 = defaultGraceSeconds,
+        sources: [any BlobReferenceSource] = BlobReferences.all
+    ) {
         self.directory = directory
         self.graceSeconds = graceSeconds
         self.sources = sources
@@ -36,7 +39,9 @@ public struct GarbageCollector: Sendable {
         let files = try FileTree.blobFiles(in: directory.blobs)
         let sources = self.sources
         let marked = try database.read { db in
-            try sources.reduce(into: Set<Digest>()) { marked, source in marked.formUnion(try source.referencedDigests(db)) }
+            try sources.reduce(into: Set<Digest>()) { marked, source in
+                marked.formUnion(try source.referencedDigests(db))
+            }
         }
         let unreferenced = files.filter { !marked.contains($0.digest) }
         let eligible = unreferenced.filter { $0.modified <= cutoff }
@@ -68,7 +73,9 @@ public struct GarbageCollector: Sendable {
     }
 
     /// Deletes the blobs of a batch that are still unreferenced and still older than the cutoff.
-    private static func sweep(_ batch: [BlobFile], cutoff: Date, sources: [any BlobReferenceSource], _ db: Database) throws -> [BlobEntry] {
+    private static func sweep(_ batch: [BlobFile], cutoff: Date, sources: [any BlobReferenceSource], _ db: Database)
+        throws -> [BlobEntry]
+    {
         var swept: [BlobEntry] = []
         for file in batch {
             if try sources.contains(where: { source in try source.references(file.digest, db) }) { continue }

@@ -9,7 +9,8 @@ public enum RegistryDatabase {
     /// Opens an existing registry database; refuses one whose schema is newer than this binary.
     public static func open(_ path: String) throws -> DatabaseQueue {
         guard FileManager.default.fileExists(atPath: path) else {
-            throw RegistryError(.notFound, "no registry database at \(path): check that --data names a registry data directory")
+            throw RegistryError(
+                .notFound, "no registry database at \(path): check that --data names a registry data directory")
         }
         var configuration = Configuration()
         configuration.busyMode = .timeout(30)
@@ -25,7 +26,8 @@ public enum RegistryDatabase {
             throw RegistryError(.storageFailure, "cannot read the registry database \(path): \(error)")
         }
         guard applied >= 0 else {
-            throw RegistryError(.storageFailure, "\(path) is not a modelreg database (it has no schema_migrations table)")
+            throw RegistryError(
+                .storageFailure, "\(path) is not a modelreg database (it has no schema_migrations table)")
         }
         let latest = SchemaMigrator().latestVersion
         guard applied <= latest else {

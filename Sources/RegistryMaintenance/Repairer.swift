@@ -32,7 +32,8 @@ public struct LocalRepairTarget: RepairTarget {
         let copied = try FileTree.copy(from: path, to: temporary)
         guard copied.digest == digest else {
             try? POSIXFile.remove(temporary)
-            throw RegistryError(.integrity, "the backup's copy of \(digest) is corrupt too (it hashes to \(copied.digest))")
+            throw RegistryError(
+                .integrity, "the backup's copy of \(digest) is corrupt too (it hashes to \(copied.digest))")
         }
         try FileTree.install(temporary, as: directory.blob(digest).path)
     }
@@ -63,7 +64,8 @@ public struct Repairer: Sendable {
         let lock = try repository.lock(exclusive: false)
         defer { lock.unlock() }
         let missing = try await target.missingBlobs()
-        var repaired: [Digest] = [], unavailable: [Digest] = []
+        var repaired: [Digest] = []
+        var unavailable: [Digest] = []
         for digest in missing {
             let path = repository.blob(digest)
             guard try FileTree.status(path) != nil else {
@@ -81,7 +83,8 @@ public struct Repairer: Sendable {
         // Asking again confirms the repair from the registry's side, and clears the repaired blobs' quarantine.
         let stillMissing = try await target.missingBlobs()
         return RepairReport(
-            repository: repository.root.path, missing: missing.count, repaired: repaired, unavailable: unavailable, stillMissing: stillMissing
+            repository: repository.root.path, missing: missing.count, repaired: repaired, unavailable: unavailable,
+            stillMissing: stillMissing
         )
     }
 }

@@ -51,7 +51,8 @@ public struct RepositoryVerifier: Sendable {
                 continue
             }
             if status.size != expected.size {
-                problems.append("blob \(digest) of snapshot \(expected.snapshot) is \(status.size) bytes, not \(expected.size)")
+                problems.append(
+                    "blob \(digest) of snapshot \(expected.snapshot) is \(status.size) bytes, not \(expected.size)")
             }
         }
         var bytesRead: Int64 = 0

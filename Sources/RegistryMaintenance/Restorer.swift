@@ -44,7 +44,8 @@ public struct Restorer: Sendable {
         try prepareTarget()
         try target.create()
         try FileTree.writeAtomically(
-            Array("restore of snapshot \(snapshot.id) started \(Timestamp.now())\n".utf8), to: target.restoreMarker.path,
+            Array("restore of snapshot \(snapshot.id) started \(Timestamp.now())\n".utf8),
+            to: target.restoreMarker.path,
             temporary: target.tmp.appendingPathComponent("restore-marker-\(UUID().uuidString.lowercased())").path
         )
         try restoreBlobs(snapshot.blobs, log: log)
@@ -68,10 +69,18 @@ public struct Restorer: Sendable {
         let entries = try FileTree.entries(root).filter { $0 != lock }
         guard !entries.isEmpty else { return }
         guard force else {
-            throw RegistryError(.conflict, "\(root) is not empty: restore into an empty directory, or pass --force to replace the registry in it")
+            throw RegistryError(
+                .conflict,
+                "\(root) is not empty: restore into an empty directory, or pass --force to replace the registry in it")
         }
-        guard entries.contains(target.database.lastPathComponent) || entries.contains(target.restoreMarker.lastPathComponent) else {
-            throw RegistryError(.conflict, "\(root) is not a modelreg data directory (it has no registry.sqlite and no unfinished restore): --force only replaces a registry; choose an empty directory")
+        guard
+            entries.contains(target.database.lastPathComponent)
+                || entries.contains(target.restoreMarker.lastPathComponent)
+        else {
+            throw RegistryError(
+                .conflict,
+                "\(root) is not a modelreg data directory (it has no registry.sqlite and no unfinished restore): --force only replaces a registry; choose an empty directory"
+            )
         }
         try FileTree.removeContents(of: root, keeping: [target.adminToken.lastPathComponent, lock])
     }
@@ -97,13 +106,18 @@ public struct Restorer: Sendable {
     private func restore(_ blob: BlobEntry, to path: String) throws(RegistryError) {
         let source = repository.blob(blob.digest)
         guard try FileTree.status(source) != nil else {
-            throw RegistryError(.integrity, "the repository lacks blob \(blob.digest): run `modelreg backup verify`; restore an older snapshot")
+            throw RegistryError(
+                .integrity,
+                "the repository lacks blob \(blob.digest): run `modelreg backup verify`; restore an older snapshot")
         }
         let temporary = target.tmp.appendingPathComponent("restore-\(UUID().uuidString.lowercased())").path
         let copied = try FileTree.copy(from: source, to: temporary)
         guard copied == blob else {
             try? POSIXFile.remove(temporary)
-            throw RegistryError(.integrity, "the repository's copy of \(blob.digest) is corrupt (it hashes to \(copied.digest)): restore an older snapshot")
+            throw RegistryError(
+                .integrity,
+                "the repository's copy of \(blob.digest) is corrupt (it hashes to \(copied.digest)): restore an older snapshot"
+            )
         }
         try FileTree.install(temporary, as: path)
     }

@@ -15,7 +15,9 @@ public struct RetentionPolicy: Codable, Sendable, Equatable {
             throw RegistryError(.invalidRequest, "--keep-last, --keep-daily and --keep-weekly take counts of 0 or more")
         }
         guard keepLast + keepDaily + keepWeekly > 0 else {
-            throw RegistryError(.invalidRequest, "prune needs --keep-last, --keep-daily or --keep-weekly: it would remove every snapshot")
+            throw RegistryError(
+                .invalidRequest,
+                "prune needs --keep-last, --keep-daily or --keep-weekly: it would remove every snapshot")
         }
         self.keepLast = keepLast
         self.keepDaily = keepDaily
@@ -30,14 +32,20 @@ public struct RetentionPolicy: Codable, Sendable, Equatable {
         var calendar = Calendar(identifier: .iso8601)
         calendar.timeZone = TimeZone(identifier: "UTC")!
         let rules: [(String, Int, (Date) -> String)] = [
-            ("daily", keepDaily, { date in
-                let c = calendar.dateComponents([.year, .month, .day], from: date)
-                return "\(c.year!)-\(c.month!)-\(c.day!)"
-            }),
-            ("weekly", keepWeekly, { date in
-                let c = calendar.dateComponents([.yearForWeekOfYear, .weekOfYear], from: date)
-                return "\(c.yearForWeekOfYear!)-W\(c.weekOfYear!)"
-            }),
+            (
+                "daily", keepDaily,
+                { date in
+                    let c = calendar.dateComponents([.year, .month, .day], from: date)
+                    return "\(c.year!)-\(c.month!)-\(c.day!)"
+                }
+            ),
+            (
+                "weekly", keepWeekly,
+                { date in
+                    let c = calendar.dateComponents([.yearForWeekOfYear, .weekOfYear], from: date)
+                    return "\(c.yearForWeekOfYear!)-W\(c.weekOfYear!)"
+                }
+            ),
         ]
         for (rule, count, bucket) in rules where count > 0 {
             var seen = Set<String>()

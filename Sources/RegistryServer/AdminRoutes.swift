@@ -49,14 +49,17 @@ struct AdminRoutes {
                 let record = try await registry.metadata.createToken(
                     name: body.name, scope: body.scope, secret: secret, actor: context.identity.actor
                 )
-                context.logger.notice("token created", metadata: ["name": .string(record.name.value), "by": .string(context.identity.actor)])
+                context.logger.notice(
+                    "token created",
+                    metadata: ["name": .string(record.name.value), "by": .string(context.identity.actor)])
                 return JSONBody.response(CreatedToken(record: record, secret: secret), status: .created)
             },
             Route(.delete, "/v1/tokens/:name") { _, context in
                 try registry.authorize(context, .admin)
                 let name = try TokenLabel(context.pathParameter("name"))
                 let record = try await registry.metadata.revokeToken(name: name, actor: context.identity.actor)
-                context.logger.notice("token revoked", metadata: ["name": .string(name.value), "by": .string(context.identity.actor)])
+                context.logger.notice(
+                    "token revoked", metadata: ["name": .string(name.value), "by": .string(context.identity.actor)])
                 return JSONBody.response(record)
             },
             Route(.get, "/v1/audit") { request, context in
@@ -64,18 +67,25 @@ struct AdminRoutes {
                 let parameters = request.uri.queryParameters
                 let query = AuditQuery(
                     model: try parameters.get("model").map { text throws(RegistryError) in try ModelName(text) },
-                    before: try parameters.get("before").map { text throws(RegistryError) in try Self.integer(text, "before") },
-                    limit: try parameters.get("limit").map { text throws(RegistryError) in Int(try Self.integer(text, "limit", maximum: Int64(AuditQuery.maxLimit))) } ?? 100
+                    before: try parameters.get("before").map { text throws(RegistryError) in
+                        try Self.integer(text, "before")
+                    },
+                    limit: try parameters.get("limit").map { text throws(RegistryError) in
+                        Int(try Self.integer(text, "limit", maximum: Int64(AuditQuery.maxLimit)))
+                    } ?? 100
                 )
                 return JSONBody.response(AuditLog(entries: try await registry.metadata.auditLog(query)))
             },
         ]
     }
 
-    private static func integer(_ text: String, _ parameter: String, maximum: Int64 = .max) throws(RegistryError) -> Int64 {
+    private static func integer(_ text: String, _ parameter: String, maximum: Int64 = .max) throws(RegistryError)
+        -> Int64
+    {
         guard let value = Int64(text), value > 0, value <= maximum else {
             let range = maximum == .max ? "a positive integer" : "an integer from 1 to \(maximum)"
-            throw RegistryError(.invalidRequest, "query parameter \(parameter) must be \(range), not '\(text.prefix(40))'")
+            throw RegistryError(
+                .invalidRequest, "query parameter \(parameter) must be \(range), not '\(text.prefix(40))'")
         }
         return value
     }

@@ -13,8 +13,12 @@ struct BlobRoutes {
             Route(.get, "/v1/blobs/:digest") { request, context in try await blob(request, context, sendBody: true) },
             Route(.put, "/v1/blobs/:digest") { request, context in try await putBlob(request, context) },
             Route(.post, "/v1/uploads") { request, context in try await createUpload(request, context) },
-            Route(.head, "/v1/uploads/:id") { request, context in try await uploadStatus(request, context, sendBody: false) },
-            Route(.get, "/v1/uploads/:id") { request, context in try await uploadStatus(request, context, sendBody: true) },
+            Route(.head, "/v1/uploads/:id") { request, context in
+                try await uploadStatus(request, context, sendBody: false)
+            },
+            Route(.get, "/v1/uploads/:id") { request, context in
+                try await uploadStatus(request, context, sendBody: true)
+            },
             Route(.patch, "/v1/uploads/:id") { request, context in try await appendUpload(request, context) },
             Route(.put, "/v1/uploads/:id") { request, context in try await finishUpload(request, context) },
             Route(.delete, "/v1/uploads/:id") { request, context in try await cancelUpload(request, context) },
@@ -43,7 +47,9 @@ struct BlobRoutes {
         let parsed = ByteRange.parse(request.headers[.range], size: reader.size)
         if parsed == .unsatisfiable {
             var response = ErrorMiddleware.errorResponse(
-                RegistryError(.rangeNotSatisfiable, "range \(request.headers[.range] ?? "") is outside the blob's \(reader.size) bytes")
+                RegistryError(
+                    .rangeNotSatisfiable,
+                    "range \(request.headers[.range] ?? "") is outside the blob's \(reader.size) bytes")
             )
             response.headers[.contentRange] = "bytes */\(reader.size)"
             response.headers[.eTag] = headers[.eTag]
@@ -104,7 +110,9 @@ struct BlobRoutes {
         )
     }
 
-    private func uploadStatus(_ request: Request, _ context: RegistryRequestContext, sendBody: Bool) async throws -> Response {
+    private func uploadStatus(_ request: Request, _ context: RegistryRequestContext, sendBody: Bool) async throws
+        -> Response
+    {
         try registry.authorize(context, .write)
         let id = try uploadID(context)
         let offset = try registry.blobs.uploadOffset(id)
@@ -117,7 +125,8 @@ struct BlobRoutes {
         try registry.authorize(context, .write)
         let id = try uploadID(context)
         guard let text = request.headers[.uploadOffset] else {
-            throw RegistryError(.invalidRequest, "PATCH needs an Upload-Offset header: the offset GET /v1/uploads/\(id) reports")
+            throw RegistryError(
+                .invalidRequest, "PATCH needs an Upload-Offset header: the offset GET /v1/uploads/\(id) reports")
         }
         guard let offset = Int64(text), offset >= 0 else {
             throw RegistryError(.invalidRequest, "Upload-Offset '\(text.prefix(40))' is not a non-negative integer")
@@ -151,10 +160,12 @@ struct BlobRoutes {
 
     private func receive(_ id: UploadID, at offset: Int64, _ body: RequestBody) async throws -> Int64 {
         let metrics = registry.metrics
-        return try await registry.blobs.append(id, at: offset, body.map { buffer in
-            metrics.blobBytesReceived(buffer.readableBytes)
-            return buffer
-        })
+        return try await registry.blobs.append(
+            id, at: offset,
+            body.map { buffer in
+                metrics.blobBytesReceived(buffer.readableBytes)
+                return buffer
+            })
     }
 
     private func commit(_ id: UploadID, _ digest: Digest) async throws -> Response {

@@ -63,7 +63,8 @@ actor CacheImageBuilder {
         do {
             for model in try await metadata.listModels() {
                 for alias in model.aliases {
-                    let stored = try await metadata.resolve(ModelReference(name: model.name, target: .alias(alias.name)), variant: nil)
+                    let stored = try await metadata.resolve(
+                        ModelReference(name: model.name, target: .alias(alias.name)), variant: nil)
                     enqueue(model.name, stored.digest)
                 }
             }
@@ -76,10 +77,12 @@ actor CacheImageBuilder {
         CacheImageLayout.allCases.map { layout in
             let job = Job(model: model, manifest: manifest, layout: layout)
             if let record = record(job) {
-                return CacheImageStatus(layout: layout.rawValue, state: record.error == nil ? .ready : .failed, digest: record.digest,
-                                        size: record.size, builtAt: record.builtAt, error: record.error)
+                return CacheImageStatus(
+                    layout: layout.rawValue, state: record.error == nil ? .ready : .failed, digest: record.digest,
+                    size: record.size, builtAt: record.builtAt, error: record.error)
             }
-            return CacheImageStatus(layout: layout.rawValue, state: job == building ? .building : .pending, size: size(layout))
+            return CacheImageStatus(
+                layout: layout.rawValue, state: job == building ? .building : .pending, size: size(layout))
         }
     }
 
@@ -118,15 +121,24 @@ actor CacheImageBuilder {
     private func build(_ job: Job) async -> Record? {
         do {
             guard let stored = try await metadata.manifest(job.model, digest: job.manifest) else { return nil }
-            let image = CacheImage(model: job.model, manifestDigest: job.manifest, manifest: try stored.decoded(), layout: job.layout)
+            let image = CacheImage(
+                model: job.model, manifestDigest: job.manifest, manifest: try stored.decoded(), layout: job.layout)
             let blobs = self.blobs
             let digest = try await NIOThreadPool.singleton.runIfActive { try Self.hash(image, blobs) }
-            logger.info("cache image built", metadata: ["model": "\(job.model)", "manifest": "\(job.manifest)", "layout": "\(job.layout)",
-                                                         "digest": "\(digest)", "size": "\(image.size)"])
+            logger.info(
+                "cache image built",
+                metadata: [
+                    "model": "\(job.model)", "manifest": "\(job.manifest)", "layout": "\(job.layout)",
+                    "digest": "\(digest)", "size": "\(image.size)",
+                ])
             return Record(digest: digest, size: image.size, builtAt: Timestamp.now())
         } catch {
-            logger.error("cache image failed", metadata: ["model": "\(job.model)", "manifest": "\(job.manifest)", "layout": "\(job.layout)",
-                                                           "error": "\(error)"])
+            logger.error(
+                "cache image failed",
+                metadata: [
+                    "model": "\(job.model)", "manifest": "\(job.manifest)", "layout": "\(job.layout)",
+                    "error": "\(error)",
+                ])
             return Record(digest: nil, size: 0, builtAt: Timestamp.now(), error: "\(error)")
         }
     }
@@ -158,7 +170,8 @@ actor CacheImageBuilder {
         let target = path(job)
         let temporary = target + Self.temporarySuffix
         do {
-            try FileManager.default.createDirectory(atPath: (target as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(
+                atPath: (target as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
             let bytes = try JSONEncoder().encode(record)
             let file = try POSIXFile.open(temporary, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
             try bytes.withUnsafeBytes { try file.write($0, at: 0) }
@@ -189,9 +202,13 @@ struct CacheImageChunks {
     mutating func next() throws -> ByteBuffer? {
         while true {
             if let current = reader, current.offset < current.end {
-                let chunk = try current.reader.read(at: current.offset, maxLength: Int(min(Int64(Self.chunkSize), current.end - current.offset)))
+                let chunk = try current.reader.read(
+                    at: current.offset, maxLength: Int(min(Int64(Self.chunkSize), current.end - current.offset)))
                 guard chunk.readableBytes > 0 else {
-                    throw RegistryError(.integrity, "blob \(current.digest) ended at \(current.offset) bytes, before the image needs \(current.end)")
+                    throw RegistryError(
+                        .integrity,
+                        "blob \(current.digest) ended at \(current.offset) bytes, before the image needs \(current.end)"
+                    )
                 }
                 reader?.offset += Int64(chunk.readableBytes)
                 return chunk

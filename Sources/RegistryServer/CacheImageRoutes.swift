@@ -15,7 +15,9 @@ extension ModelRoutes {
         return CacheImageStatusList(model: name, manifest: manifest, images: statuses)
     }
 
-    func image(_ request: Request, _ name: ModelName, _ manifest: Digest, _ layout: CacheImageLayout, sendBody: Bool) async throws -> Response {
+    func image(_ request: Request, _ name: ModelName, _ manifest: Digest, _ layout: CacheImageLayout, sendBody: Bool)
+        async throws -> Response
+    {
         let (stored, decoded) = try await storedManifest(name, manifest)
         let image = CacheImage(model: name, manifestDigest: stored.digest, manifest: decoded, layout: layout)
         var headers: HTTPFields = [
@@ -32,7 +34,10 @@ extension ModelRoutes {
             await registry.images.enqueue(name, manifest)
         }
         for file in decoded.files where try registry.blobs.info(file.digest) == nil {
-            throw RegistryError(.integrity, "the registry lacks blob \(file.digest) of \(file.path): the image cannot be served; run `modelreg verify`")
+            throw RegistryError(
+                .integrity,
+                "the registry lacks blob \(file.digest) of \(file.path): the image cannot be served; run `modelreg verify`"
+            )
         }
         var status = HTTPResponse.Status.ok
         var range = 0..<image.size
@@ -45,14 +50,18 @@ extension ModelRoutes {
             headers[.contentRange] = "bytes \(partial.start)-\(partial.end)/\(image.size)"
         case .unsatisfiable:
             var response = ErrorMiddleware.errorResponse(
-                RegistryError(.rangeNotSatisfiable, "range \(request.headers[.range] ?? "") is outside the image's \(image.size) bytes")
+                RegistryError(
+                    .rangeNotSatisfiable,
+                    "range \(request.headers[.range] ?? "") is outside the image's \(image.size) bytes")
             )
             response.headers[.contentRange] = "bytes */\(image.size)"
             return response
         }
         headers[.contentLength] = String(range.count)
         guard sendBody, !range.isEmpty else { return Response(status: status, headers: headers, body: ResponseBody()) }
-        let blobs = registry.blobs, metrics = registry.metrics, served = range
+        let blobs = registry.blobs
+        let metrics = registry.metrics
+        let served = range
         let body = ResponseBody(contentLength: served.count) { writer in
             var chunks = CacheImageChunks(image, range: served, blobs: blobs)
             while let chunk = try chunks.next() {

@@ -43,7 +43,9 @@ final class FlushBeforeCloseHandler<Part>: ChannelOutboundHandler, RemovableChan
             return
         }
         if held == nil {
-            let deadline = context.eventLoop.assumeIsolated().scheduleTask(in: patience()) { self.releaseClose(context) }
+            let deadline = context.eventLoop.assumeIsolated().scheduleTask(in: patience()) {
+                self.releaseClose(context)
+            }
             held = HeldClose(promises: [], deadline: deadline)
             context.flush()
         }

@@ -2,7 +2,7 @@ import Foundation
 import ModelRegistryCore
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The address `serve` will listen on, checked before anything touches the data directory: a server that
@@ -22,10 +22,15 @@ enum ListeningPort {
         var yes: Int32 = 1
         setsockopt(probe, SOL_SOCKET, SO_REUSEADDR, &yes, socklen_t(MemoryLayout<Int32>.size))
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(probe, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(probe, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard bound != 0 else { return }
-        let reason = errno == EADDRINUSE ? "is already in use (another modelreg serve?)" : "cannot be listened on (\(String(cString: strerror(errno))))"
+        let reason =
+            errno == EADDRINUSE
+            ? "is already in use (another modelreg serve?)"
+            : "cannot be listened on (\(String(cString: strerror(errno))))"
         throw RegistryError(.conflict, "port \(port) on \(host) \(reason): stop what holds it, or pass another --port")
     }
 }

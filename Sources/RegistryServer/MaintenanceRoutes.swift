@@ -17,31 +17,37 @@ struct MaintenanceRoutes {
                 try registry.authorize(context, .admin)
                 let query = request.uri.queryParameters
                 let dryRun = try Self.flag(query.get("dry_run"), "dry_run")
-                let grace = try query.get("grace").map { text throws(RegistryError) in try DurationText.seconds(text) }
+                let grace =
+                    try query.get("grace").map { text throws(RegistryError) in try DurationText.seconds(text) }
                     ?? GarbageCollector.defaultGraceSeconds
                 let collector = GarbageCollector(directory: registry.directory, graceSeconds: grace)
                 let report = try await NIOThreadPool.singleton.runIfActive { try collector.run(dryRun: dryRun) }
                 if !dryRun { registry.metrics.garbageCollected(blobs: report.deleted.count, bytes: report.freedBytes) }
-                context.logger.notice("garbage collection", metadata: [
-                    "dry_run": .stringConvertible(dryRun), "deleted": .stringConvertible(report.deleted.count),
-                    "freed_bytes": .stringConvertible(report.freedBytes), "by": .string(context.identity.actor),
-                ])
+                context.logger.notice(
+                    "garbage collection",
+                    metadata: [
+                        "dry_run": .stringConvertible(dryRun), "deleted": .stringConvertible(report.deleted.count),
+                        "freed_bytes": .stringConvertible(report.freedBytes), "by": .string(context.identity.actor),
+                    ])
                 return JSONBody.response(report)
             },
             Route(.post, "/v1/admin/verify") { request, context in
                 try registry.authorize(context, .admin)
                 let text = request.uri.queryParameters.get("sample") ?? "1"
                 guard let sample = Double(text) else {
-                    throw RegistryError(.invalidRequest, "sample '\(text.prefix(40))' is not a fraction between 0 and 1")
+                    throw RegistryError(
+                        .invalidRequest, "sample '\(text.prefix(40))' is not a fraction between 0 and 1")
                 }
                 let scrubber = try Scrubber(directory: registry.directory, sample: sample)
                 let report = try await NIOThreadPool.singleton.runIfActive { try scrubber.run() }
                 registry.metrics.corruptBlobsFound(report.corrupt.count)
                 if !report.healthy {
-                    context.logger.error("integrity scrub found damage", metadata: [
-                        "corrupt": .string(report.corrupt.map(\.description).joined(separator: ",")),
-                        "missing": .stringConvertible(report.missing.count),
-                    ])
+                    context.logger.error(
+                        "integrity scrub found damage",
+                        metadata: [
+                            "corrupt": .string(report.corrupt.map(\.description).joined(separator: ",")),
+                            "missing": .stringConvertible(report.missing.count),
+                        ])
                 }
                 return JSONBody.response(report)
             },
@@ -67,7 +73,8 @@ struct MaintenanceRoutes {
             defer { try? file.close() }
             var offset: Int64 = 0
             while offset < size {
-                let chunk = try file.readBuffer(at: offset, length: Int(min(Int64(BlobRoutes.readChunk), size - offset)))
+                let chunk = try file.readBuffer(
+                    at: offset, length: Int(min(Int64(BlobRoutes.readChunk), size - offset)))
                 guard chunk.readableBytes > 0 else { break }
                 offset += Int64(chunk.readableBytes)
                 try await writer.write(chunk)
@@ -76,7 +83,10 @@ struct MaintenanceRoutes {
         }
         return Response(
             status: .ok,
-            headers: [.contentType: "application/vnd.sqlite3", .contentLength: String(size), .modelregDigest: digest.description],
+            headers: [
+                .contentType: "application/vnd.sqlite3", .contentLength: String(size),
+                .modelregDigest: digest.description,
+            ],
             body: body
         )
     }

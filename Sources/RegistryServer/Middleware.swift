@@ -2,8 +2,8 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import ModelRegistryCore
-import RegistryAPI
 import NIOHTTP1
+import RegistryAPI
 
 /// Turns every error into the API's JSON error body with the right status, and records request metrics.
 struct ErrorMiddleware: RouterMiddleware {
@@ -11,7 +11,9 @@ struct ErrorMiddleware: RouterMiddleware {
     let metrics: RegistryMetrics
     let routes: RouteTable
 
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
+        -> Response
+    {
         let start = ContinuousClock.now
         let route = routes.match(request.uri.path)
         let response: Response
@@ -24,7 +26,8 @@ struct ErrorMiddleware: RouterMiddleware {
         } catch let error as any HTTPResponseError {
             // The router found no handler for the method on a path the API has: the method is what is wrong.
             if error.status == .notFound, let route, !route.methods.contains(request.method) {
-                response = Self.errorResponse(MethodNotAllowed(method: request.method, path: request.uri.path, allowed: route.methods))
+                response = Self.errorResponse(
+                    MethodNotAllowed(method: request.method, path: request.uri.path, allowed: route.methods))
             } else {
                 response = Self.errorResponse(RegistryError(Self.code(for: error.status), Self.message(for: error)))
             }
@@ -32,14 +35,18 @@ struct ErrorMiddleware: RouterMiddleware {
             // Handlers are cancelled when the server stops with requests still running (a drain timeout
             // that expired): an expected outcome that the Drainer has logged, not a server failure.
             response = Self.errorResponse(
-                RegistryError(.notReady, "the registry stopped before this request finished: retry; an upload resumes from the bytes it kept")
+                RegistryError(
+                    .notReady,
+                    "the registry stopped before this request finished: retry; an upload resumes from the bytes it kept"
+                )
             )
         } catch let error as HTTPParserError {
             // A body the HTTP parser refused (a chunk size that is no number): the client's fault, not ours.
             response = Self.errorResponse(RegistryError(.invalidRequest, "malformed request: \(error)"))
         } catch {
             if let full = RegistryError.insufficientStorage(from: error) {
-                context.logger.error("request failed: disk full", metadata: ["error": .string(String(describing: error))])
+                context.logger.error(
+                    "request failed: disk full", metadata: ["error": .string(String(describing: error))])
                 response = Self.errorResponse(full)
             } else {
                 context.logger.error("request failed", metadata: ["error": .string(String(describing: error))])
@@ -56,8 +63,9 @@ struct ErrorMiddleware: RouterMiddleware {
     }
 
     static func errorResponse(_ error: RegistryError) -> Response {
-        var response = JSONBody.response(ErrorBody(error),
-                                         status: HTTPResponse.Status(code: error.httpStatus))
+        var response = JSONBody.response(
+            ErrorBody(error),
+            status: HTTPResponse.Status(code: error.httpStatus))
         if error.code == .unauthorized {
             response.headers[.wwwAuthenticate] = "Bearer realm=\"modelreg\""
         }
@@ -100,12 +108,16 @@ struct AuthenticationMiddleware: RouterMiddleware {
     typealias Context = RegistryRequestContext
     let metadata: any MetadataStore
 
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
+        -> Response
+    {
         var context = context
         if let header = request.headers[.authorization] {
             let parts = header.split(separator: " ", maxSplits: 1)
             if parts.count == 2, parts[0].lowercased() == "bearer",
-               let record = try await metadata.token(hash: TokenSecret(String(parts[1]).trimmingCharacters(in: .whitespaces)).hash) {
+                let record = try await metadata.token(
+                    hash: TokenSecret(String(parts[1]).trimmingCharacters(in: .whitespaces)).hash)
+            {
                 context.identity = .token(record)
             } else {
                 context.identity = .invalid
@@ -126,17 +138,23 @@ enum JSONBody {
         return ByteBuffer(bytes: try! encoder.encode(value))
     }
 
-    static func response(_ value: some Encodable, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) -> Response {
+    static func response(_ value: some Encodable, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:])
+        -> Response
+    {
         rendered(value, status: status, headers: headers).response(sendBody: true)
     }
 
-    static func rendered(_ value: some Encodable, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) -> RenderedResponse {
+    static func rendered(_ value: some Encodable, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:])
+        -> RenderedResponse
+    {
         var headers = headers
         headers[.contentType] = contentType
         return RenderedResponse(status: status, headers: headers, body: encode(value))
     }
 
-    static func decode<T: Decodable>(_ type: T.Type, from request: Request, context: RegistryRequestContext) async throws -> T {
+    static func decode<T: Decodable>(_ type: T.Type, from request: Request, context: RegistryRequestContext)
+        async throws -> T
+    {
         let buffer = try await request.body.collect(upTo: context.maxUploadSize)
         do {
             return try JSONDecoder().decode(T.self, from: Data(buffer: buffer))
@@ -144,7 +162,8 @@ enum JSONBody {
             throw error
         } catch let DecodingError.dataCorrupted(context) {
             if let underlying = context.underlyingError as? RegistryError { throw underlying }
-            throw RegistryError(.invalidRequest, "request body is not valid JSON for this route: \(context.debugDescription)")
+            throw RegistryError(
+                .invalidRequest, "request body is not valid JSON for this route: \(context.debugDescription)")
         } catch {
             throw RegistryError(.invalidRequest, "request body is not valid JSON for this route: \(error)")
         }
@@ -165,7 +184,8 @@ struct RenderedResponse: Sendable {
     func response(sendBody: Bool) -> Response {
         var headers = headers
         headers[.contentLength] = String(body.readableBytes)
-        return Response(status: status, headers: headers, body: sendBody ? ResponseBody(byteBuffer: body) : ResponseBody())
+        return Response(
+            status: status, headers: headers, body: sendBody ? ResponseBody(byteBuffer: body) : ResponseBody())
     }
 }
 

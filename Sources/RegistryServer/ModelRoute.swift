@@ -28,7 +28,8 @@ enum ModelRoute: Hashable {
         if segments.count > 1, !ModelName.reservedSegments.contains(segments[1]) { nameLength = 2 }
         // An encoded slash must not turn one segment into two parts of a name.
         if let segment = segments.prefix(nameLength).first(where: { $0.contains("/") }) {
-            throw RegistryError(.invalidName, "invalid model name part '\(segment.prefix(140))': '/' separates the parts of a name")
+            throw RegistryError(
+                .invalidName, "invalid model name part '\(segment.prefix(140))': '/' separates the parts of a name")
         }
         let name = try ModelName(segments.prefix(nameLength).joined(separator: "/"))
         let rest = Array(segments.dropFirst(nameLength))
@@ -45,7 +46,9 @@ enum ModelRoute: Hashable {
             self = .alias(name, try AliasName(rest[1]))
         case 2 where rest[0] == "manifests":
             guard rest[1].hasPrefix(":") || rest[1].hasPrefix("@") else {
-                throw RegistryError(.invalidReference, "invalid reference '\(rest[1].prefix(140))': expected :VERSION, @ALIAS or @sha256:<digest>")
+                throw RegistryError(
+                    .invalidReference,
+                    "invalid reference '\(rest[1].prefix(140))': expected :VERSION, @ALIAS or @sha256:<digest>")
             }
             self = .manifest(try ModelReference.release(name.value + rest[1]))
         case 3 where rest[0] == "aliases" && rest[2] == "history":
@@ -60,7 +63,10 @@ enum ModelRoute: Hashable {
             self = .images(name, try Digest(parsing: rest[1]))
         case 3 where rest[0] == "images":
             guard let layout = CacheImageLayout(rawValue: rest[2]) else {
-                throw RegistryError(.invalidRequest, "unknown image layout '\(rest[2].prefix(40))': use \(CacheImageLayout.allCases.map(\.rawValue).joined(separator: " or "))")
+                throw RegistryError(
+                    .invalidRequest,
+                    "unknown image layout '\(rest[2].prefix(40))': use \(CacheImageLayout.allCases.map(\.rawValue).joined(separator: " or "))"
+                )
             }
             self = .image(name, try Digest(parsing: rest[1]), layout)
         case 4 where rest[0] == "versions" && rest[2] == "variants":
@@ -74,8 +80,8 @@ enum ModelRoute: Hashable {
     var model: ModelName {
         switch self {
         case .model(let name), .versions(let name), .aliases(let name), .version(let name, _), .variant(let name, _, _),
-             .alias(let name, _), .aliasHistory(let name, _), .aliasPromotion(let name, _), .aliasRollback(let name, _),
-             .deprecation(let name, _), .images(let name, _), .image(let name, _, _):
+            .alias(let name, _), .aliasHistory(let name, _), .aliasPromotion(let name, _), .aliasRollback(let name, _),
+            .deprecation(let name, _), .images(let name, _), .image(let name, _, _):
             name
         case .manifest(let reference):
             reference.name
@@ -95,21 +101,22 @@ enum ModelRoute: Hashable {
     /// The resource's path with its parameters named, as metrics label it: one label a kind of resource,
     /// whatever the model, and whether its name has one part or two.
     var template: String {
-        let tail = switch self {
-        case .model: ""
-        case .versions: "/versions"
-        case .version: "/versions/{version}"
-        case .variant: "/versions/{version}/variants/{variant}"
-        case .deprecation: "/versions/{version}/deprecate"
-        case .manifest: "/manifests/{reference}"
-        case .aliases: "/aliases"
-        case .alias: "/aliases/{alias}"
-        case .aliasHistory: "/aliases/{alias}/history"
-        case .aliasPromotion: "/aliases/{alias}/promote"
-        case .aliasRollback: "/aliases/{alias}/rollback"
-        case .images: "/images/{digest}"
-        case .image: "/images/{digest}/{layout}"
-        }
+        let tail =
+            switch self {
+            case .model: ""
+            case .versions: "/versions"
+            case .version: "/versions/{version}"
+            case .variant: "/versions/{version}/variants/{variant}"
+            case .deprecation: "/versions/{version}/deprecate"
+            case .manifest: "/manifests/{reference}"
+            case .aliases: "/aliases"
+            case .alias: "/aliases/{alias}"
+            case .aliasHistory: "/aliases/{alias}/history"
+            case .aliasPromotion: "/aliases/{alias}/promote"
+            case .aliasRollback: "/aliases/{alias}/rollback"
+            case .images: "/images/{digest}"
+            case .image: "/images/{digest}/{layout}"
+            }
         return "/v1/models/{name}" + tail
     }
 

@@ -20,7 +20,8 @@ struct ModelRoutes {
                 return JSONBody.response(ModelList(models: try await registry.metadata.listModels()))
             },
             Route(.get, RouteTable.modelPaths) { request, context in try await get(request, context, sendBody: true) },
-            Route(.head, RouteTable.modelPaths) { request, context in try await get(request, context, sendBody: false) },
+            Route(.head, RouteTable.modelPaths) { request, context in try await get(request, context, sendBody: false)
+            },
             Route(.put, RouteTable.modelPaths) { request, context in try await put(request, context) },
             Route(.post, RouteTable.modelPaths) { request, context in try await post(request, context) },
             Route(.delete, RouteTable.modelPaths) { request, context in try await delete(request, context) },
@@ -43,26 +44,37 @@ struct ModelRoutes {
         }
         var variant: VariantName?
         if case .manifest = route {
-            variant = try request.uri.queryParameters.get("variant").map { text throws(RegistryError) in try VariantName(text) }
+            variant = try request.uri.queryParameters.get("variant").map { text throws(RegistryError) in
+                try VariantName(text)
+            }
         }
         // A cache image's state is the builder's, not the database's: never kept.
-        if case .images = route { return try await render(request, route, variant: variant).response(sendBody: sendBody) }
+        if case .images = route {
+            return try await render(request, route, variant: variant).response(sendBody: sendBody)
+        }
         let key = RenderedRead(route: route, variant: variant)
         let changeCount = registry.metadata.changeCount(of: route.model)
-        if let kept = registry.renderedReads.value(for: key, at: changeCount) { return kept.response(sendBody: sendBody) }
+        if let kept = registry.renderedReads.value(for: key, at: changeCount) {
+            return kept.response(sendBody: sendBody)
+        }
         let rendered = try await render(request, route, variant: variant)
         registry.renderedReads.insert(rendered, for: key, cost: rendered.cost, readAt: changeCount)
         return rendered.response(sendBody: sendBody)
     }
 
-    private func render(_ request: Request, _ route: ModelRoute, variant: VariantName?) async throws -> RenderedResponse {
+    private func render(_ request: Request, _ route: ModelRoute, variant: VariantName?) async throws -> RenderedResponse
+    {
         let metadata = registry.metadata
         switch route {
         case .model(let name):
-            guard let detail = try await metadata.model(name) else { throw RegistryError(.notFound, "model \(name) not found") }
+            guard let detail = try await metadata.model(name) else {
+                throw RegistryError(.notFound, "model \(name) not found")
+            }
             return JSONBody.rendered(detail)
         case .versions(let name):
-            guard let detail = try await metadata.model(name) else { throw RegistryError(.notFound, "model \(name) not found") }
+            guard let detail = try await metadata.model(name) else {
+                throw RegistryError(.notFound, "model \(name) not found")
+            }
             return JSONBody.rendered(VersionList(versions: detail.versions))
         case .version(let name, let version):
             guard let summary = try await metadata.version(name, version) else {
@@ -77,7 +89,9 @@ struct ModelRoutes {
         case .manifest(let reference):
             return manifestResponse(try await metadata.resolve(reference, variant: variant))
         case .aliases(let name):
-            guard let aliases = try await metadata.aliases(name) else { throw RegistryError(.notFound, "model \(name) not found") }
+            guard let aliases = try await metadata.aliases(name) else {
+                throw RegistryError(.notFound, "model \(name) not found")
+            }
             return JSONBody.rendered(AliasList(aliases: aliases))
         case .alias(let name, let alias):
             guard let target = try await metadata.alias(name, alias) else {
@@ -138,19 +152,23 @@ struct ModelRoutes {
         case .deprecation(let name, let version):
             let body = try await JSONBody.decode(DeprecationRequest.self, from: request, context: context)
             let reason = try DeprecationHeader.validatedReason(body.reason)
-            return JSONBody.response(try await registry.metadata.deprecate(name, version, reason: reason, actor: context.identity.actor))
+            return JSONBody.response(
+                try await registry.metadata.deprecate(name, version, reason: reason, actor: context.identity.actor))
         default:
             throw Self.notAllowed(request, route)
         }
     }
 
     private func move(
-        _ name: ModelName, _ alias: AliasName, _ kind: AliasMoveKind, _ body: some AliasMoveBody, _ context: RegistryRequestContext
+        _ name: ModelName, _ alias: AliasName, _ kind: AliasMoveKind, _ body: some AliasMoveBody,
+        _ context: RegistryRequestContext
     ) async throws -> Response {
-        let move = AliasMove(model: name, alias: alias, kind: kind, expectation: try body.expectation, actor: context.identity.actor)
+        let move = AliasMove(
+            model: name, alias: alias, kind: kind, expectation: try body.expectation, actor: context.identity.actor)
         let target = try await registry.metadata.moveAlias(move)
         // The first init container after a move must find the image built.
-        let stored = try await registry.metadata.resolve(ModelReference(name: name, target: .alias(alias)), variant: nil)
+        let stored = try await registry.metadata.resolve(
+            ModelReference(name: name, target: .alias(alias)), variant: nil)
         await registry.images.enqueue(name, stored.digest)
         return JSONBody.response(target)
     }
@@ -161,7 +179,8 @@ struct ModelRoutes {
         guard case .version(let name, let version) = route else { throw Self.notAllowed(request, route) }
         let deleted = try await registry.metadata.deleteVersion(name, version, actor: context.identity.actor)
         await registry.images.forget(name, deleted.manifests)
-        context.logger.notice("version deleted", metadata: ["version": "\(name):\(version)", "by": .string(context.identity.actor)])
+        context.logger.notice(
+            "version deleted", metadata: ["version": "\(name):\(version)", "by": .string(context.identity.actor)])
         return JSONBody.response(deleted)
     }
 
@@ -210,7 +229,9 @@ struct ModelRoutes {
         guard problems.isEmpty else {
             let shown = problems.prefix(20).joined(separator: "; ")
             let more = problems.count > 20 ? "; and \(problems.count - 20) more" : ""
-            throw RegistryError(.blobsMissing, "the manifest references \(problems.count) blob(s) the registry does not have: \(shown)\(more)")
+            throw RegistryError(
+                .blobsMissing,
+                "the manifest references \(problems.count) blob(s) the registry does not have: \(shown)\(more)")
         }
     }
 }

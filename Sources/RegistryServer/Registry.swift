@@ -7,9 +7,9 @@ import SQLiteMetadata
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// The registry's state behind the HTTP layer: where blobs and metadata live, and how requests are authorized.
@@ -58,12 +58,15 @@ public struct Registry: Sendable {
         )
         if let file = configuration.adminTokenFile {
             let secret = try readTokenFile(file)
-            if try await metadata.installAdminToken(name: try TokenLabel("admin-token-file"), secret: secret, actor: "modelreg-serve") {
+            if try await metadata.installAdminToken(
+                name: try TokenLabel("admin-token-file"), secret: secret, actor: "modelreg-serve")
+            {
                 logger.notice("added the admin token of a token file", metadata: ["file": .string(file)])
             }
         } else if try await !metadata.hasTokens() {
             let secret = TokenSecret.generate()
-            _ = try await metadata.createToken(name: try TokenLabel("admin"), scope: .admin, secret: secret, actor: "modelreg-serve")
+            _ = try await metadata.createToken(
+                name: try TokenLabel("admin"), scope: .admin, secret: secret, actor: "modelreg-serve")
             try writeSecretFile(secret.value + "\n", to: directory.adminToken.path)
             logger.notice("created the first admin token", metadata: ["file": .string(directory.adminToken.path)])
         }
@@ -79,7 +82,8 @@ public struct Registry: Sendable {
         if FileManager.default.fileExists(atPath: directory.restoreMarker.path) {
             lock.unlock()
             throw RegistryError(
-                .conflict, "\(directory.root.path) holds an unfinished restore: run `modelreg restore --data \(directory.root.path) --force` again to complete it"
+                .conflict,
+                "\(directory.root.path) holds an unfinished restore: run `modelreg restore --data \(directory.root.path) --force` again to complete it"
             )
         }
         heldLocks.withLock { $0.append(lock) }
@@ -107,13 +111,17 @@ public struct Registry: Sendable {
             .map { directory.tmp.appendingPathComponent($0).path }
         let images = fileManager.enumerator(atPath: directory.images.path)
         while let name = images?.nextObject() as? String {
-            if name.hasSuffix(CacheImageBuilder.temporarySuffix) { leftovers.append(directory.images.appendingPathComponent(name).path) }
+            if name.hasSuffix(CacheImageBuilder.temporarySuffix) {
+                leftovers.append(directory.images.appendingPathComponent(name).path)
+            }
         }
         for path in leftovers {
             do {
                 try POSIXFile.remove(path)
             } catch {
-                logger.error("cannot remove a leftover of an earlier run", metadata: ["path": .string(path), "error": "\(error)"])
+                logger.error(
+                    "cannot remove a leftover of an earlier run",
+                    metadata: ["path": .string(path), "error": "\(error)"])
             }
         }
         if !leftovers.isEmpty {
@@ -124,7 +132,8 @@ public struct Registry: Sendable {
     /// The token in `--admin-token-file`: one line of at least 32 printable characters, so that a
     /// guessable or mis-mounted value is refused rather than made an admin.
     private static func readTokenFile(_ path: String) throws -> TokenSecret {
-        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8)
+        else {
             throw RegistryError(.invalidRequest, "cannot read the admin token file \(path)")
         }
         let token = text.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -151,13 +160,19 @@ public struct Registry: Sendable {
         switch context.identity {
         case .token(let record):
             guard record.scope >= required else {
-                throw RegistryError(.forbidden, "token '\(record.name)' has scope \(record.scope.rawValue); this request needs \(required.rawValue)")
+                throw RegistryError(
+                    .forbidden,
+                    "token '\(record.name)' has scope \(record.scope.rawValue); this request needs \(required.rawValue)"
+                )
             }
         case .invalid:
             throw RegistryError(.unauthorized, "the bearer token is invalid or revoked")
         case .anonymous:
             guard required == .read, anonymousRead else {
-                throw RegistryError(.unauthorized, "this request needs a token with scope \(required.rawValue): send it as 'Authorization: Bearer <token>'")
+                throw RegistryError(
+                    .unauthorized,
+                    "this request needs a token with scope \(required.rawValue): send it as 'Authorization: Bearer <token>'"
+                )
             }
         }
     }

@@ -12,7 +12,8 @@ import ServiceLifecycle
 public enum RegistryApplication {
     /// Every route the service answers: HEAD wherever GET is answered.
     static func routes(_ registry: Registry) -> [Route] {
-        let routes = AdminRoutes(registry: registry).routes + BlobRoutes(registry: registry).routes
+        let routes =
+            AdminRoutes(registry: registry).routes + BlobRoutes(registry: registry).routes
             + ModelRoutes(registry: registry).routes + MaintenanceRoutes(registry: registry).routes
         return routes + Route.heads(for: routes)
     }
@@ -54,9 +55,11 @@ public enum RegistryApplication {
         logger: Logger,
         onServerRunning: @escaping @Sendable (_ host: String, _ port: Int) async -> Void = { _, _ in }
     ) async throws {
-        let app = try make(registry: registry, configuration: configuration, logger: logger, onServerRunning: onServerRunning)
+        let app = try make(
+            registry: registry, configuration: configuration, logger: logger, onServerRunning: onServerRunning)
         let drainer = Drainer(shutdown: registry.shutdown, timeout: configuration.drainTimeout, logger: logger)
-        var group = ServiceGroupConfiguration(services: [app, drainer], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        var group = ServiceGroupConfiguration(
+            services: [app, drainer], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         // The drain has had its time; the server then gets a moment to close its connections before the
         // requests still in flight are cancelled.
         group.maximumGracefulShutdownDuration = configuration.drainTimeout + .seconds(2)
@@ -67,12 +70,15 @@ public enum RegistryApplication {
     /// still queued waits for them until the drain ends, or for one more idle timeout outside a drain.
     static func server(_ configuration: ServerConfiguration, shutdown: ShutdownState) throws -> HTTPServerBuilder {
         let idleTimeout = configuration.idleTimeout
-        let http1 = HTTPServerBuilder.http1(configuration: .init(
-            additionalChannelHandlers: [
-                FlushBeforeCloseHandler<HTTPResponsePart>(patience: { TimeAmount(shutdown.remainingDrainTime ?? idleTimeout) })
-            ],
-            idleTimeout: TimeAmount(idleTimeout)
-        ))
+        let http1 = HTTPServerBuilder.http1(
+            configuration: .init(
+                additionalChannelHandlers: [
+                    FlushBeforeCloseHandler<HTTPResponsePart>(patience: {
+                        TimeAmount(shutdown.remainingDrainTime ?? idleTimeout)
+                    })
+                ],
+                idleTimeout: TimeAmount(idleTimeout)
+            ))
         guard let tls = configuration.tls else { return http1 }
         return try .tls(http1, tlsConfiguration: tls)
     }

@@ -10,12 +10,22 @@ final class RegistryMetrics: Sendable {
         MetricNameDescriptor(namespace: "modelreg", metricName: metric, unitName: unit, helpText: help)
     }
 
-    private static var requests: MetricNameDescriptor { name("http_requests", "total", "HTTP requests by method, route and status.") }
-    private static var duration: MetricNameDescriptor { name("http_request_duration", "seconds", "HTTP request handling time until the response head.") }
-    private static var received: MetricNameDescriptor { name("blob_bytes_received", "total", "Blob bytes received in uploads.") }
+    private static var requests: MetricNameDescriptor {
+        name("http_requests", "total", "HTTP requests by method, route and status.")
+    }
+    private static var duration: MetricNameDescriptor {
+        name("http_request_duration", "seconds", "HTTP request handling time until the response head.")
+    }
+    private static var received: MetricNameDescriptor {
+        name("blob_bytes_received", "total", "Blob bytes received in uploads.")
+    }
     private static var sent: MetricNameDescriptor { name("blob_bytes_sent", "total", "Blob bytes sent in downloads.") }
-    private static var committed: MetricNameDescriptor { name("blobs_committed", "total", "Uploads committed as blobs; deduplicated when the blob existed.") }
-    private static var mismatches: MetricNameDescriptor { name("digest_mismatches", "total", "Uploads refused because their bytes did not hash to the expected digest.") }
+    private static var committed: MetricNameDescriptor {
+        name("blobs_committed", "total", "Uploads committed as blobs; deduplicated when the blob existed.")
+    }
+    private static var mismatches: MetricNameDescriptor {
+        name("digest_mismatches", "total", "Uploads refused because their bytes did not hash to the expected digest.")
+    }
 
     private static let durationBuckets: [Duration] = [
         .milliseconds(1), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
@@ -23,7 +33,9 @@ final class RegistryMetrics: Sendable {
     ]
 
     func recordRequest(method: String, route: String, status: Int, duration: Duration) {
-        registry.makeCounter(descriptor: Self.requests, labels: [("method", method), ("route", route), ("status", String(status))]).increment()
+        registry.makeCounter(
+            descriptor: Self.requests, labels: [("method", method), ("route", route), ("status", String(status))]
+        ).increment()
         registry.makeDurationHistogram(
             descriptor: Self.duration, labels: [("method", method), ("route", route)], buckets: Self.durationBuckets
         ).record(duration)
@@ -45,10 +57,20 @@ final class RegistryMetrics: Sendable {
         registry.makeCounter(descriptor: Self.mismatches).increment()
     }
 
-    private static var collected: MetricNameDescriptor { name("gc_deleted_blobs", "total", "Blobs deleted by garbage collection.") }
-    private static var freed: MetricNameDescriptor { name("gc_freed_bytes", "total", "Bytes freed by garbage collection.") }
-    private static var corrupt: MetricNameDescriptor { name("corrupt_blobs_found", "total", "Corrupt blobs found and quarantined by integrity scrubs run by this server.") }
-    private static var quarantined: MetricNameDescriptor { name("quarantined_blobs", "", "Blobs in quarantine now (found corrupt by any scrub; repair restores them).") }
+    private static var collected: MetricNameDescriptor {
+        name("gc_deleted_blobs", "total", "Blobs deleted by garbage collection.")
+    }
+    private static var freed: MetricNameDescriptor {
+        name("gc_freed_bytes", "total", "Bytes freed by garbage collection.")
+    }
+    private static var corrupt: MetricNameDescriptor {
+        name(
+            "corrupt_blobs_found", "total",
+            "Corrupt blobs found and quarantined by integrity scrubs run by this server.")
+    }
+    private static var quarantined: MetricNameDescriptor {
+        name("quarantined_blobs", "", "Blobs in quarantine now (found corrupt by any scrub; repair restores them).")
+    }
 
     func garbageCollected(blobs: Int, bytes: Int64) {
         registry.makeCounter(descriptor: Self.collected).increment(by: Int64(blobs))

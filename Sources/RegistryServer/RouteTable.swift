@@ -36,7 +36,8 @@ struct RouteTable: Sendable {
             if let index = templates.firstIndex(where: { $0.path == route.path }) {
                 templates[index].methods.append(route.method)
             } else {
-                templates.append(Template(path: route.path, segments: Self.segments(route.path), methods: [route.method]))
+                templates.append(
+                    Template(path: route.path, segments: Self.segments(route.path), methods: [route.method]))
             }
         }
         self.templates = templates

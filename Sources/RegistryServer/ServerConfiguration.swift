@@ -73,7 +73,8 @@ public struct TLSFiles: Sendable {
             chain = try NIOSSLCertificate.fromPEMFile(certificate)
         } catch {
             throw RegistryError(
-                .invalidRequest, "cannot load the TLS certificate \(certificate) (\(error)): --tls-cert must name a readable PEM certificate chain"
+                .invalidRequest,
+                "cannot load the TLS certificate \(certificate) (\(error)): --tls-cert must name a readable PEM certificate chain"
             )
         }
         guard !chain.isEmpty else {
@@ -84,7 +85,8 @@ public struct TLSFiles: Sendable {
             privateKey = try NIOSSLPrivateKey(file: key, format: .pem)
         } catch {
             throw RegistryError(
-                .invalidRequest, "cannot load the TLS private key \(key) (\(error)): --tls-key must name a readable, unencrypted PEM private key"
+                .invalidRequest,
+                "cannot load the TLS private key \(key) (\(error)): --tls-key must name a readable, unencrypted PEM private key"
             )
         }
         let configuration = TLSConfiguration.makeServerConfiguration(
@@ -93,7 +95,8 @@ public struct TLSFiles: Sendable {
         do {
             _ = try NIOSSLContext(configuration: configuration)
         } catch {
-            throw RegistryError(.invalidRequest, "the TLS private key \(key) does not fit the certificate \(certificate) (\(error))")
+            throw RegistryError(
+                .invalidRequest, "the TLS private key \(key) does not fit the certificate \(certificate) (\(error))")
         }
         return configuration
     }

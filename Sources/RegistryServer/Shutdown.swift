@@ -109,7 +109,9 @@ struct Drainer: Service {
         try? await gracefulShutdown()
         shutdown.startDraining(timeout: timeout)
         let inFlight = shutdown.inFlight
-        logger.notice("shutting down: draining requests in flight", metadata: ["inFlight": "\(inFlight)", "timeout": "\(timeout)"])
+        logger.notice(
+            "shutting down: draining requests in flight",
+            metadata: ["inFlight": "\(inFlight)", "timeout": "\(timeout)"])
         if await shutdown.awaitIdle(timeout: timeout) {
             logger.notice("drained: no request in flight")
         } else {
@@ -127,10 +129,13 @@ struct DrainMiddleware: RouterMiddleware {
     typealias Context = RegistryRequestContext
     let shutdown: ShutdownState
 
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
+        -> Response
+    {
         guard request.uri.path.hasPrefix("/v1/") else { return try await next(request, context) }
         guard shutdown.enter() else {
-            throw RegistryError(.notReady, "the registry is shutting down: retry against another replica or once it is back")
+            throw RegistryError(
+                .notReady, "the registry is shutting down: retry against another replica or once it is back")
         }
         let inFlight = InFlightRequest(shutdown)
         var response = try await next(request, context)

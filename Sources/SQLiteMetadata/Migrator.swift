@@ -27,13 +27,14 @@ public struct SchemaMigrator: Sendable {
     public func migrate(_ writer: any DatabaseWriter, upTo target: Int? = nil) throws -> Int {
         let target = target ?? latestVersion
         return try writer.writeWithoutTransaction { db in
-            try db.execute(sql: """
-                CREATE TABLE IF NOT EXISTS schema_migrations (
-                    version INTEGER PRIMARY KEY,
-                    name TEXT NOT NULL,
-                    applied_at TEXT NOT NULL
-                )
-                """)
+            try db.execute(
+                sql: """
+                    CREATE TABLE IF NOT EXISTS schema_migrations (
+                        version INTEGER PRIMARY KEY,
+                        name TEXT NOT NULL,
+                        applied_at TEXT NOT NULL
+                    )
+                    """)
             var current = try Self.appliedVersion(db)
             guard current <= latestVersion else {
                 throw RegistryError(

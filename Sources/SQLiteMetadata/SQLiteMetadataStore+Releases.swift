@@ -7,17 +7,23 @@ extension SQLiteMetadataStore {
     public func moveAlias(_ move: AliasMove) async throws -> AliasTarget {
         try await writing(to: move.model) { db in
             guard move.alias != .latest else {
-                throw RegistryError(.invalidName, "'latest' is not an alias that can be moved: @latest is always the newest version that is not deprecated")
+                throw RegistryError(
+                    .invalidName,
+                    "'latest' is not an alias that can be moved: @latest is always the newest version that is not deprecated"
+                )
             }
             let modelID = try Self.modelID(db, move.model)
             let aliases = try Self.aliases(db, modelID: modelID)
             let current = aliases.first { $0.name == move.alias }
             if let expectation = move.expectation {
-                let holds = switch expectation {
-                case .absent: current == nil
-                case .target(let version, let variant): current?.version == version && current?.variant == variant
+                let holds =
+                    switch expectation {
+                    case .absent: current == nil
+                    case .target(let version, let variant): current?.version == version && current?.variant == variant
+                    }
+                guard holds else {
+                    throw RegistryError.aliasMoved(move.model, move.alias, current: current, expected: expectation)
                 }
-                guard holds else { throw RegistryError.aliasMoved(move.model, move.alias, current: current, expected: expectation) }
             }
             let destination = try Self.destination(db, modelID, move, current: current, aliases: aliases)
             let target = destination.target
@@ -29,21 +35,30 @@ extension SQLiteMetadataStore {
                 return current
             }
             let now = Timestamp.now()
-            try db.execute(sql: """
-                INSERT INTO aliases (model_id, name, version_id, variant, updated_at, updated_by) VALUES (?, ?, ?, ?, ?, ?)
-                ON CONFLICT (model_id, name) DO UPDATE SET
-                    version_id = excluded.version_id, variant = excluded.variant,
-                    updated_at = excluded.updated_at, updated_by = excluded.updated_by
-                """, arguments: [modelID, move.alias.value, versionID, target.variant?.value, now, move.actor])
-            try db.execute(sql: """
-                INSERT INTO alias_history (model_id, alias, action, from_version, from_variant, to_version, to_variant, actor, at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """, arguments: [modelID, move.alias.value, destination.action.rawValue, current?.version.value, current?.variant?.value,
-                                 target.version.value, target.variant?.value, move.actor, now])
+            try db.execute(
+                sql: """
+                    INSERT INTO aliases (model_id, name, version_id, variant, updated_at, updated_by) VALUES (?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (model_id, name) DO UPDATE SET
+                        version_id = excluded.version_id, variant = excluded.variant,
+                        updated_at = excluded.updated_at, updated_by = excluded.updated_by
+                    """, arguments: [modelID, move.alias.value, versionID, target.variant?.value, now, move.actor])
+            try db.execute(
+                sql: """
+                    INSERT INTO alias_history (model_id, alias, action, from_version, from_variant, to_version, to_variant, actor, at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """,
+                arguments: [
+                    modelID, move.alias.value, destination.action.rawValue, current?.version.value,
+                    current?.variant?.value,
+                    target.version.value, target.variant?.value, move.actor, now,
+                ])
             let from = current.map { ReleaseTarget(version: $0.version, variant: $0.variant).description } ?? "(new)"
-            try Self.audit(db, move.actor, destination.auditAction, move.model, target: "\(move.model)@\(move.alias)",
-                           detail: "\(from) -> \(target)" + destination.note)
-            return AliasTarget(name: move.alias, version: target.version, variant: target.variant, updatedAt: now, updatedBy: move.actor)
+            try Self.audit(
+                db, move.actor, destination.auditAction, move.model, target: "\(move.model)@\(move.alias)",
+                detail: "\(from) -> \(target)" + destination.note)
+            return AliasTarget(
+                name: move.alias, version: target.version, variant: target.variant, updatedAt: now,
+                updatedBy: move.actor)
         }
     }
 
@@ -62,7 +77,8 @@ extension SQLiteMetadataStore {
                 throw RegistryError.notFound("alias '\(source)' of model \(move.model)")
             }
             return AliasDestination(
-                target: ReleaseTarget(version: from.version, variant: from.variant), action: .promote, note: " (promoted from @\(source))"
+                target: ReleaseTarget(version: from.version, variant: from.variant), action: .promote,
+                note: " (promoted from @\(source))"
             )
         case .rollback(let requested):
             guard current != nil else { throw RegistryError.notFound("alias '\(move.alias)' of model \(move.model)") }
@@ -70,8 +86,11 @@ extension SQLiteMetadataStore {
             stack.removeLast()
             let found = requested.map { version in stack.lastIndex { $0.version == version } } ?? stack.indices.last
             guard let index = found else {
-                let reason = requested.map { "never pointed to \($0) before its current target" } ?? "has no earlier target to roll back to"
-                throw RegistryError(.conflict, "\(move.model)@\(move.alias) \(reason): use `modelreg alias set` to move it forward")
+                let reason =
+                    requested.map { "never pointed to \($0) before its current target" }
+                    ?? "has no earlier target to roll back to"
+                throw RegistryError(
+                    .conflict, "\(move.model)@\(move.alias) \(reason): use `modelreg alias set` to move it forward")
             }
             return AliasDestination(target: stack[index], action: .rollback)
         }
@@ -94,7 +113,10 @@ extension SQLiteMetadataStore {
 
     public func aliasHistory(_ name: ModelName, _ alias: AliasName) async throws -> [AliasHistoryEntry]? {
         try await pool.read { db in
-            guard let modelID = try Int64.fetchOne(db.cachedStatement(sql: "SELECT id FROM models WHERE name = ?"), arguments: [name.value]) else {
+            guard
+                let modelID = try Int64.fetchOne(
+                    db.cachedStatement(sql: "SELECT id FROM models WHERE name = ?"), arguments: [name.value])
+            else {
                 return nil
             }
             return try Self.history(db, modelID, alias)
@@ -102,31 +124,42 @@ extension SQLiteMetadataStore {
     }
 
     private static func history(_ db: Database, _ modelID: Int64, _ alias: AliasName) throws -> [AliasHistoryEntry] {
-        try Row.fetchAll(db.cachedStatement(sql: """
-            SELECT id, action, from_version, from_variant, to_version, to_variant, actor, at
-            FROM alias_history WHERE model_id = ? AND alias = ? ORDER BY id
-            """), arguments: [modelID, alias.value]).map { row in
+        try Row.fetchAll(
+            db.cachedStatement(
+                sql: """
+                    SELECT id, action, from_version, from_variant, to_version, to_variant, actor, at
+                    FROM alias_history WHERE model_id = ? AND alias = ? ORDER BY id
+                    """), arguments: [modelID, alias.value]
+        ).map { row in
             AliasHistoryEntry(
                 id: row["id"],
                 alias: alias,
                 action: AliasHistoryEntry.Action(rawValue: row["action"]) ?? .set,
-                fromVersion: try (row["from_version"] as String?).map { text throws(RegistryError) in try VersionName(text) },
-                fromVariant: try (row["from_variant"] as String?).map { text throws(RegistryError) in try VariantName(text) },
+                fromVersion: try (row["from_version"] as String?).map { text throws(RegistryError) in
+                    try VersionName(text)
+                },
+                fromVariant: try (row["from_variant"] as String?).map { text throws(RegistryError) in
+                    try VariantName(text)
+                },
                 toVersion: try VersionName(row["to_version"] as String),
-                toVariant: try (row["to_variant"] as String?).map { text throws(RegistryError) in try VariantName(text) },
+                toVariant: try (row["to_variant"] as String?).map { text throws(RegistryError) in try VariantName(text)
+                },
                 actor: row["actor"],
                 at: row["at"]
             )
         }
     }
 
-    public func deprecate(_ name: ModelName, _ version: VersionName, reason: String?, actor: String) async throws -> VersionSummary {
+    public func deprecate(_ name: ModelName, _ version: VersionName, reason: String?, actor: String) async throws
+        -> VersionSummary
+    {
         try await writing(to: name) { db in
             let modelID = try Self.modelID(db, name)
             let versionID = try Self.existingVersionID(db, modelID, name, version)
-            try db.execute(sql: """
-                UPDATE versions SET deprecated_at = COALESCE(deprecated_at, ?), deprecated_by = ?, deprecation_reason = ? WHERE id = ?
-                """, arguments: [Timestamp.now(), actor, reason, versionID])
+            try db.execute(
+                sql: """
+                    UPDATE versions SET deprecated_at = COALESCE(deprecated_at, ?), deprecated_by = ?, deprecation_reason = ? WHERE id = ?
+                    """, arguments: [Timestamp.now(), actor, reason, versionID])
             try Self.audit(db, actor, .deprecate, name, target: "\(name):\(version)", detail: reason)
             return try Self.versionSummary(db, versionID: versionID, aliases: Self.aliases(db, modelID: modelID))
         }
@@ -139,12 +172,14 @@ extension SQLiteMetadataStore {
             let pointing = try Self.aliases(db, modelID: modelID).filter { $0.version == version }
             guard pointing.isEmpty else {
                 let names = pointing.map { "@\($0.name)" }.joined(separator: ", ")
-                throw RegistryError(.conflict, "\(name):\(version) is the target of \(names): move or roll back those aliases first")
+                throw RegistryError(
+                    .conflict, "\(name):\(version) is the target of \(names): move or roll back those aliases first")
             }
             let summary = try Self.versionSummary(db, versionID: versionID, aliases: [])
-            try db.execute(sql: """
-                DELETE FROM manifest_files WHERE variant_id IN (SELECT id FROM variants WHERE version_id = ?)
-                """, arguments: [versionID])
+            try db.execute(
+                sql: """
+                    DELETE FROM manifest_files WHERE variant_id IN (SELECT id FROM variants WHERE version_id = ?)
+                    """, arguments: [versionID])
             try db.execute(sql: "DELETE FROM variants WHERE version_id = ?", arguments: [versionID])
             try db.execute(sql: "DELETE FROM versions WHERE id = ?", arguments: [versionID])
             let now = Timestamp.now()
@@ -153,20 +188,26 @@ extension SQLiteMetadataStore {
                 arguments: [modelID, version.value, now, actor]
             )
             let variants = summary.variants.map(\.name)
-            try Self.audit(db, actor, .delete, name, target: "\(name):\(version)",
-                           detail: "variants \(variants.map(\.value).joined(separator: ", ")); \(summary.size) bytes")
+            try Self.audit(
+                db, actor, .delete, name, target: "\(name):\(version)",
+                detail: "variants \(variants.map(\.value).joined(separator: ", ")); \(summary.size) bytes")
             return DeletedVersion(
-                model: name, version: version, variants: variants, manifests: summary.variants.map(\.digest), size: summary.size, deletedAt: now
+                model: name, version: version, variants: variants, manifests: summary.variants.map(\.digest),
+                size: summary.size, deletedAt: now
             )
         }
     }
 
     public func auditLog(_ query: AuditQuery) async throws -> [AuditEntry] {
         try await pool.read { db in
-            try Row.fetchAll(db.cachedStatement(sql: """
-                SELECT id, at, actor, action, model, target, detail FROM audit_log
-                WHERE (? IS NULL OR model = ?) AND (? IS NULL OR id < ?) ORDER BY id DESC LIMIT ?
-                """), arguments: [query.model?.value, query.model?.value, query.before, query.before, query.limit]).map { row in
+            try Row.fetchAll(
+                db.cachedStatement(
+                    sql: """
+                        SELECT id, at, actor, action, model, target, detail FROM audit_log
+                        WHERE (? IS NULL OR model = ?) AND (? IS NULL OR id < ?) ORDER BY id DESC LIMIT ?
+                        """),
+                arguments: [query.model?.value, query.model?.value, query.before, query.before, query.limit]
+            ).map { row in
                 AuditEntry(
                     id: row["id"],
                     at: row["at"],
@@ -188,7 +229,8 @@ extension SQLiteMetadataStore {
     }
 
     static func audit(
-        _ db: Database, _ actor: String, _ action: AuditEntry.Action, _ model: ModelName?, target: String, detail: String?
+        _ db: Database, _ actor: String, _ action: AuditEntry.Action, _ model: ModelName?, target: String,
+        detail: String?
     ) throws {
         try db.execute(
             sql: "INSERT INTO audit_log (at, actor, action, model, target, detail) VALUES (?, ?, ?, ?, ?, ?)",
@@ -197,16 +239,22 @@ extension SQLiteMetadataStore {
     }
 
     private static func modelID(_ db: Database, _ name: ModelName) throws -> Int64 {
-        guard let id = try Int64.fetchOne(db.cachedStatement(sql: "SELECT id FROM models WHERE name = ?"), arguments: [name.value]) else {
+        guard
+            let id = try Int64.fetchOne(
+                db.cachedStatement(sql: "SELECT id FROM models WHERE name = ?"), arguments: [name.value])
+        else {
             throw RegistryError.notFound("model \(name)")
         }
         return id
     }
 
     /// The version's row id; a deleted version is a conflict that says so rather than a plain 404.
-    private static func existingVersionID(_ db: Database, _ modelID: Int64, _ model: ModelName, _ version: VersionName) throws -> Int64 {
+    private static func existingVersionID(_ db: Database, _ modelID: Int64, _ model: ModelName, _ version: VersionName)
+        throws -> Int64
+    {
         if let id = try Int64.fetchOne(
-            db.cachedStatement(sql: "SELECT id FROM versions WHERE model_id = ? AND name = ?"), arguments: [modelID, version.value]
+            db.cachedStatement(sql: "SELECT id FROM versions WHERE model_id = ? AND name = ?"),
+            arguments: [modelID, version.value]
         ) {
             return id
         }
@@ -216,7 +264,8 @@ extension SQLiteMetadataStore {
 
     static func refuseDeleted(_ db: Database, _ modelID: Int64, _ model: ModelName, _ version: VersionName) throws {
         if let deletedAt = try String.fetchOne(
-            db.cachedStatement(sql: "SELECT deleted_at FROM deleted_versions WHERE model_id = ? AND name = ?"), arguments: [modelID, version.value]
+            db.cachedStatement(sql: "SELECT deleted_at FROM deleted_versions WHERE model_id = ? AND name = ?"),
+            arguments: [modelID, version.value]
         ) {
             throw RegistryError(
                 .conflict,

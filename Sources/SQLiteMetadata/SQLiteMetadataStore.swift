@@ -38,7 +38,9 @@ public final class SQLiteMetadataStore: MetadataStore {
     public func changeCount(of model: ModelName) -> Int { changes.withLock { $0.models[model] ?? 0 } }
 
     /// Every write goes through here, so that the change counts move after each one, committed or not.
-    func writing<T: Sendable>(to model: ModelName? = nil, _ updates: @Sendable @escaping (Database) throws -> T) async throws -> T {
+    func writing<T: Sendable>(to model: ModelName? = nil, _ updates: @Sendable @escaping (Database) throws -> T)
+        async throws -> T
+    {
         defer {
             changes.withLock { counts in
                 counts.total += 1
@@ -76,7 +78,8 @@ public final class SQLiteMetadataStore: MetadataStore {
             if let existing = try Self.variantRow(db, versionID: versionID, name: request.variant) {
                 let summary = try Self.variantSummary(existing)
                 guard summary.digest == digest else {
-                    throw RegistryError.alreadyPublished(request.model, request.version, request.variant, as: summary.digest)
+                    throw RegistryError.alreadyPublished(
+                        request.model, request.version, request.variant, as: summary.digest)
                 }
                 return .unchanged(summary)
             }
@@ -87,37 +90,47 @@ public final class SQLiteMetadataStore: MetadataStore {
                     INSERT INTO variants (version_id, name, manifest_digest, manifest, format, total_size, file_count, created_at, created_by)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """,
-                arguments: [versionID, request.variant.value, digest.description, Data(bytes), request.manifest.format.rawValue,
-                            request.manifest.totalSize, request.manifest.files.count, now, request.actor]
+                arguments: [
+                    versionID, request.variant.value, digest.description, Data(bytes), request.manifest.format.rawValue,
+                    request.manifest.totalSize, request.manifest.files.count, now, request.actor,
+                ]
             )
             let variantID = db.lastInsertedRowID
             for file in request.manifest.files {
                 try Self.insertBlob(db, BlobInfo(digest: file.digest, size: file.size))
                 try db.execute(
-                    sql: "INSERT INTO manifest_files (variant_id, path, digest, size, executable) VALUES (?, ?, ?, ?, ?)",
+                    sql:
+                        "INSERT INTO manifest_files (variant_id, path, digest, size, executable) VALUES (?, ?, ?, ?, ?)",
                     arguments: [variantID, file.path.value, file.digest.description, file.size, file.executable]
                 )
             }
             guard let row = try Self.variantRow(db, versionID: versionID, name: request.variant) else {
                 throw RegistryError(.internalError, "variant vanished during publish")
             }
-            try Self.audit(db, request.actor, .publish, request.model,
-                           target: "\(request.model):\(request.version)", detail: "variant \(request.variant) \(digest)")
+            try Self.audit(
+                db, request.actor, .publish, request.model,
+                target: "\(request.model):\(request.version)", detail: "variant \(request.variant) \(digest)")
             return .created(try Self.variantSummary(row))
         }
     }
 
     static func ensureModel(_ db: Database, _ name: ModelName) throws -> Int64 {
-        if let id = try Int64.fetchOne(db.cachedStatement(sql: "SELECT id FROM models WHERE name = ?"), arguments: [name.value]) {
+        if let id = try Int64.fetchOne(
+            db.cachedStatement(sql: "SELECT id FROM models WHERE name = ?"), arguments: [name.value])
+        {
             return id
         }
-        try db.execute(sql: "INSERT INTO models (name, created_at) VALUES (?, ?)", arguments: [name.value, Timestamp.now()])
+        try db.execute(
+            sql: "INSERT INTO models (name, created_at) VALUES (?, ?)", arguments: [name.value, Timestamp.now()])
         return db.lastInsertedRowID
     }
 
-    private static func ensureVersion(_ db: Database, _ modelID: Int64, _ model: ModelName, _ version: VersionName) throws -> Int64 {
+    private static func ensureVersion(_ db: Database, _ modelID: Int64, _ model: ModelName, _ version: VersionName)
+        throws -> Int64
+    {
         if let id = try Int64.fetchOne(
-            db.cachedStatement(sql: "SELECT id FROM versions WHERE model_id = ? AND name = ?"), arguments: [modelID, version.value]
+            db.cachedStatement(sql: "SELECT id FROM versions WHERE model_id = ? AND name = ?"),
+            arguments: [modelID, version.value]
         ) {
             return id
         }
@@ -131,12 +144,14 @@ public final class SQLiteMetadataStore: MetadataStore {
 
     /// The columns `variantSummary` reads, by position (a lookup by name costs more than the query on the
     /// metadata routes), from `variants va`.
-    static let variantColumns = "va.name, va.manifest_digest, va.format, va.total_size, va.file_count, va.created_at, va.created_by"
+    static let variantColumns =
+        "va.name, va.manifest_digest, va.format, va.total_size, va.file_count, va.created_at, va.created_by"
     static let variantColumnCount = 7
 
     static func variantRow(_ db: Database, versionID: Int64, name: VariantName) throws -> Row? {
         try Row.fetchOne(
-            db.cachedStatement(sql: "SELECT \(variantColumns) FROM variants va WHERE va.version_id = ? AND va.name = ?"),
+            db.cachedStatement(
+                sql: "SELECT \(variantColumns) FROM variants va WHERE va.version_id = ? AND va.name = ?"),
             arguments: [versionID, name.value]
         )
     }
@@ -155,21 +170,25 @@ public final class SQLiteMetadataStore: MetadataStore {
 
     public func listModels() async throws -> [ModelSummary] {
         try await pool.read { db in
-            let rows = try Row.fetchAll(db.cachedStatement(sql: """
-                SELECT m.id, m.name, m.created_at,
-                       (SELECT COUNT(*) FROM versions v WHERE v.model_id = m.id) AS version_count,
-                       (SELECT v.name FROM versions v WHERE v.model_id = m.id AND v.deprecated_at IS NULL
-                         ORDER BY v.created_at DESC, v.id DESC LIMIT 1) AS latest,
-                       (SELECT COALESCE(SUM(va.total_size), 0) FROM variants va JOIN versions v ON va.version_id = v.id
-                         WHERE v.model_id = m.id) AS size
-                FROM models m ORDER BY m.name
-                """))
+            let rows = try Row.fetchAll(
+                db.cachedStatement(
+                    sql: """
+                        SELECT m.id, m.name, m.created_at,
+                               (SELECT COUNT(*) FROM versions v WHERE v.model_id = m.id) AS version_count,
+                               (SELECT v.name FROM versions v WHERE v.model_id = m.id AND v.deprecated_at IS NULL
+                                 ORDER BY v.created_at DESC, v.id DESC LIMIT 1) AS latest,
+                               (SELECT COALESCE(SUM(va.total_size), 0) FROM variants va JOIN versions v ON va.version_id = v.id
+                                 WHERE v.model_id = m.id) AS size
+                        FROM models m ORDER BY m.name
+                        """))
             return try rows.map { row in
                 ModelSummary(
                     name: try ModelName(row["name"] as String),
                     createdAt: row["created_at"],
                     versionCount: row["version_count"],
-                    latestVersion: try (row["latest"] as String?).map { text throws(RegistryError) in try VersionName(text) },
+                    latestVersion: try (row["latest"] as String?).map { text throws(RegistryError) in
+                        try VersionName(text)
+                    },
                     size: row["size"],
                     aliases: try Self.aliases(db, modelID: row["id"])
                 )
@@ -179,7 +198,11 @@ public final class SQLiteMetadataStore: MetadataStore {
 
     public func model(_ name: ModelName) async throws -> ModelDetail? {
         try await pool.read { db in
-            guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT id, created_at FROM models WHERE name = ?"), arguments: [name.value]) else {
+            guard
+                let row = try Row.fetchOne(
+                    db.cachedStatement(sql: "SELECT id, created_at FROM models WHERE name = ?"), arguments: [name.value]
+                )
+            else {
                 return nil
             }
             let modelID: Int64 = row[0]
@@ -191,7 +214,10 @@ public final class SQLiteMetadataStore: MetadataStore {
 
     public func aliases(_ name: ModelName) async throws -> [AliasTarget]? {
         try await pool.read { db in
-            guard let modelID = try Int64.fetchOne(db.cachedStatement(sql: "SELECT id FROM models WHERE name = ?"), arguments: [name.value]) else {
+            guard
+                let modelID = try Int64.fetchOne(
+                    db.cachedStatement(sql: "SELECT id FROM models WHERE name = ?"), arguments: [name.value])
+            else {
                 return nil
             }
             return try Self.aliases(db, modelID: modelID)
@@ -200,9 +226,12 @@ public final class SQLiteMetadataStore: MetadataStore {
 
     public func version(_ name: ModelName, _ version: VersionName) async throws -> VersionSummary? {
         try await pool.read { db in
-            guard let row = try Row.fetchOne(db.cachedStatement(sql: """
-                SELECT v.id, v.model_id FROM versions v JOIN models m ON v.model_id = m.id WHERE m.name = ? AND v.name = ?
-                """), arguments: [name.value, version.value])
+            guard
+                let row = try Row.fetchOne(
+                    db.cachedStatement(
+                        sql: """
+                            SELECT v.id, v.model_id FROM versions v JOIN models m ON v.model_id = m.id WHERE m.name = ? AND v.name = ?
+                            """), arguments: [name.value, version.value])
             else { return nil }
             return try Self.versionSummary(db, versionID: row[0], aliases: Self.aliases(db, modelID: row[1]))
         }
@@ -221,17 +250,22 @@ public final class SQLiteMetadataStore: MetadataStore {
         _ db: Database, where condition: String, _ arguments: StatementArguments, aliases: [AliasTarget]
     ) throws -> [VersionSummary] {
         var variants: [Int64: [VariantSummary]] = [:]
-        let variantRows = try Row.fetchCursor(db.cachedStatement(sql: """
-            SELECT \(variantColumns), va.version_id FROM variants va JOIN versions v ON va.version_id = v.id
-            WHERE \(condition) ORDER BY va.name
-            """), arguments: arguments)
+        let variantRows = try Row.fetchCursor(
+            db.cachedStatement(
+                sql: """
+                    SELECT \(variantColumns), va.version_id FROM variants va JOIN versions v ON va.version_id = v.id
+                    WHERE \(condition) ORDER BY va.name
+                    """), arguments: arguments)
         while let row = try variantRows.next() {
             variants[row[variantColumnCount], default: []].append(try variantSummary(row))
         }
-        return try Row.fetchAll(db.cachedStatement(sql: """
-            SELECT v.id, v.name, v.created_at, v.deprecated_at, v.deprecated_by, v.deprecation_reason FROM versions v
-            WHERE \(condition) ORDER BY v.created_at DESC, v.id DESC
-            """), arguments: arguments).map { row in
+        return try Row.fetchAll(
+            db.cachedStatement(
+                sql: """
+                    SELECT v.id, v.name, v.created_at, v.deprecated_at, v.deprecated_by, v.deprecation_reason FROM versions v
+                    WHERE \(condition) ORDER BY v.created_at DESC, v.id DESC
+                    """), arguments: arguments
+        ).map { row in
             let name = try VersionName(row[1] as String)
             let versionVariants = variants[row[0]] ?? []
             return VersionSummary(
@@ -251,25 +285,34 @@ public final class SQLiteMetadataStore: MetadataStore {
         return Deprecation(at: at, by: row["deprecated_by"] ?? "", reason: row["deprecation_reason"])
     }
 
-    public func manifest(_ name: ModelName, _ version: VersionName, _ variant: VariantName) async throws -> StoredManifest? {
+    public func manifest(_ name: ModelName, _ version: VersionName, _ variant: VariantName) async throws
+        -> StoredManifest?
+    {
         try await pool.read { db in
-            try Self.storedManifest(db, where: "m.name = ? AND v.name = ? AND va.name = ?", [name.value, version.value, variant.value])
+            try Self.storedManifest(
+                db, where: "m.name = ? AND v.name = ? AND va.name = ?", [name.value, version.value, variant.value])
         }
     }
 
     public func manifest(_ name: ModelName, digest: Digest) async throws -> StoredManifest? {
         try await pool.read { db in
-            try Self.storedManifest(db, where: "m.name = ? AND va.manifest_digest = ?", [name.value, digest.description])
+            try Self.storedManifest(
+                db, where: "m.name = ? AND va.manifest_digest = ?", [name.value, digest.description])
         }
     }
 
-    static func storedManifest(_ db: Database, where condition: String, _ arguments: StatementArguments) throws -> StoredManifest? {
-        guard let row = try Row.fetchOne(db.cachedStatement(sql: """
-            SELECT m.name AS model, v.name AS version, va.name AS variant, va.manifest_digest, va.manifest,
-                   v.deprecated_at, v.deprecated_by, v.deprecation_reason
-            FROM variants va JOIN versions v ON va.version_id = v.id JOIN models m ON v.model_id = m.id
-            WHERE \(condition) ORDER BY va.id LIMIT 1
-            """), arguments: arguments)
+    static func storedManifest(_ db: Database, where condition: String, _ arguments: StatementArguments) throws
+        -> StoredManifest?
+    {
+        guard
+            let row = try Row.fetchOne(
+                db.cachedStatement(
+                    sql: """
+                        SELECT m.name AS model, v.name AS version, va.name AS variant, va.manifest_digest, va.manifest,
+                               v.deprecated_at, v.deprecated_by, v.deprecation_reason
+                        FROM variants va JOIN versions v ON va.version_id = v.id JOIN models m ON v.model_id = m.id
+                        WHERE \(condition) ORDER BY va.id LIMIT 1
+                        """), arguments: arguments)
         else { return nil }
         return StoredManifest(
             model: try ModelName(row["model"] as String),
@@ -286,10 +329,13 @@ public final class SQLiteMetadataStore: MetadataStore {
     }
 
     static func aliases(_ db: Database, modelID: Int64) throws -> [AliasTarget] {
-        try Row.fetchAll(db.cachedStatement(sql: """
-            SELECT a.name, v.name AS version, a.variant, a.updated_at, a.updated_by
-            FROM aliases a JOIN versions v ON a.version_id = v.id WHERE a.model_id = ? ORDER BY a.name
-            """), arguments: [modelID]).map { row in
+        try Row.fetchAll(
+            db.cachedStatement(
+                sql: """
+                    SELECT a.name, v.name AS version, a.variant, a.updated_at, a.updated_by
+                    FROM aliases a JOIN versions v ON a.version_id = v.id WHERE a.model_id = ? ORDER BY a.name
+                    """), arguments: [modelID]
+        ).map { row in
             AliasTarget(
                 name: try AliasName(row[0] as String),
                 version: try VersionName(row[1] as String),
@@ -301,13 +347,18 @@ public final class SQLiteMetadataStore: MetadataStore {
     }
 
     public func hasTokens() async throws -> Bool {
-        try await pool.read { db in try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM tokens)")) ?? false }
+        try await pool.read { db in
+            try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM tokens)")) ?? false
+        }
     }
 
-    public func createToken(name: TokenLabel, scope: TokenScope, secret: TokenSecret, actor: String) async throws -> TokenRecord {
+    public func createToken(name: TokenLabel, scope: TokenScope, secret: TokenSecret, actor: String) async throws
+        -> TokenRecord
+    {
         return try await writing { db in
             if try Self.activeToken(db, name: name) != nil {
-                throw RegistryError(.conflict, "a token named '\(name)' already exists: revoke it first or choose another name")
+                throw RegistryError(
+                    .conflict, "a token named '\(name)' already exists: revoke it first or choose another name")
             }
             let now = Timestamp.now()
             try db.execute(
@@ -325,8 +376,11 @@ public final class SQLiteMetadataStore: MetadataStore {
     /// re-enabling it from a file would undo a revocation. Returns whether the token was added.
     public func installAdminToken(name: TokenLabel, secret: TokenSecret, actor: String) async throws -> Bool {
         return try await writing { db in
-            if let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT scope, revoked_at FROM tokens WHERE hash = ?"), arguments: [secret.hash]) {
-                let revoked: String? = row["revoked_at"], scope: String = row["scope"]
+            if let row = try Row.fetchOne(
+                db.cachedStatement(sql: "SELECT scope, revoked_at FROM tokens WHERE hash = ?"), arguments: [secret.hash]
+            ) {
+                let revoked: String? = row["revoked_at"]
+                let scope: String = row["scope"]
                 guard revoked == nil, scope == TokenScope.admin.rawValue else {
                     throw RegistryError(
                         .invalidRequest,
@@ -337,7 +391,9 @@ public final class SQLiteMetadataStore: MetadataStore {
             }
             let now = Timestamp.now()
             if try Self.activeToken(db, name: name) != nil {
-                try db.execute(sql: "UPDATE tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL", arguments: [now, name.value])
+                try db.execute(
+                    sql: "UPDATE tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
+                    arguments: [now, name.value])
                 try Self.audit(db, actor, .tokenRevoke, nil, target: name.value, detail: "replaced by a new token file")
             }
             try db.execute(
@@ -353,10 +409,15 @@ public final class SQLiteMetadataStore: MetadataStore {
         let changeCount = changeCount
         if let cached = tokenCache.value(for: hash, at: changeCount) { return cached }
         let record = try await pool.read { db -> TokenRecord? in
-            guard let row = try Row.fetchOne(
-                db.cachedStatement(sql: "SELECT name, scope, hash, created_at, revoked_at FROM tokens WHERE hash = ? AND revoked_at IS NULL"),
-                arguments: [hash]
-            ), constantTimeEquals(row["hash"], hash) else { return nil }
+            guard
+                let row = try Row.fetchOne(
+                    db.cachedStatement(
+                        sql:
+                            "SELECT name, scope, hash, created_at, revoked_at FROM tokens WHERE hash = ? AND revoked_at IS NULL"
+                    ),
+                    arguments: [hash]
+                ), constantTimeEquals(row["hash"], hash)
+            else { return nil }
             return try Self.tokenRecord(row)
         }
         if let record { tokenCache.insert(record, for: hash, readAt: changeCount) }
@@ -365,7 +426,9 @@ public final class SQLiteMetadataStore: MetadataStore {
 
     public func tokens() async throws -> [TokenRecord] {
         try await pool.read { db in
-            try Row.fetchAll(db.cachedStatement(sql: "SELECT name, scope, created_at, revoked_at FROM tokens ORDER BY id")).map(Self.tokenRecord)
+            try Row.fetchAll(
+                db.cachedStatement(sql: "SELECT name, scope, created_at, revoked_at FROM tokens ORDER BY id")
+            ).map(Self.tokenRecord)
         }
     }
 
@@ -375,7 +438,9 @@ public final class SQLiteMetadataStore: MetadataStore {
                 throw RegistryError.notFound("active token '\(name)'")
             }
             let now = Timestamp.now()
-            try db.execute(sql: "UPDATE tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL", arguments: [now, name.value])
+            try db.execute(
+                sql: "UPDATE tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
+                arguments: [now, name.value])
             try Self.audit(db, actor, .tokenRevoke, nil, target: name.value, detail: nil)
             record.revokedAt = now
             return record
@@ -384,7 +449,8 @@ public final class SQLiteMetadataStore: MetadataStore {
 
     private static func activeToken(_ db: Database, name: TokenLabel) throws -> TokenRecord? {
         try Row.fetchOne(
-            db.cachedStatement(sql: "SELECT name, scope, created_at, revoked_at FROM tokens WHERE name = ? AND revoked_at IS NULL"),
+            db.cachedStatement(
+                sql: "SELECT name, scope, created_at, revoked_at FROM tokens WHERE name = ? AND revoked_at IS NULL"),
             arguments: [name.value]
         ).map(tokenRecord)
     }

@@ -22,7 +22,8 @@ struct Backup: AsyncParsableCommand {
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Take a snapshot (the default: `modelreg backup --to REPO`).",
-            discussion: "With --data, reads the data directory; otherwise the server (admin token). Only blobs the repository lacks are copied."
+            discussion:
+                "With --data, reads the data directory; otherwise the server (admin token). Only blobs the repository lacks are copied."
         )
 
         @OptionGroup var repository: RepositoryOptions
@@ -35,16 +36,19 @@ struct Backup: AsyncParsableCommand {
 
         func run() async throws {
             let repository = try BackupRepository.openOrCreate(self.repository.repository)
-            let source: any BackupSource = try target.directory.map { LocalBackupSource(directory: $0) }
+            let source: any BackupSource =
+                try target.directory.map { LocalBackupSource(directory: $0) }
                 ?? RemoteBackupSource(connection: target.client.connection)
-            let runner = BackupRunner(repository: repository, source: source, modelregVersion: Modelreg.configuration.version, jobs: jobs)
+            let runner = BackupRunner(
+                repository: repository, source: source, modelregVersion: Modelreg.configuration.version, jobs: jobs)
             let report = try await runner.run(log: output.progress)
             output.print(report) { Presentation.backup(report) }
         }
     }
 
     struct ListSnapshots: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "ls", abstract: "List the snapshots of a repository.")
+        static let configuration = CommandConfiguration(
+            commandName: "ls", abstract: "List the snapshots of a repository.")
 
         @OptionGroup var repository: RepositoryOptions
         @OptionGroup var output: OutputOptions
@@ -69,7 +73,9 @@ struct Backup: AsyncParsableCommand {
         @OptionGroup var output: OutputOptions
 
         func run() async throws {
-            let report = try RepositoryVerifier(repository: try BackupRepository(opening: repository.repository), readData: readData).run()
+            let report = try RepositoryVerifier(
+                repository: try BackupRepository(opening: repository.repository), readData: readData
+            ).run()
             output.print(report) { Presentation.repositoryCheck(report) }
             guard report.healthy else {
                 throw RegistryError(.integrity, "the repository has \(report.problems.count) problem(s)")
@@ -93,7 +99,8 @@ struct Backup: AsyncParsableCommand {
 
         func run() async throws {
             let policy = try RetentionPolicy(keepLast: keepLast, keepDaily: keepDaily, keepWeekly: keepWeekly)
-            let report = try Pruner(repository: try BackupRepository(opening: repository.repository), policy: policy).run(dryRun: dryRun)
+            let report = try Pruner(repository: try BackupRepository(opening: repository.repository), policy: policy)
+                .run(dryRun: dryRun)
             output.print(report) { Presentation.prune(report) }
         }
     }
@@ -102,7 +109,8 @@ struct Backup: AsyncParsableCommand {
 struct Restore: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Restore a snapshot into a data directory, verifying every blob.",
-        discussion: "The directory must be empty, or be a registry data directory and --force given. Stop the server on it first."
+        discussion:
+            "The directory must be empty, or be a registry data directory and --force given. Stop the server on it first."
     )
 
     @Option(help: "Backup repository.")
@@ -121,7 +129,8 @@ struct Restore: AsyncParsableCommand {
 
     func run() async throws {
         let restorer = Restorer(
-            repository: try BackupRepository(opening: from), snapshotID: snapshot, target: DataDirectory(data), force: force
+            repository: try BackupRepository(opening: from), snapshotID: snapshot, target: DataDirectory(data),
+            force: force
         )
         let report = try restorer.run(log: output.progress)
         output.print(report) { Presentation.restore(report) }

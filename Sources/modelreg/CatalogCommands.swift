@@ -27,7 +27,8 @@ struct List: AsyncParsableCommand {
 struct Show: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show a model, a version, or one variant's files.",
-        discussion: "NAME shows versions and aliases; NAME:VERSION its variants; with --variant, or for NAME@ALIAS and NAME@sha256:<digest>, the files."
+        discussion:
+            "NAME shows versions and aliases; NAME:VERSION its variants; with --variant, or for NAME@ALIAS and NAME@sha256:<digest>, the files."
     )
 
     @Argument(help: "NAME, NAME:VERSION, NAME@ALIAS or NAME@sha256:<digest>.")
@@ -52,7 +53,8 @@ struct Show: AsyncParsableCommand {
             output.print(summary) { Presentation.version(parsed.name, summary) }
         default:
             let resolved = try await connection.resolve(parsed, variant: variant)
-            let shown = ShownManifest(resolved: resolved, images: try await connection.imageStatus(resolved.model, resolved.digest))
+            let shown = ShownManifest(
+                resolved: resolved, images: try await connection.imageStatus(resolved.model, resolved.digest))
             output.print(shown) { Presentation.manifest(shown) }
         }
     }
@@ -74,13 +76,15 @@ struct Token: AsyncParsableCommand {
         @OptionGroup var output: OutputOptions
 
         func run() async throws {
-            let created = try await client.connection.createToken(name: try TokenLabel(name), scope: try TokenScope(parsing: scope))
+            let created = try await client.connection.createToken(
+                name: try TokenLabel(name), scope: try TokenScope(parsing: scope))
             output.print(created) { created.token }
         }
     }
 
     struct ListTokens: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "list", abstract: "List tokens (never their secrets).")
+        static let configuration = CommandConfiguration(
+            commandName: "list", abstract: "List tokens (never their secrets).")
 
         @OptionGroup var client: ClientOptions
         @OptionGroup var output: OutputOptions

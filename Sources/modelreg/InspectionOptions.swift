@@ -8,7 +8,10 @@ struct InspectionOptions: ParsableArguments {
     @Flag(name: .customLong("no-inspect"), help: "Push the files as opaque: read no headers, send no model metadata.")
     var noInspect = false
 
-    @Option(help: "Quantization method the variant declares (awq, gptq, bitsandbytes, fp8, q4_k_m, ...); checked against the files.")
+    @Option(
+        help:
+            "Quantization method the variant declares (awq, gptq, bitsandbytes, fp8, q4_k_m, ...); checked against the files."
+    )
     var quantization: String?
 
     @Option(help: "Bits a quantized weight (with --quantization).")
@@ -45,7 +48,10 @@ struct EstimateOptions: ParsableArguments {
     @Option(help: "Sequences served at once, for the estimate.")
     var concurrency: Int64 = 1
 
-    @Option(help: "KV-cache element type, as the runtime is told (vLLM's --kv-cache-dtype): auto (the model's), fp32, fp16, bf16, fp8.")
+    @Option(
+        help:
+            "KV-cache element type, as the runtime is told (vLLM's --kv-cache-dtype): auto (the model's), fp32, fp16, bf16, fp8."
+    )
     var kvCacheDtype: String = KVCacheDtype.auto.rawValue
 
     var cacheDtype: KVCacheDtype { KVCacheDtype(rawValue: kvCacheDtype) ?? .auto }
@@ -54,7 +60,8 @@ struct EstimateOptions: ParsableArguments {
         if let context, context < 1 { throw ValidationError("--context must be positive") }
         if concurrency < 1 { throw ValidationError("--concurrency must be positive") }
         if KVCacheDtype(rawValue: kvCacheDtype) == nil {
-            throw ValidationError("--kv-cache-dtype must be one of \(KVCacheDtype.allCases.map(\.rawValue).joined(separator: ", "))")
+            throw ValidationError(
+                "--kv-cache-dtype must be one of \(KVCacheDtype.allCases.map(\.rawValue).joined(separator: ", "))")
         }
     }
 }
@@ -67,18 +74,23 @@ struct FitOptions: ParsableArguments {
     @OptionGroup var estimate: EstimateOptions
 
     /// The release and variant to transfer. An explicit variant always wins over --fit.
-    func choose(_ reference: String, variant: String?, connection: RegistryConnection) async throws -> (ModelReference, VariantName?) {
+    func choose(_ reference: String, variant: String?, connection: RegistryConnection) async throws -> (
+        ModelReference, VariantName?
+    ) {
         let release = try ModelReference.release(reference)
         let named = try variant.map { text throws(RegistryError) in try VariantName(text) }
         guard let budget = fit, named == nil else { return (release, named) }
         let decision = try await connection.fittingVariant(
-            release, budget: try ByteCount.parse(budget), contextLength: estimate.context, concurrency: estimate.concurrency,
+            release, budget: try ByteCount.parse(budget), contextLength: estimate.context,
+            concurrency: estimate.concurrency,
             kvCacheDtype: estimate.cacheDtype
         )
         // Said even with --json: the choice is part of what happened.
         OutputOptions.warn(Presentation.fit(decision))
         // The version the alias pointed at when the choice was made; a digest stays pinned.
-        if case .alias = release.target { return (ModelReference(name: decision.model, target: .version(decision.version)), decision.chosen) }
+        if case .alias = release.target {
+            return (ModelReference(name: decision.model, target: .version(decision.version)), decision.chosen)
+        }
         return (release, decision.chosen)
     }
 }

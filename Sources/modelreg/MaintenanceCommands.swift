@@ -43,7 +43,8 @@ struct GC: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gc",
         abstract: "Delete blobs no manifest references (needs an admin token, or --data).",
-        discussion: "Blobs younger than the grace period are kept: they may belong to a push that has not published yet."
+        discussion:
+            "Blobs younger than the grace period are kept: they may belong to a push that has not published yet."
     )
 
     @Flag(help: "Report what would be deleted; delete nothing.")
@@ -74,10 +75,13 @@ struct GC: AsyncParsableCommand {
 struct Verify: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Rehash stored blobs; quarantine corrupt ones (needs an admin token, or --data).",
-        discussion: "Exits 5 when a blob is corrupt or a referenced blob is missing: `modelreg repair --from REPO` restores them."
+        discussion:
+            "Exits 5 when a blob is corrupt or a referenced blob is missing: `modelreg repair --from REPO` restores them."
     )
 
-    @Option(help: "Fraction of the blobs to rehash, chosen at random (1 = all, 0 = only check that referenced blobs exist).")
+    @Option(
+        help: "Fraction of the blobs to rehash, chosen at random (1 = all, 0 = only check that referenced blobs exist)."
+    )
     var sample = 1.0
 
     @OptionGroup var target: RegistryTargetOptions
@@ -116,7 +120,8 @@ struct Repair: AsyncParsableCommand {
         let repository = try BackupRepository(opening: from)
         let local = try target.claimedDirectory("repair")
         defer { local?.lock?.unlock() }
-        let repairTarget: any RepairTarget = try local.map { LocalRepairTarget(directory: $0.directory) }
+        let repairTarget: any RepairTarget =
+            try local.map { LocalRepairTarget(directory: $0.directory) }
             ?? RemoteRepairTarget(connection: target.client.connection)
         let report = try await Repairer(repository: repository, target: repairTarget).run(log: output.progress)
         output.print(report) { Presentation.repair(report) }

@@ -19,11 +19,11 @@ struct Modelreg: AsyncParsableCommand {
     /// Parses, runs, and turns a failure into one `error:` line and the documented exit status.
     static func main() async {
         #if canImport(Glibc)
-        // Transfers allocate a 1 MiB buffer a chunk on one thread and free it on another once it is sent or
-        // written. With glibc's adaptive threshold those end up in the heap, which then keeps growing with
-        // the size of the transfer (2 GiB push: 178 MiB peak); mapped and unmapped, memory stays flat
-        // (57 MiB). Measured in bench/RESULTS.md.
-        _ = glibcMallopt(mmapThreshold, 128 * 1024)
+            // Transfers allocate a 1 MiB buffer a chunk on one thread and free it on another once it is sent or
+            // written. With glibc's adaptive threshold those end up in the heap, which then keeps growing with
+            // the size of the transfer (2 GiB push: 178 MiB peak); mapped and unmapped, memory stays flat
+            // (57 MiB). Measured in bench/RESULTS.md.
+            _ = glibcMallopt(mmapThreshold, 128 * 1024)
         #endif
         let command: any ParsableCommand
         do {
@@ -39,7 +39,9 @@ struct Modelreg: AsyncParsableCommand {
                 try command.run()
             }
         } catch let error as any Error & CustomStringConvertible where error is RegistryError || error is ClientError {
-            fail(error.description, status: ExitStatus.of(error), code: (error as? RegistryError)?.code.rawValue ?? "NETWORK")
+            fail(
+                error.description, status: ExitStatus.of(error),
+                code: (error as? RegistryError)?.code.rawValue ?? "NETWORK")
         } catch let error where ClientError(transportFailure: error) != nil {
             // A body cut after its request succeeded surfaces as NIO's own error, not as a `ClientError`.
             let failure = ClientError(transportFailure: error)!
@@ -68,13 +70,16 @@ struct Modelreg: AsyncParsableCommand {
         let text = first.hasPrefix("Error: ") ? String(first.dropFirst("Error: ".count)) : first
         guard status == .validationFailure else { fail(text, status: .failure, code: "FAILURE") }
         // The (sub)command the arguments name, for its help.
-        var words: [String] = [], commands = configuration.subcommands
+        var words: [String] = []
+        var commands = configuration.subcommands
         for word in CommandLine.arguments.dropFirst() {
             guard let command = commands.first(where: { $0._commandName == word }) else { break }
             words.append(word)
             commands = command.configuration.subcommands
         }
-        fail("\(text) (see `\((["modelreg"] + words + ["--help"]).joined(separator: " "))`)", status: .usage, code: "USAGE")
+        fail(
+            "\(text) (see `\((["modelreg"] + words + ["--help"]).joined(separator: " "))`)", status: .usage,
+            code: "USAGE")
     }
 }
 
@@ -94,18 +99,29 @@ struct ClientOptions: ParsableArguments {
     @Option(help: "Registry URL (default: $MODELREG_URL, else \(ClientConfiguration.defaultServer)).")
     var server: String?
 
-    @Option(help: "Bearer token (default: $MODELREG_TOKEN). Visible to `ps` while the command runs: prefer --token-file or MODELREG_TOKEN.")
+    @Option(
+        help:
+            "Bearer token (default: $MODELREG_TOKEN). Visible to `ps` while the command runs: prefer --token-file or MODELREG_TOKEN."
+    )
     var token: String?
 
-    @Option(help: ArgumentHelp("File holding the bearer token, such as a mounted Secret (default: $MODELREG_TOKEN_FILE).", valueName: "file"))
+    @Option(
+        help: ArgumentHelp(
+            "File holding the bearer token, such as a mounted Secret (default: $MODELREG_TOKEN_FILE).",
+            valueName: "file"))
     var tokenFile: String?
 
-    @Option(help: "PEM file of the CA certificate to trust for an https registry with a private CA (default: $MODELREG_CA_CERT).")
+    @Option(
+        help:
+            "PEM file of the CA certificate to trust for an https registry with a private CA (default: $MODELREG_CA_CERT)."
+    )
     var caCert: String?
 
     var connection: RegistryConnection {
         get throws {
-            try RegistryConnection(configuration: ClientConfiguration(server: server, token: token, tokenFile: tokenFile, caCertificate: caCert))
+            try RegistryConnection(
+                configuration: ClientConfiguration(
+                    server: server, token: token, tokenFile: tokenFile, caCertificate: caCert))
         }
     }
 }
@@ -129,8 +145,8 @@ struct OutputOptions: ParsableArguments {
 }
 
 #if canImport(Glibc)
-/// glibc's mallopt(3); the Glibc module leaves out malloc.h, which declares it.
-@_silgen_name("mallopt") private func glibcMallopt(_ parameter: Int32, _ value: Int32) -> Int32
-/// `M_MMAP_THRESHOLD` in malloc.h.
-private let mmapThreshold: Int32 = -3
+    /// glibc's mallopt(3); the Glibc module leaves out malloc.h, which declares it.
+    @_silgen_name("mallopt") private func glibcMallopt(_ parameter: Int32, _ value: Int32) -> Int32
+    /// `M_MMAP_THRESHOLD` in malloc.h.
+    private let mmapThreshold: Int32 = -3
 #endif

@@ -5,10 +5,11 @@ import RegistryClient
 
 /// The compare-and-swap options every alias move takes.
 struct ExpectationOptions: ParsableArguments {
-    @Option(help: ArgumentHelp(
-        "Move only if the alias points to exactly this target now: VERSION (no variant pinned) or VERSION@VARIANT (else exit 7 and name its target).",
-        valueName: "target"
-    ))
+    @Option(
+        help: ArgumentHelp(
+            "Move only if the alias points to exactly this target now: VERSION (no variant pinned) or VERSION@VARIANT (else exit 7 and name its target).",
+            valueName: "target"
+        ))
     var expect: String?
 
     @Flag(help: "Move only if the alias does not exist yet.")
@@ -20,7 +21,8 @@ struct ExpectationOptions: ParsableArguments {
         case (nil, true): return .absent
         case (let target?, false):
             let parts = target.split(separator: "@", maxSplits: 1, omittingEmptySubsequences: false)
-            return .target(try VersionName(String(parts[0])), variant: try parts.count == 2 ? VariantName(String(parts[1])) : nil)
+            return .target(
+                try VersionName(String(parts[0])), variant: try parts.count == 2 ? VariantName(String(parts[1])) : nil)
         case (_?, true): throw ValidationError("--expect and --expect-new exclude each other")
         }
     }
@@ -33,7 +35,8 @@ struct Alias: AsyncParsableCommand {
     )
 
     struct Set: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Point ALIAS of NAME at VERSION (and optionally a variant).")
+        static let configuration = CommandConfiguration(
+            abstract: "Point ALIAS of NAME at VERSION (and optionally a variant).")
 
         @Argument(help: "Model name.") var name: String
         @Argument(help: "Alias (prod, canary, ...).") var alias: String
@@ -70,7 +73,8 @@ struct Alias: AsyncParsableCommand {
     }
 
     struct History: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Every move of an alias, oldest first: when, who, from, to.")
+        static let configuration = CommandConfiguration(
+            abstract: "Every move of an alias, oldest first: when, who, from, to.")
 
         @Argument(help: "Model name.") var name: String
         @Argument(help: "Alias.") var alias: String
@@ -154,7 +158,9 @@ struct Deprecate: AsyncParsableCommand {
     func run() async throws {
         let (model, version) = try versionReference(reference, command: "deprecate")
         let summary = try await client.connection.deprecate(model, version, reason: reason)
-        output.print(summary) { "deprecated \(model):\(version)" + (summary.deprecation?.reason.map { ": \($0)" } ?? "") }
+        output.print(summary) {
+            "deprecated \(model):\(version)" + (summary.deprecation?.reason.map { ": \($0)" } ?? "")
+        }
     }
 }
 

@@ -23,7 +23,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Remove uploads that received no byte for this long (90s, 30m, 24h, 7d).")
     var uploadTTL = "24h"
 
-    @Option(help: "Close a connection that sends nothing for this long, between requests or while sending one (30s, 5m).")
+    @Option(
+        help: "Close a connection that sends nothing for this long, between requests or while sending one (30s, 5m).")
     var idleTimeout = "60s"
 
     @Option(help: "File holding an admin token (a mounted Secret) to use instead of a generated admin.token.")
@@ -53,7 +54,7 @@ struct Serve: AsyncParsableCommand {
         let tls: TLSFiles?
         switch (tlsCert, tlsKey) {
         case (nil, nil): tls = nil
-        case let (certificate?, key?): tls = TLSFiles(certificate: certificate, key: key)
+        case (let certificate?, let key?): tls = TLSFiles(certificate: certificate, key: key)
         default: throw ValidationError("--tls-cert and --tls-key go together: give both, or neither for plain HTTP")
         }
         let tlsConfiguration = try tls?.load()
@@ -65,9 +66,11 @@ struct Serve: AsyncParsableCommand {
         )
         let registry = try await Registry.open(configuration, logger: logger)
         let scheme = tls == nil ? "http" : "https"
-        try await RegistryApplication.run(registry: registry, configuration: configuration, logger: logger) { host, port in
+        try await RegistryApplication.run(registry: registry, configuration: configuration, logger: logger) {
+            host, port in
             // Tests and scripts read this line to learn the port when started with --port 0.
-            let line = "modelreg listening on \(scheme)://\(host):\(port) (data: \(configuration.dataDirectory.root.path))\n"
+            let line =
+                "modelreg listening on \(scheme)://\(host):\(port) (data: \(configuration.dataDirectory.root.path))\n"
             FileHandle.standardOutput.write(Data(line.utf8))
         }
     }

@@ -39,7 +39,8 @@ struct Push: AsyncParsableCommand {
             throw RegistryError(.invalidReference, "push needs NAME:VERSION, not '\(reference)'")
         }
         let pusher = Pusher(
-            connection: try client.connection, jobs: jobs, hashCache: noHashCache ? nil : HashCache.defaultURL().map(HashCache.init(url:)),
+            connection: try client.connection, jobs: jobs,
+            hashCache: noHashCache ? nil : HashCache.defaultURL().map(HashCache.init(url:)),
             progress: progress.style(json: output.json), log: ProgressOptions.standardError
         )
         let report = try await pusher.push(
@@ -82,10 +83,12 @@ struct Pull: AsyncParsableCommand {
         let (release, chosenVariant) = try await fit.choose(reference, variant: variant, connection: connection)
         let puller = Puller(
             connection: connection, jobs: jobs,
-            progress: TransferProgress(style: progress.style(json: output.json), verb: "pulling", write: ProgressOptions.standardError)
+            progress: TransferProgress(
+                style: progress.style(json: output.json), verb: "pulling", write: ProgressOptions.standardError)
         )
         let report = try await puller.pull(
-            release, variant: chosenVariant, destination: URL(fileURLWithPath: dest), replace: force, warn: OutputOptions.warn
+            release, variant: chosenVariant, destination: URL(fileURLWithPath: dest), replace: force,
+            warn: OutputOptions.warn
         )
         output.print(report) { Presentation.pull(report) }
     }
@@ -126,7 +129,10 @@ struct Fetch: AsyncParsableCommand {
     @Flag(help: "Rehash every file, also when the destination is already in place.")
     var verify = false
 
-    @Option(help: "Give up after this long, whatever the network does (90s, 10m, 1h); what was staged is kept for the next run.")
+    @Option(
+        help:
+            "Give up after this long, whatever the network does (90s, 10m, 1h); what was staged is kept for the next run."
+    )
     var timeout = "30m"
 
     @OptionGroup var fit: FitOptions
@@ -141,12 +147,14 @@ struct Fetch: AsyncParsableCommand {
         let connection = try client.connection
         let (release, chosenVariant) = try await fit.choose(reference, variant: variant, connection: connection)
         let options = Fetcher.Options(
-            layout: layout, cache: cache.map { URL(fileURLWithPath: $0) }, verify: verify, timeout: try DurationText.positive(timeout),
+            layout: layout, cache: cache.map { URL(fileURLWithPath: $0) }, verify: verify,
+            timeout: try DurationText.positive(timeout),
             force: force
         )
         let report = try await Fetcher(connection: connection).fetch(
             release, variant: chosenVariant, destination: URL(fileURLWithPath: dest), options: options,
-            progress: TransferProgress(style: progress.style(json: output.json), verb: "fetching", write: ProgressOptions.standardError),
+            progress: TransferProgress(
+                style: progress.style(json: output.json), verb: "fetching", write: ProgressOptions.standardError),
             warn: OutputOptions.warn
         )
         output.print(report) { Presentation.fetch(report) }

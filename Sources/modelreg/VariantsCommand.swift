@@ -5,7 +5,8 @@ import RegistryClient
 struct Variants: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "List the variants of a version side by side: format, quantization, size, parameters, GPU memory.",
-        discussion: "Memory is the estimate at the model's own context (or --context) for --concurrency sequences; the README gives the formula."
+        discussion:
+            "Memory is the estimate at the model's own context (or --context) for --concurrency sequences; the README gives the formula."
     )
 
     @Argument(help: "NAME:VERSION.")
@@ -21,7 +22,8 @@ struct Variants: AsyncParsableCommand {
             throw RegistryError(.invalidReference, "variants needs NAME:VERSION, not '\(reference)'")
         }
         let listing = try await client.connection.variants(
-            parsed.name, version, contextLength: estimate.context, concurrency: estimate.concurrency, kvCacheDtype: estimate.cacheDtype
+            parsed.name, version, contextLength: estimate.context, concurrency: estimate.concurrency,
+            kvCacheDtype: estimate.cacheDtype
         )
         output.print(listing) { Presentation.variants(listing) }
     }

@@ -10,17 +10,24 @@ struct Variant {
 
     var manifest: Manifest {
         get throws {
-            Manifest(format: .safetensors, files: try files.map { path, bytes in
-                ManifestFile(path: try ManifestPath(path), digest: Digest.of(bytes), size: Int64(bytes.count), executable: executable.contains(path))
-            })
+            Manifest(
+                format: .safetensors,
+                files: try files.map { path, bytes in
+                    ManifestFile(
+                        path: try ManifestPath(path), digest: Digest.of(bytes), size: Int64(bytes.count),
+                        executable: executable.contains(path))
+                })
         }
     }
 
-    var blobs: [Digest: [UInt8]] { Dictionary(files.values.map { (Digest.of($0), $0) }, uniquingKeysWith: { first, _ in first }) }
+    var blobs: [Digest: [UInt8]] {
+        Dictionary(files.values.map { (Digest.of($0), $0) }, uniquingKeysWith: { first, _ in first })
+    }
 
     func image(_ layout: CacheImageLayout, model: String = "org/tiny") throws -> CacheImage {
         let manifest = try manifest
-        return CacheImage(model: try ModelName(model), manifestDigest: manifest.digest, manifest: manifest, layout: layout)
+        return CacheImage(
+            model: try ModelName(model), manifestDigest: manifest.digest, manifest: manifest, layout: layout)
     }
 
     /// The archive's bytes, from the image's parts over `range`.
@@ -57,7 +64,8 @@ func python(_ script: String, _ arguments: [String]) throws -> String {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
     process.arguments = ["python3", "-c", script] + arguments
-    let output = Pipe(), errors = Pipe()
+    let output = Pipe()
+    let errors = Pipe()
     process.standardOutput = output
     process.standardError = errors
     try process.run()
@@ -78,7 +86,9 @@ func python(_ script: String, _ arguments: [String]) throws -> String {
             // Files listed in another order (another push order) make the same manifest and image.
             var reordered = Manifest(format: .safetensors, files: try variant.manifest.files.reversed())
             reordered.files.reverse()
-            let image = CacheImage(model: try ModelName("org/tiny"), manifestDigest: try variant.manifest.digest, manifest: reordered, layout: layout)
+            let image = CacheImage(
+                model: try ModelName("org/tiny"), manifestDigest: try variant.manifest.digest, manifest: reordered,
+                layout: layout)
             #expect(variant.bytes(of: image) == first)
             #expect(first.count % 512 == 0 && Int64(first.count) == image.size)
         }
@@ -104,7 +114,8 @@ func python(_ script: String, _ arguments: [String]) throws -> String {
         defer { try? FileManager.default.removeItem(at: directory) }
         let archive = directory.appendingPathComponent("image.tar")
         try Data(variant.bytes(of: try variant.image(.flat))).write(to: archive)
-        let listing = try python("""
+        let listing = try python(
+            """
             import sys, tarfile, json, hashlib
             with tarfile.open(sys.argv[1]) as tar:
                 print(json.dumps([[m.name, m.type.decode(), oct(m.mode), m.uid, m.gid, m.mtime,
@@ -119,7 +130,9 @@ func python(_ script: String, _ arguments: [String]) throws -> String {
             #expect(member[2] as? String == (variant.executable.contains(path) ? "0o755" : "0o644"))
         }
         #expect(members.allSatisfy { $0[3] as? Int == 0 && $0[4] as? Int == 0 && $0[5] as? Int == 0 })
-        #expect(members.filter { $0[1] as? String == "5" }.count == 32, "tokenizer, serving and 30 nested 'deep' directories")
+        #expect(
+            members.filter { $0[1] as? String == "5" }.count == 32,
+            "tokenizer, serving and 30 nested 'deep' directories")
     }
 
     /// The hf layout, extracted by modelreg's extractor, is a Hugging Face cache the real huggingface_hub
@@ -130,7 +143,8 @@ func python(_ script: String, _ arguments: [String]) throws -> String {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         try extract(variant.bytes(of: image), image.entries, into: directory)
-        let output = try python("""
+        let output = try python(
+            """
             import os, sys, json, hashlib
             os.environ["HF_HUB_OFFLINE"] = "1"
             from huggingface_hub import snapshot_download

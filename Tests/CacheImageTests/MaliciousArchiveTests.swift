@@ -48,14 +48,19 @@ import Testing
     @Test func everyMaliciousShapeIsRefused() throws {
         let root = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: root) }
-        let archives = root.appendingPathComponent("archives"), victim = root.appendingPathComponent("victim")
+        let archives = root.appendingPathComponent("archives")
+        let victim = root.appendingPathComponent("victim")
         try FileManager.default.createDirectory(at: archives, withIntermediateDirectories: true)
         try python(Self.generator, [archives.path, victim.path])
         let config = Array(#"{"model_type":"llama"}"#.utf8)
-        let manifest = Manifest(format: .other, files: [
-            ManifestFile(path: try ManifestPath("config.json"), digest: Digest.of(config), size: Int64(config.count)),
-        ])
-        let image = CacheImage(model: try ModelName("m"), manifestDigest: manifest.digest, manifest: manifest, layout: .flat)
+        let manifest = Manifest(
+            format: .other,
+            files: [
+                ManifestFile(
+                    path: try ManifestPath("config.json"), digest: Digest.of(config), size: Int64(config.count))
+            ])
+        let image = CacheImage(
+            model: try ModelName("m"), manifestDigest: manifest.digest, manifest: manifest, layout: .flat)
         let names = try FileManager.default.contentsOfDirectory(atPath: archives.path).sorted()
         #expect(names.count == 15)
         for name in names {
@@ -67,7 +72,9 @@ import Testing
             }
             #expect(error?.code == .integrity, "\(name): \(String(describing: error))")
         }
-        let outside = try FileManager.default.contentsOfDirectory(atPath: root.path).filter { !$0.hasPrefix("out-") && $0 != "archives" }
+        let outside = try FileManager.default.contentsOfDirectory(atPath: root.path).filter {
+            !$0.hasPrefix("out-") && $0 != "archives"
+        }
         #expect(outside.isEmpty, "written outside the destinations: \(outside)")
         #expect(!FileManager.default.fileExists(atPath: victim.path))
     }
@@ -93,10 +100,15 @@ import Testing
         let destination = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: destination) }
         let resumeAt = image.entries.count / 2
-        try extract(Array(variant.bytes(of: image)[..<Int(image.entries[resumeAt].offset)]) + TarTail.end, Array(image.entries[..<resumeAt]), into: destination)
-        try extract(variant.bytes(of: image, image.entries[resumeAt].offset..<image.size), Array(image.entries[resumeAt...]), into: destination)
+        try extract(
+            Array(variant.bytes(of: image)[..<Int(image.entries[resumeAt].offset)]) + TarTail.end,
+            Array(image.entries[..<resumeAt]), into: destination)
+        try extract(
+            variant.bytes(of: image, image.entries[resumeAt].offset..<image.size), Array(image.entries[resumeAt...]),
+            into: destination)
         let blobs = destination.appendingPathComponent("models--org--tiny/blobs")
-        #expect(try FileManager.default.contentsOfDirectory(atPath: blobs.path).count == Set(variant.files.values).count)
+        #expect(
+            try FileManager.default.contentsOfDirectory(atPath: blobs.path).count == Set(variant.files.values).count)
     }
 }
 
@@ -112,7 +124,8 @@ extension MaliciousArchiveTests {
         let variant = Variant(files: ["caf\u{e9}/config.json": config])
         let image = try variant.image(.flat)
         let archive = root.appendingPathComponent("image.tar")
-        try python("""
+        try python(
+            """
             import io, sys, tarfile
             shape, out = sys.argv[1], sys.argv[2]
             directory = "cafe\\u0301" if shape == "nfd" else "caf\\u00e9"
@@ -132,7 +145,8 @@ extension MaliciousArchiveTests {
             // libarchive hands pax names over normalized to NFC: then the file must sit under the variant's
             // own bytes, and under no other spelling.
             #expect(shape == "nfd", "a file before its directory was extracted")
-            let written = try FileManager.default.subpathsOfDirectory(atPath: destination.path).map { Array($0.utf8) }.sorted { $0.lexicographicallyPrecedes($1) }
+            let written = try FileManager.default.subpathsOfDirectory(atPath: destination.path).map { Array($0.utf8) }
+                .sorted { $0.lexicographicallyPrecedes($1) }
             #expect(written == [Array("caf\u{e9}".utf8), Array("caf\u{e9}/config.json".utf8)], "\(written)")
         } catch let error as RegistryError {
             #expect(error.code == .integrity, "\(error)")
@@ -152,14 +166,17 @@ extension MaliciousArchiveTests {
             "ملفات/" + String(repeating: "ب", count: 50) + ".bin",
             "tokenizer/ключи-токенизатора.json",
         ]
-        let variant = Variant(files: Dictionary(uniqueKeysWithValues: names.enumerated().map { ($1, Array("file \($0)".utf8)) }))
+        let variant = Variant(
+            files: Dictionary(uniqueKeysWithValues: names.enumerated().map { ($1, Array("file \($0)".utf8)) }))
         let image = try variant.image(layout)
         let destination = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: destination) }
         try extract(variant.bytes(of: image), image.entries, into: destination)
         let placed = try FileManager.default.subpathsOfDirectory(atPath: destination.path)
         for name in names {
-            #expect(placed.contains { layout == .flat ? $0.utf8.elementsEqual(name.utf8) : $0.hasSuffix("/" + name) }, "\(name)")
+            #expect(
+                placed.contains { layout == .flat ? $0.utf8.elementsEqual(name.utf8) : $0.hasSuffix("/" + name) },
+                "\(name)")
         }
     }
 }

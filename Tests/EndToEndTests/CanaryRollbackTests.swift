@@ -53,8 +53,12 @@ struct AuditJSON: Decodable {
             admin = server.environment
             let created = try modelreg(["token", "create", "--scope", "write", "--name", "ci"], environment: admin)
             try #require(created.status == 0, "\(created)")
-            ci = ["MODELREG_URL": server.url, "MODELREG_TOKEN": created.stdout.trimmingCharacters(in: .whitespacesAndNewlines)]
-            var digests: [String: String] = [:], models: [String: URL] = [:]
+            ci = [
+                "MODELREG_URL": server.url,
+                "MODELREG_TOKEN": created.stdout.trimmingCharacters(in: .whitespacesAndNewlines),
+            ]
+            var digests: [String: String] = [:]
+            var models: [String: URL] = [:]
             for (index, version) in ["1.0", "2.0", "3.0"].enumerated() {
                 let directory = scratch.url("model-\(version)")
                 try TestModel.write(to: directory, seed: UInt64(index + 1))
@@ -68,10 +72,14 @@ struct AuditJSON: Decodable {
         }
 
         @discardableResult
-        func run(_ arguments: [String], as environment: [String: String]? = nil, expect status: Int32 = 0,
-                 sourceLocation: SourceLocation = #_sourceLocation) throws -> CommandResult {
+        func run(
+            _ arguments: [String], as environment: [String: String]? = nil, expect status: Int32 = 0,
+            sourceLocation: SourceLocation = #_sourceLocation
+        ) throws -> CommandResult {
             let result = try modelreg(arguments, environment: environment ?? ci)
-            #expect(result.status == status, "\(arguments.joined(separator: " ")): \(result)", sourceLocation: sourceLocation)
+            #expect(
+                result.status == status, "\(arguments.joined(separator: " ")): \(result)",
+                sourceLocation: sourceLocation)
             return result
         }
 
@@ -82,7 +90,8 @@ struct AuditJSON: Decodable {
         /// Version 1.0 pinned by digest pulls byte-identical whatever the aliases do.
         func pullPinned(_ name: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
             let destination = scratch.url("pinned/\(name)")
-            try run(["pull", "org/qwen@\(digests["1.0"]!)", "--dest", destination.path], sourceLocation: sourceLocation)
+            try run(
+                ["pull", "org/qwen@\(digests["1.0"]!)", "--dest", destination.path], sourceLocation: sourceLocation)
             try expectSameTree(models["1.0"]!, destination, sourceLocation: sourceLocation)
         }
     }
@@ -92,7 +101,8 @@ struct AuditJSON: Decodable {
         try fixture.run(["alias", "set", "org/qwen", "prod", "1.0", "--expect-new"])
         try fixture.run(["alias", "set", "org/qwen", "canary", "2.0"])
         try fixture.pullPinned("after-set")
-        let promoted = try fixture.run(["promote", "org/qwen", "canary", "prod", "--expect", "1.0", "--json"]).json(AliasTargetJSON.self)
+        let promoted = try fixture.run(["promote", "org/qwen", "canary", "prod", "--expect", "1.0", "--json"]).json(
+            AliasTargetJSON.self)
         #expect(promoted.version == "2.0" && promoted.updatedBy == "ci")
         try fixture.pullPinned("after-promote")
         try fixture.run(["alias", "set", "org/qwen", "canary", "3.0", "--expect", "2.0"])
@@ -117,10 +127,12 @@ struct AuditJSON: Decodable {
         #expect(table.contains("WHO") && table.contains("rollback"))
 
         let audit = try fixture.run(["audit", "--model", "org/qwen", "--json"], as: fixture.admin).json(AuditJSON.self)
-        #expect(audit.entries.reversed().map(\.action) == [
-            "publish", "publish", "publish", "alias.set", "alias.set", "alias.promote", "alias.set", "alias.promote",
-            "alias.rollback", "alias.rollback",
-        ])
+        #expect(
+            audit.entries.reversed().map(\.action) == [
+                "publish", "publish", "publish", "alias.set", "alias.set", "alias.promote", "alias.set",
+                "alias.promote",
+                "alias.rollback", "alias.rollback",
+            ])
         #expect(audit.entries.first?.target == "org/qwen@prod" && audit.entries.first?.detail == "2.0 -> 1.0")
         #expect(audit.entries.allSatisfy { $0.actor == "ci" })
         let forbidden = try fixture.run(["audit"], expect: 4)
@@ -147,7 +159,8 @@ struct AuditJSON: Decodable {
         try fixture.run(["alias", "set", "org/qwen", "prod", "2.0"])
         let deleted = try fixture.run(["delete", "org/qwen:1.0"], as: fixture.admin)
         #expect(deleted.stdout.contains("deleted org/qwen:1.0"))
-        try fixture.run(["pull", "org/qwen@\(fixture.digests["1.0"]!)", "--dest", fixture.scratch.url("gone").path], expect: 3)
+        try fixture.run(
+            ["pull", "org/qwen@\(fixture.digests["1.0"]!)", "--dest", fixture.scratch.url("gone").path], expect: 3)
         #expect(!FileManager.default.fileExists(atPath: fixture.scratch.url("gone").path))
         let again = try fixture.run(["push", fixture.models["2.0"]!.path, "org/qwen:1.0"], expect: 7)
         #expect(again.stderr.contains("never reused"))
@@ -162,7 +175,8 @@ struct AuditJSON: Decodable {
         try fixture.run(["alias", "set", "org/qwen", "prod", "1.0"])
         let contenders = try (0..<20).map { index in
             try CommandProcess(
-                ["alias", "set", "org/qwen", "prod", index.isMultiple(of: 2) ? "2.0" : "3.0", "--expect", "1.0"], environment: fixture.ci
+                ["alias", "set", "org/qwen", "prod", index.isMultiple(of: 2) ? "2.0" : "3.0", "--expect", "1.0"],
+                environment: fixture.ci
             )
         }
         let results = try contenders.map { try $0.wait() }
@@ -195,17 +209,26 @@ struct AuditJSON: Decodable {
             let choices = variants.filter { $0 != pinned }
             let movers = try (0..<32).map { index in
                 try CommandProcess(
-                    ["alias", "set", "org/qwen", "race", "1.0", "--variant", choices[index % choices.count], "--expect", expected], environment: fixture.ci
+                    [
+                        "alias", "set", "org/qwen", "race", "1.0", "--variant", choices[index % choices.count],
+                        "--expect", expected,
+                    ], environment: fixture.ci
                 )
             }
             let results = try movers.map { try $0.wait() }
             let winners = results.indices.filter { results[$0].status == 0 }
             #expect(winners.count == 1, "round \(round): \(results.map(\.status))")
-            #expect(results.filter { $0.status == 7 }.count == 31, "round \(round): \(results.filter { $0.status != 0 && $0.status != 7 })")
+            #expect(
+                results.filter { $0.status == 7 }.count == 31,
+                "round \(round): \(results.filter { $0.status != 0 && $0.status != 7 })")
             let won = try #require(winners.first.map { choices[$0 % choices.count] })
-            let listed = try JSONSerialization.jsonObject(with: Data(try fixture.run(["alias", "ls", "org/qwen", "--json"]).stdout.utf8)) as? [String: Any]
+            let listed =
+                try JSONSerialization.jsonObject(
+                    with: Data(try fixture.run(["alias", "ls", "org/qwen", "--json"]).stdout.utf8)) as? [String: Any]
             let race = (listed?["aliases"] as? [[String: Any]])?.first { $0["name"] as? String == "race" }
-            #expect(race?["variant"] as? String == won, "round \(round): the winner's variant is pinned: \(String(describing: race))")
+            #expect(
+                race?["variant"] as? String == won,
+                "round \(round): the winner's variant is pinned: \(String(describing: race))")
             (expected, pinned) = ("1.0@\(won)", won)
         }
         let history = try fixture.run(["alias", "history", "org/qwen", "race", "--json"]).json(HistoryJSON.self)
@@ -216,7 +239,8 @@ struct AuditJSON: Decodable {
 extension CanaryRollbackTests {
     /// The commands of the README's "Canary and rollback" walkthrough, as written, one argument list a line.
     static func walkthrough() throws -> [[String]] {
-        let readme = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let readme = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
             .appendingPathComponent("README.md")
         let text = try String(contentsOf: readme, encoding: .utf8)
         let section = try #require(text.range(of: "## Canary and rollback")).upperBound
@@ -225,7 +249,8 @@ extension CanaryRollbackTests {
         return text[block.upperBound..<end.lowerBound].split(separator: "\n").map { line in
             let command = line.split(separator: "#", maxSplits: 1).first.map(String.init) ?? ""
             // Words, with "double quoted" words kept whole.
-            return command.split(separator: "\"", omittingEmptySubsequences: false).enumerated().flatMap { index, part in
+            return command.split(separator: "\"", omittingEmptySubsequences: false).enumerated().flatMap {
+                index, part in
                 index.isMultiple(of: 2) ? part.split(separator: " ").map(String.init) : [String(part)]
             }
         }
@@ -243,9 +268,11 @@ extension CanaryRollbackTests {
             let result = try modelreg(Array(command.dropFirst()), environment: server.environment, in: scratch.root)
             try #require(result.status == 0, "\(command.joined(separator: " ")): \(result)")
         }
-        let prod = try modelreg(["show", "qwen2-7b@prod", "--json"], environment: server.environment).json(ResolvedJSON.self)
+        let prod = try modelreg(["show", "qwen2-7b@prod", "--json"], environment: server.environment).json(
+            ResolvedJSON.self)
         #expect(prod.version == "1.0")
-        let history = try modelreg(["alias", "history", "qwen2-7b", "prod", "--json"], environment: server.environment).json(HistoryJSON.self)
+        let history = try modelreg(["alias", "history", "qwen2-7b", "prod", "--json"], environment: server.environment)
+            .json(HistoryJSON.self)
         #expect(history.entries.map(\.action) == ["set", "promote", "rollback"])
         let audit = try modelreg(["audit", "--json"], environment: server.environment).json(AuditJSON.self)
         #expect(audit.entries.first?.action == "deprecate")

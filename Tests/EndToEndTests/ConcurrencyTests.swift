@@ -18,7 +18,9 @@ import Testing
         // Eight models of one config, three of six shared shards each and a file of their own; pushers 8 and
         // 9 push the same trees as 0 and 1 to the same references, which must publish once.
         let models = try (0..<8).map { index in
-            try model(scratch.url("models/\(index)"), pool: pool, shards: [index % 6, (index + 1) % 6, (index + 3) % 6], own: index)
+            try model(
+                scratch.url("models/\(index)"), pool: pool, shards: [index % 6, (index + 1) % 6, (index + 3) % 6],
+                own: index)
         }
         let pulled = try (0..<2).map { index in
             try model(scratch.url("models/pulled-\(index)"), pool: pool, shards: [index, index + 2], own: 100 + index)
@@ -35,8 +37,13 @@ import Testing
         for index in 0..<Self.pushers {
             done.enter()
             Thread.detachNewThread {
-                defer { pushing.subtract(1, ordering: .sequentiallyConsistent); done.leave() }
-                let result = Result { try modelreg(["push", models[index % 8].path, "c:\(index % 8)", "--quiet"], environment: env) }
+                defer {
+                    pushing.subtract(1, ordering: .sequentiallyConsistent)
+                    done.leave()
+                }
+                let result = Result {
+                    try modelreg(["push", models[index % 8].path, "c:\(index % 8)", "--quiet"], environment: env)
+                }
                 if case .success(let output) = result, output.status == 0 { return }
                 failures.withLock { $0.append("push \(index): \(result)") }
             }
@@ -51,7 +58,9 @@ import Testing
                 repeat {
                     let which = (index + round) % pulled.count
                     let dest = scratch.url("dest/\(index)-\(round)")
-                    let result = Result { try modelreg(["pull", "p:\(which)", "--dest", dest.path, "--quiet"], environment: env) }
+                    let result = Result {
+                        try modelreg(["pull", "p:\(which)", "--dest", dest.path, "--quiet"], environment: env)
+                    }
                     if case .success(let output) = result, output.status == 0, sameTree(pulled[which], dest) {
                         pulls.add(1, ordering: .relaxed)
                     } else {
@@ -66,11 +75,16 @@ import Testing
         let seconds = Date().timeIntervalSince(started)
         let problems = failures.withLock { $0 }
         #expect(problems.isEmpty, "\(problems.joined(separator: "\n"))")
-        print("concurrency: \(Self.pushers) pushes and \(pulls.load(ordering: .relaxed)) verified pulls by \(Self.pushers + Self.pullers) clients at once in \(String(format: "%.1f", seconds)) s")
+        print(
+            "concurrency: \(Self.pushers) pushes and \(pulls.load(ordering: .relaxed)) verified pulls by \(Self.pushers + Self.pullers) clients at once in \(String(format: "%.1f", seconds)) s"
+        )
 
         // Each distinct content is one file in the blob store, and no upload is left behind.
-        let expected = try Set((models + pulled).flatMap { tree in try snapshot(tree).values.map { Digest.of(Array($0.0)).hex } })
-        let stored = regularFiles(server.data.appendingPathComponent("blobs/sha256")).map { String($0.split(separator: "/").last ?? "") }
+        let expected = try Set(
+            (models + pulled).flatMap { tree in try snapshot(tree).values.map { Digest.of(Array($0.0)).hex } })
+        let stored = regularFiles(server.data.appendingPathComponent("blobs/sha256")).map {
+            String($0.split(separator: "/").last ?? "")
+        }
         #expect(stored.count == expected.count, "\(stored.count) blob files for \(expected.count) distinct contents")
         #expect(Set(stored) == expected)
         #expect(regularFiles(server.data.appendingPathComponent("uploads")).isEmpty)
@@ -106,6 +120,8 @@ import Testing
 
 /// Whether two trees hold the same files with the same bytes, for threads that cannot record expectations.
 func sameTree(_ a: URL, _ b: URL) -> Bool {
-    guard let left = try? snapshot(a), let right = try? snapshot(b), left.keys.sorted() == right.keys.sorted() else { return false }
+    guard let left = try? snapshot(a), let right = try? snapshot(b), left.keys.sorted() == right.keys.sorted() else {
+        return false
+    }
     return left.allSatisfy { path, file in right[path]?.0 == file.0 && right[path]?.1 == file.1 }
 }

@@ -32,7 +32,8 @@ import Testing
         let process = Process()
         process.executableURL = schemathesis
         process.currentDirectoryURL = scratch.root
-        let config = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("schemathesis.toml")
+        let config = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
+            "schemathesis.toml")
         process.arguments = [
             "--config-file", config.path, "run", "\(server.url)/openapi.json", "--url", server.url,
             "--header", "Authorization: Bearer \(server.adminToken)",
@@ -48,10 +49,14 @@ import Testing
         try process.run()
         process.waitUntilExit()
         let report = try String(contentsOf: output, encoding: .utf8)
-        print("contract: schemathesis seed \(seed), \(examples) examples an operation, \(Int(Date().timeIntervalSince(started))) s\n\(report.split(separator: "\n").suffix(8).joined(separator: "\n"))")
-        #expect(process.terminationStatus == 0, "schemathesis (MODELREG_CONTRACT_SEED=\(seed)) found problems:\n\(report)")
+        print(
+            "contract: schemathesis seed \(seed), \(examples) examples an operation, \(Int(Date().timeIntervalSince(started))) s\n\(report.split(separator: "\n").suffix(8).joined(separator: "\n"))"
+        )
+        #expect(
+            process.terminationStatus == 0, "schemathesis (MODELREG_CONTRACT_SEED=\(seed)) found problems:\n\(report)")
         // Generated requests may revoke the test's token, so liveness is asked without one.
-        let live = try RawConnection(server.url).exchange("GET /health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        let live = try RawConnection(server.url).exchange(
+            "GET /health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         #expect(live.status == 200, "the server still serves: \(live.head)")
         server.stop()
     }

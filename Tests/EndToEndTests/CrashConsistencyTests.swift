@@ -5,7 +5,7 @@ import ModelRegistryCore
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// SIGKILLs the real server (and the client working with it, as a node failure would) at seeded random
@@ -21,15 +21,19 @@ import Glibc
         let environment = ProcessInfo.processInfo.environment
         let iterations = environment["MODELREG_CRASH_ITERATIONS"].flatMap { Int($0) } ?? 50
         let seed = environment["MODELREG_CRASH_SEED"].flatMap { UInt64($0) } ?? UInt64.random(in: 0...UInt64.max)
-        print("crash consistency: seed \(seed), \(iterations) iterations (MODELREG_CRASH_SEED=\(seed) repeats this run)")
+        print(
+            "crash consistency: seed \(seed), \(iterations) iterations (MODELREG_CRASH_SEED=\(seed) repeats this run)")
         let started = Date()
         let run = try CrashRun(seed: seed)
         for iteration in 0..<iterations {
             try run.iteration(iteration)
         }
         try run.finish()
-        let landed = run.kills.map { "\($0.key) \($0.value.whileRunning)/\($0.value.total)" }.sorted().joined(separator: ", ")
-        print("crash consistency: seed \(seed), \(iterations) kills (while the operation ran / all: \(landed)), \(run.resumedPushes) pushes resumed bytes, \(Int(Date().timeIntervalSince(started))) s")
+        let landed = run.kills.map { "\($0.key) \($0.value.whileRunning)/\($0.value.total)" }.sorted().joined(
+            separator: ", ")
+        print(
+            "crash consistency: seed \(seed), \(iterations) kills (while the operation ran / all: \(landed)), \(run.resumedPushes) pushes resumed bytes, \(Int(Date().timeIntervalSince(started))) s"
+        )
     }
 
     /// What a server killed in the middle of a database snapshot or of writing a cache image record leaves
@@ -41,7 +45,8 @@ import Glibc
         let snapshot = data.appendingPathComponent("tmp/snapshot-\(UUID().uuidString.lowercased()).sqlite")
         let record = data.appendingPathComponent("images/m/\(String(repeating: "ab", count: 32)).flat.json.tmp")
         let foreign = data.appendingPathComponent("tmp/repair-\(UUID().uuidString.lowercased())")
-        try FileManager.default.createDirectory(at: record.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(
+            at: record.deletingLastPathComponent(), withIntermediateDirectories: true)
         for file in [snapshot, record, foreign] { try Data("partial".utf8).write(to: file) }
 
         let server = try ServerProcess(data: data)
@@ -204,7 +209,8 @@ private final class CrashRun {
         case .backupThroughServer, .backupOfDataDirectory:
             let verify = try modelreg(["backup", "verify", "--repo", repository.path])
             #expect(verify.status == 0, "\(context): \(verify)")
-            let leftovers = try FileManager.default.contentsOfDirectory(atPath: repository.appendingPathComponent("tmp").path)
+            let leftovers = try FileManager.default.contentsOfDirectory(
+                atPath: repository.appendingPathComponent("tmp").path)
             #expect(leftovers.isEmpty, "\(context): a completed backup leaves nothing in the repository's tmp/")
         case .collectThroughServer, .collectOnDataDirectory:
             break
@@ -225,7 +231,8 @@ private final class CrashRun {
             try TestModel.write(to: root, seed: seed &+ variation, shards: 2, hidden: 256)
             let shared = "model-00001-of-00002.safetensors"
             try FileManager.default.removeItem(at: root.appendingPathComponent(shared))
-            try FileManager.default.copyItem(at: base.appendingPathComponent(shared), to: root.appendingPathComponent(shared))
+            try FileManager.default.copyItem(
+                at: base.appendingPathComponent(shared), to: root.appendingPathComponent(shared))
             var generator = SplitMix(state: seed ^ variation)
             let words = (0..<(8 << 20) / 8).map { _ in generator.next() }
             try words.withUnsafeBytes { Data($0) }.write(to: root.appendingPathComponent("extra.bin"))
@@ -250,30 +257,46 @@ private final class CrashRun {
 
             for row in try Row.fetchAll(db, sql: "SELECT manifest_digest, manifest FROM variants") {
                 let manifest: Data = row["manifest"]
-                #expect(Digest.of(Array(manifest)).description == row["manifest_digest"] as String, "\(context): a manifest's bytes match its digest")
+                #expect(
+                    Digest.of(Array(manifest)).description == row["manifest_digest"] as String,
+                    "\(context): a manifest's bytes match its digest")
             }
             for row in try Row.fetchAll(db, sql: "SELECT DISTINCT digest, size FROM manifest_files") {
-                let digest: String = row["digest"], size: Int64 = row["size"]
-                #expect(storedBlobs[digest] == size, "\(context): published blob \(digest) of \(size) bytes is stored as \(storedBlobs[digest].map(String.init) ?? "nothing")")
+                let digest: String = row["digest"]
+                let size: Int64 = row["size"]
+                #expect(
+                    storedBlobs[digest] == size,
+                    "\(context): published blob \(digest) of \(size) bytes is stored as \(storedBlobs[digest].map(String.init) ?? "nothing")"
+                )
             }
-            let aliasRows = try Row.fetchAll(db, sql: """
-                SELECT a.name, v.name AS version, a.variant,
-                       (SELECT COUNT(*) FROM variants x WHERE x.version_id = a.version_id AND (a.variant IS NULL OR x.name = a.variant)) AS variants,
-                       (SELECT h.to_version FROM alias_history h WHERE h.model_id = a.model_id AND h.alias = a.name ORDER BY h.id DESC LIMIT 1) AS recorded
-                FROM aliases a LEFT JOIN versions v ON v.id = a.version_id
-                """)
+            let aliasRows = try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT a.name, v.name AS version, a.variant,
+                           (SELECT COUNT(*) FROM variants x WHERE x.version_id = a.version_id AND (a.variant IS NULL OR x.name = a.variant)) AS variants,
+                           (SELECT h.to_version FROM alias_history h WHERE h.model_id = a.model_id AND h.alias = a.name ORDER BY h.id DESC LIMIT 1) AS recorded
+                    FROM aliases a LEFT JOIN versions v ON v.id = a.version_id
+                    """)
             for row in aliasRows {
-                let alias: String = row["name"], version: String? = row["version"]
-                #expect(version != nil && (row["variants"] as Int) > 0, "\(context): alias \(alias) points to a published version")
-                #expect(row["recorded"] as String? == version, "\(context): alias \(alias)'s last history entry is its target")
+                let alias: String = row["name"]
+                let version: String? = row["version"]
+                #expect(
+                    version != nil && (row["variants"] as Int) > 0,
+                    "\(context): alias \(alias) points to a published version")
+                #expect(
+                    row["recorded"] as String? == version,
+                    "\(context): alias \(alias)'s last history entry is its target")
             }
-            let versions = Set(try String.fetchAll(db, sql: "SELECT v.name FROM versions v JOIN variants x ON x.version_id = v.id"))
+            let versions = Set(
+                try String.fetchAll(db, sql: "SELECT v.name FROM versions v JOIN variants x ON x.version_id = v.id"))
             #expect(Set(published).isSubset(of: versions), "\(context): every completed push is published")
         }
         // No process runs now, so every record is there to read.
         for record in filesBelow(data.appendingPathComponent("images")) where !record.hasSuffix(".tmp") {
             let bytes = try Data(contentsOf: URL(fileURLWithPath: record))
-            #expect((try? JSONSerialization.jsonObject(with: bytes)) != nil, "\(context): cache image record \(record) is whole")
+            #expect(
+                (try? JSONSerialization.jsonObject(with: bytes)) != nil,
+                "\(context): cache image record \(record) is whole")
         }
     }
 
@@ -286,16 +309,21 @@ private final class CrashRun {
         for prefix in try FileManager.default.contentsOfDirectory(atPath: root.path) {
             let directory = root.appendingPathComponent(prefix)
             let names = try FileManager.default.contentsOfDirectory(atPath: directory.path)
-            #expect(prefix.count == 2 && prefix.allSatisfy(\.isHexDigit), "\(context): blobs/sha256/\(prefix) is a prefix directory")
+            #expect(
+                prefix.count == 2 && prefix.allSatisfy(\.isHexDigit),
+                "\(context): blobs/sha256/\(prefix) is a prefix directory")
             for name in names {
                 let path = directory.appendingPathComponent(name).path
                 seen.insert(path)
                 var info = stat()
                 try #require(lstat(path, &info) == 0)
-                let identity = [Int(info.st_size), Int(info.st_ino), Int(info.st_mtim.tv_sec), Int(info.st_mtim.tv_nsec)]
+                let identity = [
+                    Int(info.st_size), Int(info.st_ino), Int(info.st_mtim.tv_sec), Int(info.st_mtim.tv_nsec),
+                ]
                 let named = try? Digest(parsing: Digest.prefix + name)
-                #expect(named != nil && name.hasPrefix(prefix) && (info.st_mode & S_IFMT) == S_IFREG,
-                        "\(context): \(path) is a blob file, not a partial or temporary one")
+                #expect(
+                    named != nil && name.hasPrefix(prefix) && (info.st_mode & S_IFMT) == S_IFREG,
+                    "\(context): \(path) is a blob file, not a partial or temporary one")
                 guard let named else { continue }
                 if verified[path] != identity {
                     let actual = Digest.of(Array(try Data(contentsOf: URL(fileURLWithPath: path))))
@@ -315,13 +343,17 @@ private final class CrashRun {
     func checkNothingLeftOver(since restart: Date, _ context: String) throws {
         let scratchFiles = filesBelow(data.appendingPathComponent("tmp")).filter { modified($0) < restart }
         #expect(scratchFiles.isEmpty, "\(context): tmp/ holds \(scratchFiles)")
-        let partialRecords = filesBelow(data.appendingPathComponent("images")).filter { $0.hasSuffix(".tmp") && modified($0) < restart }
+        let partialRecords = filesBelow(data.appendingPathComponent("images")).filter {
+            $0.hasSuffix(".tmp") && modified($0) < restart
+        }
         #expect(partialRecords.isEmpty, "\(context): images/ holds \(partialRecords)")
         // Only uploads and their digest records, which the sweeper knows; a record a kill cut short is empty.
         let uploads = data.appendingPathComponent("uploads")
         for name in try FileManager.default.contentsOfDirectory(atPath: uploads.path) {
             let id = name.hasSuffix(".digest") ? String(name.dropLast(".digest".count)) : name
-            #expect(UUID(uuidString: id)?.uuidString.lowercased() == id, "\(context): uploads/\(name) is an upload or its digest record")
+            #expect(
+                UUID(uuidString: id)?.uuidString.lowercased() == id,
+                "\(context): uploads/\(name) is an upload or its digest record")
             guard name.hasSuffix(".digest") else { continue }
             let text = try String(contentsOf: uploads.appendingPathComponent(name), encoding: .utf8)
             #expect(text.isEmpty || (try? Digest(parsing: text)) != nil, "\(context): uploads/\(name) names a digest")
@@ -359,7 +391,9 @@ private final class CrashRun {
             (try? FileManager.default.contentsOfDirectory(atPath: uploads.path))?.isEmpty == true
         }
         let left = try FileManager.default.contentsOfDirectory(atPath: uploads.path)
-        #expect(left.isEmpty, "\(context): uploads/ still holds \(left) a minute after their TTL of 1 s; server log: \(server.logText)")
+        #expect(
+            left.isEmpty,
+            "\(context): uploads/ still holds \(left) a minute after their TTL of 1 s; server log: \(server.logText)")
         server.stop()
     }
 
@@ -370,8 +404,12 @@ private final class CrashRun {
     /// The sizes of the uploads in progress (not their digest records).
     func uploadSizes() -> [Int] {
         let uploads = data.appendingPathComponent("uploads")
-        let entries = (try? FileManager.default.contentsOfDirectory(at: uploads, includingPropertiesForKeys: [.fileSizeKey])) ?? []
-        return entries.filter { $0.pathExtension != "digest" }.compactMap { try? $0.resourceValues(forKeys: [.fileSizeKey]).fileSize }
+        let entries =
+            (try? FileManager.default.contentsOfDirectory(at: uploads, includingPropertiesForKeys: [.fileSizeKey]))
+            ?? []
+        return entries.filter { $0.pathExtension != "digest" }.compactMap {
+            try? $0.resourceValues(forKeys: [.fileSizeKey]).fileSize
+        }
     }
 
     /// Regular files under a directory, as paths.

@@ -16,8 +16,10 @@ import Testing
         try waitUntil("the second server exits", timeout: 30) { !second.isRunning }
         let refused = try second.wait()
         #expect(refused.status != 0, "\(refused)")
-        #expect(refused.stderr.contains("in use by another modelreg server") && refused.stderr.contains("pid \(first.process.processIdentifier)"),
-                "the error names the holder: \(refused)")
+        #expect(
+            refused.stderr.contains("in use by another modelreg server")
+                && refused.stderr.contains("pid \(first.process.processIdentifier)"),
+            "the error names the holder: \(refused)")
         #expect(try snapshot(data).keys.sorted() == before.keys.sorted(), "the refused server touched nothing")
         #expect(try httpStatus(first.url + "/health/ready") == 200, "the first server keeps serving")
 

@@ -2,14 +2,16 @@ import Foundation
 import Testing
 
 /// The repository's top-level directory, from this file's place in it.
-let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent()
 
 /// Runs a program found on PATH, output through files.
 func run(_ program: String, _ arguments: [String]) throws -> CommandResult {
     let outputs = FileManager.default.temporaryDirectory.appendingPathComponent("modelreg-run-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: outputs, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: outputs) }
-    let out = outputs.appendingPathComponent("out"), err = outputs.appendingPathComponent("err")
+    let out = outputs.appendingPathComponent("out")
+    let err = outputs.appendingPathComponent("err")
     _ = FileManager.default.createFile(atPath: out.path, contents: nil)
     _ = FileManager.default.createFile(atPath: err.path, contents: nil)
     let process = Process()
@@ -19,8 +21,9 @@ func run(_ program: String, _ arguments: [String]) throws -> CommandResult {
     process.standardError = try FileHandle(forWritingTo: err)
     try process.run()
     process.waitUntilExit()
-    return CommandResult(status: process.terminationStatus, stdout: try String(contentsOf: out, encoding: .utf8),
-                         stderr: try String(contentsOf: err, encoding: .utf8))
+    return CommandResult(
+        status: process.terminationStatus, stdout: try String(contentsOf: out, encoding: .utf8),
+        stderr: try String(contentsOf: err, encoding: .utf8))
 }
 
 @Suite(.serialized) struct DeployTests {
@@ -37,8 +40,12 @@ func run(_ program: String, _ arguments: [String]) throws -> CommandResult {
 
     /// deploy/ holds exactly the manifests validated above, so a new one cannot skip validation.
     @Test func everyManifestIsValidated() throws {
-        let files = try FileManager.default.contentsOfDirectory(atPath: repositoryRoot.appendingPathComponent("deploy").path)
-        #expect(Set(files.filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") }) == ["registry.yaml", "vllm.yaml", "backup-cronjob.yaml"])
+        let files = try FileManager.default.contentsOfDirectory(
+            atPath: repositoryRoot.appendingPathComponent("deploy").path)
+        #expect(
+            Set(files.filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") }) == [
+                "registry.yaml", "vllm.yaml", "backup-cronjob.yaml",
+            ])
     }
 
     /// The CronJob's policy, and its steps run as written by the real binary against a real server.
@@ -63,7 +70,8 @@ func run(_ program: String, _ arguments: [String]) throws -> CommandResult {
         let job = try JSONDecoder().decode(Job.self, from: Data(parsed.stdout.utf8))
         #expect(job.policy == "Forbid")
         #expect(job.tokenSecretKey == "token", "the admin token comes from a Secret")
-        #expect(job.steps.map { $0.prefix(2).joined(separator: " ") } == ["backup --to", "backup prune", "backup verify"])
+        #expect(
+            job.steps.map { $0.prefix(2).joined(separator: " ") } == ["backup --to", "backup prune", "backup verify"])
         #expect(job.steps[1].contains("--keep-daily"))
 
         let scratch = try Scratch()

@@ -1,7 +1,7 @@
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A registry that lies: it answers the manifest request with a genuine manifest and every image request
@@ -51,18 +51,25 @@ final class FakeRegistry: @unchecked Sendable {
         defer { shutdown(client, Int32(SHUT_RDWR)) }
         var head = [UInt8]()
         var byte: UInt8 = 0
-        while !head.suffix(4).elementsEqual(Array("\r\n\r\n".utf8)), head.count < 65536, read(client, &byte, 1) == 1 { head.append(byte) }
+        while !head.suffix(4).elementsEqual(Array("\r\n\r\n".utf8)), head.count < 65536, read(client, &byte, 1) == 1 {
+            head.append(byte)
+        }
         let lines = String(decoding: head, as: UTF8.self).split(separator: "\r\n")
         let path = lines.first?.split(separator: " ").dropFirst().first.map(String.init) ?? ""
-        let range = lines.first { $0.lowercased().hasPrefix("range: bytes=") }.map { $0.dropFirst("range: bytes=".count) }
+        let range = lines.first { $0.lowercased().hasPrefix("range: bytes=") }.map {
+            $0.dropFirst("range: bytes=".count)
+        }
         if path.contains("/manifests/") {
-            send(client, status: "200 OK", headers: headers.merging(["Content-Type": "application/json"]) { $1 }, body: manifest)
+            send(
+                client, status: "200 OK", headers: headers.merging(["Content-Type": "application/json"]) { $1 },
+                body: manifest)
         } else if path.contains("/images/") {
-            let (bytes, limit, stall): ([UInt8], Int?, Bool) = switch image {
-            case .bytes(let bytes): (bytes, nil, false)
-            case .stall(let bytes, let count): (bytes, count, true)
-            case .cut(let bytes, let count): (bytes, count, false)
-            }
+            let (bytes, limit, stall): ([UInt8], Int?, Bool) =
+                switch image {
+                case .bytes(let bytes): (bytes, nil, false)
+                case .stall(let bytes, let count): (bytes, count, true)
+                case .cut(let bytes, let count): (bytes, count, false)
+                }
             let bounds = range.map { $0.split(separator: "-", omittingEmptySubsequences: false).map { Int($0) } } ?? []
             let start = min(bounds.first.flatMap { $0 } ?? 0, bytes.count)
             let end = min((bounds.count > 1 ? bounds[1] : nil).map { $0 + 1 } ?? bytes.count, bytes.count)
@@ -70,13 +77,17 @@ final class FakeRegistry: @unchecked Sendable {
             let shown = limit.map { Array(slice.prefix($0)) } ?? slice
             send(
                 client, status: "206 Partial Content",
-                headers: ["Content-Range": "bytes \(start)-\(max(start, end) - 1)/\(bytes.count)", "Content-Type": "application/x-tar"],
+                headers: [
+                    "Content-Range": "bytes \(start)-\(max(start, end) - 1)/\(bytes.count)",
+                    "Content-Type": "application/x-tar",
+                ],
                 body: shown, length: slice.count
             )
             if stall { while !listener.isClosed { usleep(10_000) } }
         } else {
-            send(client, status: "404 Not Found", headers: ["Content-Type": "application/json"],
-                 body: Array(#"{"error":{"code":"NOT_FOUND","message":"not here"}}"#.utf8))
+            send(
+                client, status: "404 Not Found", headers: ["Content-Type": "application/json"],
+                body: Array(#"{"error":{"code":"NOT_FOUND","message":"not here"}}"#.utf8))
         }
     }
 
@@ -87,7 +98,9 @@ final class FakeRegistry: @unchecked Sendable {
         let bytes = Array((text + "\r\n").utf8) + body
         var written = 0
         while written < bytes.count {
-            let count = bytes.withUnsafeBytes { Glibc.send(client, $0.baseAddress! + written, bytes.count - written, Int32(MSG_NOSIGNAL)) }
+            let count = bytes.withUnsafeBytes {
+                Glibc.send(client, $0.baseAddress! + written, bytes.count - written, Int32(MSG_NOSIGNAL))
+            }
             if count <= 0 { return }
             written += count
         }

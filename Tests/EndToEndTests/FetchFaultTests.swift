@@ -24,7 +24,8 @@ import Testing
             }
             for (path, bytes) in files {
                 let url = model.appendingPathComponent(path)
-                try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+                try FileManager.default.createDirectory(
+                    at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
                 try bytes.write(to: url)
             }
             let push = try modelreg(["push", model.path, "m:1", "--no-inspect"], environment: server.environment)
@@ -34,13 +35,17 @@ import Testing
         /// Zeros with a mark every 4 KiB: compressible by nothing in the path, distinct per seed.
         static func marked(_ size: Int, seed: UInt8) -> Data {
             var bytes = [UInt8](repeating: 0, count: size)
-            for index in stride(from: 0, to: size, by: 4096) { bytes[index] = UInt8(truncatingIfNeeded: index / 4096) &+ seed }
+            for index in stride(from: 0, to: size, by: 4096) {
+                bytes[index] = UInt8(truncatingIfNeeded: index / 4096) &+ seed
+            }
             return Data(bytes)
         }
 
         /// A proxy that interrupts what the server sends after `bytes` a connection, and the client
         /// environment that goes through it.
-        func behind(_ action: InterruptingProxy.Action, after bytes: Int) throws -> (InterruptingProxy, [String: String]) {
+        func behind(_ action: InterruptingProxy.Action, after bytes: Int) throws -> (
+            InterruptingProxy, [String: String]
+        ) {
             let proxy = try InterruptingProxy(to: server.url, direction: .toClient, after: bytes, action: action)
             return (proxy, server.environment.merging(["MODELREG_URL": proxy.url]) { $1 })
         }
@@ -70,7 +75,8 @@ import Testing
     /// One `error:` line, the last one; the progress lines before it are not errors.
     static func endsWithOneErrorLine(_ stderr: String) -> Bool {
         let lines = stderr.split(separator: "\n")
-        return lines.last?.hasPrefix("error: ") == true && lines.filter { $0.lowercased().contains("error:") }.count == 1
+        return lines.last?.hasPrefix("error: ") == true
+            && lines.filter { $0.lowercased().contains("error:") }.count == 1
     }
 
     static func elapsed(_ body: () throws -> CommandResult) rethrows -> (CommandResult, Double) {
@@ -90,12 +96,16 @@ import Testing
 
         for command in ["fetch", "pull"] {
             let (result, seconds) = try Self.elapsed {
-                try modelreg([command, "m:1", "--dest", destination.path] + (command == "fetch" ? ["--timeout", "20s"] : []), environment: registry.server.environment)
+                try modelreg(
+                    [command, "m:1", "--dest", destination.path] + (command == "fetch" ? ["--timeout", "20s"] : []),
+                    environment: registry.server.environment)
             }
             #expect(result.status == 5, "\(command): \(result)")
             #expect(seconds < 15, "\(command) took \(seconds) s to give up")
             #expect(Self.endsWithOneErrorLine(result.stderr), "\(command): \(result.stderr)")
-            #expect(!FileManager.default.fileExists(atPath: destination.path), "\(command): the destination it created is gone")
+            #expect(
+                !FileManager.default.fileExists(atPath: destination.path),
+                "\(command): the destination it created is gone")
             let (leftovers, strays) = (try registry.leftovers(), try registry.strays(besides: "dest"))
             #expect(leftovers.isEmpty && strays.isEmpty, "\(command): \(leftovers) \(strays)")
         }
@@ -103,14 +113,19 @@ import Testing
 
     /// 16.2: top-level names of one character, a file and a directory's, placed flat.
     @Test func oneCharacterNamesArePlaced() throws {
-        let registry = try Registry(extra: ["x": Data("x".utf8), "a/config.json": Data("{}".utf8), "b": Data()], large: false)
+        let registry = try Registry(
+            extra: ["x": Data("x".utf8), "a/config.json": Data("{}".utf8), "b": Data()], large: false)
         let destination = registry.scratch.url("dest")
         let cache = registry.scratch.url("cache")
-        let result = try modelreg(["fetch", "m:1", "--dest", destination.path, "--cache", cache.path], environment: registry.server.environment)
+        let result = try modelreg(
+            ["fetch", "m:1", "--dest", destination.path, "--cache", cache.path],
+            environment: registry.server.environment)
         try #require(result.status == 0, "\(result)")
         // A second pod on the node takes the files from the cache.
         let second = registry.scratch.url("second")
-        let cached = try modelreg(["fetch", "m:1", "--dest", second.path, "--cache", cache.path, "--json"], environment: registry.server.environment)
+        let cached = try modelreg(
+            ["fetch", "m:1", "--dest", second.path, "--cache", cache.path, "--json"],
+            environment: registry.server.environment)
         try #require(cached.status == 0, "\(cached)")
         #expect(try cached.json(FetchReportJSON.self).bytesFromCache > 0, "\(cached.stdout)")
         for placed in [destination, second] {
@@ -130,22 +145,31 @@ import Testing
         var files: [String: Data] = [:]
         for (index, name) in names.enumerated() { files[name] = Data("file \(index): \(name)".utf8) }
         let registry = try Registry(extra: files, large: false)
-        let base = ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"].merging(registry.server.environment) { $1 }
-        for (label, locale) in [("no locale", [:]), ("C", ["LC_ALL": "C"]), ("C.UTF-8", ["LC_ALL": "C.UTF-8"])] as [(String, [String: String])] {
+        let base = ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"].merging(
+            registry.server.environment
+        ) { $1 }
+        for (label, locale) in [("no locale", [:]), ("C", ["LC_ALL": "C"]), ("C.UTF-8", ["LC_ALL": "C.UTF-8"])]
+            as [(String, [String: String])]
+        {
             for layout in ["flat", "hf"] {
                 let destination = registry.scratch.url("\(layout)-\(label)")
-                let result = try CommandProcess(["fetch", "m:1", "--dest", destination.path, "--layout", layout],
-                                                environment: base.merging(locale) { $1 }, inheritEnvironment: false).wait()
+                let result = try CommandProcess(
+                    ["fetch", "m:1", "--dest", destination.path, "--layout", layout],
+                    environment: base.merging(locale) { $1 }, inheritEnvironment: false
+                ).wait()
                 try #require(result.status == 0, "\(label), \(layout): \(result)")
                 let root: URL
                 if layout == "flat" {
                     root = destination
                 } else {
                     let snapshots = destination.appendingPathComponent("models--m/snapshots")
-                    root = snapshots.appendingPathComponent(try #require(try FileManager.default.contentsOfDirectory(atPath: snapshots.path).first))
+                    root = snapshots.appendingPathComponent(
+                        try #require(try FileManager.default.contentsOfDirectory(atPath: snapshots.path).first))
                 }
                 for (name, bytes) in files {
-                    #expect(try Data(contentsOf: root.appendingPathComponent(name)) == bytes, "\(label), \(layout): \(name)")
+                    #expect(
+                        try Data(contentsOf: root.appendingPathComponent(name)) == bytes, "\(label), \(layout): \(name)"
+                    )
                 }
             }
         }
@@ -156,9 +180,14 @@ import Testing
         let scratch = try Scratch()
         let name = "caf\u{E9}/gew\u{FC}rz.bin"
         let bytes = Data("weights".utf8)
-        let manifest = Manifest(format: .other, files: [ManifestFile(path: try ManifestPath(name), digest: Digest.of(bytes), size: Int64(bytes.count))])
+        let manifest = Manifest(
+            format: .other,
+            files: [ManifestFile(path: try ManifestPath(name), digest: Digest.of(bytes), size: Int64(bytes.count))])
         let manifestBytes = manifest.canonicalJSON()
-        let headers = ["Modelreg-Digest": Digest.of(manifestBytes).description, "Modelreg-Version": "1", "Modelreg-Variant": "default"]
+        let headers = [
+            "Modelreg-Digest": Digest.of(manifestBytes).description, "Modelreg-Version": "1",
+            "Modelreg-Variant": "default",
+        ]
         let script = """
             import io, sys, tarfile, unicodedata
             name = unicodedata.normalize("NFD", sys.argv[2])
@@ -171,10 +200,13 @@ import Testing
         let archive = scratch.url("nfd.tar")
         let (status, output) = try shell("python3 -c '\(script)' '\(archive.path)' '\(name)'")
         try #require(status == 0, "\(output)")
-        let fake = try FakeRegistry(manifest: manifestBytes, headers: headers, image: .bytes(try [UInt8](Data(contentsOf: archive))))
+        let fake = try FakeRegistry(
+            manifest: manifestBytes, headers: headers, image: .bytes(try [UInt8](Data(contentsOf: archive))))
         defer { fake.close() }
         let destination = scratch.url("models")
-        let result = try modelreg(["fetch", "m:1", "--dest", destination.path, "--timeout", "20s"], environment: ["MODELREG_URL": fake.url, "MODELREG_TOKEN": "mrt_x"])
+        let result = try modelreg(
+            ["fetch", "m:1", "--dest", destination.path, "--timeout", "20s"],
+            environment: ["MODELREG_URL": fake.url, "MODELREG_TOKEN": "mrt_x"])
         #expect(result.status == 5 && Self.endsWithOneErrorLine(result.stderr), "\(result)")
         let left = (try? FileManager.default.contentsOfDirectory(atPath: destination.path)) ?? []
         #expect(left.isEmpty, "nothing placed, no staging: \(left)")
@@ -194,7 +226,9 @@ import Testing
         #expect(seconds < 16, "the 6 s timeout ended the fetch after \(seconds) s")
         #expect(proxy.interrupted)
         let staged = try FileManager.default.contentsOfDirectory(atPath: destination.path)
-        #expect(staged.count == 1 && staged.allSatisfy { $0.hasPrefix(".modelreg-staging-") }, "kept to resume, nothing visible: \(staged)")
+        #expect(
+            staged.count == 1 && staged.allSatisfy { $0.hasPrefix(".modelreg-staging-") },
+            "kept to resume, nothing visible: \(staged)")
 
         let resumed = try modelreg(["fetch", "m:1", "--dest", destination.path, "--json"], environment: environment)
         try #require(resumed.status == 0, "\(resumed)")
@@ -224,7 +258,8 @@ import Testing
         let (proxy, environment) = try registry.behind(.cut, after: bytes)
         defer { proxy.close() }
         let destination = registry.scratch.url("dest")
-        let result = try modelreg(["fetch", "m:1", "--dest", destination.path, "--timeout", "60s"], environment: environment)
+        let result = try modelreg(
+            ["fetch", "m:1", "--dest", destination.path, "--timeout", "60s"], environment: environment)
         #expect(result.status == 0, "\(result)")
         #expect(proxy.interrupted)
         try FileManager.default.removeItem(at: destination.appendingPathComponent(".modelreg-fetch.json"))
@@ -243,11 +278,13 @@ import Testing
         let result = try modelreg(["push", model.path, "m:2", "--no-inspect"], environment: environment)
         #expect(result.status == 0 || (result.status == 6 && Self.endsWithOneErrorLine(result.stderr)), "\(result)")
         if result.status != 0 {
-            let again = try modelreg(["push", model.path, "m:2", "--no-inspect"], environment: registry.server.environment)
+            let again = try modelreg(
+                ["push", model.path, "m:2", "--no-inspect"], environment: registry.server.environment)
             #expect(again.status == 0, "\(again)")
         }
         let pulled = registry.scratch.url("pulled")
-        #expect(try modelreg(["pull", "m:2", "--dest", pulled.path], environment: registry.server.environment).status == 0)
+        #expect(
+            try modelreg(["pull", "m:2", "--dest", pulled.path], environment: registry.server.environment).status == 0)
         try expectSameTree(model, pulled)
     }
 }
@@ -298,49 +335,81 @@ extension FetchFaultTests {
 
     /// The manifest the fake serves, its bytes and the headers naming it.
     static func genuineManifest() throws -> ([UInt8], [String: String]) {
-        let manifest = Manifest(format: .other, files: [
-            ManifestFile(path: try ManifestPath("config.json"), digest: Digest.of(config), size: Int64(config.count)),
-            ManifestFile(path: try ManifestPath("weights/a.bin"), digest: Digest.of(weights), size: Int64(weights.count)),
-        ])
+        let manifest = Manifest(
+            format: .other,
+            files: [
+                ManifestFile(
+                    path: try ManifestPath("config.json"), digest: Digest.of(config), size: Int64(config.count)),
+                ManifestFile(
+                    path: try ManifestPath("weights/a.bin"), digest: Digest.of(weights), size: Int64(weights.count)),
+            ])
         let bytes = manifest.canonicalJSON()
-        return (bytes, ["Modelreg-Digest": Digest.of(bytes).description, "Modelreg-Version": "1", "Modelreg-Variant": "default"])
+        return (
+            bytes,
+            ["Modelreg-Digest": Digest.of(bytes).description, "Modelreg-Version": "1", "Modelreg-Variant": "default"]
+        )
     }
 
     @Test func hostileImagesFromAFakeRegistryAreRefusedAndContained() throws {
         let scratch = try Scratch()
-        let archives = scratch.url("archives"), victim = scratch.url("victim")
+        let archives = scratch.url("archives")
+        let victim = scratch.url("victim")
         try FileManager.default.createDirectory(at: archives, withIntermediateDirectories: true)
-        let (status, output) = try shell("python3 -c '\(Self.generator.replacingOccurrences(of: "'", with: "'\\''"))' '\(archives.path)' '\(victim.path)'")
+        let (status, output) = try shell(
+            "python3 -c '\(Self.generator.replacingOccurrences(of: "'", with: "'\\''"))' '\(archives.path)' '\(victim.path)'"
+        )
         try #require(status == 0, "\(output)")
         let (manifest, headers) = try Self.genuineManifest()
         // An earlier fetch of another variant: a refused one must leave it as it is.
         let destination = scratch.url("models")
         try FileManager.default.createDirectory(at: destination, withIntermediateDirectories: true)
-        let earlier = Data(#"{"layout":"flat","manifest":"sha256:\#(String(repeating: "0", count: 64))","model":"m","variant":"default","version":"0"}"#.utf8)
+        let earlier = Data(
+            #"{"layout":"flat","manifest":"sha256:\#(String(repeating: "0", count: 64))","model":"m","variant":"default","version":"0"}"#
+                .utf8)
         try earlier.write(to: destination.appendingPathComponent(".modelreg-fetch.json"))
         try Data("old weights".utf8).write(to: destination.appendingPathComponent("old.bin"))
         let before = try snapshot(destination)
 
-        for name in ["absolute", "dotdot", "symlink", "symlinked-directory", "hardlink", "device", "extra", "altered", "file-first", "truncated", "garbage"] {
-            let fake = try FakeRegistry(manifest: manifest, headers: headers, image: .bytes(try [UInt8](Data(contentsOf: archives.appendingPathComponent(name)))))
+        for name in [
+            "absolute", "dotdot", "symlink", "symlinked-directory", "hardlink", "device", "extra", "altered",
+            "file-first", "truncated", "garbage",
+        ] {
+            let fake = try FakeRegistry(
+                manifest: manifest, headers: headers,
+                image: .bytes(try [UInt8](Data(contentsOf: archives.appendingPathComponent(name)))))
             defer { fake.close() }
             let (result, seconds) = try Self.elapsed {
-                try modelreg(["fetch", "m:1", "--dest", destination.path, "--timeout", "20s"], environment: ["MODELREG_URL": fake.url, "MODELREG_TOKEN": "mrt_x"])
+                try modelreg(
+                    ["fetch", "m:1", "--dest", destination.path, "--timeout", "20s"],
+                    environment: ["MODELREG_URL": fake.url, "MODELREG_TOKEN": "mrt_x"])
             }
             #expect(result.status == 5 && Self.endsWithOneErrorLine(result.stderr), "\(name): \(result)")
             #expect(seconds < 10, "\(name): \(seconds) s")
             let after = try snapshot(destination)
-            #expect(after.keys.sorted() == before.keys.sorted() && after.allSatisfy { before[$0.key]?.0 == $0.value.0 }, "\(name): the earlier fetch stays")
-            let staging = try FileManager.default.contentsOfDirectory(atPath: destination.path).filter { $0.hasPrefix(".modelreg-") && $0 != ".modelreg-fetch.json" }
+            #expect(
+                after.keys.sorted() == before.keys.sorted() && after.allSatisfy { before[$0.key]?.0 == $0.value.0 },
+                "\(name): the earlier fetch stays")
+            let staging = try FileManager.default.contentsOfDirectory(atPath: destination.path).filter {
+                $0.hasPrefix(".modelreg-") && $0 != ".modelreg-fetch.json"
+            }
             #expect(staging.isEmpty, "\(name): \(staging)")
-            #expect(!FileManager.default.fileExists(atPath: victim.path) && !FileManager.default.fileExists(atPath: scratch.url("victim-dotdot").path), "\(name)")
-            #expect(try FileManager.default.contentsOfDirectory(atPath: scratch.root.path).sorted() == ["archives", "models"], "\(name): nothing written beside")
+            #expect(
+                !FileManager.default.fileExists(atPath: victim.path)
+                    && !FileManager.default.fileExists(atPath: scratch.url("victim-dotdot").path), "\(name)")
+            #expect(
+                try FileManager.default.contentsOfDirectory(atPath: scratch.root.path).sorted() == [
+                    "archives", "models",
+                ], "\(name): nothing written beside")
         }
 
         // The same files, honestly archived, are placed: the refusals above are about the attacks.
-        let honest = try FakeRegistry(manifest: manifest, headers: headers, image: .bytes(try [UInt8](Data(contentsOf: archives.appendingPathComponent("good")))))
+        let honest = try FakeRegistry(
+            manifest: manifest, headers: headers,
+            image: .bytes(try [UInt8](Data(contentsOf: archives.appendingPathComponent("good")))))
         defer { honest.close() }
-        let placed = try modelreg(["fetch", "m:1", "--dest", destination.path, "--timeout", "20s"], environment: ["MODELREG_URL": honest.url, "MODELREG_TOKEN": "mrt_x"])
+        let placed = try modelreg(
+            ["fetch", "m:1", "--dest", destination.path, "--timeout", "20s"],
+            environment: ["MODELREG_URL": honest.url, "MODELREG_TOKEN": "mrt_x"])
         #expect(placed.status == 0, "\(placed)")
         #expect(try Data(contentsOf: destination.appendingPathComponent("weights/a.bin")) == Data(Self.weights))
     }
@@ -350,19 +419,27 @@ extension FetchFaultTests {
         let scratch = try Scratch()
         let archives = scratch.url("archives")
         try FileManager.default.createDirectory(at: archives, withIntermediateDirectories: true)
-        let (status, output) = try shell("python3 -c '\(Self.generator.replacingOccurrences(of: "'", with: "'\\''"))' '\(archives.path)' '\(scratch.url("victim").path)'")
+        let (status, output) = try shell(
+            "python3 -c '\(Self.generator.replacingOccurrences(of: "'", with: "'\\''"))' '\(archives.path)' '\(scratch.url("victim").path)'"
+        )
         try #require(status == 0, "\(output)")
         let good = try [UInt8](Data(contentsOf: archives.appendingPathComponent("good")))
         let (manifest, headers) = try Self.genuineManifest()
-        let fake = try FakeRegistry(manifest: manifest, headers: headers, image: fault == "stall" ? .stall(good, after: 5000) : .cut(good, after: 5000))
+        let fake = try FakeRegistry(
+            manifest: manifest, headers: headers,
+            image: fault == "stall" ? .stall(good, after: 5000) : .cut(good, after: 5000))
         defer { fake.close() }
         let destination = scratch.url("models")
         let (result, seconds) = try Self.elapsed {
-            try modelreg(["fetch", "m:1", "--dest", destination.path, "--timeout", "5s"], environment: ["MODELREG_URL": fake.url, "MODELREG_TOKEN": "mrt_x"])
+            try modelreg(
+                ["fetch", "m:1", "--dest", destination.path, "--timeout", "5s"],
+                environment: ["MODELREG_URL": fake.url, "MODELREG_TOKEN": "mrt_x"])
         }
         #expect(result.status == 6 && Self.endsWithOneErrorLine(result.stderr), "\(fault): \(result)")
         #expect(seconds < 12, "\(fault): the 5 s deadline ended it after \(seconds) s")
         let visible = try FileManager.default.contentsOfDirectory(atPath: destination.path)
-        #expect(visible.allSatisfy { $0.hasPrefix(".modelreg-staging-") }, "\(fault): only what a rerun resumes from: \(visible)")
+        #expect(
+            visible.allSatisfy { $0.hasPrefix(".modelreg-staging-") },
+            "\(fault): only what a rerun resumes from: \(visible)")
     }
 }

@@ -26,10 +26,13 @@ struct FetchReportJSON: Decodable {
             if bigFile > 0 {
                 // Zeros with a few marks: the size makes a transfer long enough to interrupt.
                 var bytes = [UInt8](repeating: 0, count: bigFile)
-                for index in stride(from: 0, to: bigFile, by: 4096) { bytes[index] = UInt8(truncatingIfNeeded: index / 4096) }
+                for index in stride(from: 0, to: bigFile, by: 4096) {
+                    bytes[index] = UInt8(truncatingIfNeeded: index / 4096)
+                }
                 try Data(bytes).write(to: model.appendingPathComponent("weights-extra.bin"))
             }
-            let push = try modelreg(["push", model.path, "org/tiny:1.0", "--no-inspect"], environment: server.environment)
+            let push = try modelreg(
+                ["push", model.path, "org/tiny:1.0", "--no-inspect"], environment: server.environment)
             try #require(push.status == 0, "\(push)")
             let alias = try modelreg(["alias", "set", "org/tiny", "prod", "1.0"], environment: server.environment)
             try #require(alias.status == 0, "\(alias)")
@@ -82,7 +85,9 @@ struct FetchReportJSON: Decodable {
         let config = destination.appendingPathComponent("config.json")
         let original = try Data(contentsOf: config)
         try Data(original.reversed()).write(to: config)
-        #expect(try fixture.fetch(["--dest", destination.path]).json(FetchReportJSON.self).alreadyInPlace, "sizes and marker only")
+        #expect(
+            try fixture.fetch(["--dest", destination.path]).json(FetchReportJSON.self).alreadyInPlace,
+            "sizes and marker only")
         let repaired = try fixture.fetch(["--dest", destination.path, "--verify"])
         #expect(try !repaired.json(FetchReportJSON.self).alreadyInPlace)
         #expect(repaired.stderr.contains("config.json hashes to"), "the replaced file is named: \(repaired.stderr)")
@@ -98,16 +103,23 @@ struct FetchReportJSON: Decodable {
         try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
         try Data("my notes".utf8).write(to: work.appendingPathComponent("notes.txt"))
         for destination in [".", work.path] {
-            let refused = try modelreg(["fetch", "org/tiny@prod", "--dest", destination], environment: fixture.server.environment, in: work)
-            #expect(refused.status == 7 && refused.stderr.hasPrefix("error: ") && refused.stderr.contains("--force")
-                && refused.stderr.contains("notes.txt"), "\(destination): \(refused)")
-            #expect(try FileManager.default.contentsOfDirectory(atPath: work.path) == ["notes.txt"], "\(destination): nothing touched")
+            let refused = try modelreg(
+                ["fetch", "org/tiny@prod", "--dest", destination], environment: fixture.server.environment, in: work)
+            #expect(
+                refused.status == 7 && refused.stderr.hasPrefix("error: ") && refused.stderr.contains("--force")
+                    && refused.stderr.contains("notes.txt"), "\(destination): \(refused)")
+            #expect(
+                try FileManager.default.contentsOfDirectory(atPath: work.path) == ["notes.txt"],
+                "\(destination): nothing touched")
         }
-        let forced = try modelreg(["fetch", "org/tiny@prod", "--dest", ".", "--force"], environment: fixture.server.environment, in: work)
+        let forced = try modelreg(
+            ["fetch", "org/tiny@prod", "--dest", ".", "--force"], environment: fixture.server.environment, in: work)
         try #require(forced.status == 0, "\(forced)")
         #expect(!FileManager.default.fileExists(atPath: work.appendingPathComponent("notes.txt").path))
         // Now it holds an earlier fetch: fetching again needs no --force.
-        #expect(try modelreg(["fetch", "org/tiny@prod", "--dest", "."], environment: fixture.server.environment, in: work).status == 0)
+        #expect(
+            try modelreg(["fetch", "org/tiny@prod", "--dest", "."], environment: fixture.server.environment, in: work)
+                .status == 0)
         try fixture.expectFetched(work)
     }
 
@@ -115,12 +127,16 @@ struct FetchReportJSON: Decodable {
         let size = 192 << 20
         let fixture = try Fixture(bigFile: size)
         let destination = fixture.scratch.url("dest")
-        let running = try CommandProcess(["fetch", "org/tiny@prod", "--dest", destination.path], environment: fixture.server.environment)
+        let running = try CommandProcess(
+            ["fetch", "org/tiny@prod", "--dest", destination.path], environment: fixture.server.environment)
         // Kill it once the big file is partly written.
         let deadline = Date().addingTimeInterval(60)
         var killedAt: Int64 = 0
         while Date() < deadline, killedAt == 0 {
-            let partial = ((try? FileManager.default.contentsOfDirectory(atPath: destination.path)) ?? []).filter { $0.hasPrefix(".modelreg-staging-") }
+            let partial =
+                ((try? FileManager.default.contentsOfDirectory(atPath: destination.path)) ?? []).filter {
+                    $0.hasPrefix(".modelreg-staging-")
+                }
                 .map { destination.appendingPathComponent($0).appendingPathComponent("weights-extra.bin").path }
                 .compactMap { try? FileManager.default.attributesOfItem(atPath: $0)[.size] as? Int64 }.first ?? 0
             if partial > 8 << 20, partial < Int64(size) {
@@ -132,12 +148,15 @@ struct FetchReportJSON: Decodable {
         _ = try running.wait()
         try #require(killedAt > 0, "the fetch finished before it could be interrupted")
         let visible = try FileManager.default.contentsOfDirectory(atPath: destination.path)
-        #expect(visible.allSatisfy { $0.hasPrefix(".modelreg-staging-") }, "nothing in place before the fetch completes: \(visible)")
+        #expect(
+            visible.allSatisfy { $0.hasPrefix(".modelreg-staging-") },
+            "nothing in place before the fetch completes: \(visible)")
 
         let resumed = try fixture.fetch(["--dest", destination.path])
         try #require(resumed.status == 0, "\(resumed)")
         let report = try resumed.json(FetchReportJSON.self)
-        #expect(report.bytesResumed >= killedAt, "kept what the killed run wrote: \(report.bytesResumed) of \(killedAt)")
+        #expect(
+            report.bytesResumed >= killedAt, "kept what the killed run wrote: \(report.bytesResumed) of \(killedAt)")
         #expect(report.bytesDownloaded + report.bytesResumed == report.bytes)
         try fixture.expectFetched(destination)
         #expect(try fixture.leftovers().isEmpty)
@@ -182,8 +201,11 @@ struct FetchReportJSON: Decodable {
     @Test func aNodeCacheOnAnotherFilesystemIsCopiedAndChecked() throws {
         let fixture = try Fixture()
         let shm = URL(fileURLWithPath: "/dev/shm")
-        func device(_ url: URL) throws -> UInt64? { (try FileManager.default.attributesOfFileSystem(forPath: url.path)[.systemNumber] as? NSNumber)?.uint64Value }
-        guard FileManager.default.isWritableFile(atPath: shm.path), try device(shm) != device(fixture.scratch.root) else {
+        func device(_ url: URL) throws -> UInt64? {
+            (try FileManager.default.attributesOfFileSystem(forPath: url.path)[.systemNumber] as? NSNumber)?.uint64Value
+        }
+        guard FileManager.default.isWritableFile(atPath: shm.path), try device(shm) != device(fixture.scratch.root)
+        else {
             print("skipped: /dev/shm is not a separate writable filesystem here, so no EXDEV can be produced")
             return
         }
@@ -192,7 +214,9 @@ struct FetchReportJSON: Decodable {
         let first = try fixture.fetch(["--dest", fixture.scratch.url("pod-a").path, "--cache", cache.path])
         try #require(first.status == 0, "\(first)")
         let cached = try FileManager.default.subpathsOfDirectory(atPath: cache.path).filter { !$0.hasSuffix("sha256") }
-        #expect(!cached.isEmpty && cached.allSatisfy { !$0.contains("/.") }, "no temporary file is left in the cache: \(cached)")
+        #expect(
+            !cached.isEmpty && cached.allSatisfy { !$0.contains("/.") },
+            "no temporary file is left in the cache: \(cached)")
 
         let second = try fixture.fetch(["--dest", fixture.scratch.url("pod-b").path, "--cache", cache.path])
         try #require(second.status == 0, "\(second)")
@@ -218,10 +242,13 @@ struct FetchReportJSON: Decodable {
     @Test func aDamagedNodeCacheFileIsNeverLinked() throws {
         let fixture = try Fixture()
         let cache = fixture.scratch.url("node-cache")
-        try #require(try fixture.fetch(["--dest", fixture.scratch.url("pod-a").path, "--cache", cache.path]).status == 0)
+        try #require(
+            try fixture.fetch(["--dest", fixture.scratch.url("pod-a").path, "--cache", cache.path]).status == 0)
         let weights = try Data(contentsOf: fixture.model.appendingPathComponent("model-00001-of-00002.safetensors"))
         let entry = cache.appendingPathComponent("sha256/\(Digest.of(weights).hex)")
-        #expect(try FileManager.default.attributesOfItem(atPath: entry.path)[.posixPermissions] as? Int == 0o444, "shared files are read-only")
+        #expect(
+            try FileManager.default.attributesOfItem(atPath: entry.path)[.posixPermissions] as? Int == 0o444,
+            "shared files are read-only")
         var damaged = weights
         damaged[damaged.count / 2] ^= 0x01
         for verify in [false, true] {
@@ -229,7 +256,8 @@ struct FetchReportJSON: Decodable {
             try FileManager.default.removeItem(at: entry)
             try damaged.write(to: entry)
             let destination = fixture.scratch.url(verify ? "pod-c" : "pod-b")
-            let fetched = try fixture.fetch(["--dest", destination.path, "--cache", cache.path] + (verify ? ["--verify"] : []))
+            let fetched = try fixture.fetch(
+                ["--dest", destination.path, "--cache", cache.path] + (verify ? ["--verify"] : []))
             try #require(fetched.status == 0, "\(fetched)")
             #expect(try fetched.json(FetchReportJSON.self).bytesDownloaded == Int64(weights.count), "verify \(verify)")
             try fixture.expectFetched(destination)
@@ -269,9 +297,15 @@ struct FetchReportJSON: Decodable {
         let destination = fixture.scratch.url("dest").path
         let cases: [([String], [String: String], Int32)] = [
             (["fetch", "org/tiny@canary", "--dest", destination], fixture.server.environment, 3),
-            (["fetch", "org/tiny@prod", "--dest", destination], ["MODELREG_URL": fixture.server.url, "MODELREG_TOKEN": "mrt_wrong"], 4),
+            (
+                ["fetch", "org/tiny@prod", "--dest", destination],
+                ["MODELREG_URL": fixture.server.url, "MODELREG_TOKEN": "mrt_wrong"], 4
+            ),
             (["fetch", "org/tiny@prod", "--dest", destination, "--layout", "zip"], fixture.server.environment, 64),
-            (["fetch", "org/tiny@prod", "--dest", destination, "--timeout", "1s"], ["MODELREG_URL": "http://127.0.0.1:9"], 6),
+            (
+                ["fetch", "org/tiny@prod", "--dest", destination, "--timeout", "1s"],
+                ["MODELREG_URL": "http://127.0.0.1:9"], 6
+            ),
         ]
         for (arguments, environment, status) in cases {
             let result = try modelreg(arguments, environment: environment)
@@ -289,7 +323,8 @@ extension FetchTests {
         fixture.server.stop()
         let destination = fixture.scratch.url("dest")
         let running = try CommandProcess(
-            ["fetch", "org/tiny@prod", "--dest", destination.path, "--timeout", "60s"], environment: fixture.server.environment
+            ["fetch", "org/tiny@prod", "--dest", destination.path, "--timeout", "60s"],
+            environment: fixture.server.environment
         )
         usleep(1_500_000)
         let restarted = try ServerProcess(data: fixture.scratch.url("data"), extraArguments: ["--port", port])

@@ -6,7 +6,10 @@ import Testing
 /// what was stored before stays intact and readable, no partial blob becomes visible, and once space is
 /// freed the same push succeeds.
 @Suite(.serialized) struct FullDiskTests {
-    @Test(.enabled(if: TmpfsMount.available, "needs root and a mount(8) the container permits, to give the server a small tmpfs"))
+    @Test(
+        .enabled(
+            if: TmpfsMount.available,
+            "needs root and a mount(8) the container permits, to give the server a small tmpfs"))
     func pushOnAFullDiskFailsCleanlyAndRecovers() throws {
         let scratch = try Scratch()
         let volume = try TmpfsMount(at: scratch.url("volume"), size: "8m")
@@ -15,7 +18,8 @@ import Testing
         let server = try ServerProcess(data: data)
         defer { server.kill() }
 
-        let small = scratch.url("small"), large = scratch.url("large")
+        let small = scratch.url("small")
+        let large = scratch.url("large")
         try TestModel.write(to: small, seed: 1)
         try TestModel.write(to: large, seed: 2, hidden: 256)
         let first = try modelreg(["push", small.path, "small:1.0"], environment: server.environment)
@@ -29,14 +33,17 @@ import Testing
         let refused = try modelreg(["push", large.path, "large:1.0"], environment: server.environment)
         #expect(refused.status == 8, "\(refused)")
         let errorLine = refused.stderr.split(separator: "\n").last.map(String.init) ?? ""
-        #expect(errorLine.hasPrefix("error: the registry's disk is full (HTTP 507)") && errorLine.contains("no space left"), "\(refused.stderr)")
+        #expect(
+            errorLine.hasPrefix("error: the registry's disk is full (HTTP 507)") && errorLine.contains("no space left"),
+            "\(refused.stderr)")
         #expect(refused.stderr.contains("free disk space"), "the error says what to do: \(refused.stderr)")
 
         // Nothing of the large model was published, and every visible blob is whole.
         let missing = try modelreg(["show", "large:1.0"], environment: server.environment)
         #expect(missing.status == 3, "\(missing)")
         try expectEveryBlobIsWhole(data)
-        #expect(regularFiles(data).filter { $0.hasSuffix(".tmp") }.isEmpty, "no half-written file: \(regularFiles(data))")
+        #expect(
+            regularFiles(data).filter { $0.hasSuffix(".tmp") }.isEmpty, "no half-written file: \(regularFiles(data))")
 
         // Reads go on: the first model pulls and verifies, listing works, health answers.
         let pulled = scratch.url("pulled-small")
@@ -57,11 +64,14 @@ import Testing
         let retried = try modelreg(["push", large.path, "large:1.0"], environment: server.environment)
         try #require(retried.status == 0, "\(retried)")
         let pulledLarge = scratch.url("pulled-large")
-        let pullLarge = try modelreg(["pull", "large:1.0", "--dest", pulledLarge.path], environment: server.environment)
+        let pullLarge = try modelreg(
+            ["pull", "large:1.0", "--dest", pulledLarge.path], environment: server.environment)
         #expect(pullLarge.status == 0, "\(pullLarge)")
         try expectSameTree(large, pulledLarge)
         try expectEveryBlobIsWhole(data)
-        #expect(!server.logText.contains("request failed\n"), "no request failed with an untyped error (a 500): \(server.logText)")
+        #expect(
+            !server.logText.contains("request failed\n"),
+            "no request failed with an untyped error (a 500): \(server.logText)")
         server.stop()
     }
 
@@ -71,7 +81,9 @@ import Testing
         for path in regularFiles(blobs) {
             let bytes = try Data(contentsOf: blobs.appendingPathComponent(path))
             let hex = Digest.of(Array(bytes)).hex
-            #expect(path.hasSuffix("/" + hex), "blob file \(path) holds other bytes (sha256 \(hex))", sourceLocation: sourceLocation)
+            #expect(
+                path.hasSuffix("/" + hex), "blob file \(path) holds other bytes (sha256 \(hex))",
+                sourceLocation: sourceLocation)
         }
     }
 }

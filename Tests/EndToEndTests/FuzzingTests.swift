@@ -5,14 +5,17 @@ import Testing
 /// and coverage) and fuzzes each for `MODELREG_FUZZ_SECONDS` (default 15) seconds. Any crash, leak, hang or
 /// out-of-memory input fails the test, with the input left in Fuzz/.build-artifacts/<target>/.
 @Suite struct FuzzingTests {
-    static let targets = ["fuzz-reference", "fuzz-manifest", "fuzz-safetensors", "fuzz-gguf", "fuzz-config", "fuzz-archive"]
+    static let targets = [
+        "fuzz-reference", "fuzz-manifest", "fuzz-safetensors", "fuzz-gguf", "fuzz-config", "fuzz-archive",
+    ]
 
     /// The first build of Fuzz/ compiles the dependencies again, with the sanitizer: 7 to 8 minutes on two
     /// busy cores, hence the generous limit; later builds take seconds.
     @Test(.timeLimit(.minutes(30))) func everyTargetRunsWithoutFindings() throws {
         let seconds = ProcessInfo.processInfo.environment["MODELREG_FUZZ_SECONDS"] ?? "15"
         let scratch = try Scratch()
-        let output = scratch.url("stdout"), errors = scratch.url("stderr")
+        let output = scratch.url("stdout")
+        let errors = scratch.url("stderr")
         _ = FileManager.default.createFile(atPath: output.path, contents: nil)
         _ = FileManager.default.createFile(atPath: errors.path, contents: nil)
         let process = Process()
@@ -33,7 +36,9 @@ import Testing
         #expect(process.terminationStatus == 0, "\(table)\n\(log.suffix(6000))")
 
         // target, seconds, runs, corpus, crashes
-        let rows = table.split(separator: "\n").map { $0.split(separator: " ") }.filter { $0.count == 5 && Self.targets.contains(String($0[0])) }
+        let rows = table.split(separator: "\n").map { $0.split(separator: " ") }.filter {
+            $0.count == 5 && Self.targets.contains(String($0[0]))
+        }
         #expect(rows.map { String($0[0]) } == Self.targets, "\(table)")
         for row in rows {
             #expect((Int(row[2]) ?? 0) > 0, "\(row[0]) executed no input: \(table)")

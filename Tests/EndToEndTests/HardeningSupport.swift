@@ -1,7 +1,7 @@
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Runs a shell command to completion; its standard output and error together.
@@ -34,7 +34,8 @@ final class TmpfsMount {
     /// Whether a tmpfs can be mounted here: root, and a mount(8) the container permits. Probed once.
     static let available: Bool = {
         guard geteuid() == 0 else { return false }
-        let probe = FileManager.default.temporaryDirectory.appendingPathComponent("modelreg-tmpfs-probe-\(UUID().uuidString)")
+        let probe = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "modelreg-tmpfs-probe-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: probe) }
         guard let mount = try? TmpfsMount(at: probe, size: "64k") else { return false }
         mount.unmount()

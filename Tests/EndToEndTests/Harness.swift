@@ -3,7 +3,7 @@ import ModelRegistryCore
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The `modelreg` binary under test: beside the test bundle in `.build/<config>/`, or `$MODELREG_BIN`.
@@ -45,22 +45,27 @@ struct CommandResult: CustomStringConvertible {
 }
 
 /// Runs the real binary to completion. Output goes through files, so no pipe can fill up and stall it.
-func modelreg(_ arguments: [String], environment: [String: String] = [:], in directory: URL? = nil) throws -> CommandResult {
+func modelreg(_ arguments: [String], environment: [String: String] = [:], in directory: URL? = nil) throws
+    -> CommandResult
+{
     try CommandProcess(arguments, environment: environment, in: directory).wait()
 }
 
 /// The real binary, started and not yet waited for, so that several can run at once.
 final class CommandProcess {
     private let process = Process()
-    private let outputs = FileManager.default.temporaryDirectory.appendingPathComponent("modelreg-out-\(UUID().uuidString)")
+    private let outputs = FileManager.default.temporaryDirectory.appendingPathComponent(
+        "modelreg-out-\(UUID().uuidString)")
 
     /// `executable` is the binary unless said otherwise; without `inheritEnvironment` it gets `environment` alone.
     init(
-        _ arguments: [String], environment: [String: String] = [:], in directory: URL? = nil, executable: URL = modelregBinary,
+        _ arguments: [String], environment: [String: String] = [:], in directory: URL? = nil,
+        executable: URL = modelregBinary,
         inheritEnvironment: Bool = true
     ) throws {
         try FileManager.default.createDirectory(at: outputs, withIntermediateDirectories: true)
-        let out = outputs.appendingPathComponent("out"), err = outputs.appendingPathComponent("err")
+        let out = outputs.appendingPathComponent("out")
+        let err = outputs.appendingPathComponent("err")
         _ = FileManager.default.createFile(atPath: out.path, contents: nil)
         _ = FileManager.default.createFile(atPath: err.path, contents: nil)
         process.executableURL = executable
@@ -121,16 +126,20 @@ final class ServerProcess: @unchecked Sendable {
         log = data.deletingLastPathComponent().appendingPathComponent("server-\(UUID().uuidString).log")
         let pipe = Pipe()
         process.executableURL = binary
-        process.arguments = arguments
-            ?? ["serve", "--port", "0", "--log-level", "warning"] + (workingDirectory == nil ? ["--data", data.path] : []) + extraArguments
+        process.arguments =
+            arguments
+            ?? ["serve", "--port", "0", "--log-level", "warning"]
+            + (workingDirectory == nil ? ["--data", data.path] : []) + extraArguments
         if let workingDirectory { process.currentDirectoryURL = workingDirectory }
         process.standardOutput = pipe
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         process.standardError = try FileHandle(forWritingTo: log)
         try process.run()
         url = try Self.awaitListening(pipe.fileHandleForReading, process: process)
-        self.adminToken = try adminToken
-            ?? String(contentsOf: data.appendingPathComponent("admin.token"), encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        self.adminToken =
+            try adminToken
+            ?? String(contentsOf: data.appendingPathComponent("admin.token"), encoding: .utf8).trimmingCharacters(
+                in: .whitespacesAndNewlines)
     }
 
     /// Reads the server's first line of output, which names the port it bound.
@@ -140,7 +149,8 @@ final class ServerProcess: @unchecked Sendable {
         while Date() < deadline {
             let chunk = handle.availableData
             if chunk.isEmpty {
-                throw ServerError("server exited before listening (status \(process.isRunning ? -1 : process.terminationStatus))")
+                throw ServerError(
+                    "server exited before listening (status \(process.isRunning ? -1 : process.terminationStatus))")
             }
             text += String(decoding: chunk, as: UTF8.self)
             if let range = text.range(of: #"https?://127\.0\.0\.1:[0-9]+"#, options: .regularExpression) {
@@ -152,7 +162,10 @@ final class ServerProcess: @unchecked Sendable {
 
     /// What a client needs to reach this server; the hash cache stays inside the test's scratch directory.
     var environment: [String: String] {
-        ["MODELREG_URL": url, "MODELREG_TOKEN": adminToken, "XDG_CACHE_HOME": data.deletingLastPathComponent().appendingPathComponent("cache").path]
+        [
+            "MODELREG_URL": url, "MODELREG_TOKEN": adminToken,
+            "XDG_CACHE_HOME": data.deletingLastPathComponent().appendingPathComponent("cache").path,
+        ]
     }
 
     func stop() {
@@ -188,7 +201,8 @@ func snapshot(_ root: URL) throws -> [String: (Data, Bool)] {
 }
 
 func expectSameTree(_ a: URL, _ b: URL, sourceLocation: SourceLocation = #_sourceLocation) throws {
-    let left = try snapshot(a), right = try snapshot(b)
+    let left = try snapshot(a)
+    let right = try snapshot(b)
     #expect(left.keys.sorted() == right.keys.sorted(), sourceLocation: sourceLocation)
     for (path, (bytes, executable)) in left {
         #expect(right[path]?.0 == bytes, "content of \(path)", sourceLocation: sourceLocation)
@@ -209,7 +223,9 @@ func regularFiles(_ root: URL) -> [String] {
 }
 
 /// Polls `condition` until it holds; generous timeouts keep a loaded machine from failing a test that works.
-func waitUntil(_ what: String, timeout: TimeInterval, interval: useconds_t = 20_000, _ condition: () throws -> Bool) throws {
+func waitUntil(_ what: String, timeout: TimeInterval, interval: useconds_t = 20_000, _ condition: () throws -> Bool)
+    throws
+{
     let deadline = Date().addingTimeInterval(timeout)
     while Date() < deadline {
         if try condition() { return }
@@ -256,7 +272,9 @@ final class RawConnection {
         address.sin_port = port.bigEndian
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard connected == 0 else {
             Glibc.close(descriptor)
@@ -277,7 +295,9 @@ final class RawConnection {
     func send(_ bytes: [UInt8]) -> Bool {
         var offset = 0
         while offset < bytes.count {
-            let written = bytes[offset...].withUnsafeBytes { Glibc.send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            let written = bytes[offset...].withUnsafeBytes {
+                Glibc.send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL))
+            }
             guard written > 0 else { return false }
             offset += written
         }
@@ -307,7 +327,9 @@ final class RawConnection {
             }
             received += buffer[..<count]
             let response = Self.parse(received, closed: false)
-            if let length = response.header("Content-Length").flatMap({ Int($0) }), response.body.count >= length { return response }
+            if let length = response.header("Content-Length").flatMap({ Int($0) }), response.body.count >= length {
+                return response
+            }
         }
         return Self.parse(received, closed: closed)
     }
@@ -327,7 +349,8 @@ final class RawConnection {
     private static func parse(_ received: [UInt8], closed: Bool) -> Response {
         let separator = Array("\r\n\r\n".utf8)
         let end = received.indices.first { received[$0...].starts(with: separator) }
-        let head = end.map { String(decoding: received[..<$0], as: UTF8.self) } ?? String(decoding: received, as: UTF8.self)
+        let head =
+            end.map { String(decoding: received[..<$0], as: UTF8.self) } ?? String(decoding: received, as: UTF8.self)
         let body = end.map { Data(received[($0 + 4)...]) } ?? Data()
         return Response(head: head, body: body, closed: closed)
     }
@@ -338,7 +361,9 @@ final class RawConnection {
         var buffer = [UInt8](repeating: 0, count: 64 << 10)
         // An error response may come before the close: read it off and look again.
         while wait(for: POLLIN, milliseconds: 0) {
-            let count = buffer.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+            let count = buffer.withUnsafeMutableBytes {
+                recv(descriptor, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT))
+            }
             if count <= 0 { return true }
         }
         return false

@@ -41,7 +41,8 @@ struct VariantListingJSON: Decodable {
             }
         }
         var generator = SplitMix(state: 9)
-        try TestModel.safetensors(tensors, generator: &generator).write(to: root.appendingPathComponent("model.safetensors"))
+        try TestModel.safetensors(tensors, generator: &generator).write(
+            to: root.appendingPathComponent("model.safetensors"))
         try TestModel.json([
             "architectures": ["LlamaForCausalLM"], "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
             "num_key_value_heads": 2, "max_position_embeddings": 4096, "torch_dtype": "float16",
@@ -53,26 +54,38 @@ struct VariantListingJSON: Decodable {
         let scratch = try Scratch()
         let server = try ServerProcess(data: scratch.url("data"))
         let env = server.environment
-        let fp16 = scratch.url("fp16"), awq = scratch.url("awq")
+        let fp16 = scratch.url("fp16")
+        let awq = scratch.url("awq")
         try TestModel.write(to: fp16, shards: 2)
         try Self.writeAWQ(to: awq)
         #expect(try modelreg(["push", fp16.path, "tiny:1.0", "--variant", "fp16"], environment: env).status == 0)
-        let pushAWQ = try modelreg(["push", awq.path, "tiny:1.0", "--variant", "awq-int4", "--derived-from", "fp16"], environment: env)
+        let pushAWQ = try modelreg(
+            ["push", awq.path, "tiny:1.0", "--variant", "awq-int4", "--derived-from", "fp16"], environment: env)
         try #require(pushAWQ.status == 0, "\(pushAWQ)")
 
         let show = try modelreg(["show", "tiny:1.0", "--variant", "fp16"], environment: env)
         #expect(show.status == 0)
         #expect(show.stdout.contains("parameters: 49.3K (\(Self.fp16Parameters))"), "\(show)")
-        #expect(show.stdout.contains("architecture: LlamaForCausalLM") && show.stdout.contains("KV cache: 256 B a token"), "\(show)")
+        #expect(
+            show.stdout.contains("architecture: LlamaForCausalLM") && show.stdout.contains("KV cache: 256 B a token"),
+            "\(show)")
         #expect(show.stdout.contains("GPU memory: "), "\(show)")
-        let fp16Manifest = try modelreg(["show", "tiny:1.0", "--variant", "fp16", "--json"], environment: env).json(ResolvedManifestJSON.self).manifest
+        let fp16Manifest = try modelreg(["show", "tiny:1.0", "--variant", "fp16", "--json"], environment: env).json(
+            ResolvedManifestJSON.self
+        ).manifest
         let metadata = try #require(fp16Manifest.metadata)
-        #expect(metadata.parameterCount == Self.fp16Parameters && metadata.layers == 2 && metadata.kvHeads == 2 && metadata.headDim == 16)
+        #expect(
+            metadata.parameterCount == Self.fp16Parameters && metadata.layers == 2 && metadata.kvHeads == 2
+                && metadata.headDim == 16)
         #expect(metadata.weightFiles.count == 2 && metadata.dtypeBytes["BF16"] == 2 * 4 * 64 * 64 * 2)
         #expect(fp16Manifest.quantization == nil)
 
-        let awqManifest = try modelreg(["show", "tiny:1.0", "--variant", "awq-int4", "--json"], environment: env).json(ResolvedManifestJSON.self).manifest
-        #expect(awqManifest.quantization == Quantization(method: "awq", bits: 4, groupSize: 64, derivedFrom: try VariantName("fp16")))
+        let awqManifest = try modelreg(["show", "tiny:1.0", "--variant", "awq-int4", "--json"], environment: env).json(
+            ResolvedManifestJSON.self
+        ).manifest
+        #expect(
+            awqManifest.quantization
+                == Quantization(method: "awq", bits: 4, groupSize: 64, derivedFrom: try VariantName("fp16")))
         #expect(awqManifest.metadata?.parameterCount == Int64(128 * 64 + 8 * 64 * 64))
 
         let variants = try modelreg(["variants", "tiny:1.0"], environment: env)
@@ -80,41 +93,55 @@ struct VariantListingJSON: Decodable {
         let listing = try modelreg(["variants", "tiny:1.0", "--json"], environment: env).json(VariantListingJSON.self)
         #expect(listing.variants.map(\.name) == ["awq-int4", "fp16"])
         let needs = Dictionary(uniqueKeysWithValues: listing.variants.map { ($0.name, $0.estimate?.totalBytes ?? 0) })
-        let fp16Need = try #require(needs["fp16"]), awqNeed = try #require(needs["awq-int4"])
+        let fp16Need = try #require(needs["fp16"])
+        let awqNeed = try #require(needs["awq-int4"])
         #expect(fp16Need > awqNeed)
         // An fp8 KV cache, as `vllm --kv-cache-dtype fp8` keeps it: half the cache of the fp16 model.
-        let fp8 = try modelreg(["variants", "tiny:1.0", "--kv-cache-dtype", "fp8", "--json"], environment: env).json(VariantListingJSON.self)
+        let fp8 = try modelreg(["variants", "tiny:1.0", "--kv-cache-dtype", "fp8", "--json"], environment: env).json(
+            VariantListingJSON.self)
         let cache = listing.variants.first { $0.name == "fp16" }?.estimate?.kvCacheBytes
         let fp8Cache = fp8.variants.first { $0.name == "fp16" }?.estimate?.kvCacheBytes
         #expect(cache != nil && fp8Cache.map { $0 * 2 } == cache)
         #expect(try modelreg(["variants", "tiny:1.0", "--kv-cache-dtype", "int3"], environment: env).status == 64)
 
         // Room for both: the higher precision wins, and the choice is explained.
-        let roomy = try modelreg(["pull", "tiny:1.0", "--fit", "24GiB", "--dest", scratch.url("roomy").path, "--json"], environment: env)
+        let roomy = try modelreg(
+            ["pull", "tiny:1.0", "--fit", "24GiB", "--dest", scratch.url("roomy").path, "--json"], environment: env)
         try #require(roomy.status == 0, "\(roomy)")
         #expect(try roomy.json(PullReportJSON.self).variant == "fp16")
         #expect(roomy.stderr.contains("chose variant fp16 of tiny:1.0"), "\(roomy)")
         // Room for the AWQ variant only.
-        let tight = try modelreg(["pull", "tiny:1.0", "--fit", String(awqNeed), "--dest", scratch.url("tight").path, "--json"], environment: env)
+        let tight = try modelreg(
+            ["pull", "tiny:1.0", "--fit", String(awqNeed), "--dest", scratch.url("tight").path, "--json"],
+            environment: env)
         try #require(tight.status == 0, "\(tight)")
         #expect(try tight.json(PullReportJSON.self).variant == "awq-int4")
         #expect(tight.stderr.contains("higher precision does not fit: fp16 needs"), "\(tight)")
         // One byte short of fp16: the message shows the digits that make the difference (issue 15.6).
-        let short = try modelreg(["pull", "tiny:1.0", "--fit", String(fp16Need - 1), "--dest", scratch.url("short").path], environment: env)
+        let short = try modelreg(
+            ["pull", "tiny:1.0", "--fit", String(fp16Need - 1), "--dest", scratch.url("short").path], environment: env)
         try #require(short.status == 0, "\(short)")
-        let line = try #require(short.stderr.split(separator: "\n").first { $0.contains("higher precision does not fit") }).description
+        let line = try #require(
+            short.stderr.split(separator: "\n").first { $0.contains("higher precision does not fit") }
+        ).description
         let budget = line.components(separatedBy: " for ").dropFirst().first?.components(separatedBy: ":").first
         let need = line.components(separatedBy: "fp16 needs ").dropFirst().first?.components(separatedBy: ",").first
         #expect(budget != nil && need != nil && budget != need, "\(line)")
         // Room for nothing: an error listing what each needs, and nothing written.
-        let none = try modelreg(["pull", "tiny:1.0", "--fit", "1GiB", "--dest", scratch.url("none").path], environment: env)
+        let none = try modelreg(
+            ["pull", "tiny:1.0", "--fit", "1GiB", "--dest", scratch.url("none").path], environment: env)
         #expect(none.status == 3, "\(none)")
-        #expect(none.stderr.contains("no variant of tiny:1.0 fits in 1.0 GiB: fp16 needs") && none.stderr.contains("awq-int4 needs"), "\(none)")
+        #expect(
+            none.stderr.contains("no variant of tiny:1.0 fits in 1.0 GiB: fp16 needs")
+                && none.stderr.contains("awq-int4 needs"), "\(none)")
         #expect(!FileManager.default.fileExists(atPath: scratch.url("none").path))
         // An explicit --variant always wins.
-        let explicit = try modelreg(["pull", "tiny:1.0", "--variant", "fp16", "--fit", "1GiB", "--dest", scratch.url("explicit").path], environment: env)
+        let explicit = try modelreg(
+            ["pull", "tiny:1.0", "--variant", "fp16", "--fit", "1GiB", "--dest", scratch.url("explicit").path],
+            environment: env)
         #expect(explicit.status == 0, "\(explicit)")
-        let badSize = try modelreg(["pull", "tiny:1.0", "--fit", "lots", "--dest", scratch.url("bad").path], environment: env)
+        let badSize = try modelreg(
+            ["pull", "tiny:1.0", "--fit", "lots", "--dest", scratch.url("bad").path], environment: env)
         #expect(badSize.status == 64 && badSize.stderr.contains("invalid size 'lots'"), "\(badSize)")
         server.stop()
     }
@@ -133,40 +160,56 @@ struct VariantListingJSON: Decodable {
         corrupt.replaceSubrange(0..<8, with: withUnsafeBytes(of: UInt64(1 << 60).littleEndian, Array.init))
         try corrupt.write(to: weights)
         let refused = try modelreg(["push", model.path, "m:1"], environment: env)
-        #expect(refused.status == 65 && refused.stderr.contains("model.safetensors") && refused.stderr.contains("past the end"), "\(refused)")
+        #expect(
+            refused.status == 65 && refused.stderr.contains("model.safetensors")
+                && refused.stderr.contains("past the end"), "\(refused)")
         #expect(try modelreg(["ls", "--json"], environment: env).json(ModelList.self).models.isEmpty)
 
         // --no-inspect pushes the same bytes as opaque files.
         let opaque = try modelreg(["push", model.path, "m:1", "--no-inspect", "--json"], environment: env)
         try #require(opaque.status == 0, "\(opaque)")
-        let shown = try modelreg(["show", "m:1", "--variant", "default", "--json"], environment: env).json(ResolvedManifestJSON.self).manifest
+        let shown = try modelreg(["show", "m:1", "--variant", "default", "--json"], environment: env).json(
+            ResolvedManifestJSON.self
+        ).manifest
         #expect(shown.metadata == nil && shown.quantization == nil)
 
         // Declaring a quantization over fp16 files is refused by the client...
         try good.write(to: weights)
-        let contradiction = try modelreg(["push", model.path, "m:2", "--quantization", "awq", "--bits", "4"], environment: env)
+        let contradiction = try modelreg(
+            ["push", model.path, "m:2", "--quantization", "awq", "--bits", "4"], environment: env)
         #expect(contradiction.status == 65 && contradiction.stderr.contains("contradicts"), "\(contradiction)")
         let stray = try modelreg(["push", model.path, "m:2", "--bits", "4"], environment: env)
         #expect(stray.status == 64, "\(stray)")
 
         // ...and by the server, which re-reads the stored headers, whatever a client sends.
         #expect(try modelreg(["push", model.path, "m:3", "--json"], environment: env).status == 0)
-        let published = try modelreg(["show", "m:3", "--variant", "default", "--json"], environment: env).json(ResolvedManifestJSON.self).manifest
+        let published = try modelreg(["show", "m:3", "--variant", "default", "--json"], environment: env).json(
+            ResolvedManifestJSON.self
+        ).manifest
         let http = RawHTTP(server: server)
         var forged = published
         forged.metadata?.parameterCount = 7_000_000_000
-        let forgedMetadata = try await http.send(.PUT, "/v1/models/m/versions/4/variants/default", body: forged.canonicalJSON())
-        #expect(forgedMetadata.status == 400 && errorCode(forgedMetadata.body) == "INVALID_MANIFEST", "\(forgedMetadata)")
-        #expect(forgedMetadata.body.contains("parameterCount: declared 7000000000, files say 49280"), "\(forgedMetadata)")
+        let forgedMetadata = try await http.send(
+            .PUT, "/v1/models/m/versions/4/variants/default", body: forged.canonicalJSON())
+        #expect(
+            forgedMetadata.status == 400 && errorCode(forgedMetadata.body) == "INVALID_MANIFEST", "\(forgedMetadata)")
+        #expect(
+            forgedMetadata.body.contains("parameterCount: declared 7000000000, files say 49280"), "\(forgedMetadata)")
         var quantized = published
         quantized.quantization = Quantization(method: "gptq", bits: 4)
-        let forgedQuantization = try await http.send(.PUT, "/v1/models/m/versions/4/variants/default", body: quantized.canonicalJSON())
-        #expect(forgedQuantization.status == 400 && errorCode(forgedQuantization.body) == "INVALID_MANIFEST", "\(forgedQuantization)")
+        let forgedQuantization = try await http.send(
+            .PUT, "/v1/models/m/versions/4/variants/default", body: quantized.canonicalJSON())
+        #expect(
+            forgedQuantization.status == 400 && errorCode(forgedQuantization.body) == "INVALID_MANIFEST",
+            "\(forgedQuantization)")
         // The corrupt blob stored by the opaque push cannot be described as a model.
         var described = shown
         described.metadata = published.metadata
-        let corruptDescribed = try await http.send(.PUT, "/v1/models/m/versions/4/variants/default", body: described.canonicalJSON())
-        #expect(corruptDescribed.status == 400 && errorCode(corruptDescribed.body) == "INVALID_MODEL_FILE", "\(corruptDescribed)")
+        let corruptDescribed = try await http.send(
+            .PUT, "/v1/models/m/versions/4/variants/default", body: described.canonicalJSON())
+        #expect(
+            corruptDescribed.status == 400 && errorCode(corruptDescribed.body) == "INVALID_MODEL_FILE",
+            "\(corruptDescribed)")
         #expect(corruptDescribed.body.contains("model.safetensors"), "\(corruptDescribed)")
         server.stop()
     }

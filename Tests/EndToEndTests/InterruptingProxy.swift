@@ -1,7 +1,7 @@
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A TCP relay on a free loopback port in front of a server, which interrupts the first connection that
@@ -47,7 +47,9 @@ final class InterruptingProxy: @unchecked Sendable {
             let server = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             var address = LoopbackListener.loopback(port: target)
             let connected = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(server, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    connect(server, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
             }
             guard connected == 0, listener.track([client, server]) else {
                 Glibc.close(client)
@@ -75,10 +77,12 @@ final class InterruptingProxy: @unchecked Sendable {
             if count > 0, !writeAll(sink, buffer, count) { break }
             carried += count
             if interrupting, carried >= limit {
-                guard lock.withLock({ () -> Bool in
-                    defer { armed = false }
-                    return armed
-                }) else {
+                guard
+                    lock.withLock({ () -> Bool in
+                        defer { armed = false }
+                        return armed
+                    })
+                else {
                     interrupting = false
                     continue
                 }
@@ -95,7 +99,9 @@ final class InterruptingProxy: @unchecked Sendable {
     private func writeAll(_ socket: Int32, _ buffer: [UInt8], _ count: Int) -> Bool {
         var written = 0
         while written < count {
-            let n = buffer.withUnsafeBytes { send(socket, $0.baseAddress! + written, count - written, Int32(MSG_NOSIGNAL)) }
+            let n = buffer.withUnsafeBytes {
+                send(socket, $0.baseAddress! + written, count - written, Int32(MSG_NOSIGNAL))
+            }
             if n <= 0 { return false }
             written += n
         }

@@ -4,7 +4,7 @@ import NIOCore
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Transfers cut off in the middle, by killing the client or the server or by dropping the connection,
@@ -19,7 +19,9 @@ import Glibc
         let server = try ServerProcess(data: scratch.url("data"))
         let model = try writeModel(scratch.url("model"))
         let proxy = try InterruptingProxy(to: server.url, direction: .toServer, after: Self.interruptAt, action: .stall)
-        let push = try CommandProcess(["push", model.path, "m:1", "--quiet"], environment: server.environment.merging(["MODELREG_URL": proxy.url]) { $1 })
+        let push = try CommandProcess(
+            ["push", model.path, "m:1", "--quiet"],
+            environment: server.environment.merging(["MODELREG_URL": proxy.url]) { $1 })
         let upload = try waitForUpload(in: server.data, holding: Self.interruptAt - (1 << 20))
         push.kill()
         proxy.close()
@@ -44,7 +46,9 @@ import Glibc
         var server = try ServerProcess(data: data)
         let model = try writeModel(scratch.url("model"))
         let proxy = try InterruptingProxy(to: server.url, direction: .toServer, after: Self.interruptAt, action: .stall)
-        let push = try CommandProcess(["push", model.path, "m:1", "--quiet"], environment: server.environment.merging(["MODELREG_URL": proxy.url]) { $1 })
+        let push = try CommandProcess(
+            ["push", model.path, "m:1", "--quiet"],
+            environment: server.environment.merging(["MODELREG_URL": proxy.url]) { $1 })
         let upload = try waitForUpload(in: data, holding: Self.interruptAt - (1 << 20))
         server.kill()
         push.kill()
@@ -69,15 +73,20 @@ import Glibc
 
         let dest = scratch.url("dest")
         let proxy = try InterruptingProxy(to: server.url, direction: .toClient, after: Self.interruptAt, action: .stall)
-        let pull = try CommandProcess(["pull", "m:1", "--dest", dest.path, "--quiet"], environment: server.environment.merging(["MODELREG_URL": proxy.url]) { $1 })
-        let partial = try waitForFile(under: scratch.root, named: { $0.contains("/.modelreg-parts/") }, holding: Self.interruptAt - (1 << 20))
+        let pull = try CommandProcess(
+            ["pull", "m:1", "--dest", dest.path, "--quiet"],
+            environment: server.environment.merging(["MODELREG_URL": proxy.url]) { $1 })
+        let partial = try waitForFile(
+            under: scratch.root, named: { $0.contains("/.modelreg-parts/") }, holding: Self.interruptAt - (1 << 20))
         let meanwhile = try modelreg(["pull", "m:1", "--dest", dest.path], environment: server.environment)
         #expect(meanwhile.status == 7 && meanwhile.stderr.contains("another pull into"), "\(meanwhile)")
         pull.kill()
         proxy.close()
         let kept = try #require(try FileManager.default.attributesOfItem(atPath: partial.path)[.size] as? Int64)
         let visible = try FileManager.default.contentsOfDirectory(atPath: dest.path)
-        #expect(visible.allSatisfy { $0.hasPrefix(".modelreg-staging-") }, "nothing of the model at the destination before every file verified: \(visible)")
+        #expect(
+            visible.allSatisfy { $0.hasPrefix(".modelreg-staging-") },
+            "nothing of the model at the destination before every file verified: \(visible)")
         let sentByKilledPull = try await metric("modelreg_blob_bytes_sent_total", server) - sentBefore
 
         let resumed = try modelreg(["pull", "m:1", "--dest", dest.path, "--json"], environment: server.environment)
@@ -88,23 +97,31 @@ import Glibc
         let sentAfter = try await metric("modelreg_blob_bytes_sent_total", server)
         #expect(sentAfter - sentBefore - sentByKilledPull == report.bytesReceived)
         try expectSameTree(model, dest)
-        #expect(try FileManager.default.contentsOfDirectory(atPath: dest.path).filter { $0.hasPrefix(".modelreg-") }.isEmpty)
+        #expect(
+            try FileManager.default.contentsOfDirectory(atPath: dest.path).filter { $0.hasPrefix(".modelreg-") }.isEmpty
+        )
     }
 
     @Test func droppedConnectionsAreResumedWithinOneRun() async throws {
         let scratch = try Scratch()
         let server = try ServerProcess(data: scratch.url("data"))
         let model = try writeModel(scratch.url("model"))
-        let upstream = try InterruptingProxy(to: server.url, direction: .toServer, after: Self.interruptAt, action: .cut)
-        let push = try modelreg(["push", model.path, "m:1", "--json"], environment: server.environment.merging(["MODELREG_URL": upstream.url]) { $1 })
+        let upstream = try InterruptingProxy(
+            to: server.url, direction: .toServer, after: Self.interruptAt, action: .cut)
+        let push = try modelreg(
+            ["push", model.path, "m:1", "--json"],
+            environment: server.environment.merging(["MODELREG_URL": upstream.url]) { $1 })
         try #require(push.status == 0, "\(push)")
         #expect(upstream.interrupted)
         let received = try await metric("modelreg_blob_bytes_received_total", server)
         #expect(received == (try totalSize(model)), "no byte the server had was sent again")
 
-        let downstream = try InterruptingProxy(to: server.url, direction: .toClient, after: Self.interruptAt, action: .cut)
+        let downstream = try InterruptingProxy(
+            to: server.url, direction: .toClient, after: Self.interruptAt, action: .cut)
         let dest = scratch.url("dest")
-        let pull = try modelreg(["pull", "m:1", "--dest", dest.path, "--json"], environment: server.environment.merging(["MODELREG_URL": downstream.url]) { $1 })
+        let pull = try modelreg(
+            ["pull", "m:1", "--dest", dest.path, "--json"],
+            environment: server.environment.merging(["MODELREG_URL": downstream.url]) { $1 })
         try #require(pull.status == 0, "\(pull)")
         #expect(downstream.interrupted)
         let report = try pull.json(PullReportJSON.self)
@@ -152,7 +169,8 @@ import Glibc
         let changedReport = try changed.json(PushReportJSON.self)
         #expect(changedReport.filesHashed == 1 && changedReport.blobsUploaded == 1)
 
-        let uncached = try modelreg(["push", model.path, "m:2", "--json", "--no-hash-cache"], environment: server.environment)
+        let uncached = try modelreg(
+            ["push", model.path, "m:2", "--json", "--no-hash-cache"], environment: server.environment)
         #expect(try uncached.json(PushReportJSON.self).filesHashed == 2)
     }
 
@@ -165,18 +183,22 @@ import Glibc
         #expect(push.stderr.contains("uploaded weights.bin (24.0 MiB)"), "\(push.stderr)")
         #expect(push.stderr.contains("pushing 0% 0 B of 24.0 MiB, 0 B/s, 0/2 files\n"), "\(push.stderr)")
         #expect(!push.stderr.contains("\u{1B}["), "no terminal codes in a log")
-        let pull = try modelreg(["pull", "m:1", "--dest", scratch.url("dest").path, "--quiet"], environment: server.environment)
+        let pull = try modelreg(
+            ["pull", "m:1", "--dest", scratch.url("dest").path, "--quiet"], environment: server.environment)
         try #require(pull.status == 0, "\(pull)")
         #expect(pull.stderr.isEmpty)
 
         // fetch, the init container's command, logs the same way (it printed nothing while a file came in).
-        let fetch = try modelreg(["fetch", "m:1", "--dest", scratch.url("fetched").path, "--progress-interval", "1"], environment: server.environment)
+        let fetch = try modelreg(
+            ["fetch", "m:1", "--dest", scratch.url("fetched").path, "--progress-interval", "1"],
+            environment: server.environment)
         try #require(fetch.status == 0, "\(fetch)")
         #expect(fetch.stderr.contains("fetching 0% 0 B of 24.0 MiB, 0 B/s, 0/2 files\n"), "\(fetch.stderr)")
         #expect(fetch.stderr.contains("fetched weights.bin (24.0 MiB)\n"), "\(fetch.stderr)")
         #expect(!fetch.stderr.contains("\u{1B}["), "no terminal codes in a log")
         for quiet in ["--quiet", "-q"] {
-            let quietFetch = try modelreg(["fetch", "m:1", "--dest", scratch.url("fetched\(quiet)").path, quiet], environment: server.environment)
+            let quietFetch = try modelreg(
+                ["fetch", "m:1", "--dest", scratch.url("fetched\(quiet)").path, quiet], environment: server.environment)
             try #require(quietFetch.status == 0, "\(quietFetch)")
             #expect(quietFetch.stderr.isEmpty, "\(quietFetch.stderr)")
         }
@@ -186,23 +208,32 @@ import Glibc
         let scratch = try Scratch()
         let server = try ServerProcess(data: scratch.url("data"))
         let model = try writeModel(scratch.url("model"))
-        let (pushed, pushStatus) = try onTerminal([modelregBinary.path, "push", model.path, "m:1", "--no-inspect"], server: server, scratch: scratch)
+        let (pushed, pushStatus) = try onTerminal(
+            [modelregBinary.path, "push", model.path, "m:1", "--no-inspect"], server: server, scratch: scratch)
         #expect(pushStatus == 0, "\(pushed)")
         // The first drawing, made before any file starts, is the total line, erased and redrawn in place.
-        #expect(pushed.contains("\u{1B}[2Khashing 0% 0 B of 24.0 MiB") && pushed.contains("\u{1B}[2Kpushing 0% 0 B of 24.0 MiB"))
+        #expect(
+            pushed.contains("\u{1B}[2Khashing 0% 0 B of 24.0 MiB")
+                && pushed.contains("\u{1B}[2Kpushing 0% 0 B of 24.0 MiB"))
         #expect(pushed.contains("uploaded weights.bin") && pushed.contains("published"))
 
-        let (fetched, fetchStatus) = try onTerminal([modelregBinary.path, "fetch", "m:1", "--dest", scratch.url("fetched").path], server: server, scratch: scratch)
+        let (fetched, fetchStatus) = try onTerminal(
+            [modelregBinary.path, "fetch", "m:1", "--dest", scratch.url("fetched").path], server: server,
+            scratch: scratch)
         #expect(fetchStatus == 0, "\(fetched)")
         #expect(fetched.contains("\u{1B}[2Kfetching 0% 0 B of 24.0 MiB"), "\(fetched)")
         // A finished file's line is written where the bars were, which are drawn again below it.
-        #expect(fetched.contains("\r\u{1B}[2Kfetched weights.bin (24.0 MiB)\n") || fetched.contains("fetched weights.bin (24.0 MiB)\r\n"), "\(fetched)")
+        #expect(
+            fetched.contains("\r\u{1B}[2Kfetched weights.bin (24.0 MiB)\n")
+                || fetched.contains("fetched weights.bin (24.0 MiB)\r\n"), "\(fetched)")
         #expect(fetched.contains("placed m:1 variant default"), "\(fetched)")
     }
 
     /// What `arguments` drew on a pseudo-terminal (script(1) gives it one and copies what it draws into a
     /// file), and its exit status.
-    func onTerminal(_ arguments: [String], server: ServerProcess, scratch: Scratch) throws -> (drawn: String, status: Int32) {
+    func onTerminal(_ arguments: [String], server: ServerProcess, scratch: Scratch) throws -> (
+        drawn: String, status: Int32
+    ) {
         let typescript = scratch.url("typescript-\(UUID().uuidString)")
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/script")
@@ -240,14 +271,19 @@ import Glibc
 
     /// The server's upload in progress once it holds at least `bytes`.
     func waitForUpload(in data: URL, holding bytes: Int) throws -> URL {
-        try waitForFile(under: data.appendingPathComponent("uploads"), named: { !$0.hasSuffix(".digest") }, holding: bytes)
+        try waitForFile(
+            under: data.appendingPathComponent("uploads"), named: { !$0.hasSuffix(".digest") }, holding: bytes)
     }
 
     func waitForFile(under root: URL, named matches: (String) -> Bool, holding bytes: Int) throws -> URL {
         for _ in 0..<6000 {
             let enumerator = FileManager.default.enumerator(at: root, includingPropertiesForKeys: [.fileSizeKey])
             while let url = enumerator?.nextObject() as? URL {
-                if matches(url.path), let size = try? url.resourceValues(forKeys: [.fileSizeKey]).fileSize, size >= bytes { return url }
+                if matches(url.path), let size = try? url.resourceValues(forKeys: [.fileSizeKey]).fileSize,
+                    size >= bytes
+                {
+                    return url
+                }
             }
             usleep(20_000)
         }
@@ -273,7 +309,8 @@ import Glibc
     }
 
     func metric(_ name: String, _ server: ServerProcess) async throws -> Int64 {
-        let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: "\(server.url)/metrics"), timeout: .seconds(30))
+        let response = try await HTTPClient.shared.execute(
+            HTTPClientRequest(url: "\(server.url)/metrics"), timeout: .seconds(30))
         let text = String(buffer: try await response.body.collect(upTo: 1 << 20))
         let line = text.split(separator: "\n").first { $0.hasPrefix(name + " ") }
         return line.flatMap { Int64($0.split(separator: " ").last ?? "") } ?? 0

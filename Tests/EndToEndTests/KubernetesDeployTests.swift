@@ -26,25 +26,32 @@ func value(_ object: Any?, _ path: String...) -> Any? {
     static let vllm = repositoryRoot.appendingPathComponent("deploy/vllm.yaml")
 
     static func object(_ objects: [[String: Any]], kind: String, name: String) throws -> [String: Any] {
-        try #require(objects.first { $0["kind"] as? String == kind && value($0, "metadata", "name") as? String == name }, "\(kind) \(name)")
+        try #require(
+            objects.first { $0["kind"] as? String == kind && value($0, "metadata", "name") as? String == name },
+            "\(kind) \(name)")
     }
 
     /// The container's arguments with the pod's paths replaced by local ones.
     static func localArguments(_ container: Any?, _ paths: [String: String]) throws -> [String] {
         let arguments = try #require(value(container, "args") as? [String])
-        return arguments.map { argument in paths.reduce(argument) { $0.replacingOccurrences(of: $1.key, with: $1.value) } }
+        return arguments.map { argument in
+            paths.reduce(argument) { $0.replacingOccurrences(of: $1.key, with: $1.value) }
+        }
     }
 
     @Test func theRegistryDeploymentServesAsWritten() async throws {
         let objects = try kubernetesObjects(Self.registry)
         let deployment = try Self.object(objects, kind: "Deployment", name: "modelreg")
-        #expect(value(deployment, "spec", "strategy", "type") as? String == "Recreate", "one pod at a time on the volume")
+        #expect(
+            value(deployment, "spec", "strategy", "type") as? String == "Recreate", "one pod at a time on the volume")
         #expect(value(deployment, "spec", "replicas") as? Int == 1)
         let pod = value(deployment, "spec", "template", "spec")
         let container = value(pod, "containers", "0")
         #expect(value(container, "livenessProbe", "httpGet", "path") as? String == "/health/live")
         #expect(value(container, "readinessProbe", "httpGet", "path") as? String == "/health/ready")
-        #expect(value(container, "resources", "limits", "memory") != nil && value(container, "resources", "requests", "cpu") != nil)
+        #expect(
+            value(container, "resources", "limits", "memory") != nil
+                && value(container, "resources", "requests", "cpu") != nil)
         // SIGTERM drains for --drain-timeout and cuts off what is left about 2 s later; a kubelet that
         // gave up sooner would SIGKILL uploads the drain was letting finish.
         let serveArguments = try #require(value(container, "args") as? [String])
@@ -66,8 +73,13 @@ func value(_ object: Any?, _ path: String...) -> Any? {
         let scratch = try Scratch()
         let secretDirectory = scratch.url("secret")
         try FileManager.default.createDirectory(at: secretDirectory, withIntermediateDirectories: true)
-        let placeholder = try #require(value(try Self.object(objects, kind: "Secret", name: "modelreg-admin-token"), "stringData", "token") as? String)
-        let paths = ["/etc/modelreg/admin": secretDirectory.path, "/data": scratch.url("data").path, "0.0.0.0": "127.0.0.1", "8750": "0"]
+        let placeholder = try #require(
+            value(try Self.object(objects, kind: "Secret", name: "modelreg-admin-token"), "stringData", "token")
+                as? String)
+        let paths = [
+            "/etc/modelreg/admin": secretDirectory.path, "/data": scratch.url("data").path, "0.0.0.0": "127.0.0.1",
+            "8750": "0",
+        ]
         let arguments = try Self.localArguments(container, paths)
 
         // The manifest's placeholder Secret is refused: nobody runs a registry whose admin token is in git.
@@ -79,12 +91,15 @@ func value(_ object: Any?, _ path: String...) -> Any? {
         try Data((token + "\n").utf8).write(to: secretDirectory.appendingPathComponent("token"))
         let server = try ServerProcess(data: scratch.url("data"), arguments: arguments, adminToken: token)
         for path in ["/health/live", "/health/ready"] {
-            let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: server.url + path), timeout: .seconds(10))
+            let response = try await HTTPClient.shared.execute(
+                HTTPClientRequest(url: server.url + path), timeout: .seconds(10))
             #expect(response.status == .ok, "\(path)")
         }
         let tokens = try modelreg(["token", "list", "--json"], environment: server.environment)
         #expect(tokens.status == 0 && tokens.stdout.contains("admin-token-file"), "\(tokens)")
-        #expect(!FileManager.default.fileExists(atPath: scratch.url("data/admin.token").path), "no second admin token is made")
+        #expect(
+            !FileManager.default.fileExists(atPath: scratch.url("data/admin.token").path),
+            "no second admin token is made")
         server.stop()
 
         // A restart with the same Secret changes nothing; a rotated Secret replaces the token.
@@ -119,11 +134,14 @@ func value(_ object: Any?, _ path: String...) -> Any? {
             try #require(push.status == 0, "\(push)")
         }
         for (alias, version) in [("prod", "1"), ("canary", "2")] {
-            #expect(try modelreg(["alias", "set", "qwen2-7b", alias, version], environment: server.environment).status == 0)
+            #expect(
+                try modelreg(["alias", "set", "qwen2-7b", alias, version], environment: server.environment).status == 0)
         }
-        let created = try modelreg(["token", "create", "--name", "vllm", "--scope", "read", "--json"], environment: server.environment)
+        let created = try modelreg(
+            ["token", "create", "--name", "vllm", "--scope", "read", "--json"], environment: server.environment)
         try #require(created.status == 0, "\(created)")
-        let readToken = try #require((try JSONSerialization.jsonObject(with: Data(created.stdout.utf8)) as? [String: Any])?["token"] as? String)
+        let readToken = try #require(
+            (try JSONSerialization.jsonObject(with: Data(created.stdout.utf8)) as? [String: Any])?["token"] as? String)
         let nodeCache = scratch.url("node/var/lib/modelreg-cache")
 
         for (name, version) in [("vllm-qwen2-7b-stable", "1"), ("vllm-qwen2-7b-canary", "2")] {
@@ -131,31 +149,51 @@ func value(_ object: Any?, _ path: String...) -> Any? {
             let pod = value(deployment, "spec", "template", "spec")
             let labels = try #require(value(deployment, "spec", "template", "metadata", "labels") as? [String: String])
             #expect(selector.allSatisfy { labels[$0.key] == $0.value }, "the Service sends requests to \(name)")
-            let fetch = (value(pod, "initContainers") as? [Any])?.first { value($0, "name") as? String == "fetch-model" }, vllm = value(pod, "containers", "0")
+            let fetch = (value(pod, "initContainers") as? [Any])?.first {
+                value($0, "name") as? String == "fetch-model"
+            }
+            let vllm = value(pod, "containers", "0")
 
             // vLLM reads what the init container wrote, on a GPU node, and is ready when /health answers.
             let fetchMounts = try #require(value(fetch, "volumeMounts") as? [[String: Any]])
             let vllmMounts = try #require(value(vllm, "volumeMounts") as? [[String: Any]])
             let modelsVolume = fetchMounts.first { $0["mountPath"] as? String == "/models" }?["name"] as? String
-            #expect(modelsVolume != nil && vllmMounts.contains { $0["name"] as? String == modelsVolume && $0["mountPath"] as? String == "/models" })
+            #expect(
+                modelsVolume != nil
+                    && vllmMounts.contains {
+                        $0["name"] as? String == modelsVolume && $0["mountPath"] as? String == "/models"
+                    })
             #expect((value(vllm, "args") as? [String])?.starts(with: ["--model", "/models"]) == true)
             #expect(value(vllm, "readinessProbe", "httpGet", "path") as? String == "/health")
             #expect(value(vllm, "resources", "limits", "nvidia.com/gpu") as? String == "1")
-            #expect((value(pod, "tolerations") as? [[String: Any]])?.contains { $0["key"] as? String == "nvidia.com/gpu" } == true)
-            let cacheVolume = try #require(fetchMounts.first { $0["mountPath"] as? String == "/var/cache/modelreg" }?["name"] as? String)
+            #expect(
+                (value(pod, "tolerations") as? [[String: Any]])?.contains { $0["key"] as? String == "nvidia.com/gpu" }
+                    == true)
+            let cacheVolume = try #require(
+                fetchMounts.first { $0["mountPath"] as? String == "/var/cache/modelreg" }?["name"] as? String)
             let volumes = try #require(value(pod, "volumes") as? [[String: Any]])
-            #expect(volumes.contains { $0["name"] as? String == cacheVolume && value($0, "hostPath", "path") != nil }, "the node cache is shared by the node's pods")
+            #expect(
+                volumes.contains { $0["name"] as? String == cacheVolume && value($0, "hostPath", "path") != nil },
+                "the node cache is shared by the node's pods")
             let env = try #require(value(fetch, "env") as? [[String: Any]])
-            #expect(env.contains { $0["name"] as? String == "MODELREG_TOKEN" && value($0, "valueFrom", "secretKeyRef", "name") as? String == "modelreg-read-token" })
+            #expect(
+                env.contains {
+                    $0["name"] as? String == "MODELREG_TOKEN"
+                        && value($0, "valueFrom", "secretKeyRef", "name") as? String == "modelreg-read-token"
+                })
 
             // The init container's command, run as written, with its volumes as local directories.
             let models = scratch.url("pods/\(name)/models")
-            let arguments = try Self.localArguments(fetch, ["/models": models.path, "/var/cache/modelreg": nodeCache.path])
+            let arguments = try Self.localArguments(
+                fetch, ["/models": models.path, "/var/cache/modelreg": nodeCache.path])
             for run in 1...2 {
-                let result = try modelreg(arguments, environment: ["MODELREG_URL": server.url, "MODELREG_TOKEN": readToken])
+                let result = try modelreg(
+                    arguments, environment: ["MODELREG_URL": server.url, "MODELREG_TOKEN": readToken])
                 #expect(result.status == 0, "\(name) run \(run): \(result)")
             }
-            let marker = try JSONSerialization.jsonObject(with: Data(contentsOf: models.appendingPathComponent(".modelreg-fetch.json"))) as? [String: Any]
+            let marker =
+                try JSONSerialization.jsonObject(
+                    with: Data(contentsOf: models.appendingPathComponent(".modelreg-fetch.json"))) as? [String: Any]
             #expect(marker?["version"] as? String == version, "\(name) runs the version its alias points at")
             try FileManager.default.removeItem(at: models.appendingPathComponent(".modelreg-fetch.json"))
             try expectSameTree(scratch.url("model-\(version)"), models)
@@ -175,7 +213,8 @@ func value(_ object: Any?, _ path: String...) -> Any? {
     /// The instructions, with continuation lines joined and comments dropped.
     static func instructions() throws -> [Instruction] {
         let text = try String(contentsOf: repositoryRoot.appendingPathComponent("deploy/Dockerfile"), encoding: .utf8)
-        var joined: [String] = [], current = ""
+        var joined: [String] = []
+        var current = ""
         for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
             let trimmed = line.trimmingCharacters(in: .whitespaces)
             if current.isEmpty && (trimmed.isEmpty || trimmed.hasPrefix("#")) { continue }
@@ -197,8 +236,13 @@ func value(_ object: Any?, _ path: String...) -> Any? {
         let stages = instructions.filter { $0.keyword == "FROM" }.map(\.arguments)
         try #require(stages.count == 2, "\(stages)")
         #expect(stages[0].hasPrefix("swift:") && stages[0].hasSuffix(" AS build"))
-        #expect(stages[1].hasPrefix("debian:") && !stages[1].contains("swift"), "the runtime image carries no toolchain")
-        #expect(instructions.contains { $0.keyword == "RUN" && $0.arguments.contains("swift build -c release --static-swift-stdlib --product modelreg") })
+        #expect(
+            stages[1].hasPrefix("debian:") && !stages[1].contains("swift"), "the runtime image carries no toolchain")
+        #expect(
+            instructions.contains {
+                $0.keyword == "RUN"
+                    && $0.arguments.contains("swift build -c release --static-swift-stdlib --product modelreg")
+            })
         #expect(instructions.contains { $0.keyword == "COPY" && $0.arguments.hasPrefix("--from=build ") })
         let user = try #require(instructions.last { $0.keyword == "USER" }?.arguments)
         #expect(user == "10001:10001", "the user the manifests' securityContext names")
@@ -211,19 +255,27 @@ func value(_ object: Any?, _ path: String...) -> Any? {
     @Test func theRuntimeStageHasEveryLibraryTheBinaryLinks() throws {
         let instructions = try Self.instructions()
         let runtime = try #require(instructions.lastIndex { $0.keyword == "FROM" })
-        let install = try #require(instructions[runtime...].first { $0.keyword == "RUN" && $0.arguments.contains("apt-get install") }?.arguments)
+        let install = try #require(
+            instructions[runtime...].first { $0.keyword == "RUN" && $0.arguments.contains("apt-get install") }?
+                .arguments)
         let words = install.split(separator: " ").map(String.init)
         let start = try #require(words.firstIndex(of: "install"))
         let packages = words[(start + 1)...].prefix { $0 != "&&" }.filter { !$0.hasPrefix("-") }
         #expect(packages.contains("libsqlite3-0") && packages.contains("libarchive13"))
 
-        let closure = try run("apt-cache", ["depends", "--recurse", "--no-recommends", "--no-suggests", "--no-conflicts",
-                                            "--no-breaks", "--no-replaces", "--no-enhances", "--no-pre-depends"] + packages + ["apt"])
+        let closure = try run(
+            "apt-cache",
+            [
+                "depends", "--recurse", "--no-recommends", "--no-suggests", "--no-conflicts",
+                "--no-breaks", "--no-replaces", "--no-enhances", "--no-pre-depends",
+            ] + packages + ["apt"])
         try #require(closure.status == 0, "\(closure)")
-        let available = Set(closure.stdout.split(separator: "\n").map { line in
-            line.trimmingCharacters(in: .whitespaces).replacingOccurrences(of: "Depends: ", with: "")
-                .trimmingCharacters(in: CharacterSet(charactersIn: "<>")).split(separator: ":").first.map(String.init) ?? ""
-        })
+        let available = Set(
+            closure.stdout.split(separator: "\n").map { line in
+                line.trimmingCharacters(in: .whitespaces).replacingOccurrences(of: "Depends: ", with: "")
+                    .trimmingCharacters(in: CharacterSet(charactersIn: "<>")).split(separator: ":").first.map(
+                        String.init) ?? ""
+            })
 
         let ldd = try run("ldd", [modelregBinary.path])
         try #require(ldd.status == 0, "\(ldd)")
@@ -237,10 +289,17 @@ func value(_ object: Any?, _ path: String...) -> Any? {
         #expect(libraries.contains { $0.contains("libsqlite3") } && libraries.contains { $0.contains("libarchive") })
         for library in libraries {
             // Merged /usr: dpkg knows a library under the directory its package installed it in.
-            let candidates = [library, library.hasPrefix("/lib/") ? "/usr" + library : library.replacingOccurrences(of: "/usr/lib/", with: "/lib/")]
+            let candidates = [
+                library,
+                library.hasPrefix("/lib/")
+                    ? "/usr" + library : library.replacingOccurrences(of: "/usr/lib/", with: "/lib/"),
+            ]
             let owner = try candidates.lazy.map { try run("dpkg", ["-S", $0]) }.first { $0.status == 0 }
-            let package = try #require(owner?.stdout.split(separator: ":").first.map(String.init), "no package owns \(library)")
-            #expect(available.contains(package), "\(library) comes from \(package), which the runtime stage does not install")
+            let package = try #require(
+                owner?.stdout.split(separator: ":").first.map(String.init), "no package owns \(library)")
+            #expect(
+                available.contains(package),
+                "\(library) comes from \(package), which the runtime stage does not install")
         }
     }
 }

@@ -7,7 +7,7 @@ import Synchronization
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 struct SnapshotListJSON: Decodable {
@@ -26,8 +26,13 @@ func databaseRows(_ data: URL) throws -> [String: [[String]]] {
     defer { try? database.close() }
     return try database.read { db in
         var result: [String: [[String]]] = [:]
-        for table in ["models", "versions", "variants", "manifest_files", "aliases", "alias_history", "tokens", "deleted_versions", "audit_log"] {
-            result[table] = try Row.fetchAll(db, sql: "SELECT * FROM \(table) ORDER BY 1, 2").map { $0.databaseValues.map(\.description) }
+        for table in [
+            "models", "versions", "variants", "manifest_files", "aliases", "alias_history", "tokens",
+            "deleted_versions", "audit_log",
+        ] {
+            result[table] = try Row.fetchAll(db, sql: "SELECT * FROM \(table) ORDER BY 1, 2").map {
+                $0.databaseValues.map(\.description)
+            }
         }
         return result
     }
@@ -77,13 +82,17 @@ func randomModel(_ root: URL, files count: Int, size: Int) throws {
         for result in duringPushes + pushes.withLock({ $0 }) { #expect(result.status == 0, "\(result)") }
 
         // Each snapshot taken under load restores to a registry that verifies and serves what it held then.
-        let snapshots = try modelreg(["backup", "ls", "--repo", repository.path, "--json"]).json(SnapshotListJSON.self).snapshots
+        let snapshots = try modelreg(["backup", "ls", "--repo", repository.path, "--json"]).json(SnapshotListJSON.self)
+            .snapshots
         #expect(snapshots.count == 3)
         let underLoad = scratch.url("restored-under-load")
-        let restore = try modelreg(["restore", "--from", repository.path, "--snapshot", snapshots[1].id, "--data", underLoad.path])
+        let restore = try modelreg([
+            "restore", "--from", repository.path, "--snapshot", snapshots[1].id, "--data", underLoad.path,
+        ])
         try #require(restore.status == 0, "\(restore)")
         #expect(try modelreg(["verify", "--data", underLoad.path]).status == 0)
-        let partial = try databaseRows(underLoad), original = try databaseRows(server.data)
+        let partial = try databaseRows(underLoad)
+        let original = try databaseRows(server.data)
         for (table, rows) in partial { #expect(Set(rows).isSubset(of: Set(original[table] ?? [])), "\(table)") }
 
         // A backup after the pushes restores to exactly the same registry.
@@ -92,12 +101,16 @@ func randomModel(_ root: URL, files count: Int, size: Int) throws {
         let restored = scratch.url("restored")
         #expect(try modelreg(["restore", "--from", repository.path, "--data", restored.path]).status == 0)
         // Secrets are never in a backup; the original admin token works on the copy because its hash does.
-        try FileManager.default.copyItem(at: server.data.appendingPathComponent("admin.token"), to: restored.appendingPathComponent("admin.token"))
+        try FileManager.default.copyItem(
+            at: server.data.appendingPathComponent("admin.token"), to: restored.appendingPathComponent("admin.token"))
         let copy = try ServerProcess(data: restored)
         let copyEnv = ["MODELREG_URL": copy.url, "MODELREG_TOKEN": server.adminToken]
         #expect(try databaseRows(restored) == databaseRows(server.data))
-        for arguments in [["ls", "--json"], ["show", "m", "--json"], ["token", "list", "--json"], ["alias", "ls", "m", "--json"]] {
-            let left = try modelreg(arguments, environment: env), right = try modelreg(arguments, environment: copyEnv)
+        for arguments in [
+            ["ls", "--json"], ["show", "m", "--json"], ["token", "list", "--json"], ["alias", "ls", "m", "--json"],
+        ] {
+            let left = try modelreg(arguments, environment: env)
+            let right = try modelreg(arguments, environment: copyEnv)
             #expect(left.status == 0 && left.stdout == right.stdout, "\(arguments)")
         }
         for version in 1...8 {
@@ -116,13 +129,17 @@ func randomModel(_ root: URL, files count: Int, size: Int) throws {
         let server = try ServerProcess(data: scratch.url("data"))
         let model = scratch.url("big")
         try randomModel(model, files: 6, size: 8 << 20)
-        #expect(try modelreg(["push", model.path, "big:1.0", "--no-inspect"], environment: server.environment).status == 0)
+        #expect(
+            try modelreg(["push", model.path, "big:1.0", "--no-inspect"], environment: server.environment).status == 0)
 
         let repository = scratch.url("repo")
-        let first = try CommandProcess(["backup", "--to", repository.path, "--jobs", "1"], environment: server.environment)
+        let first = try CommandProcess(
+            ["backup", "--to", repository.path, "--jobs", "1"], environment: server.environment)
         let deadline = Date().addingTimeInterval(20)
         while Date() < deadline, first.isRunning,
-              (try? FileManager.default.contentsOfDirectory(atPath: repository.appendingPathComponent("tmp").path))?.contains(where: { $0.hasPrefix("blob-") }) != true {
+            (try? FileManager.default.contentsOfDirectory(atPath: repository.appendingPathComponent("tmp").path))?
+                .contains(where: { $0.hasPrefix("blob-") }) != true
+        {
             usleep(2_000)
         }
         first.kill()
@@ -132,7 +149,8 @@ func randomModel(_ root: URL, files count: Int, size: Int) throws {
         try #require(second.status == 0, "\(second)")
         let verify = try modelreg(["backup", "verify", "--repo", repository.path, "--read-data"])
         #expect(verify.status == 0, "\(verify)")
-        #expect(try FileManager.default.contentsOfDirectory(atPath: repository.appendingPathComponent("tmp").path).isEmpty)
+        #expect(
+            try FileManager.default.contentsOfDirectory(atPath: repository.appendingPathComponent("tmp").path).isEmpty)
         let restored = scratch.url("restored")
         #expect(try modelreg(["restore", "--from", repository.path, "--data", restored.path]).status == 0)
         #expect(try modelreg(["verify", "--data", restored.path]).status == 0)
@@ -182,7 +200,9 @@ func randomModel(_ root: URL, files count: Int, size: Int) throws {
         // takes it, here once the repository's copy is good again.
         let refused = try modelreg(["serve", "--port", "0", "--data", restored.path])
         #expect(refused.status == 7 && refused.stderr.contains("unfinished restore"), "\(refused)")
-        #expect(try modelreg(["restore", "--from", repository.path, "--data", restored.path, "--force"]).status == 5, "still corrupt: 5, not 7")
+        #expect(
+            try modelreg(["restore", "--from", repository.path, "--data", restored.path, "--force"]).status == 5,
+            "still corrupt: 5, not 7")
         try Data(contentsOf: model.appendingPathComponent("model.safetensors")).write(to: stored)
         let rerun = try modelreg(["restore", "--from", repository.path, "--data", restored.path, "--force"])
         #expect(rerun.status == 0, "\(rerun)")
@@ -195,8 +215,12 @@ func randomModel(_ root: URL, files count: Int, size: Int) throws {
         // Issue 15.3: restoring over the data directory of a running server is refused, naming the holder,
         // and leaves it serving.
         let live = try modelreg(["restore", "--from", repository.path, "--data", server.data.path, "--force"])
-        #expect(live.status == 7 && live.stderr.hasPrefix("error: ") && live.stderr.contains("in use by another modelreg server"), "\(live)")
-        #expect(try modelreg(["pull", "m:1.0", "--dest", scratch.url("still").path], environment: server.environment).status == 0)
+        #expect(
+            live.status == 7 && live.stderr.hasPrefix("error: ")
+                && live.stderr.contains("in use by another modelreg server"), "\(live)")
+        #expect(
+            try modelreg(["pull", "m:1.0", "--dest", scratch.url("still").path], environment: server.environment).status
+                == 0)
         server.stop()
     }
 
@@ -221,7 +245,8 @@ func randomModel(_ root: URL, files count: Int, size: Int) throws {
         let verify = try modelreg(["verify", "--json"], environment: env)
         #expect(verify.status == 5)
         #expect(verify.stdout.contains(weights.description))
-        #expect(try modelreg(["pull", "m:1.0", "--dest", scratch.url("quarantined").path], environment: env).status == 3)
+        #expect(
+            try modelreg(["pull", "m:1.0", "--dest", scratch.url("quarantined").path], environment: env).status == 3)
         #expect(!FileManager.default.fileExists(atPath: scratch.url("quarantined").path))
         #expect(try await metric("modelreg_quarantined_blobs", server) == "1.0")
         #expect(try await metric("modelreg_corrupt_blobs_found_total", server) == "1")
@@ -237,9 +262,12 @@ func randomModel(_ root: URL, files count: Int, size: Int) throws {
     }
 
     func metric(_ name: String, _ server: ServerProcess) async throws -> String? {
-        let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: server.url + "/metrics"), timeout: .seconds(30))
+        let response = try await HTTPClient.shared.execute(
+            HTTPClientRequest(url: server.url + "/metrics"), timeout: .seconds(30))
         let text = String(buffer: try await response.body.collect(upTo: 1 << 20))
-        return text.split(separator: "\n").first { $0.hasPrefix(name + " ") }.map { String($0.split(separator: " ")[1]) }
+        return text.split(separator: "\n").first { $0.hasPrefix(name + " ") }.map {
+            String($0.split(separator: " ")[1])
+        }
     }
 
     @Test func gcInALoopDuringPushesNeverDeletesAReferencedBlob() throws {
@@ -254,8 +282,9 @@ func randomModel(_ root: URL, files count: Int, size: Int) throws {
             let directory = server.data.appendingPathComponent("blobs/sha256/\(digest.hex.prefix(2))")
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             try content.write(to: directory.appendingPathComponent(digest.hex))
-            try FileManager.default.setAttributes([.modificationDate: Date().addingTimeInterval(-7200)],
-                                                  ofItemAtPath: directory.appendingPathComponent(digest.hex).path)
+            try FileManager.default.setAttributes(
+                [.modificationDate: Date().addingTimeInterval(-7200)],
+                ofItemAtPath: directory.appendingPathComponent(digest.hex).path)
             garbage.append(digest)
         }
         let models = (0..<50).map { scratch.url("model-\($0)") }
@@ -266,7 +295,8 @@ func randomModel(_ root: URL, files count: Int, size: Int) throws {
         let collectorDone = DispatchSemaphore(value: 0)
         Thread.detachNewThread {
             while pushing.load(ordering: .relaxed) {
-                let result = (try? modelreg(["gc", "--grace", "30s", "--json"], environment: env))
+                let result =
+                    (try? modelreg(["gc", "--grace", "30s", "--json"], environment: env))
                     ?? CommandResult(status: -1, stdout: "", stderr: "did not run")
                 collections.withLock { $0.append(result) }
             }
@@ -285,7 +315,10 @@ func randomModel(_ root: URL, files count: Int, size: Int) throws {
         let verify = try modelreg(["verify", "--json"], environment: env)
         #expect(verify.status == 0, "\(verify)")
         for digest in garbage {
-            #expect(!FileManager.default.fileExists(atPath: server.data.appendingPathComponent("blobs/sha256/\(digest.hex.prefix(2))/\(digest.hex)").path))
+            #expect(
+                !FileManager.default.fileExists(
+                    atPath: server.data.appendingPathComponent("blobs/sha256/\(digest.hex.prefix(2))/\(digest.hex)")
+                        .path))
         }
         for index in [0, 9, 19] {
             let pulled = scratch.url("pulled-\(index)")
@@ -306,7 +339,9 @@ func randomModel(_ root: URL, files count: Int, size: Int) throws {
         let repository = scratch.url("repo")
         #expect(try modelreg(["backup", "--to", repository.path], environment: server.environment).status == 0)
         let data = server.data.path
-        for (command, arguments) in [("gc", ["gc", "--grace", "0s"]), ("verify", ["verify"]), ("repair", ["repair", "--from", repository.path])] {
+        for (command, arguments) in [
+            ("gc", ["gc", "--grace", "0s"]), ("verify", ["verify"]), ("repair", ["repair", "--from", repository.path]),
+        ] {
             let refused = try modelreg(arguments + ["--data", data])
             #expect(refused.status == 7, "\(refused)")
             let lines = refused.stderr.split(separator: "\n")
@@ -372,7 +407,8 @@ func randomModel(_ root: URL, files count: Int, size: Int) throws {
         let scratch = try Scratch()
         let server = try ServerProcess(data: scratch.url("modelreg-data"))
         try TestModel.write(to: scratch.url("model"))
-        #expect(try modelreg(["push", scratch.url("model").path, "m:1.0"], environment: server.environment).status == 0)
+        #expect(
+            try modelreg(["push", scratch.url("model").path, "m:1.0"], environment: server.environment).status == 0)
         let commands = readme[block.upperBound..<end.lowerBound].split(separator: "\n").map { line in
             (line.split(separator: "#", maxSplits: 1).first ?? "").split(separator: " ").map {
                 $0.replacingOccurrences(of: "/backups/modelreg", with: scratch.url("backups").path)
@@ -398,7 +434,8 @@ func randomModel(_ root: URL, files count: Int, size: Int) throws {
             #expect(try modelreg(["backup", "--to", repository.path, "--data", server.data.path]).status == 0)
         }
         func ids() throws -> [String] {
-            try modelreg(["backup", "ls", "--repo", repository.path, "--json"]).json(SnapshotListJSON.self).snapshots.map(\.id)
+            try modelreg(["backup", "ls", "--repo", repository.path, "--json"]).json(SnapshotListJSON.self).snapshots
+                .map(\.id)
         }
         let all = try ids()
         #expect(all.count == 4)

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A container's file system as the kubelet sets it up, without a cluster: a private mount namespace
@@ -25,10 +25,13 @@ final class PodSandbox {
     /// Whether mount namespaces, tmpfs and chroot work here: root, and a container that permits them. Probed once.
     static let available: Bool = {
         guard geteuid() == 0 else { return false }
-        return (try? shell("unshare -m --propagation private sh -c 'mount -t tmpfs -o size=64k tmpfs /mnt && umount /mnt'").status) == 0
+        return
+            (try? shell("unshare -m --propagation private sh -c 'mount -t tmpfs -o size=64k tmpfs /mnt && umount /mnt'")
+            .status) == 0
     }()
 
-    static let reason: Comment = "needs root and a container that permits mount namespaces (unshare -m), tmpfs mounts and chroot"
+    static let reason: Comment =
+        "needs root and a container that permits mount namespaces (unshare -m), tmpfs mounts and chroot"
 
     let root: String
     private let holder: Process
@@ -47,7 +50,10 @@ final class PodSandbox {
         // Ready once it runs in a mount namespace of its own.
         let ours = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/mnt")
         let ready = Date().addingTimeInterval(10)
-        while Date() < ready, (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(holder.processIdentifier)/ns/mnt")) ?? ours == ours {
+        while Date() < ready,
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(holder.processIdentifier)/ns/mnt"))
+                ?? ours == ours
+        {
             usleep(10_000)
         }
         let volumeMounts = volumes.map { volume in
@@ -100,34 +106,48 @@ final class PodSandbox {
         _ arguments: [String], uid: Int = 10001, gid: Int = 10001, groups: [Int] = [], capabilities: [String] = [],
         environment: [String: String] = [:]
     ) throws -> CommandProcess {
-        let identity = ["--reuid=\(uid)", "--regid=\(gid)"] + (groups.isEmpty ? ["--clear-groups"] : ["--groups=\(groups.map(String.init).joined(separator: ","))"])
+        let identity =
+            ["--reuid=\(uid)", "--regid=\(gid)"]
+            + (groups.isEmpty ? ["--clear-groups"] : ["--groups=\(groups.map(String.init).joined(separator: ","))"])
         let kept = (["-all"] + capabilities.map { "+" + $0.lowercased() }).joined(separator: ",")
-        let command = ["-t", String(holder.processIdentifier), "-m", "--", Self.chroot, root,
-                       "/usr/bin/setpriv"] + identity + ["--no-new-privs", "--inh-caps=-all", "--bounding-set=\(kept)", "--"] + arguments
+        let command =
+            [
+                "-t", String(holder.processIdentifier), "-m", "--", Self.chroot, root,
+                "/usr/bin/setpriv",
+            ] + identity + ["--no-new-privs", "--inh-caps=-all", "--bounding-set=\(kept)", "--"] + arguments
         var env = ["PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/"]
         env.merge(environment) { $1 }
-        return try CommandProcess(command, environment: env, executable: URL(fileURLWithPath: "/usr/bin/nsenter"), inheritEnvironment: false)
+        return try CommandProcess(
+            command, environment: env, executable: URL(fileURLWithPath: "/usr/bin/nsenter"), inheritEnvironment: false)
     }
 
-    func run(_ arguments: [String], uid: Int = 10001, gid: Int = 10001, environment: [String: String] = [:]) throws -> CommandResult {
+    func run(_ arguments: [String], uid: Int = 10001, gid: Int = 10001, environment: [String: String] = [:]) throws
+        -> CommandResult
+    {
         try start(arguments, uid: uid, gid: gid, environment: environment).wait()
     }
 
     /// A volume replaced by a new, empty one: the next pod on the node.
     func remount(_ mountPath: String, options: String) throws {
-        let result = try runInNamespace(["sh", "-c", "umount '\(root)\(mountPath)' && mount -t tmpfs -o '\(options)' volume '\(root)\(mountPath)'"])
+        let result = try runInNamespace([
+            "sh", "-c", "umount '\(root)\(mountPath)' && mount -t tmpfs -o '\(options)' volume '\(root)\(mountPath)'",
+        ])
         guard result.status == 0 else { throw ServerError("remounting \(mountPath) failed: \(result)") }
     }
 
     /// Runs a command in the namespace as root, outside the chroot (the sandbox's own setup).
     private func runInNamespace(_ arguments: [String]) throws -> CommandResult {
         try CommandProcess(
-            ["-t", String(holder.processIdentifier), "-m", "--"] + arguments, executable: URL(fileURLWithPath: "/usr/bin/nsenter")
+            ["-t", String(holder.processIdentifier), "-m", "--"] + arguments,
+            executable: URL(fileURLWithPath: "/usr/bin/nsenter")
         ).wait()
     }
 
     /// Where the host keeps `chroot`: an absolute path, since `nsenter` runs with the pod's `PATH`.
-    private static let chroot = ["/usr/sbin/chroot", "/sbin/chroot", "/usr/bin/chroot"].first { FileManager.default.isExecutableFile(atPath: $0) } ?? "chroot"
+    private static let chroot =
+        ["/usr/sbin/chroot", "/sbin/chroot", "/usr/bin/chroot"].first {
+            FileManager.default.isExecutableFile(atPath: $0)
+        } ?? "chroot"
 
     private func end() {
         // The namespace, and with it every mount of the pod, goes away with its last process.

@@ -4,7 +4,7 @@ import ModelRegistryCore
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The containers of `deploy/` run as the kubelet runs them: in a `PodSandbox` (read-only root, each volume
@@ -27,14 +27,17 @@ import Glibc
         func run(in sandbox: PodSandbox) throws -> CommandResult { try start(in: sandbox).wait() }
 
         func start(in sandbox: PodSandbox) throws -> CommandProcess {
-            try sandbox.start(arguments, uid: uid, gid: gid, groups: groups, capabilities: capabilities, environment: environment)
+            try sandbox.start(
+                arguments, uid: uid, gid: gid, groups: groups, capabilities: capabilities, environment: environment)
         }
     }
 
-    static func containers(_ pod: Any?, secrets: [String: String], environment: [String: String]) throws -> [Container] {
+    static func containers(_ pod: Any?, secrets: [String: String], environment: [String: String]) throws -> [Container]
+    {
         let all = ((value(pod, "initContainers") as? [Any]) ?? []) + ((value(pod, "containers") as? [Any]) ?? [])
         return try all.map { container in
-            let security = value(container, "securityContext"), podSecurity = value(pod, "securityContext")
+            let security = value(container, "securityContext")
+            let podSecurity = value(pod, "securityContext")
             let uid = (value(security, "runAsUser") ?? value(podSecurity, "runAsUser")) as? Int ?? 0
             let gid = (value(security, "runAsGroup") ?? value(podSecurity, "runAsGroup")) as? Int ?? 0
             var env = environment
@@ -54,7 +57,9 @@ import Glibc
                 arguments: command + ((value(container, "args") as? [String]) ?? []),
                 uid: uid, gid: gid, groups: (value(podSecurity, "fsGroup") as? Int).map { [$0] } ?? [],
                 environment: env,
-                mounts: ((value(container, "volumeMounts") as? [[String: Any]]) ?? []).compactMap { $0["mountPath"] as? String },
+                mounts: ((value(container, "volumeMounts") as? [[String: Any]]) ?? []).compactMap {
+                    $0["mountPath"] as? String
+                },
                 readOnlyRoot: value(security, "readOnlyRootFilesystem") as? Bool == true,
                 capabilities: (value(security, "capabilities", "add") as? [String]) ?? []
             )
@@ -65,7 +70,9 @@ import Glibc
     static func volumes(_ pod: Any?) throws -> [PodSandbox.Volume] {
         let declared = try #require(value(pod, "volumes") as? [[String: Any]])
         var mounts: [String: String] = [:]
-        for container in (((value(pod, "initContainers") as? [Any]) ?? []) + ((value(pod, "containers") as? [Any]) ?? [])) {
+        for container
+            in (((value(pod, "initContainers") as? [Any]) ?? []) + ((value(pod, "containers") as? [Any]) ?? []))
+        {
             for mount in (value(container, "volumeMounts") as? [[String: Any]]) ?? [] {
                 if let name = mount["name"] as? String, let path = mount["mountPath"] as? String { mounts[path] = name }
             }
@@ -92,11 +99,14 @@ import Glibc
         try snapshot(URL(fileURLWithPath: sandbox.hostPath(path))).filter { $0.key != ".modelreg-fetch.json" }
     }
 
-    static func expectSame(_ placed: [String: (Data, Bool)], _ model: URL, sourceLocation: SourceLocation = #_sourceLocation) throws {
+    static func expectSame(
+        _ placed: [String: (Data, Bool)], _ model: URL, sourceLocation: SourceLocation = #_sourceLocation
+    ) throws {
         let expected = try snapshot(model)
         #expect(placed.keys.sorted() == expected.keys.sorted(), sourceLocation: sourceLocation)
         for (path, (bytes, executable)) in expected {
-            #expect(placed[path]?.0 == bytes && placed[path]?.1 == executable, "\(path)", sourceLocation: sourceLocation)
+            #expect(
+                placed[path]?.0 == bytes && placed[path]?.1 == executable, "\(path)", sourceLocation: sourceLocation)
         }
     }
 
@@ -113,13 +123,19 @@ import Glibc
         try Data(big).write(to: model.appendingPathComponent("weights-extra.bin"))
         let push = try modelreg(["push", model.path, "qwen2-7b:1", "--no-inspect"], environment: server.environment)
         try #require(push.status == 0, "\(push)")
-        try #require(try modelreg(["alias", "set", "qwen2-7b", "prod", "1"], environment: server.environment).status == 0)
-        let created = try modelreg(["token", "create", "--name", "vllm", "--scope", "read", "--json"], environment: server.environment)
-        let token = try #require((try JSONSerialization.jsonObject(with: Data(created.stdout.utf8)) as? [String: Any])?["token"] as? String)
+        try #require(
+            try modelreg(["alias", "set", "qwen2-7b", "prod", "1"], environment: server.environment).status == 0)
+        let created = try modelreg(
+            ["token", "create", "--name", "vllm", "--scope", "read", "--json"], environment: server.environment)
+        let token = try #require(
+            (try JSONSerialization.jsonObject(with: Data(created.stdout.utf8)) as? [String: Any])?["token"] as? String)
 
         let objects = try kubernetesObjects(KubernetesDeployTests.vllm)
-        let pod = value(try KubernetesDeployTests.object(objects, kind: "Deployment", name: "vllm-qwen2-7b-stable"), "spec", "template", "spec")
-        let all = try Self.containers(pod, secrets: ["modelreg-read-token": token], environment: ["MODELREG_URL": server.url])
+        let pod = value(
+            try KubernetesDeployTests.object(objects, kind: "Deployment", name: "vllm-qwen2-7b-stable"), "spec",
+            "template", "spec")
+        let all = try Self.containers(
+            pod, secrets: ["modelreg-read-token": token], environment: ["MODELREG_URL": server.url])
         let initContainers = all.filter { $0.name != "vllm" }
         let fetch = try #require(initContainers.first { $0.arguments.dropFirst().first == "fetch" })
         #expect(fetch.readOnlyRoot && fetch.uid == 10001, "the manifest runs fetch unprivileged under a read-only root")
@@ -134,9 +150,11 @@ import Glibc
         var killedAt: Int64 = 0
         let deadline = Date().addingTimeInterval(60)
         while Date() < deadline, killedAt == 0, running.isRunning {
-            let staged = ((try? FileManager.default.contentsOfDirectory(atPath: sandbox.hostPath("/models"))) ?? [])
+            let staged =
+                ((try? FileManager.default.contentsOfDirectory(atPath: sandbox.hostPath("/models"))) ?? [])
                 .filter { $0.hasPrefix(".modelreg-staging-") }
-                .compactMap { try? POSIXFile.regularFileSize(sandbox.hostPath("/models/\($0)/weights-extra.bin")) }.first ?? 0
+                .compactMap { try? POSIXFile.regularFileSize(sandbox.hostPath("/models/\($0)/weights-extra.bin")) }
+                .first ?? 0
             if staged > 8 << 20, staged < Int64(big.count) {
                 running.kill()
                 killedAt = staged
@@ -146,7 +164,9 @@ import Glibc
         let killed = try running.wait()
         try #require(killedAt > 0, "the fetch ended before it could be killed: \(killed)")
         let visible = try FileManager.default.contentsOfDirectory(atPath: sandbox.hostPath("/models"))
-        #expect(visible.allSatisfy { $0.hasPrefix(".modelreg-staging-") }, "nothing of the model is visible yet: \(visible)")
+        #expect(
+            visible.allSatisfy { $0.hasPrefix(".modelreg-staging-") }, "nothing of the model is visible yet: \(visible)"
+        )
 
         // The restarted init container continues the download, then places everything and its marker.
         let resumed = try fetch.run(in: sandbox)
@@ -155,7 +175,10 @@ import Glibc
         try Self.expectSame(try Self.placedFiles(sandbox, "/models"), model)
         let marker = try Data(contentsOf: URL(fileURLWithPath: sandbox.hostPath("/models/.modelreg-fetch.json")))
         #expect(String(decoding: marker, as: UTF8.self).contains("\"version\":\"1\""))
-        #expect(try FileManager.default.contentsOfDirectory(atPath: sandbox.hostPath("/models")).filter { $0.hasPrefix(".modelreg-staging-") }.isEmpty)
+        #expect(
+            try FileManager.default.contentsOfDirectory(atPath: sandbox.hostPath("/models")).filter {
+                $0.hasPrefix(".modelreg-staging-")
+            }.isEmpty)
 
         // Warm: the same pod restarting finds everything in place and transfers nothing.
         let warm = try fetch.run(in: sandbox)
@@ -174,7 +197,8 @@ import Glibc
         let server = try ServerProcess(data: scratch.url("data"))
         let model = scratch.url("model")
         try TestModel.write(to: model)
-        try #require(try modelreg(["push", model.path, "tiny:1", "--no-inspect"], environment: server.environment).status == 0)
+        try #require(
+            try modelreg(["push", model.path, "tiny:1", "--no-inspect"], environment: server.environment).status == 0)
         return (server, model)
     }
 
@@ -183,22 +207,29 @@ import Glibc
         let scratch = try Scratch()
         let (server, model) = try Self.registryWithTinyModel(scratch)
         defer { server.stop() }
-        let sandbox = try PodSandbox(scratch: scratch.root, volumes: [PodSandbox.Volume(mountPath: "/models", options: "size=64m,mode=0777")])
+        let sandbox = try PodSandbox(
+            scratch: scratch.root, volumes: [PodSandbox.Volume(mountPath: "/models", options: "size=64m,mode=0777")])
         let environment = ["MODELREG_URL": server.url, "MODELREG_TOKEN": server.adminToken]
-        let pulled = try sandbox.run([PodSandbox.binary, "pull", "tiny:1", "--dest", "/models"], environment: environment)
+        let pulled = try sandbox.run(
+            [PodSandbox.binary, "pull", "tiny:1", "--dest", "/models"], environment: environment)
         #expect(pulled.status == 0, "\(pulled)")
         try Self.expectSame(try Self.placedFiles(sandbox, "/models"), model)
         // A second pull into the now full mount point is refused (it is not empty) and replaces it with --force.
-        let again = try sandbox.run([PodSandbox.binary, "pull", "tiny:1", "--dest", "/models"], environment: environment)
+        let again = try sandbox.run(
+            [PodSandbox.binary, "pull", "tiny:1", "--dest", "/models"], environment: environment)
         #expect(again.status == 7 && again.stderr.contains("--force"), "\(again)")
-        let forced = try sandbox.run([PodSandbox.binary, "pull", "tiny:1", "--dest", "/models", "--force"], environment: environment)
+        let forced = try sandbox.run(
+            [PodSandbox.binary, "pull", "tiny:1", "--dest", "/models", "--force"], environment: environment)
         #expect(forced.status == 0, "\(forced)")
         try Self.expectSame(try Self.placedFiles(sandbox, "/models"), model)
         // Elsewhere in the read-only root, pull and fetch fail with the storage code (1) and one error line that
         // names the path and the cause.
         for command in ["pull", "fetch"] {
-            let readOnly = try sandbox.run([PodSandbox.binary, command, "tiny:1", "--dest", "/srv/model"], environment: environment)
-            #expect(readOnly.status == 1 && readOnly.stderr.contains("/srv/model") && readOnly.stderr.contains("Read-only file system"), "\(command): \(readOnly)")
+            let readOnly = try sandbox.run(
+                [PodSandbox.binary, command, "tiny:1", "--dest", "/srv/model"], environment: environment)
+            #expect(
+                readOnly.status == 1 && readOnly.stderr.contains("/srv/model")
+                    && readOnly.stderr.contains("Read-only file system"), "\(command): \(readOnly)")
             #expect(!readOnly.stderr.contains("NSCocoaErrorDomain"), "\(command): \(readOnly)")
             let errorLines = readOnly.stderr.split(separator: "\n").filter { $0.hasPrefix("error:") }
             #expect(errorLines.count == 1, "\(command): \(readOnly.stderr)")
@@ -214,7 +245,8 @@ import Glibc
         let objects = try kubernetesObjects(repositoryRoot.appendingPathComponent("deploy/backup-cronjob.yaml"))
         let cronJob = try KubernetesDeployTests.object(objects, kind: "CronJob", name: "modelreg-backup")
         let pod = value(cronJob, "spec", "jobTemplate", "spec", "template", "spec")
-        let steps = try Self.containers(pod, secrets: ["modelreg-backup-token": server.adminToken], environment: ["MODELREG_URL": server.url])
+        let steps = try Self.containers(
+            pod, secrets: ["modelreg-backup-token": server.adminToken], environment: ["MODELREG_URL": server.url])
         try #require(steps.map(\.name) == ["backup", "prune", "verify"], "\(steps.map(\.name))")
         let sandbox = try PodSandbox(scratch: scratch.root, volumes: try Self.volumes(pod))
         for step in steps {
@@ -224,7 +256,9 @@ import Glibc
         }
         // The repository on the volume restores, outside the pod, into the registry that was backed up.
         let restored = scratch.url("restored")
-        let restore = try modelreg(["restore", "--from", sandbox.hostPath("/backups/modelreg"), "--data", restored.path])
+        let restore = try modelreg([
+            "restore", "--from", sandbox.hostPath("/backups/modelreg"), "--data", restored.path,
+        ])
         #expect(restore.status == 0, "\(restore)")
     }
 }

@@ -35,26 +35,33 @@ import Testing
         let model = scratch.url("model")
         try FileManager.default.createDirectory(at: model, withIntermediateDirectories: true)
         try Self.manyTensors(80_000).write(to: model.appendingPathComponent("model.safetensors"))
-        try Data(#"{"model_type":"llama","architectures":["LlamaForCausalLM"]}"#.utf8).write(to: model.appendingPathComponent("config.json"))
+        try Data(#"{"model_type":"llama","architectures":["LlamaForCausalLM"]}"#.utf8).write(
+            to: model.appendingPathComponent("config.json"))
         let push = try modelreg(["push", model.path, "big:1"], environment: server.environment)
         try #require(push.status == 0, "\(push)")
         let http = RawHTTP(server: server)
         let manifest = try await http.send(.GET, "/v1/models/big/manifests/:1")
-        try #require(manifest.status == 200 && manifest.body.contains("metadata"), "an inspected manifest, so publishing re-reads the header")
+        try #require(
+            manifest.status == 200 && manifest.body.contains("metadata"),
+            "an inspected manifest, so publishing re-reads the header")
 
         // The kubelet's probe, as a process of its own: curl times each answer itself, so a busy test
         // process cannot add its own delays to the figure.
         let probes = scratch.url("probes")
         let prober = Process()
         prober.executableURL = URL(fileURLWithPath: "/bin/sh")
-        prober.arguments = ["-c", "while :; do curl -s -o /dev/null -w '%{http_code} %{time_total}\\n' \(server.url)/health/ready >> '\(probes.path)'; sleep 0.05; done"]
+        prober.arguments = [
+            "-c",
+            "while :; do curl -s -o /dev/null -w '%{http_code} %{time_total}\\n' \(server.url)/health/ready >> '\(probes.path)'; sleep 0.05; done",
+        ]
         try prober.run()
         let publishing = ContinuousClock.now
         try await withThrowingTaskGroup(of: Void.self) { group in
             for version in 2...7 {
                 group.addTask {
                     let published = try await http.send(
-                        .PUT, "/v1/models/big/versions/\(version)/variants/default", body: Array(manifest.body.utf8), timeout: .minutes(5)
+                        .PUT, "/v1/models/big/versions/\(version)/variants/default", body: Array(manifest.body.utf8),
+                        timeout: .minutes(5)
                     )
                     #expect(published.status == 201, "\(published)")
                 }
@@ -64,14 +71,20 @@ import Testing
         let period = (ContinuousClock.now - publishing).seconds
         prober.terminate()
         prober.waitUntilExit()
-        let answers = try String(contentsOf: probes, encoding: .utf8).split(separator: "\n").map { $0.split(separator: " ") }
+        let answers = try String(contentsOf: probes, encoding: .utf8).split(separator: "\n").map {
+            $0.split(separator: " ")
+        }
         #expect(answers.count >= 3 && answers.allSatisfy { $0.first == "200" }, "\(answers)")
         let seconds = try #require(answers.compactMap { $0.last.flatMap { Double($0) } }.max())
         // The probe's 1 s, or a third of the time the publishes took on a busy machine, whichever is longer.
         // While the parses held the request threads, the slowest answer took most of that time (7.6 s of
         // 12, run alone).
-        #expect(seconds < max(1, period / 3), "the slowest readiness answer took \(seconds) s of the \(period) s six large headers were parsed in")
-        print("publish load: slowest readiness answer \(String(format: "%.3f", seconds)) s while six publishes of a 5 MB header took \(String(format: "%.1f", period)) s")
+        #expect(
+            seconds < max(1, period / 3),
+            "the slowest readiness answer took \(seconds) s of the \(period) s six large headers were parsed in")
+        print(
+            "publish load: slowest readiness answer \(String(format: "%.3f", seconds)) s while six publishes of a 5 MB header took \(String(format: "%.1f", period)) s"
+        )
     }
 }
 

@@ -35,7 +35,8 @@ struct PullReportJSON: Decodable {
         let data = scratch.url("data")
         var server = try ServerProcess(data: data)
 
-        let push = try modelreg(["push", model.path, "org/tiny-llama:1.0", "--variant", "fp16", "--json"], environment: server.environment)
+        let push = try modelreg(
+            ["push", model.path, "org/tiny-llama:1.0", "--variant", "fp16", "--json"], environment: server.environment)
         try #require(push.status == 0, "\(push)")
         let report = try push.json(PushReportJSON.self)
         let local = try snapshot(model)
@@ -44,14 +45,17 @@ struct PullReportJSON: Decodable {
         #expect(report.bytesSent == expectedBytes && report.bytesSkipped == 0)
 
         let firstPull = scratch.url("pulled/one")
-        let pull = try modelreg(["pull", "org/tiny-llama:1.0", "--dest", firstPull.path, "--json"], environment: server.environment)
+        let pull = try modelreg(
+            ["pull", "org/tiny-llama:1.0", "--dest", firstPull.path, "--json"], environment: server.environment)
         try #require(pull.status == 0, "\(pull)")
         #expect(try pull.json(PullReportJSON.self).digest == report.digest)
         try expectSameTree(model, firstPull)
-        #expect(regularFiles(scratch.url("pulled")).allSatisfy { $0.hasPrefix("one/") }, "no staging directory left behind")
+        #expect(
+            regularFiles(scratch.url("pulled")).allSatisfy { $0.hasPrefix("one/") }, "no staging directory left behind")
 
         // A second push of the same directory sends no blob bytes.
-        let again = try modelreg(["push", model.path, "org/tiny-llama:1.0", "--variant", "fp16", "--json"], environment: server.environment)
+        let again = try modelreg(
+            ["push", model.path, "org/tiny-llama:1.0", "--variant", "fp16", "--json"], environment: server.environment)
         try #require(again.status == 0, "\(again)")
         let second = try again.json(PushReportJSON.self)
         #expect(second.bytesSent == 0 && second.blobsUploaded == 0 && !second.created)
@@ -61,14 +65,17 @@ struct PullReportJSON: Decodable {
         server.stop()
         server = try ServerProcess(data: data)
         let secondPull = scratch.url("pulled/two")
-        let afterRestart = try modelreg(["pull", "org/tiny-llama@\(report.digest)", "--dest", secondPull.path], environment: server.environment)
+        let afterRestart = try modelreg(
+            ["pull", "org/tiny-llama@\(report.digest)", "--dest", secondPull.path], environment: server.environment)
         try #require(afterRestart.status == 0, "\(afterRestart)")
         try expectSameTree(model, secondPull)
 
         let alias = try modelreg(["alias", "set", "org/tiny-llama", "prod", "1.0"], environment: server.environment)
         #expect(alias.status == 0, "\(alias)")
         let viaAlias = scratch.url("pulled/prod")
-        #expect(try modelreg(["pull", "org/tiny-llama@prod", "--dest", viaAlias.path], environment: server.environment).status == 0)
+        #expect(
+            try modelreg(["pull", "org/tiny-llama@prod", "--dest", viaAlias.path], environment: server.environment)
+                .status == 0)
         try expectSameTree(model, viaAlias)
 
         let list = try modelreg(["ls", "--json"], environment: server.environment)
@@ -86,15 +93,20 @@ struct PullReportJSON: Decodable {
     @Test func aCopiedBinaryStartsAloneWithItsDefaults() throws {
         let scratch = try Scratch()
         let binary = scratch.url("bin/modelreg")
-        try FileManager.default.createDirectory(at: binary.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(
+            at: binary.deletingLastPathComponent(), withIntermediateDirectories: true)
         try FileManager.default.copyItem(at: modelregBinary, to: binary)
         let work = scratch.url("work")
         try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
-        let server = try ServerProcess(data: work.appendingPathComponent("modelreg-data"), binary: binary, workingDirectory: work)
-        let attributes = try FileManager.default.attributesOfItem(atPath: work.appendingPathComponent("modelreg-data/admin.token").path)
+        let server = try ServerProcess(
+            data: work.appendingPathComponent("modelreg-data"), binary: binary, workingDirectory: work)
+        let attributes = try FileManager.default.attributesOfItem(
+            atPath: work.appendingPathComponent("modelreg-data/admin.token").path)
         #expect((attributes[.posixPermissions] as? Int) == 0o600)
         for path in ["registry.sqlite", "blobs/sha256", "uploads", "tmp"] {
-            #expect(FileManager.default.fileExists(atPath: work.appendingPathComponent("modelreg-data/\(path)").path), "\(path)")
+            #expect(
+                FileManager.default.fileExists(atPath: work.appendingPathComponent("modelreg-data/\(path)").path),
+                "\(path)")
         }
         let ready = try modelreg(["ls"], environment: server.environment)
         #expect(ready.status == 0, "\(ready)")
@@ -106,7 +118,8 @@ struct PullReportJSON: Decodable {
     @Test func tokenCommands() throws {
         let scratch = try Scratch()
         let server = try ServerProcess(data: scratch.url("data"))
-        let created = try modelreg(["token", "create", "--scope", "write", "--name", "ci", "--json"], environment: server.environment)
+        let created = try modelreg(
+            ["token", "create", "--scope", "write", "--name", "ci", "--json"], environment: server.environment)
         try #require(created.status == 0, "\(created)")
         let token = try created.json(CreatedToken.self)
         #expect(token.scope == .write && token.token.hasPrefix("mrt_"))

@@ -3,7 +3,7 @@ import ModelRegistryCore
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// SIGTERM drains: readiness turns 503 at once, new API requests are refused, an upload or a download in
@@ -34,7 +34,8 @@ import Glibc
         let deadline = ContinuousClock.now + .seconds(10)
         while ContinuousClock.now < deadline {
             let sizes = regularFiles(uploads).compactMap {
-                try? FileManager.default.attributesOfItem(atPath: uploads.appendingPathComponent($0).path)[.size] as? Int
+                try? FileManager.default.attributesOfItem(atPath: uploads.appendingPathComponent($0).path)[.size]
+                    as? Int
             }
             if sizes.contains(where: { $0 > 0 }) { return }
             usleep(20_000)
@@ -66,7 +67,8 @@ import Glibc
     static func storeBlob(_ server: ServerProcess, size: Int) throws -> (bytes: [UInt8], digest: Digest) {
         let bytes = try [UInt8](#require(FileHandle(forReadingAtPath: "/dev/urandom")).read(upToCount: size) ?? Data())
         let digest = Digest.of(bytes)
-        let response = try RawConnection(server.url).exchange(Array(blobUploadHead(server, digest, length: size).utf8) + bytes)
+        let response = try RawConnection(server.url).exchange(
+            Array(blobUploadHead(server, digest, length: size).utf8) + bytes)
         try #require(response.status == 201, "storing the blob: \(response.head)")
         return (bytes, digest)
     }
@@ -74,7 +76,10 @@ import Glibc
     /// Starts `GET /v1/blobs/{digest}` on a connection with a small receive buffer, reading nothing yet.
     static func startDownload(_ digest: Digest, from server: ServerProcess) throws -> RawConnection {
         let connection = try RawConnection(server.url, receiveBuffer: 8192)
-        try #require(connection.send("GET /v1/blobs/\(digest) HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \(server.adminToken)\r\n\r\n"))
+        try #require(
+            connection.send(
+                "GET /v1/blobs/\(digest) HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \(server.adminToken)\r\n\r\n"
+            ))
         return connection
     }
 
@@ -110,7 +115,9 @@ import Glibc
         #expect(signalledMidway, "the signal came while the download was in flight")
         let response = RawConnection.parse(received)
         #expect(response.status == 200, "\(response.head)")
-        #expect(response.body.count == blob.bytes.count, "the whole body arrives, not \(response.body.count) of \(blob.bytes.count) bytes")
+        #expect(
+            response.body.count == blob.bytes.count,
+            "the whole body arrives, not \(response.body.count) of \(blob.bytes.count) bytes")
         #expect(Digest.of(Array(response.body)) == blob.digest)
         #expect(server.waitForExit(timeout: .seconds(15)) == 0, "exit 0 after the drain: \(server.logText)")
     }
@@ -127,7 +134,9 @@ import Glibc
         server.terminate()
         #expect(server.waitForExit(timeout: .seconds(15)) == 0, "exit 0 after the drain: \(server.logText)")
         #expect(ContinuousClock.now - start < .seconds(8), "the drain timeout bounds the shutdown")
-        #expect(server.logText.contains("drain timeout expired"), "the stalled download counts as in flight: \(server.logText)")
+        #expect(
+            server.logText.contains("drain timeout expired"),
+            "the stalled download counts as in flight: \(server.logText)")
     }
 
     @Test func sigtermLetsAnUploadInFlightFinishThenExitsZero() throws {
@@ -141,7 +150,9 @@ import Glibc
 
         server.terminate()
         #expect(try Self.awaitReadiness(server, 503), "readiness turns 503 on SIGTERM")
-        #expect(try httpStatus(server.url + "/health/live") == 200, "liveness stays up: the kubelet must not kill a draining pod")
+        #expect(
+            try httpStatus(server.url + "/health/live") == 200,
+            "liveness stays up: the kubelet must not kill a draining pod")
         let refused = try httpStatus(server.url + "/v1/models", headers: ["Authorization: Bearer \(server.adminToken)"])
         #expect(refused == 503, "a new API request is refused while draining")
         #expect(server.process.isRunning, "the server waits for the upload")
@@ -152,7 +163,10 @@ import Glibc
 
         let restarted = try ServerProcess(data: data)
         defer { restarted.kill() }
-        #expect(try httpStatus(restarted.url + "/v1/blobs/\(digest)", headers: ["Authorization: Bearer \(restarted.adminToken)"]) == 200)
+        #expect(
+            try httpStatus(
+                restarted.url + "/v1/blobs/\(digest)", headers: ["Authorization: Bearer \(restarted.adminToken)"])
+                == 200)
         restarted.stop()
     }
 
@@ -168,13 +182,19 @@ import Glibc
         let status = server.waitForExit(timeout: .seconds(15))
         #expect(status == 0, "a drain that expires still ends cleanly: \(server.logText)")
         #expect(ContinuousClock.now - start < .seconds(8), "the drain timeout bounds the shutdown")
-        #expect(server.logText.contains("drain timeout expired"), "the log says transfers were cut off: \(server.logText)")
-        #expect(!server.logText.contains("request failed"), "a cut-off request is not logged as a server failure: \(server.logText)")
+        #expect(
+            server.logText.contains("drain timeout expired"), "the log says transfers were cut off: \(server.logText)")
+        #expect(
+            !server.logText.contains("request failed"),
+            "a cut-off request is not logged as a server failure: \(server.logText)")
         upload.close()
 
         let restarted = try ServerProcess(data: data)
         defer { restarted.kill() }
-        #expect(try httpStatus(restarted.url + "/v1/blobs/\(digest)", headers: ["Authorization: Bearer \(restarted.adminToken)"]) == 404)
+        #expect(
+            try httpStatus(
+                restarted.url + "/v1/blobs/\(digest)", headers: ["Authorization: Bearer \(restarted.adminToken)"])
+                == 404)
         #expect(regularFiles(data.appendingPathComponent("blobs")).isEmpty, "no partial blob became visible")
         restarted.stop()
     }

@@ -25,18 +25,22 @@ import Testing
         let scratch = try Scratch()
         let trusted = try Certificate(in: scratch.root, name: "registry")
         let server = try ServerProcess(
-            data: scratch.url("data"), extraArguments: ["--tls-cert", trusted.certificate.path, "--tls-key", trusted.key.path]
+            data: scratch.url("data"),
+            extraArguments: ["--tls-cert", trusted.certificate.path, "--tls-key", trusted.key.path]
         )
         defer { server.kill() }
         #expect(server.url.hasPrefix("https://127.0.0.1:"))
 
         for host in ["127.0.0.1", "localhost"] {
-            let ok = try shell("curl -sS --cacert '\(trusted.certificate.path)' -o /dev/null -w '%{http_code}' https://\(host):\(server.port)/health/ready")
+            let ok = try shell(
+                "curl -sS --cacert '\(trusted.certificate.path)' -o /dev/null -w '%{http_code}' https://\(host):\(server.port)/health/ready"
+            )
             #expect(ok.status == 0 && ok.output == "200", "curl to \(host): \(ok.output)")
         }
         let untrustedCurl = try shell("curl -sS -o /dev/null https://127.0.0.1:\(server.port)/health/live")
         #expect(untrustedCurl.status == 60, "curl without the CA refuses the certificate: \(untrustedCurl.output)")
-        let plain = try shell("curl -sS -o /dev/null -w '%{http_code}' --max-time 5 http://127.0.0.1:\(server.port)/health/live")
+        let plain = try shell(
+            "curl -sS -o /dev/null -w '%{http_code}' --max-time 5 http://127.0.0.1:\(server.port)/health/live")
         #expect(plain.output != "200", "no plain HTTP on the TLS port: \(plain.output)")
 
         var environment = server.environment
@@ -46,7 +50,9 @@ import Testing
         let push = try modelreg(["push", model.path, "tiny:1.0"], environment: environment)
         try #require(push.status == 0, "\(push)")
         let pulled = scratch.url("pulled")
-        let pull = try modelreg(["pull", "tiny:1.0", "--dest", pulled.path, "--ca-cert", trusted.certificate.path], environment: server.environment)
+        let pull = try modelreg(
+            ["pull", "tiny:1.0", "--dest", pulled.path, "--ca-cert", trusted.certificate.path],
+            environment: server.environment)
         #expect(pull.status == 0, "\(pull)")
         try expectSameTree(model, pulled)
 
@@ -55,17 +61,21 @@ import Testing
         for caEnvironment in [[:], ["MODELREG_CA_CERT": other.certificate.path]] {
             let refused = try modelreg(["ls"], environment: server.environment.merging(caEnvironment) { $1 })
             #expect(refused.status == 9, "\(refused)")
-            #expect(refused.stderr.hasPrefix("error: ") && refused.stderr.contains("certificate is not trusted"), "\(refused.stderr)")
+            #expect(
+                refused.stderr.hasPrefix("error: ") && refused.stderr.contains("certificate is not trusted"),
+                "\(refused.stderr)")
             #expect(refused.stderr.contains("--ca-cert"), "it says what to do: \(refused.stderr)")
         }
-        let unreadable = try modelreg(["ls", "--ca-cert", scratch.url("missing.crt").path], environment: server.environment)
+        let unreadable = try modelreg(
+            ["ls", "--ca-cert", scratch.url("missing.crt").path], environment: server.environment)
         #expect(unreadable.status == 64 && unreadable.stderr.contains("missing.crt"), "\(unreadable)")
         server.stop()
     }
 
     @Test func aMissingOrMismatchedCertificateStopsTheServerAtStart() throws {
         let scratch = try Scratch()
-        let one = try Certificate(in: scratch.root, name: "one"), two = try Certificate(in: scratch.root, name: "two")
+        let one = try Certificate(in: scratch.root, name: "one")
+        let two = try Certificate(in: scratch.root, name: "two")
         let serve = ["serve", "--port", "0", "--data", scratch.url("data").path]
         let cases: [([String], String)] = [
             (["--tls-cert", scratch.url("absent.crt").path, "--tls-key", one.key.path], "absent.crt"),
@@ -79,7 +89,9 @@ import Testing
             #expect(result.status == 64, "\(arguments): \(result)")
             #expect(result.stderr.contains(mention), "\(arguments): \(result.stderr)")
             #expect(!result.stdout.contains("listening"), "\(arguments): \(result.stdout)")
-            #expect(!FileManager.default.fileExists(atPath: scratch.url("data").path), "refused before the data directory is touched")
+            #expect(
+                !FileManager.default.fileExists(atPath: scratch.url("data").path),
+                "refused before the data directory is touched")
         }
     }
 }

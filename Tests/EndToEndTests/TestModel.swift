@@ -19,7 +19,10 @@ enum TestModel {
         var tensors = [Tensor(name: "model.embed_tokens.weight", dtype: "F16", shape: [128, hidden])]
         for layer in 0..<layers {
             for projection in ["q_proj", "k_proj", "v_proj", "o_proj"] {
-                tensors.append(Tensor(name: "model.layers.\(layer).self_attn.\(projection).weight", dtype: "BF16", shape: [hidden, hidden]))
+                tensors.append(
+                    Tensor(
+                        name: "model.layers.\(layer).self_attn.\(projection).weight", dtype: "BF16",
+                        shape: [hidden, hidden]))
             }
             tensors.append(Tensor(name: "model.layers.\(layer).input_layernorm.weight", dtype: "F32", shape: [hidden]))
         }
@@ -32,23 +35,30 @@ enum TestModel {
             let perShard = (tensors.count + shards - 1) / shards
             for shard in 0..<shards {
                 let name = String(format: "model-%05d-of-%05d.safetensors", shard + 1, shards)
-                let part = Array(tensors[min(shard * perShard, tensors.count)..<min((shard + 1) * perShard, tensors.count)])
+                let part = Array(
+                    tensors[min(shard * perShard, tensors.count)..<min((shard + 1) * perShard, tensors.count)])
                 for tensor in part { weightMap[tensor.name] = name }
                 try safetensors(part, generator: &generator).write(to: root.appendingPathComponent(name))
             }
             let total = tensors.reduce(0) { $0 + $1.byteCount }
-            try json(["metadata": ["total_size": total], "weight_map": weightMap]).write(to: root.appendingPathComponent("model.safetensors.index.json"))
+            try json(["metadata": ["total_size": total], "weight_map": weightMap]).write(
+                to: root.appendingPathComponent("model.safetensors.index.json"))
         }
         try json([
-            "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": hidden, "num_hidden_layers": layers,
-            "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 4096, "torch_dtype": "float16",
+            "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": hidden,
+            "num_hidden_layers": layers,
+            "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 4096,
+            "torch_dtype": "float16",
             "vocab_size": 128,
         ]).write(to: root.appendingPathComponent("config.json"))
-        try json(["bos_token_id": 1, "eos_token_id": 2, "temperature": 0.7]).write(to: root.appendingPathComponent("generation_config.json"))
+        try json(["bos_token_id": 1, "eos_token_id": 2, "temperature": 0.7]).write(
+            to: root.appendingPathComponent("generation_config.json"))
         try json(["model": ["type": "BPE", "vocab": ["<s>": 0, "</s>": 1, "a": 2]], "version": "1.0"])
             .write(to: root.appendingPathComponent("tokenizer.json"))
-        try json(["tokenizer_class": "LlamaTokenizer", "model_max_length": 4096]).write(to: root.appendingPathComponent("tokenizer_config.json"))
-        try json(["tensor_parallel_size": 1, "max_model_len": 4096]).write(to: root.appendingPathComponent("serving/vllm.json"))
+        try json(["tokenizer_class": "LlamaTokenizer", "model_max_length": 4096]).write(
+            to: root.appendingPathComponent("tokenizer_config.json"))
+        try json(["tensor_parallel_size": 1, "max_model_len": 4096]).write(
+            to: root.appendingPathComponent("serving/vllm.json"))
         let script = root.appendingPathComponent("serving/start.sh")
         try Data("#!/bin/sh\nexec vllm serve /models --served-model-name tiny\n".utf8).write(to: script)
         try fileManager.setAttributes([.posixPermissions: 0o755], ofItemAtPath: script.path)
@@ -59,7 +69,9 @@ enum TestModel {
         var header: [String: Any] = ["__metadata__": ["format": "pt"]]
         var offset = 0
         for tensor in tensors {
-            header[tensor.name] = ["dtype": tensor.dtype, "shape": tensor.shape, "data_offsets": [offset, offset + tensor.byteCount]]
+            header[tensor.name] = [
+                "dtype": tensor.dtype, "shape": tensor.shape, "data_offsets": [offset, offset + tensor.byteCount],
+            ]
             offset += tensor.byteCount
         }
         var headerBytes = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])

@@ -16,11 +16,13 @@ import Testing
         try Data((admin + "\n").utf8).write(to: adminFile)
         let data = scratch.url("data")
         let server = try ServerProcess(
-            data: data, extraArguments: ["--admin-token-file", adminFile.path, "--log-level", "trace"], adminToken: admin
+            data: data, extraArguments: ["--admin-token-file", adminFile.path, "--log-level", "trace"],
+            adminToken: admin
         )
         defer { server.kill() }
 
-        let created = try modelreg(["token", "create", "--scope", "write", "--name", "ci", "--json"], environment: server.environment)
+        let created = try modelreg(
+            ["token", "create", "--scope", "write", "--name", "ci", "--json"], environment: server.environment)
         try #require(created.status == 0, "\(created)")
         let writeToken = try created.json(Created.self).token
         var asWriter = server.environment
@@ -48,7 +50,9 @@ import Testing
         try expectNoSecret(secrets, under: data, log: server.logText)
         server.stop()
         try expectNoSecret(secrets, under: data, log: server.logText)
-        #expect(server.logText.contains("/v1/models"), "the log did record the requests, so its silence about tokens means something")
+        #expect(
+            server.logText.contains("/v1/models"),
+            "the log did record the requests, so its silence about tokens means something")
     }
 
     private func expectNoSecret(
@@ -61,12 +65,16 @@ import Testing
             for (name, secret) in secrets {
                 // The part after the prefix too, in case something stored it without.
                 for needle in [secret, String(secret.dropFirst(4))] {
-                    #expect(bytes.range(of: Data(needle.utf8)) == nil, "the \(name) token is in \(path)", sourceLocation: sourceLocation)
+                    #expect(
+                        bytes.range(of: Data(needle.utf8)) == nil, "the \(name) token is in \(path)",
+                        sourceLocation: sourceLocation)
                 }
             }
         }
         for (name, secret) in secrets {
-            #expect(!log.contains(String(secret.dropFirst(4))), "the \(name) token is in the server's log", sourceLocation: sourceLocation)
+            #expect(
+                !log.contains(String(secret.dropFirst(4))), "the \(name) token is in the server's log",
+                sourceLocation: sourceLocation)
         }
     }
 
@@ -88,7 +96,9 @@ import Testing
         #expect(try modelreg(["ls"], environment: environment).status == 4, "without a token the admin routes refuse")
 
         let missing = try modelreg(["ls", "--token-file", scratch.url("absent").path], environment: environment)
-        #expect(missing.status == 64 && missing.stderr.hasPrefix("error: ") && missing.stderr.contains("absent"), "\(missing)")
+        #expect(
+            missing.status == 64 && missing.stderr.hasPrefix("error: ") && missing.stderr.contains("absent"),
+            "\(missing)")
         try Data().write(to: file)
         let empty = try modelreg(["ls", "--token-file", file.path], environment: environment)
         #expect(empty.status == 64 && empty.stderr.contains("is empty"), "\(empty)")

@@ -18,7 +18,8 @@ import Testing
             let store = try makeStore(root)
             let digest = Digest.of(bytes)
             let id = try store.createUpload()
-            let offset = try await store.append(id, at: 0, Chunks(parts: [Array(bytes[..<1000]), Array(bytes[1000...])]))
+            let offset = try await store.append(
+                id, at: 0, Chunks(parts: [Array(bytes[..<1000]), Array(bytes[1000...])]))
             #expect(offset == Int64(bytes.count))
             let info = try store.commitUpload(id, expecting: digest)
             #expect(info == BlobInfo(digest: digest, size: Int64(bytes.count)))
@@ -126,7 +127,9 @@ import Testing
             }
             // A restarted server (a new store, no state in memory) hands the same upload back.
             let restarted = try makeStore(root)
-            #expect(try restarted.startUpload(expecting: digest) == StartedUpload(id: started.id, offset: 7000, resumed: true))
+            #expect(
+                try restarted.startUpload(expecting: digest)
+                    == StartedUpload(id: started.id, offset: 7000, resumed: true))
             let other = try restarted.startUpload(expecting: Digest.of(Array("other".utf8)))
             #expect(other.id != started.id && !other.resumed)
 

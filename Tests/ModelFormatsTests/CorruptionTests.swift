@@ -1,7 +1,8 @@
 import Foundation
-@testable import ModelFormats
 import ModelRegistryCore
 import Testing
+
+@testable import ModelFormats
 
 /// Truncated, corrupt and forged files are refused with an error that names the file and what is wrong,
 /// and no input, however mangled, crashes the parsers or makes them allocate what the file claims.
@@ -26,7 +27,9 @@ import Testing
     }
 
     static func safetensorsError(_ bytes: [UInt8], path: String = "model.safetensors") throws -> String {
-        let error = try #require(throws: RegistryError.self) { try SafetensorsHeader.parse(MemoryByteSource(bytes), path: path) }
+        let error = try #require(throws: RegistryError.self) {
+            try SafetensorsHeader.parse(MemoryByteSource(bytes), path: path)
+        }
         #expect(error.code == .invalidModelFile)
         #expect(error.message.hasPrefix("invalid model file \(path): "), "\(error.message)")
         return error.message
@@ -34,21 +37,34 @@ import Testing
 
     @Test func safetensorsRefusals() throws {
         #expect(try Self.safetensorsError([1, 2, 3], path: "shard/a.safetensors").contains("runs past the end"))
-        #expect(try Self.safetensorsError(Self.u64(1 << 60) + Array("{}".utf8)).contains("header length 1152921504606846976 is past the end"))
+        #expect(
+            try Self.safetensorsError(Self.u64(1 << 60) + Array("{}".utf8)).contains(
+                "header length 1152921504606846976 is past the end"))
         #expect(try Self.safetensorsError(Self.u64(.max) + Array("{}".utf8)).contains("past the end"))
         #expect(try Self.safetensorsError(Self.safetensors(header: "[1, 2]")).contains("does not start with '{'"))
         #expect(try Self.safetensorsError(Self.safetensors(header: "{\"a\": ")).contains("not valid JSON"))
         let unknown = #"{"w": {"dtype": "F17", "shape": [2], "data_offsets": [0, 4]}}"#
-        #expect(try Self.safetensorsError(Self.safetensors(header: unknown, dataBytes: 4)).contains("unknown dtype 'F17'"))
-        let overlapping = #"{"a": {"dtype": "F16", "shape": [4], "data_offsets": [0, 8]}, "b": {"dtype": "F16", "shape": [4], "data_offsets": [4, 12]}}"#
-        #expect(try Self.safetensorsError(Self.safetensors(header: overlapping, dataBytes: 12)).contains("tensor 'b' overlaps"))
-        let gap = #"{"a": {"dtype": "F16", "shape": [2], "data_offsets": [0, 4]}, "b": {"dtype": "F16", "shape": [2], "data_offsets": [8, 12]}}"#
+        #expect(
+            try Self.safetensorsError(Self.safetensors(header: unknown, dataBytes: 4)).contains("unknown dtype 'F17'"))
+        let overlapping =
+            #"{"a": {"dtype": "F16", "shape": [4], "data_offsets": [0, 8]}, "b": {"dtype": "F16", "shape": [4], "data_offsets": [4, 12]}}"#
+        #expect(
+            try Self.safetensorsError(Self.safetensors(header: overlapping, dataBytes: 12)).contains(
+                "tensor 'b' overlaps"))
+        let gap =
+            #"{"a": {"dtype": "F16", "shape": [2], "data_offsets": [0, 4]}, "b": {"dtype": "F16", "shape": [2], "data_offsets": [8, 12]}}"#
         #expect(try Self.safetensorsError(Self.safetensors(header: gap, dataBytes: 12)).contains("leaving a gap"))
         let outOfRange = #"{"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}"#
-        #expect(try Self.safetensorsError(Self.safetensors(header: outOfRange, dataBytes: 8)).contains("past the end of the file"))
-        #expect(try Self.safetensorsError(Self.safetensors(header: outOfRange, dataBytes: 20)).contains("cover 16 data bytes but the file holds 20"))
+        #expect(
+            try Self.safetensorsError(Self.safetensors(header: outOfRange, dataBytes: 8)).contains(
+                "past the end of the file"))
+        #expect(
+            try Self.safetensorsError(Self.safetensors(header: outOfRange, dataBytes: 20)).contains(
+                "cover 16 data bytes but the file holds 20"))
         let mismatched = #"{"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 16]}}"#
-        #expect(try Self.safetensorsError(Self.safetensors(header: mismatched, dataBytes: 16)).contains("needs 12 bytes but its offsets span 16"))
+        #expect(
+            try Self.safetensorsError(Self.safetensors(header: mismatched, dataBytes: 16)).contains(
+                "needs 12 bytes but its offsets span 16"))
         let absurd = #"{"a": {"dtype": "F32", "shape": [4294967296, 4294967296], "data_offsets": [0, 16]}}"#
         #expect(try Self.safetensorsError(Self.safetensors(header: absurd, dataBytes: 16)).contains("absurd shape"))
         let negative = #"{"a": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}}"#
@@ -65,7 +81,8 @@ import Testing
             "data_offsets":[0,4]},"Ὀδυσσεύς \\"q\\"\\n":{"dtype":"U8","shape":[],"data_offsets":[4,5]},
             "__metadata__":{"format":"pt","note":"a\\/b\\t"}}\t
             """
-        let parsed = try SafetensorsHeader.parse(MemoryByteSource(Self.safetensors(header: header, dataBytes: 5)), path: "m.safetensors")
+        let parsed = try SafetensorsHeader.parse(
+            MemoryByteSource(Self.safetensors(header: header, dataBytes: 5)), path: "m.safetensors")
         let reference = try #require(try JSONSerialization.jsonObject(with: Data(header.utf8)) as? [String: Any])
         #expect(Set(parsed.tensors.map(\.name)) == Set(reference.keys).subtracting(["__metadata__"]))
         #expect(parsed.tensors.map(\.name).contains("café.w😀"))
@@ -73,7 +90,10 @@ import Testing
         #expect(parsed.tensors.map(\.shape).sorted { $0.count < $1.count } == [[], [2]])
 
         let refused: [(String, String)] = [
-            (#"{"a": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1]}, "a": {"dtype": "U8", "shape": [1], "data_offsets": [1, 2]}}"#, "listed twice"),
+            (
+                #"{"a": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1]}, "a": {"dtype": "U8", "shape": [1], "data_offsets": [1, 2]}}"#,
+                "listed twice"
+            ),
             (#"{"a": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1]}} x"#, "not valid JSON"),
             (#"{"a": {"dtype": "U8", "shape": [1.0], "data_offsets": [0, 1]}}"#, "non-negative"),
             (#"{"a": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1]},}"#, "not valid JSON"),
@@ -82,9 +102,15 @@ import Testing
             (#"{"a": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1], "x": 01}}"#, "not valid JSON"),
             ("{\"a\": {\"dtype\": \"U8\", \"shape\": [1], \"data_offsets\": [0, 1], \"x\": \"\t\"}}", "not valid JSON"),
             (#"{"a": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1, 2]}}"#, "invalid data_offsets"),
-            (#"{"a": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1]}, "__metadata__": "x"}"#, "__metadata__ is not an object"),
-            (#"{"a": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1], "x": "# + String(repeating: "[", count: 100) + String(repeating: "]", count: 100) + "}}",
-             "nests deeper"),
+            (
+                #"{"a": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1]}, "__metadata__": "x"}"#,
+                "__metadata__ is not an object"
+            ),
+            (
+                #"{"a": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1], "x": "#
+                    + String(repeating: "[", count: 100) + String(repeating: "]", count: 100) + "}}",
+                "nests deeper"
+            ),
         ]
         for (json, message) in refused {
             let error = try Self.safetensorsError(Self.safetensors(header: json, dataBytes: 2))
@@ -96,7 +122,9 @@ import Testing
 
     @Test func aHeaderLengthOverTheLimitIsRefusedBeforeReadingIt() throws {
         let source = PaddedSource(prefix: Self.u64(200_000_000) + Array("{".utf8), size: 1 << 40)
-        let error = try #require(throws: RegistryError.self) { try SafetensorsHeader.parse(source, path: "big.safetensors") }
+        let error = try #require(throws: RegistryError.self) {
+            try SafetensorsHeader.parse(source, path: "big.safetensors")
+        }
         #expect(error.message.contains("over the 100000000-byte limit"))
     }
 
@@ -116,16 +144,20 @@ import Testing
         #expect(try Self.ggufError(Array("GGML".utf8) + [0, 0, 0, 0]).contains("magic"))
         #expect(try Self.ggufError(Self.ggufPrefix(version: 1)).contains("version 1 is not supported"))
         #expect(try Self.ggufError(Self.ggufPrefix(version: UInt32(3).byteSwapped)).contains("big-endian"))
-        #expect(try Self.ggufError(Self.ggufPrefix(tensors: 1 << 60)).contains("tensor count 1152921504606846976 is more than the file could hold"))
+        #expect(
+            try Self.ggufError(Self.ggufPrefix(tensors: 1 << 60)).contains(
+                "tensor count 1152921504606846976 is more than the file could hold"))
         #expect(try Self.ggufError(Self.ggufPrefix(values: 1 << 60)).contains("metadata count"))
         #expect(try Self.ggufError(Array(Self.ggufPrefix(values: 1).prefix(20))).contains("runs past the end"))
         // A key claiming 2^60 bytes, in a file large enough for the counts.
-        #expect(try Self.ggufError(Self.ggufPrefix(values: 1) + Self.u64(1 << 60), size: 4096).contains("absurd length"))
+        #expect(
+            try Self.ggufError(Self.ggufPrefix(values: 1) + Self.u64(1 << 60), size: 4096).contains("absurd length"))
         // Arrays claiming 2^40 and 2^62 four-byte elements.
         let array = Self.ggufPrefix(values: 1) + Self.u64(1) + Array("k".utf8) + [9, 0, 0, 0, 4, 0, 0, 0]
         #expect(try Self.ggufError(array + Self.u64(1 << 40), size: 4096).contains("runs past the end"))
         #expect(try Self.ggufError(array + Self.u64(1 << 62), size: 4096).contains("absurd array length"))
-        let strings = Self.ggufPrefix(values: 1) + Self.u64(1) + Array("k".utf8) + [9, 0, 0, 0, 8, 0, 0, 0] + Self.u64(1 << 62)
+        let strings =
+            Self.ggufPrefix(values: 1) + Self.u64(1) + Array("k".utf8) + [9, 0, 0, 0, 8, 0, 0, 0] + Self.u64(1 << 62)
         #expect(try Self.ggufError(strings, size: 4096).contains("absurd array length"))
         let unknownValue = Self.ggufPrefix(values: 1) + Self.u64(1) + Array("k".utf8) + [13, 0, 0, 0]
         #expect(try Self.ggufError(unknownValue, size: 4096).contains("unknown value type 13"))
@@ -140,7 +172,9 @@ import Testing
 
         var block = GGUFWriter()
         block.add("t", "Q4_K", [100, 2])
-        #expect(try Self.ggufError(block.bytes() + [UInt8](repeating: 0, count: 512)).contains("not a multiple of the Q4_K block size 256"))
+        #expect(
+            try Self.ggufError(block.bytes() + [UInt8](repeating: 0, count: 512)).contains(
+                "not a multiple of the Q4_K block size 256"))
 
         var truncated = GGUFWriter()
         truncated.add("t", "F32", [64])
@@ -181,8 +215,12 @@ import Testing
             #expect(error.message.hasPrefix("invalid model file m/model.safetensors.index.json: "), "\(error.message)")
             return error.message
         }
-        #expect(try model(["x": "a.safetensors", "y": "a.safetensors", "z": "b.safetensors", "w": "c.safetensors"]).contains("names shard m/c.safetensors, which is not among the files"))
-        #expect(try model(["x": "a.safetensors", "y": "a.safetensors", "z": "b.safetensors"]).contains("shard m/b.safetensors holds tensor 'y' but the index maps it to m/a.safetensors"))
+        #expect(
+            try model(["x": "a.safetensors", "y": "a.safetensors", "z": "b.safetensors", "w": "c.safetensors"])
+                .contains("names shard m/c.safetensors, which is not among the files"))
+        #expect(
+            try model(["x": "a.safetensors", "y": "a.safetensors", "z": "b.safetensors"]).contains(
+                "shard m/b.safetensors holds tensor 'y' but the index maps it to m/a.safetensors"))
         #expect(try model(["x": "a.safetensors", "y": "b.safetensors", "z": "a.safetensors"]).contains("holds tensor"))
     }
 
@@ -199,9 +237,12 @@ import Testing
         gguf.set("tokenizer.ggml.tokens", .strings(["<s>", "</s>", "a", "b"]))
         gguf.add("token_embd.weight", "Q8_0", [32, 4])
         gguf.add("blk.0.attn_q.weight", "Q4_K", [256, 2])
-        let originals: [(String, [UInt8])] = [("model.safetensors", try safetensors.bytes()), ("model.gguf", gguf.bytes())]
+        let originals: [(String, [UInt8])] = [
+            ("model.safetensors", try safetensors.bytes()), ("model.gguf", gguf.bytes()),
+        ]
         var random = SystemRandomNumberGenerator()
-        var refused = 0, accepted = 0
+        var refused = 0
+        var accepted = 0
         for iteration in 0..<6000 {
             let (path, original) = originals[iteration % 2]
             var bytes = original
@@ -210,10 +251,12 @@ import Testing
                 bytes = Array(bytes.prefix(Int.random(in: 0...bytes.count, using: &random)))
             case 1:
                 let at = Int.random(in: 0..<min(bytes.count, 400), using: &random)
-                bytes.replaceSubrange(at..<min(bytes.count, at + 8), with: Self.u64(UInt64.random(in: 0...UInt64.max, using: &random)))
+                bytes.replaceSubrange(
+                    at..<min(bytes.count, at + 8), with: Self.u64(UInt64.random(in: 0...UInt64.max, using: &random)))
             default:
                 for _ in 0..<Int.random(in: 1...4, using: &random) {
-                    bytes[Int.random(in: 0..<min(bytes.count, 400), using: &random)] = UInt8.random(in: 0...255, using: &random)
+                    bytes[Int.random(in: 0..<min(bytes.count, 400), using: &random)] = UInt8.random(
+                        in: 0...255, using: &random)
                 }
             }
             do {

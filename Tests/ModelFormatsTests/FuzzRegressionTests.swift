@@ -1,7 +1,8 @@
 import Foundation
-@testable import ModelFormats
 import ModelRegistryCore
 import Testing
+
+@testable import ModelFormats
 
 /// Inputs on the paths the fuzz targets in Fuzz/ drive: each used to trap the process instead of being
 /// refused with an error naming the file, or taken with what it can tell.
@@ -60,10 +61,13 @@ import Testing
     /// A manifest's metadata is whatever the registry serves: sums that overflow saturate, so such a variant
     /// never fits a budget.
     @Test func anEstimateOfAbsurdMetadataSaturates() {
-        let metadata = ModelMetadata(parameterCount: nil, dtypeBytes: [:], weightBytes: .max, kvCacheBytesPerToken: .max, weightFiles: [:])
+        let metadata = ModelMetadata(
+            parameterCount: nil, dtypeBytes: [:], weightBytes: .max, kvCacheBytesPerToken: .max, weightFiles: [:])
         let estimate = MemoryEstimate(metadata: metadata, concurrency: 4)
         #expect(estimate.totalBytes == .max && estimate.kvCacheBytes == .max)
-        let choice = VariantFit.choose([(.default, Manifest(format: .other, files: [], metadata: metadata))], budget: .max - 1, contextLength: nil, concurrency: 1)
+        let choice = VariantFit.choose(
+            [(.default, Manifest(format: .other, files: [], metadata: metadata))], budget: .max - 1, contextLength: nil,
+            concurrency: 1)
         #expect(choice.chosen == nil)
     }
 }

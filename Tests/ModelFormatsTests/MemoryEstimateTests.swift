@@ -1,7 +1,8 @@
 import Foundation
-@testable import ModelFormats
 import ModelRegistryCore
 import Testing
+
+@testable import ModelFormats
 
 /// Memory estimates for well-known architectures, and choosing the variant that fits a GPU.
 @Suite struct MemoryEstimateTests {
@@ -19,33 +20,45 @@ import Testing
     static let architectures: [Architecture] = [
         Architecture(
             name: "Llama-3-8B",
-            config: #"{"hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8, "max_position_embeddings": 8192, "torch_dtype": "bfloat16"}"#,
-            parameters: 8_030_261_248, kvCacheBytesPerToken: 128 << 10, estimate8192: 19_011_032_268, estimateFourAtOwnContext: 22_232_257_740
+            config:
+                #"{"hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8, "max_position_embeddings": 8192, "torch_dtype": "bfloat16"}"#,
+            parameters: 8_030_261_248, kvCacheBytesPerToken: 128 << 10, estimate8192: 19_011_032_268,
+            estimateFourAtOwnContext: 22_232_257_740
         ),
         Architecture(
             name: "Llama-2-7B",
-            config: #"{"hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32, "max_position_embeddings": 4096, "torch_dtype": "float16"}"#,
-            parameters: 6_738_415_616, kvCacheBytesPerToken: 512 << 10, estimate8192: 19_519_381_913, estimateFourAtOwnContext: 23_814_349_209
+            config:
+                #"{"hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32, "max_position_embeddings": 4096, "torch_dtype": "float16"}"#,
+            parameters: 6_738_415_616, kvCacheBytesPerToken: 512 << 10, estimate8192: 19_519_381_913,
+            estimateFourAtOwnContext: 23_814_349_209
         ),
         Architecture(
             name: "Mistral-7B",
-            config: #"{"hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8, "max_position_embeddings": 32768, "torch_dtype": "bfloat16"}"#,
-            parameters: 7_241_732_096, kvCacheBytesPerToken: 128 << 10, estimate8192: 17_355_121_049, estimateFourAtOwnContext: 33_461_248_409
+            config:
+                #"{"hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8, "max_position_embeddings": 32768, "torch_dtype": "bfloat16"}"#,
+            parameters: 7_241_732_096, kvCacheBytesPerToken: 128 << 10, estimate8192: 17_355_121_049,
+            estimateFourAtOwnContext: 33_461_248_409
         ),
         Architecture(
             name: "Qwen2-7B",
-            config: #"{"hidden_size": 3584, "num_hidden_layers": 28, "num_attention_heads": 28, "num_key_value_heads": 4, "max_position_embeddings": 32768, "torch_dtype": "bfloat16"}"#,
-            parameters: 7_615_616_512, kvCacheBytesPerToken: 56 << 10, estimate8192: 17_536_298_547, estimateFourAtOwnContext: 24_582_729_267
+            config:
+                #"{"hidden_size": 3584, "num_hidden_layers": 28, "num_attention_heads": 28, "num_key_value_heads": 4, "max_position_embeddings": 32768, "torch_dtype": "bfloat16"}"#,
+            parameters: 7_615_616_512, kvCacheBytesPerToken: 56 << 10, estimate8192: 17_536_298_547,
+            estimateFourAtOwnContext: 24_582_729_267
         ),
         Architecture(
             name: "Llama-3-70B",
-            config: #"{"hidden_size": 8192, "num_hidden_layers": 80, "num_attention_heads": 64, "num_key_value_heads": 8, "max_position_embeddings": 8192, "torch_dtype": "bfloat16"}"#,
-            parameters: 70_553_706_496, kvCacheBytesPerToken: 320 << 10, estimate8192: 151_920_880_025, estimateFourAtOwnContext: 159_973_943_705
+            config:
+                #"{"hidden_size": 8192, "num_hidden_layers": 80, "num_attention_heads": 64, "num_key_value_heads": 8, "max_position_embeddings": 8192, "torch_dtype": "bfloat16"}"#,
+            parameters: 70_553_706_496, kvCacheBytesPerToken: 320 << 10, estimate8192: 151_920_880_025,
+            estimateFourAtOwnContext: 159_973_943_705
         ),
         Architecture(
             name: "Gemma-7B",
-            config: #"{"hidden_size": 3072, "num_hidden_layers": 28, "num_attention_heads": 16, "num_key_value_heads": 16, "head_dim": 256, "max_position_embeddings": 8192, "torch_dtype": "bfloat16"}"#,
-            parameters: 8_537_680_896, kvCacheBytesPerToken: 448 << 10, estimate8192: 22_760_968_089, estimateFourAtOwnContext: 34_035_257_241
+            config:
+                #"{"hidden_size": 3072, "num_hidden_layers": 28, "num_attention_heads": 16, "num_key_value_heads": 16, "head_dim": 256, "max_position_embeddings": 8192, "torch_dtype": "bfloat16"}"#,
+            parameters: 8_537_680_896, kvCacheBytesPerToken: 448 << 10, estimate8192: 22_760_968_089,
+            estimateFourAtOwnContext: 34_035_257_241
         ),
     ]
 
@@ -107,7 +120,8 @@ import Testing
 
     @Test func aFloat32ModelCachesFloat32AndHugeRequestsSaturate() throws {
         let metadata = ModelMetadata(
-            parameterCount: 10, dtypeBytes: ["F32": 40], weightBytes: 40, torchDtype: "float32", layers: 2, kvHeads: 2, headDim: 4,
+            parameterCount: 10, dtypeBytes: ["F32": 40], weightBytes: 40, torchDtype: "float32", layers: 2, kvHeads: 2,
+            headDim: 4,
             kvCacheBytesPerToken: 2 * 2 * 2 * 4 * 4, weightFiles: ["model.safetensors": "safetensors"]
         )
         #expect(MemoryEstimate(metadata: metadata).contextLength == MemoryEstimate.defaultContextLength)
@@ -117,7 +131,8 @@ import Testing
 
     static func manifest(weightBytes: Int64, kvPerToken: Int64 = 128 << 10) -> Manifest {
         let metadata = ModelMetadata(
-            parameterCount: 8_030_261_248, dtypeBytes: ["BF16": weightBytes], weightBytes: weightBytes, contextLength: 8192,
+            parameterCount: 8_030_261_248, dtypeBytes: ["BF16": weightBytes], weightBytes: weightBytes,
+            contextLength: 8192,
             kvCacheBytesPerToken: kvPerToken, weightFiles: ["model.safetensors": "safetensors"]
         )
         let file = ManifestFile(path: try! ManifestPath("model.safetensors"), digest: Digest.of([1]), size: weightBytes)
@@ -128,7 +143,11 @@ import Testing
         (try! VariantName("awq-int4"), manifest(weightBytes: 5_730_000_000)),
         (try! VariantName("fp16"), manifest(weightBytes: 16_060_522_496)),
         (try! VariantName("gguf-q4_k_m"), manifest(weightBytes: 4_920_000_000)),
-        (try! VariantName("opaque"), Manifest(format: .other, files: [ManifestFile(path: try! ManifestPath("w"), digest: Digest.of([2]), size: 1)])),
+        (
+            try! VariantName("opaque"),
+            Manifest(
+                format: .other, files: [ManifestFile(path: try! ManifestPath("w"), digest: Digest.of([2]), size: 1)])
+        ),
     ]
 
     @Test func theHighestPrecisionVariantThatFitsIsChosen() {

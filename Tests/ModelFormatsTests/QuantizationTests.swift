@@ -1,14 +1,18 @@
 import Foundation
-@testable import ModelFormats
 import ModelRegistryCore
 import Testing
 
+@testable import ModelFormats
+
 /// config.json parsing, quantized checkpoints, and declared quantizations checked against the files.
 @Suite struct QuantizationTests {
-    static var llamaShape: [String: Any] { [
-        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 256, "num_hidden_layers": 2,
-        "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 4096, "torch_dtype": "float16",
-    ] }
+    static var llamaShape: [String: Any] {
+        [
+            "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 256, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 4096,
+            "torch_dtype": "float16",
+        ]
+    }
 
     static func config(_ quantization: [String: Any]?) -> [String: Any] {
         var config = llamaShape
@@ -27,21 +31,39 @@ import Testing
         #expect(config.attentionHeads == 4 && config.kvHeads == 2 && config.headDim == 64)
         #expect(config.maxPositionEmbeddings == 4096 && config.torchDtype == "float16" && config.quantization == nil)
         // Without num_key_value_heads every head has its own KV; an explicit head_dim wins.
-        let mha = try Self.parse(["hidden_size": 4096, "num_attention_heads": 32, "head_dim": 256, "num_hidden_layers": 1])
+        let mha = try Self.parse([
+            "hidden_size": 4096, "num_attention_heads": 32, "head_dim": 256, "num_hidden_layers": 1,
+        ])
         #expect(mha.kvHeads == 32 && mha.headDim == 256)
-        let multimodal = try Self.parse(["architectures": ["Qwen2VLForConditionalGeneration"], "text_config": Self.llamaShape])
+        let multimodal = try Self.parse([
+            "architectures": ["Qwen2VLForConditionalGeneration"], "text_config": Self.llamaShape,
+        ])
         #expect(multimodal.layers == 2 && multimodal.kvHeads == 2)
     }
 
     @Test(arguments: [
-        (#"{"quant_method": "awq", "bits": 4, "group_size": 128, "version": "gemm", "zero_point": true}"#, Quantization(method: "awq", bits: 4, groupSize: 128)),
-        (#"{"quant_method": "gptq", "bits": 4, "group_size": 128, "desc_act": false, "sym": true}"#, Quantization(method: "gptq", bits: 4, groupSize: 128)),
+        (
+            #"{"quant_method": "awq", "bits": 4, "group_size": 128, "version": "gemm", "zero_point": true}"#,
+            Quantization(method: "awq", bits: 4, groupSize: 128)
+        ),
+        (
+            #"{"quant_method": "gptq", "bits": 4, "group_size": 128, "desc_act": false, "sym": true}"#,
+            Quantization(method: "gptq", bits: 4, groupSize: 128)
+        ),
         (#"{"quant_method": "gptq", "bits": 8, "group_size": -1}"#, Quantization(method: "gptq", bits: 8)),
-        (#"{"quant_method": "bitsandbytes", "load_in_4bit": true, "bnb_4bit_quant_type": "nf4"}"#, Quantization(method: "bitsandbytes", bits: 4)),
+        (
+            #"{"quant_method": "bitsandbytes", "load_in_4bit": true, "bnb_4bit_quant_type": "nf4"}"#,
+            Quantization(method: "bitsandbytes", bits: 4)
+        ),
         (#"{"load_in_8bit": true}"#, Quantization(method: "bitsandbytes", bits: 8)),
-        (#"{"quant_method": "fp8", "activation_scheme": "dynamic", "weight_block_size": [128, 128]}"#, Quantization(method: "fp8", bits: 8)),
-        (#"{"quant_method": "compressed-tensors", "format": "pack-quantized", "config_groups": {"group_0": {"targets": ["Linear"], "weights": {"num_bits": 4, "group_size": 128, "strategy": "group", "type": "int"}}}}"#,
-         Quantization(method: "compressed-tensors", bits: 4, groupSize: 128)),
+        (
+            #"{"quant_method": "fp8", "activation_scheme": "dynamic", "weight_block_size": [128, 128]}"#,
+            Quantization(method: "fp8", bits: 8)
+        ),
+        (
+            #"{"quant_method": "compressed-tensors", "format": "pack-quantized", "config_groups": {"group_0": {"targets": ["Linear"], "weights": {"num_bits": 4, "group_size": 128, "strategy": "group", "type": "int"}}}}"#,
+            Quantization(method: "compressed-tensors", bits: 4, groupSize: 128)
+        ),
     ])
     func quantizationConfigs(_ json: String, _ expected: Quantization) throws {
         let quantization = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any]
@@ -67,10 +89,15 @@ import Testing
         // 2 (K and V) × 2 layers × 2 KV heads × 64 head dim × 2 bytes (float16)
         #expect(metadata.kvCacheBytesPerToken == 1024 && metadata.contextLength == 4096)
         try ManifestVerification.checkQuantization(Quantization(method: "AWQ", bits: 4), against: inspection)
-        #expect(throws: RegistryError.self) { try ManifestVerification.checkQuantization(Quantization(method: "gptq", bits: 4), against: inspection) }
-        #expect(throws: RegistryError.self) { try ManifestVerification.checkQuantization(Quantization(method: "awq", bits: 8), against: inspection) }
         #expect(throws: RegistryError.self) {
-            try ManifestVerification.checkQuantization(Quantization(method: "awq", bits: 4, groupSize: 64), against: inspection)
+            try ManifestVerification.checkQuantization(Quantization(method: "gptq", bits: 4), against: inspection)
+        }
+        #expect(throws: RegistryError.self) {
+            try ManifestVerification.checkQuantization(Quantization(method: "awq", bits: 8), against: inspection)
+        }
+        #expect(throws: RegistryError.self) {
+            try ManifestVerification.checkQuantization(
+                Quantization(method: "awq", bits: 4, groupSize: 64), against: inspection)
         }
     }
 
@@ -101,7 +128,9 @@ import Testing
         try weights.write(to: directory.file("model.safetensors"))
         let error = try #require(throws: RegistryError.self) { try directory.inspect() }
         #expect(error.code == .invalidModelFile)
-        #expect(error.message.contains("config.json") && error.message.contains("awq 4-bit") && error.message.contains("F16"))
+        #expect(
+            error.message.contains("config.json") && error.message.contains("awq 4-bit")
+                && error.message.contains("F16"))
     }
 
     @Test func aDeclaredQuantizationOverFullPrecisionFilesIsRefused() throws {
@@ -116,7 +145,9 @@ import Testing
             try ManifestVerification.checkQuantization(Quantization(method: "awq", bits: 4), against: inspection)
         }
         #expect(error.code == .invalidManifest && error.message.contains("BF16"))
-        #expect(throws: RegistryError.self) { try ManifestVerification.merge(declared: nil, derivedFrom: try VariantName("fp16"), inspection: inspection) }
+        #expect(throws: RegistryError.self) {
+            try ManifestVerification.merge(declared: nil, derivedFrom: try VariantName("fp16"), inspection: inspection)
+        }
         #expect(try ManifestVerification.merge(declared: nil, derivedFrom: nil, inspection: inspection) == nil)
     }
 
@@ -130,7 +161,9 @@ import Testing
         let inspection = try directory.inspect()
         #expect(inspection.quantization == Quantization(method: "q8_0", bits: 8))
         try ManifestVerification.checkQuantization(Quantization(method: "Q8_0"), against: inspection)
-        #expect(throws: RegistryError.self) { try ManifestVerification.checkQuantization(Quantization(method: "q4_k_m", bits: 4), against: inspection) }
+        #expect(throws: RegistryError.self) {
+            try ManifestVerification.checkQuantization(Quantization(method: "q4_k_m", bits: 4), against: inspection)
+        }
     }
 
     @Test func withoutAFileTypeTheDominantTensorTypeNamesTheQuantization() throws {
@@ -152,13 +185,20 @@ import Testing
 
     @Test func pytorchCheckpointsAreRecognisedByTheirContainerNeverUnpickled() throws {
         let directory = try TemporaryDirectory()
-        try Data([0x50, 0x4B, 0x03, 0x04] + [UInt8](repeating: 0, count: 60)).write(to: directory.file("pytorch_model-00001-of-00002.bin"))
-        try Data([0x80, 0x02, 0x8A, 0x0A, 0x6C, 0xFC, 0x9C, 0x46] + [UInt8](repeating: 0, count: 36)).write(to: directory.file("pytorch_model-00002-of-00002.bin"))
+        try Data([0x50, 0x4B, 0x03, 0x04] + [UInt8](repeating: 0, count: 60)).write(
+            to: directory.file("pytorch_model-00001-of-00002.bin"))
+        try Data([0x80, 0x02, 0x8A, 0x0A, 0x6C, 0xFC, 0x9C, 0x46] + [UInt8](repeating: 0, count: 36)).write(
+            to: directory.file("pytorch_model-00002-of-00002.bin"))
         try Data("not a checkpoint".utf8).write(to: directory.file("training_args.bin"))
-        try directory.write("pytorch_model.bin.index.json", json: ["weight_map": ["a": "pytorch_model-00001-of-00002.bin", "b": "pytorch_model-00002-of-00002.bin"]])
+        try directory.write(
+            "pytorch_model.bin.index.json",
+            json: ["weight_map": ["a": "pytorch_model-00001-of-00002.bin", "b": "pytorch_model-00002-of-00002.bin"]])
         try directory.write("config.json", json: Self.llamaShape)
         let metadata = try #require(try directory.inspect().metadata)
-        #expect(metadata.weightFiles == ["pytorch_model-00001-of-00002.bin": "pytorch-zip", "pytorch_model-00002-of-00002.bin": "pytorch-pickle"])
+        #expect(
+            metadata.weightFiles == [
+                "pytorch_model-00001-of-00002.bin": "pytorch-zip", "pytorch_model-00002-of-00002.bin": "pytorch-pickle",
+            ])
         #expect(metadata.parameterCount == nil && metadata.weightBytes == 64 + 44)
         #expect(metadata.architecture == "LlamaForCausalLM")
     }

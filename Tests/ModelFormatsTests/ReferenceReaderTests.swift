@@ -1,7 +1,8 @@
 import Foundation
-@testable import ModelFormats
 import ModelRegistryCore
 import Testing
+
+@testable import ModelFormats
 
 /// Files written by the formats' own Python packages, read by modelreg and by the packages' readers.
 @Suite struct ReferenceReaderTests {
@@ -43,7 +44,9 @@ import Testing
         let expected = try #require(report.safetensors["single/model.safetensors"])
         let metadata = try #require(try inspect("single").metadata)
         #expect(metadata.parameterCount == expected.tensors.values.reduce(0) { $0 + $1.shape.reduce(1, *) })
-        let expectedBytes: [String: Int64] = ["F16": 7168, "F32": 128, "F64": 12288, "I8": 32, "I64": 128, "I32": 4, "BOOL": 3]
+        let expectedBytes: [String: Int64] = [
+            "F16": 7168, "F32": 128, "F64": 12288, "I8": 32, "I64": 128, "I32": 4, "BOOL": 3,
+        ]
         #expect(metadata.dtypeBytes == expectedBytes)
         #expect(metadata.weightFiles == ["model.safetensors": "safetensors"])
     }
@@ -64,10 +67,10 @@ import Testing
         let header = try GGUFHeader.parse(try source(path), path: path)
         #expect(header.version == expected.version)
         #expect(header.architecture == expected.architecture)
-        #expect(header.metadata["general.file_type"]?.integer == expected.file_type)
-        #expect(header.architectureValue("context_length") == expected.context_length)
-        #expect(header.metadata["general.quantization_version"]?.integer == expected.quantization_version)
-        #expect(header.metadata["tokenizer.ggml.tokens"] == .array(elementType: 8, count: UInt64(expected.token_count)))
+        #expect(header.metadata["general.file_type"]?.integer == expected.fileType)
+        #expect(header.architectureValue("context_length") == expected.contextLength)
+        #expect(header.metadata["general.quantization_version"]?.integer == expected.quantizationVersion)
+        #expect(header.metadata["tokenizer.ggml.tokens"] == .array(elementType: 8, count: UInt64(expected.tokenCount)))
         #expect(Set(header.tensors.map(\.name)) == Set(expected.tensors.keys))
         for tensor in header.tensors {
             let reference = try #require(expected.tensors[tensor.name])
@@ -76,7 +79,10 @@ import Testing
             #expect(tensor.elementCount == reference.elements, "\(tensor.name)")
             #expect(tensor.byteCount == reference.bytes, "\(tensor.name)")
         }
-        #expect(Set(header.tensors.map(\.type.name)).isSuperset(of: ["Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_0", "Q4_0", "IQ4_XS", "F16", "F32"]))
+        #expect(
+            Set(header.tensors.map(\.type.name)).isSuperset(of: [
+                "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_0", "Q4_0", "IQ4_XS", "F16", "F32",
+            ]))
     }
 
     @Test func ggufMetadataAndQuantization() throws {
@@ -87,7 +93,8 @@ import Testing
         #expect(metadata.architecture == "llama")
         #expect(metadata.parameterCount == expected.tensors.values.reduce(0) { $0 + $1.elements })
         #expect(metadata.weightBytes == expected.tensors.values.reduce(0) { $0 + $1.bytes })
-        #expect(metadata.contextLength == 2048 && metadata.layers == 2 && metadata.kvHeads == 2 && metadata.headDim == 64)
+        #expect(
+            metadata.contextLength == 2048 && metadata.layers == 2 && metadata.kvHeads == 2 && metadata.headDim == 64)
         // 2 (K and V) × 2 layers × 2 KV heads × 64 head dim × 2 bytes (F16 cache)
         #expect(metadata.kvCacheBytesPerToken == 1024)
     }

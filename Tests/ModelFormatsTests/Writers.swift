@@ -11,12 +11,13 @@ struct SafetensorsWriter {
         var shape: [Int64]
 
         var byteCount: Int64 {
-            let bits: Int64 = switch dtype {
-            case "F32", "I32", "U32": 32
-            case "F16", "BF16", "I16": 16
-            case "F64", "I64": 64
-            default: 8
-            }
+            let bits: Int64 =
+                switch dtype {
+                case "F32", "I32", "U32": 32
+                case "F16", "BF16", "I16": 16
+                case "F64", "I64": 64
+                default: 8
+                }
             return shape.reduce(1, *) * bits / 8
         }
     }
@@ -32,7 +33,9 @@ struct SafetensorsWriter {
         var header: [String: Any] = ["__metadata__": metadata]
         var offset: Int64 = 0
         for tensor in tensors {
-            header[tensor.name] = ["dtype": tensor.dtype, "shape": tensor.shape, "data_offsets": [offset, offset + tensor.byteCount]]
+            header[tensor.name] = [
+                "dtype": tensor.dtype, "shape": tensor.shape, "data_offsets": [offset, offset + tensor.byteCount],
+            ]
             offset += tensor.byteCount
         }
         var bytes = [UInt8](try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys]))
@@ -85,14 +88,16 @@ struct GGUFWriter {
     private static func string(_ text: String) -> [UInt8] { u64(UInt64(text.utf8.count)) + Array(text.utf8) }
 
     func header() -> [UInt8] {
-        var out = Array("GGUF".utf8) + Self.u32(version) + Self.u64(UInt64(tensors.count)) + Self.u64(UInt64(values.count))
+        var out =
+            Array("GGUF".utf8) + Self.u32(version) + Self.u64(UInt64(tensors.count)) + Self.u64(UInt64(values.count))
         for (key, value) in values {
             out += Self.string(key)
             switch value {
             case .u32(let number): out += Self.u32(4) + Self.u32(number)
             case .f32(let number): out += Self.u32(6) + Self.u32(number.bitPattern)
             case .string(let text): out += Self.u32(8) + Self.string(text)
-            case .strings(let texts): out += Self.u32(9) + Self.u32(8) + Self.u64(UInt64(texts.count)) + texts.flatMap(Self.string)
+            case .strings(let texts):
+                out += Self.u32(9) + Self.u32(8) + Self.u64(UInt64(texts.count)) + texts.flatMap(Self.string)
             }
         }
         var offset: Int64 = 0
@@ -108,7 +113,8 @@ struct GGUFWriter {
 
     var dataBytes: Int64 {
         guard let last = tensors.last else { return 0 }
-        return tensors.dropLast().reduce(0) { $0 + ($1.byteCount + alignment - 1) / alignment * alignment } + last.byteCount
+        return tensors.dropLast().reduce(0) { $0 + ($1.byteCount + alignment - 1) / alignment * alignment }
+            + last.byteCount
     }
 
     func bytes() -> [UInt8] { header() + [UInt8](repeating: 0, count: Int(dataBytes)) }
@@ -156,7 +162,8 @@ final class TemporaryDirectory: @unchecked Sendable {
     func inspect() throws -> Inspection {
         let paths = try FileManager.default.subpathsOfDirectory(atPath: url.path).filter { path in
             var isDirectory: ObjCBool = false
-            return FileManager.default.fileExists(atPath: url.appendingPathComponent(path).path, isDirectory: &isDirectory) && !isDirectory.boolValue
+            return FileManager.default.fileExists(
+                atPath: url.appendingPathComponent(path).path, isDirectory: &isDirectory) && !isDirectory.boolValue
         }.sorted()
         return try ModelInspector.inspect(paths: try paths.map { try ManifestPath($0) }) { path throws(RegistryError) in
             try FileByteSource(path: url.appendingPathComponent(path.value).path)

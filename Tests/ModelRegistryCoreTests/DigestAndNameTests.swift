@@ -3,7 +3,9 @@ import Testing
 
 @Suite struct DigestTests {
     @Test func knownVector() {
-        #expect(Digest.of(Array("abc".utf8)).description == "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        #expect(
+            Digest.of(Array("abc".utf8)).description
+                == "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
     }
 
     @Test func incrementalEqualsOneShot() {
@@ -39,8 +41,10 @@ import Testing
         #expect(try ModelName(text).value == text)
     }
 
-    @Test(arguments: ["", "Qwen", "a/b/c", "/a", "a/", "-a", ".a", "a b", "a/versions", "aliases", "a/../b", "ü",
-                      String(repeating: "a", count: 65)])
+    @Test(arguments: [
+        "", "Qwen", "a/b/c", "/a", "a/", "-a", ".a", "a b", "a/versions", "aliases", "a/../b", "ü",
+        String(repeating: "a", count: 65),
+    ])
     func rejectsModelNames(_ text: String) {
         let error = #expect(throws: RegistryError.self) { try ModelName(text) }
         #expect(error?.code == .invalidName)
@@ -89,8 +93,10 @@ import Testing
         #expect(try ManifestPath(text).value == text)
     }
 
-    @Test(arguments: ["", "/etc/passwd", "../x", "a/../../x", "a/./b", "a//b", "a/", "a\u{0}b", "a\\b", "a\nb",
-                      String(repeating: "a", count: 256), String(repeating: "a/", count: 600) + "a"])
+    @Test(arguments: [
+        "", "/etc/passwd", "../x", "a/../../x", "a/./b", "a//b", "a/", "a\u{0}b", "a\\b", "a\nb",
+        String(repeating: "a", count: 256), String(repeating: "a/", count: 600) + "a",
+    ])
     func rejects(_ text: String) {
         let error = #expect(throws: RegistryError.self) { try ManifestPath(text) }
         #expect(error?.code == .invalidPath)
@@ -102,7 +108,9 @@ import Testing
     func rejectsDotPartsHiddenByCombiningMarks(_ text: String) {
         let error = #expect(throws: RegistryError.self) { try ManifestPath(text) }
         #expect(error?.code == .invalidPath)
-        #expect(error?.message.contains("'.' and '..' are not allowed") == true || error?.message.contains("empty path component") == true)
+        #expect(
+            error?.message.contains("'.' and '..' are not allowed") == true
+                || error?.message.contains("empty path component") == true)
     }
 
     @Test func componentsSplitAtEverySlash() throws {

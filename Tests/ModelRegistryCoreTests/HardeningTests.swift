@@ -1,6 +1,7 @@
 import Foundation
-@testable import ModelRegistryCore
 import Testing
+
+@testable import ModelRegistryCore
 
 @Suite struct SecretComparisonTests {
     @Test func constantTimeEqualsAgreesWithEquality() {
@@ -12,7 +13,9 @@ import Testing
         for index in [0, token.utf8.count / 2, token.utf8.count - 1] {
             var bytes = Array(token.utf8)
             bytes[index] ^= 0x01
-            #expect(!constantTimeEquals(token, String(decoding: bytes, as: UTF8.self)), "a difference at byte \(index) is found")
+            #expect(
+                !constantTimeEquals(token, String(decoding: bytes, as: UTF8.self)),
+                "a difference at byte \(index) is found")
         }
     }
 
@@ -32,7 +35,8 @@ import Testing
             }
             return fastest
         }
-        let earlyTime = best(early), lateTime = best(late)
+        let earlyTime = best(early)
+        let lateTime = best(late)
         let ratio = Double(earlyTime.components.attoseconds) / Double(lateTime.components.attoseconds)
         #expect(ratio > 0.5 && ratio < 2, "first difference at byte 0: \(earlyTime), at the last byte: \(lateTime)")
     }

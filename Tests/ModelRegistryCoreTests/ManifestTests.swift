@@ -21,27 +21,55 @@ import Testing
     @Test func canonicalFormIsCompactAndSorted() throws {
         let manifest = Manifest(format: .gguf, files: [try file("m.gguf", a, 5)])
         let text = String(decoding: manifest.canonicalJSON(), as: UTF8.self)
-        #expect(text == #"{"files":[{"digest":"\#(a)","executable":false,"path":"m.gguf","size":5}],"format":"gguf","schemaVersion":1}"#)
+        #expect(
+            text
+                == #"{"files":[{"digest":"\#(a)","executable":false,"path":"m.gguf","size":5}],"format":"gguf","schemaVersion":1}"#
+        )
         #expect(try Manifest.decode(manifest.canonicalJSON()) == manifest)
     }
 
     @Test func contentChangesTheDigest() throws {
         let one = Manifest(format: .other, files: [try file("x", a, 1)])
-        let two = Manifest(format: .other, files: [try file("x", a, 1)], quantization: Quantization(method: "awq", bits: 4))
+        let two = Manifest(
+            format: .other, files: [try file("x", a, 1)], quantization: Quantization(method: "awq", bits: 4))
         #expect(one.digest != two.digest)
     }
 
     @Test(arguments: [
         (#"{"schemaVersion":1,"format":"other","files":[]}"#, RegistryError.Code.invalidManifest),
-        (#"{"schemaVersion":2,"format":"other","files":[{"path":"x","digest":"DIGEST","size":1,"executable":false}]}"#, .invalidManifest),
-        (#"{"schemaVersion":1,"format":"other","files":[{"path":"../x","digest":"DIGEST","size":1,"executable":false}]}"#, .invalidPath),
-        (#"{"schemaVersion":1,"format":"other","files":[{"path":"x","digest":"sha256:12","size":1,"executable":false}]}"#, .invalidManifest),
-        (#"{"schemaVersion":1,"format":"other","files":[{"path":"x","digest":"DIGEST","size":-1,"executable":false}]}"#, .invalidManifest),
-        (#"{"schemaVersion":1,"format":"other","files":[{"path":"x","digest":"DIGEST","size":1,"executable":false},{"path":"x","digest":"DIGEST","size":1,"executable":false}]}"#, .invalidManifest),
-        (#"{"schemaVersion":1,"format":"other","files":[{"path":"x","digest":"DIGEST","size":1,"executable":false},{"path":"x/y","digest":"DIGEST","size":1,"executable":false}]}"#, .invalidManifest),
+        (
+            #"{"schemaVersion":2,"format":"other","files":[{"path":"x","digest":"DIGEST","size":1,"executable":false}]}"#,
+            .invalidManifest
+        ),
+        (
+            #"{"schemaVersion":1,"format":"other","files":[{"path":"../x","digest":"DIGEST","size":1,"executable":false}]}"#,
+            .invalidPath
+        ),
+        (
+            #"{"schemaVersion":1,"format":"other","files":[{"path":"x","digest":"sha256:12","size":1,"executable":false}]}"#,
+            .invalidManifest
+        ),
+        (
+            #"{"schemaVersion":1,"format":"other","files":[{"path":"x","digest":"DIGEST","size":-1,"executable":false}]}"#,
+            .invalidManifest
+        ),
+        (
+            #"{"schemaVersion":1,"format":"other","files":[{"path":"x","digest":"DIGEST","size":1,"executable":false},{"path":"x","digest":"DIGEST","size":1,"executable":false}]}"#,
+            .invalidManifest
+        ),
+        (
+            #"{"schemaVersion":1,"format":"other","files":[{"path":"x","digest":"DIGEST","size":1,"executable":false},{"path":"x/y","digest":"DIGEST","size":1,"executable":false}]}"#,
+            .invalidManifest
+        ),
         (#"{"schemaVersion":1,"format":"floppy","files":[]}"#, .invalidManifest),
-        (#"{"schemaVersion":1,"format":"other","files":[{"path":".modelreg-fetch.json","digest":"DIGEST","size":1,"executable":false}]}"#, .invalidPath),
-        (#"{"schemaVersion":1,"format":"other","files":[{"path":".modelreg-staging-x/y","digest":"DIGEST","size":1,"executable":false}]}"#, .invalidPath),
+        (
+            #"{"schemaVersion":1,"format":"other","files":[{"path":".modelreg-fetch.json","digest":"DIGEST","size":1,"executable":false}]}"#,
+            .invalidPath
+        ),
+        (
+            #"{"schemaVersion":1,"format":"other","files":[{"path":".modelreg-staging-x/y","digest":"DIGEST","size":1,"executable":false}]}"#,
+            .invalidPath
+        ),
         ("not json", .invalidManifest),
     ])
     func rejectsBadManifests(_ json: String, _ code: RegistryError.Code) {
@@ -53,18 +81,24 @@ import Testing
     /// Sizes that summed past Int64.max trapped `totalSize` and the cache image layout.
     @Test func fileSizesAreCappedSoTheirSumCannotOverflow() throws {
         let huge = #"{"path":"PATH","digest":"DIGEST","size":4611686018427387904,"executable":false}"#
-        let json = #"{"schemaVersion":1,"format":"other","files":[\#(huge.replacingOccurrences(of: "PATH", with: "a")),\#(huge.replacingOccurrences(of: "PATH", with: "b"))]}"#
+        let json =
+            #"{"schemaVersion":1,"format":"other","files":[\#(huge.replacingOccurrences(of: "PATH", with: "a")),\#(huge.replacingOccurrences(of: "PATH", with: "b"))]}"#
         let bytes = Array(json.replacingOccurrences(of: "DIGEST", with: a).utf8)
         let error = #expect(throws: RegistryError.self) { try Manifest.decode(bytes) }
         #expect(error?.code == .invalidManifest)
-        #expect(error?.message.contains("'a' claims 4611686018427387904 bytes, over the 17592186044416-byte limit") == true, "\(String(describing: error))")
-        let atTheLimit = Manifest(format: .other, files: [try file("a", a, Manifest.maxFileSize), try file("b", b, Manifest.maxFileSize)])
+        #expect(
+            error?.message.contains("'a' claims 4611686018427387904 bytes, over the 17592186044416-byte limit") == true,
+            "\(String(describing: error))")
+        let atTheLimit = Manifest(
+            format: .other, files: [try file("a", a, Manifest.maxFileSize), try file("b", b, Manifest.maxFileSize)])
         let decoded = try Manifest.decode(atTheLimit.canonicalJSON())
         #expect(decoded.totalSize == 2 * Manifest.maxFileSize)
     }
 
     @Test func detectsFormats() throws {
-        #expect(ModelFormat.detect(paths: [try ManifestPath("config.json"), try ManifestPath("model-00001.safetensors")]) == .safetensors)
+        #expect(
+            ModelFormat.detect(paths: [try ManifestPath("config.json"), try ManifestPath("model-00001.safetensors")])
+                == .safetensors)
         #expect(ModelFormat.detect(paths: [try ManifestPath("q4.gguf")]) == .gguf)
         #expect(ModelFormat.detect(paths: [try ManifestPath("pytorch_model.bin")]) == .pytorchBin)
         #expect(ModelFormat.detect(paths: [try ManifestPath("README.md")]) == .other)

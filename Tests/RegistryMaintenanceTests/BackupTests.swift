@@ -2,21 +2,27 @@ import FileSystemBlobs
 import Foundation
 import GRDB
 import ModelRegistryCore
-@testable import RegistryMaintenance
 import SQLiteMetadata
 import Synchronization
 import Testing
 
+@testable import RegistryMaintenance
+
 @Suite struct BackupTests {
     func backup(_ data: TestData, _ repository: BackupRepository) async throws -> BackupReport {
-        try await BackupRunner(repository: repository, source: LocalBackupSource(directory: data.directory), modelregVersion: "test").run()
+        try await BackupRunner(
+            repository: repository, source: LocalBackupSource(directory: data.directory), modelregVersion: "test"
+        ).run()
     }
 
     /// Every row of every table, for comparing two databases.
     func rows(_ path: String) throws -> [String: [[String]]] {
         try RegistryDatabase.open(path).read { db in
             var result: [String: [[String]]] = [:]
-            for table in ["models", "versions", "variants", "manifest_files", "aliases", "alias_history", "tokens", "deleted_versions", "audit_log"] {
+            for table in [
+                "models", "versions", "variants", "manifest_files", "aliases", "alias_history", "tokens",
+                "deleted_versions", "audit_log",
+            ] {
                 result[table] = try Row.fetchAll(db, sql: "SELECT * FROM \(table) ORDER BY 1, 2").map { row in
                     row.databaseValues.map(\.description)
                 }
@@ -29,10 +35,13 @@ import Testing
         let data = try TestData()
         try await data.publish("m", "1.0", ["w": bytes("one"), "config.json": Array("{}".utf8)])
         try await data.publish("org/n", "2.0", ["w": bytes("two")])
-        _ = try await data.metadata.moveAlias(AliasMove(
-            model: try ModelName("m"), alias: try AliasName("prod"), kind: .set(try VersionName("1.0"), variant: nil), actor: "test"
-        ))
-        _ = try await data.metadata.createToken(name: try TokenLabel("ci"), scope: .write, secret: .generate(), actor: "test")
+        _ = try await data.metadata.moveAlias(
+            AliasMove(
+                model: try ModelName("m"), alias: try AliasName("prod"),
+                kind: .set(try VersionName("1.0"), variant: nil), actor: "test"
+            ))
+        _ = try await data.metadata.createToken(
+            name: try TokenLabel("ci"), scope: .write, secret: .generate(), actor: "test")
 
         let repository = try BackupRepository.openOrCreate(data.url("repo").path)
         let first = try await backup(data, repository)
@@ -59,7 +68,9 @@ import Testing
         #expect(try await restored.tokens() == data.metadata.tokens())
 
         let older = DataDirectory(data.url("older").path)
-        let olderReport = try Restorer(repository: repository, snapshotID: String(first.snapshot.prefix(30)), target: older, force: false).run()
+        let olderReport = try Restorer(
+            repository: repository, snapshotID: String(first.snapshot.prefix(30)), target: older, force: false
+        ).run()
         #expect(olderReport.snapshot == first.snapshot)
         #expect(try FileTree.blobFiles(in: older.blobs).count == 3)
     }
@@ -80,7 +91,10 @@ import Testing
         func snapshotDatabase(to path: String) async throws { try await local.snapshotDatabase(to: path) }
 
         func copyBlob(_ blob: BlobEntry, to path: String) async throws -> BlobEntry {
-            if deleted.withLock({ done in defer { done = true }; return !done }) {
+            if deleted.withLock({ done in
+                defer { done = true }
+                return !done
+            }) {
                 _ = try await data.metadata.deleteVersion(try ModelName("m"), try VersionName("1.0"), actor: "test")
                 _ = try GarbageCollector(directory: data.directory, graceSeconds: 0).run(dryRun: false)
             }
@@ -94,7 +108,8 @@ import Testing
         try await data.publish("m", "2.0", ["a": bytes("kept")])
         let repository = try BackupRepository.openOrCreate(data.url("repo").path)
         let source = DeletingSource(local: LocalBackupSource(directory: data.directory), data: data)
-        let report = try await BackupRunner(repository: repository, source: source, modelregVersion: "test", jobs: 1).run()
+        let report = try await BackupRunner(repository: repository, source: source, modelregVersion: "test", jobs: 1)
+            .run()
         let snapshot = try repository.snapshot(report.snapshot)
         #expect(snapshot.versions == 1)
         #expect(snapshot.blobs.count == 1)
@@ -112,7 +127,9 @@ import Testing
         try Data("precious".utf8).write(to: other.appendingPathComponent("notes.txt"))
         for force in [false, true] {
             #expect(throws: RegistryError.self) {
-                _ = try Restorer(repository: repository, snapshotID: nil, target: DataDirectory(other.path), force: force).run()
+                _ = try Restorer(
+                    repository: repository, snapshotID: nil, target: DataDirectory(other.path), force: force
+                ).run()
             }
         }
         #expect(FileManager.default.fileExists(atPath: other.appendingPathComponent("notes.txt").path))
@@ -132,7 +149,9 @@ import Testing
         let repository = try BackupRepository.openOrCreate(data.url("repo").path)
         let lock = try repository.lock(exclusive: true)
         await #expect(throws: RegistryError.self) { _ = try await backup(data, repository) }
-        #expect(throws: RegistryError.self) { _ = try RepositoryVerifier(repository: repository, readData: false).run() }
+        #expect(throws: RegistryError.self) {
+            _ = try RepositoryVerifier(repository: repository, readData: false).run()
+        }
         lock.unlock()
         _ = try await backup(data, repository)
     }
@@ -156,7 +175,9 @@ import Testing
         #expect(missing.problems[0].contains("missing"))
 
         #expect(throws: RegistryError.self) {
-            _ = try Restorer(repository: repository, snapshotID: nil, target: DataDirectory(data.url("r").path), force: false).run()
+            _ = try Restorer(
+                repository: repository, snapshotID: nil, target: DataDirectory(data.url("r").path), force: false
+            ).run()
         }
     }
 

@@ -2,15 +2,17 @@ import Foundation
 import GRDB
 import ModelRegistryCore
 import RegistryAPI
-@testable import RegistryMaintenance
 import Synchronization
 import Testing
+
+@testable import RegistryMaintenance
 
 @Suite struct GarbageCollectorTests {
     @Test func sweepsOnlyUnreferencedBlobsOlderThanTheGracePeriod() async throws {
         let data = try TestData()
         let manifest = try await data.publish("m", "1.0", ["w": bytes("kept")])
-        let referenced = try #require(try await data.metadata.manifest(ModelName("m"), digest: manifest)).decoded().files[0].digest
+        let referenced = try #require(try await data.metadata.manifest(ModelName("m"), digest: manifest)).decoded()
+            .files[0].digest
         let old = try await data.store(bytes("old garbage")).digest
         let recent = try await data.store(bytes("recent upload")).digest
         try data.age(referenced, seconds: 7200)
@@ -47,14 +49,18 @@ import Testing
         let done = DispatchSemaphore(value: 0)
         let request = PublishRequest(
             model: try ModelName("m"), version: try VersionName("1.0"), variant: .default,
-            manifest: Manifest(format: .other, files: [ManifestFile(path: try ManifestPath("w"), digest: blob.digest, size: blob.size)]),
+            manifest: Manifest(
+                format: .other, files: [ManifestFile(path: try ManifestPath("w"), digest: blob.digest, size: blob.size)]
+            ),
             actor: "test",
             confirmBlobs: {
                 guard FileManager.default.fileExists(atPath: directory.blob(blob.digest).path) else {
                     throw RegistryError(.blobsMissing, "gone")
                 }
                 Thread.detachNewThread {
-                    collected.withLock { $0 = try? GarbageCollector(directory: directory, graceSeconds: 60).run(dryRun: false) }
+                    collected.withLock {
+                        $0 = try? GarbageCollector(directory: directory, graceSeconds: 60).run(dryRun: false)
+                    }
                     done.signal()
                 }
                 Thread.sleep(forTimeInterval: 0.3)
@@ -76,7 +82,9 @@ import Testing
         let directory = data.directory
         let request = PublishRequest(
             model: try ModelName("m"), version: try VersionName("1.0"), variant: .default,
-            manifest: Manifest(format: .other, files: [ManifestFile(path: try ManifestPath("w"), digest: blob.digest, size: blob.size)]),
+            manifest: Manifest(
+                format: .other, files: [ManifestFile(path: try ManifestPath("w"), digest: blob.digest, size: blob.size)]
+            ),
             actor: "test",
             confirmBlobs: {
                 guard FileManager.default.fileExists(atPath: directory.blob(blob.digest).path) else {

@@ -1,15 +1,18 @@
 import Foundation
 import ModelRegistryCore
-@testable import RegistryMaintenance
 import Testing
+
+@testable import RegistryMaintenance
 
 @Suite struct RetentionTests {
     /// A snapshot at `hoursAgo` hours before a fixed Wednesday noon (UTC).
     func snapshot(_ id: String, hoursAgo: Double) -> Snapshot {
         let noon = Date(timeIntervalSince1970: 1_795_608_000)  // 2026-11-25T12:00:00Z
         return Snapshot(
-            id: id, time: Timestamp.format(noon.addingTimeInterval(-hoursAgo * 3600)), modelregVersion: "test", source: "test",
-            schemaVersion: 2, database: BlobEntry(digest: Digest.of(Array(id.utf8)), size: 1), blobs: [], models: 0, versions: 0, variants: 0
+            id: id, time: Timestamp.format(noon.addingTimeInterval(-hoursAgo * 3600)), modelregVersion: "test",
+            source: "test",
+            schemaVersion: 2, database: BlobEntry(digest: Digest.of(Array(id.utf8)), size: 1), blobs: [], models: 0,
+            versions: 0, variants: 0
         )
     }
 
@@ -37,7 +40,8 @@ import Testing
     @Test func pruneRemovesSnapshotsAndTheBlobsOnlyTheyNeeded() async throws {
         let data = try TestData()
         let repository = try BackupRepository.openOrCreate(data.url("repo").path)
-        let runner = BackupRunner(repository: repository, source: LocalBackupSource(directory: data.directory), modelregVersion: "test")
+        let runner = BackupRunner(
+            repository: repository, source: LocalBackupSource(directory: data.directory), modelregVersion: "test")
         try await data.publish("m", "1.0", ["w": bytes("first")])
         let first = try await runner.run()
         try await data.publish("m", "2.0", ["w": bytes("second")])

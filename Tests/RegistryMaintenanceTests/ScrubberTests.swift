@@ -1,14 +1,17 @@
 import Foundation
 import ModelRegistryCore
-@testable import RegistryMaintenance
 import Testing
+
+@testable import RegistryMaintenance
 
 @Suite struct ScrubberTests {
     @Test func corruptBlobsAreQuarantinedAndRepairedFromABackup() async throws {
         let data = try TestData()
         try await data.publish("m", "1.0", ["a": bytes("a"), "b": bytes("b")])
         let repository = try BackupRepository.openOrCreate(data.url("repo").path)
-        _ = try await BackupRunner(repository: repository, source: LocalBackupSource(directory: data.directory), modelregVersion: "test").run()
+        _ = try await BackupRunner(
+            repository: repository, source: LocalBackupSource(directory: data.directory), modelregVersion: "test"
+        ).run()
         #expect(try Scrubber(directory: data.directory).run().healthy)
 
         let victim = try FileTree.blobFiles(in: data.directory.blobs)[0]
@@ -25,7 +28,8 @@ import Testing
         #expect(!data.hasBlob(victim.digest))
         #expect(throws: RegistryError.self) { _ = try data.blobs.reader(victim.digest) }
 
-        let repair = try await Repairer(repository: repository, target: LocalRepairTarget(directory: data.directory)).run()
+        let repair = try await Repairer(repository: repository, target: LocalRepairTarget(directory: data.directory))
+            .run()
         #expect(repair.repaired == [victim.digest])
         #expect(repair.stillMissing.isEmpty)
         let after = try Scrubber(directory: data.directory).run()

@@ -3,9 +3,10 @@ import Foundation
 import GRDB
 import ModelRegistryCore
 import NIOCore
-@testable import RegistryMaintenance
 import SQLiteMetadata
 import Testing
+
+@testable import RegistryMaintenance
 
 /// A registry data directory driven through the real blob store and metadata store, without a server.
 final class TestData: @unchecked Sendable {
@@ -15,7 +16,8 @@ final class TestData: @unchecked Sendable {
     let metadata: SQLiteMetadataStore
 
     init() throws {
-        root = FileManager.default.temporaryDirectory.appendingPathComponent("modelreg-maintenance-\(UUID().uuidString)")
+        root = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "modelreg-maintenance-\(UUID().uuidString)")
         directory = DataDirectory(root.appendingPathComponent("data").path)
         try directory.create()
         blobs = FileSystemBlobStore(directory: directory)
@@ -44,10 +46,11 @@ final class TestData: @unchecked Sendable {
             let info = try await store(bytes)
             manifestFiles.append(ManifestFile(path: try ManifestPath(path), digest: info.digest, size: info.size))
         }
-        let outcome = try await metadata.publish(PublishRequest(
-            model: try ModelName(name), version: try VersionName(version), variant: .default,
-            manifest: Manifest(format: .other, files: manifestFiles), actor: "test"
-        ))
+        let outcome = try await metadata.publish(
+            PublishRequest(
+                model: try ModelName(name), version: try VersionName(version), variant: .default,
+                manifest: Manifest(format: .other, files: manifestFiles), actor: "test"
+            ))
         return outcome.variant.digest
     }
 

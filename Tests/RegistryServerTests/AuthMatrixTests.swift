@@ -3,8 +3,9 @@ import HTTPTypes
 import HummingbirdTesting
 import ModelRegistryCore
 import NIOCore
-@testable import RegistryServer
 import Testing
+
+@testable import RegistryServer
 
 /// Every operation of the API (taken from the OpenAPI document, which `OpenAPITests` holds equal to the
 /// router, so a new route cannot escape) called with no token, a revoked one, and each scope: below the
@@ -36,7 +37,8 @@ import Testing
     @Test(arguments: [false, true]) func everyOperationChecksItsScope(anonymousRead: Bool) async throws {
         try await TestRegistry.with(anonymousRead: anonymousRead) { registry, client in
             let revoked = TokenSecret.generate()
-            _ = try await registry.registry.metadata.createToken(name: TokenLabel("gone"), scope: .admin, secret: revoked, actor: "test")
+            _ = try await registry.registry.metadata.createToken(
+                name: TokenLabel("gone"), scope: .admin, secret: revoked, actor: "test")
             _ = try await registry.registry.metadata.revokeToken(name: TokenLabel("gone"), actor: "test")
             let tokens: [Caller: String] = [
                 .revoked: revoked.value, .wrong: TokenSecret.generate().value,
@@ -51,19 +53,27 @@ import Testing
                 #expect(isPublic || scopeText != nil, "\(operation) names neither security: [] nor x-required-scope")
                 let required = try scopeText.map { text throws(RegistryError) in try TokenScope(parsing: text) }
                 var uri = operation.path
-                for (name, value) in OpenAPITests.samples { uri = uri.replacingOccurrences(of: "{\(name)}", with: value) }
-                if operation.method == "put", operation.path.hasSuffix("{id}") { uri += "?digest=\(OpenAPITests.samples["digest"]!)" }
+                for (name, value) in OpenAPITests.samples {
+                    uri = uri.replacingOccurrences(of: "{\(name)}", with: value)
+                }
+                if operation.method == "put", operation.path.hasSuffix("{id}") {
+                    uri += "?digest=\(OpenAPITests.samples["digest"]!)"
+                }
                 for caller in Caller.allCases {
                     var headers: HTTPFields = [HTTPField.Name("Upload-Offset")!: "0"]
                     if let token = tokens[caller] { headers[.authorization] = "Bearer \(token)" }
-                    let body: ByteBuffer? = ["put", "post", "patch"].contains(operation.method) ? ByteBuffer(string: "{}") : nil
+                    let body: ByteBuffer? =
+                        ["put", "post", "patch"].contains(operation.method) ? ByteBuffer(string: "{}") : nil
                     let response = try await client.execute(
-                        uri: uri, method: HTTPRequest.Method(rawValue: operation.method.uppercased())!, headers: headers, body: body
+                        uri: uri, method: HTTPRequest.Method(rawValue: operation.method.uppercased())!,
+                        headers: headers, body: body
                     )
                     let status = Int(response.status.code)
                     if let refusal = Self.expectedRefusal(caller, required: required, anonymousRead: anonymousRead) {
                         #expect(status == refusal, "\(operation) as \(caller): \(status) \(response.text)")
-                        if refusal == 401 { #expect(response.headers[.wwwAuthenticate] != nil, "\(operation) as \(caller)") }
+                        if refusal == 401 {
+                            #expect(response.headers[.wwwAuthenticate] != nil, "\(operation) as \(caller)")
+                        }
                     } else {
                         #expect(status != 401 && status != 403, "\(operation) as \(caller): \(status) \(response.text)")
                     }

@@ -1,7 +1,8 @@
 import NIOCore
 import NIOEmbedded
-@testable import RegistryServer
 import Testing
+
+@testable import RegistryServer
 
 /// Stands in for a socket whose send buffer is full: writes pass on only when `drain()` is called.
 private final class StalledSocket: ChannelOutboundHandler, RemovableChannelHandler {
@@ -29,7 +30,9 @@ private final class StalledSocket: ChannelOutboundHandler, RemovableChannelHandl
     private static func channel(patience: TimeAmount) throws -> (EmbeddedChannel, StalledSocket) {
         let socket = StalledSocket()
         let channel = EmbeddedChannel()
-        try channel.pipeline.syncOperations.addHandlers([socket, FlushBeforeCloseHandler<ByteBuffer>(patience: { patience })])
+        try channel.pipeline.syncOperations.addHandlers([
+            socket, FlushBeforeCloseHandler<ByteBuffer>(patience: { patience }),
+        ])
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
         return (channel, socket)
     }

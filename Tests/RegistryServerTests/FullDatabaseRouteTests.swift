@@ -1,11 +1,12 @@
 import Foundation
 import HTTPTypes
 import HummingbirdTesting
-@testable import ModelRegistryCore
 import NIOCore
+import Testing
+
+@testable import ModelRegistryCore
 @testable import RegistryServer
 @testable import SQLiteMetadata
-import Testing
 
 /// A database that cannot grow (SQLite answers SQLITE_FULL, as on a full disk) turns a write request into
 /// 507 INSUFFICIENT_STORAGE, while reads keep being served.
@@ -14,12 +15,14 @@ import Testing
         try await TestRegistry.with { registry, client in
             let store = try #require(registry.registry.metadata as? SQLiteMetadataStore)
             let pages = try await store.pool.write { db in try Int.fetchOne(db, sql: "PRAGMA page_count") ?? 0 }
-            try await store.pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA max_page_count = \(pages)") }
+            try await store.pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA max_page_count = \(pages)")
+            }
             var full: TestResponse?
             for index in 0..<200 where full == nil {
                 let response = try await client.execute(
                     uri: "/v1/tokens", method: .post, headers: auth(registry.admin),
-                    body: ByteBuffer(string: #"{"name":"t\#(index)-\#(String(repeating: "x", count: 40))","scope":"read"}"#)
+                    body: ByteBuffer(
+                        string: #"{"name":"t\#(index)-\#(String(repeating: "x", count: 40))","scope":"read"}"#)
                 )
                 if response.status != .created { full = response }
             }

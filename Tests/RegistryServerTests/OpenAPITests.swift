@@ -3,8 +3,9 @@ import HTTPTypes
 import HummingbirdTesting
 import ModelRegistryCore
 import NIOCore
-@testable import RegistryServer
 import Testing
+
+@testable import RegistryServer
 
 /// The OpenAPI document is the contract: it must describe exactly the routes the application registers,
 /// and every documented operation must answer with a status the document lists.
@@ -26,7 +27,9 @@ import Testing
         var result: [Operation: [String: Any]] = [:]
         for (path, item) in paths {
             for method in methods {
-                if let operation = item[method] as? [String: Any] { result[Operation(method: method, path: path)] = operation }
+                if let operation = item[method] as? [String: Any] {
+                    result[Operation(method: method, path: path)] = operation
+                }
             }
         }
         return result
@@ -42,9 +45,14 @@ import Testing
     @Test func documentMatchesTheRegisteredRoutes() async throws {
         try await TestRegistry.with { registry, _ in
             let documented = try Self.operations(Self.document()).keys
-            let routes = RegistryApplication.routes(registry.registry).map { Operation(method: $0.method.rawValue.lowercased(), path: $0.path) }
+            let routes = RegistryApplication.routes(registry.registry).map {
+                Operation(method: $0.method.rawValue.lowercased(), path: $0.path)
+            }
             let catchAll = Set(routes.filter { $0.path == "/v1/models/**" }.map(\.method))
-            let fixed = Set(routes.filter { $0.path != "/v1/models/**" }.map { Operation(method: $0.method, path: Self.normalized($0.path)) })
+            let fixed = Set(
+                routes.filter { $0.path != "/v1/models/**" }.map {
+                    Operation(method: $0.method, path: Self.normalized($0.path))
+                })
 
             for operation in documented {
                 let normal = Operation(method: operation.method, path: Self.normalized(operation.path))
@@ -59,14 +67,17 @@ import Testing
                 #expect(documentedNormal.contains(route), "served but not documented: \(route)")
             }
             for method in catchAll {
-                #expect(documented.contains { $0.method == method && $0.path.hasPrefix("/v1/models/{") }, "served but not documented: \(method) /v1/models/…")
+                #expect(
+                    documented.contains { $0.method == method && $0.path.hasPrefix("/v1/models/{") },
+                    "served but not documented: \(method) /v1/models/…")
             }
         }
     }
 
     static let samples: [String: String] = [
         "digest": "sha256:" + String(repeating: "0", count: 64), "id": "00000000-0000-4000-8000-000000000000",
-        "org": "org", "name": "m", "version": "1.0", "variant": "fp16", "alias": "prod", "reference": ":1.0", "layout": "flat",
+        "org": "org", "name": "m", "version": "1.0", "variant": "fp16", "alias": "prod", "reference": ":1.0",
+        "layout": "flat",
     ]
 
     /// Every documented operation, called with sample parameters on a registry holding one published model,
@@ -74,31 +85,40 @@ import Testing
     @Test func everyOperationAnswersWithADocumentedStatus() async throws {
         try await TestRegistry.with { registry, client in
             let weights = try await putBlob(client, registry.write, Array("weights".utf8))
-            let manifest = #"{"schemaVersion":1,"format":"other","files":[{"path":"w","digest":"\#(weights)","size":7,"executable":false}]}"#
+            let manifest =
+                #"{"schemaVersion":1,"format":"other","files":[{"path":"w","digest":"\#(weights)","size":7,"executable":false}]}"#
             for prefix in ["/v1/models/m", "/v1/models/org/m"] {
                 let published = try await client.execute(
-                    uri: "\(prefix)/versions/1.0/variants/fp16", method: .put, headers: auth(registry.write), body: ByteBuffer(string: manifest)
+                    uri: "\(prefix)/versions/1.0/variants/fp16", method: .put, headers: auth(registry.write),
+                    body: ByteBuffer(string: manifest)
                 )
                 #expect(published.status == .created)
-                _ = try await client.execute(uri: "\(prefix)/aliases/prod", method: .put, headers: auth(registry.write),
-                                             body: ByteBuffer(string: #"{"version":"1.0"}"#))
+                _ = try await client.execute(
+                    uri: "\(prefix)/aliases/prod", method: .put, headers: auth(registry.write),
+                    body: ByteBuffer(string: #"{"version":"1.0"}"#))
             }
             for (operation, details) in try Self.operations(Self.document()) {
                 var uri = operation.path
                 for (name, value) in Self.samples { uri = uri.replacingOccurrences(of: "{\(name)}", with: value) }
                 if operation.path.hasPrefix("/v1/uploads/{id}") || operation.path == "/v1/uploads" {
-                    let created = try await client.execute(uri: "/v1/uploads", method: .post, headers: auth(registry.write))
+                    let created = try await client.execute(
+                        uri: "/v1/uploads", method: .post, headers: auth(registry.write))
                     if operation.path != "/v1/uploads" { uri = try #require(created.headers[.location]) }
                 }
-                if operation.method == "put", operation.path.hasSuffix("{id}") { uri += "?digest=\(Self.samples["digest"]!)" }
-                let body: ByteBuffer? = ["put", "post", "patch"].contains(operation.method) ? ByteBuffer(string: "{}") : nil
+                if operation.method == "put", operation.path.hasSuffix("{id}") {
+                    uri += "?digest=\(Self.samples["digest"]!)"
+                }
+                let body: ByteBuffer? =
+                    ["put", "post", "patch"].contains(operation.method) ? ByteBuffer(string: "{}") : nil
                 let response = try await client.execute(
                     uri: uri, method: HTTPRequest.Method(rawValue: operation.method.uppercased())!,
                     headers: auth(registry.admin, [HTTPField.Name("Upload-Offset")!: "0"]), body: body
                 )
                 let responses = try #require(details["responses"] as? [String: Any], "\(operation) has no responses")
-                #expect(responses[String(response.status.code)] != nil || responses["default"] != nil,
-                        "\(operation) (as \(uri)) answered \(response.status.code), which is not documented: \(response.text)")
+                #expect(
+                    responses[String(response.status.code)] != nil || responses["default"] != nil,
+                    "\(operation) (as \(uri)) answered \(response.status.code), which is not documented: \(response.text)"
+                )
                 if response.status.code >= 400, operation.method != "head" {
                     #expect(response.errorCode != nil, "\(operation) error body: \(response.text)")
                 }
@@ -142,8 +162,11 @@ extension OpenAPITests {
                 listed.insert(first)
             }
         }
-        let refused = Set((0...0xFFFF as ClosedRange<UInt32>).filter { Unicode.Scalar($0).map(DeprecationHeader.isRefused) ?? false })
-        #expect(listed == refused, "pattern only: \(listed.subtracting(refused).sorted()), server only: \(refused.subtracting(listed).sorted())")
+        let refused = Set(
+            (0...0xFFFF as ClosedRange<UInt32>).filter { Unicode.Scalar($0).map(DeprecationHeader.isRefused) ?? false })
+        #expect(
+            listed == refused,
+            "pattern only: \(listed.subtracting(refused).sorted()), server only: \(refused.subtracting(listed).sorted())"
+        )
     }
 }
-

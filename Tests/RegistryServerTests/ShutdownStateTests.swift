@@ -2,8 +2,9 @@ import Foundation
 import HTTPTypes
 import HummingbirdTesting
 import ModelRegistryCore
-@testable import RegistryServer
 import Testing
+
+@testable import RegistryServer
 
 @Suite struct ShutdownStateTests {
     @Test func drainingRefusesNewRequestsAndWaitsForTheOnesInFlight() async throws {
@@ -11,7 +12,9 @@ import Testing
         #expect(state.enter() && state.enter())
         #expect(state.remainingDrainTime == nil)
         state.startDraining(timeout: .seconds(30))
-        #expect(try #require(state.remainingDrainTime) > .seconds(29), "the drain deadline bounds how long a close may wait")
+        #expect(
+            try #require(state.remainingDrainTime) > .seconds(29), "the drain deadline bounds how long a close may wait"
+        )
         #expect(!state.enter(), "a new request is refused while draining")
         #expect(await state.awaitIdle(timeout: .milliseconds(50)) == false, "two requests are still in flight")
         async let drained = state.awaitIdle(timeout: .seconds(30))

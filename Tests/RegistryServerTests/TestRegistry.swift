@@ -7,8 +7,9 @@ import Logging
 import ModelRegistryCore
 import NIOCore
 import RegistryAPI
-@testable import RegistryServer
 import Testing
+
+@testable import RegistryServer
 
 /// A registry in a temporary data directory, with one token of each scope, driven in-process.
 struct TestRegistry: Sendable {
@@ -17,18 +18,24 @@ struct TestRegistry: Sendable {
     let write: String
     let read: String
 
-    static func with(anonymousRead: Bool = false, _ body: @Sendable (TestRegistry, any TestClientProtocol) async throws -> Void) async throws {
+    static func with(
+        anonymousRead: Bool = false, _ body: @Sendable (TestRegistry, any TestClientProtocol) async throws -> Void
+    ) async throws {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("modelreg-server-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: root) }
-        let configuration = ServerConfiguration(dataDirectory: DataDirectory(root.path), port: 0, anonymousRead: anonymousRead)
+        let configuration = ServerConfiguration(
+            dataDirectory: DataDirectory(root.path), port: 0, anonymousRead: anonymousRead)
         var logger = Logger(label: "test")
         logger.logLevel = .warning
         let registry = try await Registry.open(configuration, logger: logger)
         let admin = try String(contentsOf: configuration.dataDirectory.adminToken, encoding: .utf8)
             .trimmingCharacters(in: .whitespacesAndNewlines)
-        let write = TokenSecret.generate(), read = TokenSecret.generate()
-        _ = try await registry.metadata.createToken(name: TokenLabel("writer"), scope: .write, secret: write, actor: "test")
-        _ = try await registry.metadata.createToken(name: TokenLabel("reader"), scope: .read, secret: read, actor: "test")
+        let write = TokenSecret.generate()
+        let read = TokenSecret.generate()
+        _ = try await registry.metadata.createToken(
+            name: TokenLabel("writer"), scope: .write, secret: write, actor: "test")
+        _ = try await registry.metadata.createToken(
+            name: TokenLabel("reader"), scope: .read, secret: read, actor: "test")
         let test = TestRegistry(registry: registry, admin: admin, write: write.value, read: read.value)
         let app = try RegistryApplication.make(registry: registry, configuration: configuration, logger: logger)
         try await app.test(.router) { client in try await body(test, client) }
@@ -76,7 +83,8 @@ extension HTTPField.Name {
 @discardableResult
 func putBlob(_ client: some TestClientProtocol, _ token: String, _ bytes: [UInt8]) async throws -> Digest {
     let digest = Digest.of(bytes)
-    let response = try await client.execute(uri: "/v1/blobs/\(digest)", method: .put, headers: auth(token), body: ByteBuffer(bytes: bytes))
+    let response = try await client.execute(
+        uri: "/v1/blobs/\(digest)", method: .put, headers: auth(token), body: ByteBuffer(bytes: bytes))
     #expect(response.status == .created, "\(response.text)")
     return digest
 }

@@ -4,32 +4,40 @@ import HummingbirdTesting
 import Logging
 import ModelRegistryCore
 import NIOCore
-@testable import RegistryServer
 import Testing
+
+@testable import RegistryServer
 
 @Suite struct UploadResumeTests {
     @Test func anUploadStartedForADigestIsHandedBackWithItsOffset() async throws {
         try await TestRegistry.with { registry, client in
             let bytes = Array("resumable upload bytes".utf8)
             let digest = Digest.of(bytes)
-            let first = try await client.execute(uri: "/v1/uploads?digest=\(digest)", method: .post, headers: auth(registry.write))
+            let first = try await client.execute(
+                uri: "/v1/uploads?digest=\(digest)", method: .post, headers: auth(registry.write))
             #expect(first.status == .accepted && first.headers[.uploadOffset] == "0")
             let location = try #require(first.headers[.location])
             let patched = try await client.execute(
-                uri: location, method: .patch, headers: auth(registry.write, [.uploadOffset: "0"]), body: ByteBuffer(bytes: bytes[..<5])
+                uri: location, method: .patch, headers: auth(registry.write, [.uploadOffset: "0"]),
+                body: ByteBuffer(bytes: bytes[..<5])
             )
             #expect(patched.headers[.uploadOffset] == "5")
 
-            let again = try await client.execute(uri: "/v1/uploads?digest=\(digest)", method: .post, headers: auth(registry.write))
-            #expect(again.status == .accepted && again.headers[.location] == location && again.headers[.uploadOffset] == "5")
+            let again = try await client.execute(
+                uri: "/v1/uploads?digest=\(digest)", method: .post, headers: auth(registry.write))
+            #expect(
+                again.status == .accepted && again.headers[.location] == location && again.headers[.uploadOffset] == "5"
+            )
             let other = try await client.execute(uri: "/v1/uploads", method: .post, headers: auth(registry.write))
             #expect(other.headers[.location] != location)
 
             let finished = try await client.execute(
-                uri: "\(location)?digest=\(digest)", method: .put, headers: auth(registry.write), body: ByteBuffer(bytes: bytes[5...])
+                uri: "\(location)?digest=\(digest)", method: .put, headers: auth(registry.write),
+                body: ByteBuffer(bytes: bytes[5...])
             )
             #expect(finished.status == .created)
-            let bad = try await client.execute(uri: "/v1/uploads?digest=sha256:nothex", method: .post, headers: auth(registry.write))
+            let bad = try await client.execute(
+                uri: "/v1/uploads?digest=sha256:nothex", method: .post, headers: auth(registry.write))
             #expect(bad.status == .badRequest && bad.errorCode == "INVALID_DIGEST")
         }
     }
@@ -48,7 +56,8 @@ import Testing
         try await TestRegistry.with { registry, client in
             let created = try await client.execute(uri: "/v1/uploads", method: .post, headers: auth(registry.write))
             #expect(created.status == .accepted)
-            let sweeper = UploadSweeper(blobs: registry.registry.blobs, ttl: .seconds(3600), logger: Logger(label: "test"))
+            let sweeper = UploadSweeper(
+                blobs: registry.registry.blobs, ttl: .seconds(3600), logger: Logger(label: "test"))
             sweeper.sweep(now: Date())
             #expect(registry.uploadFiles().count == 1, "a fresh upload stays")
             sweeper.sweep(now: Date().addingTimeInterval(7200))

@@ -1,8 +1,9 @@
 import Foundation
 import GRDB
 import ModelRegistryCore
-@testable import SQLiteMetadata
 import Testing
+
+@testable import SQLiteMetadata
 
 @Suite struct TokenStorageTests {
     @Test func tokensAreStoredOnlyAsTheirHash() async throws {
@@ -27,7 +28,9 @@ import Testing
         try await withTemporaryDirectory { root in
             let store = try SQLiteMetadataStore(path: root.appendingPathComponent("r.sqlite").path)
             let pages = try await store.pool.write { db in try Int.fetchOne(db, sql: "PRAGMA page_count") ?? 0 }
-            try await store.pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA max_page_count = \(pages + 1)") }
+            try await store.pool.writeWithoutTransaction { db in
+                try db.execute(sql: "PRAGMA max_page_count = \(pages + 1)")
+            }
             var failure: (any Error)?
             for index in 0..<500 where failure == nil {
                 do {

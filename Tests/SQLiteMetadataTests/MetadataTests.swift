@@ -1,21 +1,25 @@
 import Foundation
 import GRDB
+import Testing
+
 @testable import ModelRegistryCore
 @testable import SQLiteMetadata
-import Testing
 
 @Suite struct MigratorTests {
     @Test func embeddedMigrationsMatchTheSQLiteMigrationsDirectory() throws {
         let directory = URL(fileURLWithPath: #filePath)
             .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("Migrations/sqlite")
-        let names = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".sql") }.sorted()
+        let names = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".sql") }
+            .sorted()
         let embedded = SchemaMigrator.embedded
         #expect(embedded.map { String(format: "%04d_%@.sql", $0.version, $0.name) } == names)
         for migration in embedded {
             let file = names.first { $0.hasPrefix(String(format: "%04d_", migration.version)) }!
             let text = try String(contentsOf: directory.appendingPathComponent(file), encoding: .utf8)
-            #expect(migration.sql.trimmingCharacters(in: .whitespacesAndNewlines) == text.trimmingCharacters(in: .whitespacesAndNewlines))
+            #expect(
+                migration.sql.trimmingCharacters(in: .whitespacesAndNewlines)
+                    == text.trimmingCharacters(in: .whitespacesAndNewlines))
         }
     }
 
@@ -34,7 +38,9 @@ import Testing
             try await store.checkReady()
             #expect(try await store.model(ModelName("old"))?.name.value == "old")
             let upgraded = try DatabaseQueue(path: path)
-            let versions = try await upgraded.read { db in try Int.fetchAll(db, sql: "SELECT version FROM schema_migrations ORDER BY version") }
+            let versions = try await upgraded.read { db in
+                try Int.fetchAll(db, sql: "SELECT version FROM schema_migrations ORDER BY version")
+            }
             #expect(versions == SchemaMigrator.embedded.map(\.version))
         }
     }
@@ -45,7 +51,8 @@ import Testing
             _ = try SQLiteMetadataStore(path: path)
             let queue = try DatabaseQueue(path: path)
             try await queue.write { db in
-                try db.execute(sql: "INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, 'future', 'now')")
+                try db.execute(
+                    sql: "INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, 'future', 'now')")
             }
             try queue.close()
             let error = #expect(throws: RegistryError.self) { _ = try SQLiteMetadataStore(path: path) }
@@ -57,28 +64,39 @@ import Testing
 
 @Suite struct SQLiteMetadataStoreTests {
     func manifest(_ content: String, size: Int64 = 10) throws -> Manifest {
-        Manifest(format: .safetensors, files: [
-            ManifestFile(path: try ManifestPath("model.safetensors"), digest: Digest.of(Array(content.utf8)), size: size),
-            ManifestFile(path: try ManifestPath("config.json"), digest: Digest.of(Array("config".utf8)), size: 6),
-        ])
+        Manifest(
+            format: .safetensors,
+            files: [
+                ManifestFile(
+                    path: try ManifestPath("model.safetensors"), digest: Digest.of(Array(content.utf8)), size: size),
+                ManifestFile(path: try ManifestPath("config.json"), digest: Digest.of(Array("config".utf8)), size: 6),
+            ])
     }
 
-    func publish(_ store: SQLiteMetadataStore, _ version: String, _ variant: String, _ content: String) async throws -> PublishOutcome {
-        try await store.publish(PublishRequest(
-            model: try ModelName("org/m"), version: try VersionName(version), variant: try VariantName(variant),
-            manifest: try manifest(content), actor: "test"
-        ))
+    func publish(_ store: SQLiteMetadataStore, _ version: String, _ variant: String, _ content: String) async throws
+        -> PublishOutcome
+    {
+        try await store.publish(
+            PublishRequest(
+                model: try ModelName("org/m"), version: try VersionName(version), variant: try VariantName(variant),
+                manifest: try manifest(content), actor: "test"
+            ))
     }
 
     @Test func publishIsIdempotentAndImmutable() async throws {
         try await withTemporaryDirectory { root in
             let store = try SQLiteMetadataStore(path: root.appendingPathComponent("r.sqlite").path)
             let first = try await publish(store, "1.0", "fp16", "weights")
-            guard case .created(let summary) = first else { Issue.record("expected created"); return }
+            guard case .created(let summary) = first else {
+                Issue.record("expected created")
+                return
+            }
             #expect(summary.digest == (try manifest("weights")).digest)
             #expect(summary.size == 16)
             #expect(try await publish(store, "1.0", "fp16", "weights") == .unchanged(summary))
-            let error = await #expect(throws: RegistryError.self) { _ = try await publish(store, "1.0", "fp16", "other") }
+            let error = await #expect(throws: RegistryError.self) {
+                _ = try await publish(store, "1.0", "fp16", "other")
+            }
             #expect(error?.code == .conflict)
             let stored = try await store.manifest(ModelName("org/m"), VersionName("1.0"), VariantName("fp16"))
             #expect(stored?.bytes == (try manifest("weights")).canonicalJSON())
@@ -97,25 +115,41 @@ import Testing
                 _ = try await store.resolve(ModelReference(parsing: "org/m:1.0"), variant: nil)
             }
             #expect(ambiguous?.code == .ambiguousVariant)
-            #expect(try await store.resolve(ModelReference(parsing: "org/m:1.0"), variant: VariantName("awq-int4")).digest == awq.digest)
+            #expect(
+                try await store.resolve(ModelReference(parsing: "org/m:1.0"), variant: VariantName("awq-int4")).digest
+                    == awq.digest)
             #expect(try await store.resolve(ModelReference(parsing: "org/m:2.0"), variant: nil).digest == v2.digest)
 
-            _ = try await store.moveAlias(AliasMove(model: name, alias: AliasName("prod"), kind: .set(VersionName("1.0"), variant: VariantName("fp16")), actor: "alice"))
+            _ = try await store.moveAlias(
+                AliasMove(
+                    model: name, alias: AliasName("prod"), kind: .set(VersionName("1.0"), variant: VariantName("fp16")),
+                    actor: "alice"))
             #expect(try await store.resolve(ModelReference(parsing: "org/m@prod"), variant: nil).digest == fp16.digest)
-            #expect(try await store.resolve(ModelReference(parsing: "org/m@prod"), variant: VariantName("awq-int4")).digest == awq.digest)
-            _ = try await store.moveAlias(AliasMove(model: name, alias: AliasName("prod"), kind: .set(VersionName("2.0"), variant: nil), actor: "bob"))
+            #expect(
+                try await store.resolve(ModelReference(parsing: "org/m@prod"), variant: VariantName("awq-int4")).digest
+                    == awq.digest)
+            _ = try await store.moveAlias(
+                AliasMove(
+                    model: name, alias: AliasName("prod"), kind: .set(VersionName("2.0"), variant: nil), actor: "bob"))
             #expect(try await store.resolve(ModelReference(parsing: "org/m@prod"), variant: nil).digest == v2.digest)
             // A digest pin keeps resolving after the alias moved.
             let pinned = try await store.resolve(ModelReference(parsing: "org/m@\(fp16.digest)"), variant: nil)
             #expect(pinned.version.value == "1.0" && pinned.variant.value == "fp16")
 
-            for (text, code) in [("org/m:9", RegistryError.Code.notFound), ("org/m@canary", .notFound), ("other@prod", .notFound),
-                                 ("org/m@sha256:" + String(repeating: "0", count: 64), .notFound)] {
-                let error = await #expect(throws: RegistryError.self) { _ = try await store.resolve(ModelReference(parsing: text), variant: nil) }
+            for (text, code) in [
+                ("org/m:9", RegistryError.Code.notFound), ("org/m@canary", .notFound), ("other@prod", .notFound),
+                ("org/m@sha256:" + String(repeating: "0", count: 64), .notFound),
+            ] {
+                let error = await #expect(throws: RegistryError.self) {
+                    _ = try await store.resolve(ModelReference(parsing: text), variant: nil)
+                }
                 #expect(error?.code == code)
             }
             let missingVariant = await #expect(throws: RegistryError.self) {
-                _ = try await store.moveAlias(AliasMove(model: name, alias: AliasName("x"), kind: .set(VersionName("1.0"), variant: VariantName("nope")), actor: "a"))
+                _ = try await store.moveAlias(
+                    AliasMove(
+                        model: name, alias: AliasName("x"),
+                        kind: .set(VersionName("1.0"), variant: VariantName("nope")), actor: "a"))
             }
             #expect(missingVariant?.code == .notFound)
 
@@ -144,13 +178,16 @@ import Testing
             _ = try await store.createToken(name: TokenLabel("ci"), scope: .write, secret: secret, actor: "admin")
             #expect(try await store.token(hash: secret.hash)?.scope == .write)
             let duplicate = await #expect(throws: RegistryError.self) {
-                _ = try await store.createToken(name: TokenLabel("ci"), scope: .read, secret: .generate(), actor: "admin")
+                _ = try await store.createToken(
+                    name: TokenLabel("ci"), scope: .read, secret: .generate(), actor: "admin")
             }
             #expect(duplicate?.code == .conflict)
             _ = try await store.revokeToken(name: TokenLabel("ci"), actor: "admin")
             #expect(try await store.token(hash: secret.hash) == nil)
             #expect(try await store.tokens().first?.revokedAt != nil)
-            let file = try Data(contentsOf: URL(fileURLWithPath: path)) + ((try? Data(contentsOf: URL(fileURLWithPath: path + "-wal"))) ?? Data())
+            let file =
+                try Data(contentsOf: URL(fileURLWithPath: path))
+                + ((try? Data(contentsOf: URL(fileURLWithPath: path + "-wal"))) ?? Data())
             #expect(file.range(of: Data(secret.value.utf8)) == nil)
         }
     }
@@ -167,7 +204,9 @@ import Testing
         cache.insert(3, for: "b", readAt: 5)
         #expect(cache.value(for: "a", at: 2) == 2 && cache.value(for: "b", at: 5) == 3, "each key has its own count")
         cache.insert(4, for: "c", readAt: 2)
-        #expect(cache.value(for: "a", at: 2) == nil && cache.value(for: "c", at: 2) == 4, "full: emptied before the next insert")
+        #expect(
+            cache.value(for: "a", at: 2) == nil && cache.value(for: "c", at: 2) == 4,
+            "full: emptied before the next insert")
         cache.insert(5, for: "d", cost: 3, readAt: 2)
         #expect(cache.value(for: "d", at: 2) == nil, "an answer dearer than the limit is not kept")
     }
@@ -179,7 +218,8 @@ import Testing
             _ = try await store.hasTokens()
             _ = try await store.listModels()
             #expect(store.changeCount == before)
-            _ = try await store.createToken(name: try TokenLabel("ci"), scope: .read, secret: .generate(), actor: "test")
+            _ = try await store.createToken(
+                name: try TokenLabel("ci"), scope: .read, secret: .generate(), actor: "test")
             #expect(store.changeCount == before + 1)
             let nobody = try TokenLabel("nobody")
             await #expect(throws: RegistryError.self) { try await store.revokeToken(name: nobody, actor: "test") }
@@ -187,7 +227,9 @@ import Testing
 
             let (m, other) = (try ModelName("m"), try ModelName("other"))
             #expect(store.changeCount(of: m) == 0, "token writes are no model's")
-            let move = AliasMove(model: m, alias: try AliasName("prod"), kind: .set(try VersionName("1"), variant: nil), expectation: nil, actor: "test")
+            let move = AliasMove(
+                model: m, alias: try AliasName("prod"), kind: .set(try VersionName("1"), variant: nil),
+                expectation: nil, actor: "test")
             await #expect(throws: RegistryError.self) { try await store.moveAlias(move) }
             let moved = store.changeCount(of: m)
             #expect(moved > 0 && store.changeCount(of: other) == 0, "a write to one model moves its count only")

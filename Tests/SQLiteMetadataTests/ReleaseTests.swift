@@ -1,7 +1,8 @@
 import Foundation
 import ModelRegistryCore
-@testable import SQLiteMetadata
 import Testing
+
+@testable import SQLiteMetadata
 
 /// Alias moves, rollback over history, deprecation, deletion and the audit log, on a real SQLite store.
 @Suite struct ReleaseTests {
@@ -11,21 +12,29 @@ import Testing
         try await withTemporaryDirectory { root in
             let store = try SQLiteMetadataStore(path: root.appendingPathComponent("r.sqlite").path)
             for version in versions {
-                let file = ManifestFile(path: try ManifestPath("weights.bin"), digest: Digest.of(Array(version.utf8)), size: 3)
-                _ = try await store.publish(PublishRequest(
-                    model: model, version: try VersionName(version), variant: .default,
-                    manifest: Manifest(format: .other, files: [file]), actor: "ci"
-                ))
+                let file = ManifestFile(
+                    path: try ManifestPath("weights.bin"), digest: Digest.of(Array(version.utf8)), size: 3)
+                _ = try await store.publish(
+                    PublishRequest(
+                        model: model, version: try VersionName(version), variant: .default,
+                        manifest: Manifest(format: .other, files: [file]), actor: "ci"
+                    ))
             }
             try await body(store)
         }
     }
 
-    func move(_ store: SQLiteMetadataStore, _ alias: String, _ kind: AliasMoveKind, expect: AliasExpectation? = nil, actor: String = "alice") async throws -> AliasTarget {
-        try await store.moveAlias(AliasMove(model: model, alias: try AliasName(alias), kind: kind, expectation: expect, actor: actor))
+    func move(
+        _ store: SQLiteMetadataStore, _ alias: String, _ kind: AliasMoveKind, expect: AliasExpectation? = nil,
+        actor: String = "alice"
+    ) async throws -> AliasTarget {
+        try await store.moveAlias(
+            AliasMove(model: model, alias: try AliasName(alias), kind: kind, expectation: expect, actor: actor))
     }
 
-    func set(_ store: SQLiteMetadataStore, _ alias: String, _ version: String, expect: AliasExpectation? = nil) async throws -> AliasTarget {
+    func set(_ store: SQLiteMetadataStore, _ alias: String, _ version: String, expect: AliasExpectation? = nil)
+        async throws -> AliasTarget
+    {
         try await move(store, alias, .set(try VersionName(version), variant: nil), expect: expect)
     }
 
@@ -42,12 +51,17 @@ import Testing
 
     @Test func compareAndSwapMovesOnlyWhenTheExpectationHolds() async throws {
         try await withStore(versions: ["1", "2", "3"]) { store in
-            let one = try VersionName("1"), two = try VersionName("2"), prod = try AliasName("prod")
+            let one = try VersionName("1")
+            let two = try VersionName("2")
+            let prod = try AliasName("prod")
             #expect(try await set(store, "prod", "1", expect: .absent).version.value == "1")
             #expect(await code { _ = try await set(store, "prod", "2", expect: .absent) } == .aliasMoved)
-            #expect(await code { _ = try await set(store, "prod", "3", expect: .target(two, variant: nil)) } == .aliasMoved)
+            #expect(
+                await code { _ = try await set(store, "prod", "3", expect: .target(two, variant: nil)) } == .aliasMoved)
             #expect(try await set(store, "prod", "2", expect: .target(one, variant: nil)).version.value == "2")
-            let error = await #expect(throws: RegistryError.self) { _ = try await set(store, "prod", "3", expect: .target(one, variant: nil)) }
+            let error = await #expect(throws: RegistryError.self) {
+                _ = try await set(store, "prod", "3", expect: .target(one, variant: nil))
+            }
             #expect(error?.httpStatus == 409)
             #expect(error?.message.contains("qwen@prod points to 2") == true)
             #expect(try await store.alias(model, prod)?.version.value == "2")
@@ -74,11 +88,15 @@ import Testing
             #expect(try await move(store, "prod", .rollback(to: VersionName("2"))).version.value == "2")
             #expect(await code { _ = try await move(store, "prod", .rollback(to: VersionName("4"))) } == .conflict)
             #expect(try await move(store, "prod", .rollback(to: nil)).version.value == "1")
-            #expect(await code { _ = try await move(store, "prod", .promote(from: AliasName("prod"))) } == .invalidRequest)
+            #expect(
+                await code { _ = try await move(store, "prod", .promote(from: AliasName("prod"))) } == .invalidRequest)
             #expect(await code { _ = try await move(store, "prod", .promote(from: AliasName("nope"))) } == .notFound)
 
             let history = try #require(try await store.aliasHistory(model, AliasName("prod")))
-            #expect(history.map(\.action) == [.set, .set, .promote, .rollback, .rollback, .set, .set, .set, .rollback, .rollback])
+            #expect(
+                history.map(\.action) == [
+                    .set, .set, .promote, .rollback, .rollback, .set, .set, .set, .rollback, .rollback,
+                ])
             #expect(history.map(\.toVersion.value) == ["1", "2", "3", "2", "1", "2", "3", "4", "2", "1"])
             #expect(history.map { $0.fromVersion?.value } == [nil, "1", "2", "3", "2", "1", "2", "3", "4", "2"])
             #expect(try await store.aliasHistory(ModelName("nope"), AliasName("prod")) == nil)
@@ -106,7 +124,9 @@ import Testing
             #expect(try await store.listModels().first?.latestVersion?.value == "1")
             _ = try await store.deprecate(model, VersionName("1"), reason: nil, actor: "bob")
             #expect(await code { _ = try await store.resolve(latest, variant: nil) } == .notFound)
-            #expect(await code { _ = try await store.deprecate(model, VersionName("9"), reason: nil, actor: "bob") } == .notFound)
+            #expect(
+                await code { _ = try await store.deprecate(model, VersionName("9"), reason: nil, actor: "bob") }
+                    == .notFound)
         }
     }
 
@@ -114,7 +134,9 @@ import Testing
         try await withStore(versions: ["1", "2"]) { store in
             _ = try await set(store, "prod", "1")
             _ = try await set(store, "canary", "1")
-            let refused = await #expect(throws: RegistryError.self) { _ = try await store.deleteVersion(model, VersionName("1"), actor: "root") }
+            let refused = await #expect(throws: RegistryError.self) {
+                _ = try await store.deleteVersion(model, VersionName("1"), actor: "root")
+            }
             #expect(refused?.code == .conflict && refused?.message.contains("@canary, @prod") == true)
             let pinned = try await store.resolve(ModelReference(parsing: "qwen:1"), variant: nil).digest
 
@@ -124,13 +146,16 @@ import Testing
             #expect(deleted.variants == [.default] && deleted.size == 3)
             #expect(try await store.version(model, VersionName("1")) == nil)
             #expect(try await store.manifest(model, digest: pinned) == nil)
-            #expect(await code { _ = try await store.deleteVersion(model, VersionName("1"), actor: "root") } == .conflict)
+            #expect(
+                await code { _ = try await store.deleteVersion(model, VersionName("1"), actor: "root") } == .conflict)
             #expect(await code { _ = try await move(store, "prod", .rollback(to: nil)) } == .conflict)
             let republish = await #expect(throws: RegistryError.self) {
                 let file = ManifestFile(path: try ManifestPath("w"), digest: Digest.of([1]), size: 1)
-                _ = try await store.publish(PublishRequest(
-                    model: model, version: VersionName("1"), variant: .default, manifest: Manifest(format: .other, files: [file]), actor: "ci"
-                ))
+                _ = try await store.publish(
+                    PublishRequest(
+                        model: model, version: VersionName("1"), variant: .default,
+                        manifest: Manifest(format: .other, files: [file]), actor: "ci"
+                    ))
             }
             #expect(republish?.code == .conflict && republish?.message.contains("never reused") == true)
             #expect(try await store.model(model)?.versions.map(\.name.value) == ["2"])
@@ -150,9 +175,15 @@ import Testing
             _ = try await store.revokeToken(name: TokenLabel("ci2"), actor: "root")
 
             let all = try await store.auditLog(AuditQuery())
-            #expect(all.map(\.action) == [.tokenRevoke, .tokenCreate, .delete, .aliasSet, .deprecate, .aliasRollback, .aliasPromote,
-                                          .aliasSet, .aliasSet, .publish, .publish])
-            #expect(all.map(\.actor) == ["root", "root", "root", "alice", "bob", "alice", "alice", "carol", "alice", "ci", "ci"])
+            #expect(
+                all.map(\.action) == [
+                    .tokenRevoke, .tokenCreate, .delete, .aliasSet, .deprecate, .aliasRollback, .aliasPromote,
+                    .aliasSet, .aliasSet, .publish, .publish,
+                ])
+            #expect(
+                all.map(\.actor) == [
+                    "root", "root", "root", "alice", "bob", "alice", "alice", "carol", "alice", "ci", "ci",
+                ])
             #expect(all[6].target == "qwen@prod" && all[6].detail == "1 -> 2/default (promoted from @canary)")
             #expect(all[5].detail == "2/default -> 1")
             #expect(all[2].target == "qwen:2")

@@ -1,5 +1,5 @@
-import CacheImage
 import CFuzzer
+import CacheImage
 import Foundation
 import ModelRegistryCore
 
@@ -12,12 +12,18 @@ enum Variant {
         ("weights/model.safetensors", Array("weights".utf8), false),
         ("serving/run.sh", Array("#!/bin/sh\nexec true\n".utf8), true),
     ]
-    static let blobs = Dictionary(files.map { (Digest.of($0.content), $0.content) }, uniquingKeysWith: { first, _ in first })
+    static let blobs = Dictionary(
+        files.map { (Digest.of($0.content), $0.content) }, uniquingKeysWith: { first, _ in first })
     static let image: CacheImage = {
-        let manifest = Manifest(format: .safetensors, files: files.map {
-            ManifestFile(path: try! ManifestPath($0.path), digest: Digest.of($0.content), size: Int64($0.content.count), executable: $0.executable)
-        })
-        return CacheImage(model: try! ModelName("org/fuzz"), manifestDigest: manifest.digest, manifest: manifest, layout: .hf)
+        let manifest = Manifest(
+            format: .safetensors,
+            files: files.map {
+                ManifestFile(
+                    path: try! ManifestPath($0.path), digest: Digest.of($0.content), size: Int64($0.content.count),
+                    executable: $0.executable)
+            })
+        return CacheImage(
+            model: try! ModelName("org/fuzz"), manifestDigest: manifest.digest, manifest: manifest, layout: .hf)
     }()
 
     /// The genuine archive: what the seed corpus starts from.
@@ -52,7 +58,9 @@ func fuzz(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
             return Array(bytes[offset..<min(offset + chunk, bytes.count)])
         }
     } catch let error as RegistryError {
-        guard error.code == .integrity || error.code == .storageFailure else { fatalError("unexpected refusal: \(error.code) \(error.message)") }
+        guard error.code == .integrity || error.code == .storageFailure else {
+            fatalError("unexpected refusal: \(error.code) \(error.message)")
+        }
     } catch {
         fatalError("untyped error: \(error)")
     }
@@ -71,7 +79,9 @@ func fuzz(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
             guard status.st_mode & S_IFMT == S_IFREG else { fatalError("'\(path)' is not a regular file") }
         case .symlink(let target):
             let actual = try? FileManager.default.destinationOfSymbolicLink(atPath: root + "/" + path)
-            guard status.st_mode & S_IFMT == S_IFLNK, actual == target else { fatalError("'\(path)' links to \(actual ?? "nothing"), not \(target)") }
+            guard status.st_mode & S_IFMT == S_IFLNK, actual == target else {
+                fatalError("'\(path)' links to \(actual ?? "nothing"), not \(target)")
+            }
         }
     }
     return 0
@@ -81,7 +91,8 @@ func fuzz(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
 /// way to get an image that only this code can lay out. libFuzzer calls this before any input.
 @_cdecl("LLVMFuzzerInitialize")
 public func initialize(
-    _ argc: UnsafeMutablePointer<CInt>?, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>?
+    _ argc: UnsafeMutablePointer<CInt>?,
+    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>?
 ) -> CInt {
     if let seed = ProcessInfo.processInfo.environment["MODELREG_FUZZ_WRITE_SEED"] {
         exit(FileManager.default.createFile(atPath: seed, contents: Data(Variant.archive)) ? 0 : 1)

@@ -1,5 +1,5 @@
-import CacheImage
 import CFuzzer
+import CacheImage
 import Foundation
 import ModelFormats
 import ModelRegistryCore
@@ -10,13 +10,16 @@ func fuzz(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
     guard let manifest = try? Manifest.decode(Array(UnsafeBufferPointer(start: start, count: count))) else { return 0 }
     // Files keep the order they were sent in; the canonical form sorts them, so compare canonical forms.
     let canonical = manifest.canonicalJSON()
-    guard let again = try? Manifest.decode(canonical), again.canonicalJSON() == canonical, again.digest == manifest.digest else {
+    guard let again = try? Manifest.decode(canonical), again.canonicalJSON() == canonical,
+        again.digest == manifest.digest
+    else {
         fatalError("the canonical form of a decoded manifest does not decode back to it")
     }
     for file in manifest.files {
         // What the file system sees: no absolute path, no empty, '.' or '..' part between the '/' bytes.
         let parts = file.path.value.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false)
-        guard !parts.contains(where: { $0.isEmpty || $0.elementsEqual([0x2e]) || $0.elementsEqual([0x2e, 0x2e]) }) else {
+        guard !parts.contains(where: { $0.isEmpty || $0.elementsEqual([0x2e]) || $0.elementsEqual([0x2e, 0x2e]) })
+        else {
             fatalError("'\(file.path)' escapes the directory it is written under")
         }
     }
@@ -26,7 +29,8 @@ func fuzz(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
         let image = CacheImage(model: model, manifestDigest: manifest.digest, manifest: manifest, layout: layout)
         _ = image.parts(in: 0..<image.size)
     }
-    _ = VariantFit.choose([(.default, manifest)], budget: 24 << 30, contextLength: nil, concurrency: 4, kvCacheDtype: .fp8)
+    _ = VariantFit.choose(
+        [(.default, manifest)], budget: 24 << 30, contextLength: nil, concurrency: 4, kvCacheDtype: .fp8)
     return 0
 }
 

@@ -13,7 +13,9 @@ func fuzz(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
         fatalError("\(reference) does not parse back to itself")
     }
     if case .model = reference.target {
-        guard (try? ModelReference.release(text)) == nil else { fatalError("'\(text)' names no release but release() took it") }
+        guard (try? ModelReference.release(text)) == nil else {
+            fatalError("'\(text)' names no release but release() took it")
+        }
     }
     return 0
 }

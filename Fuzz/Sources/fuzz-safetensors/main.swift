@@ -3,7 +3,9 @@ import Foundation
 import FuzzInspection
 
 /// A model.safetensors of any content, inspected as `push` does it (see `inspectAsPushed`).
-func fuzz(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CInt { inspectAsPushed(start, count, named: "model.safetensors") }
+func fuzz(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
+    inspectAsPushed(start, count, named: "model.safetensors")
+}
 
 /// libFuzzer's own `main` calls this in debug builds, where SwiftPM leaves `main` undefined.
 @_cdecl("LLVMFuzzerTestOneInput")
