@@ -3,7 +3,6 @@ import PackageDescription
 
 let package = Package(
     name: "modelreg",
-    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "modelreg", targets: ["modelreg"]),
         // The parsers and the extractor, for the fuzz targets in Fuzz/ (a package that depends on this one).
@@ -48,7 +47,10 @@ let package = Package(
         // The embedded blob backend: the data directory's layout and blobs and uploads as files in it.
         .target(
             name: "FileSystemBlobs",
-            dependencies: ["ModelRegistryCore", "FileSystemIO", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: [
+                "ModelRegistryCore", "FileSystemIO", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
         ),
         // The SQLite metadata store (GRDB, WAL) and its schema, Migrations/sqlite/.
         .target(

@@ -29,7 +29,6 @@ func fuzzTarget(_ name: String, _ products: [String], targets: [Target.Dependenc
 
 let package = Package(
     name: "modelreg-fuzz",
-    platforms: [.macOS(.v15)],
     dependencies: [.package(path: "..")],
     targets: [
         .target(name: "CFuzzer"),

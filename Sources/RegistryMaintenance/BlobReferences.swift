@@ -5,7 +5,6 @@ import ModelRegistryCore
 /// names, then asks every source again, inside the write transaction that deletes, before a blob goes.
 /// Further kinds of reference (cache images) join by adding a source to `BlobReferences.all`.
 public protocol BlobReferenceSource: Sendable {
-    var name: String { get }
     /// Every digest this source references, for the mark phase.
     func referencedDigests(_ db: Database) throws -> Set<Digest>
     /// Whether this source references `digest` now, for the re-check just before a deletion.
@@ -15,8 +14,6 @@ public protocol BlobReferenceSource: Sendable {
 /// The files of every published variant manifest.
 public struct ManifestFileReferences: BlobReferenceSource {
     public init() {}
-
-    public var name: String { "manifest files" }
 
     public func referencedDigests(_ db: Database) throws -> Set<Digest> {
         Set(

@@ -104,3 +104,64 @@ import Testing
         #expect(ModelFormat.detect(paths: [try ManifestPath("README.md")]) == .other)
     }
 }
+
+/// The digest of a manifest is forever: its canonical bytes must not move with a Foundation release. A manifest
+/// with non-ASCII paths and metadata keys is compared with an independent canonical form (Python's `json`,
+/// keys and file paths in code point order, compact, UTF-8 unescaped) and with the digest recorded here.
+@Suite struct ManifestDigestGoldenTests {
+    static let golden = "90c086fc1fcfe449af226c9e0d8d2cb24601e911cb98cb5a218dcf927415149c"
+
+    static func manifest() throws -> Manifest {
+        let paths = [
+            "日本語/重み.safetensors", "Ελληνικά/config.json", "Z.bin", "a10.bin", "a9.bin", "e\u{301}.bin", "é.txt",
+            "ｚ.bin", "😀/x.bin", "tokenizer.json",
+        ]
+        let files = try paths.enumerated().map { index, path in
+            ManifestFile(
+                path: try ManifestPath(path), digest: Digest.of(Array(path.utf8)), size: Int64(index * 1000),
+                executable: index == 2)
+        }
+        let metadata = ModelMetadata(
+            architecture: "Qwen2ForCausalLM", parameterCount: 7_615_616_512,
+            dtypeBytes: ["BF16": 1_000, "F16": 2_000, "I8": 30, "U8": 4], weightBytes: 3_034,
+            torchDtype: "bfloat16", contextLength: 32_768, layers: 28, hiddenSize: 3_584, attentionHeads: 28,
+            kvHeads: 4, headDim: 128, kvCacheBytesPerToken: 57_344,
+            weightFiles: ["日本語/重み.safetensors": "safetensors", "a10.bin": "pytorch-bin", "Z.bin": "pytorch-bin"])
+        return Manifest(
+            format: .safetensors, files: files,
+            quantization: Quantization(method: "awq", bits: 4, groupSize: 128, derivedFrom: try VariantName("fp16")),
+            metadata: metadata)
+    }
+
+    @Test func canonicalBytesAreAnIndependentCanonicalForm() throws {
+        let bytes = try Self.manifest().canonicalJSON()
+        let script = """
+            import json, sys
+            raw = sys.stdin.buffer.read()
+            document = json.loads(raw)
+            paths = [f["path"].encode() for f in document["files"]]
+            assert paths == sorted(paths), paths
+            canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+            sys.stdout.write("same" if canonical == raw else "differs:\\n" + canonical.decode() + "\\n" + raw.decode())
+            """
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", "-c", script]
+        let input = Pipe()
+        let output = Pipe()
+        process.standardInput = input
+        process.standardOutput = output
+        try process.run()
+        input.fileHandleForWriting.write(Data(bytes))
+        try input.fileHandleForWriting.close()
+        let answer = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0 && answer == "same", "\(answer)")
+    }
+
+    @Test func theDigestIsTheOneRecorded() throws {
+        let manifest = try Self.manifest()
+        #expect(manifest.digest.hex == Self.golden, "\(String(decoding: manifest.canonicalJSON(), as: UTF8.self))")
+        #expect(try Manifest.decode(manifest.canonicalJSON()).digest == manifest.digest)
+    }
+}
