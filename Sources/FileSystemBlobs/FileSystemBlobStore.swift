@@ -34,7 +34,6 @@ public final class FileSystemBlobStore: BlobStore {
 
     public let directory: DataDirectory
     private let uploads = Mutex<[UploadID: Slot]>([:])
-    static let chunkSize = 1 << 20
 
     public init(directory: DataDirectory) {
         self.directory = directory
@@ -48,6 +47,17 @@ public final class FileSystemBlobStore: BlobStore {
         let path = directory.blob(digest).path
         guard try POSIXFile.regularFileSize(path) != nil else { throw RegistryError.notFound("blob \(digest)") }
         return try FileBlobReader(file: POSIXFile.openForReading(path))
+    }
+
+    public func read(_ digest: Digest, range: Range<Int64>) async throws(RegistryError) -> BlobBytes {
+        let path = directory.blob(digest).path
+        guard try POSIXFile.regularFileSize(path) != nil else { throw RegistryError.notFound("blob \(digest)") }
+        let file = try POSIXFile.openForReading(path)
+        let size = try file.size()
+        guard range.lowerBound >= 0, range.upperBound <= size else {
+            throw RegistryError(.integrity, "blob \(digest) holds \(size) bytes, not the \(range.upperBound) asked for")
+        }
+        return file.bytes(range)
     }
 
     public func createUpload() throws(RegistryError) -> UploadID {

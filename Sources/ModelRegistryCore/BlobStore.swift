@@ -18,6 +18,27 @@ public protocol BlobReader: Sendable {
     func read(at offset: Int64, maxLength: Int) throws(RegistryError) -> ByteBuffer
 }
 
+/// A range of a blob's bytes as buffers, read as the consumer asks for them: a slow reader (a client on a slow
+/// link) holds back the reads instead of filling memory, and a store reads off the event loops.
+public struct BlobBytes: AsyncSequence, Sendable {
+    public typealias Element = ByteBuffer
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let nextBuffer: () async throws -> ByteBuffer?
+
+        public mutating func next() async throws -> ByteBuffer? { try await nextBuffer() }
+    }
+
+    private let start: @Sendable () -> AsyncIterator
+
+    /// `start` is called once an iteration, and returns what yields its buffers in order, then nil.
+    public init(_ start: @escaping @Sendable () -> () async throws -> ByteBuffer?) {
+        self.start = { AsyncIterator(nextBuffer: start()) }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator { start() }
+}
+
 /// Where blob bytes live. Content-addressed and immutable: a blob is only ever created whole by committing
 /// an upload whose bytes hash to the expected digest, and deleted whole.
 ///
@@ -25,7 +46,11 @@ public protocol BlobReader: Sendable {
 /// over every byte as it arrives.
 public protocol BlobStore: Sendable {
     func info(_ digest: Digest) throws(RegistryError) -> BlobInfo?
+    /// Random access, for the parsers that read a file's header where they need it; they run on threads
+    /// that may block, never on an event loop.
     func reader(_ digest: Digest) throws(RegistryError) -> any BlobReader
+    /// The bytes of `range` (within the blob's size), streamed; throws `.notFound` for an unknown blob.
+    func read(_ digest: Digest, range: Range<Int64>) async throws(RegistryError) -> BlobBytes
 
     func createUpload() throws(RegistryError) -> UploadID
     /// Starts an upload of a blob expected to hash to `digest`. An upload already started for that digest and

@@ -5,7 +5,6 @@ import RegistryAPI
 /// `HEAD|GET|PUT /v1/blobs/{digest}` and the resumable uploads under `/v1/uploads`.
 struct BlobRoutes {
     let registry: Registry
-    static let readChunk = 1 << 20
 
     var routes: [Route] {
         [
@@ -36,43 +35,38 @@ struct BlobRoutes {
     private func blob(_ request: Request, _ context: RegistryRequestContext, sendBody: Bool) async throws -> Response {
         try registry.authorize(context, .read)
         let digest = try digest(context)
-        guard try registry.blobs.info(digest) != nil else { throw RegistryError.notFoundBlob(digest) }
-        let reader = try registry.blobs.reader(digest)
+        guard let size = try registry.blobs.info(digest)?.size else { throw RegistryError.notFoundBlob(digest) }
         var headers: HTTPFields = [
             .eTag: "\"\(digest)\"",
             .acceptRanges: "bytes",
             .contentType: "application/octet-stream",
             .modelregDigest: digest.description,
         ]
-        let parsed = ByteRange.parse(request.headers[.range], size: reader.size)
+        let parsed = ByteRange.parse(request.headers[.range], size: size)
         if parsed == .unsatisfiable {
             var response = ErrorMiddleware.errorResponse(
                 RegistryError(
                     .rangeNotSatisfiable,
-                    "range \(request.headers[.range] ?? "") is outside the blob's \(reader.size) bytes")
+                    "range \(request.headers[.range] ?? "") is outside the blob's \(size) bytes")
             )
-            response.headers[.contentRange] = "bytes */\(reader.size)"
+            response.headers[.contentRange] = "bytes */\(size)"
             response.headers[.eTag] = headers[.eTag]
             return response
         }
         var status = HTTPResponse.Status.ok
-        var range = ByteRange(start: 0, end: reader.size - 1)
+        var range = ByteRange(start: 0, end: size - 1)
         if case .partial(let partial) = parsed {
             status = .partialContent
             range = partial
-            headers[.contentRange] = "bytes \(partial.start)-\(partial.end)/\(reader.size)"
+            headers[.contentRange] = "bytes \(partial.start)-\(partial.end)/\(size)"
         }
         let length = max(0, range.length)
         headers[.contentLength] = String(length)
         guard sendBody, length > 0 else { return Response(status: status, headers: headers, body: ResponseBody()) }
         let metrics = registry.metrics
-        let (start, end) = (range.start, range.end)
+        let bytes = try await registry.blobs.read(digest, range: range.start..<(range.end + 1))
         let body = ResponseBody(contentLength: Int(length)) { writer in
-            var offset = start
-            while offset <= end {
-                let chunk = try reader.read(at: offset, maxLength: Int(min(Int64(Self.readChunk), end - offset + 1)))
-                guard chunk.readableBytes > 0 else { break }
-                offset += Int64(chunk.readableBytes)
+            for try await chunk in bytes {
                 try await writer.write(chunk)
                 metrics.blobBytesSent(chunk.readableBytes)
             }

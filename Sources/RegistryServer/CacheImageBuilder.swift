@@ -12,7 +12,7 @@ import RegistryAPI
 /// Pre-warms cache images: when a variant is published or an alias moves to it, each layout's archive is
 /// streamed once from the blobs to learn its digest, which is then served as the image's `ETag`. The
 /// archive itself is never stored (it is described by the manifest over the blobs), so a built image
-/// costs one small JSON record. Builds run one at a time on NIO's thread pool, off the request threads.
+/// costs one small JSON record. Builds run one at a time; the blob store reads off the request threads.
 actor CacheImageBuilder {
     private struct Job: Hashable {
         var model: ModelName
@@ -123,8 +123,7 @@ actor CacheImageBuilder {
             guard let stored = try await metadata.manifest(job.model, digest: job.manifest) else { return nil }
             let image = CacheImage(
                 model: job.model, manifestDigest: job.manifest, manifest: try stored.decoded(), layout: job.layout)
-            let blobs = self.blobs
-            let digest = try await NIOThreadPool.singleton.runIfActive { try Self.hash(image, blobs) }
+            let digest = try await Self.hash(image, blobs)
             logger.info(
                 "cache image built",
                 metadata: [
@@ -144,10 +143,10 @@ actor CacheImageBuilder {
     }
 
     /// The sha256 of the whole archive, streamed from the blobs.
-    private static func hash(_ image: CacheImage, _ blobs: any BlobStore) throws -> Digest {
+    private static func hash(_ image: CacheImage, _ blobs: any BlobStore) async throws -> Digest {
         var hasher = ContentHasher()
         var chunks = CacheImageChunks(image, range: 0..<image.size, blobs: blobs)
-        while let chunk = try chunks.next() {
+        while let chunk = try await chunks.next() {
             chunk.withUnsafeReadableBytes { hasher.update($0) }
         }
         return hasher.finalize()
@@ -186,12 +185,11 @@ actor CacheImageBuilder {
     }
 }
 
-/// The bytes of a range of a cache image, in chunks of at most 1 MiB, read from the blobs behind it.
+/// The bytes of a range of a cache image, read from the blobs behind it as they are asked for.
 struct CacheImageChunks {
-    static let chunkSize = 1 << 20
     private var parts: ArraySlice<CacheImage.Part>
     private let blobs: any BlobStore
-    private var reader: (digest: Digest, reader: any BlobReader, offset: Int64, end: Int64)?
+    private var current: BlobBytes.AsyncIterator?
 
     init(_ image: CacheImage, range: Range<Int64>, blobs: any BlobStore) {
         parts = image.parts(in: range)[...]
@@ -199,27 +197,16 @@ struct CacheImageChunks {
     }
 
     /// The next chunk; nil at the end of the range.
-    mutating func next() throws -> ByteBuffer? {
+    mutating func next() async throws -> ByteBuffer? {
         while true {
-            if let current = reader, current.offset < current.end {
-                let chunk = try current.reader.read(
-                    at: current.offset, maxLength: Int(min(Int64(Self.chunkSize), current.end - current.offset)))
-                guard chunk.readableBytes > 0 else {
-                    throw RegistryError(
-                        .integrity,
-                        "blob \(current.digest) ended at \(current.offset) bytes, before the image needs \(current.end)"
-                    )
-                }
-                reader?.offset += Int64(chunk.readableBytes)
-                return chunk
-            }
-            reader = nil
+            if let chunk = try await current?.next() { return chunk }
+            current = nil
             guard let part = parts.popFirst() else { return nil }
             switch part {
             case .bytes(let bytes):
                 return ByteBuffer(bytes: bytes)
             case .blob(let digest, let range):
-                reader = (digest, try blobs.reader(digest), range.lowerBound, range.upperBound)
+                current = try await blobs.read(digest, range: range).makeAsyncIterator()
             }
         }
     }

@@ -64,7 +64,7 @@ extension ModelRoutes {
         let served = range
         let body = ResponseBody(contentLength: served.count) { writer in
             var chunks = CacheImageChunks(image, range: served, blobs: blobs)
-            while let chunk = try chunks.next() {
+            while let chunk = try await chunks.next() {
                 try await writer.write(chunk)
                 metrics.blobBytesSent(chunk.readableBytes)
             }

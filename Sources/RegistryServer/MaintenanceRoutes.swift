@@ -1,3 +1,4 @@
+import FileSystemBlobs
 import FileSystemIO
 import Foundation
 import Hummingbird
@@ -69,16 +70,9 @@ struct MaintenanceRoutes {
             return (file, try file.hashContents().hasher.finalize())
         }
         let size = try file.size()
+        let bytes = file.bytes(0..<size)
         let body = ResponseBody(contentLength: Int(size)) { writer in
-            defer { try? file.close() }
-            var offset: Int64 = 0
-            while offset < size {
-                let chunk = try file.readBuffer(
-                    at: offset, length: Int(min(Int64(BlobRoutes.readChunk), size - offset)))
-                guard chunk.readableBytes > 0 else { break }
-                offset += Int64(chunk.readableBytes)
-                try await writer.write(chunk)
-            }
+            for try await chunk in bytes { try await writer.write(chunk) }
             try await writer.finish(nil)
         }
         return Response(

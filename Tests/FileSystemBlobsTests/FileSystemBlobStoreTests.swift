@@ -34,6 +34,37 @@ import Testing
         }
     }
 
+    /// Ranged reads stream the bytes in chunks of at most 1 MiB, each iteration from the start of its range.
+    @Test func rangedReadsStreamTheBytesAsked() async throws {
+        try await withTemporaryDirectory { root in
+            let store = try makeStore(root)
+            let large = (0..<(5 << 19)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 12) }
+            let digest = Digest.of(large)
+            let id = try store.createUpload()
+            _ = try await store.append(id, at: 0, Chunks(parts: [large]))
+            _ = try store.commitUpload(id, expecting: digest)
+            for range: Range<Int64> in [0..<Int64(large.count), 7..<(2 << 20) + 5, 100..<101, 42..<42] {
+                let bytes = try await store.read(digest, range: range)
+                for _ in 0..<2 {
+                    var collected: [UInt8] = []
+                    for try await chunk in bytes {
+                        #expect(chunk.readableBytes > 0 && chunk.readableBytes <= 1 << 20)
+                        collected += Array(buffer: chunk)
+                    }
+                    #expect(collected == Array(large[Int(range.lowerBound)..<Int(range.upperBound)]), "\(range)")
+                }
+            }
+            let past = await #expect(throws: RegistryError.self) {
+                try await store.read(digest, range: 0..<Int64(large.count + 1))
+            }
+            #expect(past?.code == .integrity)
+            let missing = await #expect(throws: RegistryError.self) {
+                try await store.read(Digest.of(Array("absent".utf8)), range: 0..<1)
+            }
+            #expect(missing?.code == .notFound)
+        }
+    }
+
     @Test func wrongDigestStoresNothing() async throws {
         try await withTemporaryDirectory { root in
             let store = try makeStore(root)
