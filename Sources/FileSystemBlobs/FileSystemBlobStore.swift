@@ -2,6 +2,7 @@ import FileSystemIO
 import Foundation
 import ModelRegistryCore
 import NIOCore
+import NIOPosix
 import Synchronization
 
 #if canImport(Glibc)
@@ -60,6 +61,74 @@ public final class FileSystemBlobStore: BlobStore {
         return file.bytes(range)
     }
 
+    public func list() async throws(RegistryError) -> [StoredBlob] {
+        let blobs = directory.blobs
+        return try await Self.blocking { () throws(RegistryError) in
+            try ContentAddressedTree.files(in: blobs).map {
+                StoredBlob(digest: $0.digest, size: $0.size, stored: $0.modified)
+            }
+        }
+    }
+
+    /// `quarantine/sha256/<hex>`: renamed out of the blob tree, both directories synced.
+    public func quarantine(_ digest: Digest) async throws(RegistryError) {
+        let directory = self.directory
+        try await Self.blocking { () throws(RegistryError) in
+            try Self.createDirectories(directory.quarantine.path)
+            try POSIXFile.rename(
+                directory.blob(digest).path, to: directory.quarantine.appendingPathComponent(digest.hex).path)
+            try POSIXFile.syncDirectory(directory.quarantine.path)
+            try POSIXFile.syncDirectory(directory.blobDirectory(digest).path)
+        }
+    }
+
+    public func quarantined() async throws(RegistryError) -> [Digest] {
+        let directory = self.directory
+        return try await Self.blocking { () throws(RegistryError) in
+            try POSIXFile.entries(directory.quarantine.path).compactMap { try? Digest(parsing: Digest.prefix + $0) }
+        }
+    }
+
+    public func releaseQuarantine(_ digests: [Digest]) async throws(RegistryError) {
+        guard !digests.isEmpty else { return }
+        let directory = self.directory
+        try await Self.blocking { () throws(RegistryError) in
+            for digest in digests { try POSIXFile.remove(directory.quarantine.appendingPathComponent(digest.hex).path) }
+            try POSIXFile.syncDirectory(directory.quarantine.path)
+        }
+    }
+
+    /// Creates and removes a file where uploads are written.
+    public func checkWritable() async throws(RegistryError) {
+        let probe = directory.uploads.appendingPathComponent(".ready-\(UUID().uuidString.lowercased())").path
+        try await Self.blocking { () throws(RegistryError) in
+            let file = try POSIXFile.open(probe, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
+            try file.close()
+            try POSIXFile.remove(probe)
+        }
+    }
+
+    /// File-system calls that may wait on the disk, on NIO's blocking pool.
+    private static func blocking<T: Sendable>(_ body: @escaping @Sendable () throws(RegistryError) -> T)
+        async throws(RegistryError) -> T
+    {
+        do {
+            return try await NIOThreadPool.singleton.runIfActive { try body() }
+        } catch let error as RegistryError {
+            throw error
+        } catch {
+            throw RegistryError(.storageFailure, "the blob store's thread pool is not running: \(error)")
+        }
+    }
+
+    private static func createDirectories(_ path: String) throws(RegistryError) {
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        } catch {
+            throw RegistryError(.storageFailure, "cannot create \(path): \(error.localizedDescription)")
+        }
+    }
+
     public func createUpload() throws(RegistryError) -> UploadID {
         let id = UploadID()
         let file = try POSIXFile.open(directory.upload(id).path, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
@@ -99,7 +168,7 @@ public final class FileSystemBlobStore: BlobStore {
     /// Uploads whose recorded expectation is `digest`.
     private func uploadIDs(expecting digest: Digest) throws(RegistryError) -> [UploadID] {
         let wanted = Array(digest.description.utf8)
-        return try uploadDirectoryEntries().compactMap { name -> UploadID? in
+        return try POSIXFile.entries(directory.uploads.path).compactMap { name -> UploadID? in
             guard name.hasSuffix(DataDirectory.expectationSuffix),
                 let id = try? UploadID(name.dropLast(DataDirectory.expectationSuffix.count)),
                 let recorded = FileManager.default.contents(atPath: directory.uploadExpectation(id).path),
@@ -111,9 +180,9 @@ public final class FileSystemBlobStore: BlobStore {
 
     public func removeStaleUploads(untouchedSince cutoff: Date) throws(RegistryError) -> [UploadID] {
         var removed: [UploadID] = []
-        for name in try uploadDirectoryEntries() {
+        for name in try POSIXFile.entries(directory.uploads.path) {
             let path = directory.uploads.appendingPathComponent(name).path
-            guard let modified = Self.modificationDate(path), modified < cutoff else { continue }
+            guard let status = try? POSIXFile.status(path), status.modified < cutoff else { continue }
             if let id = try? UploadID(name) {
                 let claimed = uploads.withLock { slots in
                     if case .busy = slots[id] { return false }
@@ -134,20 +203,6 @@ public final class FileSystemBlobStore: BlobStore {
             }
         }
         return removed
-    }
-
-    private func uploadDirectoryEntries() throws(RegistryError) -> [String] {
-        do {
-            return try FileManager.default.contentsOfDirectory(atPath: directory.uploads.path)
-        } catch {
-            throw RegistryError(.storageFailure, "cannot list \(directory.uploads.path): \(error.localizedDescription)")
-        }
-    }
-
-    private static func modificationDate(_ path: String) -> Date? {
-        var info = stat()
-        guard stat(path, &info) == 0 else { return nil }
-        return Date(timeIntervalSince1970: Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1e9)
     }
 
     public func uploadOffset(_ id: UploadID) throws(RegistryError) -> Int64 {

@@ -1,3 +1,4 @@
+import Foundation
 import ModelRegistryCore
 import NIOCore
 
@@ -204,3 +205,34 @@ public final class POSIXFile: @unchecked Sendable {
 private func systemOpen(_ path: String, _ flags: Int32, _ mode: mode_t) -> Int32 { open(path, flags, mode) }
 private func systemClose(_ fd: Int32) -> Int32 { close(fd) }
 private func systemRename(_ from: String, _ to: String) -> Int32 { rename(from, to) }
+
+/// The size and modification time of a regular file.
+public struct FileStatus: Sendable, Hashable {
+    public var size: Int64
+    public var modified: Date
+}
+
+extension POSIXFile {
+    /// The names in a directory; none when it does not exist.
+    public static func entries(_ path: String) throws(RegistryError) -> [String] {
+        do {
+            return try FileManager.default.contentsOfDirectory(atPath: path).sorted()
+        } catch let error as CocoaError where error.code == .fileReadNoSuchFile {
+            return []
+        } catch {
+            throw RegistryError(.storageFailure, "cannot list \(path): \(error.localizedDescription)")
+        }
+    }
+
+    /// Size and modification time of a regular file, or nil when there is none.
+    public static func status(_ path: String) throws(RegistryError) -> FileStatus? {
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            if errno == ENOENT || errno == ENOTDIR { return nil }
+            throw RegistryError(.storageFailure, "cannot stat \(path): \(String(cString: strerror(errno)))")
+        }
+        guard (info.st_mode & S_IFMT) == S_IFREG else { return nil }
+        let modified = Date(timeIntervalSince1970: Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1e9)
+        return FileStatus(size: Int64(info.st_size), modified: modified)
+    }
+}

@@ -51,6 +51,17 @@ public protocol BlobStore: Sendable {
     func reader(_ digest: Digest) throws(RegistryError) -> any BlobReader
     /// The bytes of `range` (within the blob's size), streamed; throws `.notFound` for an unknown blob.
     func read(_ digest: Digest, range: Range<Int64>) async throws(RegistryError) -> BlobBytes
+    /// Every stored blob, in digest order, with the time it was last stored (an upload of bytes already
+    /// stored refreshes it, so garbage collection's grace period starts again).
+    func list() async throws(RegistryError) -> [StoredBlob]
+    /// Takes a blob out of service: never served again, kept aside until it is stored anew (`repair`).
+    func quarantine(_ digest: Digest) async throws(RegistryError)
+    /// The blobs in quarantine.
+    func quarantined() async throws(RegistryError) -> [Digest]
+    /// Drops the quarantined copies of blobs that are stored again.
+    func releaseQuarantine(_ digests: [Digest]) async throws(RegistryError)
+    /// Whether the store takes writes now (the readiness probe).
+    func checkWritable() async throws(RegistryError)
 
     func createUpload() throws(RegistryError) -> UploadID
     /// Starts an upload of a blob expected to hash to `digest`. An upload already started for that digest and
@@ -69,6 +80,19 @@ public protocol BlobStore: Sendable {
     func cancelUpload(_ id: UploadID) throws(RegistryError)
     /// Removes every upload that received no byte since `cutoff` and is not receiving now; returns them.
     func removeStaleUploads(untouchedSince cutoff: Date) throws(RegistryError) -> [UploadID]
+}
+
+/// A blob as a listing of the store shows it.
+public struct StoredBlob: Sendable, Hashable {
+    public var digest: Digest
+    public var size: Int64
+    public var stored: Date
+
+    public init(digest: Digest, size: Int64, stored: Date) {
+        self.digest = digest
+        self.size = size
+        self.stored = stored
+    }
 }
 
 public struct StartedUpload: Sendable, Equatable {

@@ -82,7 +82,7 @@ public struct BackupRepository: Sendable {
         if FileManager.default.fileExists(atPath: root.appendingPathComponent("modelreg-backup.json").path) {
             return try BackupRepository(opening: path)
         }
-        guard try FileTree.entries(root.path).isEmpty else {
+        guard try POSIXFile.entries(root.path).isEmpty else {
             throw RegistryError(
                 .conflict, "\(root.path) is neither empty nor a backup repository: choose another --to directory")
         }
@@ -112,7 +112,7 @@ public struct BackupRepository: Sendable {
     /// Every snapshot, oldest first.
     public func allSnapshots() throws(RegistryError) -> [Snapshot] {
         var result: [Snapshot] = []
-        for name in try FileTree.entries(snapshots.path) where name.hasSuffix(".json") {
+        for name in try POSIXFile.entries(snapshots.path) where name.hasSuffix(".json") {
             result.append(try readSnapshot(snapshots.appendingPathComponent(name).path))
         }
         return result.sorted { ($0.time, $0.id) < ($1.time, $1.id) }
@@ -151,7 +151,7 @@ public struct BackupRepository: Sendable {
 
     /// Whether the repository already holds this blob (whole: blobs are renamed into place only when complete).
     func has(_ entry: BlobEntry) throws(RegistryError) -> Bool {
-        try FileTree.status(blob(entry.digest))?.size == entry.size
+        try POSIXFile.status(blob(entry.digest))?.size == entry.size
     }
 
     func writeSnapshot(_ snapshot: Snapshot) throws(RegistryError) {

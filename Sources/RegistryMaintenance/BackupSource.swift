@@ -48,7 +48,7 @@ public struct LocalBackupSource: BackupSource {
 
     public func copyBlob(_ blob: BlobEntry, to path: String) async throws -> BlobEntry {
         let source = directory.blob(blob.digest).path
-        guard try FileTree.status(source) != nil else {
+        guard try POSIXFile.status(source) != nil else {
             throw RegistryError(
                 .notFound,
                 "blob \(blob.digest) is referenced but not stored in \(directory.root.path): run `modelreg verify` and `modelreg repair`"

@@ -36,7 +36,7 @@ public struct GarbageCollector: Sendable {
         let cutoff = Date().addingTimeInterval(-Double(graceSeconds))
         let database = try RegistryDatabase.open(directory.database.path)
         defer { try? database.close() }
-        let files = try FileTree.blobFiles(in: directory.blobs)
+        let files = try ContentAddressedTree.files(in: directory.blobs)
         let sources = self.sources
         let marked = try database.read { db in
             try sources.reduce(into: Set<Digest>()) { marked, source in
@@ -80,7 +80,7 @@ public struct GarbageCollector: Sendable {
         for file in batch {
             if try sources.contains(where: { source in try source.references(file.digest, db) }) { continue }
             // A push may have uploaded the same bytes again since the mark, which refreshes the time.
-            guard let status = try FileTree.status(file.path), status.modified <= cutoff else { continue }
+            guard let status = try POSIXFile.status(file.path), status.modified <= cutoff else { continue }
             try POSIXFile.remove(file.path)
             try db.execute(sql: "DELETE FROM blobs WHERE digest = ?", arguments: [file.digest.description])
             swept.append(BlobEntry(digest: file.digest, size: status.size))

@@ -23,7 +23,7 @@ public struct LocalRepairTarget: RepairTarget {
     public var description: String { directory.root.path }
 
     public func missingBlobs() async throws -> [Digest] {
-        try Scrubber(directory: directory, sample: 0).run().missing
+        try await Scrubber(directory: directory, sample: 0).run().missing
     }
 
     public func store(_ digest: Digest, from path: String) async throws {
@@ -68,7 +68,7 @@ public struct Repairer: Sendable {
         var unavailable: [Digest] = []
         for digest in missing {
             let path = repository.blob(digest)
-            guard try FileTree.status(path) != nil else {
+            guard try POSIXFile.status(path) != nil else {
                 unavailable.append(digest)
                 continue
             }

@@ -1,3 +1,5 @@
+import FileSystemBlobs
+import FileSystemIO
 import Foundation
 import ModelRegistryCore
 
@@ -32,7 +34,7 @@ public struct RepositoryVerifier: Sendable {
         var problems: [String] = []
         var needed: [Digest: (size: Int64, snapshot: String)] = [:]
         var snapshots = 0
-        for name in try FileTree.entries(repository.snapshots.path) where name.hasSuffix(".json") {
+        for name in try POSIXFile.entries(repository.snapshots.path) where name.hasSuffix(".json") {
             let snapshot: Snapshot
             do {
                 snapshot = try repository.readSnapshot(repository.snapshots.appendingPathComponent(name).path)
@@ -46,7 +48,7 @@ public struct RepositoryVerifier: Sendable {
             }
         }
         for (digest, expected) in needed.sorted(by: { $0.key < $1.key }) {
-            guard let status = try FileTree.status(repository.blob(digest)) else {
+            guard let status = try POSIXFile.status(repository.blob(digest)) else {
                 problems.append("blob \(digest) of snapshot \(expected.snapshot) is missing")
                 continue
             }
@@ -57,7 +59,7 @@ public struct RepositoryVerifier: Sendable {
         }
         var bytesRead: Int64 = 0
         if readData {
-            for file in try FileTree.blobFiles(in: repository.blobs) {
+            for file in try ContentAddressedTree.files(in: repository.blobs) {
                 let actual = try FileTree.hash(file.path)
                 bytesRead += actual.size
                 if actual.digest != file.digest {

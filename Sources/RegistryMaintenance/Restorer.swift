@@ -66,7 +66,7 @@ public struct Restorer: Sendable {
     private func prepareTarget() throws(RegistryError) {
         let root = target.root.path
         let lock = target.serverLock.lastPathComponent
-        let entries = try FileTree.entries(root).filter { $0 != lock }
+        let entries = try POSIXFile.entries(root).filter { $0 != lock }
         guard !entries.isEmpty else { return }
         guard force else {
             throw RegistryError(
@@ -105,7 +105,7 @@ public struct Restorer: Sendable {
 
     private func restore(_ blob: BlobEntry, to path: String) throws(RegistryError) {
         let source = repository.blob(blob.digest)
-        guard try FileTree.status(source) != nil else {
+        guard try POSIXFile.status(source) != nil else {
             throw RegistryError(
                 .integrity,
                 "the repository lacks blob \(blob.digest): run `modelreg backup verify`; restore an older snapshot")

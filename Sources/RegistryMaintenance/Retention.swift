@@ -1,3 +1,4 @@
+import FileSystemBlobs
 import FileSystemIO
 import Foundation
 import ModelRegistryCore
@@ -95,7 +96,7 @@ public struct Pruner: Sendable {
             needed.insert(snapshot.database.digest)
             for blob in snapshot.blobs { needed.insert(blob.digest) }
         }
-        let garbage = try FileTree.blobFiles(in: repository.blobs).filter { !needed.contains($0.digest) }
+        let garbage = try ContentAddressedTree.files(in: repository.blobs).filter { !needed.contains($0.digest) }
         if !dryRun {
             // Snapshot files go first, so a crash midway never leaves a snapshot whose blobs are gone.
             for snapshot in removed { try POSIXFile.remove(repository.snapshotFile(snapshot.id)) }

@@ -1,84 +1,81 @@
 import FileSystemBlobs
-import FileSystemIO
 import Foundation
 import ModelRegistryCore
 import RegistryAPI
 
-/// Rehashes stored blobs and moves corrupt ones to `quarantine/`, out of the blob tree, so they are never
-/// served again: a pull of a variant that needs one fails until `repair` restores it from a backup.
+/// Rehashes stored blobs and quarantines corrupt ones through the blob store, so they are never served again:
+/// a pull of a variant that needs one fails until `repair` restores it from a backup.
 public struct Scrubber: Sendable {
-    public let directory: DataDirectory
-    /// The fraction of blob files to rehash, chosen at random: 1 checks every one, 0 only checks presence.
+    public let blobs: any BlobStore
+    /// Where the digests the manifests reference are read (the registry's database).
+    public let database: String
+    /// The fraction of blobs to rehash, chosen at random: 1 checks every one, 0 only checks presence.
     public let sample: Double
 
-    public init(directory: DataDirectory, sample: Double = 1) throws(RegistryError) {
+    public init(blobs: any BlobStore, database: String, sample: Double = 1) throws(RegistryError) {
         guard sample >= 0, sample <= 1 else {
             throw RegistryError(.invalidRequest, "sample \(sample) is not a fraction between 0 and 1")
         }
-        self.directory = directory
+        self.blobs = blobs
+        self.database = database
         self.sample = sample
     }
 
-    public func run() throws -> ScrubReport {
+    /// A scrub of a data directory's own blob store.
+    public init(directory: DataDirectory, sample: Double = 1) throws(RegistryError) {
+        try self.init(
+            blobs: FileSystemBlobStore(directory: directory), database: directory.database.path, sample: sample)
+    }
+
+    public func run() async throws -> ScrubReport {
         let started = ContinuousClock.now
-        let database = try RegistryDatabase.open(directory.database.path)
-        let referenced = try database.read { db in try ManifestFileReferences().referencedDigests(db) }
+        let database = try RegistryDatabase.open(self.database)
+        let referenced = try await database.read { db in try ManifestFileReferences().referencedDigests(db) }
         try database.close()
-        let files = try FileTree.blobFiles(in: directory.blobs)
+        let stored = try await blobs.list()
         var checked = 0
         var checkedBytes: Int64 = 0
         var corrupt: [Digest] = []
-        for file in files where sample >= 1 || Double.random(in: 0..<1) < sample {
-            let actual: BlobEntry
+        for blob in stored where sample >= 1 || Double.random(in: 0..<1) < sample {
+            let actual: (digest: Digest, size: Int64)
             do {
-                actual = try FileTree.hash(file.path)
-            } catch {
+                actual = try await hash(blob)
+            } catch let error as RegistryError where error.code == .notFound {
                 // Deleted by a garbage collection since the listing: nothing to check.
-                guard (try? FileTree.status(file.path)) != nil else { continue }
-                throw error
+                continue
             }
             checked += 1
             checkedBytes += actual.size
-            if actual.digest != file.digest {
-                try quarantine(file)
-                corrupt.append(file.digest)
+            if actual.digest != blob.digest {
+                try await blobs.quarantine(blob.digest)
+                corrupt.append(blob.digest)
             }
         }
-        let present = Set(files.map(\.digest)).subtracting(corrupt)
-        try forgetRepaired(present)
+        let present = Set(stored.map(\.digest)).subtracting(corrupt)
+        // A quarantined copy whose blob is stored again (by `repair`, or a new upload of the same bytes) has
+        // served its purpose: the quarantine counts only blobs still waiting for repair.
+        let repaired = try await blobs.quarantined().filter(present.contains)
+        try await blobs.releaseQuarantine(repaired)
         return ScrubReport(
             sample: sample,
-            stored: files.count,
+            stored: stored.count,
             checked: checked,
             checkedBytes: checkedBytes,
             corrupt: corrupt,
             missing: referenced.subtracting(present).sorted(),
-            quarantined: try Self.quarantinedCount(directory),
+            quarantined: try await blobs.quarantined().count,
             seconds: (ContinuousClock.now - started).seconds
         )
     }
 
-    private func quarantine(_ file: BlobFile) throws(RegistryError) {
-        try FileTree.createDirectory(directory.quarantine.path)
-        try POSIXFile.rename(file.path, to: directory.quarantine.appendingPathComponent(file.digest.hex).path)
-        try POSIXFile.syncDirectory(directory.quarantine.path)
-        try POSIXFile.syncDirectory(directory.blobDirectory(file.digest).path)
-    }
-
-    /// A quarantined copy whose blob is stored again (by `repair`, or a new upload of the same bytes) has
-    /// served its purpose: it is removed, so the quarantine counts only blobs still waiting for repair.
-    private func forgetRepaired(_ present: Set<Digest>) throws(RegistryError) {
-        var removed = false
-        for name in try FileTree.entries(directory.quarantine.path) {
-            guard let digest = try? Digest(parsing: Digest.prefix + name), present.contains(digest) else { continue }
-            try POSIXFile.remove(directory.quarantine.appendingPathComponent(name).path)
-            removed = true
+    /// The digest and size of what the store holds under a blob's name.
+    private func hash(_ blob: StoredBlob) async throws -> (digest: Digest, size: Int64) {
+        var hasher = ContentHasher()
+        var size: Int64 = 0
+        for try await chunk in try await blobs.read(blob.digest, range: 0..<blob.size) {
+            chunk.withUnsafeReadableBytes { hasher.update($0) }
+            size += Int64(chunk.readableBytes)
         }
-        if removed { try POSIXFile.syncDirectory(directory.quarantine.path) }
-    }
-
-    /// How many blobs sit in quarantine: exported in `/metrics`.
-    public static func quarantinedCount(_ directory: DataDirectory) throws(RegistryError) -> Int {
-        try FileTree.entries(directory.quarantine.path).count
+        return (hasher.finalize(), size)
     }
 }

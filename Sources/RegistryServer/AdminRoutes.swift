@@ -24,7 +24,7 @@ struct AdminRoutes {
                 }
             },
             Route(.get, "/metrics") { _, _ in
-                registry.metrics.quarantinedBlobs(try Scrubber.quarantinedCount(registry.directory))
+                registry.metrics.quarantinedBlobs(try await registry.blobs.quarantined().count)
                 return Response(
                     status: .ok,
                     headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],

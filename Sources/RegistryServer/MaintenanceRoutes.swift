@@ -39,8 +39,9 @@ struct MaintenanceRoutes {
                     throw RegistryError(
                         .invalidRequest, "sample '\(text.prefix(40))' is not a fraction between 0 and 1")
                 }
-                let scrubber = try Scrubber(directory: registry.directory, sample: sample)
-                let report = try await NIOThreadPool.singleton.runIfActive { try scrubber.run() }
+                let scrubber = try Scrubber(
+                    blobs: registry.blobs, database: registry.directory.database.path, sample: sample)
+                let report = try await scrubber.run()
                 registry.metrics.corruptBlobsFound(report.corrupt.count)
                 if !report.healthy {
                     context.logger.error(

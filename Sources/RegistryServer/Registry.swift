@@ -94,7 +94,7 @@ public struct Registry: Sendable {
 
     /// The server's own files in `tmp/`, named `<purpose>-<uuid>`.
     enum Scratch: String, CaseIterable {
-        case snapshot, ready
+        case snapshot
     }
 
     func scratchFile(_ purpose: Scratch, suffix: String = "") -> String {
@@ -180,9 +180,6 @@ public struct Registry: Sendable {
     /// Confirms the database is open and migrated and the data directory takes writes.
     func checkReady() async throws {
         try await metadata.checkReady()
-        let probe = scratchFile(.ready)
-        let file = try POSIXFile.open(probe, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
-        try file.close()
-        try POSIXFile.remove(probe)
+        try await blobs.checkWritable()
     }
 }

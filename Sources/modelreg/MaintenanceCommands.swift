@@ -91,7 +91,7 @@ struct Verify: AsyncParsableCommand {
         let report: ScrubReport
         if let local = try target.claimedDirectory("verify") {
             defer { local.lock?.unlock() }
-            report = try Scrubber(directory: local.directory, sample: sample).run()
+            report = try await Scrubber(directory: local.directory, sample: sample).run()
         } else {
             report = try await target.client.connection.scrub(sample: sample)
         }

@@ -65,6 +65,54 @@ import Testing
         }
     }
 
+    /// The listing shows what is stored with its time; a quarantined blob leaves the listing and is never read
+    /// again until it is stored anew, and then its quarantined copy can be released.
+    @Test func listingQuarantineAndRelease() async throws {
+        try await withTemporaryDirectory { root in
+            let store = try makeStore(root)
+            var digests: [Digest] = []
+            for text in ["one", "two", "three"] {
+                let bytes = Array(text.utf8)
+                let id = try store.createUpload()
+                _ = try await store.append(id, at: 0, Chunks(parts: [bytes]))
+                digests.append(try store.commitUpload(id, expecting: Digest.of(bytes)).digest)
+            }
+            let listed = try await store.list()
+            #expect(listed.map(\.digest) == digests.sorted())
+            #expect(Set(listed.map(\.size)) == [3, 5])
+            #expect(listed.allSatisfy { abs($0.stored.timeIntervalSinceNow) < 60 })
+            #expect(try await store.quarantined().isEmpty)
+
+            try await store.quarantine(digests[0])
+            #expect(try await store.list().map(\.digest) == Array(digests[1...]).sorted())
+            #expect(try await store.quarantined() == [digests[0]])
+            #expect(try store.info(digests[0]) == nil)
+            let unread = await #expect(throws: RegistryError.self) { try await store.read(digests[0], range: 0..<3) }
+            #expect(unread?.code == .notFound)
+
+            let id = try store.createUpload()
+            _ = try await store.append(id, at: 0, Chunks(parts: [Array("one".utf8)]))
+            _ = try store.commitUpload(id, expecting: digests[0])
+            try await store.releaseQuarantine([digests[0]])
+            #expect(try await store.quarantined().isEmpty)
+            #expect(try await store.list().count == 3)
+        }
+    }
+
+    /// Readiness: the store takes writes where uploads go, and says so when it cannot.
+    @Test func writabilityIsCheckedWhereUploadsAreWritten() async throws {
+        try await withTemporaryDirectory { root in
+            let store = try makeStore(root)
+            try await store.checkWritable()
+            #expect(files(in: store.directory.uploads).isEmpty, "the probe is removed")
+            // Root writes through permission bits, so the uploads directory is replaced by a file instead.
+            try FileManager.default.removeItem(at: store.directory.uploads)
+            try Data().write(to: store.directory.uploads)
+            let refused = await #expect(throws: RegistryError.self) { try await store.checkWritable() }
+            #expect(refused?.message.contains(store.directory.uploads.path) == true, "\(String(describing: refused))")
+        }
+    }
+
     @Test func wrongDigestStoresNothing() async throws {
         try await withTemporaryDirectory { root in
             let store = try makeStore(root)

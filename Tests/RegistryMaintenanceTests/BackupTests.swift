@@ -61,8 +61,8 @@ import Testing
         #expect(report.snapshot == third.snapshot)
         #expect(report.models == 2)
         #expect(try rows(target.database.path) == rows(data.directory.database.path))
-        let original = try FileTree.blobFiles(in: data.directory.blobs).map(\.digest)
-        #expect(try FileTree.blobFiles(in: target.blobs).map(\.digest) == original)
+        let original = try ContentAddressedTree.files(in: data.directory.blobs).map(\.digest)
+        #expect(try ContentAddressedTree.files(in: target.blobs).map(\.digest) == original)
         let restored = try SQLiteMetadataStore(path: target.database.path)
         #expect(try await restored.listModels() == data.metadata.listModels())
         #expect(try await restored.tokens() == data.metadata.tokens())
@@ -72,7 +72,7 @@ import Testing
             repository: repository, snapshotID: String(first.snapshot.prefix(30)), target: older, force: false
         ).run()
         #expect(olderReport.snapshot == first.snapshot)
-        #expect(try FileTree.blobFiles(in: older.blobs).count == 3)
+        #expect(try ContentAddressedTree.files(in: older.blobs).count == 3)
     }
 
     /// Deletes a version and collects its blobs the first time the backup copies a blob.

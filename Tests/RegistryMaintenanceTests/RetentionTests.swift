@@ -1,3 +1,4 @@
+import FileSystemBlobs
 import Foundation
 import ModelRegistryCore
 import Testing
@@ -47,12 +48,12 @@ import Testing
         try await data.publish("m", "2.0", ["w": bytes("second")])
         let second = try await runner.run()
         let third = try await runner.run()
-        let blobsBefore = try FileTree.blobFiles(in: repository.blobs).count
+        let blobsBefore = try ContentAddressedTree.files(in: repository.blobs).count
 
         let dryRun = try Pruner(repository: repository, policy: RetentionPolicy(keepLast: 1)).run(dryRun: true)
         #expect(dryRun.removed == [second.snapshot, first.snapshot])
         #expect(try repository.allSnapshots().count == 3)
-        #expect(try FileTree.blobFiles(in: repository.blobs).count == blobsBefore)
+        #expect(try ContentAddressedTree.files(in: repository.blobs).count == blobsBefore)
 
         let report = try Pruner(repository: repository, policy: RetentionPolicy(keepLast: 1)).run(dryRun: false)
         #expect(report.kept.map(\.id) == [third.snapshot])

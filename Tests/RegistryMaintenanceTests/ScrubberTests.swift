@@ -1,3 +1,4 @@
+import FileSystemBlobs
 import Foundation
 import ModelRegistryCore
 import Testing
@@ -12,15 +13,15 @@ import Testing
         _ = try await BackupRunner(
             repository: repository, source: LocalBackupSource(directory: data.directory), modelregVersion: "test"
         ).run()
-        #expect(try Scrubber(directory: data.directory).run().healthy)
+        #expect(try await Scrubber(directory: data.directory).run().healthy)
 
-        let victim = try FileTree.blobFiles(in: data.directory.blobs)[0]
+        let victim = try ContentAddressedTree.files(in: data.directory.blobs)[0]
         try TestData.flipBit(victim.path, at: 7)
-        let presenceOnly = try Scrubber(directory: data.directory, sample: 0).run()
+        let presenceOnly = try await Scrubber(directory: data.directory, sample: 0).run()
         #expect(presenceOnly.checked == 0)
         #expect(presenceOnly.healthy)
 
-        let report = try Scrubber(directory: data.directory, sample: 1).run()
+        let report = try await Scrubber(directory: data.directory, sample: 1).run()
         #expect(report.checked == 2)
         #expect(report.corrupt == [victim.digest])
         #expect(report.missing == [victim.digest])
@@ -32,7 +33,7 @@ import Testing
             .run()
         #expect(repair.repaired == [victim.digest])
         #expect(repair.stillMissing.isEmpty)
-        let after = try Scrubber(directory: data.directory).run()
+        let after = try await Scrubber(directory: data.directory).run()
         #expect(after.healthy)
         #expect(after.quarantined == 0)
     }
