@@ -157,6 +157,7 @@ let package = Package(
             name: "FileSystemBlobsTests",
             dependencies: [
                 "FileSystemBlobs", "FileSystemIO", "ModelRegistryCore", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
         .testTarget(

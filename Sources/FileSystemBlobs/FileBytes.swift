@@ -3,12 +3,23 @@ import ModelRegistryCore
 import NIOCore
 import NIOPosix
 
+/// The threads the file-system blob store waits on the disk with: its own, so that long work on NIO's shared
+/// blocking pool (a weight header parsed at publish, a database snapshot, a garbage collection) never holds up a
+/// download or the readiness probe behind it.
+enum DiskThreads {
+    static let pool: NIOThreadPool = {
+        let pool = NIOThreadPool(numberOfThreads: 4)
+        pool.start()
+        return pool
+    }()
+}
+
 extension POSIXFile {
     /// Bytes a read hands over at once.
     public static let streamChunk = 1 << 20
 
-    /// `range` of the file as a stream of chunks of at most `streamChunk` bytes, each read on NIO's blocking
-    /// pool when the consumer asks for it: a pread of a cold file can wait on the disk, which must never hold
+    /// `range` of the file as a stream of chunks of at most `streamChunk` bytes, each read on the store's disk
+    /// threads when the consumer asks for it: a pread of a cold file can wait on the disk, which must never hold
     /// an event loop or a task of the cooperative pool. A file shorter than the range ends it with `.integrity`.
     public func bytes(_ range: Range<Int64>) -> BlobBytes {
         BlobBytes {
@@ -17,7 +28,7 @@ extension POSIXFile {
                 let offset = next
                 guard offset < range.upperBound else { return nil }
                 let length = Int(min(Int64(Self.streamChunk), range.upperBound - offset))
-                let buffer = try await NIOThreadPool.singleton.runIfActive {
+                let buffer = try await DiskThreads.pool.runIfActive {
                     try self.readBuffer(at: offset, length: length)
                 }
                 guard buffer.readableBytes == length else {

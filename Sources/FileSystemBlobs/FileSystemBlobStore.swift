@@ -108,12 +108,12 @@ public final class FileSystemBlobStore: BlobStore {
         }
     }
 
-    /// File-system calls that may wait on the disk, on NIO's blocking pool.
+    /// File-system calls that may wait on the disk, on the store's disk threads.
     private static func blocking<T: Sendable>(_ body: @escaping @Sendable () throws(RegistryError) -> T)
         async throws(RegistryError) -> T
     {
         do {
-            return try await NIOThreadPool.singleton.runIfActive { try body() }
+            return try await DiskThreads.pool.runIfActive { try body() }
         } catch let error as RegistryError {
             throw error
         } catch {

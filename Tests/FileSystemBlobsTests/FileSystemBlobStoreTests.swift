@@ -2,6 +2,7 @@ import FileSystemBlobs
 import Foundation
 import ModelRegistryCore
 import NIOCore
+import NIOPosix
 import Testing
 
 @Suite struct FileSystemBlobStoreTests {
@@ -110,6 +111,45 @@ import Testing
             try Data().write(to: store.directory.uploads)
             let refused = await #expect(throws: RegistryError.self) { try await store.checkWritable() }
             #expect(refused?.message.contains(store.directory.uploads.path) == true, "\(String(describing: refused))")
+        }
+    }
+
+    /// Long work that fills NIO's shared blocking pool (a publish parsing weight headers) holds up neither a
+    /// read nor the readiness probe: the store waits on the disk with threads of its own.
+    @Test func readsAndProbesDoNotWaitForTheSharedBlockingPool() async throws {
+        try await withTemporaryDirectory { root in
+            let store = try makeStore(root)
+            let bytes = Array("bytes".utf8)
+            let id = try store.createUpload()
+            _ = try await store.append(id, at: 0, Chunks(parts: [bytes]))
+            let digest = try store.commitUpload(id, expecting: Digest.of(bytes)).digest
+            let release = DispatchSemaphore(value: 0)
+            let blockers = NIOSingletons.blockingPoolThreadCountSuggestion
+            for _ in 0..<blockers { NIOThreadPool.singleton.submit { _ in release.wait() } }
+            let finished = try await withThrowingTaskGroup(of: Bool.self) { group in
+                group.addTask {
+                    try await store.checkWritable()
+                    var read: [UInt8] = []
+                    for try await chunk in try await store.read(digest, range: 0..<5) { read += Array(buffer: chunk) }
+                    return read == bytes
+                }
+                group.addTask {
+                    try await Task.sleep(for: .seconds(20))
+                    return false
+                }
+                // The blockers go before the group ends, which waits for a probe stuck behind them.
+                let first: Bool
+                do {
+                    first = try await group.next() ?? false
+                } catch {
+                    for _ in 0..<blockers { release.signal() }
+                    throw error
+                }
+                for _ in 0..<blockers { release.signal() }
+                group.cancelAll()
+                return first
+            }
+            #expect(finished, "the probe and the read waited for the shared pool")
         }
     }
 
