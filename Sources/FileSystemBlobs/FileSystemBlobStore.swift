@@ -74,7 +74,7 @@ public final class FileSystemBlobStore: BlobStore {
     public func quarantine(_ digest: Digest) async throws(RegistryError) {
         let directory = self.directory
         try await Self.blocking { () throws(RegistryError) in
-            try Self.createDirectories(directory.quarantine.path)
+            try POSIXFile.createDirectory(directory.quarantine.path)
             try POSIXFile.rename(
                 directory.blob(digest).path, to: directory.quarantine.appendingPathComponent(digest.hex).path)
             try POSIXFile.syncDirectory(directory.quarantine.path)
@@ -118,14 +118,6 @@ public final class FileSystemBlobStore: BlobStore {
             throw error
         } catch {
             throw RegistryError(.storageFailure, "the blob store's thread pool is not running: \(error)")
-        }
-    }
-
-    private static func createDirectories(_ path: String) throws(RegistryError) {
-        do {
-            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        } catch {
-            throw RegistryError(.storageFailure, "cannot create \(path): \(error.localizedDescription)")
         }
     }
 
@@ -273,7 +265,7 @@ public final class FileSystemBlobStore: BlobStore {
                 // period again, so the push that uploaded it has time to publish.
                 try POSIXFile.touch(target.path)
             } else {
-                try createDirectory(parent)
+                try POSIXFile.createDirectory(parent)
                 try POSIXFile.rename(uploadPath, to: target.path)
                 try POSIXFile.syncDirectory(parent)
             }
@@ -342,10 +334,6 @@ public final class FileSystemBlobStore: BlobStore {
         let (hasher, size) = try file.hashContents()
         try file.close()
         return UploadState(offset: size, hasher: hasher)
-    }
-
-    private func createDirectory(_ path: String) throws(RegistryError) {
-        guard mkdir(path, 0o755) == 0 || errno == EEXIST else { throw POSIXFile.error("create directory", path) }
     }
 }
 

@@ -213,6 +213,16 @@ public struct FileStatus: Sendable, Hashable {
 }
 
 extension POSIXFile {
+    /// Creates a directory and any missing parents, syncing the parent of each one created.
+    public static func createDirectory(_ path: String) throws(RegistryError) {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue { return }
+        let parent = (path as NSString).deletingLastPathComponent
+        if parent != path, !parent.isEmpty { try createDirectory(parent) }
+        guard mkdir(path, 0o755) == 0 || errno == EEXIST else { throw error("create directory", path) }
+        try syncDirectory(parent.isEmpty ? "." : parent)
+    }
+
     /// The names in a directory; none when it does not exist.
     public static func entries(_ path: String) throws(RegistryError) -> [String] {
         do {

@@ -86,9 +86,9 @@ public struct BackupRepository: Sendable {
             throw RegistryError(
                 .conflict, "\(root.path) is neither empty nor a backup repository: choose another --to directory")
         }
-        try FileTree.createDirectory(root.path)
+        try POSIXFile.createDirectory(root.path)
         for directory in ["blobs/sha256", "snapshots", "tmp"] {
-            try FileTree.createDirectory(root.appendingPathComponent(directory).path)
+            try POSIXFile.createDirectory(root.appendingPathComponent(directory).path)
         }
         let marker = try JSONEncoder().encodeBytes(Marker(format: formatVersion))
         try FileTree.writeAtomically(
@@ -163,7 +163,7 @@ public struct BackupRepository: Sendable {
 
     /// Leftovers of an interrupted writer; only called while holding the exclusive lock.
     func clearTemporaryFiles() throws(RegistryError) {
-        try FileTree.createDirectory(tmp.path)
+        try POSIXFile.createDirectory(tmp.path)
         try FileTree.removeContents(of: tmp.path)
     }
 

@@ -15,18 +15,6 @@ import ModelRegistryCore
 enum FileTree {
     static let chunkSize = 4 << 20
 
-    /// Creates a directory and any missing parents, syncing the parent of each one created.
-    static func createDirectory(_ path: String) throws(RegistryError) {
-        var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue { return }
-        let parent = (path as NSString).deletingLastPathComponent
-        if parent != path, !parent.isEmpty { try createDirectory(parent) }
-        guard mkdir(path, 0o755) == 0 || errno == EEXIST else {
-            throw RegistryError(.storageFailure, "cannot create directory \(path): \(String(cString: strerror(errno)))")
-        }
-        try POSIXFile.syncDirectory(parent.isEmpty ? "." : parent)
-    }
-
     /// Copies a file into a new file while hashing it, and syncs the copy. Returns what was copied.
     static func copy(from source: String, to destination: String) throws(RegistryError) -> BlobEntry {
         let (digest, size) = try POSIXFile.copy(from: source, to: destination, chunkSize: chunkSize)
@@ -53,7 +41,7 @@ enum FileTree {
     /// Renames a complete, synced file into place and syncs the directory that now holds it.
     static func install(_ temporary: String, as path: String) throws(RegistryError) {
         let parent = (path as NSString).deletingLastPathComponent
-        try createDirectory(parent)
+        try POSIXFile.createDirectory(parent)
         try POSIXFile.rename(temporary, to: path)
         try POSIXFile.syncDirectory(parent)
     }

@@ -27,7 +27,7 @@ public struct LocalRepairTarget: RepairTarget {
     }
 
     public func store(_ digest: Digest, from path: String) async throws {
-        try FileTree.createDirectory(directory.tmp.path)
+        try POSIXFile.createDirectory(directory.tmp.path)
         let temporary = directory.tmp.appendingPathComponent("repair-\(UUID().uuidString.lowercased())").path
         let copied = try FileTree.copy(from: path, to: temporary)
         guard copied.digest == digest else {

@@ -54,7 +54,8 @@ public struct Scrubber: Sendable {
         let present = Set(stored.map(\.digest)).subtracting(corrupt)
         // A quarantined copy whose blob is stored again (by `repair`, or a new upload of the same bytes) has
         // served its purpose: the quarantine counts only blobs still waiting for repair.
-        let repaired = try await blobs.quarantined().filter(present.contains)
+        let inQuarantine = try await blobs.quarantined()
+        let repaired = inQuarantine.filter(present.contains)
         try await blobs.releaseQuarantine(repaired)
         return ScrubReport(
             sample: sample,
@@ -63,7 +64,7 @@ public struct Scrubber: Sendable {
             checkedBytes: checkedBytes,
             corrupt: corrupt,
             missing: referenced.subtracting(present).sorted(),
-            quarantined: try await blobs.quarantined().count,
+            quarantined: inQuarantine.count - repaired.count,
             seconds: (ContinuousClock.now - started).seconds
         )
     }
