@@ -126,28 +126,34 @@ import Testing
             let release = DispatchSemaphore(value: 0)
             let blockers = NIOSingletons.blockingPoolThreadCountSuggestion
             for _ in 0..<blockers { NIOThreadPool.singleton.submit { _ in release.wait() } }
-            let finished = try await withThrowingTaskGroup(of: Bool.self) { group in
-                group.addTask {
-                    try await store.checkWritable()
-                    var read: [UInt8] = []
-                    for try await chunk in try await store.read(digest, range: 0..<5) { read += Array(buffer: chunk) }
-                    return read == bytes
-                }
-                group.addTask {
-                    try await Task.sleep(for: .seconds(20))
-                    return false
-                }
-                // The blockers go before the group ends, which waits for a probe stuck behind them.
-                let first: Bool
-                do {
-                    first = try await group.next() ?? false
-                } catch {
+            // On a thread of the test's own: the cooperative pool can be held for minutes by the suites that
+            // wait for processes synchronously, which would time out the race below whatever the store does.
+            let finished = try await withTaskExecutorPreference(QueueExecutor()) {
+                try await withThrowingTaskGroup(of: Bool.self) { group in
+                    group.addTask {
+                        try await store.checkWritable()
+                        var read: [UInt8] = []
+                        for try await chunk in try await store.read(digest, range: 0..<5) {
+                            read += Array(buffer: chunk)
+                        }
+                        return read == bytes
+                    }
+                    group.addTask {
+                        try await Task.sleep(for: .seconds(20))
+                        return false
+                    }
+                    // The blockers go before the group ends, which waits for a probe stuck behind them.
+                    let first: Bool
+                    do {
+                        first = try await group.next() ?? false
+                    } catch {
+                        for _ in 0..<blockers { release.signal() }
+                        throw error
+                    }
                     for _ in 0..<blockers { release.signal() }
-                    throw error
+                    group.cancelAll()
+                    return first
                 }
-                for _ in 0..<blockers { release.signal() }
-                group.cancelAll()
-                return first
             }
             #expect(finished, "the probe and the read waited for the shared pool")
         }

@@ -36,3 +36,13 @@ struct Chunks: AsyncSequence, Sendable {
 func files(in directory: URL) -> [String] {
     (FileManager.default.enumerator(atPath: directory.path)?.allObjects as? [String] ?? []).sorted()
 }
+
+/// Runs the jobs of the tasks that prefer it on a dispatch queue of its own, apart from the cooperative pool.
+final class QueueExecutor: TaskExecutor {
+    private let queue = DispatchQueue(label: "modelreg-test-executor")
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        queue.async { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
+    }
+}
