@@ -1,19 +1,15 @@
 import ModelFormats
 import ModelRegistryCore
-import NIOPosix
 
 extension ModelRoutes {
     /// Re-reads the stored weight files' headers (never their data): declared metadata and quantization must
-    /// match what the files contain, and the files must be well-formed. A few publishes at a time, each on
-    /// a thread of the blocking pool, so parsing large headers never holds the threads that answer requests
-    /// (the readiness probe among them).
+    /// match what the files contain, and the files must be well-formed. On the header-check threads, so
+    /// parsing large headers never holds the threads that answer requests (the readiness probe among them).
     func verifyModelFiles(of manifest: Manifest) async throws {
         let blobs = registry.blobs
-        try await registry.headerChecks.run {
-            try await NIOThreadPool.singleton.runIfActive {
-                try ManifestVerification.verify(manifest) { file throws(RegistryError) in
-                    BlobByteSource(try blobs.reader(file.digest))
-                }
+        try await HeaderCheckThreads.run {
+            try ManifestVerification.verify(manifest) { file throws(RegistryError) in
+                BlobByteSource(try blobs.reader(file.digest))
             }
         }
     }

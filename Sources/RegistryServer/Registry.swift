@@ -25,8 +25,6 @@ public struct Registry: Sendable {
     /// Answers to reads of model metadata, kept until the database changes: the metadata routes are read
     /// far more often than written, and encoding a model's versions costs more than the query.
     let renderedReads = ReadCache<RenderedRead, RenderedResponse>(limit: 32 << 20)
-    /// Publishes whose weight headers are being re-read: two at once, off the threads that serve requests.
-    let headerChecks = WorkLimit(2)
 
     public init(
         directory: DataDirectory, blobs: any BlobStore, metadata: any MetadataStore, anonymousRead: Bool,
