@@ -32,9 +32,13 @@ let package = Package(
             capability: .buildTool(),
             dependencies: ["MigrationEmbedder"]
         ),
+        // SHA-256 with a state that can be saved and restored (libcrypto, from libssl-dev), so an upload's hash
+        // outlives the process that began it.
+        .target(name: "CResumableSHA256", linkerSettings: [.linkedLibrary("crypto")]),
         .target(
             name: "ModelRegistryCore",
             dependencies: [
+                "CResumableSHA256",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ]

@@ -1,4 +1,4 @@
-import Crypto
+import CResumableSHA256
 
 /// The name of a blob: `sha256:` followed by 64 lowercase hex digits.
 public struct Digest: Hashable, Sendable, Comparable, CustomStringConvertible, Codable {
@@ -48,14 +48,39 @@ public struct Digest: Hashable, Sendable, Comparable, CustomStringConvertible, C
     }
 }
 
-/// Incremental SHA-256 over streamed bytes; the one place the hash function is chosen.
+/// Incremental SHA-256 over streamed bytes; the one place the hash function is chosen. Its state can be saved
+/// (`savedState`) and restored, so the hash of an upload can be finished by another process than the one that
+/// began it.
 public struct ContentHasher: Sendable {
-    private var state = SHA256()
+    private var state = modelreg_sha256()
+    /// Bytes hashed so far.
+    public private(set) var count: Int64 = 0
 
-    public init() {}
+    public init() {
+        modelreg_sha256_init(&state)
+    }
+
+    /// Continues from `savedState`; throws `.integrity` for bytes that are not such a state.
+    public init(restoring savedState: [UInt8]) throws(RegistryError) {
+        let restored = savedState.withUnsafeBufferPointer { modelreg_sha256_import(&state, $0.baseAddress, $0.count) }
+        guard restored == 0 else {
+            throw RegistryError(.integrity, "a saved hash state of \(savedState.count) bytes is damaged")
+        }
+        count = savedState[32..<40].reduce(0) { $0 << 8 | Int64($1) }
+    }
+
+    /// The state as bytes: the chaining value, the length hashed, and the bytes of the unfinished block.
+    public var savedState: [UInt8] {
+        withUnsafePointer(to: state) { state in
+            [UInt8](unsafeUninitializedCapacity: MODELREG_SHA256_STATE_MAX) { buffer, written in
+                written = modelreg_sha256_export(state, buffer.baseAddress)
+            }
+        }
+    }
 
     public mutating func update(_ bytes: UnsafeRawBufferPointer) {
-        state.update(bufferPointer: bytes)
+        modelreg_sha256_update(&state, bytes.baseAddress, bytes.count)
+        count += Int64(bytes.count)
     }
 
     public mutating func update(_ bytes: [UInt8]) {
@@ -64,7 +89,9 @@ public struct ContentHasher: Sendable {
 
     /// The digest of everything seen so far; the hasher itself can keep going.
     public func finalize() -> Digest {
-        Digest(uncheckedHex: Self.hex(state.finalize()))
+        var digest = [UInt8](repeating: 0, count: 32)
+        withUnsafePointer(to: state) { state in modelreg_sha256_digest(state, &digest) }
+        return Digest(uncheckedHex: Self.hex(digest))
     }
 
     static func hex(_ digest: some Sequence<UInt8>) -> String {

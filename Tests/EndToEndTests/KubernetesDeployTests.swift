@@ -261,7 +261,7 @@ func value(_ object: Any?, _ path: String...) -> Any? {
         let words = install.split(separator: " ").map(String.init)
         let start = try #require(words.firstIndex(of: "install"))
         let packages = words[(start + 1)...].prefix { $0 != "&&" }.filter { !$0.hasPrefix("-") }
-        #expect(packages.contains("libsqlite3-0") && packages.contains("libarchive13"))
+        #expect(packages.contains("libsqlite3-0") && packages.contains("libarchive13") && packages.contains("libssl3"))
 
         let closure = try run(
             "apt-cache",
