@@ -56,6 +56,11 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
+        // Stores held in memory: the reference backends of the conformance suites and the route tests' stores.
+        .target(
+            name: "InMemoryStorage",
+            dependencies: ["ModelRegistryCore", .product(name: "NIOCore", package: "swift-nio")]
+        ),
         // The SQLite metadata store (GRDB, WAL) and its schema, Migrations/sqlite/.
         .target(
             name: "SQLiteMetadata",
@@ -148,6 +153,14 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The conformance suites every store backend passes.
+        .testTarget(
+            name: "StoreConformanceTests",
+            dependencies: [
+                "ModelRegistryCore", "FileSystemBlobs", "InMemoryStorage",
+                .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
         .testTarget(

@@ -8,6 +8,8 @@ import ModelRegistryCore
 ///     <root>/blobs/sha256/ab/<hex>  immutable blobs
 ///     <root>/uploads/<id>           uploads in progress
 ///     <root>/uploads/<id>.digest    the digest an upload was started for (to resume it)
+///     <root>/uploads/<id>.hash      the hash state of the upload's first bytes (any process goes on with it)
+///     <root>/uploads/<id>.hash.tmp  a new hash state before it replaces the saved one
 ///     <root>/images/<model>/<hex>.<layout>.json   built cache images: digest and size (the bytes are the blobs)
 ///     <root>/tmp/                   scratch space on the same filesystem
 ///     <root>/quarantine/sha256/<hex> blobs `modelreg verify` found corrupt, never served
@@ -58,6 +60,28 @@ public struct DataDirectory: Sendable {
     }
 
     static let expectationSuffix = ".digest"
+
+    /// The saved hash state of an upload's first bytes, so that any process can go on with it.
+    public func uploadHashState(_ id: UploadID) -> URL {
+        uploads.appendingPathComponent(id.value + Self.hashStateSuffix)
+    }
+
+    static let hashStateSuffix = ".hash"
+
+    /// Where a new hash state is written before it replaces the saved one.
+    func uploadHashStateDraft(_ id: UploadID) -> URL {
+        uploads.appendingPathComponent(id.value + Self.hashStateDraftSuffix)
+    }
+
+    static let hashStateDraftSuffix = ".hash.tmp"
+
+    /// The upload a record in `uploads/` (`<id>.digest`, `<id>.hash`, `<id>.hash.tmp`) belongs to, from its name.
+    static func uploadRecordOwner(_ name: String) -> UploadID? {
+        for suffix in [expectationSuffix, hashStateSuffix, hashStateDraftSuffix] where name.hasSuffix(suffix) {
+            return try? UploadID(name.dropLast(suffix.count))
+        }
+        return nil
+    }
 
     /// Takes the directory for the life of the process, as `serve` does and as `restore` and every
     /// maintenance command that writes must: another process holding it is refused, named, with `doing`

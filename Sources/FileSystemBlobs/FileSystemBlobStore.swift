@@ -3,7 +3,6 @@ import Foundation
 import ModelRegistryCore
 import NIOCore
 import NIOPosix
-import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -15,32 +14,20 @@ import Synchronization
 
 /// Blobs as files under `<data>/blobs/sha256/ab/<hex>`, uploads as files under `<data>/uploads/<id>`.
 ///
-/// The hash of an upload is kept in memory beside its offset so that committing needs no second read.
-/// After a restart the state is rebuilt by hashing the bytes already on disk the first time the upload
-/// is touched again.
-///
-/// An upload started for an expected digest records it beside the upload (`<id>.digest`), so a client that
-/// was killed finds its upload again by digest, and uploads untouched for longer than the server's TTL are
-/// swept away.
+/// An upload keeps everything needed to go on with it on disk, so any instance of the store on the directory
+/// can: its bytes (`<id>`), the digest it was started for (`<id>.digest`, by which a client that was killed
+/// finds it again) and the hash state of its first bytes (`<id>.hash`, saved when each append ends; bytes past
+/// it, which a crash may leave, are hashed from the file). An upload receiving bytes holds an flock on its
+/// file, which makes a second writer anywhere fail with `.uploadBusy`. Uploads untouched for longer than the
+/// server's TTL are swept away.
 public final class FileSystemBlobStore: BlobStore {
-    private struct UploadState: Sendable {
-        var offset: Int64
-        var hasher: ContentHasher
-    }
-
-    private enum Slot: Sendable {
-        case idle(UploadState)
-        case busy
-    }
-
     public let directory: DataDirectory
-    private let uploads = Mutex<[UploadID: Slot]>([:])
 
     public init(directory: DataDirectory) {
         self.directory = directory
     }
 
-    public func info(_ digest: Digest) throws(RegistryError) -> BlobInfo? {
+    public func info(_ digest: Digest) async throws(RegistryError) -> BlobInfo? {
         try POSIXFile.regularFileSize(directory.blob(digest).path).map { BlobInfo(digest: digest, size: $0) }
     }
 
@@ -59,6 +46,25 @@ public final class FileSystemBlobStore: BlobStore {
             throw RegistryError(.integrity, "blob \(digest) holds \(size) bytes, not the \(range.upperBound) asked for")
         }
         return file.bytes(range)
+    }
+
+    /// The file system cannot hand out URLs: the registry serves the bytes.
+    public func directDownloadURL(_ digest: Digest, validFor: Duration) async throws(RegistryError) -> URL? { nil }
+
+    public func put<Bytes: AsyncSequence & Sendable>(_ bytes: Bytes, expecting digest: Digest) async throws -> BlobInfo
+    where Bytes.Element == ByteBuffer {
+        try await putByUpload(bytes, expecting: digest)
+    }
+
+    public func delete(_ digest: Digest) async throws(RegistryError) -> Bool {
+        let directory = self.directory
+        return try await Self.blocking { () throws(RegistryError) in
+            let path = directory.blob(digest).path
+            guard try POSIXFile.regularFileSize(path) != nil else { return false }
+            try POSIXFile.remove(path)
+            try POSIXFile.syncDirectory(directory.blobDirectory(digest).path)
+            return true
+        }
     }
 
     public func list() async throws(RegistryError) -> [StoredBlob] {
@@ -108,39 +114,31 @@ public final class FileSystemBlobStore: BlobStore {
         }
     }
 
-    /// File-system calls that may wait on the disk, on the store's disk threads.
-    private static func blocking<T: Sendable>(_ body: @escaping @Sendable () throws(RegistryError) -> T)
-        async throws(RegistryError) -> T
-    {
-        do {
-            return try await DiskThreads.pool.runIfActive { try body() }
-        } catch let error as RegistryError {
-            throw error
-        } catch {
-            throw RegistryError(.storageFailure, "the blob store's thread pool is not running: \(error)")
+    public func startUpload(expecting digest: Digest?) async throws(RegistryError) -> StartedUpload {
+        let directory = self.directory
+        return try await Self.blocking { () throws(RegistryError) in
+            try Self.startUpload(in: directory, expecting: digest)
         }
     }
 
-    public func createUpload() throws(RegistryError) -> UploadID {
+    private static func startUpload(in directory: DataDirectory, expecting digest: Digest?) throws(RegistryError)
+        -> StartedUpload
+    {
+        if let digest {
+            var best: StartedUpload?
+            for id in try uploadIDs(in: directory, expecting: digest) {
+                // One receiving bytes is busy; one whose bytes cannot be read is left to the sweep.
+                guard let held = try? HeldUpload(id, in: directory) else { continue }
+                let offset = held.hasher.count
+                held.release()
+                if offset >= best?.offset ?? -1 { best = StartedUpload(id: id, offset: offset, resumed: true) }
+            }
+            if let best { return best }
+        }
         let id = UploadID()
         let file = try POSIXFile.open(directory.upload(id).path, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
         try file.close()
-        uploads.withLock { $0[id] = .idle(UploadState(offset: 0, hasher: ContentHasher())) }
-        return id
-    }
-
-    public func startUpload(expecting digest: Digest) throws(RegistryError) -> StartedUpload {
-        var best: StartedUpload?
-        for id in try uploadIDs(expecting: digest) {
-            let receiving = uploads.withLock { slots in
-                if case .busy = slots[id] { return true }
-                return false
-            }
-            guard !receiving, let offset = try? uploadOffset(id) else { continue }
-            if offset >= best?.offset ?? -1 { best = StartedUpload(id: id, offset: offset, resumed: true) }
-        }
-        if let best { return best }
-        let id = try createUpload()
+        guard let digest else { return StartedUpload(id: id, offset: 0, resumed: false) }
         // Written in place, not through a temporary file that a crash would leave behind under another name: a
         // record cut short matches no digest, so its upload is not resumed and is swept with its TTL.
         do throws(RegistryError) {
@@ -151,14 +149,16 @@ public final class FileSystemBlobStore: BlobStore {
             }
             try file.close()
         } catch {
-            discard(id)
+            Self.removeFiles(of: id, in: directory)
             throw error
         }
         return StartedUpload(id: id, offset: 0, resumed: false)
     }
 
     /// Uploads whose recorded expectation is `digest`.
-    private func uploadIDs(expecting digest: Digest) throws(RegistryError) -> [UploadID] {
+    private static func uploadIDs(in directory: DataDirectory, expecting digest: Digest) throws(RegistryError)
+        -> [UploadID]
+    {
         let wanted = Array(digest.description.utf8)
         return try POSIXFile.entries(directory.uploads.path).compactMap { name -> UploadID? in
             guard name.hasSuffix(DataDirectory.expectationSuffix),
@@ -170,39 +170,34 @@ public final class FileSystemBlobStore: BlobStore {
         }
     }
 
-    public func removeStaleUploads(untouchedSince cutoff: Date) throws(RegistryError) -> [UploadID] {
-        var removed: [UploadID] = []
-        for name in try POSIXFile.entries(directory.uploads.path) {
-            let path = directory.uploads.appendingPathComponent(name).path
-            guard let status = try? POSIXFile.status(path), status.modified < cutoff else { continue }
-            if let id = try? UploadID(name) {
-                let claimed = uploads.withLock { slots in
-                    if case .busy = slots[id] { return false }
-                    slots[id] = .busy
-                    return true
+    public func removeStaleUploads(untouchedSince cutoff: Date) async throws(RegistryError) -> [UploadID] {
+        let directory = self.directory
+        return try await Self.blocking { () throws(RegistryError) in
+            var removed: [UploadID] = []
+            for name in try POSIXFile.entries(directory.uploads.path) {
+                let path = directory.uploads.appendingPathComponent(name).path
+                guard let status = try? POSIXFile.status(path), status.modified < cutoff else { continue }
+                if let id = try? UploadID(name) {
+                    // One receiving bytes now is not stale, whatever its file's time says.
+                    guard let file = try? POSIXFile.open(path, flags: O_RDONLY), (try? file.tryLock()) == true else {
+                        continue
+                    }
+                    Self.removeFiles(of: id, in: directory)
+                    try? file.close()
+                    removed.append(id)
+                } else if let id = DataDirectory.uploadRecordOwner(name) {
+                    // The upload itself is gone (a crash between the removals): drop what was left of it.
+                    if try POSIXFile.regularFileSize(directory.upload(id).path) == nil { try POSIXFile.remove(path) }
+                } else if try POSIXFile.regularFileSize(path) != nil {
+                    // Neither an upload nor its record: what an interrupted write of an earlier version left.
+                    try POSIXFile.remove(path)
                 }
-                guard claimed else { continue }
-                discard(id)
-                removed.append(id)
-            } else if name.hasSuffix(DataDirectory.expectationSuffix),
-                let id = try? UploadID(name.dropLast(DataDirectory.expectationSuffix.count))
-            {
-                // The upload itself is gone (a crash between the two removals): drop what was left of it.
-                if try POSIXFile.regularFileSize(directory.upload(id).path) == nil { try POSIXFile.remove(path) }
-            } else if try POSIXFile.regularFileSize(path) != nil {
-                // Neither an upload nor its record: what an interrupted write of an earlier version left.
-                try POSIXFile.remove(path)
             }
+            return removed
         }
-        return removed
     }
 
-    public func uploadOffset(_ id: UploadID) throws(RegistryError) -> Int64 {
-        let known: Int64? = uploads.withLock { slots in
-            if case .idle(let state) = slots[id] { return state.offset }
-            return nil
-        }
-        if let known { return known }
+    public func uploadOffset(_ id: UploadID) async throws(RegistryError) -> Int64 {
         guard let size = try POSIXFile.regularFileSize(directory.upload(id).path) else {
             throw RegistryError.notFound("upload \(id)")
         }
@@ -211,52 +206,45 @@ public final class FileSystemBlobStore: BlobStore {
 
     public func append<Bytes: AsyncSequence>(_ id: UploadID, at offset: Int64, _ bytes: Bytes) async throws -> Int64
     where Bytes.Element == ByteBuffer {
-        var state = try checkOut(id)
-        guard offset == state.offset else {
-            checkIn(id, state)
+        let directory = self.directory
+        let held = try await Self.blocking { () throws(RegistryError) in try HeldUpload(id, in: directory) }
+        var hasher = held.hasher
+        // Whatever happens, the bytes on disk and the saved hash state describe the same prefix.
+        defer {
+            try? held.file.truncate(to: hasher.count)
+            try? Self.saveHashState(hasher, of: id, in: directory)
+            held.release()
+        }
+        guard offset == hasher.count else {
             throw RegistryError(
                 .uploadOffsetMismatch,
-                "upload \(id) is at offset \(state.offset), not \(offset): resume from offset \(state.offset)"
+                "upload \(id) is at offset \(hasher.count), not \(offset): resume from offset \(hasher.count)"
             )
-        }
-        let file: POSIXFile
-        do {
-            file = try POSIXFile.open(directory.upload(id).path, flags: O_WRONLY)
-        } catch {
-            checkIn(id, state)
-            throw error
-        }
-        // Whatever happens, the bytes on disk and the hash state must describe the same prefix.
-        defer {
-            try? file.truncate(to: state.offset)
-            try? file.close()
-            checkIn(id, state)
         }
         for try await buffer in bytes {
             try buffer.withUnsafeReadableBytes { raw throws(RegistryError) in
-                try file.write(raw, at: state.offset)
-                state.hasher.update(raw)
+                try held.file.write(raw, at: hasher.count)
+                hasher.update(raw)
             }
-            state.offset += Int64(buffer.readableBytes)
         }
-        return state.offset
+        return hasher.count
     }
 
-    public func commitUpload(_ id: UploadID, expecting expected: Digest) throws(RegistryError) -> BlobInfo {
-        let state = try checkOut(id)
-        let uploadPath = directory.upload(id).path
-        let actual = state.hasher.finalize()
-        guard actual == expected else {
-            discard(id)
-            throw RegistryError(
-                .digestMismatch,
-                "digest mismatch: the \(state.offset) bytes received hash to \(actual), not \(expected); nothing was stored"
-            )
-        }
-        do {
-            let file = try POSIXFile.open(uploadPath, flags: O_RDONLY)
-            try file.sync()
-            try file.close()
+    public func commitUpload(_ id: UploadID, expecting expected: Digest) async throws(RegistryError) -> BlobInfo {
+        let directory = self.directory
+        return try await Self.blocking { () throws(RegistryError) in
+            let held = try HeldUpload(id, in: directory)
+            defer { held.release() }
+            let actual = held.hasher.finalize()
+            guard actual == expected else {
+                Self.removeFiles(of: id, in: directory)
+                throw RegistryError(
+                    .digestMismatch,
+                    "digest mismatch: the \(held.hasher.count) bytes received hash to \(actual), not \(expected); nothing was stored"
+                )
+            }
+            try held.file.sync()
+            let uploadPath = directory.upload(id).path
             let target = directory.blob(expected)
             let parent = directory.blobDirectory(expected).path
             if try POSIXFile.regularFileSize(target.path) != nil {
@@ -269,71 +257,92 @@ public final class FileSystemBlobStore: BlobStore {
                 try POSIXFile.rename(uploadPath, to: target.path)
                 try POSIXFile.syncDirectory(parent)
             }
-        } catch {
-            checkIn(id, state)
-            throw error
+            Self.removeFiles(of: id, in: directory)
+            return BlobInfo(digest: expected, size: held.hasher.count)
         }
-        try? POSIXFile.remove(directory.uploadExpectation(id).path)
-        uploads.withLock { _ = $0.removeValue(forKey: id) }
-        return BlobInfo(digest: expected, size: state.offset)
     }
 
-    public func cancelUpload(_ id: UploadID) throws(RegistryError) {
-        _ = try checkOut(id)
-        discard(id)
+    public func cancelUpload(_ id: UploadID) async throws(RegistryError) {
+        let directory = self.directory
+        try await Self.blocking { () throws(RegistryError) in
+            let held = try HeldUpload(id, in: directory)
+            Self.removeFiles(of: id, in: directory)
+            held.release()
+        }
     }
 
-    private func discard(_ id: UploadID) {
+    /// Removes an upload's bytes and records (those already gone are no error).
+    private static func removeFiles(of id: UploadID, in directory: DataDirectory) {
         try? POSIXFile.remove(directory.upload(id).path)
         try? POSIXFile.remove(directory.uploadExpectation(id).path)
-        uploads.withLock { _ = $0.removeValue(forKey: id) }
+        try? POSIXFile.remove(directory.uploadHashState(id).path)
+        try? POSIXFile.remove(directory.uploadHashStateDraft(id).path)
     }
 
-    /// Takes exclusive use of an upload, rebuilding its hash state from disk if this process has none.
-    private func checkOut(_ id: UploadID) throws(RegistryError) -> UploadState {
-        enum Claim {
-            case state(UploadState)
-            case busy, rebuild
+    /// Replaces the saved hash state whole (a rename): a crash leaves the old state or the new, and an old
+    /// state only means hashing again the bytes past it.
+    private static func saveHashState(_ hasher: ContentHasher, of id: UploadID, in directory: DataDirectory)
+        throws(RegistryError)
+    {
+        let path = directory.uploadHashState(id).path
+        let temporary = directory.uploadHashStateDraft(id).path
+        let file = try POSIXFile.open(temporary, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600)
+        try ByteBuffer(bytes: hasher.savedState).withUnsafeReadableBytes { bytes throws(RegistryError) in
+            try file.write(bytes, at: 0)
         }
-        let claim: Claim = uploads.withLock { slots in
-            switch slots[id] {
-            case .idle(let state):
-                slots[id] = .busy
-                return .state(state)
-            case .busy:
-                return .busy
-            case nil:
-                slots[id] = .busy
-                return .rebuild
+        try file.close()
+        try POSIXFile.rename(temporary, to: path)
+    }
+
+    /// Exclusive use of one upload, with the hash of every byte it holds: its file, open and flocked.
+    private struct HeldUpload {
+        let file: POSIXFile
+        let hasher: ContentHasher
+
+        init(_ id: UploadID, in directory: DataDirectory) throws(RegistryError) {
+            let path = directory.upload(id).path
+            guard try POSIXFile.regularFileSize(path) != nil else { throw RegistryError.notFound("upload \(id)") }
+            let file = try POSIXFile.open(path, flags: O_RDWR)
+            guard try file.tryLock() else {
+                try? file.close()
+                throw RegistryError(
+                    .uploadBusy, "upload \(id) is receiving data on another request: wait for it, then resume")
             }
-        }
-        switch claim {
-        case .state(let state):
-            return state
-        case .busy:
-            throw RegistryError(
-                .uploadBusy, "upload \(id) is receiving data on another request: wait for it, then resume")
-        case .rebuild:
+            // Removed (committed, cancelled, swept) between the look and the lock.
+            guard try POSIXFile.regularFileSize(path) != nil else {
+                try? file.close()
+                throw RegistryError.notFound("upload \(id)")
+            }
             do {
-                return try rehash(id)
+                let size = try file.size()
+                let saved = FileManager.default.contents(atPath: directory.uploadHashState(id).path)
+                    .flatMap { try? ContentHasher(restoring: Array($0)) }
+                // A state past the bytes on disk (they were lost in a crash) is of no use: hash from the start.
+                let start = saved.flatMap { $0.count <= size ? $0 : nil } ?? ContentHasher()
+                self.hasher = try file.hashContents(continuing: start).hasher
+                self.file = file
             } catch {
-                uploads.withLock { _ = $0.removeValue(forKey: id) }
+                try? file.close()
                 throw error
             }
         }
+
+        func release() {
+            try? file.close()
+        }
     }
 
-    private func checkIn(_ id: UploadID, _ state: UploadState) {
-        uploads.withLock { $0[id] = .idle(state) }
-    }
-
-    private func rehash(_ id: UploadID) throws(RegistryError) -> UploadState {
-        let path = directory.upload(id).path
-        guard try POSIXFile.regularFileSize(path) != nil else { throw RegistryError.notFound("upload \(id)") }
-        let file = try POSIXFile.openForReading(path)
-        let (hasher, size) = try file.hashContents()
-        try file.close()
-        return UploadState(offset: size, hasher: hasher)
+    /// File-system calls that may wait on the disk, on the store's disk threads.
+    private static func blocking<T: Sendable>(_ body: @escaping @Sendable () throws(RegistryError) -> T)
+        async throws(RegistryError) -> T
+    {
+        do {
+            return try await DiskThreads.pool.runIfActive { try body() }
+        } catch let error as RegistryError {
+            throw error
+        } catch {
+            throw RegistryError(.storageFailure, "the blob store's thread pool is not running: \(error)")
+        }
     }
 }
 

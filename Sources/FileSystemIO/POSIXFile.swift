@@ -87,11 +87,12 @@ public final class POSIXFile: @unchecked Sendable {
     }
 
     /// The hash and size of the whole file, read in large chunks; `onChunk` hears how many bytes each added.
+    /// With `hasher`, a hash of the file's first `hasher.count` bytes, only the bytes after those are read.
     public func hashContents(
-        chunkSize: Int = 1 << 20, onChunk: (Int) -> Void = { _ in }
+        continuing hasher: ContentHasher = ContentHasher(), chunkSize: Int = 1 << 20, onChunk: (Int) -> Void = { _ in }
     ) throws(RegistryError) -> (hasher: ContentHasher, size: Int64) {
-        var hasher = ContentHasher()
-        var offset: Int64 = 0
+        var hasher = hasher
+        var offset = hasher.count
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunkSize, alignment: 16)
         defer { buffer.deallocate() }
         while true {
@@ -102,6 +103,16 @@ public final class POSIXFile: @unchecked Sendable {
             onChunk(n)
         }
         return (hasher, offset)
+    }
+
+    /// Takes an exclusive flock without waiting; false when another open file description holds one (another
+    /// process, or another open of the same file in this one). Closing the file releases it.
+    public func tryLock() throws(RegistryError) -> Bool {
+        guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
+            if errno == EWOULDBLOCK { return false }
+            throw Self.error("lock", path)
+        }
+        return true
     }
 
     public func truncate(to length: Int64) throws(RegistryError) {

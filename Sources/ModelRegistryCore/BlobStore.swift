@@ -39,18 +39,31 @@ public struct BlobBytes: AsyncSequence, Sendable {
     public func makeAsyncIterator() -> AsyncIterator { start() }
 }
 
-/// Where blob bytes live. Content-addressed and immutable: a blob is only ever created whole by committing
-/// an upload whose bytes hash to the expected digest, and deleted whole.
+/// Where blob bytes live. Content-addressed and immutable: a blob is only ever created whole from bytes that
+/// hash to its digest (`put`, or committing an upload), and deleted whole.
 ///
-/// Uploads are resumable: bytes are appended at the offset the store reports, and the digest is computed
-/// over every byte as it arrives.
+/// Uploads are resumable, by any instance of the store that shares its storage (another replica, or this
+/// process after a restart): bytes are appended at the offset the store reports, the digest is computed over
+/// every byte as it arrives, and the hash state is kept with the upload.
+///
+/// A backend implements this protocol and passes `BlobStoreConformance` (Tests/BlobStoreConformance).
 public protocol BlobStore: Sendable {
-    func info(_ digest: Digest) throws(RegistryError) -> BlobInfo?
+    /// The blob's size, or nil when it is not stored.
+    func info(_ digest: Digest) async throws(RegistryError) -> BlobInfo?
     /// Random access, for the parsers that read a file's header where they need it; they run on threads
     /// that may block, never on an event loop.
     func reader(_ digest: Digest) throws(RegistryError) -> any BlobReader
     /// The bytes of `range` (within the blob's size), streamed; throws `.notFound` for an unknown blob.
     func read(_ digest: Digest, range: Range<Int64>) async throws(RegistryError) -> BlobBytes
+    /// Where a client may download the blob straight from the storage for the next `validFor`, for a store
+    /// that can hand out such URLs (an object store's presigned URL); nil when the registry serves the bytes.
+    func directDownloadURL(_ digest: Digest, validFor: Duration) async throws(RegistryError) -> URL?
+    /// Stores `bytes` as a blob if they hash to `digest` and nothing when they do not (`.digestMismatch`).
+    /// Bytes already stored are kept, and their stored time refreshed.
+    func put<Bytes: AsyncSequence & Sendable>(_ bytes: Bytes, expecting digest: Digest) async throws -> BlobInfo
+    where Bytes.Element == ByteBuffer
+    /// Removes a blob; true when it was stored.
+    func delete(_ digest: Digest) async throws(RegistryError) -> Bool
     /// Every stored blob, in digest order, with the time it was last stored (an upload of bytes already
     /// stored refreshes it, so garbage collection's grace period starts again).
     func list() async throws(RegistryError) -> [StoredBlob]
@@ -63,23 +76,39 @@ public protocol BlobStore: Sendable {
     /// Whether the store takes writes now (the readiness probe).
     func checkWritable() async throws(RegistryError)
 
-    func createUpload() throws(RegistryError) -> UploadID
-    /// Starts an upload of a blob expected to hash to `digest`. An upload already started for that digest and
-    /// not receiving bytes right now (its client was killed or lost its connection) is handed back instead,
-    /// with the offset it reached, so those bytes are not sent again.
-    func startUpload(expecting digest: Digest) throws(RegistryError) -> StartedUpload
+    /// Starts an upload. With the digest its bytes are expected to hash to, an upload already started for that
+    /// digest and not receiving bytes right now (its client was killed or lost its connection) is handed back
+    /// instead, with the offset it reached, so those bytes are not sent again.
+    func startUpload(expecting digest: Digest?) async throws(RegistryError) -> StartedUpload
     /// Bytes received so far; throws `.notFound` for an unknown upload.
-    func uploadOffset(_ id: UploadID) throws(RegistryError) -> Int64
+    func uploadOffset(_ id: UploadID) async throws(RegistryError) -> Int64
     /// Appends a stream of bytes at `offset`, which must equal the current offset. Returns the new offset.
-    /// If the stream fails midway, the bytes received so far stay and the upload can be resumed.
+    /// If the stream fails midway, the bytes received so far stay and the upload can be resumed. An upload
+    /// receiving bytes on another request, anywhere, is refused with `.uploadBusy`.
     func append<Bytes: AsyncSequence>(_ id: UploadID, at offset: Int64, _ bytes: Bytes) async throws -> Int64
     where Bytes.Element == ByteBuffer
     /// Checks the digest of everything received and moves it into place. On a mismatch the upload is
     /// discarded and nothing is stored.
-    func commitUpload(_ id: UploadID, expecting digest: Digest) throws(RegistryError) -> BlobInfo
-    func cancelUpload(_ id: UploadID) throws(RegistryError)
+    func commitUpload(_ id: UploadID, expecting digest: Digest) async throws(RegistryError) -> BlobInfo
+    func cancelUpload(_ id: UploadID) async throws(RegistryError)
     /// Removes every upload that received no byte since `cutoff` and is not receiving now; returns them.
-    func removeStaleUploads(untouchedSince cutoff: Date) throws(RegistryError) -> [UploadID]
+    func removeStaleUploads(untouchedSince cutoff: Date) async throws(RegistryError) -> [UploadID]
+}
+
+extension BlobStore {
+    /// `put` as an upload of one stream: for stores with nothing faster.
+    public func putByUpload<Bytes: AsyncSequence & Sendable>(_ bytes: Bytes, expecting digest: Digest)
+        async throws -> BlobInfo
+    where Bytes.Element == ByteBuffer {
+        let id = try await startUpload(expecting: nil).id
+        do {
+            _ = try await append(id, at: 0, bytes)
+            return try await commitUpload(id, expecting: digest)
+        } catch {
+            try? await cancelUpload(id)
+            throw error
+        }
+    }
 }
 
 /// A blob as a listing of the store shows it.

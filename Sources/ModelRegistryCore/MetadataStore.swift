@@ -8,9 +8,12 @@ public protocol MetadataStore: Sendable {
     /// `ReadCache`).
     func changeCount(of model: ModelName) -> Int
 
-    func recordBlob(_ blob: BlobInfo) async throws
+    /// Records blobs the blob store holds (those recorded already are left as they are): a manifest may name
+    /// only recorded blobs.
+    func recordBlobs(_ blobs: [BlobInfo]) async throws
     /// Publishes a variant. Publishing identical content again is a no-op; other content for an existing
-    /// version and variant is a conflict. Every file's blob must already be in the blob store.
+    /// version and variant is a conflict. Every file's blob must be recorded, with the size the manifest
+    /// claims (`.blobsMissing`).
     func publish(_ request: PublishRequest) async throws -> PublishOutcome
 
     func listModels() async throws -> [ModelSummary]
@@ -49,27 +52,23 @@ public protocol MetadataStore: Sendable {
     func revokeToken(name: TokenLabel, actor: String) async throws -> TokenRecord
 }
 
+extension MetadataStore {
+    public func recordBlob(_ blob: BlobInfo) async throws { try await recordBlobs([blob]) }
+}
+
 public struct PublishRequest: Sendable {
     public var model: ModelName
     public var version: VersionName
     public var variant: VariantName
     public var manifest: Manifest
     public var actor: String
-    /// Runs inside the publish transaction, before the variant is written: confirms every file's blob is still
-    /// stored. Garbage collection deletes blobs inside a write transaction of the same database, so a blob
-    /// confirmed here cannot be swept before the manifest that references it is committed.
-    public var confirmBlobs: @Sendable () throws -> Void
 
-    public init(
-        model: ModelName, version: VersionName, variant: VariantName, manifest: Manifest, actor: String,
-        confirmBlobs: @escaping @Sendable () throws -> Void = {}
-    ) {
+    public init(model: ModelName, version: VersionName, variant: VariantName, manifest: Manifest, actor: String) {
         self.model = model
         self.version = version
         self.variant = variant
         self.manifest = manifest
         self.actor = actor
-        self.confirmBlobs = confirmBlobs
     }
 }
 

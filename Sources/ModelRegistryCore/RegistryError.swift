@@ -68,6 +68,16 @@ extension RegistryError {
         RegistryError(.notFound, "\(what) not found")
     }
 
+    /// A manifest names blobs the registry does not have, or has with another size: each problem is one
+    /// "path (digest) ..." phrase; the first twenty are shown.
+    public static func blobsMissing(_ problems: [String]) -> RegistryError {
+        let shown = problems.prefix(20).joined(separator: "; ")
+        let more = problems.count > 20 ? "; and \(problems.count - 20) more" : ""
+        return RegistryError(
+            .blobsMissing,
+            "the manifest references \(problems.count) blob(s) the registry does not have: \(shown)\(more)")
+    }
+
     public static func alreadyPublished(
         _ model: ModelName, _ version: VersionName, _ variant: VariantName, as digest: Digest
     ) -> RegistryError {

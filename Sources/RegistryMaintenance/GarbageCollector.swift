@@ -9,10 +9,10 @@ import RegistryAPI
 ///
 /// Mark: every digest any `BlobReferenceSource` names. Sweep: an unreferenced blob file whose modification
 /// time is older than the grace period is deleted, in batches, each inside an IMMEDIATE write transaction
-/// that first asks every source again and re-reads the file's time. Publishing confirms its blobs inside
-/// its own write transaction (`PublishRequest.confirmBlobs`), so the two serialize on SQLite's write lock:
-/// either the manifest is committed first and the blob is kept, or the blob is gone first and the publish
-/// answers `BLOBS_MISSING` (the client uploads it again). The grace period keeps the blobs of pushes that
+/// that first asks every source again, re-reads the file's time, and deletes the blob's record with the file.
+/// Publishing requires the records of its blobs inside its own write transaction, so the two serialize on
+/// SQLite's write lock: either the manifest is committed first and the blob is kept, or the blob is gone
+/// first and the publish answers `BLOBS_MISSING` (the client uploads it again). The grace period keeps the blobs of pushes that
 /// have uploaded but not yet published.
 public struct GarbageCollector: Sendable {
     public static let defaultGraceSeconds: Int64 = 3600

@@ -35,7 +35,7 @@ struct BlobRoutes {
     private func blob(_ request: Request, _ context: RegistryRequestContext, sendBody: Bool) async throws -> Response {
         try registry.authorize(context, .read)
         let digest = try digest(context)
-        guard let size = try registry.blobs.info(digest)?.size else { throw RegistryError.notFoundBlob(digest) }
+        guard let size = try await registry.blobs.info(digest)?.size else { throw RegistryError.notFoundBlob(digest) }
         var headers: HTTPFields = [
             .eTag: "\"\(digest)\"",
             .acceptRanges: "bytes",
@@ -79,24 +79,17 @@ struct BlobRoutes {
     private func putBlob(_ request: Request, _ context: RegistryRequestContext) async throws -> Response {
         try registry.authorize(context, .write)
         let digest = try digest(context)
-        let id = try registry.blobs.createUpload()
-        do {
-            _ = try await receive(id, at: 0, request.body)
-            return try await commit(id, digest)
-        } catch {
-            try? registry.blobs.cancelUpload(id)
-            throw error
-        }
+        let existed = try await registry.blobs.info(digest) != nil
+        let info = try await committing { try await registry.blobs.put(counted(request.body), expecting: digest) }
+        return try await committed(info, existed: existed)
     }
 
     private func createUpload(_ request: Request, _ context: RegistryRequestContext) async throws -> Response {
         try registry.authorize(context, .write)
-        let started: StartedUpload
-        if let text = request.uri.queryParameters.get("digest") {
-            started = try registry.blobs.startUpload(expecting: try Digest(parsing: text))
-        } else {
-            started = StartedUpload(id: try registry.blobs.createUpload(), offset: 0, resumed: false)
+        let expected = try request.uri.queryParameters.get("digest").map { text throws(RegistryError) in
+            try Digest(parsing: text)
         }
+        let started = try await registry.blobs.startUpload(expecting: expected)
         return JSONBody.response(
             UploadStatus(id: started.id.value, offset: started.offset),
             status: .accepted,
@@ -109,7 +102,7 @@ struct BlobRoutes {
     {
         try registry.authorize(context, .write)
         let id = try uploadID(context)
-        let offset = try registry.blobs.uploadOffset(id)
+        let offset = try await registry.blobs.uploadOffset(id)
         let headers: HTTPFields = [.location: "/v1/uploads/\(id)", .uploadOffset: String(offset)]
         guard sendBody else { return Response(status: .noContent, headers: headers) }
         return JSONBody.response(UploadStatus(id: id.value, offset: offset), headers: headers)
@@ -141,36 +134,43 @@ struct BlobRoutes {
             throw RegistryError(.invalidRequest, "finishing an upload needs ?digest=sha256:<hex> of all its bytes")
         }
         let digest = try Digest(parsing: text)
-        let offset = try registry.blobs.uploadOffset(id)
+        let offset = try await registry.blobs.uploadOffset(id)
         _ = try await receive(id, at: offset, request.body)
-        return try await commit(id, digest)
+        let existed = try await registry.blobs.info(digest) != nil
+        let info = try await committing { try await registry.blobs.commitUpload(id, expecting: digest) }
+        return try await committed(info, existed: existed)
     }
 
     private func cancelUpload(_ request: Request, _ context: RegistryRequestContext) async throws -> Response {
         try registry.authorize(context, .write)
-        try registry.blobs.cancelUpload(try uploadID(context))
+        try await registry.blobs.cancelUpload(try uploadID(context))
         return Response(status: .noContent)
     }
 
     private func receive(_ id: UploadID, at offset: Int64, _ body: RequestBody) async throws -> Int64 {
-        let metrics = registry.metrics
-        return try await registry.blobs.append(
-            id, at: offset,
-            body.map { buffer in
-                metrics.blobBytesReceived(buffer.readableBytes)
-                return buffer
-            })
+        try await registry.blobs.append(id, at: offset, counted(body))
     }
 
-    private func commit(_ id: UploadID, _ digest: Digest) async throws -> Response {
-        let existed = try registry.blobs.info(digest) != nil
-        let info: BlobInfo
+    /// The request body, counted into the received-bytes metric as it streams by.
+    private func counted(_ body: RequestBody) -> some AsyncSequence<ByteBuffer, any Error> & Sendable {
+        let metrics = registry.metrics
+        return body.map { buffer in
+            metrics.blobBytesReceived(buffer.readableBytes)
+            return buffer
+        }
+    }
+
+    /// Runs a commit, counting a digest mismatch.
+    private func committing(_ commit: () async throws -> BlobInfo) async throws -> BlobInfo {
         do {
-            info = try registry.blobs.commitUpload(id, expecting: digest)
-        } catch {
-            if error.code == .digestMismatch { registry.metrics.digestMismatch() }
+            return try await commit()
+        } catch let error as RegistryError where error.code == .digestMismatch {
+            registry.metrics.digestMismatch()
             throw error
         }
+    }
+
+    private func committed(_ info: BlobInfo, existed: Bool) async throws -> Response {
         try await registry.metadata.recordBlob(info)
         registry.metrics.blobCommitted(deduplicated: existed)
         return JSONBody.response(

@@ -33,7 +33,7 @@ extension ModelRoutes {
             headers[.modelregImageState] = CacheImageStatus.State.pending.rawValue
             await registry.images.enqueue(name, manifest)
         }
-        for file in decoded.files where try registry.blobs.info(file.digest) == nil {
+        for file in decoded.files where try await registry.blobs.info(file.digest) == nil {
             throw RegistryError(
                 .integrity,
                 "the registry lacks blob \(file.digest) of \(file.path): the image cannot be served; run `modelreg verify`"

@@ -68,6 +68,10 @@ public struct Registry: Sendable {
             try writeSecretFile(secret.value + "\n", to: directory.adminToken.path)
             logger.notice("created the first admin token", metadata: ["file": .string(directory.adminToken.path)])
         }
+        // A server killed between storing a blob and recording it left the blob unrecorded: its client finds it
+        // stored and skips the upload, and the publish, which names only recorded blobs, would be refused.
+        let stored = try await registry.blobs.list()
+        try await metadata.recordBlobs(stored.map { BlobInfo(digest: $0.digest, size: $0.size) })
         await registry.images.enqueueAliasTargets()
         return registry
     }

@@ -15,15 +15,15 @@ struct UploadSweeper: Service {
 
     func run() async throws {
         while !Task.isCancelled, !Task.isShuttingDownGracefully {
-            sweep(now: Date())
+            await sweep(now: Date())
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
         }
     }
 
-    func sweep(now: Date) {
+    func sweep(now: Date) async {
         let cutoff = now.addingTimeInterval(-Double(ttl.components.seconds) - Double(ttl.components.attoseconds) / 1e18)
         do {
-            let removed = try blobs.removeStaleUploads(untouchedSince: cutoff)
+            let removed = try await blobs.removeStaleUploads(untouchedSince: cutoff)
             if !removed.isEmpty {
                 logger.notice("removed stale uploads", metadata: ["count": "\(removed.count)", "ttl": "\(ttl)"])
             }

@@ -58,8 +58,11 @@ public final class SQLiteMetadataStore: MetadataStore {
         }
     }
 
-    public func recordBlob(_ blob: BlobInfo) async throws {
-        try await writing { db in try Self.insertBlob(db, blob) }
+    public func recordBlobs(_ blobs: [BlobInfo]) async throws {
+        guard !blobs.isEmpty else { return }
+        try await writing { db in
+            for blob in blobs { try Self.insertBlob(db, blob) }
+        }
     }
 
     private static func insertBlob(_ db: Database, _ blob: BlobInfo) throws {
@@ -67,6 +70,24 @@ public final class SQLiteMetadataStore: MetadataStore {
             sql: "INSERT OR IGNORE INTO blobs (digest, size, created_at) VALUES (?, ?, ?)",
             arguments: [blob.digest.description, blob.size, Timestamp.now()]
         )
+    }
+
+    /// Every blob the manifest names must be recorded (`recordBlob`) with the size it claims. Garbage collection
+    /// deletes a blob's record and file in one write transaction, so the two serialize on the database's write
+    /// lock: a manifest committed first keeps its blobs, and a blob swept first fails the publish.
+    private static func requireRecordedBlobs(_ db: Database, of manifest: Manifest) throws {
+        var problems: [String] = []
+        var checked = Set<Digest>()
+        let statement = try db.cachedStatement(sql: "SELECT size FROM blobs WHERE digest = ?")
+        for file in manifest.files where checked.insert(file.digest).inserted {
+            switch try Int64.fetchOne(statement, arguments: [file.digest.description]) {
+            case nil: problems.append("\(file.path) (\(file.digest)) is not uploaded")
+            case let size? where size != file.size:
+                problems.append("\(file.path) (\(file.digest)) is \(size) bytes, not \(file.size)")
+            default: break
+            }
+        }
+        guard problems.isEmpty else { throw RegistryError.blobsMissing(problems) }
     }
 
     public func publish(_ request: PublishRequest) async throws -> PublishOutcome {
@@ -83,7 +104,7 @@ public final class SQLiteMetadataStore: MetadataStore {
                 }
                 return .unchanged(summary)
             }
-            try request.confirmBlobs()
+            try Self.requireRecordedBlobs(db, of: request.manifest)
             let now = Timestamp.now()
             try db.execute(
                 sql: """
@@ -97,7 +118,6 @@ public final class SQLiteMetadataStore: MetadataStore {
             )
             let variantID = db.lastInsertedRowID
             for file in request.manifest.files {
-                try Self.insertBlob(db, BlobInfo(digest: file.digest, size: file.size))
                 try db.execute(
                     sql:
                         "INSERT INTO manifest_files (variant_id, path, digest, size, executable) VALUES (?, ?, ?, ?, ?)",

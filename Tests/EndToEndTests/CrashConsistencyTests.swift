@@ -347,13 +347,15 @@ private final class CrashRun {
             $0.hasSuffix(".tmp") && modified($0) < restart
         }
         #expect(partialRecords.isEmpty, "\(context): images/ holds \(partialRecords)")
-        // Only uploads and their digest records, which the sweeper knows; a record a kill cut short is empty.
+        // Only uploads and their records (digest, hash state, a hash state a kill left unrenamed), which the
+        // sweeper knows; a digest record a kill cut short is empty.
         let uploads = data.appendingPathComponent("uploads")
         for name in try FileManager.default.contentsOfDirectory(atPath: uploads.path) {
-            let id = name.hasSuffix(".digest") ? String(name.dropLast(".digest".count)) : name
+            let suffix = [".digest", ".hash.tmp", ".hash"].first { name.hasSuffix($0) } ?? ""
+            let id = String(name.dropLast(suffix.count))
             #expect(
                 UUID(uuidString: id)?.uuidString.lowercased() == id,
-                "\(context): uploads/\(name) is an upload or its digest record")
+                "\(context): uploads/\(name) is an upload or its record")
             guard name.hasSuffix(".digest") else { continue }
             let text = try String(contentsOf: uploads.appendingPathComponent(name), encoding: .utf8)
             #expect(text.isEmpty || (try? Digest(parsing: text)) != nil, "\(context): uploads/\(name) names a digest")

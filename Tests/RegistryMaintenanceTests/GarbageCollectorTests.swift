@@ -38,39 +38,36 @@ import Testing
         #expect(!rows.contains(old.description))
     }
 
-    /// The publish path confirms its blobs inside its write transaction; a collection that starts while that
-    /// transaction is open waits for it, then finds the new reference and keeps the blob.
-    @Test func aCollectionDuringAPublishKeepsTheBlobsItReferences() async throws {
+    /// Publishes racing collections of their own (old, unreferenced) blobs: each round either keeps the blob
+    /// and publishes, or sweeps it and refuses the publish; never a published manifest without its blob.
+    @Test func collectionsRacingPublishesNeverLeaveAManifestWithoutItsBlob() async throws {
         let data = try TestData()
-        let blob = try await data.store(bytes("about to be published"))
-        try data.age(blob.digest, seconds: 7200)
         let directory = data.directory
-        let collected = Mutex<GarbageCollectionReport?>(nil)
-        let done = DispatchSemaphore(value: 0)
-        let request = PublishRequest(
-            model: try ModelName("m"), version: try VersionName("1.0"), variant: .default,
-            manifest: Manifest(
-                format: .other, files: [ManifestFile(path: try ManifestPath("w"), digest: blob.digest, size: blob.size)]
-            ),
-            actor: "test",
-            confirmBlobs: {
-                guard FileManager.default.fileExists(atPath: directory.blob(blob.digest).path) else {
-                    throw RegistryError(.blobsMissing, "gone")
+        for round in 0..<30 {
+            let blob = try await data.store(bytes("round \(round)"))
+            try data.age(blob.digest, seconds: 7200)
+            let request = try Self.request(version: "\(round)", blob)
+            let start = DispatchSemaphore(value: 0)
+            let collected = Mutex(false)
+            let collector = Thread {
+                start.wait()
+                collected.withLock {
+                    $0 = (try? GarbageCollector(directory: directory, graceSeconds: 60).run(dryRun: false)) != nil
                 }
-                Thread.detachNewThread {
-                    collected.withLock {
-                        $0 = try? GarbageCollector(directory: directory, graceSeconds: 60).run(dryRun: false)
-                    }
-                    done.signal()
-                }
-                Thread.sleep(forTimeInterval: 0.3)
             }
-        )
-        _ = try await data.metadata.publish(request)
-        done.wait()
-        let report = try #require(collected.withLock { $0 })
-        #expect(report.deleted.isEmpty)
-        #expect(data.hasBlob(blob.digest))
+            collector.start()
+            start.signal()
+            let published: Bool
+            do {
+                _ = try await data.metadata.publish(request)
+                published = true
+            } catch let error as RegistryError where error.code == .blobsMissing {
+                published = false
+            }
+            while !collector.isFinished { try await Task.sleep(for: .milliseconds(5)) }
+            #expect(collected.withLock { $0 })
+            #expect(data.hasBlob(blob.digest) == published, "round \(round)")
+        }
     }
 
     /// The other order: a blob swept before the publish transaction makes the publish fail, storing nothing.
@@ -79,21 +76,20 @@ import Testing
         let blob = try await data.store(bytes("swept first"))
         try data.age(blob.digest, seconds: 7200)
         _ = try GarbageCollector(directory: data.directory, graceSeconds: 60).run(dryRun: false)
-        let directory = data.directory
-        let request = PublishRequest(
-            model: try ModelName("m"), version: try VersionName("1.0"), variant: .default,
+        let error = await #expect(throws: RegistryError.self) {
+            _ = try await data.metadata.publish(try Self.request(version: "1.0", blob))
+        }
+        #expect(error?.code == .blobsMissing)
+        #expect(try await data.metadata.listModels().isEmpty)
+    }
+
+    static func request(version: String, _ blob: BlobInfo) throws -> PublishRequest {
+        PublishRequest(
+            model: try ModelName("m"), version: try VersionName(version), variant: .default,
             manifest: Manifest(
                 format: .other, files: [ManifestFile(path: try ManifestPath("w"), digest: blob.digest, size: blob.size)]
             ),
-            actor: "test",
-            confirmBlobs: {
-                guard FileManager.default.fileExists(atPath: directory.blob(blob.digest).path) else {
-                    throw RegistryError(.blobsMissing, "blob \(blob.digest) is not uploaded")
-                }
-            }
-        )
-        await #expect(throws: RegistryError.self) { _ = try await data.metadata.publish(request) }
-        #expect(try await data.metadata.listModels().isEmpty)
+            actor: "test")
     }
 
     /// A push that uploads bytes which are stored already as unreferenced garbage renews their grace period.

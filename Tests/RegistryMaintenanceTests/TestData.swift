@@ -28,12 +28,10 @@ final class TestData: @unchecked Sendable {
 
     func url(_ path: String) -> URL { root.appendingPathComponent(path) }
 
-    /// Stores bytes as a blob the way the upload route does: upload, commit, record.
+    /// Stores bytes as a blob the way the upload route does: put, then record.
     @discardableResult
     func store(_ bytes: [UInt8]) async throws -> BlobInfo {
-        let id = try blobs.createUpload()
-        _ = try await blobs.append(id, at: 0, [ByteBuffer(bytes: bytes)].async)
-        let info = try blobs.commitUpload(id, expecting: Digest.of(bytes))
+        let info = try await blobs.put([ByteBuffer(bytes: bytes)].async, expecting: Digest.of(bytes))
         try await metadata.recordBlob(info)
         return info
     }

@@ -18,13 +18,16 @@ struct TestRegistry: Sendable {
     let write: String
     let read: String
 
+    /// `prepare` sees the data directory before the registry opens it.
     static func with(
-        anonymousRead: Bool = false, _ body: @Sendable (TestRegistry, any TestClientProtocol) async throws -> Void
+        anonymousRead: Bool = false, prepare: (DataDirectory) async throws -> Void = { _ in },
+        _ body: @Sendable (TestRegistry, any TestClientProtocol) async throws -> Void
     ) async throws {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("modelreg-server-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: root) }
         let configuration = ServerConfiguration(
             dataDirectory: DataDirectory(root.path), port: 0, anonymousRead: anonymousRead)
+        try await prepare(configuration.dataDirectory)
         var logger = Logger(label: "test")
         logger.logLevel = .warning
         let registry = try await Registry.open(configuration, logger: logger)

@@ -1,3 +1,4 @@
+import FileSystemBlobs
 import Foundation
 import HTTPTypes
 import HummingbirdTesting
@@ -42,6 +43,28 @@ import Testing
         }
     }
 
+    /// A server killed after storing a blob and before recording it: the next one records it at start, so the
+    /// client that finds the blob stored and skips its upload can publish.
+    @Test func aBlobStoredButNotRecordedIsRecordedAtStart() async throws {
+        let bytes = Array("stored, then the server was killed".utf8)
+        let prepare: (DataDirectory) async throws -> Void = { directory in
+            try directory.create()
+            _ = try await FileSystemBlobStore(directory: directory).put(
+                [ByteBuffer(bytes: bytes)].async, expecting: Digest.of(bytes))
+        }
+        try await TestRegistry.with(prepare: prepare) { registry, client in
+            let manifest = Manifest(
+                format: .other,
+                files: [
+                    ManifestFile(path: try ManifestPath("w.bin"), digest: Digest.of(bytes), size: Int64(bytes.count))
+                ])
+            let published = try await client.execute(
+                uri: "/v1/models/m/versions/1/variants/default", method: .put, headers: auth(registry.write),
+                body: ByteBuffer(bytes: manifest.canonicalJSON()))
+            #expect(published.status == .created, "\(published.text)")
+        }
+    }
+
     @Test func uploadTTLsArePositiveWholeDurations() throws {
         #expect(try DurationText.positive("90s") == .seconds(90))
         #expect(try DurationText.positive("30m") == .seconds(1800))
@@ -58,9 +81,9 @@ import Testing
             #expect(created.status == .accepted)
             let sweeper = UploadSweeper(
                 blobs: registry.registry.blobs, ttl: .seconds(3600), logger: Logger(label: "test"))
-            sweeper.sweep(now: Date())
+            await sweeper.sweep(now: Date())
             #expect(registry.uploadFiles().count == 1, "a fresh upload stays")
-            sweeper.sweep(now: Date().addingTimeInterval(7200))
+            await sweeper.sweep(now: Date().addingTimeInterval(7200))
             #expect(registry.uploadFiles().isEmpty, "an upload untouched for longer than the TTL goes")
             #expect(sweeper.interval == .seconds(900))
         }

@@ -73,14 +73,40 @@ import Testing
             ])
     }
 
+    /// Publishes a manifest of `content`, recording its blobs first as the upload route does.
     func publish(_ store: SQLiteMetadataStore, _ version: String, _ variant: String, _ content: String) async throws
         -> PublishOutcome
     {
-        try await store.publish(
+        let manifest = try manifest(content)
+        for file in manifest.files { try await store.recordBlob(BlobInfo(digest: file.digest, size: file.size)) }
+        return try await store.publish(
             PublishRequest(
                 model: try ModelName("org/m"), version: try VersionName(version), variant: try VariantName(variant),
-                manifest: try manifest(content), actor: "test"
+                manifest: manifest, actor: "test"
             ))
+    }
+
+    /// A manifest may name only recorded blobs, with the sizes they were recorded with; nothing of a refused
+    /// publish is kept.
+    @Test func aManifestOfUnrecordedOrMissizedBlobsIsRefused() async throws {
+        try await withTemporaryDirectory { root in
+            let store = try SQLiteMetadataStore(path: root.appendingPathComponent("r.sqlite").path)
+            let manifest = try manifest("weights")
+            let request = PublishRequest(
+                model: try ModelName("org/m"), version: try VersionName("1.0"), variant: .default, manifest: manifest,
+                actor: "test")
+            let unrecorded = await #expect(throws: RegistryError.self) { try await store.publish(request) }
+            #expect(unrecorded?.code == .blobsMissing)
+            #expect(unrecorded?.message.contains("2 blob(s)") == true, "\(String(describing: unrecorded))")
+            for file in manifest.files {
+                try await store.recordBlob(BlobInfo(digest: file.digest, size: file.size == 10 ? 11 : file.size))
+            }
+            let missized = await #expect(throws: RegistryError.self) { try await store.publish(request) }
+            #expect(missized?.code == .blobsMissing)
+            #expect(missized?.message.contains("1 blob(s)") == true, "\(String(describing: missized))")
+            #expect(missized?.message.contains("is 11 bytes, not 10") == true, "\(String(describing: missized))")
+            #expect(try await store.listModels().isEmpty)
+        }
     }
 
     @Test func publishIsIdempotentAndImmutable() async throws {

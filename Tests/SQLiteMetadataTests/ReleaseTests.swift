@@ -14,6 +14,7 @@ import Testing
             for version in versions {
                 let file = ManifestFile(
                     path: try ManifestPath("weights.bin"), digest: Digest.of(Array(version.utf8)), size: 3)
+                try await store.recordBlob(BlobInfo(digest: file.digest, size: file.size))
                 _ = try await store.publish(
                     PublishRequest(
                         model: model, version: try VersionName(version), variant: .default,
