@@ -159,7 +159,7 @@ let package = Package(
         .testTarget(
             name: "StoreConformanceTests",
             dependencies: [
-                "ModelRegistryCore", "FileSystemBlobs", "InMemoryStorage",
+                "ModelRegistryCore", "FileSystemBlobs", "InMemoryStorage", "SQLiteMetadata",
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),

@@ -5,27 +5,15 @@ import ModelRegistryCore
 /// written in one transaction, so history never disagrees with the state it describes.
 extension SQLiteMetadataStore {
     public func moveAlias(_ move: AliasMove) async throws -> AliasTarget {
-        try await writing(to: move.model) { db in
-            guard move.alias != .latest else {
-                throw RegistryError(
-                    .invalidName,
-                    "'latest' is not an alias that can be moved: @latest is always the newest version that is not deprecated"
-                )
-            }
+        try ReleaseRules.checkMovable(move)
+        return try await writing(to: move.model) { db in
             let modelID = try Self.modelID(db, move.model)
             let aliases = try Self.aliases(db, modelID: modelID)
             let current = aliases.first { $0.name == move.alias }
-            if let expectation = move.expectation {
-                let holds =
-                    switch expectation {
-                    case .absent: current == nil
-                    case .target(let version, let variant): current?.version == version && current?.variant == variant
-                    }
-                guard holds else {
-                    throw RegistryError.aliasMoved(move.model, move.alias, current: current, expected: expectation)
-                }
+            try ReleaseRules.checkExpectation(of: move, current: current)
+            let destination = try ReleaseRules.destination(of: move, current: current, aliases: aliases) {
+                try Self.history(db, modelID, move.alias)
             }
-            let destination = try Self.destination(db, modelID, move, current: current, aliases: aliases)
             let target = destination.target
             let versionID = try Self.existingVersionID(db, modelID, move.model, target.version)
             if let variant = target.variant, try Self.variantRow(db, versionID: versionID, name: variant) == nil {
@@ -52,63 +40,13 @@ extension SQLiteMetadataStore {
                     current?.variant?.value,
                     target.version.value, target.variant?.value, move.actor, now,
                 ])
-            let from = current.map { ReleaseTarget(version: $0.version, variant: $0.variant).description } ?? "(new)"
             try Self.audit(
                 db, move.actor, destination.auditAction, move.model, target: "\(move.model)@\(move.alias)",
-                detail: "\(from) -> \(target)" + destination.note)
+                detail: ReleaseRules.moveDetail(from: current, to: destination))
             return AliasTarget(
                 name: move.alias, version: target.version, variant: target.variant, updatedAt: now,
                 updatedBy: move.actor)
         }
-    }
-
-    /// Where a move takes the alias.
-    private static func destination(
-        _ db: Database, _ modelID: Int64, _ move: AliasMove, current: AliasTarget?, aliases: [AliasTarget]
-    ) throws -> AliasDestination {
-        switch move.kind {
-        case .set(let version, let variant):
-            return AliasDestination(target: ReleaseTarget(version: version, variant: variant))
-        case .promote(let source):
-            guard source != move.alias else {
-                throw RegistryError(.invalidRequest, "cannot promote \(move.model)@\(source) to itself")
-            }
-            guard let from = aliases.first(where: { $0.name == source }) else {
-                throw RegistryError.notFound("alias '\(source)' of model \(move.model)")
-            }
-            return AliasDestination(
-                target: ReleaseTarget(version: from.version, variant: from.variant), action: .promote,
-                note: " (promoted from @\(source))"
-            )
-        case .rollback(let requested):
-            guard current != nil else { throw RegistryError.notFound("alias '\(move.alias)' of model \(move.model)") }
-            var stack = try targetStack(db, modelID, move.alias)
-            stack.removeLast()
-            let found = requested.map { version in stack.lastIndex { $0.version == version } } ?? stack.indices.last
-            guard let index = found else {
-                let reason =
-                    requested.map { "never pointed to \($0) before its current target" }
-                    ?? "has no earlier target to roll back to"
-                throw RegistryError(
-                    .conflict, "\(move.model)@\(move.alias) \(reason): use `modelreg alias set` to move it forward")
-            }
-            return AliasDestination(target: stack[index], action: .rollback)
-        }
-    }
-
-    /// The targets a rollback walks back through, current last: the alias's moves replayed, each rollback
-    /// undoing the moves it went back over.
-    private static func targetStack(_ db: Database, _ modelID: Int64, _ alias: AliasName) throws -> [ReleaseTarget] {
-        var stack: [ReleaseTarget] = []
-        for entry in try history(db, modelID, alias) {
-            let target = ReleaseTarget(version: entry.toVersion, variant: entry.toVariant)
-            if entry.action == .rollback, let index = stack.lastIndex(of: target) {
-                stack.removeSubrange((index + 1)...)
-            } else {
-                stack.append(target)
-            }
-        }
-        return stack
     }
 
     public func aliasHistory(_ name: ModelName, _ alias: AliasName) async throws -> [AliasHistoryEntry]? {
@@ -169,12 +107,7 @@ extension SQLiteMetadataStore {
         try await writing(to: name) { db in
             let modelID = try Self.modelID(db, name)
             let versionID = try Self.existingVersionID(db, modelID, name, version)
-            let pointing = try Self.aliases(db, modelID: modelID).filter { $0.version == version }
-            guard pointing.isEmpty else {
-                let names = pointing.map { "@\($0.name)" }.joined(separator: ", ")
-                throw RegistryError(
-                    .conflict, "\(name):\(version) is the target of \(names): move or roll back those aliases first")
-            }
+            try ReleaseRules.checkDeletable(name, version, aliases: try Self.aliases(db, modelID: modelID))
             let summary = try Self.versionSummary(db, versionID: versionID, aliases: [])
             try db.execute(
                 sql: """
@@ -271,29 +204,6 @@ extension SQLiteMetadataStore {
                 .conflict,
                 "\(model):\(version) was deleted at \(deletedAt); version names are never reused, so a pinned reference cannot change meaning"
             )
-        }
-    }
-}
-
-/// A version and optional variant an alias can point to.
-private struct ReleaseTarget: Equatable, CustomStringConvertible {
-    var version: VersionName
-    var variant: VariantName?
-
-    var description: String { version.value + (variant.map { "/\($0)" } ?? "") }
-}
-
-/// Where a move takes an alias, and how the move is recorded.
-private struct AliasDestination {
-    var target: ReleaseTarget
-    var action: AliasHistoryEntry.Action = .set
-    var note = ""
-
-    var auditAction: AuditEntry.Action {
-        switch action {
-        case .set: .aliasSet
-        case .promote: .aliasPromote
-        case .rollback: .aliasRollback
         }
     }
 }

@@ -73,26 +73,13 @@ extension SQLiteMetadataStore {
         else {
             throw RegistryError.notFound("version \(name):\(version)")
         }
-        let names = try String.fetchAll(
+        let variants = try String.fetchAll(
             db.cachedStatement(sql: "SELECT name FROM variants WHERE version_id = ? ORDER BY name"),
-            arguments: [versionID])
-        let chosen: String
-        if let requested {
-            guard names.contains(requested.value) else {
-                throw RegistryError.notFound(
-                    "variant '\(requested)' of \(name):\(version) (it has: \(names.joined(separator: ", ")))")
-            }
-            chosen = requested.value
-        } else if names.count == 1 {
-            chosen = names[0]
-        } else if names.contains(VariantName.default.value) {
-            chosen = VariantName.default.value
-        } else {
-            throw RegistryError(
-                .ambiguousVariant,
-                "\(reference) has several variants (\(names.joined(separator: ", "))): choose one with --variant")
-        }
-        guard let stored = try storedManifest(db, where: "va.version_id = ? AND va.name = ?", [versionID, chosen])
+            arguments: [versionID]
+        ).map { text throws(RegistryError) in try VariantName(text) }
+        let chosen = try ReleaseRules.chooseVariant(requested, among: variants, of: name, version, shownAs: reference)
+        guard
+            let stored = try storedManifest(db, where: "va.version_id = ? AND va.name = ?", [versionID, chosen.value])
         else {
             throw RegistryError.notFound("variant '\(chosen)' of \(name):\(version)")
         }

@@ -1,0 +1,71 @@
+import Foundation
+import ModelRegistryCore
+import SQLiteMetadata
+import Testing
+
+/// A metadata backend under test: `open` makes an empty store and hands the test a way to open instances of
+/// it (a second instance is another process on the same database).
+struct MetadataBackend: Sendable, CustomTestStringConvertible {
+    let name: String
+    let open:
+        @Sendable (_ body: @Sendable (_ instance: @Sendable () throws -> any MetadataStore) async throws -> Void)
+            async throws -> Void
+
+    var testDescription: String { name }
+
+    static let all: [MetadataBackend] = [
+        MetadataBackend(name: "SQLite") { body in
+            let root = FileManager.default.temporaryDirectory.appendingPathComponent(
+                "modelreg-conf-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: root) }
+            let path = root.appendingPathComponent("registry.sqlite").path
+            try await body { try SQLiteMetadataStore(path: path) }
+        }
+    ]
+}
+
+extension MetadataStore {
+    /// Publishes `model:version` (variant `variant`) of one file per content, recording the blobs first as the
+    /// upload route does.
+    @discardableResult
+    func publish(
+        _ model: String, _ version: String, variant: String = "default", files: [String: String],
+        actor: String = "test"
+    ) async throws -> PublishOutcome {
+        let manifest = Manifest(
+            format: .other,
+            files: try files.map { path, content in
+                ManifestFile(
+                    path: try ManifestPath(path), digest: Digest.of(Array(content.utf8)),
+                    size: Int64(content.utf8.count))
+            })
+        try await recordBlobs(manifest.files.map { BlobInfo(digest: $0.digest, size: $0.size) })
+        return try await publish(
+            PublishRequest(
+                model: try ModelName(model), version: try VersionName(version), variant: try VariantName(variant),
+                manifest: manifest, actor: actor))
+    }
+
+    func set(_ model: String, _ alias: String, _ version: String, expecting: AliasExpectation? = nil) async throws
+        -> AliasTarget
+    {
+        try await moveAlias(
+            AliasMove(
+                model: try ModelName(model), alias: try AliasName(alias),
+                kind: .set(try VersionName(version), variant: nil),
+                expectation: expecting, actor: "test"))
+    }
+}
+
+/// The code of the `RegistryError` a call throws, or nil when it throws none.
+func errorCode(_ body: () async throws -> Void) async -> RegistryError.Code? {
+    do {
+        try await body()
+        return nil
+    } catch let error as RegistryError {
+        return error.code
+    } catch {
+        return .internalError
+    }
+}

@@ -1,0 +1,206 @@
+import Foundation
+import ModelRegistryCore
+import Testing
+
+/// What every `MetadataStore` backend must do, the races included. A new backend adds itself to
+/// `MetadataBackend.all` and passes these.
+@Suite struct MetadataStoreConformanceTests {
+    @Test(arguments: MetadataBackend.all)
+    func publishingIsIdempotentAndPublishedVariantsNeverChange(backend: MetadataBackend) async throws {
+        try await backend.open { instance in
+            let store = try instance()
+            let first = try await store.publish("org/m", "1.0", files: ["w.bin": "weights"])
+            guard case .created(let summary) = first else {
+                Issue.record("expected created, got \(first)")
+                return
+            }
+            #expect(try await store.publish("org/m", "1.0", files: ["w.bin": "weights"]) == .unchanged(summary))
+            #expect(await errorCode { try await store.publish("org/m", "1.0", files: ["w.bin": "other"]) } == .conflict)
+            let stored = try #require(try await instance().manifest(ModelName("org/m"), digest: summary.digest))
+            #expect(
+                stored.digest == Digest.of(stored.bytes), "the manifest is kept as the bytes that hash to its digest")
+            #expect(try await store.listModels().map(\.name.value) == ["org/m"])
+        }
+    }
+
+    /// A manifest names only recorded blobs, with their recorded sizes.
+    @Test(arguments: MetadataBackend.all)
+    func aManifestOfUnrecordedBlobsIsRefused(backend: MetadataBackend) async throws {
+        try await backend.open { instance in
+            let store = try instance()
+            let file = ManifestFile(path: try ManifestPath("w"), digest: Digest.of(Array("w".utf8)), size: 1)
+            let request = PublishRequest(
+                model: try ModelName("m"), version: try VersionName("1"), variant: .default,
+                manifest: Manifest(format: .other, files: [file]), actor: "test")
+            #expect(await errorCode { _ = try await store.publish(request) } == .blobsMissing)
+            try await store.recordBlob(BlobInfo(digest: file.digest, size: 2))
+            #expect(await errorCode { _ = try await store.publish(request) } == .blobsMissing)
+            #expect(try await store.listModels().isEmpty)
+        }
+    }
+
+    /// Publishes racing from two instances, every one sharing a blob with the others: all are published.
+    @Test(arguments: MetadataBackend.all)
+    func concurrentPublishesSharingBlobsAllSucceed(backend: MetadataBackend) async throws {
+        try await backend.open { instance in
+            let stores = [try instance(), try instance()]
+            try await withThrowingTaskGroup(of: PublishOutcome.self) { group in
+                for version in 1...16 {
+                    group.addTask {
+                        try await stores[version % 2].publish(
+                            "shared", "\(version)", files: ["config.json": "{}", "w.bin": "weights \(version)"])
+                    }
+                }
+                for try await outcome in group {
+                    guard case .created = outcome else { throw RegistryError(.internalError, "\(outcome)") }
+                }
+            }
+            let detail = try #require(try await stores[0].model(ModelName("shared")))
+            #expect(Set(detail.versions.map(\.name.value)) == Set((1...16).map(String.init)))
+        }
+    }
+
+    /// 32 compare-and-swap moves from the same expected target, from two instances: exactly one wins, the
+    /// others are told the alias moved, and the history holds the one move.
+    @Test(arguments: MetadataBackend.all)
+    func thirtyTwoCompareAndSwapMovesHaveOneWinner(backend: MetadataBackend) async throws {
+        try await backend.open { instance in
+            let stores = [try instance(), try instance()]
+            for version in 1...33 { try await stores[0].publish("m", "\(version)", files: ["w": "v\(version)"]) }
+            _ = try await stores[0].set("m", "prod", "1")
+            let expected = AliasExpectation.target(try VersionName("1"), variant: nil)
+            let codes = await withTaskGroup(of: RegistryError.Code?.self) { group in
+                for mover in 2...33 {
+                    group.addTask {
+                        await errorCode {
+                            _ = try await stores[mover % 2].set("m", "prod", "\(mover)", expecting: expected)
+                        }
+                    }
+                }
+                return await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(codes.filter { $0 == nil }.count == 1, "\(codes)")
+            #expect(codes.filter { $0 == .aliasMoved }.count == 31, "\(codes)")
+            let history = try #require(try await stores[1].aliasHistory(ModelName("m"), AliasName("prod")))
+            #expect(history.count == 2)
+            let now = try #require(try await stores[1].alias(ModelName("m"), AliasName("prod")))
+            #expect(history.last?.toVersion == now.version && now.version.value != "1")
+        }
+    }
+
+    /// A rollback walks back over earlier moves (a rollback undoes the moves it went back over); a promote
+    /// copies another alias's target; an expectation of absence fails once the alias exists.
+    @Test(arguments: MetadataBackend.all)
+    func rollbacksWalkBackAndPromotesCopy(backend: MetadataBackend) async throws {
+        try await backend.open { instance in
+            let store = try instance()
+            for version in 1...3 { try await store.publish("m", "\(version)", files: ["w": "v\(version)"]) }
+            let model = try ModelName("m")
+            func move(_ alias: String, _ kind: AliasMoveKind) async throws -> String {
+                try await store.moveAlias(AliasMove(model: model, alias: try AliasName(alias), kind: kind, actor: "t"))
+                    .version.value
+            }
+            _ = try await store.set("m", "prod", "1", expecting: .absent)
+            #expect(await errorCode { _ = try await store.set("m", "prod", "2", expecting: .absent) } == .aliasMoved)
+            _ = try await store.set("m", "prod", "2")
+            _ = try await store.set("m", "prod", "3")
+            #expect(try await move("prod", .rollback(to: nil)) == "2")
+            #expect(try await move("prod", .rollback(to: nil)) == "1")
+            #expect(await errorCode { _ = try await move("prod", .rollback(to: nil)) } == .conflict)
+            #expect(try await move("canary", .promote(from: try AliasName("prod"))) == "1")
+            #expect(
+                await errorCode { _ = try await move("latest", .set(try VersionName("1"), variant: nil)) }
+                    == .invalidName)
+            let audit = try await store.auditLog(AuditQuery(model: model))
+            #expect(audit.filter { $0.action == .aliasRollback }.count == 2)
+        }
+    }
+
+    /// A version an alias points to cannot be deleted; a deleted version's name is never published again.
+    @Test(arguments: MetadataBackend.all)
+    func deletedNamesAreNeverReused(backend: MetadataBackend) async throws {
+        try await backend.open { instance in
+            let store = try instance()
+            try await store.publish("m", "1", files: ["w": "one"])
+            try await store.publish("m", "2", files: ["w": "two"])
+            _ = try await store.set("m", "prod", "1")
+            let model = try ModelName("m")
+            #expect(
+                await errorCode { _ = try await store.deleteVersion(model, VersionName("1"), actor: "t") } == .conflict)
+            _ = try await store.set("m", "prod", "2")
+            _ = try await store.deleteVersion(model, VersionName("1"), actor: "t")
+            #expect(try await store.version(model, VersionName("1")) == nil)
+            #expect(await errorCode { try await store.publish("m", "1", files: ["w": "again"]) } == .conflict)
+            #expect(try await store.model(model)?.versions.map(\.name.value) == ["2"])
+        }
+    }
+
+    /// Which variant a reference resolves to: the one asked for, else the alias's, else the only one, else
+    /// `default`; several without a default is ambiguous. @latest skips deprecated versions.
+    @Test(arguments: MetadataBackend.all)
+    func referencesResolveToOneVariant(backend: MetadataBackend) async throws {
+        try await backend.open { instance in
+            let store = try instance()
+            try await store.publish("m", "1", variant: "fp16", files: ["w": "1 fp16"])
+            try await store.publish("m", "2", variant: "fp16", files: ["w": "2 fp16"])
+            try await store.publish("m", "2", variant: "int4", files: ["w": "2 int4"])
+            try await store.publish("m", "3", files: ["w": "3"])
+            try await store.publish("m", "3", variant: "int4", files: ["w": "3 int4"])
+            func resolve(_ text: String, _ variant: String? = nil) async throws -> String {
+                let stored = try await store.resolve(
+                    ModelReference(parsing: text), variant: try variant.map { try VariantName($0) })
+                return "\(stored.version):\(stored.variant)"
+            }
+            #expect(try await resolve("m:1") == "1:fp16")
+            #expect(await errorCode { _ = try await resolve("m:2") } == .ambiguousVariant)
+            #expect(try await resolve("m:2", "int4") == "2:int4")
+            #expect(try await resolve("m:3") == "3:default")
+            _ = try await store.moveAlias(
+                AliasMove(
+                    model: try ModelName("m"), alias: try AliasName("prod"),
+                    kind: .set(try VersionName("2"), variant: try VariantName("int4")), actor: "t"))
+            #expect(try await resolve("m@prod") == "2:int4")
+            #expect(try await resolve("m@prod", "fp16") == "2:fp16")
+            #expect(try await resolve("m@latest") == "3:default")
+            _ = try await store.deprecate(try ModelName("m"), try VersionName("3"), reason: "broken", actor: "t")
+            #expect(try await resolve("m@latest", "fp16") == "2:fp16")
+            #expect(await errorCode { _ = try await resolve("m:9") } == .notFound)
+        }
+    }
+
+    /// The change count of a model moves with every write to it, and only to it.
+    @Test(arguments: MetadataBackend.all)
+    func writesMoveTheirModelsChangeCount(backend: MetadataBackend) async throws {
+        try await backend.open { instance in
+            let store = try instance()
+            let (a, b) = (try ModelName("a"), try ModelName("b"))
+            let before = (store.changeCount(of: a), store.changeCount(of: b))
+            try await store.publish("a", "1", files: ["w": "a1"])
+            #expect(store.changeCount(of: a) != before.0)
+            #expect(store.changeCount(of: b) == before.1)
+            let afterPublish = store.changeCount(of: a)
+            _ = try await store.set("a", "prod", "1")
+            #expect(store.changeCount(of: a) != afterPublish)
+        }
+    }
+
+    @Test(arguments: MetadataBackend.all)
+    func tokensAreFoundByTheirHashUntilRevoked(backend: MetadataBackend) async throws {
+        try await backend.open { instance in
+            let store = try instance()
+            #expect(try await !store.hasTokens())
+            let secret = TokenSecret.generate()
+            let record = try await store.createToken(name: TokenLabel("ci"), scope: .write, secret: secret, actor: "t")
+            #expect(record.scope == .write && record.revokedAt == nil)
+            #expect(try await instance().token(hash: secret.hash)?.name == record.name)
+            #expect(
+                await errorCode {
+                    _ = try await store.createToken(
+                        name: TokenLabel("ci"), scope: .read, secret: TokenSecret.generate(), actor: "t")
+                } == .conflict)
+            _ = try await store.revokeToken(name: TokenLabel("ci"), actor: "t")
+            #expect(try await store.token(hash: secret.hash) == nil)
+            #expect(try await store.tokens().first?.revokedAt != nil)
+        }
+    }
+}
