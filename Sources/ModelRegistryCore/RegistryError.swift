@@ -78,6 +78,15 @@ extension RegistryError {
             "the manifest references \(problems.count) blob(s) the registry does not have: \(shown)\(more)")
     }
 
+    /// A deleted version's name, which is never published or resolved again.
+    public static func deletedVersion(_ model: ModelName, _ version: VersionName, at deletedAt: String) -> RegistryError
+    {
+        RegistryError(
+            .conflict,
+            "\(model):\(version) was deleted at \(deletedAt); version names are never reused, so a pinned reference cannot change meaning"
+        )
+    }
+
     public static func alreadyPublished(
         _ model: ModelName, _ version: VersionName, _ variant: VariantName, as digest: Digest
     ) -> RegistryError {

@@ -200,10 +200,7 @@ extension SQLiteMetadataStore {
             db.cachedStatement(sql: "SELECT deleted_at FROM deleted_versions WHERE model_id = ? AND name = ?"),
             arguments: [modelID, version.value]
         ) {
-            throw RegistryError(
-                .conflict,
-                "\(model):\(version) was deleted at \(deletedAt); version names are never reused, so a pinned reference cannot change meaning"
-            )
+            throw RegistryError.deletedVersion(model, version, at: deletedAt)
         }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import InMemoryStorage
 import ModelRegistryCore
 import SQLiteMetadata
 import Testing
@@ -14,6 +15,10 @@ struct MetadataBackend: Sendable, CustomTestStringConvertible {
     var testDescription: String { name }
 
     static let all: [MetadataBackend] = [
+        MetadataBackend(name: "in-memory") { body in
+            let storage = InMemoryMetadataStore.Storage()
+            try await body { InMemoryMetadataStore(storage: storage) }
+        },
         MetadataBackend(name: "SQLite") { body in
             let root = FileManager.default.temporaryDirectory.appendingPathComponent(
                 "modelreg-conf-\(UUID().uuidString)")
@@ -21,7 +26,7 @@ struct MetadataBackend: Sendable, CustomTestStringConvertible {
             defer { try? FileManager.default.removeItem(at: root) }
             let path = root.appendingPathComponent("registry.sqlite").path
             try await body { try SQLiteMetadataStore(path: path) }
-        }
+        },
     ]
 }
 

@@ -2,15 +2,16 @@ import Foundation
 import ModelRegistryCore
 import Testing
 
-@testable import SQLiteMetadata
-
-/// Alias moves, rollback over history, deprecation, deletion and the audit log, on a real SQLite store.
-@Suite struct ReleaseTests {
+/// Alias moves, rollback over history, deprecation, deletion and the audit log, on every metadata backend.
+@Suite struct ReleaseConformanceTests {
     let model = try! ModelName("qwen")
 
-    func withStore(versions: [String], _ body: (SQLiteMetadataStore) async throws -> Void) async throws {
-        try await withTemporaryDirectory { root in
-            let store = try SQLiteMetadataStore(path: root.appendingPathComponent("r.sqlite").path)
+    func withStore(
+        _ backend: MetadataBackend, versions: [String], _ body: @Sendable (any MetadataStore) async throws -> Void
+    ) async throws {
+        let model = self.model
+        try await backend.open { instance in
+            let store = try instance()
             for version in versions {
                 let file = ManifestFile(
                     path: try ManifestPath("weights.bin"), digest: Digest.of(Array(version.utf8)), size: 3)
@@ -26,39 +27,30 @@ import Testing
     }
 
     func move(
-        _ store: SQLiteMetadataStore, _ alias: String, _ kind: AliasMoveKind, expect: AliasExpectation? = nil,
+        _ store: any MetadataStore, _ alias: String, _ kind: AliasMoveKind, expect: AliasExpectation? = nil,
         actor: String = "alice"
     ) async throws -> AliasTarget {
         try await store.moveAlias(
             AliasMove(model: model, alias: try AliasName(alias), kind: kind, expectation: expect, actor: actor))
     }
 
-    func set(_ store: SQLiteMetadataStore, _ alias: String, _ version: String, expect: AliasExpectation? = nil)
+    func set(_ store: any MetadataStore, _ alias: String, _ version: String, expect: AliasExpectation? = nil)
         async throws -> AliasTarget
     {
         try await move(store, alias, .set(try VersionName(version), variant: nil), expect: expect)
     }
 
-    func code(_ body: () async throws -> Void) async -> RegistryError.Code? {
-        do {
-            try await body()
-            return nil
-        } catch let error as RegistryError {
-            return error.code
-        } catch {
-            return .internalError
-        }
-    }
-
-    @Test func compareAndSwapMovesOnlyWhenTheExpectationHolds() async throws {
-        try await withStore(versions: ["1", "2", "3"]) { store in
+    @Test(arguments: MetadataBackend.all)
+    func compareAndSwapMovesOnlyWhenTheExpectationHolds(backend: MetadataBackend) async throws {
+        try await withStore(backend, versions: ["1", "2", "3"]) { store in
             let one = try VersionName("1")
             let two = try VersionName("2")
             let prod = try AliasName("prod")
             #expect(try await set(store, "prod", "1", expect: .absent).version.value == "1")
-            #expect(await code { _ = try await set(store, "prod", "2", expect: .absent) } == .aliasMoved)
+            #expect(await errorCode { _ = try await set(store, "prod", "2", expect: .absent) } == .aliasMoved)
             #expect(
-                await code { _ = try await set(store, "prod", "3", expect: .target(two, variant: nil)) } == .aliasMoved)
+                await errorCode { _ = try await set(store, "prod", "3", expect: .target(two, variant: nil)) }
+                    == .aliasMoved)
             #expect(try await set(store, "prod", "2", expect: .target(one, variant: nil)).version.value == "2")
             let error = await #expect(throws: RegistryError.self) {
                 _ = try await set(store, "prod", "3", expect: .target(one, variant: nil))
@@ -66,32 +58,35 @@ import Testing
             #expect(error?.httpStatus == 409)
             #expect(error?.message.contains("qwen@prod points to 2") == true)
             #expect(try await store.alias(model, prod)?.version.value == "2")
-            #expect(await code { _ = try await set(store, "latest", "1") } == .invalidName)
+            #expect(await errorCode { _ = try await set(store, "latest", "1") } == .invalidName)
         }
     }
 
-    @Test func rollbackWalksBackOverEarlierMovesAndPromoteCopiesATarget() async throws {
-        try await withStore(versions: ["1", "2", "3", "4"]) { store in
-            #expect(await code { _ = try await move(store, "prod", .rollback(to: nil)) } == .notFound)
+    @Test(arguments: MetadataBackend.all)
+    func rollbackWalksBackOverEarlierMovesAndPromoteCopiesATarget(backend: MetadataBackend) async throws {
+        try await withStore(backend, versions: ["1", "2", "3", "4"]) { store in
+            #expect(await errorCode { _ = try await move(store, "prod", .rollback(to: nil)) } == .notFound)
             _ = try await set(store, "prod", "1")
-            #expect(await code { _ = try await move(store, "prod", .rollback(to: nil)) } == .conflict)
+            #expect(await errorCode { _ = try await move(store, "prod", .rollback(to: nil)) } == .conflict)
             _ = try await set(store, "prod", "2")
             _ = try await set(store, "canary", "3")
             #expect(try await move(store, "prod", .promote(from: AliasName("canary"))).version.value == "3")
             #expect(try await move(store, "prod", .rollback(to: nil)).version.value == "2")
             #expect(try await move(store, "prod", .rollback(to: nil)).version.value == "1")
-            #expect(await code { _ = try await move(store, "prod", .rollback(to: nil)) } == .conflict)
+            #expect(await errorCode { _ = try await move(store, "prod", .rollback(to: nil)) } == .conflict)
 
             _ = try await set(store, "prod", "2")
             _ = try await set(store, "prod", "3")
             _ = try await set(store, "prod", "4")
             // Straight back to 2, skipping 3; the next rollback then goes to 1.
             #expect(try await move(store, "prod", .rollback(to: VersionName("2"))).version.value == "2")
-            #expect(await code { _ = try await move(store, "prod", .rollback(to: VersionName("4"))) } == .conflict)
+            #expect(await errorCode { _ = try await move(store, "prod", .rollback(to: VersionName("4"))) } == .conflict)
             #expect(try await move(store, "prod", .rollback(to: nil)).version.value == "1")
             #expect(
-                await code { _ = try await move(store, "prod", .promote(from: AliasName("prod"))) } == .invalidRequest)
-            #expect(await code { _ = try await move(store, "prod", .promote(from: AliasName("nope"))) } == .notFound)
+                await errorCode { _ = try await move(store, "prod", .promote(from: AliasName("prod"))) }
+                    == .invalidRequest)
+            #expect(
+                await errorCode { _ = try await move(store, "prod", .promote(from: AliasName("nope"))) } == .notFound)
 
             let history = try #require(try await store.aliasHistory(model, AliasName("prod")))
             #expect(
@@ -104,8 +99,9 @@ import Testing
         }
     }
 
-    @Test func aMoveToTheCurrentTargetChangesNothing() async throws {
-        try await withStore(versions: ["1"]) { store in
+    @Test(arguments: MetadataBackend.all)
+    func aMoveToTheCurrentTargetChangesNothing(backend: MetadataBackend) async throws {
+        try await withStore(backend, versions: ["1"]) { store in
             _ = try await set(store, "prod", "1")
             _ = try await set(store, "prod", "1")
             #expect(try await store.aliasHistory(model, AliasName("prod"))?.count == 1)
@@ -113,8 +109,9 @@ import Testing
         }
     }
 
-    @Test func deprecatedVersionsArePullableButSkippedByLatest() async throws {
-        try await withStore(versions: ["1", "2"]) { store in
+    @Test(arguments: MetadataBackend.all)
+    func deprecatedVersionsArePullableButSkippedByLatest(backend: MetadataBackend) async throws {
+        try await withStore(backend, versions: ["1", "2"]) { store in
             let latest = try ModelReference(parsing: "qwen@latest")
             #expect(try await store.resolve(latest, variant: nil).version.value == "2")
             let summary = try await store.deprecate(model, VersionName("2"), reason: "bad outputs", actor: "bob")
@@ -124,15 +121,16 @@ import Testing
             #expect(try await store.resolve(latest, variant: nil).version.value == "1")
             #expect(try await store.listModels().first?.latestVersion?.value == "1")
             _ = try await store.deprecate(model, VersionName("1"), reason: nil, actor: "bob")
-            #expect(await code { _ = try await store.resolve(latest, variant: nil) } == .notFound)
+            #expect(await errorCode { _ = try await store.resolve(latest, variant: nil) } == .notFound)
             #expect(
-                await code { _ = try await store.deprecate(model, VersionName("9"), reason: nil, actor: "bob") }
+                await errorCode { _ = try await store.deprecate(model, VersionName("9"), reason: nil, actor: "bob") }
                     == .notFound)
         }
     }
 
-    @Test func deleteIsRefusedWhileAliasedAndTheNameIsNeverReused() async throws {
-        try await withStore(versions: ["1", "2"]) { store in
+    @Test(arguments: MetadataBackend.all)
+    func deleteIsRefusedWhileAliasedAndTheNameIsNeverReused(backend: MetadataBackend) async throws {
+        try await withStore(backend, versions: ["1", "2"]) { store in
             _ = try await set(store, "prod", "1")
             _ = try await set(store, "canary", "1")
             let refused = await #expect(throws: RegistryError.self) {
@@ -148,8 +146,9 @@ import Testing
             #expect(try await store.version(model, VersionName("1")) == nil)
             #expect(try await store.manifest(model, digest: pinned) == nil)
             #expect(
-                await code { _ = try await store.deleteVersion(model, VersionName("1"), actor: "root") } == .conflict)
-            #expect(await code { _ = try await move(store, "prod", .rollback(to: nil)) } == .conflict)
+                await errorCode { _ = try await store.deleteVersion(model, VersionName("1"), actor: "root") }
+                    == .conflict)
+            #expect(await errorCode { _ = try await move(store, "prod", .rollback(to: nil)) } == .conflict)
             let republish = await #expect(throws: RegistryError.self) {
                 let file = ManifestFile(path: try ManifestPath("w"), digest: Digest.of([1]), size: 1)
                 _ = try await store.publish(
@@ -163,8 +162,9 @@ import Testing
         }
     }
 
-    @Test func everyChangeIsAudited() async throws {
-        try await withStore(versions: ["1", "2"]) { store in
+    @Test(arguments: MetadataBackend.all)
+    func everyChangeIsAudited(backend: MetadataBackend) async throws {
+        try await withStore(backend, versions: ["1", "2"]) { store in
             _ = try await set(store, "prod", "1")
             _ = try await move(store, "canary", .set(VersionName("2"), variant: .default), actor: "carol")
             _ = try await move(store, "prod", .promote(from: AliasName("canary")))

@@ -1,0 +1,400 @@
+import Foundation
+import ModelRegistryCore
+import Synchronization
+
+/// Models, releases, tokens and the audit log held in memory: the reference backend of the `MetadataStore`
+/// conformance suite. Every operation runs under one lock, as a transaction; the decisions are
+/// `ReleaseRules`', as in every backend. Instances made with the same `Storage` share it.
+public final class InMemoryMetadataStore: MetadataStore {
+    public final class Storage: Sendable {
+        fileprivate let state = Mutex(State())
+
+        public init() {}
+    }
+
+    fileprivate struct State {
+        var models: [ModelName: Model] = [:]
+        var blobs: [Digest: Int64] = [:]
+        var tokens: [Token] = []
+        var audit: [AuditEntry] = []
+        var lastID: Int64 = 0
+        var changes = 0
+        var modelChanges: [ModelName: Int] = [:]
+
+        mutating func nextID() -> Int64 {
+            lastID += 1
+            return lastID
+        }
+
+        mutating func record(
+            _ actor: String, _ action: AuditEntry.Action, _ model: ModelName?, target: String, detail: String?
+        ) {
+            audit.append(
+                AuditEntry(
+                    id: nextID(), at: Timestamp.now(), actor: actor, action: action, model: model, target: target,
+                    detail: detail))
+        }
+
+        func model(_ name: ModelName) throws(RegistryError) -> Model {
+            guard let model = models[name] else { throw RegistryError.notFound("model \(name)") }
+            return model
+        }
+    }
+
+    fileprivate struct Model {
+        var createdAt: String
+        /// Oldest first.
+        var versions: [Version] = []
+        var aliases: [AliasName: AliasTarget] = [:]
+        var history: [AliasName: [AliasHistoryEntry]] = [:]
+        var deleted: [VersionName: String] = [:]
+
+        func version(_ name: VersionName) -> Version? { versions.first { $0.name == name } }
+
+        /// Where the version is; a deleted one is named so, as the others are not found.
+        func index(of version: VersionName, in model: ModelName) throws(RegistryError) -> Int {
+            if let index = versions.firstIndex(where: { $0.name == version }) { return index }
+            if let deletedAt = deleted[version] { throw RegistryError.deletedVersion(model, version, at: deletedAt) }
+            throw RegistryError.notFound("version \(model):\(version)")
+        }
+
+        var aliasList: [AliasTarget] { aliases.values.sorted { $0.name.value < $1.name.value } }
+    }
+
+    fileprivate struct Version {
+        var name: VersionName
+        var createdAt: String
+        /// In name order.
+        var variants: [Variant] = []
+        var deprecation: Deprecation?
+
+        func summary(aliases: [AliasTarget]) -> VersionSummary {
+            VersionSummary(
+                name: name, createdAt: createdAt, size: variants.reduce(0) { $0 + $1.summary.size },
+                variants: variants.map(\.summary), aliases: aliases.filter { $0.version == name }.map(\.name),
+                deprecation: deprecation)
+        }
+    }
+
+    fileprivate struct Variant {
+        var summary: VariantSummary
+        var bytes: [UInt8]
+    }
+
+    fileprivate struct Token {
+        var record: TokenRecord
+        var hash: String
+    }
+
+    private let storage: Storage
+
+    public init(storage: Storage = Storage()) {
+        self.storage = storage
+    }
+
+    /// Runs `body` as one transaction; a write to `model` moves its change count, as every write moves the
+    /// total, committed or not.
+    private func writing<T>(to model: ModelName? = nil, _ body: (inout State) throws -> T) throws -> T {
+        try storage.state.withLock { state in
+            defer {
+                state.changes += 1
+                if let model { state.modelChanges[model] = state.changes }
+            }
+            var draft = state
+            let result = try body(&draft)
+            draft.changes = state.changes
+            draft.modelChanges = state.modelChanges
+            state = draft
+            return result
+        }
+    }
+
+    private func reading<T>(_ body: (State) throws -> T) throws -> T {
+        try storage.state.withLock { state in try body(state) }
+    }
+
+    public func checkReady() async throws {}
+
+    public func changeCount(of model: ModelName) -> Int {
+        storage.state.withLock { $0.modelChanges[model] ?? 0 }
+    }
+
+    public func recordBlobs(_ blobs: [BlobInfo]) async throws {
+        try writing { state in
+            for blob in blobs where state.blobs[blob.digest] == nil { state.blobs[blob.digest] = blob.size }
+        }
+    }
+
+    public func publish(_ request: PublishRequest) async throws -> PublishOutcome {
+        let bytes = request.manifest.canonicalJSON()
+        let digest = Digest.of(bytes)
+        return try writing(to: request.model) { state in
+            var model = state.models[request.model] ?? Model(createdAt: Timestamp.now())
+            var index = model.versions.firstIndex { $0.name == request.version }
+            if index == nil {
+                if let deletedAt = model.deleted[request.version] {
+                    throw RegistryError.deletedVersion(request.model, request.version, at: deletedAt)
+                }
+                model.versions.append(Version(name: request.version, createdAt: Timestamp.now()))
+                index = model.versions.count - 1
+            }
+            guard let index else { throw RegistryError(.internalError, "no version to publish into") }
+            if let existing = model.versions[index].variants.first(where: { $0.summary.name == request.variant }) {
+                guard existing.summary.digest == digest else {
+                    throw RegistryError.alreadyPublished(
+                        request.model, request.version, request.variant, as: existing.summary.digest)
+                }
+                return .unchanged(existing.summary)
+            }
+            var problems: [String] = []
+            var checked = Set<Digest>()
+            for file in request.manifest.files where checked.insert(file.digest).inserted {
+                switch state.blobs[file.digest] {
+                case nil: problems.append("\(file.path) (\(file.digest)) is not uploaded")
+                case let size? where size != file.size:
+                    problems.append("\(file.path) (\(file.digest)) is \(size) bytes, not \(file.size)")
+                default: break
+                }
+            }
+            guard problems.isEmpty else { throw RegistryError.blobsMissing(problems) }
+            let summary = VariantSummary(
+                name: request.variant, digest: digest, format: request.manifest.format,
+                size: request.manifest.totalSize, fileCount: request.manifest.files.count, createdAt: Timestamp.now(),
+                createdBy: request.actor)
+            model.versions[index].variants.append(Variant(summary: summary, bytes: bytes))
+            model.versions[index].variants.sort { $0.summary.name.value < $1.summary.name.value }
+            state.models[request.model] = model
+            state.record(
+                request.actor, .publish, request.model, target: "\(request.model):\(request.version)",
+                detail: "variant \(request.variant) \(digest)")
+            return .created(summary)
+        }
+    }
+
+    public func listModels() async throws -> [ModelSummary] {
+        try reading { state in
+            state.models.sorted { $0.key.value < $1.key.value }.map { name, model in
+                ModelSummary(
+                    name: name, createdAt: model.createdAt, versionCount: model.versions.count,
+                    latestVersion: model.versions.last { $0.deprecation == nil }?.name,
+                    size: model.versions.reduce(0) { $0 + $1.variants.reduce(0) { $0 + $1.summary.size } },
+                    aliases: model.aliasList)
+            }
+        }
+    }
+
+    public func model(_ name: ModelName) async throws -> ModelDetail? {
+        try reading { state in
+            state.models[name].map { model in
+                let aliases = model.aliasList
+                return ModelDetail(
+                    name: name, createdAt: model.createdAt,
+                    versions: model.versions.reversed().map { $0.summary(aliases: aliases) }, aliases: aliases)
+            }
+        }
+    }
+
+    public func version(_ name: ModelName, _ version: VersionName) async throws -> VersionSummary? {
+        try reading { state in
+            guard let model = state.models[name] else { return nil }
+            return model.version(version)?.summary(aliases: model.aliasList)
+        }
+    }
+
+    public func manifest(_ name: ModelName, _ version: VersionName, _ variant: VariantName) async throws
+        -> StoredManifest?
+    {
+        try reading { state in
+            Self.stored(name, state.models[name]) { $0.name == version && $1.summary.name == variant }
+        }
+    }
+
+    public func manifest(_ name: ModelName, digest: Digest) async throws -> StoredManifest? {
+        try reading { state in Self.stored(name, state.models[name]) { $1.summary.digest == digest } }
+    }
+
+    private static func stored(_ name: ModelName, _ model: Model?, where matches: (Version, Variant) -> Bool)
+        -> StoredManifest?
+    {
+        for version in model?.versions ?? [] {
+            for variant in version.variants where matches(version, variant) {
+                return StoredManifest(
+                    model: name, version: version.name, variant: variant.summary.name, digest: variant.summary.digest,
+                    bytes: variant.bytes, deprecation: version.deprecation)
+            }
+        }
+        return nil
+    }
+
+    public func resolve(_ reference: ModelReference, variant requested: VariantName?) async throws -> StoredManifest {
+        try reading { state in
+            let name = reference.name
+            let model = try state.model(name)
+            let version: VersionName
+            var pinned: VariantName?
+            switch reference.target {
+            case .model:
+                throw RegistryError(
+                    .invalidReference,
+                    "reference '\(reference)' names no release: use NAME:VERSION, NAME@ALIAS or NAME@sha256:<digest>")
+            case .digest where requested != nil:
+                throw RegistryError(
+                    .invalidRequest, "'\(reference)' already pins one variant by digest: drop the variant option")
+            case .digest(let digest):
+                guard let stored = Self.stored(name, model, where: { $1.summary.digest == digest }) else {
+                    throw RegistryError.notFound("manifest \(reference)")
+                }
+                return stored
+            case .version(let named):
+                version = named
+            case .alias(let alias) where alias == .latest:
+                guard let newest = model.versions.last(where: { $0.deprecation == nil }) else {
+                    throw RegistryError.notFound("\(reference) (every version of \(name) is deprecated or deleted)")
+                }
+                version = newest.name
+            case .alias(let alias):
+                guard let target = model.aliases[alias] else {
+                    throw RegistryError.notFound("alias '\(alias)' of model \(name)")
+                }
+                version = target.version
+                pinned = target.variant
+            }
+            guard let found = model.version(version) else { throw RegistryError.notFound("version \(name):\(version)") }
+            let chosen = try ReleaseRules.chooseVariant(
+                requested ?? pinned, among: found.variants.map(\.summary.name), of: name, version, shownAs: reference)
+            guard let stored = Self.stored(name, model, where: { $0.name == version && $1.summary.name == chosen })
+            else {
+                throw RegistryError.notFound("variant '\(chosen)' of \(name):\(version)")
+            }
+            return stored
+        }
+    }
+
+    public func aliases(_ name: ModelName) async throws -> [AliasTarget]? {
+        try reading { $0.models[name]?.aliasList }
+    }
+
+    public func alias(_ name: ModelName, _ alias: AliasName) async throws -> AliasTarget? {
+        try reading { $0.models[name]?.aliases[alias] }
+    }
+
+    public func moveAlias(_ move: AliasMove) async throws -> AliasTarget {
+        try ReleaseRules.checkMovable(move)
+        return try writing(to: move.model) { state in
+            var model = try state.model(move.model)
+            let current = model.aliases[move.alias]
+            try ReleaseRules.checkExpectation(of: move, current: current)
+            let destination = try ReleaseRules.destination(of: move, current: current, aliases: model.aliasList) {
+                model.history[move.alias] ?? []
+            }
+            let target = destination.target
+            let version = model.versions[try model.index(of: target.version, in: move.model)]
+            if let variant = target.variant, !version.variants.contains(where: { $0.summary.name == variant }) {
+                throw RegistryError.notFound("variant '\(variant)' of \(move.model):\(target.version)")
+            }
+            if let current, current.version == target.version, current.variant == target.variant { return current }
+            let now = Timestamp.now()
+            let moved = AliasTarget(
+                name: move.alias, version: target.version, variant: target.variant, updatedAt: now,
+                updatedBy: move.actor)
+            model.aliases[move.alias] = moved
+            model.history[move.alias, default: []].append(
+                AliasHistoryEntry(
+                    id: state.nextID(), alias: move.alias, action: destination.action, fromVersion: current?.version,
+                    fromVariant: current?.variant, toVersion: target.version, toVariant: target.variant,
+                    actor: move.actor, at: now))
+            state.models[move.model] = model
+            state.record(
+                move.actor, destination.auditAction, move.model, target: "\(move.model)@\(move.alias)",
+                detail: ReleaseRules.moveDetail(from: current, to: destination))
+            return moved
+        }
+    }
+
+    public func aliasHistory(_ name: ModelName, _ alias: AliasName) async throws -> [AliasHistoryEntry]? {
+        try reading { state in state.models[name].map { $0.history[alias] ?? [] } }
+    }
+
+    public func deprecate(_ name: ModelName, _ version: VersionName, reason: String?, actor: String) async throws
+        -> VersionSummary
+    {
+        try writing(to: name) { state in
+            var model = try state.model(name)
+            let index = try model.index(of: version, in: name)
+            let since = model.versions[index].deprecation?.at ?? Timestamp.now()
+            model.versions[index].deprecation = Deprecation(at: since, by: actor, reason: reason)
+            state.models[name] = model
+            state.record(actor, .deprecate, name, target: "\(name):\(version)", detail: reason)
+            return model.versions[index].summary(aliases: model.aliasList)
+        }
+    }
+
+    public func deleteVersion(_ name: ModelName, _ version: VersionName, actor: String) async throws -> DeletedVersion {
+        try writing(to: name) { state in
+            var model = try state.model(name)
+            let index = try model.index(of: version, in: name)
+            try ReleaseRules.checkDeletable(name, version, aliases: model.aliasList)
+            let summary = model.versions.remove(at: index).summary(aliases: [])
+            let now = Timestamp.now()
+            model.deleted[version] = now
+            state.models[name] = model
+            let variants = summary.variants.map(\.name)
+            state.record(
+                actor, .delete, name, target: "\(name):\(version)",
+                detail: "variants \(variants.map(\.value).joined(separator: ", ")); \(summary.size) bytes")
+            return DeletedVersion(
+                model: name, version: version, variants: variants, manifests: summary.variants.map(\.digest),
+                size: summary.size, deletedAt: now)
+        }
+    }
+
+    public func auditLog(_ query: AuditQuery) async throws -> [AuditEntry] {
+        try reading { state in
+            Array(
+                state.audit.reversed().lazy.filter { entry in
+                    (query.model == nil || entry.model == query.model) && (query.before.map { entry.id < $0 } ?? true)
+                }.prefix(query.limit))
+        }
+    }
+
+    public func hasTokens() async throws -> Bool {
+        try reading { !$0.tokens.isEmpty }
+    }
+
+    public func createToken(name: TokenLabel, scope: TokenScope, secret: TokenSecret, actor: String) async throws
+        -> TokenRecord
+    {
+        try writing { state in
+            guard !state.tokens.contains(where: { $0.record.name == name && $0.record.revokedAt == nil }) else {
+                throw RegistryError(
+                    .conflict, "a token named '\(name)' already exists: revoke it first or choose another name")
+            }
+            let record = TokenRecord(name: name, scope: scope, createdAt: Timestamp.now())
+            state.tokens.append(Token(record: record, hash: secret.hash))
+            state.record(actor, .tokenCreate, nil, target: name.value, detail: "scope \(scope.rawValue)")
+            return record
+        }
+    }
+
+    public func token(hash: String) async throws -> TokenRecord? {
+        try reading { state in
+            state.tokens.first { $0.record.revokedAt == nil && constantTimeEquals($0.hash, hash) }?.record
+        }
+    }
+
+    public func tokens() async throws -> [TokenRecord] {
+        try reading { $0.tokens.map(\.record) }
+    }
+
+    public func revokeToken(name: TokenLabel, actor: String) async throws -> TokenRecord {
+        try writing { state in
+            guard let index = state.tokens.firstIndex(where: { $0.record.name == name && $0.record.revokedAt == nil })
+            else {
+                throw RegistryError.notFound("active token '\(name)'")
+            }
+            state.tokens[index].record.revokedAt = Timestamp.now()
+            state.record(actor, .tokenRevoke, nil, target: name.value, detail: nil)
+            return state.tokens[index].record
+        }
+    }
+}
