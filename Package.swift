@@ -199,7 +199,7 @@ let package = Package(
         .testTarget(
             name: "RegistryServerTests",
             dependencies: [
-                "FileSystemBlobs",
+                "FileSystemBlobs", "InMemoryStorage",
                 "RegistryServer",
                 "RegistryAPI",
                 "ModelRegistryCore",

@@ -376,6 +376,29 @@ public final class InMemoryMetadataStore: MetadataStore {
         }
     }
 
+    public func installAdminToken(name: TokenLabel, secret: TokenSecret, actor: String) async throws -> Bool {
+        try writing { state in
+            let hash = secret.hash
+            if let known = state.tokens.first(where: { $0.hash == hash })?.record {
+                guard known.revokedAt == nil, known.scope == .admin else {
+                    throw RegistryError(
+                        .invalidRequest,
+                        "the admin token given at start was \(known.revokedAt != nil ? "revoked" : "created with scope \(known.scope.rawValue)"): put a new token in its file"
+                    )
+                }
+                return false
+            }
+            let now = Timestamp.now()
+            if let index = state.tokens.firstIndex(where: { $0.record.name == name && $0.record.revokedAt == nil }) {
+                state.tokens[index].record.revokedAt = now
+                state.record(actor, .tokenRevoke, nil, target: name.value, detail: "replaced by a new token file")
+            }
+            state.tokens.append(Token(record: TokenRecord(name: name, scope: .admin, createdAt: now), hash: hash))
+            state.record(actor, .tokenCreate, nil, target: name.value, detail: "scope admin, from a token file")
+            return true
+        }
+    }
+
     public func token(hash: String) async throws -> TokenRecord? {
         try reading { state in
             state.tokens.first { $0.record.revokedAt == nil && constantTimeEquals($0.hash, hash) }?.record

@@ -47,6 +47,11 @@ public protocol MetadataStore: Sendable {
     func createToken(name: TokenLabel, scope: TokenScope, secret: TokenSecret, actor: String) async throws
         -> TokenRecord
     /// The active (not revoked) token whose secret hashes to `hash`.
+    /// Makes `secret` an active admin token named `name`, for a token kept outside the registry (a
+    /// Kubernetes Secret). Unknown: added, replacing an active token of that name (the Secret was rotated).
+    /// Already active as admin: nothing changes. Revoked, or known with a lesser scope: refused, since
+    /// re-enabling it from a file would undo a revocation. Returns whether the token was added.
+    func installAdminToken(name: TokenLabel, secret: TokenSecret, actor: String) async throws -> Bool
     func token(hash: String) async throws -> TokenRecord?
     func tokens() async throws -> [TokenRecord]
     func revokeToken(name: TokenLabel, actor: String) async throws -> TokenRecord

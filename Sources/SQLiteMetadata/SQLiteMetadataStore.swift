@@ -390,10 +390,6 @@ public final class SQLiteMetadataStore: MetadataStore {
         }
     }
 
-    /// Makes `secret` an active admin token named `name`, for a token kept outside the registry (a
-    /// Kubernetes Secret). Unknown: added, replacing an active token of that name (the Secret was rotated).
-    /// Already active as admin: nothing changes. Revoked, or known with a lesser scope: refused, since
-    /// re-enabling it from a file would undo a revocation. Returns whether the token was added.
     public func installAdminToken(name: TokenLabel, secret: TokenSecret, actor: String) async throws -> Bool {
         return try await writing { db in
             if let row = try Row.fetchOne(

@@ -9,7 +9,7 @@ import Testing
 
 @Suite struct MaintenanceRouteTests {
     @Test func maintenanceNeedsAnAdminToken() async throws {
-        try await TestRegistry.with { registry, client in
+        try await TestRegistry.with(.embedded) { registry, client in
             for (uri, method) in [
                 ("/v1/admin/gc", HTTPRequest.Method.post), ("/v1/admin/verify", .post), ("/v1/admin/snapshot", .get),
             ] {
@@ -22,7 +22,7 @@ import Testing
     }
 
     @Test func gcDeletesOnlyOldUnreferencedBlobsAndCountsThem() async throws {
-        try await TestRegistry.with { registry, client in
+        try await TestRegistry.with(.embedded) { registry, client in
             let garbage = try await putBlob(client, registry.write, Array("garbage".utf8))
             let dryRun = try await client.execute(
                 uri: "/v1/admin/gc?dry_run=true&grace=0s", method: .post, headers: auth(registry.admin))
@@ -48,7 +48,7 @@ import Testing
     }
 
     @Test func verifyQuarantinesACorruptBlobWhichIsThenNotServed() async throws {
-        try await TestRegistry.with { registry, client in
+        try await TestRegistry.with(.embedded) { registry, client in
             let digest = try await putBlob(client, registry.write, Array("some weights".utf8))
             try Data("some weighTs".utf8).write(to: registry.registry.directory.blob(digest))
             let report = try await client.execute(
@@ -68,7 +68,7 @@ import Testing
     }
 
     @Test func snapshotIsTheDatabaseWithItsDigest() async throws {
-        try await TestRegistry.with { registry, client in
+        try await TestRegistry.with(.embedded) { registry, client in
             let response = try await client.execute(
                 uri: "/v1/admin/snapshot", method: .get, headers: auth(registry.admin))
             #expect(response.status == .ok)

@@ -126,7 +126,7 @@ import Testing
             )
             #expect(finished.status == .created, "\(finished.text)")
             #expect(try finished.decode(CommittedBlob.self).size == Int64(bytes.count))
-            #expect(registry.uploadFiles().isEmpty)
+            #expect(try await registry.leftoverUploads().isEmpty)
 
             let blob = try await client.execute(uri: "/v1/blobs/\(digest)", method: .get, headers: auth(registry.read))
             #expect(blob.status == .ok)
@@ -148,8 +148,8 @@ import Testing
                 uri: "\(location)?digest=\(Digest.of(bytes))", method: .put, headers: auth(registry.write))
             #expect(response.status == .badRequest)
             #expect(response.errorCode == "DIGEST_MISMATCH")
-            #expect(registry.blobFiles().isEmpty)
-            #expect(registry.uploadFiles().isEmpty)
+            #expect(try await registry.storedBlobs().isEmpty)
+            #expect(try await registry.leftoverUploads().isEmpty)
             #expect(
                 try await client.execute(uri: location, method: .head, headers: auth(registry.write)).status
                     == .notFound)
@@ -159,8 +159,8 @@ import Testing
                 body: ByteBuffer(bytes: bytes)
             )
             #expect(monolithic.errorCode == "DIGEST_MISMATCH")
-            #expect(registry.blobFiles().isEmpty)
-            #expect(registry.uploadFiles().isEmpty)
+            #expect(try await registry.storedBlobs().isEmpty)
+            #expect(try await registry.leftoverUploads().isEmpty)
 
             let badDigest = try await client.execute(
                 uri: "/v1/blobs/sha256:xyz", method: .get, headers: auth(registry.read))

@@ -3,6 +3,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
+import InMemoryStorage
 import Logging
 import ModelRegistryCore
 import NIOCore
@@ -11,8 +12,14 @@ import Testing
 
 @testable import RegistryServer
 
-/// A registry in a temporary data directory, with one token of each scope, driven in-process.
+/// A registry with one token of each scope, driven in-process: on the in-memory stores, or on the embedded
+/// ones (SQLite and blob files in a temporary data directory, opened as `serve` opens them) for the routes
+/// that work on the data directory's files.
 struct TestRegistry: Sendable {
+    enum Stores {
+        case inMemory, embedded
+    }
+
     let registry: Registry
     let admin: String
     let write: String
@@ -20,7 +27,8 @@ struct TestRegistry: Sendable {
 
     /// `prepare` sees the data directory before the registry opens it.
     static func with(
-        anonymousRead: Bool = false, prepare: (DataDirectory) async throws -> Void = { _ in },
+        _ stores: Stores = .inMemory, anonymousRead: Bool = false,
+        prepare: (DataDirectory) async throws -> Void = { _ in },
         _ body: @Sendable (TestRegistry, any TestClientProtocol) async throws -> Void
     ) async throws {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("modelreg-server-\(UUID().uuidString)")
@@ -30,9 +38,24 @@ struct TestRegistry: Sendable {
         try await prepare(configuration.dataDirectory)
         var logger = Logger(label: "test")
         logger.logLevel = .warning
-        let registry = try await Registry.open(configuration, logger: logger)
-        let admin = try String(contentsOf: configuration.dataDirectory.adminToken, encoding: .utf8)
-            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let registry: Registry
+        let admin: String
+        switch stores {
+        case .embedded:
+            registry = try await Registry.open(configuration, logger: logger)
+            admin = try String(contentsOf: configuration.dataDirectory.adminToken, encoding: .utf8)
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+        case .inMemory:
+            // The data directory still holds the scratch files of cache images.
+            try configuration.dataDirectory.create()
+            registry = Registry(
+                directory: configuration.dataDirectory, blobs: InMemoryBlobStore(), metadata: InMemoryMetadataStore(),
+                anonymousRead: anonymousRead, logger: logger)
+            let secret = TokenSecret.generate()
+            _ = try await registry.metadata.createToken(
+                name: TokenLabel("admin"), scope: .admin, secret: secret, actor: "test")
+            admin = secret.value
+        }
         let write = TokenSecret.generate()
         let read = TokenSecret.generate()
         _ = try await registry.metadata.createToken(
@@ -44,6 +67,15 @@ struct TestRegistry: Sendable {
         try await app.test(.router) { client in try await body(test, client) }
     }
 
+    /// The blobs the store lists, whichever the store.
+    func storedBlobs() async throws -> [Digest] { try await registry.blobs.list().map(\.digest) }
+    /// The uploads the store still holds, whichever the store: a sweep with a cutoff in the future removes and
+    /// names every one that is not receiving bytes.
+    func leftoverUploads() async throws -> [UploadID] {
+        try await registry.blobs.removeStaleUploads(untouchedSince: .distantFuture)
+    }
+
+    /// The files of the embedded store.
     func blobFiles() -> [String] { files(registry.directory.blobs) }
     func uploadFiles() -> [String] { files(registry.directory.uploads) }
 

@@ -52,7 +52,7 @@ import Testing
             _ = try await FileSystemBlobStore(directory: directory).put(
                 [ByteBuffer(bytes: bytes)].async, expecting: Digest.of(bytes))
         }
-        try await TestRegistry.with(prepare: prepare) { registry, client in
+        try await TestRegistry.with(.embedded, prepare: prepare) { registry, client in
             let manifest = Manifest(
                 format: .other,
                 files: [
@@ -76,7 +76,7 @@ import Testing
     }
 
     @Test func theSweeperRemovesUploadsPastTheirTTL() async throws {
-        try await TestRegistry.with { registry, client in
+        try await TestRegistry.with(.embedded) { registry, client in
             let created = try await client.execute(uri: "/v1/uploads", method: .post, headers: auth(registry.write))
             #expect(created.status == .accepted)
             let sweeper = UploadSweeper(

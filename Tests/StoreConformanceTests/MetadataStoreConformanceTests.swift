@@ -203,4 +203,30 @@ import Testing
             #expect(try await store.tokens().first?.revokedAt != nil)
         }
     }
+
+    /// A token kept outside the registry (a Kubernetes Secret) installed at every start: added once, a rotated
+    /// one replaces it, and a revoked or lesser one is refused rather than re-enabled.
+    @Test(arguments: MetadataBackend.all)
+    func anAdminTokenFromAFileIsInstalledOnce(backend: MetadataBackend) async throws {
+        try await backend.open { instance in
+            let store = try instance()
+            let name = try TokenLabel("admin-token-file")
+            let first = TokenSecret.generate()
+            #expect(try await store.installAdminToken(name: name, secret: first, actor: "t"))
+            #expect(try await !store.installAdminToken(name: name, secret: first, actor: "t"))
+            #expect(try await store.token(hash: first.hash)?.scope == .admin)
+            let rotated = TokenSecret.generate()
+            #expect(try await store.installAdminToken(name: name, secret: rotated, actor: "t"))
+            #expect(try await store.token(hash: first.hash) == nil, "the rotated-out token is revoked")
+            #expect(
+                await errorCode { _ = try await store.installAdminToken(name: name, secret: first, actor: "t") }
+                    == .invalidRequest)
+            let reader = TokenSecret.generate()
+            _ = try await store.createToken(name: TokenLabel("reader"), scope: .read, secret: reader, actor: "t")
+            #expect(
+                await errorCode { _ = try await store.installAdminToken(name: name, secret: reader, actor: "t") }
+                    == .invalidRequest)
+            #expect(try await store.tokens().filter { $0.revokedAt == nil }.count == 2)
+        }
+    }
 }
