@@ -1,13 +1,18 @@
-/// What the registry knows about models, versions, variants, aliases and tokens. Implementations keep
-/// every write transactional: a reader never sees half a publish or half an alias move.
-public protocol MetadataStore: Sendable {
+/// What the registry knows about models, versions, variants, aliases and tokens, one protocol a concern.
+/// Implementations keep every write transactional: a reader never sees half a publish or half an alias move.
+/// A backend implements all of them (`MetadataStore`) and passes the conformance suites in
+/// StoreConformanceTests; code that needs one concern can take that protocol alone.
+public protocol MetadataStore: CatalogStore, ReleaseStore, AuditLogStore, TokenStore {
     /// Confirms the store is open and its schema is current.
     func checkReady() async throws
     /// Moves after every write transaction to `model` (a publish, alias move, deprecation or delete),
     /// committed or not: an answer about the model read while it stayed the same is still current (see
     /// `ReadCache`).
     func changeCount(of model: ModelName) -> Int
+}
 
+/// Models, versions and variants: the blobs manifests may name, publishing, and reading the catalogue.
+public protocol CatalogStore: Sendable {
     /// Records blobs the blob store holds (those recorded already are left as they are): a manifest may name
     /// only recorded blobs.
     func recordBlobs(_ blobs: [BlobInfo]) async throws
@@ -25,7 +30,10 @@ public protocol MetadataStore: Sendable {
     /// variant is the one asked for, else the alias's variant, else the version's only variant, else its
     /// `default` variant. `@latest` is the newest version that is not deprecated.
     func resolve(_ reference: ModelReference, variant requested: VariantName?) async throws -> StoredManifest
+}
 
+/// Aliases and what happens to versions after they are published.
+public protocol ReleaseStore: Sendable {
     /// A model's aliases by name; nil when the model does not exist.
     func aliases(_ name: ModelName) async throws -> [AliasTarget]?
     func alias(_ name: ModelName, _ alias: AliasName) async throws -> AliasTarget?
@@ -40,24 +48,31 @@ public protocol MetadataStore: Sendable {
         -> VersionSummary
     /// Removes a version and its variants; refused while an alias points to it. The name is never reused.
     func deleteVersion(_ name: ModelName, _ version: VersionName, actor: String) async throws -> DeletedVersion
+}
+
+/// Every mutating request, written by the other concerns in the transaction of the change it records.
+public protocol AuditLogStore: Sendable {
     /// Newest first.
     func auditLog(_ query: AuditQuery) async throws -> [AuditEntry]
+}
 
+/// API tokens, kept as hashes of their secrets.
+public protocol TokenStore: Sendable {
     func hasTokens() async throws -> Bool
     func createToken(name: TokenLabel, scope: TokenScope, secret: TokenSecret, actor: String) async throws
         -> TokenRecord
-    /// The active (not revoked) token whose secret hashes to `hash`.
     /// Makes `secret` an active admin token named `name`, for a token kept outside the registry (a
     /// Kubernetes Secret). Unknown: added, replacing an active token of that name (the Secret was rotated).
     /// Already active as admin: nothing changes. Revoked, or known with a lesser scope: refused, since
     /// re-enabling it from a file would undo a revocation. Returns whether the token was added.
     func installAdminToken(name: TokenLabel, secret: TokenSecret, actor: String) async throws -> Bool
+    /// The active (not revoked) token whose secret hashes to `hash`.
     func token(hash: String) async throws -> TokenRecord?
     func tokens() async throws -> [TokenRecord]
     func revokeToken(name: TokenLabel, actor: String) async throws -> TokenRecord
 }
 
-extension MetadataStore {
+extension CatalogStore {
     public func recordBlob(_ blob: BlobInfo) async throws { try await recordBlobs([blob]) }
 }
 

@@ -29,7 +29,7 @@ actor CacheImageBuilder {
 
     private let directory: DataDirectory
     private let blobs: any BlobStore
-    private let metadata: any MetadataStore
+    private let metadata: any CatalogStore
     private let logger: Logger
     /// Jobs waiting, in order, and the same as a set: a registry seeded with thousands of variants queues
     /// thousands of jobs, and each enqueue asks whether its job is already waiting.
@@ -38,7 +38,7 @@ actor CacheImageBuilder {
     private var building: Job?
     private var worker: Task<Void, Never>?
 
-    init(directory: DataDirectory, blobs: any BlobStore, metadata: any MetadataStore, logger: Logger) {
+    init(directory: DataDirectory, blobs: any BlobStore, metadata: any CatalogStore, logger: Logger) {
         self.directory = directory
         self.blobs = blobs
         self.metadata = metadata

@@ -106,7 +106,7 @@ struct ErrorMiddleware: RouterMiddleware {
 /// Resolves the bearer token, if any, into an identity. Authorization itself happens per route.
 struct AuthenticationMiddleware: RouterMiddleware {
     typealias Context = RegistryRequestContext
-    let metadata: any MetadataStore
+    let tokens: any TokenStore
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
         -> Response
@@ -115,7 +115,7 @@ struct AuthenticationMiddleware: RouterMiddleware {
         if let header = request.headers[.authorization] {
             let parts = header.split(separator: " ", maxSplits: 1)
             if parts.count == 2, parts[0].lowercased() == "bearer",
-                let record = try await metadata.token(
+                let record = try await tokens.token(
                     hash: TokenSecret(String(parts[1]).trimmingCharacters(in: .whitespaces)).hash)
             {
                 context.identity = .token(record)

@@ -29,7 +29,7 @@ public enum RegistryApplication {
         router.add(middleware: ErrorMiddleware(metrics: registry.metrics, routes: RouteTable(routes)))
         router.add(middleware: LogRequestsMiddleware(.info))
         router.add(middleware: DrainMiddleware(shutdown: registry.shutdown))
-        router.add(middleware: AuthenticationMiddleware(metadata: registry.metadata))
+        router.add(middleware: AuthenticationMiddleware(tokens: registry.metadata))
         for route in routes {
             router.on(RouterPath(route.path), method: route.method, use: route.handler)
         }
