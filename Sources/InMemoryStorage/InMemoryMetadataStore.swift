@@ -78,7 +78,7 @@ public final class InMemoryMetadataStore: MetadataStore {
 
     fileprivate struct Variant {
         var summary: VariantSummary
-        var bytes: [UInt8]
+        var document: ManifestDocument
     }
 
     fileprivate struct Token {
@@ -126,8 +126,8 @@ public final class InMemoryMetadataStore: MetadataStore {
     }
 
     public func publish(_ request: PublishRequest) async throws -> PublishOutcome {
-        let bytes = request.manifest.canonicalJSON()
-        let digest = Digest.of(bytes)
+        let document = request.document
+        let digest = document.digest
         return try writing(to: request.model) { state in
             var model = state.models[request.model] ?? Model(createdAt: Timestamp.now())
             var index = model.versions.firstIndex { $0.name == request.version }
@@ -161,7 +161,7 @@ public final class InMemoryMetadataStore: MetadataStore {
                 name: request.variant, digest: digest, format: request.manifest.format,
                 size: request.manifest.totalSize, fileCount: request.manifest.files.count, createdAt: Timestamp.now(),
                 createdBy: request.actor)
-            model.versions[index].variants.append(Variant(summary: summary, bytes: bytes))
+            model.versions[index].variants.append(Variant(summary: summary, document: document))
             model.versions[index].variants.sort { $0.summary.name.value < $1.summary.name.value }
             state.models[request.model] = model
             state.record(
@@ -220,7 +220,8 @@ public final class InMemoryMetadataStore: MetadataStore {
             for variant in version.variants where matches(version, variant) {
                 return StoredManifest(
                     model: name, version: version.name, variant: variant.summary.name, digest: variant.summary.digest,
-                    bytes: variant.bytes, deprecation: version.deprecation)
+                    bytes: variant.document.bytes, mediaType: variant.document.mediaType,
+                    deprecation: version.deprecation)
             }
         }
         return nil

@@ -80,15 +80,41 @@ public struct PublishRequest: Sendable {
     public var model: ModelName
     public var version: VersionName
     public var variant: VariantName
+    /// What the manifest says, decoded: the files the store indexes.
     public var manifest: Manifest
+    /// The manifest as it is stored and served.
+    public var document: ManifestDocument
     public var actor: String
 
-    public init(model: ModelName, version: VersionName, variant: VariantName, manifest: Manifest, actor: String) {
+    /// `document` defaults to this registry's canonical form of `manifest`.
+    public init(
+        model: ModelName, version: VersionName, variant: VariantName, manifest: Manifest,
+        document: ManifestDocument? = nil, actor: String
+    ) {
         self.model = model
         self.version = version
         self.variant = variant
         self.manifest = manifest
+        self.document = document ?? ManifestDocument(canonical: manifest)
         self.actor = actor
+    }
+}
+
+/// A manifest as bytes: stored exactly as given, named by their digest, served with their media type.
+public struct ManifestDocument: Sendable, Equatable {
+    public var bytes: [UInt8]
+    public var digest: Digest
+    public var mediaType: String
+
+    public init(bytes: [UInt8], mediaType: String) {
+        self.bytes = bytes
+        self.digest = Digest.of(bytes)
+        self.mediaType = mediaType
+    }
+
+    /// This registry's own manifest in its canonical JSON.
+    public init(canonical manifest: Manifest) {
+        self.init(bytes: manifest.canonicalJSON(), mediaType: Manifest.mediaType)
     }
 }
 
@@ -203,25 +229,27 @@ public struct ModelDetail: Codable, Sendable, Equatable {
     }
 }
 
-/// A manifest as stored: its exact canonical bytes and where it was published.
+/// A manifest as stored: its exact bytes, their media type, and where it was published.
 public struct StoredManifest: Sendable, Equatable {
     public var model: ModelName
     public var version: VersionName
     public var variant: VariantName
     public var digest: Digest
     public var bytes: [UInt8]
+    public var mediaType: String
     /// Set when its version is deprecated; the manifest is still served.
     public var deprecation: Deprecation?
 
     public init(
         model: ModelName, version: VersionName, variant: VariantName, digest: Digest, bytes: [UInt8],
-        deprecation: Deprecation? = nil
+        mediaType: String = Manifest.mediaType, deprecation: Deprecation? = nil
     ) {
         self.model = model
         self.version = version
         self.variant = variant
         self.digest = digest
         self.bytes = bytes
+        self.mediaType = mediaType
         self.deprecation = deprecation
     }
 

@@ -110,10 +110,10 @@ struct ModelRoutes {
         }
     }
 
-    /// The stored canonical bytes, so a client can check them against the digest itself.
+    /// The stored bytes, so a client can check them against the digest itself.
     private func manifestResponse(_ stored: StoredManifest) -> RenderedResponse {
         var headers: HTTPFields = [
-            .contentType: Manifest.mediaType,
+            .contentType: stored.mediaType,
             .eTag: "\"\(stored.digest)\"",
             .modelregDigest: stored.digest.description,
             .modelregVersion: stored.version.value,

@@ -91,8 +91,8 @@ public final class SQLiteMetadataStore: MetadataStore {
     }
 
     public func publish(_ request: PublishRequest) async throws -> PublishOutcome {
-        let bytes = request.manifest.canonicalJSON()
-        let digest = Digest.of(bytes)
+        let document = request.document
+        let digest = document.digest
         return try await writing(to: request.model) { db in
             let modelID = try Self.ensureModel(db, request.model)
             let versionID = try Self.ensureVersion(db, modelID, request.model, request.version)
@@ -108,12 +108,13 @@ public final class SQLiteMetadataStore: MetadataStore {
             let now = Timestamp.now()
             try db.execute(
                 sql: """
-                    INSERT INTO variants (version_id, name, manifest_digest, manifest, format, total_size, file_count, created_at, created_by)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    INSERT INTO variants (version_id, name, manifest_digest, manifest, media_type, format, total_size, file_count, created_at, created_by)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """,
                 arguments: [
-                    versionID, request.variant.value, digest.description, Data(bytes), request.manifest.format.rawValue,
-                    request.manifest.totalSize, request.manifest.files.count, now, request.actor,
+                    versionID, request.variant.value, digest.description, Data(document.bytes), document.mediaType,
+                    request.manifest.format.rawValue, request.manifest.totalSize, request.manifest.files.count, now,
+                    request.actor,
                 ]
             )
             let variantID = db.lastInsertedRowID
@@ -329,7 +330,7 @@ public final class SQLiteMetadataStore: MetadataStore {
                 db.cachedStatement(
                     sql: """
                         SELECT m.name AS model, v.name AS version, va.name AS variant, va.manifest_digest, va.manifest,
-                               v.deprecated_at, v.deprecated_by, v.deprecation_reason
+                               va.media_type, v.deprecated_at, v.deprecated_by, v.deprecation_reason
                         FROM variants va JOIN versions v ON va.version_id = v.id JOIN models m ON v.model_id = m.id
                         WHERE \(condition) ORDER BY va.id LIMIT 1
                         """), arguments: arguments)
@@ -340,6 +341,7 @@ public final class SQLiteMetadataStore: MetadataStore {
             variant: try VariantName(row["variant"] as String),
             digest: try Digest(parsing: row["manifest_digest"] as String),
             bytes: [UInt8](row["manifest"] as Data),
+            mediaType: row["media_type"],
             deprecation: deprecation(row)
         )
     }

@@ -23,6 +23,28 @@ import Testing
         }
     }
 
+    /// A manifest is kept as the bytes given, named by their digest, with their media type: not re-encoded.
+    @Test(arguments: MetadataBackend.all)
+    func aManifestIsKeptAsTheBytesGiven(backend: MetadataBackend) async throws {
+        try await backend.open { instance in
+            let store = try instance()
+            let file = ManifestFile(path: try ManifestPath("w"), digest: Digest.of(Array("w".utf8)), size: 1)
+            try await store.recordBlob(BlobInfo(digest: file.digest, size: 1))
+            let document = ManifestDocument(
+                bytes: Array("{ \"schemaVersion\": 2,\n  \"note\": \"kept as sent\" }".utf8),
+                mediaType: "application/vnd.oci.image.manifest.v1+json")
+            let outcome = try await store.publish(
+                PublishRequest(
+                    model: try ModelName("m"), version: try VersionName("1"), variant: .default,
+                    manifest: Manifest(format: .other, files: [file]), document: document, actor: "test"))
+            #expect(outcome.variant.digest == document.digest)
+            let stored = try #require(try await instance().manifest(ModelName("m"), digest: document.digest))
+            #expect(stored.bytes == document.bytes && stored.mediaType == document.mediaType)
+            let resolved = try await store.resolve(ModelReference(parsing: "m:1"), variant: nil)
+            #expect(resolved == stored)
+        }
+    }
+
     /// A manifest names only recorded blobs, with their recorded sizes.
     @Test(arguments: MetadataBackend.all)
     func aManifestOfUnrecordedBlobsIsRefused(backend: MetadataBackend) async throws {
