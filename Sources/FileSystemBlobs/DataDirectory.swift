@@ -6,6 +6,7 @@ import ModelRegistryCore
 ///
 ///     <root>/registry.sqlite        metadata (WAL)
 ///     <root>/blobs/sha256/ab/<hex>  immutable blobs
+///     <root>/blobs/sha256/ab/<hex>.deleting   a blob garbage collection is deleting (put back at start)
 ///     <root>/uploads/<id>           uploads in progress
 ///     <root>/uploads/<id>.digest    the digest an upload was started for (to resume it)
 ///     <root>/uploads/<id>.hash      the hash state of the upload's first bytes (any process goes on with it)
@@ -67,6 +68,9 @@ public struct DataDirectory: Sendable {
     }
 
     static let hashStateSuffix = ".hash"
+
+    /// A blob renamed aside while garbage collection deletes it (`blobs/sha256/ab/<hex>.deleting`).
+    static let deletingSuffix = ".deleting"
 
     /// Where a new hash state is written before it replaces the saved one.
     func uploadHashStateDraft(_ id: UploadID) -> URL {

@@ -56,14 +56,44 @@ public final class FileSystemBlobStore: BlobStore {
         try await putByUpload(bytes, expecting: digest)
     }
 
-    public func delete(_ digest: Digest) async throws(RegistryError) -> Bool {
+    /// With a cutoff, the blob is first renamed aside (`<hex>.deleting`, in its directory), so that an upload
+    /// committing the same bytes from then on puts a new file in place, which stays; the renamed file is then
+    /// removed unless its time shows it was stored again before the rename, in which case it goes back. A
+    /// crash in between leaves the renamed file, which `restoreInterruptedDeletions` puts back.
+    public func delete(_ digest: Digest, storedBefore cutoff: Date?) async throws(RegistryError) -> Bool {
         let directory = self.directory
         return try await Self.blocking { () throws(RegistryError) in
             let path = directory.blob(digest).path
             guard try POSIXFile.regularFileSize(path) != nil else { return false }
-            try POSIXFile.remove(path)
-            try POSIXFile.syncDirectory(directory.blobDirectory(digest).path)
+            let parent = directory.blobDirectory(digest).path
+            guard let cutoff else {
+                try POSIXFile.remove(path)
+                try POSIXFile.syncDirectory(parent)
+                return true
+            }
+            let aside = path + DataDirectory.deletingSuffix
+            try POSIXFile.rename(path, to: aside)
+            if let status = try POSIXFile.status(aside), status.modified >= cutoff {
+                // Replacing a copy an upload put there since holds the same bytes, with as fresh a time.
+                try POSIXFile.rename(aside, to: path)
+                return false
+            }
+            try POSIXFile.remove(aside)
+            try POSIXFile.syncDirectory(parent)
             return true
+        }
+    }
+
+    /// Puts back the blobs a crash left renamed aside in the middle of a deletion: whether they were to go is
+    /// decided again by the next collection. Run before serving.
+    public func restoreInterruptedDeletions() throws(RegistryError) {
+        for prefix in try POSIXFile.entries(directory.blobs.path) where prefix.utf8.count == 2 {
+            let parent = directory.blobs.appendingPathComponent(prefix).path
+            for name in try POSIXFile.entries(parent) where name.hasSuffix(DataDirectory.deletingSuffix) {
+                let aside = parent + "/" + name
+                try POSIXFile.rename(aside, to: String(aside.dropLast(DataDirectory.deletingSuffix.count)))
+                try POSIXFile.syncDirectory(parent)
+            }
         }
     }
 
@@ -245,18 +275,14 @@ public final class FileSystemBlobStore: BlobStore {
             }
             try held.file.sync()
             let uploadPath = directory.upload(id).path
-            let target = directory.blob(expected)
             let parent = directory.blobDirectory(expected).path
-            if try POSIXFile.regularFileSize(target.path) != nil {
-                try POSIXFile.remove(uploadPath)
-                // The stored copy may be unreferenced garbage; a fresh time starts garbage collection's grace
-                // period again, so the push that uploaded it has time to publish.
-                try POSIXFile.touch(target.path)
-            } else {
-                try POSIXFile.createDirectory(parent)
-                try POSIXFile.rename(uploadPath, to: target.path)
-                try POSIXFile.syncDirectory(parent)
-            }
+            // The time of the blob is when it was stored: a copy already stored may be unreferenced garbage, and
+            // replacing it (same bytes) starts garbage collection's grace period again, so the push has time to
+            // publish. A rename, never a touch of the old file, which a collection may be renaming aside.
+            try POSIXFile.touch(uploadPath)
+            try POSIXFile.createDirectory(parent)
+            try POSIXFile.rename(uploadPath, to: directory.blob(expected).path)
+            try POSIXFile.syncDirectory(parent)
             Self.removeFiles(of: id, in: directory)
             return BlobInfo(digest: expected, size: held.hasher.count)
         }

@@ -82,8 +82,12 @@ public final class InMemoryBlobStore: BlobStore {
         try await putByUpload(bytes, expecting: digest)
     }
 
-    public func delete(_ digest: Digest) async throws(RegistryError) -> Bool {
-        storage.state.withLock { $0.blobs.removeValue(forKey: digest) } != nil
+    public func delete(_ digest: Digest, storedBefore cutoff: Date?) async throws(RegistryError) -> Bool {
+        storage.state.withLock { state in
+            guard let blob = state.blobs[digest], cutoff.map({ blob.stored < $0 }) ?? true else { return false }
+            state.blobs.removeValue(forKey: digest)
+            return true
+        }
     }
 
     public func list() async throws(RegistryError) -> [StoredBlob] {

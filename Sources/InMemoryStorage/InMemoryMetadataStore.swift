@@ -14,7 +14,7 @@ public final class InMemoryMetadataStore: MetadataStore {
 
     fileprivate struct State {
         var models: [ModelName: Model] = [:]
-        var blobs: [Digest: Int64] = [:]
+        var blobs: [Digest: (size: Int64, stored: Date)] = [:]
         var tokens: [Token] = []
         var audit: [AuditEntry] = []
         var lastID: Int64 = 0
@@ -33,6 +33,11 @@ public final class InMemoryMetadataStore: MetadataStore {
                 AuditEntry(
                     id: nextID(), at: Timestamp.now(), actor: actor, action: action, model: model, target: target,
                     detail: detail))
+        }
+
+        /// Every digest a manifest names.
+        var referenced: Set<Digest> {
+            Set(models.values.flatMap { $0.versions.flatMap { $0.variants.flatMap(\.files) } })
         }
 
         func model(_ name: ModelName) throws(RegistryError) -> Model {
@@ -79,6 +84,8 @@ public final class InMemoryMetadataStore: MetadataStore {
     fileprivate struct Variant {
         var summary: VariantSummary
         var document: ManifestDocument
+        /// The blobs its manifest names.
+        var files: [Digest]
     }
 
     fileprivate struct Token {
@@ -119,9 +126,30 @@ public final class InMemoryMetadataStore: MetadataStore {
         storage.state.withLock { $0.modelChanges[model] ?? 0 }
     }
 
-    public func recordBlobs(_ blobs: [BlobInfo]) async throws {
+    public func recordBlobs(_ blobs: [StoredBlob]) async throws {
         try writing { state in
-            for blob in blobs where state.blobs[blob.digest] == nil { state.blobs[blob.digest] = blob.size }
+            for blob in blobs {
+                let stored = max(blob.stored, state.blobs[blob.digest]?.stored ?? blob.stored)
+                state.blobs[blob.digest] = (blob.size, stored)
+            }
+        }
+    }
+
+    public func referencedBlobs() async throws -> Set<Digest> {
+        try reading { state in state.referenced }
+    }
+
+    public func claimUnreferencedBlobs(_ candidates: [Digest], recordedBefore cutoff: Date) async throws -> [Digest] {
+        try writing { state in
+            let referenced = state.referenced
+            return candidates.filter { digest in
+                guard !referenced.contains(digest) else { return false }
+                if let recorded = state.blobs[digest] {
+                    guard recorded.stored < cutoff else { return false }
+                    state.blobs.removeValue(forKey: digest)
+                }
+                return true
+            }
         }
     }
 
@@ -149,7 +177,7 @@ public final class InMemoryMetadataStore: MetadataStore {
             var problems: [String] = []
             var checked = Set<Digest>()
             for file in request.manifest.files where checked.insert(file.digest).inserted {
-                switch state.blobs[file.digest] {
+                switch state.blobs[file.digest]?.size {
                 case nil: problems.append("\(file.path) (\(file.digest)) is not uploaded")
                 case let size? where size != file.size:
                     problems.append("\(file.path) (\(file.digest)) is \(size) bytes, not \(file.size)")
@@ -161,7 +189,8 @@ public final class InMemoryMetadataStore: MetadataStore {
                 name: request.variant, digest: digest, format: request.manifest.format,
                 size: request.manifest.totalSize, fileCount: request.manifest.files.count, createdAt: Timestamp.now(),
                 createdBy: request.actor)
-            model.versions[index].variants.append(Variant(summary: summary, document: document))
+            model.versions[index].variants.append(
+                Variant(summary: summary, document: document, files: request.manifest.files.map(\.digest)))
             model.versions[index].variants.sort { $0.summary.name.value < $1.summary.name.value }
             state.models[request.model] = model
             state.record(

@@ -62,8 +62,10 @@ public protocol BlobStore: Sendable {
     /// Bytes already stored are kept, and their stored time refreshed.
     func put<Bytes: AsyncSequence & Sendable>(_ bytes: Bytes, expecting digest: Digest) async throws -> BlobInfo
     where Bytes.Element == ByteBuffer
-    /// Removes a blob; true when it was stored.
-    func delete(_ digest: Digest) async throws(RegistryError) -> Bool
+    /// Removes a blob; true when it was stored. With `cutoff`, only a blob last stored before it: one stored
+    /// again since (an upload of the same bytes, which refreshes its time) is kept, whenever that upload
+    /// lands, and false returned. Garbage collection deletes this way.
+    func delete(_ digest: Digest, storedBefore cutoff: Date?) async throws(RegistryError) -> Bool
     /// Every stored blob, in digest order, with the time it was last stored (an upload of bytes already
     /// stored refreshes it, so garbage collection's grace period starts again).
     func list() async throws(RegistryError) -> [StoredBlob]
@@ -96,6 +98,10 @@ public protocol BlobStore: Sendable {
 }
 
 extension BlobStore {
+    public func delete(_ digest: Digest) async throws(RegistryError) -> Bool {
+        try await delete(digest, storedBefore: nil)
+    }
+
     /// `put` as an upload of one stream: for stores with nothing faster.
     public func putByUpload<Bytes: AsyncSequence & Sendable>(_ bytes: Bytes, expecting digest: Digest)
         async throws -> BlobInfo

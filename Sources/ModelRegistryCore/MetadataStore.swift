@@ -1,8 +1,10 @@
+import Foundation
+
 /// What the registry knows about models, versions, variants, aliases and tokens, one protocol a concern.
 /// Implementations keep every write transactional: a reader never sees half a publish or half an alias move.
 /// A backend implements all of them (`MetadataStore`) and passes the conformance suites in
 /// StoreConformanceTests; code that needs one concern can take that protocol alone.
-public protocol MetadataStore: CatalogStore, ReleaseStore, AuditLogStore, TokenStore {
+public protocol MetadataStore: CatalogStore, ReleaseStore, AuditLogStore, TokenStore, BlobReferenceStore {
     /// Confirms the store is open and its schema is current.
     func checkReady() async throws
     /// Moves after every write transaction to `model` (a publish, alias move, deprecation or delete),
@@ -13,9 +15,10 @@ public protocol MetadataStore: CatalogStore, ReleaseStore, AuditLogStore, TokenS
 
 /// Models, versions and variants: the blobs manifests may name, publishing, and reading the catalogue.
 public protocol CatalogStore: Sendable {
-    /// Records blobs the blob store holds (those recorded already are left as they are): a manifest may name
-    /// only recorded blobs.
-    func recordBlobs(_ blobs: [BlobInfo]) async throws
+    /// Records blobs the blob store holds, with the time they were stored (a blob recorded already keeps the
+    /// later of the two times): a manifest may name only recorded blobs, and garbage collection takes only
+    /// blobs recorded before its grace period.
+    func recordBlobs(_ blobs: [StoredBlob]) async throws
     /// Publishes a variant. Publishing identical content again is a no-op; other content for an existing
     /// version and variant is a conflict. Every file's blob must be recorded, with the size the manifest
     /// claims (`.blobsMissing`).
@@ -56,6 +59,19 @@ public protocol AuditLogStore: Sendable {
     func auditLog(_ query: AuditQuery) async throws -> [AuditEntry]
 }
 
+/// What keeps blobs alive, for garbage collection: mark (`referencedBlobs`), then claim, then delete from the
+/// blob store. A claim takes the blob's record in the same transaction that finds it unreferenced, and a
+/// publish requires its blobs' records in its own, so a blob is either kept by a manifest committed first or
+/// claimed first and refused to the publish: correct on any backend whose transactions serialize those two.
+public protocol BlobReferenceStore: Sendable {
+    /// Every digest a published manifest names.
+    func referencedBlobs() async throws -> Set<Digest>
+    /// In one transaction, drops the record of each candidate that no manifest names and that was recorded
+    /// before `cutoff` (or is not recorded at all), and returns those: no publish can name them from then on,
+    /// and the caller deletes them from the blob store.
+    func claimUnreferencedBlobs(_ candidates: [Digest], recordedBefore cutoff: Date) async throws -> [Digest]
+}
+
 /// API tokens, kept as hashes of their secrets.
 public protocol TokenStore: Sendable {
     func hasTokens() async throws -> Bool
@@ -73,7 +89,10 @@ public protocol TokenStore: Sendable {
 }
 
 extension CatalogStore {
-    public func recordBlob(_ blob: BlobInfo) async throws { try await recordBlobs([blob]) }
+    /// Records a blob stored just now.
+    public func recordBlob(_ blob: BlobInfo) async throws {
+        try await recordBlobs([StoredBlob(digest: blob.digest, size: blob.size, stored: Date())])
+    }
 }
 
 public struct PublishRequest: Sendable {

@@ -4,9 +4,9 @@ import ModelRegistryCore
 public struct GarbageCollectionReport: Codable, Sendable, Equatable {
     public var dryRun: Bool
     public var graceSeconds: Int64
-    /// Blob files on disk when the collection started.
+    /// Blobs the blob store listed when the collection started.
     public var scanned: Int
-    /// Of those, the ones some reference source names.
+    /// Of those, the ones a manifest names.
     public var referenced: Int
     /// Unreferenced blobs kept because they are younger than the grace period (uploads of pushes in flight).
     public var recent: Int

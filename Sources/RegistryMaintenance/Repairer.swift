@@ -23,7 +23,8 @@ public struct LocalRepairTarget: RepairTarget {
     public var description: String { directory.root.path }
 
     public func missingBlobs() async throws -> [Digest] {
-        try await Scrubber(directory: directory, sample: 0).run().missing
+        let stores = try LocalStores(directory)
+        return try await Scrubber(blobs: stores.blobs, references: stores.metadata, sample: 0).run().missing
     }
 
     public func store(_ digest: Digest, from path: String) async throws {

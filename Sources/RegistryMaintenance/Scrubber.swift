@@ -7,31 +7,23 @@ import RegistryAPI
 /// a pull of a variant that needs one fails until `repair` restores it from a backup.
 public struct Scrubber: Sendable {
     public let blobs: any BlobStore
-    /// Where the digests the manifests reference are read (the registry's database).
-    public let database: String
+    /// What the manifests reference, which must be stored.
+    public let references: any BlobReferenceStore
     /// The fraction of blobs to rehash, chosen at random: 1 checks every one, 0 only checks presence.
     public let sample: Double
 
-    public init(blobs: any BlobStore, database: String, sample: Double = 1) throws(RegistryError) {
+    public init(blobs: any BlobStore, references: any BlobReferenceStore, sample: Double = 1) throws(RegistryError) {
         guard sample >= 0, sample <= 1 else {
             throw RegistryError(.invalidRequest, "sample \(sample) is not a fraction between 0 and 1")
         }
         self.blobs = blobs
-        self.database = database
+        self.references = references
         self.sample = sample
-    }
-
-    /// A scrub of a data directory's own blob store.
-    public init(directory: DataDirectory, sample: Double = 1) throws(RegistryError) {
-        try self.init(
-            blobs: FileSystemBlobStore(directory: directory), database: directory.database.path, sample: sample)
     }
 
     public func run() async throws -> ScrubReport {
         let started = ContinuousClock.now
-        let database = try RegistryDatabase.open(self.database)
-        let referenced = try await database.read { db in try ManifestFileReferences().referencedDigests(db) }
-        try database.close()
+        let referenced = try await references.referencedBlobs()
         let stored = try await blobs.list()
         var checked = 0
         var checkedBytes: Int64 = 0

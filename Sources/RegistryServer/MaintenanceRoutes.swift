@@ -21,8 +21,9 @@ struct MaintenanceRoutes {
                 let grace =
                     try query.get("grace").map { text throws(RegistryError) in try DurationText.seconds(text) }
                     ?? GarbageCollector.defaultGraceSeconds
-                let collector = GarbageCollector(directory: registry.directory, graceSeconds: grace)
-                let report = try await NIOThreadPool.singleton.runIfActive { try collector.run(dryRun: dryRun) }
+                let collector = GarbageCollector(
+                    blobs: registry.blobs, metadata: registry.metadata, graceSeconds: grace)
+                let report = try await collector.run(dryRun: dryRun)
                 if !dryRun { registry.metrics.garbageCollected(blobs: report.deleted.count, bytes: report.freedBytes) }
                 context.logger.notice(
                     "garbage collection",
@@ -39,8 +40,7 @@ struct MaintenanceRoutes {
                     throw RegistryError(
                         .invalidRequest, "sample '\(text.prefix(40))' is not a fraction between 0 and 1")
                 }
-                let scrubber = try Scrubber(
-                    blobs: registry.blobs, database: registry.directory.database.path, sample: sample)
+                let scrubber = try Scrubber(blobs: registry.blobs, references: registry.metadata, sample: sample)
                 let report = try await scrubber.run()
                 registry.metrics.corruptBlobsFound(report.corrupt.count)
                 if !report.healthy {

@@ -47,9 +47,11 @@ public struct Registry: Sendable {
         try claim(directory)
         removeLeftovers(of: directory, logger: logger)
         let metadata = try SQLiteMetadataStore(path: directory.database.path)
+        let blobs = FileSystemBlobStore(directory: directory)
+        try blobs.restoreInterruptedDeletions()
         let registry = Registry(
             directory: directory,
-            blobs: FileSystemBlobStore(directory: directory),
+            blobs: blobs,
             metadata: metadata,
             anonymousRead: configuration.anonymousRead,
             logger: logger
@@ -68,10 +70,10 @@ public struct Registry: Sendable {
             try writeSecretFile(secret.value + "\n", to: directory.adminToken.path)
             logger.notice("created the first admin token", metadata: ["file": .string(directory.adminToken.path)])
         }
-        // A server killed between storing a blob and recording it left the blob unrecorded: its client finds it
-        // stored and skips the upload, and the publish, which names only recorded blobs, would be refused.
-        let stored = try await registry.blobs.list()
-        try await metadata.recordBlobs(stored.map { BlobInfo(digest: $0.digest, size: $0.size) })
+        // A server killed between storing a blob and recording it left the blob unrecorded (so did a collection
+        // killed between claiming a blob and deleting it): its client finds it stored and skips the upload, and
+        // the publish, which names only recorded blobs, would be refused. Recorded with their stored times.
+        try await metadata.recordBlobs(try await registry.blobs.list())
         await registry.images.enqueueAliasTargets()
         return registry
     }

@@ -58,18 +58,51 @@ public final class SQLiteMetadataStore: MetadataStore {
         }
     }
 
-    public func recordBlobs(_ blobs: [BlobInfo]) async throws {
+    /// `created_at` is the time the blob was last stored: ISO 8601 in UTC with fractional seconds, which
+    /// compares as text in time order.
+    public func recordBlobs(_ blobs: [StoredBlob]) async throws {
         guard !blobs.isEmpty else { return }
         try await writing { db in
-            for blob in blobs { try Self.insertBlob(db, blob) }
+            let statement = try db.cachedStatement(
+                sql: """
+                    INSERT INTO blobs (digest, size, created_at) VALUES (?, ?, ?)
+                    ON CONFLICT (digest) DO UPDATE SET created_at = MAX(created_at, excluded.created_at)
+                    """)
+            for blob in blobs {
+                try statement.execute(arguments: [blob.digest.description, blob.size, Timestamp.format(blob.stored)])
+            }
         }
     }
 
-    private static func insertBlob(_ db: Database, _ blob: BlobInfo) throws {
-        try db.execute(
-            sql: "INSERT OR IGNORE INTO blobs (digest, size, created_at) VALUES (?, ?, ?)",
-            arguments: [blob.digest.description, blob.size, Timestamp.now()]
-        )
+    public func referencedBlobs() async throws -> Set<Digest> {
+        try await pool.read { db in
+            Set(
+                try String.fetchAll(db, sql: "SELECT DISTINCT digest FROM manifest_files").map {
+                    try Digest(parsing: $0)
+                })
+        }
+    }
+
+    public func claimUnreferencedBlobs(_ candidates: [Digest], recordedBefore cutoff: Date) async throws -> [Digest] {
+        guard !candidates.isEmpty else { return [] }
+        let before = Timestamp.format(cutoff)
+        return try await writing { db in
+            let referenced = try db.cachedStatement(
+                sql: "SELECT EXISTS (SELECT 1 FROM manifest_files WHERE digest = ?)")
+            let recorded = try db.cachedStatement(sql: "SELECT created_at FROM blobs WHERE digest = ?")
+            let drop = try db.cachedStatement(sql: "DELETE FROM blobs WHERE digest = ?")
+            var claimed: [Digest] = []
+            for digest in candidates {
+                let arguments: StatementArguments = [digest.description]
+                if try Bool.fetchOne(referenced, arguments: arguments) == true { continue }
+                if let time = try String.fetchOne(recorded, arguments: arguments) {
+                    guard time < before else { continue }
+                    try drop.execute(arguments: arguments)
+                }
+                claimed.append(digest)
+            }
+            return claimed
+        }
     }
 
     /// Every blob the manifest names must be recorded (`recordBlob`) with the size it claims. Garbage collection

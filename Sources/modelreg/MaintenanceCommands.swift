@@ -61,10 +61,15 @@ struct GC: AsyncParsableCommand {
         let report: GarbageCollectionReport
         // A dry run only reads, so it may look at a directory a server is running on.
         if dryRun, let directory = target.directory {
-            report = try GarbageCollector(directory: directory, graceSeconds: seconds).run(dryRun: true)
+            let stores = try LocalStores(directory)
+            report = try await GarbageCollector(blobs: stores.blobs, metadata: stores.metadata, graceSeconds: seconds)
+                .run(dryRun: true)
         } else if let local = try target.claimedDirectory("gc") {
             defer { local.lock?.unlock() }
-            report = try GarbageCollector(directory: local.directory, graceSeconds: seconds).run(dryRun: false)
+            let stores = try LocalStores(local.directory)
+            try stores.blobs.restoreInterruptedDeletions()
+            report = try await GarbageCollector(blobs: stores.blobs, metadata: stores.metadata, graceSeconds: seconds)
+                .run(dryRun: false)
         } else {
             report = try await target.client.connection.collectGarbage(dryRun: dryRun, graceSeconds: seconds)
         }
@@ -91,7 +96,8 @@ struct Verify: AsyncParsableCommand {
         let report: ScrubReport
         if let local = try target.claimedDirectory("verify") {
             defer { local.lock?.unlock() }
-            report = try await Scrubber(directory: local.directory, sample: sample).run()
+            let stores = try LocalStores(local.directory)
+            report = try await Scrubber(blobs: stores.blobs, references: stores.metadata, sample: sample).run()
         } else {
             report = try await target.client.connection.scrub(sample: sample)
         }

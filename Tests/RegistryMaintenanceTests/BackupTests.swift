@@ -96,7 +96,8 @@ import Testing
                 return !done
             }) {
                 _ = try await data.metadata.deleteVersion(try ModelName("m"), try VersionName("1.0"), actor: "test")
-                _ = try GarbageCollector(directory: data.directory, graceSeconds: 0).run(dryRun: false)
+                _ = try await GarbageCollector(blobs: data.blobs, metadata: data.metadata, graceSeconds: 0).run(
+                    dryRun: false)
             }
             return try await local.copyBlob(blob, to: path)
         }

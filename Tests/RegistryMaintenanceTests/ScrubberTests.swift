@@ -13,15 +13,15 @@ import Testing
         _ = try await BackupRunner(
             repository: repository, source: LocalBackupSource(directory: data.directory), modelregVersion: "test"
         ).run()
-        #expect(try await Scrubber(directory: data.directory).run().healthy)
+        #expect(try await Scrubber(blobs: data.blobs, references: data.metadata).run().healthy)
 
         let victim = try ContentAddressedTree.files(in: data.directory.blobs)[0]
         try TestData.flipBit(victim.path, at: 7)
-        let presenceOnly = try await Scrubber(directory: data.directory, sample: 0).run()
+        let presenceOnly = try await Scrubber(blobs: data.blobs, references: data.metadata, sample: 0).run()
         #expect(presenceOnly.checked == 0)
         #expect(presenceOnly.healthy)
 
-        let report = try await Scrubber(directory: data.directory, sample: 1).run()
+        let report = try await Scrubber(blobs: data.blobs, references: data.metadata, sample: 1).run()
         #expect(report.checked == 2)
         #expect(report.corrupt == [victim.digest])
         #expect(report.missing == [victim.digest])
@@ -33,14 +33,18 @@ import Testing
             .run()
         #expect(repair.repaired == [victim.digest])
         #expect(repair.stillMissing.isEmpty)
-        let after = try await Scrubber(directory: data.directory).run()
+        let after = try await Scrubber(blobs: data.blobs, references: data.metadata).run()
         #expect(after.healthy)
         #expect(after.quarantined == 0)
     }
 
     @Test func aSampleOutsideZeroToOneIsRefused() throws {
         let data = try TestData()
-        #expect(throws: RegistryError.self) { _ = try Scrubber(directory: data.directory, sample: 1.5) }
-        #expect(throws: RegistryError.self) { _ = try Scrubber(directory: data.directory, sample: -0.1) }
+        #expect(throws: RegistryError.self) {
+            _ = try Scrubber(blobs: data.blobs, references: data.metadata, sample: 1.5)
+        }
+        #expect(throws: RegistryError.self) {
+            _ = try Scrubber(blobs: data.blobs, references: data.metadata, sample: -0.1)
+        }
     }
 }

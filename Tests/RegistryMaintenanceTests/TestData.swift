@@ -53,10 +53,22 @@ final class TestData: @unchecked Sendable {
     }
 
     /// Sets a blob file's modification time into the past, as if it had been uploaded long ago.
+    /// Sets a blob file's time and its record's into the past, as if it had been uploaded long ago.
     func age(_ digest: Digest, seconds: TimeInterval) throws {
-        try FileManager.default.setAttributes(
-            [.modificationDate: Date().addingTimeInterval(-seconds)], ofItemAtPath: directory.blob(digest).path
-        )
+        let then = Date().addingTimeInterval(-seconds)
+        try FileManager.default.setAttributes([.modificationDate: then], ofItemAtPath: directory.blob(digest).path)
+        try DatabaseQueue(path: directory.database.path).write { db in
+            try db.execute(
+                sql: "UPDATE blobs SET created_at = ? WHERE digest = ?",
+                arguments: [Timestamp.format(then), digest.description])
+        }
+    }
+
+    /// The digests the database has records of.
+    func recordedBlobs() throws -> Set<Digest> {
+        try DatabaseQueue(path: directory.database.path).read { db in
+            Set(try String.fetchAll(db, sql: "SELECT digest FROM blobs").map { try Digest(parsing: $0) })
+        }
     }
 
     func hasBlob(_ digest: Digest) -> Bool {

@@ -233,6 +233,22 @@ import Testing
         }
     }
 
+    /// A deletion with a cutoff takes only a blob last stored before it: one stored again since is kept.
+    @Test(arguments: BlobBackend.all)
+    func aDeletionWithACutoffKeepsABlobStoredAgain(backend: BlobBackend) async throws {
+        try await backend.open { instance in
+            let store = try instance()
+            let info = try await store.put(bytes)
+            let stored = try #require(try await store.list().first?.stored)
+            #expect(try await !store.delete(info.digest, storedBefore: stored.addingTimeInterval(-1)))
+            #expect(try await store.info(info.digest) == info)
+            #expect(try await store.readAll(info.digest, 0..<info.size) == bytes)
+            #expect(try await store.delete(info.digest, storedBefore: Date().addingTimeInterval(1)))
+            #expect(try await store.info(info.digest) == nil)
+            #expect(try await store.list().isEmpty)
+        }
+    }
+
     /// The listing shows what is stored with its time; a quarantined blob leaves the listing and is never read
     /// again until it is stored anew, and then its quarantined copy can be released.
     @Test(arguments: BlobBackend.all)

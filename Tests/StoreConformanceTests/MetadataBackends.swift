@@ -45,7 +45,7 @@ extension MetadataStore {
                     path: try ManifestPath(path), digest: Digest.of(Array(content.utf8)),
                     size: Int64(content.utf8.count))
             })
-        try await recordBlobs(manifest.files.map { BlobInfo(digest: $0.digest, size: $0.size) })
+        try await recordBlobs(manifest.files.map { StoredBlob(digest: $0.digest, size: $0.size, stored: Date()) })
         return try await publish(
             PublishRequest(
                 model: try ModelName(model), version: try VersionName(version), variant: try VariantName(variant),

@@ -45,6 +45,39 @@ import Testing
         }
     }
 
+    /// A claim takes exactly the candidates no manifest names and recorded before the cutoff (or never
+    /// recorded); a claimed blob can no longer be published, and recording it again brings it back.
+    @Test(arguments: MetadataBackend.all)
+    func claimsTakeOnlyOldUnreferencedBlobs(backend: MetadataBackend) async throws {
+        try await backend.open { instance in
+            let store = try instance()
+            try await store.publish("m", "1", files: ["w": "referenced"])
+            let referenced = Digest.of(Array("referenced".utf8))
+            let old = Digest.of(Array("old".utf8))
+            let fresh = Digest.of(Array("fresh".utf8))
+            let unrecorded = Digest.of(Array("unrecorded".utf8))
+            let hourAgo = Date().addingTimeInterval(-3600)
+            try await store.recordBlobs([
+                StoredBlob(digest: old, size: 3, stored: hourAgo.addingTimeInterval(-60)),
+                StoredBlob(digest: fresh, size: 5, stored: Date()),
+            ])
+            // An older time never lowers a record's: the blob was stored since.
+            try await store.recordBlobs([StoredBlob(digest: fresh, size: 5, stored: hourAgo.addingTimeInterval(-60))])
+            #expect(try await store.referencedBlobs() == [referenced])
+            let claimed = try await instance().claimUnreferencedBlobs(
+                [referenced, old, fresh, unrecorded], recordedBefore: hourAgo)
+            #expect(Set(claimed) == [old, unrecorded])
+            let file = ManifestFile(path: try ManifestPath("w"), digest: old, size: 3)
+            let request = PublishRequest(
+                model: try ModelName("m"), version: try VersionName("2"), variant: .default,
+                manifest: Manifest(format: .other, files: [file]), actor: "test")
+            #expect(await errorCode { _ = try await store.publish(request) } == .blobsMissing)
+            try await store.recordBlob(BlobInfo(digest: old, size: 3))
+            #expect(try await store.claimUnreferencedBlobs([old], recordedBefore: hourAgo).isEmpty)
+            _ = try await store.publish(request)
+        }
+    }
+
     /// A manifest names only recorded blobs, with their recorded sizes.
     @Test(arguments: MetadataBackend.all)
     func aManifestOfUnrecordedBlobsIsRefused(backend: MetadataBackend) async throws {
