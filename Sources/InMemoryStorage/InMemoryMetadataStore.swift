@@ -257,19 +257,15 @@ public final class InMemoryMetadataStore: MetadataStore {
     }
 
     public func resolve(_ reference: ModelReference, variant requested: VariantName?) async throws -> StoredManifest {
-        try reading { state in
+        try ReleaseRules.checkResolvable(reference, variant: requested)
+        return try reading { state in
             let name = reference.name
             let model = try state.model(name)
             let version: VersionName
             var pinned: VariantName?
             switch reference.target {
             case .model:
-                throw RegistryError(
-                    .invalidReference,
-                    "reference '\(reference)' names no release: use NAME:VERSION, NAME@ALIAS or NAME@sha256:<digest>")
-            case .digest where requested != nil:
-                throw RegistryError(
-                    .invalidRequest, "'\(reference)' already pins one variant by digest: drop the variant option")
+                throw RegistryError(.internalError, "\(reference) passed the check of resolvable references")
             case .digest(let digest):
                 guard let stored = Self.stored(name, model, where: { $1.summary.digest == digest }) else {
                     throw RegistryError.notFound("manifest \(reference)")

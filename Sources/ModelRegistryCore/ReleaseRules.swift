@@ -93,6 +93,23 @@ public enum ReleaseRules {
         }
     }
 
+    /// A reference must name a release, and one pinned by digest takes no variant besides.
+    public static func checkResolvable(_ reference: ModelReference, variant requested: VariantName?)
+        throws(RegistryError)
+    {
+        switch reference.target {
+        case .model:
+            throw RegistryError(
+                .invalidReference,
+                "reference '\(reference)' names no release: use NAME:VERSION, NAME@ALIAS or NAME@sha256:<digest>")
+        case .digest where requested != nil:
+            throw RegistryError(
+                .invalidRequest, "'\(reference)' already pins one variant by digest: drop the variant option")
+        default:
+            return
+        }
+    }
+
     /// The variant a reference to a version resolves to: the one asked for, else the only one, else
     /// `default`; several without a default is ambiguous. `variants` are the version's, in name order.
     public static func chooseVariant(

@@ -5,7 +5,8 @@ import ModelRegistryCore
 /// the rows it needs and never sees an alias move half-applied.
 extension SQLiteMetadataStore {
     public func resolve(_ reference: ModelReference, variant requested: VariantName?) async throws -> StoredManifest {
-        try await pool.read { db in
+        try ReleaseRules.checkResolvable(reference, variant: requested)
+        return try await pool.read { db in
             let name = reference.name
             guard
                 let modelID = try Int64.fetchOne(
@@ -15,12 +16,7 @@ extension SQLiteMetadataStore {
             }
             switch reference.target {
             case .model:
-                throw RegistryError(
-                    .invalidReference,
-                    "reference '\(reference)' names no release: use NAME:VERSION, NAME@ALIAS or NAME@sha256:<digest>")
-            case .digest where requested != nil:
-                throw RegistryError(
-                    .invalidRequest, "'\(reference)' already pins one variant by digest: drop the variant option")
+                throw RegistryError(.internalError, "\(reference) passed the check of resolvable references")
             case .digest(let digest):
                 guard
                     let stored = try Self.storedManifest(

@@ -22,13 +22,14 @@ import Testing
             let store = try makeStore(root)
             let digest = Digest.of(bytes)
             let id = try await store.startUpload(expecting: digest).id
-            _ = try await store.append(id, at: 0, Chunks(parts: [Array(bytes[..<1000]), Array(bytes[1000...])]))
+            _ = try await store.append(
+                id, at: 0, buffers(ByteBuffer(bytes: bytes[..<1000]), ByteBuffer(bytes: bytes[1000...])))
             #expect(Set(files(in: store.directory.uploads)) == ["\(id)", "\(id).digest", "\(id).hash"])
             _ = try await store.commitUpload(id, expecting: digest)
             #expect(store.directory.blob(digest).path.hasSuffix("blobs/sha256/\(digest.hex.prefix(2))/\(digest.hex)"))
             #expect(Array(try Data(contentsOf: store.directory.blob(digest))) == bytes)
             #expect(files(in: store.directory.uploads).isEmpty)
-            _ = try await store.put(Chunks(parts: [bytes]), expecting: digest)
+            _ = try await store.put(buffers(ByteBuffer(bytes: bytes)), expecting: digest)
             #expect(
                 files(in: store.directory.blobs) == [
                     "\(digest.hex.prefix(2))", "\(digest.hex.prefix(2))/\(digest.hex)",
@@ -45,7 +46,7 @@ import Testing
             let store = try makeStore(root)
             let digest = Digest.of(bytes)
             let id = try await store.startUpload(expecting: digest).id
-            _ = try await store.append(id, at: 0, Chunks(parts: [Array(bytes[..<4000])]))
+            _ = try await store.append(id, at: 0, buffers(ByteBuffer(bytes: bytes[..<4000])))
             let statePath = store.directory.uploadHashState(id).path
             switch state {
             case "behind":
@@ -63,7 +64,7 @@ import Testing
             let resumed = try await FileSystemBlobStore(directory: store.directory).startUpload(expecting: digest)
             let offset: Int64 = state == "behind" ? 6000 : 4000
             #expect(resumed == StartedUpload(id: id, offset: offset, resumed: true))
-            _ = try await store.append(id, at: offset, Chunks(parts: [Array(bytes[Int(offset)...])]))
+            _ = try await store.append(id, at: offset, buffers(ByteBuffer(bytes: bytes[Int(offset)...])))
             #expect(try await store.commitUpload(id, expecting: digest).size == Int64(bytes.count))
         }
     }
@@ -88,7 +89,7 @@ import Testing
         try await withTemporaryDirectory { root in
             let store = try makeStore(root)
             let bytes = Array("bytes".utf8)
-            let digest = try await store.put(Chunks(parts: [bytes]), expecting: Digest.of(bytes)).digest
+            let digest = try await store.put(buffers(ByteBuffer(bytes: bytes)), expecting: Digest.of(bytes)).digest
             let release = DispatchSemaphore(value: 0)
             let blockers = NIOSingletons.blockingPoolThreadCountSuggestion
             for _ in 0..<blockers { NIOThreadPool.singleton.submit { _ in release.wait() } }
@@ -131,7 +132,7 @@ import Testing
         try await withTemporaryDirectory { root in
             let store = try makeStore(root)
             let stale = try await store.startUpload(expecting: Digest.of(bytes))
-            _ = try await store.append(stale.id, at: 0, Chunks(parts: [Array(bytes[..<5000])]))
+            _ = try await store.append(stale.id, at: 0, buffers(ByteBuffer(bytes: bytes[..<5000])))
             let fresh = try await store.startUpload(expecting: nil).id
             let orphan = UploadID()
             let leftovers = [

@@ -10,27 +10,12 @@ func withTemporaryDirectory<T>(_ body: (URL) async throws -> T) async throws -> 
     return try await body(url)
 }
 
-/// Byte buffers delivered as an async sequence, optionally failing after the last one (a dropped connection).
-struct Chunks: AsyncSequence, Sendable {
-    typealias Element = ByteBuffer
-    var parts: [[UInt8]]
-    var failAtEnd = false
-
-    struct Dropped: Error {}
-
-    struct AsyncIterator: AsyncIteratorProtocol {
-        var parts: [[UInt8]]
-        var failAtEnd: Bool
-        mutating func next() async throws -> ByteBuffer? {
-            if parts.isEmpty {
-                if failAtEnd { throw Dropped() }
-                return nil
-            }
-            return ByteBuffer(bytes: parts.removeFirst())
-        }
+/// Buffers as the async sequence a request body is.
+func buffers(_ buffers: ByteBuffer...) -> AsyncStream<ByteBuffer> {
+    AsyncStream { continuation in
+        for buffer in buffers { continuation.yield(buffer) }
+        continuation.finish()
     }
-
-    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(parts: parts, failAtEnd: failAtEnd) }
 }
 
 func files(in directory: URL) -> [String] {
