@@ -122,6 +122,8 @@ public final class InMemoryMetadataStore: MetadataStore {
 
     public func checkReady() async throws {}
 
+    public var changeCount: Int { storage.state.withLock { $0.changes } }
+
     public func changeCount(of model: ModelName) -> Int {
         storage.state.withLock { $0.modelChanges[model] ?? 0 }
     }

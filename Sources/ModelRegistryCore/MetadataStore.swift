@@ -11,6 +11,8 @@ public protocol MetadataStore: CatalogStore, ReleaseStore, AuditLogStore, TokenS
     /// committed or not: an answer about the model read while it stayed the same is still current (see
     /// `ReadCache`).
     func changeCount(of model: ModelName) -> Int
+    /// Moves after every write transaction of any kind, committed or not (see `KeptReadsMetadataStore`).
+    var changeCount: Int { get }
 }
 
 /// Models, versions and variants: the blobs manifests may name, publishing, and reading the catalogue.

@@ -46,7 +46,7 @@ public struct Registry: Sendable {
         try directory.create()
         try claim(directory)
         removeLeftovers(of: directory, logger: logger)
-        let metadata = try SQLiteMetadataStore(path: directory.database.path)
+        let metadata = KeptReadsMetadataStore(try SQLiteMetadataStore(path: directory.database.path))
         let blobs = FileSystemBlobStore(directory: directory)
         try blobs.restoreInterruptedDeletions()
         let registry = Registry(

@@ -7,7 +7,6 @@ import Synchronization
 public final class SQLiteMetadataStore: MetadataStore {
     let pool: DatabasePool
     private let migrator: SchemaMigrator
-    private let tokenCache = ReadCache<String, TokenRecord>(limit: 1024)
     private let changes = Mutex(ChangeCounts())
 
     /// Writes so far, and for each model written the count after its latest write.
@@ -32,8 +31,7 @@ public final class SQLiteMetadataStore: MetadataStore {
         try migrator.migrate(pool)
     }
 
-    /// Moves after every write transaction, committed or not: what the token cache is tagged with.
-    var changeCount: Int { changes.withLock { $0.total } }
+    public var changeCount: Int { changes.withLock { $0.total } }
 
     public func changeCount(of model: ModelName) -> Int { changes.withLock { $0.models[model] ?? 0 } }
 
@@ -457,9 +455,7 @@ public final class SQLiteMetadataStore: MetadataStore {
     }
 
     public func token(hash: String) async throws -> TokenRecord? {
-        let changeCount = changeCount
-        if let cached = tokenCache.value(for: hash, at: changeCount) { return cached }
-        let record = try await pool.read { db -> TokenRecord? in
+        try await pool.read { db -> TokenRecord? in
             guard
                 let row = try Row.fetchOne(
                     db.cachedStatement(
@@ -471,8 +467,6 @@ public final class SQLiteMetadataStore: MetadataStore {
             else { return nil }
             return try Self.tokenRecord(row)
         }
-        if let record { tokenCache.insert(record, for: hash, readAt: changeCount) }
-        return record
     }
 
     public func tokens() async throws -> [TokenRecord] {

@@ -13,7 +13,8 @@ import Testing
 @Suite struct FullDatabaseRouteTests {
     @Test func sqliteFullAnswers507AndReadsGoOn() async throws {
         try await TestRegistry.with(.embedded) { registry, client in
-            let store = try #require(registry.registry.metadata as? SQLiteMetadataStore)
+            let kept = try #require(registry.registry.metadata as? KeptReadsMetadataStore)
+            let store = try #require(kept.base as? SQLiteMetadataStore)
             let pages = try await store.pool.write { db in try Int.fetchOne(db, sql: "PRAGMA page_count") ?? 0 }
             try await store.pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA max_page_count = \(pages)")
             }

@@ -20,14 +20,23 @@ struct MetadataBackend: Sendable, CustomTestStringConvertible {
             try await body { InMemoryMetadataStore(storage: storage) }
         },
         MetadataBackend(name: "SQLite") { body in
-            let root = FileManager.default.temporaryDirectory.appendingPathComponent(
-                "modelreg-conf-\(UUID().uuidString)")
-            try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
-            defer { try? FileManager.default.removeItem(at: root) }
-            let path = root.appendingPathComponent("registry.sqlite").path
-            try await body { try SQLiteMetadataStore(path: path) }
+            try await withDatabasePath { path in try await body { try SQLiteMetadataStore(path: path) } }
+        },
+        // What the server runs: the SQLite store behind the kept reads, which must change nothing it answers.
+        MetadataBackend(name: "kept reads over SQLite") { body in
+            try await withDatabasePath { path in
+                try await body { KeptReadsMetadataStore(try SQLiteMetadataStore(path: path)) }
+            }
         },
     ]
+
+    /// A database path in a fresh directory, removed afterwards.
+    private static func withDatabasePath(_ body: (String) async throws -> Void) async throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("modelreg-conf-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: root) }
+        try await body(root.appendingPathComponent("registry.sqlite").path)
+    }
 }
 
 extension MetadataStore {
