@@ -46,7 +46,7 @@ public struct BlobBytes: AsyncSequence, Sendable {
 /// process after a restart): bytes are appended at the offset the store reports, the digest is computed over
 /// every byte as it arrives, and the hash state is kept with the upload.
 ///
-/// A backend implements this protocol and passes `BlobStoreConformance` (Tests/BlobStoreConformance).
+/// A backend implements this protocol and passes `BlobStoreConformanceTests` (Tests/StoreConformanceTests).
 public protocol BlobStore: Sendable {
     /// The blob's size, or nil when it is not stored.
     func info(_ digest: Digest) async throws(RegistryError) -> BlobInfo?
