@@ -15,19 +15,17 @@ enum DiskThreads {
 }
 
 extension POSIXFile {
-    /// Bytes a read hands over at once.
-    public static let streamChunk = 1 << 20
-
-    /// `range` of the file as a stream of chunks of at most `streamChunk` bytes, each read on the store's disk
-    /// threads when the consumer asks for it: a pread of a cold file can wait on the disk, which must never hold
-    /// an event loop or a task of the cooperative pool. A file shorter than the range ends it with `.integrity`.
+    /// `range` of the file as a stream of chunks of at most `BlobBytes.chunkLimit` bytes, each read on the
+    /// store's disk threads when the consumer asks for it: a pread of a cold file can wait on the disk, which must
+    /// never hold an event loop or a task of the cooperative pool. A file shorter than the range ends it with
+    /// `.integrity`.
     public func bytes(_ range: Range<Int64>) -> BlobBytes {
         BlobBytes {
             var next = range.lowerBound
             return { () async throws -> ByteBuffer? in
                 let offset = next
                 guard offset < range.upperBound else { return nil }
-                let length = Int(min(Int64(Self.streamChunk), range.upperBound - offset))
+                let length = Int(min(Int64(BlobBytes.chunkLimit), range.upperBound - offset))
                 let buffer = try await DiskThreads.pool.runIfActive {
                     try self.readBuffer(at: offset, length: length)
                 }

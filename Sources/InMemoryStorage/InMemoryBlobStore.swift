@@ -65,15 +65,12 @@ public final class InMemoryBlobStore: BlobStore {
             var offset = Int(range.lowerBound)
             return {
                 guard offset < Int(range.upperBound) else { return nil }
-                let length = min(Self.chunk, Int(range.upperBound) - offset)
+                let length = min(BlobBytes.chunkLimit, Int(range.upperBound) - offset)
                 defer { offset += length }
                 return bytes.getSlice(at: bytes.readerIndex + offset, length: length)
             }
         }
     }
-
-    /// Chunks of reads, as the file system store's.
-    static let chunk = 1 << 20
 
     public func directDownloadURL(_ digest: Digest, validFor: Duration) async throws(RegistryError) -> URL? { nil }
 

@@ -176,17 +176,8 @@ public final class InMemoryMetadataStore: MetadataStore {
                 }
                 return .unchanged(existing.summary)
             }
-            var problems: [String] = []
-            var checked = Set<Digest>()
-            for file in request.manifest.files where checked.insert(file.digest).inserted {
-                switch state.blobs[file.digest]?.size {
-                case nil: problems.append("\(file.path) (\(file.digest)) is not uploaded")
-                case let size? where size != file.size:
-                    problems.append("\(file.path) (\(file.digest)) is \(size) bytes, not \(file.size)")
-                default: break
-                }
-            }
-            guard problems.isEmpty else { throw RegistryError.blobsMissing(problems) }
+            let recorded = state.blobs
+            try request.manifest.requireBlobs { recorded[$0]?.size }
             let summary = VariantSummary(
                 name: request.variant, digest: digest, format: request.manifest.format,
                 size: request.manifest.totalSize, fileCount: request.manifest.files.count, createdAt: Timestamp.now(),

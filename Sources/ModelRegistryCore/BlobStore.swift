@@ -31,6 +31,9 @@ public struct BlobBytes: AsyncSequence, Sendable {
 
     private let start: @Sendable () -> AsyncIterator
 
+    /// The most bytes a store hands over in one buffer.
+    public static let chunkLimit = 1 << 20
+
     /// `start` is called once an iteration, and returns what yields its buffers in order, then nil.
     public init(_ start: @escaping @Sendable () -> () async throws -> ByteBuffer?) {
         self.start = { AsyncIterator(nextBuffer: start()) }

@@ -218,3 +218,22 @@ public struct Manifest: Hashable, Sendable, Codable {
         }
     }
 }
+
+extension Manifest {
+    /// Every file's blob must be known with the size the file claims: the blob store's or the metadata
+    /// store's knowledge, whichever `size` reads (the size of a digest, nil when it is unknown). Throws
+    /// `.blobsMissing` naming each file whose blob is not.
+    public func requireBlobs(size: (Digest) throws -> Int64?) throws {
+        var problems: [String] = []
+        var checked = Set<Digest>()
+        for file in files where checked.insert(file.digest).inserted {
+            switch try size(file.digest) {
+            case nil: problems.append("\(file.path) (\(file.digest)) is not uploaded")
+            case let known? where known != file.size:
+                problems.append("\(file.path) (\(file.digest)) is \(known) bytes, not \(file.size)")
+            default: break
+            }
+        }
+        guard problems.isEmpty else { throw RegistryError.blobsMissing(problems) }
+    }
+}

@@ -47,7 +47,7 @@ public struct GarbageCollector: Sendable {
                         deleted.append(BlobEntry(digest: digest, size: sizes[digest] ?? 0))
                     } else if let info = try await blobs.info(digest) {
                         // Stored again since the mark: its upload records it too, perhaps before this claim.
-                        try await metadata.recordBlobs([StoredBlob(digest: digest, size: info.size, stored: Date())])
+                        try await metadata.recordBlob(info)
                     }
                 }
             }

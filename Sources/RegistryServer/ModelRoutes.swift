@@ -215,17 +215,10 @@ struct ModelRoutes {
     /// its records of them again inside the publish, against garbage collection; this also finds a blob
     /// taken into quarantine).
     private func checkBlobs(of manifest: Manifest) async throws {
-        var problems: [String] = []
-        var checked = Set<Digest>()
-        for file in manifest.files where checked.insert(file.digest).inserted {
-            guard let info = try await registry.blobs.info(file.digest) else {
-                problems.append("\(file.path) (\(file.digest)) is not uploaded")
-                continue
-            }
-            if info.size != file.size {
-                problems.append("\(file.path) (\(file.digest)) is \(info.size) bytes, not \(file.size)")
-            }
+        var stored: [Digest: Int64] = [:]
+        for digest in Set(manifest.files.map(\.digest)) {
+            stored[digest] = try await registry.blobs.info(digest)?.size
         }
-        guard problems.isEmpty else { throw RegistryError.blobsMissing(problems) }
+        try manifest.requireBlobs { stored[$0] }
     }
 }

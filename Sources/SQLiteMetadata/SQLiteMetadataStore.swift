@@ -15,8 +15,9 @@ public final class SQLiteMetadataStore: MetadataStore {
         var models: [ModelName: Int] = [:]
     }
 
-    /// Opens (creating if needed) and migrates the database at `path`.
-    public init(path: String, migrator: SchemaMigrator = SchemaMigrator()) throws {
+    /// Opens (creating if needed) and migrates the database at `path`. Without `migrating`, the database is
+    /// left at the schema it has, for a look that must write nothing (a dry run beside a live server).
+    public init(path: String, migrator: SchemaMigrator = SchemaMigrator(), migrating: Bool = true) throws {
         var configuration = Configuration()
         configuration.busyMode = .timeout(10)
         configuration.prepareDatabase { db in
@@ -28,7 +29,7 @@ public final class SQLiteMetadataStore: MetadataStore {
             throw RegistryError(.storageFailure, "cannot open database \(path): \(error)")
         }
         self.migrator = migrator
-        try migrator.migrate(pool)
+        if migrating { try migrator.migrate(pool) }
     }
 
     public var changeCount: Int { changes.withLock { $0.total } }
@@ -57,14 +58,16 @@ public final class SQLiteMetadataStore: MetadataStore {
     }
 
     /// `created_at` is the time the blob was last stored: ISO 8601 in UTC with fractional seconds, which
-    /// compares as text in time order.
+    /// compares as text in time order. A row is rewritten only for a later time, so recording every stored
+    /// blob at start writes only the rows that are missing.
     public func recordBlobs(_ blobs: [StoredBlob]) async throws {
         guard !blobs.isEmpty else { return }
         try await writing { db in
             let statement = try db.cachedStatement(
                 sql: """
                     INSERT INTO blobs (digest, size, created_at) VALUES (?, ?, ?)
-                    ON CONFLICT (digest) DO UPDATE SET created_at = MAX(created_at, excluded.created_at)
+                    ON CONFLICT (digest) DO UPDATE SET created_at = excluded.created_at
+                    WHERE excluded.created_at > blobs.created_at
                     """)
             for blob in blobs {
                 try statement.execute(arguments: [blob.digest.description, blob.size, Timestamp.format(blob.stored)])
@@ -104,21 +107,11 @@ public final class SQLiteMetadataStore: MetadataStore {
     }
 
     /// Every blob the manifest names must be recorded (`recordBlob`) with the size it claims. Garbage collection
-    /// deletes a blob's record and file in one write transaction, so the two serialize on the database's write
-    /// lock: a manifest committed first keeps its blobs, and a blob swept first fails the publish.
+    /// drops a blob's record in one write transaction, so the two serialize on the database's write lock: a
+    /// manifest committed first keeps its blobs, and a blob claimed first fails the publish.
     private static func requireRecordedBlobs(_ db: Database, of manifest: Manifest) throws {
-        var problems: [String] = []
-        var checked = Set<Digest>()
         let statement = try db.cachedStatement(sql: "SELECT size FROM blobs WHERE digest = ?")
-        for file in manifest.files where checked.insert(file.digest).inserted {
-            switch try Int64.fetchOne(statement, arguments: [file.digest.description]) {
-            case nil: problems.append("\(file.path) (\(file.digest)) is not uploaded")
-            case let size? where size != file.size:
-                problems.append("\(file.path) (\(file.digest)) is \(size) bytes, not \(file.size)")
-            default: break
-            }
-        }
-        guard problems.isEmpty else { throw RegistryError.blobsMissing(problems) }
+        try manifest.requireBlobs { digest in try Int64.fetchOne(statement, arguments: [digest.description]) }
     }
 
     public func publish(_ request: PublishRequest) async throws -> PublishOutcome {

@@ -61,7 +61,7 @@ struct GC: AsyncParsableCommand {
         let report: GarbageCollectionReport
         // A dry run only reads, so it may look at a directory a server is running on.
         if dryRun, let directory = target.directory {
-            let stores = try LocalStores(directory)
+            let stores = try LocalStores(directory, readingOnly: true)
             report = try await GarbageCollector(blobs: stores.blobs, metadata: stores.metadata, graceSeconds: seconds)
                 .run(dryRun: true)
         } else if let local = try target.claimedDirectory("gc") {

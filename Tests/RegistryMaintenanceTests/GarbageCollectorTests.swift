@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import ModelRegistryCore
 import RegistryAPI
+import SQLiteMetadata
 import Synchronization
 import Testing
 
@@ -87,6 +88,27 @@ import Testing
                 format: .other, files: [ManifestFile(path: try ManifestPath("w"), digest: blob.digest, size: blob.size)]
             ),
             actor: "test")
+    }
+
+    /// `gc --dry-run --data` may look at a directory a server is running on: it writes nothing, not even the
+    /// migrations its binary knows and the database lacks.
+    @Test func aDryRunOnADataDirectoryLeavesItsSchemaAlone() async throws {
+        let data = try TestData()
+        try await data.publish("m", "1.0", ["w": bytes("kept")])
+        let old = try await data.store(bytes("old garbage")).digest
+        try data.age(old, seconds: 7200)
+        let latest = SchemaMigrator().latestVersion
+        try await DatabaseQueue(path: data.directory.database.path).write { db in
+            try db.execute(sql: "DELETE FROM schema_migrations WHERE version = ?", arguments: [latest])
+        }
+        let stores = try LocalStores(data.directory, readingOnly: true)
+        let report = try await GarbageCollector(blobs: stores.blobs, metadata: stores.metadata, graceSeconds: 3600)
+            .run(dryRun: true)
+        #expect(report.deleted.map(\.digest) == [old])
+        let applied = try await DatabaseQueue(path: data.directory.database.path).read { db in
+            try SchemaMigrator.appliedVersion(db)
+        }
+        #expect(applied == latest - 1)
     }
 
     /// A push that uploads bytes which are stored already as unreferenced garbage renews their grace period.
