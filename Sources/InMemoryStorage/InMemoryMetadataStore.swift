@@ -52,14 +52,16 @@ public final class InMemoryMetadataStore: MetadataStore {
         var versions: [Version] = []
         var aliases: [AliasName: AliasTarget] = [:]
         var history: [AliasName: [AliasHistoryEntry]] = [:]
-        var deleted: [VersionName: String] = [:]
+        var deleted: [VersionName: MetadataExport.DeletedVersionName] = [:]
 
         func version(_ name: VersionName) -> Version? { versions.first { $0.name == name } }
 
         /// Where the version is; a deleted one is named so, as the others are not found.
         func index(of version: VersionName, in model: ModelName) throws(RegistryError) -> Int {
             if let index = versions.firstIndex(where: { $0.name == version }) { return index }
-            if let deletedAt = deleted[version] { throw RegistryError.deletedVersion(model, version, at: deletedAt) }
+            if let deleted = deleted[version] {
+                throw RegistryError.deletedVersion(model, version, at: deleted.deletedAt)
+            }
             throw RegistryError.notFound("version \(model):\(version)")
         }
 
@@ -102,10 +104,14 @@ public final class InMemoryMetadataStore: MetadataStore {
     /// Runs `body` as one transaction; a write to `model` moves its change count, as every write moves the
     /// total, committed or not.
     private func writing<T>(to model: ModelName? = nil, _ body: (inout State) throws -> T) throws -> T {
+        try writing(toModels: model.map { [$0] } ?? [], body)
+    }
+
+    private func writing<T>(toModels models: [ModelName], _ body: (inout State) throws -> T) throws -> T {
         try storage.state.withLock { state in
             defer {
                 state.changes += 1
-                if let model { state.modelChanges[model] = state.changes }
+                for model in models { state.modelChanges[model] = state.changes }
             }
             var draft = state
             let result = try body(&draft)
@@ -162,8 +168,8 @@ public final class InMemoryMetadataStore: MetadataStore {
             var model = state.models[request.model] ?? Model(createdAt: Timestamp.now())
             var index = model.versions.firstIndex { $0.name == request.version }
             if index == nil {
-                if let deletedAt = model.deleted[request.version] {
-                    throw RegistryError.deletedVersion(request.model, request.version, at: deletedAt)
+                if let deleted = model.deleted[request.version] {
+                    throw RegistryError.deletedVersion(request.model, request.version, at: deleted.deletedAt)
                 }
                 model.versions.append(Version(name: request.version, createdAt: Timestamp.now()))
                 index = model.versions.count - 1
@@ -355,7 +361,7 @@ public final class InMemoryMetadataStore: MetadataStore {
             try ReleaseRules.checkDeletable(name, version, aliases: model.aliasList)
             let summary = model.versions.remove(at: index).summary(aliases: [])
             let now = Timestamp.now()
-            model.deleted[version] = now
+            model.deleted[version] = MetadataExport.DeletedVersionName(name: version, deletedAt: now, deletedBy: actor)
             state.models[name] = model
             let variants = summary.variants.map(\.name)
             state.record(
@@ -373,6 +379,68 @@ public final class InMemoryMetadataStore: MetadataStore {
                 state.audit.reversed().lazy.filter { entry in
                     (query.model == nil || entry.model == query.model) && (query.before.map { entry.id < $0 } ?? true)
                 }.prefix(query.limit))
+        }
+    }
+
+    public func exportMetadata() async throws -> MetadataExport {
+        try reading { state in
+            let models = state.models.sorted { $0.key.value < $1.key.value }.map { name, model in
+                MetadataExport.Model(
+                    name: name, createdAt: model.createdAt,
+                    versions: model.versions.map { version in
+                        MetadataExport.Version(
+                            name: version.name, createdAt: version.createdAt, deprecation: version.deprecation,
+                            variants: version.variants.map {
+                                MetadataExport.Variant(
+                                    name: $0.summary.name, document: $0.document, createdAt: $0.summary.createdAt,
+                                    createdBy: $0.summary.createdBy)
+                            })
+                    },
+                    aliases: model.aliasList, history: model.history.values.joined().sorted { $0.id < $1.id },
+                    deletedVersions: model.deleted.values.sorted { $0.name.value < $1.name.value })
+            }
+            return MetadataExport(
+                models: models, tokens: state.tokens.map { MetadataExport.Token(record: $0.record, hash: $0.hash) },
+                audit: state.audit)
+        }
+    }
+
+    public func importMetadata(_ export: MetadataExport) async throws {
+        try writing(toModels: export.models.map(\.name)) { state in
+            try MetadataExport.requireEmpty(
+                "the in-memory store", models: state.models.count, tokens: state.tokens.count,
+                auditEntries: state.audit.count)
+            for exported in export.models {
+                var model = Model(createdAt: exported.createdAt)
+                for version in exported.versions {
+                    var imported = Version(
+                        name: version.name, createdAt: version.createdAt, deprecation: version.deprecation)
+                    for variant in version.variants {
+                        let (manifest, summary) = try variant.contents()
+                        let recorded = state.blobs
+                        try manifest.requireBlobs { recorded[$0]?.size }
+                        imported.variants.append(
+                            Variant(summary: summary, document: variant.document, files: manifest.files.map(\.digest)))
+                    }
+                    model.versions.append(imported)
+                }
+                for alias in exported.aliases {
+                    guard model.version(alias.version) != nil else {
+                        throw RegistryError(
+                            .integrity,
+                            "the export's alias \(exported.name)@\(alias.name) points to version \(alias.version), which it does not hold"
+                        )
+                    }
+                    model.aliases[alias.name] = alias
+                }
+                for entry in exported.history { model.history[entry.alias, default: []].append(entry) }
+                for deleted in exported.deletedVersions { model.deleted[deleted.name] = deleted }
+                state.models[exported.name] = model
+            }
+            state.tokens = export.tokens.map { Token(record: $0.record, hash: $0.hash) }
+            state.audit = export.audit
+            let ids = export.audit.map(\.id) + export.models.flatMap { $0.history.map(\.id) }
+            state.lastID = max(state.lastID, ids.max() ?? 0)
         }
     }
 

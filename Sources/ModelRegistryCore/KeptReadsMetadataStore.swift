@@ -81,4 +81,7 @@ public final class KeptReadsMetadataStore: MetadataStore {
     public func claimUnreferencedBlobs(_ candidates: [Digest], recordedBefore cutoff: Date) async throws -> [Digest] {
         try await base.claimUnreferencedBlobs(candidates, recordedBefore: cutoff)
     }
+
+    public func exportMetadata() async throws -> MetadataExport { try await base.exportMetadata() }
+    public func importMetadata(_ export: MetadataExport) async throws { try await base.importMetadata(export) }
 }

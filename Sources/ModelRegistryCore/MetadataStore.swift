@@ -4,7 +4,9 @@ import Foundation
 /// Implementations keep every write transactional: a reader never sees half a publish or half an alias move.
 /// A backend implements all of them (`MetadataStore`) and passes the conformance suites in
 /// StoreConformanceTests; code that needs one concern can take that protocol alone.
-public protocol MetadataStore: CatalogStore, ReleaseStore, AuditLogStore, TokenStore, BlobReferenceStore {
+public protocol MetadataStore: CatalogStore, ReleaseStore, AuditLogStore, TokenStore, BlobReferenceStore,
+    MetadataExportStore
+{
     /// Confirms the store is open and its schema is current.
     func checkReady() async throws
     /// Moves after every write transaction to `model` (a publish, alias move, deprecation or delete),
@@ -72,6 +74,15 @@ public protocol BlobReferenceStore: Sendable {
     /// before `cutoff` (or is not recorded at all), and returns those: no publish can name them from then on,
     /// and the caller deletes them from the blob store.
     func claimUnreferencedBlobs(_ candidates: [Digest], recordedBefore cutoff: Date) async throws -> [Digest]
+}
+
+/// The whole store as one document and back: what backups take and restores put back, on any backend.
+public protocol MetadataExportStore: Sendable {
+    /// Everything but the blob records, read in one transaction.
+    func exportMetadata() async throws -> MetadataExport
+    /// Fills a store that holds no models, tokens or audit entries, in one transaction, keeping every time,
+    /// actor and id. Every manifest's blobs must be recorded first, as for a publish (`.blobsMissing`).
+    func importMetadata(_ export: MetadataExport) async throws
 }
 
 /// API tokens, kept as hashes of their secrets.

@@ -68,24 +68,27 @@ extension SQLiteMetadataStore {
                     SELECT id, action, from_version, from_variant, to_version, to_variant, actor, at
                     FROM alias_history WHERE model_id = ? AND alias = ? ORDER BY id
                     """), arguments: [modelID, alias.value]
-        ).map { row in
-            AliasHistoryEntry(
-                id: row["id"],
-                alias: alias,
-                action: AliasHistoryEntry.Action(rawValue: row["action"]) ?? .set,
-                fromVersion: try (row["from_version"] as String?).map { text throws(RegistryError) in
-                    try VersionName(text)
-                },
-                fromVariant: try (row["from_variant"] as String?).map { text throws(RegistryError) in
-                    try VariantName(text)
-                },
-                toVersion: try VersionName(row["to_version"] as String),
-                toVariant: try (row["to_variant"] as String?).map { text throws(RegistryError) in try VariantName(text)
-                },
-                actor: row["actor"],
-                at: row["at"]
-            )
-        }
+        ).map { row in try historyEntry(row, alias: alias) }
+    }
+
+    /// An `alias_history` row, without its alias column when the query selected one alias.
+    static func historyEntry(_ row: Row, alias: AliasName) throws -> AliasHistoryEntry {
+        AliasHistoryEntry(
+            id: row["id"],
+            alias: alias,
+            action: AliasHistoryEntry.Action(rawValue: row["action"]) ?? .set,
+            fromVersion: try (row["from_version"] as String?).map { text throws(RegistryError) in
+                try VersionName(text)
+            },
+            fromVariant: try (row["from_variant"] as String?).map { text throws(RegistryError) in
+                try VariantName(text)
+            },
+            toVersion: try VersionName(row["to_version"] as String),
+            toVariant: try (row["to_variant"] as String?).map { text throws(RegistryError) in try VariantName(text)
+            },
+            actor: row["actor"],
+            at: row["at"]
+        )
     }
 
     public func deprecate(_ name: ModelName, _ version: VersionName, reason: String?, actor: String) async throws
@@ -140,18 +143,20 @@ extension SQLiteMetadataStore {
                         WHERE (? IS NULL OR model = ?) AND (? IS NULL OR id < ?) ORDER BY id DESC LIMIT ?
                         """),
                 arguments: [query.model?.value, query.model?.value, query.before, query.before, query.limit]
-            ).map { row in
-                AuditEntry(
-                    id: row["id"],
-                    at: row["at"],
-                    actor: row["actor"],
-                    action: try Self.auditAction(row["action"]),
-                    model: try (row["model"] as String?).map { text throws(RegistryError) in try ModelName(text) },
-                    target: row["target"],
-                    detail: row["detail"]
-                )
-            }
+            ).map(Self.auditEntry)
         }
+    }
+
+    static func auditEntry(_ row: Row) throws -> AuditEntry {
+        AuditEntry(
+            id: row["id"],
+            at: row["at"],
+            actor: row["actor"],
+            action: try auditAction(row["action"]),
+            model: try (row["model"] as String?).map { text throws(RegistryError) in try ModelName(text) },
+            target: row["target"],
+            detail: row["detail"]
+        )
     }
 
     private static func auditAction(_ text: String) throws -> AuditEntry.Action {

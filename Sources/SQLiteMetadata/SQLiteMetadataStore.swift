@@ -40,10 +40,16 @@ public final class SQLiteMetadataStore: MetadataStore {
     func writing<T: Sendable>(to model: ModelName? = nil, _ updates: @Sendable @escaping (Database) throws -> T)
         async throws -> T
     {
+        try await writing(toModels: model.map { [$0] } ?? [], updates)
+    }
+
+    func writing<T: Sendable>(toModels models: [ModelName], _ updates: @Sendable @escaping (Database) throws -> T)
+        async throws -> T
+    {
         defer {
             changes.withLock { counts in
                 counts.total += 1
-                if let model { counts.models[model] = counts.total }
+                for model in models { counts.models[model] = counts.total }
             }
         }
         return try await pool.write(updates)
@@ -109,7 +115,7 @@ public final class SQLiteMetadataStore: MetadataStore {
     /// Every blob the manifest names must be recorded (`recordBlob`) with the size it claims. Garbage collection
     /// drops a blob's record in one write transaction, so the two serialize on the database's write lock: a
     /// manifest committed first keeps its blobs, and a blob claimed first fails the publish.
-    private static func requireRecordedBlobs(_ db: Database, of manifest: Manifest) throws {
+    static func requireRecordedBlobs(_ db: Database, of manifest: Manifest) throws {
         let statement = try db.cachedStatement(sql: "SELECT size FROM blobs WHERE digest = ?")
         try manifest.requireBlobs { digest in try Int64.fetchOne(statement, arguments: [digest.description]) }
     }
@@ -128,27 +134,9 @@ public final class SQLiteMetadataStore: MetadataStore {
                 }
                 return .unchanged(summary)
             }
-            try Self.requireRecordedBlobs(db, of: request.manifest)
-            let now = Timestamp.now()
-            try db.execute(
-                sql: """
-                    INSERT INTO variants (version_id, name, manifest_digest, manifest, media_type, format, total_size, file_count, created_at, created_by)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    """,
-                arguments: [
-                    versionID, request.variant.value, digest.description, Data(document.bytes), document.mediaType,
-                    request.manifest.format.rawValue, request.manifest.totalSize, request.manifest.files.count, now,
-                    request.actor,
-                ]
-            )
-            let variantID = db.lastInsertedRowID
-            for file in request.manifest.files {
-                try db.execute(
-                    sql:
-                        "INSERT INTO manifest_files (variant_id, path, digest, size, executable) VALUES (?, ?, ?, ?, ?)",
-                    arguments: [variantID, file.path.value, file.digest.description, file.size, file.executable]
-                )
-            }
+            try Self.insertVariant(
+                db, versionID: versionID, request.variant, document, request.manifest, createdAt: Timestamp.now(),
+                createdBy: request.actor)
             guard let row = try Self.variantRow(db, versionID: versionID, name: request.variant) else {
                 throw RegistryError(.internalError, "variant vanished during publish")
             }
@@ -156,6 +144,31 @@ public final class SQLiteMetadataStore: MetadataStore {
                 db, request.actor, .publish, request.model,
                 target: "\(request.model):\(request.version)", detail: "variant \(request.variant) \(digest)")
             return .created(try Self.variantSummary(row))
+        }
+    }
+
+    /// Adds a variant and the index of the files its manifest names, which must be recorded blobs.
+    static func insertVariant(
+        _ db: Database, versionID: Int64, _ name: VariantName, _ document: ManifestDocument, _ manifest: Manifest,
+        createdAt: String, createdBy: String
+    ) throws {
+        try requireRecordedBlobs(db, of: manifest)
+        try db.execute(
+            sql: """
+                INSERT INTO variants (version_id, name, manifest_digest, manifest, media_type, format, total_size, file_count, created_at, created_by)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+            arguments: [
+                versionID, name.value, document.digest.description, Data(document.bytes), document.mediaType,
+                manifest.format.rawValue, manifest.totalSize, manifest.files.count, createdAt, createdBy,
+            ]
+        )
+        let variantID = db.lastInsertedRowID
+        let file = try db.cachedStatement(
+            sql: "INSERT INTO manifest_files (variant_id, path, digest, size, executable) VALUES (?, ?, ?, ?, ?)")
+        for entry in manifest.files {
+            try file.execute(
+                arguments: [variantID, entry.path.value, entry.digest.description, entry.size, entry.executable])
         }
     }
 
@@ -493,7 +506,7 @@ public final class SQLiteMetadataStore: MetadataStore {
         ).map(tokenRecord)
     }
 
-    private static func tokenRecord(_ row: Row) throws -> TokenRecord {
+    static func tokenRecord(_ row: Row) throws -> TokenRecord {
         TokenRecord(
             name: try TokenLabel(row["name"] as String),
             scope: try TokenScope(parsing: row["scope"]),
