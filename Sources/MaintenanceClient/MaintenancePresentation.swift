@@ -20,7 +20,7 @@ extension Presentation {
     public static func backup(_ report: BackupReport) -> String {
         """
         snapshot \(report.snapshot) saved in \(report.repository)
-        \(report.blobs) blobs (\(ByteCount.format(report.bytes))); copied \(report.blobsCopied) new (\(ByteCount.format(report.bytesCopied))), database \(ByteCount.format(report.databaseBytes)), in \(String(format: "%.2f", report.seconds)) s
+        \(report.blobs) blobs (\(ByteCount.format(report.bytes))); copied \(report.blobsCopied) new (\(ByteCount.format(report.bytesCopied))), metadata \(ByteCount.format(report.metadataBytes)), in \(String(format: "%.2f", report.seconds)) s
         """
     }
 

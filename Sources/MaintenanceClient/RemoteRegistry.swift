@@ -3,8 +3,8 @@ import ModelRegistryCore
 import RegistryClient
 import RegistryMaintenance
 
-/// A running registry, read through the admin API: the database through `GET /v1/admin/snapshot` (SQLite's
-/// online backup API on the server), the blobs through `GET /v1/blobs`, each verified as it arrives.
+/// A running registry, read through the admin API: the metadata through `GET /v1/admin/export` (one read
+/// transaction of the server's store), the blobs through `GET /v1/blobs`, each verified as it arrives.
 public struct RemoteBackupSource: BackupSource {
     public let connection: RegistryConnection
 
@@ -14,8 +14,8 @@ public struct RemoteBackupSource: BackupSource {
 
     public var description: String { connection.configuration.server }
 
-    public func snapshotDatabase(to path: String) async throws {
-        try await connection.downloadDatabaseSnapshot(to: path)
+    public func exportMetadata() async throws -> MetadataExport {
+        try await connection.exportMetadata()
     }
 
     public func copyBlob(_ blob: BlobEntry, to path: String) async throws -> BlobEntry {

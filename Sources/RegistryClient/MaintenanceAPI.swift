@@ -6,13 +6,7 @@ import NIOCore
 import NIOHTTP1
 import RegistryAPI
 
-#if canImport(Glibc)
-    import Glibc
-#elseif canImport(Darwin)
-    import Darwin
-#endif
-
-/// The admin maintenance routes: garbage collection, integrity scrub, and the database snapshot.
+/// The admin maintenance routes: garbage collection, integrity scrub, and the metadata export.
 extension RegistryConnection {
     public func collectGarbage(dryRun: Bool, graceSeconds: Int64) async throws -> GarbageCollectionReport {
         try await maintenance(GarbageCollectionReport.self, "/v1/admin/gc?dry_run=\(dryRun)&grace=\(graceSeconds)s")
@@ -33,39 +27,21 @@ extension RegistryConnection {
         }
     }
 
-    /// Streams a consistent copy of the registry database into the new file `path`, checked against the
-    /// digest the server sends, and synced.
-    public func downloadDatabaseSnapshot(to path: String) async throws {
-        let file = try POSIXFile.open(path, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
-        do {
-            let response = try await execute(request(.GET, "/v1/admin/snapshot"), timeout: Self.transferTimeout)
-            guard let claimed = response.headers.first(name: APIHeader.digest).flatMap({ try? Digest(parsing: $0) })
-            else {
-                throw RegistryError(.internalError, "the server's database snapshot came without its digest")
-            }
-            var hasher = ContentHasher()
-            var offset: Int64 = 0
-            for try await buffer in response.body {
-                try buffer.withUnsafeReadableBytes { raw in
-                    try file.write(raw, at: offset)
-                    hasher.update(raw)
-                }
-                offset += Int64(buffer.readableBytes)
-            }
-            let actual = hasher.finalize()
-            guard actual == claimed else {
-                throw RegistryError(
-                    .integrity,
-                    "the database snapshot hashes to \(actual), not \(claimed) as the server says: run the backup again"
-                )
-            }
-            try file.sync()
-            try file.close()
-        } catch {
-            try? file.close()
-            try? POSIXFile.remove(path)
-            throw error
+    /// Everything the registry's metadata holds as of one moment, checked against the digest the server sends.
+    public func exportMetadata() async throws -> MetadataExport {
+        let response = try await execute(request(.GET, "/v1/admin/export"), timeout: Self.transferTimeout)
+        guard let claimed = response.headers.first(name: APIHeader.digest).flatMap({ try? Digest(parsing: $0) })
+        else {
+            throw RegistryError(.internalError, "the server's metadata export came without its digest")
         }
+        let bytes = Array(try await response.body.collect(upTo: Int(Int32.max)).readableBytesView)
+        let actual = Digest.of(bytes)
+        guard actual == claimed else {
+            throw RegistryError(
+                .integrity,
+                "the metadata export hashes to \(actual), not \(claimed) as the server says: run the backup again")
+        }
+        return try MetadataExport.decode(bytes, from: "the metadata export of \(configuration.server)")
     }
 
     /// Stores a blob from a local file in one request; the server checks the bytes against the digest.

@@ -10,7 +10,7 @@ import ModelRegistryCore
     import Darwin
 #endif
 
-/// One backup: a consistent registry database and every blob its manifests reference.
+/// One backup: a consistent copy of the registry's metadata and every blob its manifests reference.
 public struct Snapshot: Codable, Sendable, Equatable {
     /// `<UTC time>-<8 hex>`: sorts by time, unique.
     public var id: String
@@ -18,9 +18,8 @@ public struct Snapshot: Codable, Sendable, Equatable {
     public var modelregVersion: String
     /// The data directory or server the snapshot was taken from.
     public var source: String
-    public var schemaVersion: Int
-    /// The database file, stored as a blob of the repository.
-    public var database: BlobEntry
+    /// The metadata, stored as a blob of the repository.
+    public var metadata: SnapshotMetadata
     public var blobs: [BlobEntry]
     public var models: Int
     public var versions: Int
@@ -31,20 +30,100 @@ public struct Snapshot: Codable, Sendable, Equatable {
     public var date: Date {
         (try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(time)) ?? Date(timeIntervalSince1970: 0)
     }
+
+    init(
+        id: String, time: String, modelregVersion: String, source: String, metadata: SnapshotMetadata,
+        blobs: [BlobEntry], models: Int, versions: Int, variants: Int
+    ) {
+        self.id = id
+        self.time = time
+        self.modelregVersion = modelregVersion
+        self.source = source
+        self.metadata = metadata
+        self.blobs = blobs
+        self.models = models
+        self.versions = versions
+        self.variants = variants
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case id, time, modelregVersion, source, metadata, metadataFormat, database, schemaVersion, blobs, models,
+            versions, variants
+    }
+
+    /// A snapshot file holds `metadata` and `metadataFormat`; one written before exports existed holds
+    /// `database` and `schemaVersion` instead.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        id = try container.decode(String.self, forKey: .id)
+        time = try container.decode(String.self, forKey: .time)
+        modelregVersion = try container.decode(String.self, forKey: .modelregVersion)
+        source = try container.decode(String.self, forKey: .source)
+        if let export = try container.decodeIfPresent(BlobEntry.self, forKey: .metadata) {
+            metadata = .export(export, format: try container.decode(Int.self, forKey: .metadataFormat))
+        } else {
+            metadata = .sqliteDatabase(
+                try container.decode(BlobEntry.self, forKey: .database),
+                schemaVersion: try container.decode(Int.self, forKey: .schemaVersion))
+        }
+        blobs = try container.decode([BlobEntry].self, forKey: .blobs)
+        models = try container.decode(Int.self, forKey: .models)
+        versions = try container.decode(Int.self, forKey: .versions)
+        variants = try container.decode(Int.self, forKey: .variants)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(id, forKey: .id)
+        try container.encode(time, forKey: .time)
+        try container.encode(modelregVersion, forKey: .modelregVersion)
+        try container.encode(source, forKey: .source)
+        switch metadata {
+        case .export(let blob, let format):
+            try container.encode(blob, forKey: .metadata)
+            try container.encode(format, forKey: .metadataFormat)
+        case .sqliteDatabase(let blob, let schemaVersion):
+            try container.encode(blob, forKey: .database)
+            try container.encode(schemaVersion, forKey: .schemaVersion)
+        }
+        try container.encode(blobs, forKey: .blobs)
+        try container.encode(models, forKey: .models)
+        try container.encode(versions, forKey: .versions)
+        try container.encode(variants, forKey: .variants)
+    }
+}
+
+/// How a snapshot holds the registry's metadata.
+public enum SnapshotMetadata: Sendable, Equatable {
+    /// A `MetadataExport` of this format: what every backup since exports were introduced writes.
+    case export(BlobEntry, format: Int)
+    /// The SQLite database file at this schema version, as backups of modelreg before exports stored it.
+    case sqliteDatabase(BlobEntry, schemaVersion: Int)
+
+    public var blob: BlobEntry {
+        switch self {
+        case .export(let blob, _), .sqliteDatabase(let blob, _): blob
+        }
+    }
 }
 
 /// A backup repository: a directory that holds blobs by digest and one JSON file per snapshot.
 ///
 ///     <root>/modelreg-backup.json       marks the directory as a repository (format version)
-///     <root>/blobs/sha256/ab/<hex>      blobs and database files, each written once
+///     <root>/blobs/sha256/ab/<hex>      blobs and metadata exports, each written once
 ///     <root>/snapshots/<id>.json        one per snapshot; written last, so a snapshot names only durable blobs
 ///     <root>/tmp/                       files being written; emptied by the next writer
 ///     <root>/lock                       flock: one writer (backup, prune) at a time, readers share
 public struct BackupRepository: Sendable {
-    public static let formatVersion = 1
+    /// 2: snapshots hold a metadata export instead of a SQLite database. A repository of format 1 is read as
+    /// it is, and marked 2 by the first snapshot this binary writes into it, so an older modelreg, which could
+    /// not read that snapshot, refuses the repository as a whole with a message to upgrade.
+    public static let formatVersion = 2
     struct Marker: Codable { var format: Int }
 
     public let root: URL
+    /// The format the repository is marked with.
+    public let format: Int
 
     var marker: URL { root.appendingPathComponent("modelreg-backup.json") }
     var blobs: URL { root.appendingPathComponent("blobs/sha256", isDirectory: true) }
@@ -64,7 +143,9 @@ public struct BackupRepository: Sendable {
 
     /// An existing repository.
     public init(opening path: String) throws(RegistryError) {
-        root = URL(fileURLWithPath: path, isDirectory: true).standardizedFileURL
+        let root = URL(fileURLWithPath: path, isDirectory: true).standardizedFileURL
+        self.root = root
+        let marker = root.appendingPathComponent("modelreg-backup.json")
         guard let data = FileManager.default.contents(atPath: marker.path) else {
             throw RegistryError(
                 .notFound, "no backup repository at \(root.path): create one with `modelreg backup --to \(path)`")
@@ -74,6 +155,7 @@ public struct BackupRepository: Sendable {
             throw RegistryError(
                 .storageFailure, "\(marker.path) is not a backup repository this modelreg can read: upgrade modelreg")
         }
+        format = decoded.format
     }
 
     /// A repository, created when the directory is missing or empty.
@@ -90,11 +172,15 @@ public struct BackupRepository: Sendable {
         for directory in ["blobs/sha256", "snapshots", "tmp"] {
             try POSIXFile.createDirectory(root.appendingPathComponent(directory).path)
         }
-        let marker = try JSONEncoder().encodeBytes(Marker(format: formatVersion))
-        try FileTree.writeAtomically(
-            marker, to: root.appendingPathComponent("modelreg-backup.json").path,
-            temporary: root.appendingPathComponent("tmp/marker").path)
+        try writeMarker(in: root)
         return try BackupRepository(opening: path)
+    }
+
+    private static func writeMarker(in root: URL) throws(RegistryError) {
+        try FileTree.writeAtomically(
+            try JSONEncoder().encodeBytes(Marker(format: formatVersion)),
+            to: root.appendingPathComponent("modelreg-backup.json").path,
+            temporary: root.appendingPathComponent("tmp/marker-\(UUID().uuidString.lowercased())").path)
     }
 
     /// Takes the repository's lock: exclusive for writers, shared for readers. A lock held by a process that
@@ -154,7 +240,9 @@ public struct BackupRepository: Sendable {
         try POSIXFile.status(blob(entry.digest))?.size == entry.size
     }
 
+    /// Only called while holding the exclusive lock.
     func writeSnapshot(_ snapshot: Snapshot) throws(RegistryError) {
+        if format < Self.formatVersion { try Self.writeMarker(in: root) }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         try FileTree.writeAtomically(

@@ -1,8 +1,6 @@
 import FileSystemIO
 import Foundation
-import GRDB
 import ModelRegistryCore
-import SQLiteMetadata
 
 /// What one backup did.
 public struct BackupReport: Codable, Sendable {
@@ -12,19 +10,19 @@ public struct BackupReport: Codable, Sendable {
     public var bytes: Int64
     public var blobsCopied: Int
     public var bytesCopied: Int64
-    public var databaseBytes: Int64
+    public var metadataBytes: Int64
     public var seconds: Double
 }
 
 /// Takes one snapshot of a registry into a repository.
 ///
-/// Order: the database copy (online backup API) is stored as a blob; the blobs its manifests reference are
-/// read from the copy itself, so the snapshot is exactly what that database needs; each missing blob is
-/// copied into `tmp/`, checked against its digest, synced and renamed into place; only then is the snapshot
-/// file written (synced, renamed, directory synced). An interrupted backup leaves no snapshot, only blobs
-/// that the next backup reuses and files in `tmp/` that it clears. A blob that vanishes from the registry
-/// meanwhile (its version deleted and garbage-collected) makes the backup start over from a new database
-/// snapshot, keeping what it copied.
+/// Order: the metadata export (one read transaction of the store) is stored as a blob; the blobs its manifests
+/// reference are read from the export itself, so the snapshot is exactly what that metadata needs; each
+/// missing blob is copied into `tmp/`, checked against its digest, synced and renamed into place; only then
+/// is the snapshot file written (synced, renamed, directory synced). An interrupted backup leaves no
+/// snapshot, only blobs that the next backup reuses and files in `tmp/` that it clears. A blob that vanishes
+/// from the registry meanwhile (its version deleted and garbage-collected) makes the backup start over from a
+/// new export, keeping what it copied.
 public struct BackupRunner: Sendable {
     public let repository: BackupRepository
     public let source: any BackupSource
@@ -46,57 +44,57 @@ public struct BackupRunner: Sendable {
         var attempt = 1
         while true {
             let time = Date()
-            let (database, contents) = try await snapshotDatabase(log: log)
+            let (metadata, contents) = try await exportMetadata(log: log)
+            let blobs = try contents.referencedBlobs()
             var missing: [BlobEntry] = []
-            for blob in contents.blobs where try !repository.has(blob) { missing.append(blob) }
+            for blob in blobs where try !repository.has(blob) { missing.append(blob) }
             let copied: Int64
             do {
                 copied = try await copy(missing, log: log)
             } catch let error as RegistryError where error.code == .notFound && attempt < Self.attempts {
-                // A version deleted and collected since the database snapshot: a new snapshot no longer
-                // needs its blobs, and the blobs copied so far stay in the repository.
-                log("\(error.message); taking a new database snapshot")
+                // A version deleted and collected since the export: a new export no longer needs its blobs,
+                // and the blobs copied so far stay in the repository.
+                log("\(error.message); exporting the metadata again")
                 attempt += 1
                 continue
             }
             return try finish(
-                time: time, database: database, contents: contents, copied: (missing.count, copied), started: started)
+                time: time, metadata: (metadata, contents), blobs: blobs, copied: (missing.count, copied),
+                started: started)
         }
     }
 
     static let attempts = 3
 
-    /// The database copy, stored as a blob of the repository, and what it holds.
-    private func snapshotDatabase(log: @Sendable (String) -> Void) async throws -> (BlobEntry, DatabaseContents) {
-        let databaseCopy = repository.temporaryFile("database")
-        try await source.snapshotDatabase(to: databaseCopy)
-        let contents = try Self.contents(ofDatabase: databaseCopy)
-        let database = try FileTree.hash(databaseCopy)
-        if try repository.has(database) {
-            try POSIXFile.remove(databaseCopy)
-        } else {
-            try FileTree.install(databaseCopy, as: repository.blob(database.digest))
+    /// The metadata export, stored as a blob of the repository (an unchanged registry's exports are the same
+    /// bytes, so they share one), and the blobs it needs.
+    private func exportMetadata(log: @Sendable (String) -> Void) async throws -> (BlobEntry, MetadataExport) {
+        let export = try await source.exportMetadata()
+        let bytes = try export.encoded()
+        let stored = BlobEntry(digest: Digest.of(bytes), size: Int64(bytes.count))
+        if try !repository.has(stored) {
+            try FileTree.writeAtomically(
+                bytes, to: repository.blob(stored.digest), temporary: repository.temporaryFile("metadata"))
         }
-        log("database snapshot: \(database.size) bytes, \(contents.blobs.count) blobs referenced")
-        return (database, contents)
+        log("metadata export: \(stored.size) bytes, \(export.models.count) models")
+        return (stored, export)
     }
 
     /// Writes the snapshot file, once everything it names is durable in the repository.
     private func finish(
-        time: Date, database: BlobEntry, contents: DatabaseContents, copied: (blobs: Int, bytes: Int64),
-        started: ContinuousClock.Instant
+        time: Date, metadata: (stored: BlobEntry, export: MetadataExport), blobs: [BlobEntry],
+        copied: (blobs: Int, bytes: Int64), started: ContinuousClock.Instant
     ) throws -> BackupReport {
         let snapshot = Snapshot(
             id: BackupRepository.newSnapshotID(time),
             time: Timestamp.format(time),
             modelregVersion: modelregVersion,
             source: source.description,
-            schemaVersion: contents.schemaVersion,
-            database: database,
-            blobs: contents.blobs,
-            models: contents.models,
-            versions: contents.versions,
-            variants: contents.variants
+            metadata: .export(metadata.stored, format: metadata.export.format),
+            blobs: blobs,
+            models: metadata.export.models.count,
+            versions: metadata.export.versionCount,
+            variants: metadata.export.variantCount
         )
         try repository.writeSnapshot(snapshot)
         return BackupReport(
@@ -106,7 +104,7 @@ public struct BackupRunner: Sendable {
             bytes: snapshot.blobBytes,
             blobsCopied: copied.blobs,
             bytesCopied: copied.bytes,
-            databaseBytes: database.size,
+            metadataBytes: metadata.stored.size,
             seconds: (ContinuousClock.now - started).seconds
         )
     }
@@ -149,25 +147,4 @@ public struct BackupRunner: Sendable {
         return total
     }
 
-    struct DatabaseContents {
-        var schemaVersion: Int
-        var blobs: [BlobEntry]
-        var models: Int
-        var versions: Int
-        var variants: Int
-    }
-
-    static func contents(ofDatabase path: String) throws -> DatabaseContents {
-        let database = try RegistryDatabase.open(path)
-        defer { try? database.close() }
-        return try database.read { db in
-            DatabaseContents(
-                schemaVersion: try SchemaMigrator.appliedVersion(db),
-                blobs: try ManifestFileReferences.blobs(db),
-                models: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM models") ?? 0,
-                versions: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM versions") ?? 0,
-                variants: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM variants") ?? 0
-            )
-        }
-    }
 }

@@ -1,59 +1,56 @@
 import FileSystemBlobs
-import FileSystemIO
 import Foundation
-import GRDB
 import ModelRegistryCore
 
-/// Where a backup reads a registry from: its data directory, or a running server (`RemoteBackupSource` in
-/// RegistryClient).
+/// Where a backup reads a registry from: its stores, or a running server (`RemoteBackupSource` in
+/// MaintenanceClient).
 public protocol BackupSource: Sendable {
     /// Names the registry in snapshots and messages.
     var description: String { get }
-    /// Writes a consistent copy of the registry database to the new file `path`.
-    func snapshotDatabase(to path: String) async throws
+    /// Everything the registry's metadata holds, as of one moment.
+    func exportMetadata() async throws -> MetadataExport
     /// Writes the blob's bytes to the new file `path`, synced, and returns the digest and size of what it wrote.
     func copyBlob(_ blob: BlobEntry, to path: String) async throws -> BlobEntry
 }
 
-/// A registry's data directory on this machine; the server may be running on it meanwhile.
-public struct LocalBackupSource: BackupSource {
-    public let directory: DataDirectory
+/// A registry's stores, read directly: a data directory on this machine (`LocalStores`), with or without a
+/// server running on it, since the export is one read transaction and blobs never change.
+public struct StoreBackupSource: BackupSource {
+    public let description: String
+    let blobs: any BlobStore
+    let metadata: any MetadataStore
 
-    public init(directory: DataDirectory) {
-        self.directory = directory
+    public init(description: String, blobs: any BlobStore, metadata: any MetadataStore) {
+        self.description = description
+        self.blobs = blobs
+        self.metadata = metadata
     }
 
-    public var description: String { directory.root.path }
-
-    public func snapshotDatabase(to path: String) async throws {
-        try Self.snapshot(database: directory.database.path, to: path)
+    /// The data directory's stores, opened without migrating: a backup writes nothing into the registry.
+    public init(directory: DataDirectory) throws {
+        let stores = try LocalStores(directory, readingOnly: true)
+        self.init(description: directory.root.path, blobs: stores.blobs, metadata: stores.metadata)
     }
 
-    /// SQLite's online backup API, all pages in one step inside one read transaction: a consistent database
-    /// as of one moment, taken while writers go on.
-    public static func snapshot(database source: String, to path: String) throws {
-        let database = try RegistryDatabase.open(source)
-        defer { try? database.close() }
+    public func exportMetadata() async throws -> MetadataExport {
         do {
-            let copy = try DatabaseQueue(path: path)
-            try database.backup(to: copy)
-            try copy.close()
-        } catch {
-            throw RegistryError(.storageFailure, "cannot snapshot the database \(source) into \(path): \(error)")
+            try await metadata.checkReady()
+        } catch let error as RegistryError {
+            throw RegistryError(
+                error.code,
+                "\(error.message): back up with the modelreg version that serves \(description), or start this version's server on it once"
+            )
         }
-        let file = try POSIXFile.openForReading(path)
-        try file.sync()
-        try file.close()
+        return try await metadata.exportMetadata()
     }
 
     public func copyBlob(_ blob: BlobEntry, to path: String) async throws -> BlobEntry {
-        let source = directory.blob(blob.digest).path
-        guard try POSIXFile.status(source) != nil else {
+        guard try await blobs.info(blob.digest) != nil else {
             throw RegistryError(
                 .notFound,
-                "blob \(blob.digest) is referenced but not stored in \(directory.root.path): run `modelreg verify` and `modelreg repair`"
+                "blob \(blob.digest) is referenced but not stored in \(description): run `modelreg verify` and `modelreg repair`"
             )
         }
-        return try FileTree.copy(from: source, to: path)
+        return try await FileTree.write(try await blobs.read(blob.digest, range: 0..<blob.size), to: path)
     }
 }

@@ -21,6 +21,27 @@ enum FileTree {
         return BlobEntry(digest: digest, size: size)
     }
 
+    /// Writes a stream into the new file `path` while hashing it, and syncs it. Returns what was written.
+    static func write(_ bytes: BlobBytes, to path: String) async throws -> BlobEntry {
+        let file = try POSIXFile.open(path, flags: O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC)
+        do {
+            var hasher = ContentHasher()
+            for try await buffer in bytes {
+                try buffer.withUnsafeReadableBytes { raw throws(RegistryError) in
+                    try file.write(raw, at: hasher.count)
+                    hasher.update(raw)
+                }
+            }
+            try file.sync()
+            try file.close()
+            return BlobEntry(digest: hasher.finalize(), size: hasher.count)
+        } catch {
+            try? file.close()
+            try? POSIXFile.remove(path)
+            throw error
+        }
+    }
+
     /// Writes bytes durably at `path` through a temporary file beside it.
     static func writeAtomically(_ bytes: [UInt8], to path: String, temporary: String) throws(RegistryError) {
         try POSIXFile.create(temporary) { file throws(RegistryError) in

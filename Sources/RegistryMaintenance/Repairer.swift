@@ -12,31 +12,36 @@ public protocol RepairTarget: Sendable {
     func store(_ digest: Digest, from path: String) async throws
 }
 
-/// A data directory on this machine.
-public struct LocalRepairTarget: RepairTarget {
-    public let directory: DataDirectory
+/// A registry's stores, refilled directly: a data directory on this machine (`LocalStores`).
+public struct StoreRepairTarget: RepairTarget {
+    public let description: String
+    let blobs: any BlobStore
+    let metadata: any MetadataStore
 
-    public init(directory: DataDirectory) {
-        self.directory = directory
+    public init(description: String, blobs: any BlobStore, metadata: any MetadataStore) {
+        self.description = description
+        self.blobs = blobs
+        self.metadata = metadata
     }
 
-    public var description: String { directory.root.path }
+    public init(directory: DataDirectory) throws {
+        let stores = try LocalStores(directory)
+        self.init(description: directory.root.path, blobs: stores.blobs, metadata: stores.metadata)
+    }
 
     public func missingBlobs() async throws -> [Digest] {
-        let stores = try LocalStores(directory)
-        return try await Scrubber(blobs: stores.blobs, references: stores.metadata, sample: 0).run().missing
+        try await Scrubber(blobs: blobs, references: metadata, sample: 0).run().missing
     }
 
+    /// Put as an upload would be: checked against the digest by the store, then recorded.
     public func store(_ digest: Digest, from path: String) async throws {
-        try POSIXFile.createDirectory(directory.tmp.path)
-        let temporary = directory.tmp.appendingPathComponent("repair-\(UUID().uuidString.lowercased())").path
-        let copied = try FileTree.copy(from: path, to: temporary)
-        guard copied.digest == digest else {
-            try? POSIXFile.remove(temporary)
-            throw RegistryError(
-                .integrity, "the backup's copy of \(digest) is corrupt too (it hashes to \(copied.digest))")
+        let file = try POSIXFile.openForReading(path)
+        defer { try? file.close() }
+        do {
+            try await metadata.recordBlob(try await blobs.put(file.bytes(0..<file.size()), expecting: digest))
+        } catch let error as RegistryError where error.code == .digestMismatch {
+            throw RegistryError(.integrity, "the backup's copy of \(digest) is corrupt too (\(error.message))")
         }
-        try FileTree.install(temporary, as: directory.blob(digest).path)
     }
 }
 

@@ -43,7 +43,7 @@ public struct RepositoryVerifier: Sendable {
                 continue
             }
             snapshots += 1
-            for blob in [snapshot.database] + snapshot.blobs where needed[blob.digest] == nil {
+            for blob in [snapshot.metadata.blob] + snapshot.blobs where needed[blob.digest] == nil {
                 needed[blob.digest] = (blob.size, snapshot.id)
             }
         }

@@ -3,7 +3,6 @@ import FileSystemIO
 import Foundation
 import ModelRegistryCore
 import SQLiteMetadata
-import Synchronization
 
 /// What a restore wrote.
 public struct RestoreReport: Codable, Sendable {
@@ -17,23 +16,29 @@ public struct RestoreReport: Codable, Sendable {
     public var seconds: Double
 }
 
-/// Restores a snapshot into a data directory: every blob copied and checked against its digest, then the
-/// database (checked too), then the schema brought up to this binary's migrations. The database comes
-/// last, so an interrupted restore leaves no registry that looks complete.
+/// Restores a snapshot into a data directory through its stores: the metadata read and checked first, then
+/// every blob put into the blob store (which checks it against its digest), then the metadata imported into a
+/// new database in one transaction. The database comes last, so an interrupted restore leaves no registry that
+/// looks complete, and the restore marker says so until the end.
 public struct Restorer: Sendable {
     public let repository: BackupRepository
     public let snapshotID: String?
     public let target: DataDirectory
     public let force: Bool
+    public let jobs: Int
 
-    public init(repository: BackupRepository, snapshotID: String?, target: DataDirectory, force: Bool) {
+    public init(
+        repository: BackupRepository, snapshotID: String?, target: DataDirectory, force: Bool,
+        jobs: Int = ProcessInfo.processInfo.activeProcessorCount
+    ) {
         self.repository = repository
         self.snapshotID = snapshotID
         self.target = target
         self.force = force
+        self.jobs = max(1, jobs)
     }
 
-    public func run(log: @Sendable (String) -> Void = { _ in }) throws -> RestoreReport {
+    public func run(log: @Sendable (String) -> Void = { _ in }) async throws -> RestoreReport {
         let started = ContinuousClock.now
         let lock = try repository.lock(exclusive: false)
         defer { lock.unlock() }
@@ -48,9 +53,13 @@ public struct Restorer: Sendable {
             to: target.restoreMarker.path,
             temporary: target.tmp.appendingPathComponent("restore-marker-\(UUID().uuidString.lowercased())").path
         )
-        try restoreBlobs(snapshot.blobs, log: log)
-        try restore(snapshot.database, to: target.database.path)
-        _ = try SQLiteMetadataStore(path: target.database.path)
+        let export = try await repository.metadata(of: snapshot, scratch: target.tmp)
+        let blobs = FileSystemBlobStore(directory: target)
+        try await restoreBlobs(snapshot.blobs, into: blobs, log: log)
+        let metadata = try SQLiteMetadataStore(path: target.database.path)
+        try await metadata.recordBlobs(
+            snapshot.blobs.map { StoredBlob(digest: $0.digest, size: $0.size, stored: Date()) })
+        try await metadata.importMetadata(export)
         try POSIXFile.remove(target.restoreMarker.path)
         return RestoreReport(
             snapshot: snapshot.id, data: target.root.path, blobs: snapshot.blobs.count, bytes: snapshot.blobBytes,
@@ -85,40 +94,46 @@ public struct Restorer: Sendable {
         try FileTree.removeContents(of: root, keeping: [target.adminToken.lastPathComponent, lock])
     }
 
-    /// Copies the blobs on every core at once: hashing, not the disk, is what bounds a restore.
-    private func restoreBlobs(_ blobs: [BlobEntry], log: @Sendable (String) -> Void) throws(RegistryError) {
-        let failure = Mutex<RegistryError?>(nil)
-        let restored = Atomic<Int>(0)
-        DispatchQueue.concurrentPerform(iterations: blobs.count) { index in
-            guard failure.withLock({ $0 == nil }) else { return }
-            do {
-                try restore(blobs[index], to: target.blob(blobs[index].digest).path)
-            } catch {
-                failure.withLock { $0 = $0 ?? (error as? RegistryError ?? RegistryError(.storageFailure, "\(error)")) }
-                return
+    /// Puts `jobs` blobs at once (one a core): hashing, not the disk, is what bounds a restore.
+    private func restoreBlobs(_ blobs: [BlobEntry], into store: any BlobStore, log: @Sendable (String) -> Void)
+        async throws
+    {
+        let repository = self.repository
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            var next = 0
+            func start() {
+                guard next < blobs.count else { return }
+                let blob = blobs[next]
+                next += 1
+                group.addTask { try await Self.restore(blob, from: repository, into: store) }
             }
-            let count = restored.add(1, ordering: .relaxed).newValue
-            if count % 100 == 0 { log("restored \(count)/\(blobs.count) blobs") }
+            for _ in 0..<jobs { start() }
+            var done = 0
+            while try await group.next() != nil {
+                done += 1
+                if done % 100 == 0 { log("restored \(done)/\(blobs.count) blobs") }
+                start()
+            }
         }
-        if let error = failure.withLock({ $0 }) { throw error }
     }
 
-    private func restore(_ blob: BlobEntry, to path: String) throws(RegistryError) {
-        let source = repository.blob(blob.digest)
-        guard try POSIXFile.status(source) != nil else {
+    private static func restore(_ blob: BlobEntry, from repository: BackupRepository, into store: any BlobStore)
+        async throws
+    {
+        let path = repository.blob(blob.digest)
+        guard let size = try POSIXFile.regularFileSize(path) else {
             throw RegistryError(
                 .integrity,
                 "the repository lacks blob \(blob.digest): run `modelreg backup verify`; restore an older snapshot")
         }
-        let temporary = target.tmp.appendingPathComponent("restore-\(UUID().uuidString.lowercased())").path
-        let copied = try FileTree.copy(from: source, to: temporary)
-        guard copied == blob else {
-            try? POSIXFile.remove(temporary)
+        let file = try POSIXFile.openForReading(path)
+        defer { try? file.close() }
+        do {
+            _ = try await store.put(file.bytes(0..<size), expecting: blob.digest)
+        } catch let error as RegistryError where error.code == .digestMismatch {
             throw RegistryError(
                 .integrity,
-                "the repository's copy of \(blob.digest) is corrupt (it hashes to \(copied.digest)): restore an older snapshot"
-            )
+                "the repository's copy of \(blob.digest) is corrupt (\(error.message)): restore an older snapshot")
         }
-        try FileTree.install(temporary, as: path)
     }
 }

@@ -93,7 +93,7 @@ public struct Pruner: Sendable {
         let removed = snapshots.filter { keep[$0.id] == nil }
         var needed = Set<Digest>()
         for snapshot in kept {
-            needed.insert(snapshot.database.digest)
+            needed.insert(snapshot.metadata.blob.digest)
             for blob in snapshot.blobs { needed.insert(blob.digest) }
         }
         let garbage = try ContentAddressedTree.files(in: repository.blobs).filter { !needed.contains($0.digest) }

@@ -1,14 +1,10 @@
-import FileSystemBlobs
-import FileSystemIO
 import Foundation
 import Hummingbird
 import ModelRegistryCore
-import NIOPosix
 import RegistryMaintenance
 
-/// Admin maintenance: garbage collection, the integrity scrub, and the consistent database snapshot that
-/// remote backups read. GC and the scrub work on the data directory through a database connection of their
-/// own, on the blocking thread pool, so requests keep being served meanwhile.
+/// Admin maintenance: garbage collection, the integrity scrub, and the metadata export that remote backups
+/// read. Each works through the stores, so requests keep being served meanwhile.
 struct MaintenanceRoutes {
     let registry: Registry
 
@@ -53,37 +49,19 @@ struct MaintenanceRoutes {
                 }
                 return JSONBody.response(report)
             },
-            Route(.get, "/v1/admin/snapshot") { _, context in
+            Route(.get, "/v1/admin/export") { _, context in
                 try registry.authorize(context, .admin)
-                return try await snapshot()
+                let bytes = try await registry.metadata.exportMetadata().encoded()
+                return Response(
+                    status: .ok,
+                    headers: [
+                        .contentType: MetadataExport.mediaType, .contentLength: String(bytes.count),
+                        .modelregDigest: Digest.of(bytes).description,
+                    ],
+                    body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes))
+                )
             },
         ]
-    }
-
-    /// The database as of one moment, through SQLite's online backup API, streamed from a temporary file
-    /// that is unlinked at once (the open descriptor keeps its bytes until the response is sent).
-    private func snapshot() async throws -> Response {
-        let path = registry.scratchFile(.snapshot, suffix: ".sqlite")
-        let (file, digest) = try await NIOThreadPool.singleton.runIfActive {
-            try LocalBackupSource.snapshot(database: registry.directory.database.path, to: path)
-            let file = try POSIXFile.openForReading(path)
-            try POSIXFile.remove(path)
-            return (file, try file.hashContents().hasher.finalize())
-        }
-        let size = try file.size()
-        let bytes = file.bytes(0..<size)
-        let body = ResponseBody(contentLength: Int(size)) { writer in
-            for try await chunk in bytes { try await writer.write(chunk) }
-            try await writer.finish(nil)
-        }
-        return Response(
-            status: .ok,
-            headers: [
-                .contentType: "application/vnd.sqlite3", .contentLength: String(size),
-                .modelregDigest: digest.description,
-            ],
-            body: body
-        )
     }
 
     private static func flag(_ text: String?, _ name: String) throws(RegistryError) -> Bool {

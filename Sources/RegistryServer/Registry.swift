@@ -96,22 +96,17 @@ public struct Registry: Sendable {
     /// The data directories this process serves; their locks go when it ends.
     private static let heldLocks = Mutex<[FileLock]>([])
 
-    /// The server's own files in `tmp/`, named `<purpose>-<uuid>`.
-    enum Scratch: String, CaseIterable {
-        case snapshot
-    }
+    /// The database copies that servers before the metadata export wrote into `tmp/` while answering
+    /// `/v1/admin/snapshot`, named `snapshot-<uuid>.sqlite`: a killed one left a whole copy of the database.
+    static let leftoverPrefix = "snapshot-"
 
-    func scratchFile(_ purpose: Scratch, suffix: String = "") -> String {
-        directory.tmp.appendingPathComponent("\(purpose.rawValue)-\(UUID().uuidString.lowercased())\(suffix)").path
-    }
-
-    /// A killed server leaves the scratch files of the requests it was serving (a database snapshot is a
-    /// whole copy of the database) and cache image records it was writing. No other process writes these
-    /// names, so they are removed before serving; other tools' files in `tmp/` are left alone.
+    /// A killed server leaves the cache image records it was writing (and an older one, database copies). No
+    /// other process writes these names, so they are removed before serving; other tools' files in `tmp/` are
+    /// left alone.
     private static func removeLeftovers(of directory: DataDirectory, logger: Logger) {
         let fileManager = FileManager.default
         var leftovers = ((try? fileManager.contentsOfDirectory(atPath: directory.tmp.path)) ?? [])
-            .filter { name in Scratch.allCases.contains { name.hasPrefix($0.rawValue + "-") } }
+            .filter { $0.hasPrefix(leftoverPrefix) }
             .map { directory.tmp.appendingPathComponent($0).path }
         let images = fileManager.enumerator(atPath: directory.images.path)
         while let name = images?.nextObject() as? String {

@@ -32,6 +32,39 @@ public final class SQLiteMetadataStore: MetadataStore {
         if migrating { try migrator.migrate(pool) }
     }
 
+    /// Opens the database of an existing registry, for maintenance beside (or without) a running server:
+    /// a missing file is refused rather than created (a mistyped `--data` never makes a registry), and so is
+    /// a file that is not a modelreg database or whose schema is newer than this binary's.
+    public static func openExisting(path: String, migrating: Bool = true) throws -> SQLiteMetadataStore {
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw RegistryError(
+                .notFound, "no registry database at \(path): check that --data names a registry data directory")
+        }
+        let store = try SQLiteMetadataStore(path: path, migrating: false)
+        let applied: Int
+        do {
+            applied = try store.pool.read { db in
+                guard try db.tableExists("schema_migrations") else { return -1 }
+                return try SchemaMigrator.appliedVersion(db)
+            }
+        } catch {
+            throw RegistryError(.storageFailure, "cannot read the registry database \(path): \(error)")
+        }
+        guard applied >= 0 else {
+            throw RegistryError(
+                .storageFailure, "\(path) is not a modelreg database (it has no schema_migrations table)")
+        }
+        let latest = store.migrator.latestVersion
+        guard applied <= latest else {
+            throw RegistryError(
+                .databaseTooNew,
+                "the database \(path) is at schema version \(applied) but this modelreg knows only up to \(latest): upgrade modelreg"
+            )
+        }
+        if migrating { try store.migrator.migrate(store.pool) }
+        return store
+    }
+
     public var changeCount: Int { changes.withLock { $0.total } }
 
     public func changeCount(of model: ModelName) -> Int { changes.withLock { $0.models[model] ?? 0 } }

@@ -37,7 +37,7 @@ struct Backup: AsyncParsableCommand {
         func run() async throws {
             let repository = try BackupRepository.openOrCreate(self.repository.repository)
             let source: any BackupSource =
-                try target.directory.map { LocalBackupSource(directory: $0) }
+                try target.directory.map { try StoreBackupSource(directory: $0) }
                 ?? RemoteBackupSource(connection: target.client.connection)
             let runner = BackupRunner(
                 repository: repository, source: source, modelregVersion: Modelreg.configuration.version, jobs: jobs)
@@ -132,7 +132,7 @@ struct Restore: AsyncParsableCommand {
             repository: try BackupRepository(opening: from), snapshotID: snapshot, target: DataDirectory(data),
             force: force
         )
-        let report = try restorer.run(log: output.progress)
+        let report = try await restorer.run(log: output.progress)
         output.print(report) { Presentation.restore(report) }
     }
 }

@@ -127,7 +127,7 @@ struct Repair: AsyncParsableCommand {
         let local = try target.claimedDirectory("repair")
         defer { local?.lock?.unlock() }
         let repairTarget: any RepairTarget =
-            try local.map { LocalRepairTarget(directory: $0.directory) }
+            try local.map { try StoreRepairTarget(directory: $0.directory) }
             ?? RemoteRepairTarget(connection: target.client.connection)
         let report = try await Repairer(repository: repository, target: repairTarget).run(log: output.progress)
         output.print(report) { Presentation.repair(report) }

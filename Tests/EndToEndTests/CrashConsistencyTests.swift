@@ -36,8 +36,9 @@ import Testing
         )
     }
 
-    /// What a server killed in the middle of a database snapshot or of writing a cache image record leaves
-    /// is removed when it starts again; files of other tools in `tmp/` are not its to remove.
+    /// What a server killed in the middle of writing a cache image record (or an older server, in the middle
+    /// of a database snapshot) leaves is removed when it starts again; files of other tools in `tmp/` are not
+    /// its to remove.
     @Test func theLeftoversOfAKilledServerAreRemovedAtStart() throws {
         let scratch = try Scratch()
         let data = scratch.url("data")

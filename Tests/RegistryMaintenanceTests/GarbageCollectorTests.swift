@@ -33,10 +33,7 @@ import Testing
         #expect(!data.hasBlob(old))
         #expect(data.hasBlob(referenced))
         #expect(data.hasBlob(recent))
-        let rows = try await RegistryDatabase.open(data.directory.database.path).read { db in
-            try String.fetchAll(db, sql: "SELECT digest FROM blobs")
-        }
-        #expect(!rows.contains(old.description))
+        #expect(try !data.recordedBlobs().contains(old))
     }
 
     /// Publishes racing collections of their own (old, unreferenced) blobs, every other one uploading the

@@ -12,7 +12,7 @@ import Testing
         return Snapshot(
             id: id, time: Timestamp.format(noon.addingTimeInterval(-hoursAgo * 3600)), modelregVersion: "test",
             source: "test",
-            schemaVersion: 2, database: BlobEntry(digest: Digest.of(Array(id.utf8)), size: 1), blobs: [], models: 0,
+            metadata: .export(BlobEntry(digest: Digest.of(Array(id.utf8)), size: 1), format: 1), blobs: [], models: 0,
             versions: 0, variants: 0
         )
     }
@@ -42,7 +42,7 @@ import Testing
         let data = try TestData()
         let repository = try BackupRepository.openOrCreate(data.url("repo").path)
         let runner = BackupRunner(
-            repository: repository, source: LocalBackupSource(directory: data.directory), modelregVersion: "test")
+            repository: repository, source: try StoreBackupSource(directory: data.directory), modelregVersion: "test")
         try await data.publish("m", "1.0", ["w": bytes("first")])
         let first = try await runner.run()
         try await data.publish("m", "2.0", ["w": bytes("second")])

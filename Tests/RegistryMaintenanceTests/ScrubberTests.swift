@@ -11,7 +11,7 @@ import Testing
         try await data.publish("m", "1.0", ["a": bytes("a"), "b": bytes("b")])
         let repository = try BackupRepository.openOrCreate(data.url("repo").path)
         _ = try await BackupRunner(
-            repository: repository, source: LocalBackupSource(directory: data.directory), modelregVersion: "test"
+            repository: repository, source: try StoreBackupSource(directory: data.directory), modelregVersion: "test"
         ).run()
         #expect(try await Scrubber(blobs: data.blobs, references: data.metadata).run().healthy)
 
@@ -29,8 +29,10 @@ import Testing
         #expect(!data.hasBlob(victim.digest))
         #expect(throws: RegistryError.self) { _ = try data.blobs.reader(victim.digest) }
 
-        let repair = try await Repairer(repository: repository, target: LocalRepairTarget(directory: data.directory))
-            .run()
+        let repair = try await Repairer(
+            repository: repository, target: try StoreRepairTarget(directory: data.directory)
+        )
+        .run()
         #expect(repair.repaired == [victim.digest])
         #expect(repair.stillMissing.isEmpty)
         let after = try await Scrubber(blobs: data.blobs, references: data.metadata).run()

@@ -11,7 +11,7 @@ import Testing
     @Test func maintenanceNeedsAnAdminToken() async throws {
         try await TestRegistry.with(.embedded) { registry, client in
             for (uri, method) in [
-                ("/v1/admin/gc", HTTPRequest.Method.post), ("/v1/admin/verify", .post), ("/v1/admin/snapshot", .get),
+                ("/v1/admin/gc", HTTPRequest.Method.post), ("/v1/admin/verify", .post), ("/v1/admin/export", .get),
             ] {
                 #expect(try await client.execute(uri: uri, method: method).status == .unauthorized)
                 let forbidden = try await client.execute(uri: uri, method: method, headers: auth(registry.write))
@@ -67,16 +67,21 @@ import Testing
         }
     }
 
-    @Test func snapshotIsTheDatabaseWithItsDigest() async throws {
-        try await TestRegistry.with(.embedded) { registry, client in
+    /// The export is the store's, byte for byte the same for the same content, with its digest.
+    @Test func theExportIsTheStoresMetadataWithItsDigest() async throws {
+        try await TestRegistry.with { registry, client in
+            try await ReleaseRouteTests.publish(client, registry, "1.0")
             let response = try await client.execute(
-                uri: "/v1/admin/snapshot", method: .get, headers: auth(registry.admin))
+                uri: "/v1/admin/export", method: .get, headers: auth(registry.admin))
             #expect(response.status == .ok)
+            #expect(response.headers[.contentType] == MetadataExport.mediaType)
             let bytes = Array(response.body.readableBytesView)
             #expect(response.headers[.testDigest] == Digest.of(bytes).description)
-            #expect(bytes.starts(with: Array("SQLite format 3\0".utf8)))
-            let leftovers = try FileManager.default.contentsOfDirectory(atPath: registry.registry.directory.tmp.path)
-            #expect(leftovers.isEmpty)
+            let export = try MetadataExport.decode(bytes, from: "the response")
+            #expect(export == (try await registry.registry.metadata.exportMetadata()))
+            #expect(export.models.map(\.name.value) == ["m"])
+            let again = try await client.execute(uri: "/v1/admin/export", method: .get, headers: auth(registry.admin))
+            #expect(Array(again.body.readableBytesView) == bytes)
         }
     }
 }
