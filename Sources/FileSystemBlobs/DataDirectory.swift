@@ -11,7 +11,7 @@ import ModelRegistryCore
 ///     <root>/uploads/<id>.digest    the digest an upload was started for (to resume it)
 ///     <root>/uploads/<id>.hash      the hash state of the upload's first bytes (any process goes on with it)
 ///     <root>/uploads/<id>.hash.tmp  a new hash state before it replaces the saved one
-///     <root>/images/<model>/<hex>.<layout>.json   built cache images: digest and size (the bytes are the blobs)
+///     <root>/images/                cache image records of earlier versions (now in the metadata store)
 ///     <root>/tmp/                   scratch space on the same filesystem
 ///     <root>/quarantine/sha256/<hex> blobs `modelreg verify` found corrupt, never served
 ///     <root>/admin.token            the first admin token (0600)
@@ -34,14 +34,9 @@ public struct DataDirectory: Sendable {
     /// Written when a restore starts and removed when it finished: a directory holding it is no registry
     /// yet, and a rerun with `--force` may replace it.
     public var restoreMarker: URL { root.appendingPathComponent("restore.incomplete") }
-    public var images: URL { root.appendingPathComponent("images", isDirectory: true) }
+    /// Where versions before the metadata store kept cache image records; the server removes it.
+    public var legacyImages: URL { root.appendingPathComponent("images", isDirectory: true) }
     public var quarantine: URL { root.appendingPathComponent("quarantine/sha256", isDirectory: true) }
-
-    /// The record of one built cache image of a model's variant (manifest digest) in a layout.
-    public func imageRecord(_ model: ModelName, _ manifest: Digest, layout: String) -> URL {
-        images.appendingPathComponent(model.value, isDirectory: true).appendingPathComponent(
-            "\(manifest.hex).\(layout).json")
-    }
 
     public func blobDirectory(_ digest: Digest) -> URL {
         blobs.appendingPathComponent(String(digest.hex.prefix(2)), isDirectory: true)
@@ -108,7 +103,7 @@ public struct DataDirectory: Sendable {
 
     /// Creates the directory tree; safe to call on an existing registry.
     public func create() throws(RegistryError) {
-        for directory in [root, blobs, uploads, tmp, images] {
+        for directory in [root, blobs, uploads, tmp] {
             do {
                 try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             } catch {

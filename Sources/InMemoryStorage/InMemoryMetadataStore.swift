@@ -16,6 +16,7 @@ public final class InMemoryMetadataStore: MetadataStore {
         var models: [ModelName: Model] = [:]
         var blobs: [Digest: (size: Int64, stored: Date)] = [:]
         var tokens: [Token] = []
+        var cacheImages: [CacheImageKey: CacheImageRecord] = [:]
         var audit: [AuditEntry] = []
         var lastID: Int64 = 0
         var changes = 0
@@ -88,6 +89,12 @@ public final class InMemoryMetadataStore: MetadataStore {
         var document: ManifestDocument
         /// The blobs its manifest names.
         var files: [Digest]
+    }
+
+    fileprivate struct CacheImageKey: Hashable {
+        var model: ModelName
+        var manifest: Digest
+        var layout: String
     }
 
     fileprivate struct Token {
@@ -363,6 +370,8 @@ public final class InMemoryMetadataStore: MetadataStore {
             let now = Timestamp.now()
             model.deleted[version] = MetadataExport.DeletedVersionName(name: version, deletedAt: now, deletedBy: actor)
             state.models[name] = model
+            let manifests = Set(model.versions.flatMap { $0.variants.map(\.summary.digest) })
+            state.cacheImages = state.cacheImages.filter { $0.key.model != name || manifests.contains($0.key.manifest) }
             let variants = summary.variants.map(\.name)
             state.record(
                 actor, .delete, name, target: "\(name):\(version)",
@@ -379,6 +388,27 @@ public final class InMemoryMetadataStore: MetadataStore {
                 state.audit.reversed().lazy.filter { entry in
                     (query.model == nil || entry.model == query.model) && (query.before.map { entry.id < $0 } ?? true)
                 }.prefix(query.limit))
+        }
+    }
+
+    public func cacheImageRecords(_ model: ModelName, _ manifest: Digest) async throws -> [String: CacheImageRecord] {
+        try reading { state in
+            var records: [String: CacheImageRecord] = [:]
+            for (key, record) in state.cacheImages where key.model == model && key.manifest == manifest {
+                records[key.layout] = record
+            }
+            return records
+        }
+    }
+
+    public func recordCacheImage(_ record: CacheImageRecord, _ model: ModelName, _ manifest: Digest, layout: String)
+        async throws
+    {
+        try writing { state in
+            guard Self.stored(model, state.models[model], where: { $1.summary.digest == manifest }) != nil else {
+                return
+            }
+            state.cacheImages[CacheImageKey(model: model, manifest: manifest, layout: layout)] = record
         }
     }
 

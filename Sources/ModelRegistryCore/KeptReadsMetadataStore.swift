@@ -82,6 +82,15 @@ public final class KeptReadsMetadataStore: MetadataStore {
         try await base.claimUnreferencedBlobs(candidates, recordedBefore: cutoff)
     }
 
+    public func cacheImageRecords(_ model: ModelName, _ manifest: Digest) async throws -> [String: CacheImageRecord] {
+        try await base.cacheImageRecords(model, manifest)
+    }
+    public func recordCacheImage(_ record: CacheImageRecord, _ model: ModelName, _ manifest: Digest, layout: String)
+        async throws
+    {
+        try await base.recordCacheImage(record, model, manifest, layout: layout)
+    }
+
     public func exportMetadata() async throws -> MetadataExport { try await base.exportMetadata() }
     public func importMetadata(_ export: MetadataExport) async throws { try await base.importMetadata(export) }
 }

@@ -5,7 +5,7 @@ import Foundation
 /// A backend implements all of them (`MetadataStore`) and passes the conformance suites in
 /// StoreConformanceTests; code that needs one concern can take that protocol alone.
 public protocol MetadataStore: CatalogStore, ReleaseStore, AuditLogStore, TokenStore, BlobReferenceStore,
-    MetadataExportStore
+    CacheImageRecordStore, MetadataExportStore
 {
     /// Confirms the store is open and its schema is current.
     func checkReady() async throws
@@ -53,7 +53,8 @@ public protocol ReleaseStore: Sendable {
     /// Flags a version as deprecated (again: the reason is updated). It stays pullable.
     func deprecate(_ name: ModelName, _ version: VersionName, reason: String?, actor: String) async throws
         -> VersionSummary
-    /// Removes a version and its variants; refused while an alias points to it. The name is never reused.
+    /// Removes a version and its variants, and the cache image records of manifests no other variant of the
+    /// model has; refused while an alias points to it. The name is never reused.
     func deleteVersion(_ name: ModelName, _ version: VersionName, actor: String) async throws -> DeletedVersion
 }
 
@@ -74,6 +75,33 @@ public protocol BlobReferenceStore: Sendable {
     /// before `cutoff` (or is not recorded at all), and returns those: no publish can name them from then on,
     /// and the caller deletes them from the blob store.
     func claimUnreferencedBlobs(_ candidates: [Digest], recordedBefore cutoff: Date) async throws -> [Digest]
+}
+
+/// What the cache image builder learned of each image. Derived data: rebuilt when missing, never exported.
+/// Records are kept per model and manifest digest, as images are addressed, and go with the model's last
+/// variant that has the manifest (`deleteVersion`).
+public protocol CacheImageRecordStore: Sendable {
+    /// The records of the manifest's images, by layout.
+    func cacheImageRecords(_ model: ModelName, _ manifest: Digest) async throws -> [String: CacheImageRecord]
+    /// Keeps the record of one layout's image; nothing is kept when no variant of the model has the manifest
+    /// (its version was deleted while the image was built).
+    func recordCacheImage(_ record: CacheImageRecord, _ model: ModelName, _ manifest: Digest, layout: String)
+        async throws
+}
+
+public struct CacheImageRecord: Codable, Sendable, Equatable {
+    /// The archive's digest; nil when the build failed.
+    public var digest: Digest?
+    public var size: Int64
+    public var builtAt: String
+    public var error: String?
+
+    public init(digest: Digest?, size: Int64, builtAt: String, error: String? = nil) {
+        self.digest = digest
+        self.size = size
+        self.builtAt = builtAt
+        self.error = error
+    }
 }
 
 /// The whole store as one document and back: what backups take and restores put back, on any backend.

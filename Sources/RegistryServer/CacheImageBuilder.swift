@@ -1,7 +1,5 @@
 import CacheImage
 import DequeModule
-import FileSystemBlobs
-import FileSystemIO
 import Foundation
 import Logging
 import ModelRegistryCore
@@ -12,7 +10,8 @@ import RegistryAPI
 /// Pre-warms cache images: when a variant is published or an alias moves to it, each layout's archive is
 /// streamed once from the blobs to learn its digest, which is then served as the image's `ETag`. The
 /// archive itself is never stored (it is described by the manifest over the blobs), so a built image
-/// costs one small JSON record. Builds run one at a time; the blob store reads off the request threads.
+/// costs one small record in the metadata store. Builds run one at a time; the blob store reads off the
+/// request threads.
 actor CacheImageBuilder {
     private struct Job: Hashable {
         var model: ModelName
@@ -20,16 +19,8 @@ actor CacheImageBuilder {
         var layout: CacheImageLayout
     }
 
-    private struct Record: Codable {
-        var digest: Digest?
-        var size: Int64
-        var builtAt: String
-        var error: String?
-    }
-
-    private let directory: DataDirectory
     private let blobs: any BlobStore
-    private let metadata: any CatalogStore
+    private let metadata: any CatalogStore & CacheImageRecordStore
     private let logger: Logger
     /// Jobs waiting, in order, and the same as a set: a registry seeded with thousands of variants queues
     /// thousands of jobs, and each enqueue asks whether its job is already waiting.
@@ -38,18 +29,24 @@ actor CacheImageBuilder {
     private var building: Job?
     private var worker: Task<Void, Never>?
 
-    init(directory: DataDirectory, blobs: any BlobStore, metadata: any CatalogStore, logger: Logger) {
-        self.directory = directory
+    init(blobs: any BlobStore, metadata: any CatalogStore & CacheImageRecordStore, logger: Logger) {
         self.blobs = blobs
         self.metadata = metadata
         self.logger = logger
     }
 
     /// Queues every layout of a variant that has no built image yet.
-    func enqueue(_ model: ModelName, _ manifest: Digest) {
-        for layout in CacheImageLayout.allCases {
+    func enqueue(_ model: ModelName, _ manifest: Digest) async {
+        let records: [String: CacheImageRecord]
+        do {
+            records = try await metadata.cacheImageRecords(model, manifest)
+        } catch {
+            logger.warning("could not read cache image records", metadata: ["error": "\(error)"])
+            return
+        }
+        for layout in CacheImageLayout.allCases where records[layout.rawValue] == nil {
             let job = Job(model: model, manifest: manifest, layout: layout)
-            guard job != building, !queued.contains(job), record(job) == nil else { continue }
+            guard job != building, !queued.contains(job) else { continue }
             queue.append(job)
             queued.insert(job)
         }
@@ -65,7 +62,7 @@ actor CacheImageBuilder {
                 for alias in model.aliases {
                     let stored = try await metadata.resolve(
                         ModelReference(name: model.name, target: .alias(alias.name)), variant: nil)
-                    enqueue(model.name, stored.digest)
+                    await enqueue(model.name, stored.digest)
                 }
             }
         } catch {
@@ -73,31 +70,33 @@ actor CacheImageBuilder {
         }
     }
 
-    func status(_ model: ModelName, _ manifest: Digest, size: (CacheImageLayout) -> Int64) -> [CacheImageStatus] {
-        CacheImageLayout.allCases.map { layout in
-            let job = Job(model: model, manifest: manifest, layout: layout)
-            if let record = record(job) {
+    func status(_ model: ModelName, _ manifest: Digest, size: (CacheImageLayout) -> Int64) async throws
+        -> [CacheImageStatus]
+    {
+        let records = try await metadata.cacheImageRecords(model, manifest)
+        return CacheImageLayout.allCases.map { layout in
+            if let record = records[layout.rawValue] {
                 return CacheImageStatus(
                     layout: layout.rawValue, state: record.error == nil ? .ready : .failed, digest: record.digest,
                     size: record.size, builtAt: record.builtAt, error: record.error)
             }
+            let job = Job(model: model, manifest: manifest, layout: layout)
             return CacheImageStatus(
                 layout: layout.rawValue, state: job == building ? .building : .pending, size: size(layout))
         }
     }
 
     /// The built image's digest, if it is ready.
-    func digest(_ model: ModelName, _ manifest: Digest, _ layout: CacheImageLayout) -> Digest? {
-        record(Job(model: model, manifest: manifest, layout: layout))?.digest
+    func digest(_ model: ModelName, _ manifest: Digest, _ layout: CacheImageLayout) async throws -> Digest? {
+        try await metadata.cacheImageRecords(model, manifest)[layout.rawValue]?.digest
     }
 
-    /// Drops the records of deleted variants.
+    /// Drops the waiting builds of deleted variants (the store drops their records with the version).
     func forget(_ model: ModelName, _ manifests: [Digest]) {
         for manifest in manifests {
             for layout in CacheImageLayout.allCases {
                 let job = Job(model: model, manifest: manifest, layout: layout)
                 if queued.remove(job) != nil { queue.removeAll { $0 == job } }
-                try? POSIXFile.remove(path(job))
             }
         }
     }
@@ -113,12 +112,12 @@ actor CacheImageBuilder {
             building = job
             let record = await build(job)
             building = nil
-            if let record { save(record, job) }
+            if let record { await save(record, job) }
         }
         worker = nil
     }
 
-    private func build(_ job: Job) async -> Record? {
+    private func build(_ job: Job) async -> CacheImageRecord? {
         do {
             guard let stored = try await metadata.manifest(job.model, digest: job.manifest) else { return nil }
             let image = CacheImage(
@@ -130,7 +129,7 @@ actor CacheImageBuilder {
                     "model": "\(job.model)", "manifest": "\(job.manifest)", "layout": "\(job.layout)",
                     "digest": "\(digest)", "size": "\(image.size)",
                 ])
-            return Record(digest: digest, size: image.size, builtAt: Timestamp.now())
+            return CacheImageRecord(digest: digest, size: image.size, builtAt: Timestamp.now())
         } catch {
             logger.error(
                 "cache image failed",
@@ -138,7 +137,7 @@ actor CacheImageBuilder {
                     "model": "\(job.model)", "manifest": "\(job.manifest)", "layout": "\(job.layout)",
                     "error": "\(error)",
                 ])
-            return Record(digest: nil, size: 0, builtAt: Timestamp.now(), error: "\(error)")
+            return CacheImageRecord(digest: nil, size: 0, builtAt: Timestamp.now(), error: "\(error)")
         }
     }
 
@@ -152,35 +151,13 @@ actor CacheImageBuilder {
         return hasher.finalize()
     }
 
-    private func path(_ job: Job) -> String {
-        directory.imageRecord(job.model, job.manifest, layout: job.layout.rawValue).path
-    }
-
-    private func record(_ job: Job) -> Record? {
-        guard let data = FileManager.default.contents(atPath: path(job)) else { return nil }
-        return try? JSONDecoder().decode(Record.self, from: data)
-    }
-
-    /// A record being written; `Registry.open` removes the ones a killed server left.
-    static let temporarySuffix = ".tmp"
-
-    /// Written to a temporary name and renamed, so a reader sees a whole record or none.
-    private func save(_ record: Record, _ job: Job) {
-        let target = path(job)
-        let temporary = target + Self.temporarySuffix
+    private func save(_ record: CacheImageRecord, _ job: Job) async {
         do {
-            try FileManager.default.createDirectory(
-                atPath: (target as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-            let bytes = try JSONEncoder().encode(record)
-            let file = try POSIXFile.open(temporary, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
-            try bytes.withUnsafeBytes { try file.write($0, at: 0) }
-            try file.sync()
-            try file.close()
-            try POSIXFile.rename(temporary, to: target)
+            try await metadata.recordCacheImage(record, job.model, job.manifest, layout: job.layout.rawValue)
         } catch {
-            // A full disk can cut the write short: leave no partial record behind.
-            try? POSIXFile.remove(temporary)
-            logger.error("cannot record cache image", metadata: ["path": "\(target)", "error": "\(error)"])
+            logger.error(
+                "cannot record cache image",
+                metadata: ["model": "\(job.model)", "manifest": "\(job.manifest)", "error": "\(error)"])
         }
     }
 }

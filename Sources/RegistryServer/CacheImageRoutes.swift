@@ -9,7 +9,7 @@ extension ModelRoutes {
     func imageStatus(_ name: ModelName, _ manifest: Digest) async throws -> CacheImageStatusList {
         let (stored, _) = try await storedManifest(name, manifest)
         let decoded = try stored.decoded()
-        let statuses = await registry.images.status(name, manifest) { layout in
+        let statuses = try await registry.images.status(name, manifest) { layout in
             CacheImage(model: name, manifestDigest: manifest, manifest: decoded, layout: layout).size
         }
         return CacheImageStatusList(model: name, manifest: manifest, images: statuses)
@@ -26,7 +26,7 @@ extension ModelRoutes {
             .modelregDigest: stored.digest.description,
         ]
         // Served whether or not the image is built yet: the bytes are the same; only the ETag waits.
-        if let digest = await registry.images.digest(name, manifest, layout) {
+        if let digest = try await registry.images.digest(name, manifest, layout) {
             headers[.eTag] = "\"\(digest)\""
             headers[.modelregImageState] = CacheImageStatus.State.ready.rawValue
         } else {

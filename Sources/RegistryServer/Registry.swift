@@ -14,7 +14,6 @@ import Synchronization
 
 /// The registry's state behind the HTTP layer: where blobs and metadata live, and how requests are authorized.
 public struct Registry: Sendable {
-    public let directory: DataDirectory
     public let blobs: any BlobStore
     public let metadata: any MetadataStore
     public let anonymousRead: Bool
@@ -27,15 +26,14 @@ public struct Registry: Sendable {
     let renderedReads = ReadCache<RenderedRead, RenderedResponse>(limit: 32 << 20)
 
     public init(
-        directory: DataDirectory, blobs: any BlobStore, metadata: any MetadataStore, anonymousRead: Bool,
+        blobs: any BlobStore, metadata: any MetadataStore, anonymousRead: Bool,
         logger: Logger = Logger(label: "modelreg")
     ) {
-        self.directory = directory
         self.blobs = blobs
         self.metadata = metadata
         self.anonymousRead = anonymousRead
         self.metrics = RegistryMetrics()
-        self.images = CacheImageBuilder(directory: directory, blobs: blobs, metadata: metadata, logger: logger)
+        self.images = CacheImageBuilder(blobs: blobs, metadata: metadata, logger: logger)
     }
 
     /// Opens the registry in a data directory, creating it and its first admin token when it is new. With
@@ -50,7 +48,6 @@ public struct Registry: Sendable {
         let blobs = FileSystemBlobStore(directory: directory)
         try blobs.restoreInterruptedDeletions()
         let registry = Registry(
-            directory: directory,
             blobs: blobs,
             metadata: metadata,
             anonymousRead: configuration.anonymousRead,
@@ -96,35 +93,27 @@ public struct Registry: Sendable {
     /// The data directories this process serves; their locks go when it ends.
     private static let heldLocks = Mutex<[FileLock]>([])
 
-    /// The database copies that servers before the metadata export wrote into `tmp/` while answering
-    /// `/v1/admin/snapshot`, named `snapshot-<uuid>.sqlite`: a killed one left a whole copy of the database.
-    static let leftoverPrefix = "snapshot-"
-
-    /// A killed server leaves the cache image records it was writing (and an older one, database copies). No
-    /// other process writes these names, so they are removed before serving; other tools' files in `tmp/` are
-    /// left alone.
+    /// What servers of earlier versions kept in the data directory and this one does not: the database copies
+    /// they wrote into `tmp/` to answer `/v1/admin/snapshot` (a killed one left a whole copy of the database),
+    /// and `images/`, the cache image records now kept by the metadata store (the alias targets' images are
+    /// built again at start). Other tools' files in `tmp/` are left alone.
     private static func removeLeftovers(of directory: DataDirectory, logger: Logger) {
         let fileManager = FileManager.default
-        var leftovers = ((try? fileManager.contentsOfDirectory(atPath: directory.tmp.path)) ?? [])
-            .filter { $0.hasPrefix(leftoverPrefix) }
-            .map { directory.tmp.appendingPathComponent($0).path }
-        let images = fileManager.enumerator(atPath: directory.images.path)
-        while let name = images?.nextObject() as? String {
-            if name.hasSuffix(CacheImageBuilder.temporarySuffix) {
-                leftovers.append(directory.images.appendingPathComponent(name).path)
-            }
-        }
+        let leftovers =
+            ((try? fileManager.contentsOfDirectory(atPath: directory.tmp.path)) ?? [])
+            .filter { $0.hasPrefix("snapshot-") }.map { directory.tmp.appendingPathComponent($0).path }
+            + (fileManager.fileExists(atPath: directory.legacyImages.path) ? [directory.legacyImages.path] : [])
         for path in leftovers {
             do {
-                try POSIXFile.remove(path)
+                try fileManager.removeItem(atPath: path)
             } catch {
                 logger.error(
-                    "cannot remove a leftover of an earlier run",
+                    "cannot remove a leftover of an earlier version",
                     metadata: ["path": .string(path), "error": "\(error)"])
             }
         }
         if !leftovers.isEmpty {
-            logger.notice("removed the leftovers of an earlier run", metadata: ["count": "\(leftovers.count)"])
+            logger.notice("removed the leftovers of an earlier version", metadata: ["count": "\(leftovers.count)"])
         }
     }
 

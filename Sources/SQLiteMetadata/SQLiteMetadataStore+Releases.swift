@@ -118,6 +118,7 @@ extension SQLiteMetadataStore {
                     """, arguments: [versionID])
             try db.execute(sql: "DELETE FROM variants WHERE version_id = ?", arguments: [versionID])
             try db.execute(sql: "DELETE FROM versions WHERE id = ?", arguments: [versionID])
+            try Self.dropOrphanedCacheImages(db, modelID: modelID)
             let now = Timestamp.now()
             try db.execute(
                 sql: "INSERT INTO deleted_versions (model_id, name, deleted_at, deleted_by) VALUES (?, ?, ?, ?)",

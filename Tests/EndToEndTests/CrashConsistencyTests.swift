@@ -36,15 +36,15 @@ import Testing
         )
     }
 
-    /// What a server killed in the middle of writing a cache image record (or an older server, in the middle
-    /// of a database snapshot) leaves is removed when it starts again; files of other tools in `tmp/` are not
-    /// its to remove.
+    /// What servers of earlier versions left (a database snapshot a killed one was writing, the cache image
+    /// records now kept in the database) is removed when it starts; files of other tools in `tmp/` are not its
+    /// to remove.
     @Test func theLeftoversOfAKilledServerAreRemovedAtStart() throws {
         let scratch = try Scratch()
         let data = scratch.url("data")
         try ServerProcess(data: data).kill()
         let snapshot = data.appendingPathComponent("tmp/snapshot-\(UUID().uuidString.lowercased()).sqlite")
-        let record = data.appendingPathComponent("images/m/\(String(repeating: "ab", count: 32)).flat.json.tmp")
+        let record = data.appendingPathComponent("images/m/\(String(repeating: "ab", count: 32)).flat.json")
         let foreign = data.appendingPathComponent("tmp/repair-\(UUID().uuidString.lowercased())")
         try FileManager.default.createDirectory(
             at: record.deletingLastPathComponent(), withIntermediateDirectories: true)
@@ -52,7 +52,7 @@ import Testing
 
         let server = try ServerProcess(data: data)
         #expect(!FileManager.default.fileExists(atPath: snapshot.path))
-        #expect(!FileManager.default.fileExists(atPath: record.path))
+        #expect(!FileManager.default.fileExists(atPath: data.appendingPathComponent("images").path))
         #expect(FileManager.default.fileExists(atPath: foreign.path))
         server.stop()
     }
@@ -292,13 +292,16 @@ private final class CrashRun {
                 try String.fetchAll(db, sql: "SELECT v.name FROM versions v JOIN variants x ON x.version_id = v.id"))
             #expect(Set(published).isSubset(of: versions), "\(context): every completed push is published")
         }
-        // No process runs now, so every record is there to read.
-        for record in filesBelow(data.appendingPathComponent("images")) where !record.hasSuffix(".tmp") {
-            let bytes = try Data(contentsOf: URL(fileURLWithPath: record))
-            #expect(
-                (try? JSONSerialization.jsonObject(with: bytes)) != nil,
-                "\(context): cache image record \(record) is whole")
+        let orphanedImages = try database.read { db in
+            try Int.fetchOne(
+                db,
+                sql: """
+                    SELECT COUNT(*) FROM cache_images c WHERE NOT EXISTS (
+                        SELECT 1 FROM variants va JOIN versions v ON va.version_id = v.id
+                        WHERE v.model_id = c.model_id AND va.manifest_digest = c.manifest_digest)
+                    """) ?? 0
         }
+        #expect(orphanedImages == 0, "\(context): every cache image record belongs to a variant")
     }
 
     /// Every file under `blobs/` is a complete blob, named by the digest of its bytes, in its prefix
@@ -338,16 +341,11 @@ private final class CrashRun {
         return stored
     }
 
-    /// After a restart: the scratch files of the killed process are gone, no cache image record is left
-    /// half written, and every upload left behind can be resumed by digest or is swept by its TTL. Files the
+    /// After a restart: the scratch files of the killed process are gone, and every upload left behind can be resumed by digest or is swept by its TTL. Files the
     /// new process writes meanwhile (it rebuilds missing images at once) are younger than its start.
     func checkNothingLeftOver(since restart: Date, _ context: String) throws {
         let scratchFiles = filesBelow(data.appendingPathComponent("tmp")).filter { modified($0) < restart }
         #expect(scratchFiles.isEmpty, "\(context): tmp/ holds \(scratchFiles)")
-        let partialRecords = filesBelow(data.appendingPathComponent("images")).filter {
-            $0.hasSuffix(".tmp") && modified($0) < restart
-        }
-        #expect(partialRecords.isEmpty, "\(context): images/ holds \(partialRecords)")
         // Only uploads and their records (digest, hash state, a hash state a kill left unrenamed), which the
         // sweeper knows; a digest record a kill cut short is empty.
         let uploads = data.appendingPathComponent("uploads")

@@ -20,21 +20,48 @@ struct SnapshotListJSON: Decodable {
     var snapshots: [Entry]
 }
 
-/// Every row of the tables that hold what a registry serves, for comparing two registries.
+/// Every row of the tables that hold what a registry serves, each named by its natural key rather than by row
+/// ids (a restore imports an export, which keeps names, times, actors and the ids of history and audit
+/// entries, not the row ids of models, versions and variants), for comparing two registries.
 func databaseRows(_ data: URL) throws -> [String: [[String]]] {
     let database = try DatabaseQueue(path: data.appendingPathComponent("registry.sqlite").path)
     defer { try? database.close() }
+    let version = "versions v JOIN models m ON v.model_id = m.id"
+    let variant = "variants va JOIN versions v ON va.version_id = v.id JOIN models m ON v.model_id = m.id"
+    let queries = [
+        "models": "SELECT name, created_at FROM models",
+        "versions": """
+        SELECT m.name, v.name, v.created_at, v.deprecated_at, v.deprecated_by, v.deprecation_reason FROM \(version)
+        """,
+        "variants": """
+        SELECT m.name, v.name, va.name, va.manifest_digest, va.manifest, va.media_type, va.format, va.total_size,
+               va.file_count, va.created_at, va.created_by FROM \(variant)
+        """,
+        "manifest_files": """
+        SELECT m.name, v.name, va.name, f.path, f.digest, f.size, f.executable
+        FROM manifest_files f JOIN variants va ON f.variant_id = va.id JOIN versions v ON va.version_id = v.id
+        JOIN models m ON v.model_id = m.id
+        """,
+        "aliases": """
+        SELECT m.name, a.name, v.name, a.variant, a.updated_at, a.updated_by
+        FROM aliases a JOIN versions v ON a.version_id = v.id JOIN models m ON v.model_id = m.id
+        """,
+        "alias_history": """
+        SELECT h.id, m.name, h.alias, h.action, h.from_version, h.from_variant, h.to_version, h.to_variant,
+               h.actor, h.at FROM alias_history h JOIN models m ON h.model_id = m.id
+        """,
+        "tokens": "SELECT name, scope, hash, created_at, revoked_at FROM tokens",
+        "deleted_versions": """
+        SELECT m.name, d.name, d.deleted_at, d.deleted_by FROM deleted_versions d JOIN models m ON d.model_id = m.id
+        """,
+        "audit_log": "SELECT * FROM audit_log",
+    ]
     return try database.read { db in
-        var result: [String: [[String]]] = [:]
-        for table in [
-            "models", "versions", "variants", "manifest_files", "aliases", "alias_history", "tokens",
-            "deleted_versions", "audit_log",
-        ] {
-            result[table] = try Row.fetchAll(db, sql: "SELECT * FROM \(table) ORDER BY 1, 2").map {
-                $0.databaseValues.map(\.description)
+        try queries.mapValues { query in
+            try Row.fetchAll(db, sql: query).map { $0.databaseValues.map(\.description) }.sorted {
+                $0.lexicographicallyPrecedes($1)
             }
         }
-        return result
     }
 }
 

@@ -50,7 +50,7 @@ import Testing
     @Test func verifyQuarantinesACorruptBlobWhichIsThenNotServed() async throws {
         try await TestRegistry.with(.embedded) { registry, client in
             let digest = try await putBlob(client, registry.write, Array("some weights".utf8))
-            try Data("some weighTs".utf8).write(to: registry.registry.directory.blob(digest))
+            try Data("some weighTs".utf8).write(to: registry.directory.blob(digest))
             let report = try await client.execute(
                 uri: "/v1/admin/verify?sample=1", method: .post, headers: auth(registry.admin))
             #expect(report.status == .ok)

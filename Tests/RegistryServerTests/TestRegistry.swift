@@ -21,6 +21,8 @@ struct TestRegistry: Sendable {
     }
 
     let registry: Registry
+    /// The embedded stores' data directory (nothing is written there on the in-memory stores).
+    let directory: DataDirectory
     let admin: String
     let write: String
     let read: String
@@ -46,11 +48,9 @@ struct TestRegistry: Sendable {
             admin = try String(contentsOf: configuration.dataDirectory.adminToken, encoding: .utf8)
                 .trimmingCharacters(in: .whitespacesAndNewlines)
         case .inMemory:
-            // The data directory still holds the scratch files of cache images.
-            try configuration.dataDirectory.create()
             registry = Registry(
-                directory: configuration.dataDirectory, blobs: InMemoryBlobStore(), metadata: InMemoryMetadataStore(),
-                anonymousRead: anonymousRead, logger: logger)
+                blobs: InMemoryBlobStore(), metadata: InMemoryMetadataStore(), anonymousRead: anonymousRead,
+                logger: logger)
             let secret = TokenSecret.generate()
             _ = try await registry.metadata.createToken(
                 name: TokenLabel("admin"), scope: .admin, secret: secret, actor: "test")
@@ -62,7 +62,9 @@ struct TestRegistry: Sendable {
             name: TokenLabel("writer"), scope: .write, secret: write, actor: "test")
         _ = try await registry.metadata.createToken(
             name: TokenLabel("reader"), scope: .read, secret: read, actor: "test")
-        let test = TestRegistry(registry: registry, admin: admin, write: write.value, read: read.value)
+        let test = TestRegistry(
+            registry: registry, directory: configuration.dataDirectory, admin: admin, write: write.value,
+            read: read.value)
         let app = try RegistryApplication.make(registry: registry, configuration: configuration, logger: logger)
         try await app.test(.router) { client in try await body(test, client) }
     }
@@ -76,8 +78,8 @@ struct TestRegistry: Sendable {
     }
 
     /// The files of the embedded store.
-    func blobFiles() -> [String] { files(registry.directory.blobs) }
-    func uploadFiles() -> [String] { files(registry.directory.uploads) }
+    func blobFiles() -> [String] { files(directory.blobs) }
+    func uploadFiles() -> [String] { files(directory.uploads) }
 
     private func files(_ url: URL) -> [String] {
         (FileManager.default.enumerator(atPath: url.path)?.allObjects as? [String] ?? [])

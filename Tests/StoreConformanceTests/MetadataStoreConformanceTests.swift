@@ -239,6 +239,36 @@ import Testing
         }
     }
 
+    /// Cache image records are kept per model and manifest, never for a manifest the model lacks, and go with
+    /// the model's last variant that has the manifest.
+    @Test(arguments: MetadataBackend.all)
+    func cacheImageRecordsGoWithTheLastVariantOfTheirManifest(backend: MetadataBackend) async throws {
+        try await backend.open { instance in
+            let store = try instance()
+            let model = try ModelName("m")
+            let digest = try await store.publish("m", "1", files: ["w": "shared"]).variant.digest
+            _ = try await store.publish("m", "2", files: ["w": "shared"])
+            let built = CacheImageRecord(digest: Digest.of(Array("tar".utf8)), size: 3, builtAt: Timestamp.now())
+            let failed = CacheImageRecord(digest: nil, size: 0, builtAt: Timestamp.now(), error: "blob missing")
+            try await store.recordCacheImage(built, model, digest, layout: "flat")
+            try await store.recordCacheImage(failed, model, digest, layout: "hf")
+            #expect(try await instance().cacheImageRecords(model, digest) == ["flat": built, "hf": failed])
+            try await store.recordCacheImage(built, model, digest, layout: "hf")
+            #expect(try await store.cacheImageRecords(model, digest) == ["flat": built, "hf": built])
+            #expect(try await store.cacheImageRecords(try ModelName("other"), digest).isEmpty)
+            let unknown = Digest.of(Array("no such manifest".utf8))
+            try await store.recordCacheImage(built, model, unknown, layout: "flat")
+            #expect(try await store.cacheImageRecords(model, unknown).isEmpty)
+            // Version 2 still has the manifest: its records stay until that version goes too.
+            _ = try await store.deleteVersion(model, VersionName("1"), actor: "t")
+            #expect(try await store.cacheImageRecords(model, digest).count == 2)
+            _ = try await store.deleteVersion(model, VersionName("2"), actor: "t")
+            #expect(try await store.cacheImageRecords(model, digest).isEmpty)
+            try await store.recordCacheImage(built, model, digest, layout: "flat")
+            #expect(try await store.cacheImageRecords(model, digest).isEmpty)
+        }
+    }
+
     @Test(arguments: MetadataBackend.all)
     func tokensAreFoundByTheirHashUntilRevoked(backend: MetadataBackend) async throws {
         try await backend.open { instance in
