@@ -24,6 +24,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
         .executableTarget(name: "MigrationEmbedder"),
@@ -66,6 +67,23 @@ let package = Package(
             name: "SQLiteMetadata",
             dependencies: ["ModelRegistryCore", .product(name: "GRDB", package: "GRDB.swift")],
             plugins: ["EmbedMigrations"]
+        ),
+        // The PostgreSQL metadata store (postgres-nio, a connection pool) and its schema, Migrations/postgres/.
+        .target(
+            name: "PostgresMetadata",
+            dependencies: [
+                "ModelRegistryCore", .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"), .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            plugins: ["EmbedMigrations"]
+        ),
+        // AWS Signature Version 4 for S3 requests (swift-crypto's HMAC; there is no AWS SDK here).
+        .target(name: "S3Blobs", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
+        // Real servers the tests start on free loopback ports (PostgreSQL through initdb and pg_ctl).
+        .target(
+            name: "TestServers",
+            dependencies: ["ModelRegistryCore"],
+            path: "Tests/TestServers"
         ),
         .target(
             name: "ModelFormats",
@@ -159,8 +177,8 @@ let package = Package(
         .testTarget(
             name: "StoreConformanceTests",
             dependencies: [
-                "ModelRegistryCore", "FileSystemBlobs", "InMemoryStorage", "SQLiteMetadata",
-                .product(name: "NIOCore", package: "swift-nio"),
+                "ModelRegistryCore", "FileSystemBlobs", "InMemoryStorage", "SQLiteMetadata", "PostgresMetadata",
+                "TestServers", .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
         .testTarget(
@@ -177,6 +195,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
+        .testTarget(name: "S3BlobsTests", dependencies: ["S3Blobs"]),
         .testTarget(
             name: "SQLiteMetadataTests",
             dependencies: ["SQLiteMetadata", "ModelRegistryCore", .product(name: "GRDB", package: "GRDB.swift")]

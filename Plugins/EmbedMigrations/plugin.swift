@@ -1,12 +1,19 @@
 import Foundation
 import PackagePlugin
 
-/// Compiles Migrations/sqlite/*.sql (the SQLite dialect's migrations) into the target, so a copied binary needs
-/// no resource folder.
+/// Compiles the migrations of the target's SQL dialect (Migrations/sqlite/*.sql or Migrations/postgres/*.sql)
+/// into the target, so a copied binary needs no resource folder.
 @main
 struct EmbedMigrations: BuildToolPlugin {
+    /// The folder of each metadata backend's dialect.
+    static let dialects = ["SQLiteMetadata": "sqlite", "PostgresMetadata": "postgres"]
+
     func createBuildCommands(context: PluginContext, target: Target) throws -> [Command] {
-        let directory = context.package.directoryURL.appending(path: "Migrations/sqlite")
+        guard let dialect = Self.dialects[target.name] else {
+            Diagnostics.error("EmbedMigrations does not know the SQL dialect of target \(target.name)")
+            return []
+        }
+        let directory = context.package.directoryURL.appending(path: "Migrations/\(dialect)")
         let files = try FileManager.default.contentsOfDirectory(at: directory, includingPropertiesForKeys: nil)
             .filter { $0.pathExtension == "sql" }
             .sorted { $0.lastPathComponent < $1.lastPathComponent }

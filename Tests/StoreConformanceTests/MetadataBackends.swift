@@ -1,7 +1,9 @@
 import Foundation
 import InMemoryStorage
 import ModelRegistryCore
+import PostgresMetadata
 import SQLiteMetadata
+import TestServers
 import Testing
 
 /// A metadata backend under test: `open` makes an empty store and hands the test a way to open instances of
@@ -21,6 +23,15 @@ struct MetadataBackend: Sendable, CustomTestStringConvertible {
         },
         MetadataBackend(name: "SQLite") { body in
             try await withDatabasePath { path in try await body { try SQLiteMetadataStore(path: path) } }
+        },
+        // A real server (TestServers), a database of its own a test; instances are replicas' connection pools.
+        MetadataBackend(name: "PostgreSQL") { body in
+            let server = try PostgresServer.shared()
+            let database = try server.createDatabase()
+            defer { server.dropDatabase(database) }
+            let location = try PostgresLocation(parsing: server.url(database) + "?sslmode=disable")
+            try await PostgresMetadataStore(location).migrate()
+            try await body { try PostgresMetadataStore(location, connections: 4) }
         },
         // What the server runs: the SQLite store behind the kept reads, which must change nothing it answers.
         MetadataBackend(name: "kept reads over SQLite") { body in

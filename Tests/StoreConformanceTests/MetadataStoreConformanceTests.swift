@@ -239,6 +239,35 @@ import Testing
         }
     }
 
+    /// A claim racing a publish of the same blob, from two instances: the publish keeps the blob or the claim
+    /// takes it and the publish fails, never both (a manifest naming a blob garbage collection deletes).
+    @Test(arguments: MetadataBackend.all)
+    func aClaimRacingAPublishNeverTakesAPublishedBlob(backend: MetadataBackend) async throws {
+        try await backend.open { instance in
+            let (publisher, collector) = (try instance(), try instance())
+            for round in 0..<24 {
+                let content = "round \(round)"
+                let file = ManifestFile(
+                    path: try ManifestPath("w"), digest: Digest.of(Array(content.utf8)), size: Int64(content.utf8.count)
+                )
+                try await publisher.recordBlobs([
+                    StoredBlob(digest: file.digest, size: file.size, stored: Date().addingTimeInterval(-3600))
+                ])
+                let request = PublishRequest(
+                    model: try ModelName("m"), version: try VersionName("\(round)"), variant: .default,
+                    manifest: Manifest(format: .other, files: [file]), actor: "test")
+                async let published: RegistryError.Code? = errorCode { _ = try await publisher.publish(request) }
+                async let claimed = collector.claimUnreferencedBlobs([file.digest], recordedBefore: Date())
+                let (publishError, claims) = try await (published, claimed)
+                if claims.isEmpty {
+                    #expect(publishError == nil, "round \(round): nothing claimed, yet the publish failed")
+                } else {
+                    #expect(publishError == .blobsMissing, "round \(round): the blob was claimed and published")
+                }
+            }
+        }
+    }
+
     /// Cache image records are kept per model and manifest, never for a manifest the model lacks, and go with
     /// the model's last variant that has the manifest.
     @Test(arguments: MetadataBackend.all)

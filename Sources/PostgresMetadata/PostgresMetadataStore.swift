@@ -1,0 +1,248 @@
+import Foundation
+import Logging
+import ModelRegistryCore
+import NIOCore
+import PostgresNIO
+import Synchronization
+
+/// Metadata in a PostgreSQL database, shared by every replica of the registry, through a pool of connections.
+///
+/// Writes run in READ COMMITTED transactions that lock what they decide on: every write to a model locks
+/// its row first (publishes, alias moves, deprecations and deletions of one model serialize; those of
+/// different models run at once), a publish locks its blobs' records for share and garbage collection locks
+/// a record for update before it looks for references, so the two serialize as on any backend.
+public final class PostgresMetadataStore: MetadataStore {
+    let client: PostgresClient
+    /// Names the database in messages: `host:port/database`, never the password.
+    let endpoint: String
+    let logger: Logger
+    private let running: Task<Void, Never>
+    private let changes = Mutex(ChangeCounts())
+
+    private struct ChangeCounts {
+        var total = 0
+        var models: [ModelName: Int] = [:]
+    }
+
+    /// A store over a new pool of at most `connections` connections, opened as they are needed. The schema
+    /// is brought up to date by `migrate()`, once, before serving.
+    public init(
+        configuration: PostgresClient.Configuration, endpoint: String, connections: Int = 16,
+        logger: Logger = Logger(label: "modelreg.postgres")
+    ) {
+        var configuration = configuration
+        configuration.options.maximumConnections = connections
+        let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        self.client = client
+        self.endpoint = endpoint
+        self.logger = logger
+        running = Task { await client.run() }
+    }
+
+    deinit { running.cancel() }
+
+    public var changeCount: Int { changes.withLock { $0.total } }
+
+    public func changeCount(of model: ModelName) -> Int { changes.withLock { $0.models[model] ?? 0 } }
+
+    // MARK: Connections and transactions
+
+    /// A read on one connection, each statement seeing what was committed when it began.
+    func reading<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+        try await translatingErrors {
+            try await client.withConnection { connection in try await body(connection) }
+        }
+    }
+
+    /// Reads that must agree with each other (a resolve, an export): one snapshot for all of them.
+    func readingSnapshot<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+        try await transaction(isolation: "REPEATABLE READ READ ONLY", body)
+    }
+
+    /// Every write goes through here, so that the change counts move after each one, committed or not.
+    func writing<T: Sendable>(toModels models: [ModelName] = [], _ body: (PostgresConnection) async throws -> T)
+        async throws -> T
+    {
+        defer {
+            changes.withLock { counts in
+                counts.total += 1
+                for model in models { counts.models[model] = counts.total }
+            }
+        }
+        return try await transaction(isolation: "READ COMMITTED", body)
+    }
+
+    /// One transaction, retried when PostgreSQL gives it up to a serialization failure or a deadlock (it
+    /// rolled back: nothing was written).
+    private func transaction<T: Sendable>(isolation: String, _ body: (PostgresConnection) async throws -> T)
+        async throws -> T
+    {
+        var attempt = 1
+        while true {
+            do {
+                return try await translatingErrors {
+                    try await client.withConnection { connection in
+                        try await connection.query(
+                            PostgresQuery(unsafeSQL: "BEGIN ISOLATION LEVEL \(isolation)"), logger: logger)
+                        do {
+                            let result = try await body(connection)
+                            try await connection.query("COMMIT", logger: logger)
+                            return result
+                        } catch {
+                            _ = try? await connection.query("ROLLBACK", logger: logger)
+                            throw error
+                        }
+                    }
+                }
+            } catch let error as PostgresRetry where attempt < 5 {
+                _ = error
+                attempt += 1
+            }
+        }
+    }
+
+    /// PostgreSQL's errors as the registry's: a lost or refused connection is 503 NOT_READY naming the server,
+    /// anything else a storage failure with the server's message. A transaction PostgreSQL rolled back to
+    /// break a conflict is handed to `transaction` to run again.
+    private func translatingErrors<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as RegistryError {
+            throw error
+        } catch let error as PSQLError {
+            if let state = error.serverInfo?[.sqlState] {
+                if state == "40001" || state == "40P01" { throw PostgresRetry() }
+                let message = error.serverInfo?[.message] ?? "error \(state)"
+                throw RegistryError(.storageFailure, "PostgreSQL at \(endpoint): \(message) (SQLSTATE \(state))")
+            }
+            throw RegistryError(
+                .notReady,
+                "PostgreSQL at \(endpoint) is unreachable (\(error.code)): check that it runs and accepts connections")
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            throw RegistryError(.storageFailure, "PostgreSQL at \(endpoint): \(error)")
+        }
+    }
+
+    // MARK: Schema
+
+    /// Applies the embedded migrations of Migrations/postgres/ in order, one transaction each, under an
+    /// advisory lock, so replicas starting at once apply each step once. A database with migrations this binary
+    /// does not know is refused rather than guessed at.
+    public func migrate() async throws {
+        try await translatingErrors {
+            try await client.withConnection { connection in
+                try await connection.query("SELECT pg_advisory_lock(\(Self.migrationLock))", logger: logger)
+                do {
+                    try await Self.applyMigrations(connection, logger: logger)
+                } catch {
+                    _ = try? await connection.query("SELECT pg_advisory_unlock(\(Self.migrationLock))", logger: logger)
+                    throw error
+                }
+                try await connection.query("SELECT pg_advisory_unlock(\(Self.migrationLock))", logger: logger)
+            }
+        }
+    }
+
+    /// The advisory lock migrations hold: an arbitrary number no other code of this database uses.
+    static let migrationLock: Int64 = 0x6d6f_6465_6c72_6567
+
+    static var latestVersion: Int { embeddedMigrations.last?.version ?? 0 }
+
+    private static func applyMigrations(_ connection: PostgresConnection, logger: Logger) async throws {
+        try await connection.query(
+            """
+            CREATE TABLE IF NOT EXISTS schema_migrations (
+                version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)
+            """, logger: logger)
+        let current = try await appliedVersion(connection, logger: logger)
+        guard current <= latestVersion else {
+            throw RegistryError(
+                .databaseTooNew,
+                "the database is at schema version \(current) but this modelreg knows only up to \(latestVersion): upgrade modelreg"
+            )
+        }
+        for migration in embeddedMigrations where migration.version > current {
+            try await connection.query("BEGIN", logger: logger)
+            do {
+                for statement in migration.statements {
+                    try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                }
+                try await connection.query(
+                    """
+                    INSERT INTO schema_migrations (version, name, applied_at)
+                    VALUES (\(migration.version), \(migration.name), \(Timestamp.now()))
+                    """, logger: logger)
+                try await connection.query("COMMIT", logger: logger)
+            } catch {
+                _ = try? await connection.query("ROLLBACK", logger: logger)
+                throw error
+            }
+        }
+    }
+
+    static func appliedVersion(_ connection: PostgresConnection, logger: Logger) async throws -> Int {
+        let rows = try await connection.query("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", logger: logger)
+        for try await version in rows.decode(Int.self) { return version }
+        return 0
+    }
+
+    public func checkReady() async throws {
+        let applied = try await reading { connection in
+            try await Self.appliedVersion(connection, logger: logger)
+        }
+        guard applied == Self.latestVersion else {
+            throw RegistryError(
+                .storageFailure, "database schema is at version \(applied), expected \(Self.latestVersion)")
+        }
+    }
+}
+
+/// A transaction PostgreSQL rolled back to resolve a conflict, to be run again.
+struct PostgresRetry: Error {}
+
+/// One numbered step of the schema, from `Migrations/postgres/NNNN_name.sql` (compiled in by EmbedMigrations).
+struct Migration: Sendable {
+    var version: Int
+    var name: String
+    var sql: String
+
+    /// The file's statements, each sent on its own (a prepared statement holds one command): a statement ends
+    /// with the line that ends in `;`, and comment lines are left out.
+    var statements: [String] {
+        var statements: [String] = []
+        var current: [Substring] = []
+        for line in sql.split(separator: "\n") {
+            let text = line.trimmingCharacters(in: .whitespaces)
+            if text.isEmpty || text.hasPrefix("--") { continue }
+            current.append(line)
+            if text.hasSuffix(";") {
+                statements.append(current.joined(separator: "\n"))
+                current = []
+            }
+        }
+        if !current.isEmpty { statements.append(current.joined(separator: "\n")) }
+        return statements
+    }
+}
+
+extension PostgresConnection {
+    /// Every row of `query`, decoded.
+    func rows<each Column: PostgresDecodable & Sendable>(
+        _ query: PostgresQuery, _ columns: (repeat each Column).Type, logger: Logger
+    ) async throws -> [(repeat each Column)] {
+        var result: [(repeat each Column)] = []
+        for try await row in try await self.query(query, logger: logger).decode(columns) { result.append(row) }
+        return result
+    }
+
+    /// The first column of every row of `query`.
+    func values<Value: PostgresDecodable & Sendable>(_ query: PostgresQuery, _ type: Value.Type, logger: Logger)
+        async throws -> [Value]
+    {
+        var result: [Value] = []
+        for try await value in try await self.query(query, logger: logger).decode(Value.self) { result.append(value) }
+        return result
+    }
+}
