@@ -197,6 +197,8 @@ let package = Package(
         ),
         .testTarget(name: "S3BlobsTests", dependencies: ["S3Blobs"]),
         .testTarget(
+            name: "PostgresMetadataTests", dependencies: ["PostgresMetadata", "ModelRegistryCore", "TestServers"]),
+        .testTarget(
             name: "SQLiteMetadataTests",
             dependencies: ["SQLiteMetadata", "ModelRegistryCore", .product(name: "GRDB", package: "GRDB.swift")]
         ),

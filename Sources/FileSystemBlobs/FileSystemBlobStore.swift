@@ -158,7 +158,7 @@ public final class FileSystemBlobStore: BlobStore {
             var best: StartedUpload?
             for id in try uploadIDs(in: directory, expecting: digest) {
                 // One receiving bytes is busy; one whose bytes cannot be read is left to the sweep.
-                guard let held = try? HeldUpload(id, in: directory) else { continue }
+                guard let held = try? HeldUpload(id, in: directory, waiting: false) else { continue }
                 let offset = held.hasher.count
                 held.release()
                 if offset >= best?.offset ?? -1 { best = StartedUpload(id: id, offset: offset, resumed: true) }
@@ -325,11 +325,20 @@ public final class FileSystemBlobStore: BlobStore {
         let file: POSIXFile
         let hasher: ContentHasher
 
-        init(_ id: UploadID, in directory: DataDirectory) throws(RegistryError) {
+        /// A process this one spawns shares every open file, the lock with it, from its fork until its exec
+        /// closes them: an upload's file open at that moment stays locked that long after it is closed here.
+        /// So a lock is tried for up to a second (`waiting`) before the upload is called busy; a look that only
+        /// skips busy uploads does not wait.
+        init(_ id: UploadID, in directory: DataDirectory, waiting: Bool = true) throws(RegistryError) {
             let path = directory.upload(id).path
             guard try POSIXFile.regularFileSize(path) != nil else { throw RegistryError.notFound("upload \(id)") }
             let file = try POSIXFile.open(path, flags: O_RDWR)
-            guard try file.tryLock() else {
+            var locked = try file.tryLock()
+            for _ in 0..<(waiting ? 20 : 0) where !locked {
+                usleep(50_000)
+                locked = try file.tryLock()
+            }
+            guard locked else {
                 try? file.close()
                 throw RegistryError(
                     .uploadBusy, "upload \(id) is receiving data on another request: wait for it, then resume")

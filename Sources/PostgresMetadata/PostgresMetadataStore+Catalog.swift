@@ -24,15 +24,17 @@ extension PostgresMetadataStore {
                 SELECT * FROM UNNEST(\(digests)::text[], \(sizes)::bigint[], \(times)::text[])
                 ON CONFLICT (digest) DO UPDATE SET created_at = excluded.created_at
                 WHERE excluded.created_at > blobs.created_at
-                """, logger: logger)
+                """, logger: self.logger)
         }
     }
 
     public func referencedBlobs() async throws -> Set<Digest> {
         try await reading { connection in
             Set(
-                try await connection.values("SELECT DISTINCT digest FROM manifest_files", String.self, logger: logger)
-                    .map { try Digest(parsing: $0) })
+                try await connection.values(
+                    "SELECT DISTINCT digest FROM manifest_files", String.self, logger: self.logger
+                )
+                .map { try Digest(parsing: $0) })
         }
     }
 
@@ -47,14 +49,15 @@ extension PostgresMetadataStore {
             for digest in candidates.sorted() {
                 let key = digest.description
                 let recorded = try await connection.values(
-                    "SELECT created_at FROM blobs WHERE digest = \(key) FOR UPDATE", String.self, logger: logger
+                    "SELECT created_at FROM blobs WHERE digest = \(key) FOR UPDATE", String.self, logger: self.logger
                 ).first
                 if let recorded, recorded >= before { continue }
                 let referenced = try await connection.values(
-                    "SELECT EXISTS (SELECT 1 FROM manifest_files WHERE digest = \(key))", Bool.self, logger: logger)
+                    "SELECT EXISTS (SELECT 1 FROM manifest_files WHERE digest = \(key))", Bool.self, logger: self.logger
+                )
                 if referenced.first == true { continue }
                 if recorded != nil {
-                    try await connection.query("DELETE FROM blobs WHERE digest = \(key)", logger: logger)
+                    try await connection.query("DELETE FROM blobs WHERE digest = \(key)", logger: self.logger)
                 }
                 claimed.append(digest)
             }
@@ -65,11 +68,12 @@ extension PostgresMetadataStore {
     public func publish(_ request: PublishRequest) async throws -> PublishOutcome {
         let document = request.document
         return try await writing(toModels: [request.model]) { connection in
-            let modelID = try await Self.lockModel(connection, request.model, creating: true, logger: logger)
+            let modelID = try await Self.lockModel(connection, request.model, creating: true, logger: self.logger)
             let versionID = try await Self.ensureVersion(
-                connection, modelID, request.model, request.version, logger: logger)
+                connection, modelID, request.model, request.version, logger: self.logger)
             if let existing = try await Self.variantSummaries(
-                connection, "WHERE va.version_id = \(versionID) AND va.name = \(request.variant.value)", logger: logger
+                connection, "WHERE va.version_id = \(versionID) AND va.name = \(request.variant.value)",
+                logger: self.logger
             ).first?.summary {
                 guard existing.digest == document.digest else {
                     throw RegistryError.alreadyPublished(
@@ -80,10 +84,10 @@ extension PostgresMetadataStore {
             let createdAt = Timestamp.now()
             try await Self.insertVariant(
                 connection, versionID: versionID, request.variant, document, request.manifest, createdAt: createdAt,
-                createdBy: request.actor, logger: logger)
+                createdBy: request.actor, logger: self.logger)
             try await Self.audit(
                 connection, request.actor, .publish, request.model, target: "\(request.model):\(request.version)",
-                detail: "variant \(request.variant) \(document.digest)", logger: logger)
+                detail: "variant \(request.variant) \(document.digest)", logger: self.logger)
             return .created(
                 VariantSummary(
                     name: request.variant, digest: document.digest, format: request.manifest.format,
@@ -214,7 +218,7 @@ extension PostgresMetadataStore {
 
     public func listModels() async throws -> [ModelSummary] {
         try await readingSnapshot { connection in
-            let aliases = try await Self.aliases(connection, modelID: nil, logger: logger)
+            let aliases = try await Self.aliases(connection, modelID: nil, logger: self.logger)
             return try await connection.rows(
                 """
                 SELECT m.id, m.name, m.created_at,
@@ -224,7 +228,7 @@ extension PostgresMetadataStore {
                        (SELECT COALESCE(SUM(va.total_size), 0)::bigint FROM variants va
                          JOIN versions v ON va.version_id = v.id WHERE v.model_id = m.id)
                 FROM models m ORDER BY m.name COLLATE "C"
-                """, (Int64, String, String, Int64, String?, Int64).self, logger: logger
+                """, (Int64, String, String, Int64, String?, Int64).self, logger: self.logger
             ).map { id, name, createdAt, versionCount, latest, size in
                 ModelSummary(
                     name: try ModelName(name), createdAt: createdAt, versionCount: Int(versionCount),
@@ -239,12 +243,12 @@ extension PostgresMetadataStore {
             guard
                 let (modelID, createdAt) = try await connection.rows(
                     "SELECT id, created_at FROM models WHERE name = \(name.value)", (Int64, String).self,
-                    logger: logger
+                    logger: self.logger
                 ).first
             else { return nil }
-            let aliases = try await Self.aliases(connection, modelID: modelID, logger: logger)[modelID] ?? []
+            let aliases = try await Self.aliases(connection, modelID: modelID, logger: self.logger)[modelID] ?? []
             let versions = try await Self.versionSummaries(
-                connection, "WHERE v.model_id = \(modelID)", aliases: aliases, logger: logger)
+                connection, "WHERE v.model_id = \(modelID)", aliases: aliases, logger: self.logger)
             return ModelDetail(name: name, createdAt: createdAt, versions: versions, aliases: aliases)
         }
     }
@@ -253,13 +257,13 @@ extension PostgresMetadataStore {
         try await readingSnapshot { connection in
             guard
                 let modelID = try await connection.values(
-                    "SELECT id FROM models WHERE name = \(name.value)", Int64.self, logger: logger
+                    "SELECT id FROM models WHERE name = \(name.value)", Int64.self, logger: self.logger
                 ).first
             else { return nil }
-            let aliases = try await Self.aliases(connection, modelID: modelID, logger: logger)[modelID] ?? []
+            let aliases = try await Self.aliases(connection, modelID: modelID, logger: self.logger)[modelID] ?? []
             return try await Self.versionSummaries(
                 connection, "WHERE v.model_id = \(modelID) AND v.name = \(version.value)", aliases: aliases,
-                logger: logger
+                logger: self.logger
             ).first
         }
     }
@@ -319,7 +323,7 @@ extension PostgresMetadataStore {
         try await reading { connection in
             try await Self.storedManifest(
                 connection, "WHERE m.name = \(name.value) AND v.name = \(version.value) AND va.name = \(variant.value)",
-                logger: logger)
+                logger: self.logger)
         }
     }
 
@@ -327,7 +331,7 @@ extension PostgresMetadataStore {
         try await reading { connection in
             try await Self.storedManifest(
                 connection, "WHERE m.name = \(name.value) AND va.manifest_digest = \(digest.description)",
-                logger: logger)
+                logger: self.logger)
         }
     }
 
@@ -362,7 +366,7 @@ extension PostgresMetadataStore {
             let name = reference.name
             guard
                 let modelID = try await connection.values(
-                    "SELECT id FROM models WHERE name = \(name.value)", Int64.self, logger: logger
+                    "SELECT id FROM models WHERE name = \(name.value)", Int64.self, logger: self.logger
                 ).first
             else {
                 throw RegistryError.notFound("model \(name)")
@@ -374,33 +378,34 @@ extension PostgresMetadataStore {
                 guard
                     let stored = try await Self.storedManifest(
                         connection, "WHERE m.id = \(modelID) AND va.manifest_digest = \(digest.description)",
-                        logger: logger)
+                        logger: self.logger)
                 else {
                     throw RegistryError.notFound("manifest \(reference)")
                 }
                 return stored
             case .version(let version):
-                return try await Self.pick(connection, modelID, name, version, requested, reference, logger: logger)
+                return try await Self.pick(
+                    connection, modelID, name, version, requested, reference, logger: self.logger)
             case .alias(let alias) where alias == .latest:
                 guard
                     let newest = try await connection.values(
                         """
                         SELECT name FROM versions WHERE model_id = \(modelID) AND deprecated_at IS NULL
                         ORDER BY created_at DESC, id DESC LIMIT 1
-                        """, String.self, logger: logger
+                        """, String.self, logger: self.logger
                     ).first
                 else {
                     throw RegistryError.notFound("\(reference) (every version of \(name) is deprecated or deleted)")
                 }
                 return try await Self.pick(
-                    connection, modelID, name, try VersionName(newest), requested, reference, logger: logger)
+                    connection, modelID, name, try VersionName(newest), requested, reference, logger: self.logger)
             case .alias(let alias):
                 guard
                     let (version, variant) = try await connection.rows(
                         """
                         SELECT v.name, a.variant FROM aliases a JOIN versions v ON a.version_id = v.id
                         WHERE a.model_id = \(modelID) AND a.name = \(alias.value)
-                        """, (String, String?).self, logger: logger
+                        """, (String, String?).self, logger: self.logger
                     ).first
                 else {
                     throw RegistryError.notFound("alias '\(alias)' of model \(name)")
@@ -408,7 +413,7 @@ extension PostgresMetadataStore {
                 let pinned = try variant.map { text throws(RegistryError) in try VariantName(text) }
                 return try await Self.pick(
                     connection, modelID, name, try VersionName(version), requested ?? pinned, reference,
-                    logger: logger)
+                    logger: self.logger)
             }
         }
     }

@@ -13,7 +13,7 @@ extension PostgresMetadataStore {
                 """
                 SELECT c.layout, c.digest, c.size, c.built_at, c.error FROM cache_images c
                 JOIN models m ON c.model_id = m.id WHERE m.name = \(model.value) AND c.manifest_digest = \(manifest.description)
-                """, (String, String?, Int64, String, String?).self, logger: logger)
+                """, (String, String?, Int64, String, String?).self, logger: self.logger)
             {
                 records[layout] = CacheImageRecord(
                     digest: try digest.map { text throws(RegistryError) in try Digest(parsing: text) }, size: size,
@@ -37,7 +37,7 @@ extension PostgresMetadataStore {
                     WHERE v.model_id = m.id AND va.manifest_digest = \(manifest.description))
                 ON CONFLICT (model_id, manifest_digest, layout) DO UPDATE SET digest = excluded.digest,
                     size = excluded.size, built_at = excluded.built_at, error = excluded.error
-                """, logger: logger)
+                """, logger: self.logger)
         }
     }
 
@@ -56,17 +56,17 @@ extension PostgresMetadataStore {
             var models: [MetadataExport.Model] = []
             for (id, name, createdAt) in try await connection.rows(
                 "SELECT id, name, created_at FROM models ORDER BY name COLLATE \"C\"", (Int64, String, String).self,
-                logger: logger)
+                logger: self.logger)
             {
                 models.append(
                     try await Self.exportedModel(
-                        connection, id: id, name: try ModelName(name), createdAt: createdAt, logger: logger))
+                        connection, id: id, name: try ModelName(name), createdAt: createdAt, logger: self.logger))
             }
             return MetadataExport(
-                models: models, tokens: try await Self.tokenRows(connection, logger: logger),
+                models: models, tokens: try await Self.tokenRows(connection, logger: self.logger),
                 audit: try await Self.auditEntries(
                     connection, "SELECT id, at, actor, action, model, target, detail FROM audit_log ORDER BY id",
-                    logger: logger))
+                    logger: self.logger))
         }
     }
 
@@ -122,16 +122,16 @@ extension PostgresMetadataStore {
         let contents = manifests
         try await writing(toModels: export.models.map(\.name)) { connection in
             // Nothing else writes while the import decides the store is empty and fills it.
-            try await connection.query("LOCK TABLE models, tokens, audit_log IN EXCLUSIVE MODE", logger: logger)
+            try await connection.query("LOCK TABLE models, tokens, audit_log IN EXCLUSIVE MODE", logger: self.logger)
             let counts = try await connection.rows(
                 """
                 SELECT (SELECT COUNT(*) FROM models), (SELECT COUNT(*) FROM tokens), (SELECT COUNT(*) FROM audit_log)
-                """, (Int64, Int64, Int64).self, logger: logger)[0]
+                """, (Int64, Int64, Int64).self, logger: self.logger)[0]
             try MetadataExport.requireEmpty(
-                "the PostgreSQL database \(endpoint)", models: Int(counts.0), tokens: Int(counts.1),
+                "the PostgreSQL database \(self.endpoint)", models: Int(counts.0), tokens: Int(counts.1),
                 auditEntries: Int(counts.2))
             for (model, manifests) in zip(export.models, contents) {
-                try await Self.importModel(connection, model, manifests: manifests, logger: logger)
+                try await Self.importModel(connection, model, manifests: manifests, logger: self.logger)
             }
             for token in export.tokens {
                 let record = token.record
@@ -140,7 +140,7 @@ extension PostgresMetadataStore {
                     INSERT INTO tokens (name, scope, hash, created_at, revoked_at)
                     VALUES (\(record.name.value), \(record.scope.rawValue), \(token.hash), \(record.createdAt),
                             \(record.revokedAt))
-                    """, logger: logger)
+                    """, logger: self.logger)
             }
             for entry in export.audit {
                 try await connection.query(
@@ -148,7 +148,7 @@ extension PostgresMetadataStore {
                     INSERT INTO audit_log (id, at, actor, action, model, target, detail)
                     VALUES (\(entry.id), \(entry.at), \(entry.actor), \(entry.action.rawValue), \(entry.model?.value),
                             \(entry.target), \(entry.detail))
-                    """, logger: logger)
+                    """, logger: self.logger)
             }
             // Ids given explicitly leave the sequences behind: new rows must come after the imported ones.
             for table in ["audit_log", "alias_history"] {
@@ -157,7 +157,7 @@ extension PostgresMetadataStore {
                         unsafeSQL: """
                             SELECT setval(pg_get_serial_sequence('\(table)', 'id'),
                                           GREATEST((SELECT COALESCE(MAX(id), 0) FROM \(table)), 1))
-                            """), logger: logger)
+                            """), logger: self.logger)
             }
         }
     }

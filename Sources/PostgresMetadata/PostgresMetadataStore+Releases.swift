@@ -11,10 +11,10 @@ extension PostgresMetadataStore {
         try await readingSnapshot { connection in
             guard
                 let modelID = try await connection.values(
-                    "SELECT id FROM models WHERE name = \(name.value)", Int64.self, logger: logger
+                    "SELECT id FROM models WHERE name = \(name.value)", Int64.self, logger: self.logger
                 ).first
             else { return nil }
-            return try await Self.aliases(connection, modelID: modelID, logger: logger)[modelID] ?? []
+            return try await Self.aliases(connection, modelID: modelID, logger: self.logger)[modelID] ?? []
         }
     }
 
@@ -25,18 +25,18 @@ extension PostgresMetadataStore {
     public func moveAlias(_ move: AliasMove) async throws -> AliasTarget {
         try ReleaseRules.checkMovable(move)
         return try await writing(toModels: [move.model]) { connection in
-            let modelID = try await Self.lockModel(connection, move.model, creating: false, logger: logger)
-            let aliases = try await Self.aliases(connection, modelID: modelID, logger: logger)[modelID] ?? []
+            let modelID = try await Self.lockModel(connection, move.model, creating: false, logger: self.logger)
+            let aliases = try await Self.aliases(connection, modelID: modelID, logger: self.logger)[modelID] ?? []
             let current = aliases.first { $0.name == move.alias }
             try ReleaseRules.checkExpectation(of: move, current: current)
-            let history = try await Self.history(connection, modelID, alias: move.alias, logger: logger)
+            let history = try await Self.history(connection, modelID, alias: move.alias, logger: self.logger)
             let destination = try ReleaseRules.destination(of: move, current: current, aliases: aliases) { history }
             let target = destination.target
             let versionID = try await Self.existingVersionID(
-                connection, modelID, move.model, target.version, logger: logger)
+                connection, modelID, move.model, target.version, logger: self.logger)
             if let variant = target.variant,
                 try await Self.variantSummaries(
-                    connection, "WHERE va.version_id = \(versionID) AND va.name = \(variant.value)", logger: logger
+                    connection, "WHERE va.version_id = \(versionID) AND va.name = \(variant.value)", logger: self.logger
                 ).isEmpty
             {
                 throw RegistryError.notFound("variant '\(variant)' of \(move.model):\(target.version)")
@@ -49,7 +49,7 @@ extension PostgresMetadataStore {
                 VALUES (\(modelID), \(move.alias.value), \(versionID), \(target.variant?.value), \(now), \(move.actor))
                 ON CONFLICT (model_id, name) DO UPDATE SET version_id = excluded.version_id,
                     variant = excluded.variant, updated_at = excluded.updated_at, updated_by = excluded.updated_by
-                """, logger: logger)
+                """, logger: self.logger)
             try await connection.query(
                 """
                 INSERT INTO alias_history (model_id, alias, action, from_version, from_variant, to_version, to_variant,
@@ -57,10 +57,10 @@ extension PostgresMetadataStore {
                 VALUES (\(modelID), \(move.alias.value), \(destination.action.rawValue), \(current?.version.value),
                         \(current?.variant?.value), \(target.version.value), \(target.variant?.value), \(move.actor),
                         \(now))
-                """, logger: logger)
+                """, logger: self.logger)
             try await Self.audit(
                 connection, move.actor, destination.auditAction, move.model, target: "\(move.model)@\(move.alias)",
-                detail: ReleaseRules.moveDetail(from: current, to: destination), logger: logger)
+                detail: ReleaseRules.moveDetail(from: current, to: destination), logger: self.logger)
             return AliasTarget(
                 name: move.alias, version: target.version, variant: target.variant, updatedAt: now,
                 updatedBy: move.actor)
@@ -71,10 +71,10 @@ extension PostgresMetadataStore {
         try await readingSnapshot { connection in
             guard
                 let modelID = try await connection.values(
-                    "SELECT id FROM models WHERE name = \(name.value)", Int64.self, logger: logger
+                    "SELECT id FROM models WHERE name = \(name.value)", Int64.self, logger: self.logger
                 ).first
             else { return nil }
-            return try await Self.history(connection, modelID, alias: alias, logger: logger)
+            return try await Self.history(connection, modelID, alias: alias, logger: self.logger)
         }
     }
 
@@ -103,19 +103,19 @@ extension PostgresMetadataStore {
         -> VersionSummary
     {
         try await writing(toModels: [name]) { connection in
-            let modelID = try await Self.lockModel(connection, name, creating: false, logger: logger)
-            let versionID = try await Self.existingVersionID(connection, modelID, name, version, logger: logger)
+            let modelID = try await Self.lockModel(connection, name, creating: false, logger: self.logger)
+            let versionID = try await Self.existingVersionID(connection, modelID, name, version, logger: self.logger)
             try await connection.query(
                 """
                 UPDATE versions SET deprecated_at = COALESCE(deprecated_at, \(Timestamp.now())), deprecated_by = \(actor),
                     deprecation_reason = \(reason) WHERE id = \(versionID)
-                """, logger: logger)
+                """, logger: self.logger)
             try await Self.audit(
-                connection, actor, .deprecate, name, target: "\(name):\(version)", detail: reason, logger: logger)
-            let aliases = try await Self.aliases(connection, modelID: modelID, logger: logger)[modelID] ?? []
+                connection, actor, .deprecate, name, target: "\(name):\(version)", detail: reason, logger: self.logger)
+            let aliases = try await Self.aliases(connection, modelID: modelID, logger: self.logger)[modelID] ?? []
             guard
                 let summary = try await Self.versionSummaries(
-                    connection, "WHERE v.id = \(versionID)", aliases: aliases, logger: logger
+                    connection, "WHERE v.id = \(versionID)", aliases: aliases, logger: self.logger
                 ).first
             else {
                 throw RegistryError(.internalError, "version row \(versionID) vanished")
@@ -126,30 +126,31 @@ extension PostgresMetadataStore {
 
     public func deleteVersion(_ name: ModelName, _ version: VersionName, actor: String) async throws -> DeletedVersion {
         try await writing(toModels: [name]) { connection in
-            let modelID = try await Self.lockModel(connection, name, creating: false, logger: logger)
-            let versionID = try await Self.existingVersionID(connection, modelID, name, version, logger: logger)
-            let aliases = try await Self.aliases(connection, modelID: modelID, logger: logger)[modelID] ?? []
+            let modelID = try await Self.lockModel(connection, name, creating: false, logger: self.logger)
+            let versionID = try await Self.existingVersionID(connection, modelID, name, version, logger: self.logger)
+            let aliases = try await Self.aliases(connection, modelID: modelID, logger: self.logger)[modelID] ?? []
             try ReleaseRules.checkDeletable(name, version, aliases: aliases)
             let variants = try await Self.variantSummaries(
-                connection, "WHERE va.version_id = \(versionID)", logger: logger
+                connection, "WHERE va.version_id = \(versionID)", logger: self.logger
             ).map(\.summary)
             try await connection.query(
                 """
                 DELETE FROM manifest_files WHERE variant_id IN (SELECT id FROM variants WHERE version_id = \(versionID))
-                """, logger: logger)
-            try await connection.query("DELETE FROM variants WHERE version_id = \(versionID)", logger: logger)
-            try await connection.query("DELETE FROM versions WHERE id = \(versionID)", logger: logger)
+                """, logger: self.logger)
+            try await connection.query("DELETE FROM variants WHERE version_id = \(versionID)", logger: self.logger)
+            try await connection.query("DELETE FROM versions WHERE id = \(versionID)", logger: self.logger)
             let now = Timestamp.now()
             try await connection.query(
                 """
                 INSERT INTO deleted_versions (model_id, name, deleted_at, deleted_by)
                 VALUES (\(modelID), \(version.value), \(now), \(actor))
-                """, logger: logger)
-            try await Self.dropOrphanedCacheImages(connection, modelID: modelID, logger: logger)
+                """, logger: self.logger)
+            try await Self.dropOrphanedCacheImages(connection, modelID: modelID, logger: self.logger)
             let size = variants.reduce(0) { $0 + $1.size }
             try await Self.audit(
                 connection, actor, .delete, name, target: "\(name):\(version)",
-                detail: "variants \(variants.map(\.name.value).joined(separator: ", ")); \(size) bytes", logger: logger)
+                detail: "variants \(variants.map(\.name.value).joined(separator: ", ")); \(size) bytes",
+                logger: self.logger)
             return DeletedVersion(
                 model: name, version: version, variants: variants.map(\.name), manifests: variants.map(\.digest),
                 size: size, deletedAt: now)
@@ -175,7 +176,7 @@ extension PostgresMetadataStore {
                 WHERE (\(query.model?.value)::text IS NULL OR model = \(query.model?.value))
                   AND (\(query.before)::bigint IS NULL OR id < \(query.before))
                 ORDER BY id DESC LIMIT \(Int64(query.limit))
-                """, logger: logger)
+                """, logger: self.logger)
         }
     }
 
@@ -214,7 +215,7 @@ extension PostgresMetadataStore {
 
     public func hasTokens() async throws -> Bool {
         try await reading { connection in
-            try await connection.values("SELECT EXISTS (SELECT 1 FROM tokens)", Bool.self, logger: logger).first
+            try await connection.values("SELECT EXISTS (SELECT 1 FROM tokens)", Bool.self, logger: self.logger).first
                 ?? false
         }
     }
@@ -223,8 +224,8 @@ extension PostgresMetadataStore {
         -> TokenRecord
     {
         try await writing { connection in
-            try await connection.query("SELECT pg_advisory_xact_lock(\(Self.tokenLock))", logger: logger)
-            if try await Self.activeToken(connection, name: name, logger: logger) != nil {
+            try await connection.query("SELECT pg_advisory_xact_lock(\(Self.tokenLock))", logger: self.logger)
+            if try await Self.activeToken(connection, name: name, logger: self.logger) != nil {
                 throw RegistryError(
                     .conflict, "a token named '\(name)' already exists: revoke it first or choose another name")
             }
@@ -232,20 +233,20 @@ extension PostgresMetadataStore {
             try await connection.query(
                 """
                 INSERT INTO tokens (name, scope, hash, created_at) VALUES (\(name.value), \(scope.rawValue), \(secret.hash), \(now))
-                """, logger: logger)
+                """, logger: self.logger)
             try await Self.audit(
                 connection, actor, .tokenCreate, nil, target: name.value, detail: "scope \(scope.rawValue)",
-                logger: logger)
+                logger: self.logger)
             return TokenRecord(name: name, scope: scope, createdAt: now, revokedAt: nil)
         }
     }
 
     public func installAdminToken(name: TokenLabel, secret: TokenSecret, actor: String) async throws -> Bool {
         try await writing { connection in
-            try await connection.query("SELECT pg_advisory_xact_lock(\(Self.tokenLock))", logger: logger)
+            try await connection.query("SELECT pg_advisory_xact_lock(\(Self.tokenLock))", logger: self.logger)
             if let (scope, revoked) = try await connection.rows(
                 "SELECT scope, revoked_at FROM tokens WHERE hash = \(secret.hash)", (String, String?).self,
-                logger: logger
+                logger: self.logger
             ).first {
                 guard revoked == nil, scope == TokenScope.admin.rawValue else {
                     throw RegistryError(
@@ -256,22 +257,22 @@ extension PostgresMetadataStore {
                 return false
             }
             let now = Timestamp.now()
-            if try await Self.activeToken(connection, name: name, logger: logger) != nil {
+            if try await Self.activeToken(connection, name: name, logger: self.logger) != nil {
                 try await connection.query(
                     "UPDATE tokens SET revoked_at = \(now) WHERE name = \(name.value) AND revoked_at IS NULL",
-                    logger: logger)
+                    logger: self.logger)
                 try await Self.audit(
                     connection, actor, .tokenRevoke, nil, target: name.value, detail: "replaced by a new token file",
-                    logger: logger)
+                    logger: self.logger)
             }
             try await connection.query(
                 """
                 INSERT INTO tokens (name, scope, hash, created_at)
                 VALUES (\(name.value), \(TokenScope.admin.rawValue), \(secret.hash), \(now))
-                """, logger: logger)
+                """, logger: self.logger)
             try await Self.audit(
                 connection, actor, .tokenCreate, nil, target: name.value, detail: "scope admin, from a token file",
-                logger: logger)
+                logger: self.logger)
             return true
         }
     }
@@ -282,7 +283,7 @@ extension PostgresMetadataStore {
                 let (name, scope, stored, createdAt) = try await connection.rows(
                     """
                     SELECT name, scope, hash, created_at FROM tokens WHERE hash = \(hash) AND revoked_at IS NULL
-                    """, (String, String, String, String).self, logger: logger
+                    """, (String, String, String, String).self, logger: self.logger
                 ).first, constantTimeEquals(stored, hash)
             else { return nil }
             return TokenRecord(name: try TokenLabel(name), scope: try TokenScope(parsing: scope), createdAt: createdAt)
@@ -291,7 +292,7 @@ extension PostgresMetadataStore {
 
     public func tokens() async throws -> [TokenRecord] {
         try await reading { connection in
-            try await Self.tokenRows(connection, logger: logger).map(\.record)
+            try await Self.tokenRows(connection, logger: self.logger).map(\.record)
         }
     }
 
@@ -311,15 +312,16 @@ extension PostgresMetadataStore {
 
     public func revokeToken(name: TokenLabel, actor: String) async throws -> TokenRecord {
         try await writing { connection in
-            try await connection.query("SELECT pg_advisory_xact_lock(\(Self.tokenLock))", logger: logger)
-            guard var record = try await Self.activeToken(connection, name: name, logger: logger) else {
+            try await connection.query("SELECT pg_advisory_xact_lock(\(Self.tokenLock))", logger: self.logger)
+            guard var record = try await Self.activeToken(connection, name: name, logger: self.logger) else {
                 throw RegistryError.notFound("active token '\(name)'")
             }
             let now = Timestamp.now()
             try await connection.query(
                 "UPDATE tokens SET revoked_at = \(now) WHERE name = \(name.value) AND revoked_at IS NULL",
-                logger: logger)
-            try await Self.audit(connection, actor, .tokenRevoke, nil, target: name.value, detail: nil, logger: logger)
+                logger: self.logger)
+            try await Self.audit(
+                connection, actor, .tokenRevoke, nil, target: name.value, detail: nil, logger: self.logger)
             record.revokedAt = now
             return record
         }

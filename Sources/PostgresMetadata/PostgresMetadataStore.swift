@@ -47,22 +47,58 @@ public final class PostgresMetadataStore: MetadataStore {
 
     // MARK: Connections and transactions
 
-    /// A read on one connection, each statement seeing what was committed when it began.
-    func reading<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
-        try await translatingErrors {
-            try await client.withConnection { connection in try await body(connection) }
+    /// How long a request waits for a connection before it is answered NOT_READY: the pool keeps trying to
+    /// connect to a server that is down for far longer than any client waits.
+    static let leaseTimeout = Duration.seconds(10)
+
+    /// Runs `body` on a connection of the pool, once one is had within `leaseTimeout`.
+    private func withConnection<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T)
+        async throws -> T
+    {
+        let leased = LeaseState()
+        return try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { [client] in
+                try await client.withConnection { connection in
+                    leased.done.withLock { $0 = true }
+                    return try await body(connection)
+                }
+            }
+            group.addTask { [endpoint] in
+                try await Task.sleep(for: Self.leaseTimeout)
+                guard leased.done.withLock({ $0 }) else {
+                    throw RegistryError(
+                        .notReady,
+                        "PostgreSQL at \(endpoint) gave no connection within \(Self.leaseTimeout): check that it runs and accepts connections"
+                    )
+                }
+                return nil
+            }
+            while let result = try await group.next() {
+                if let value = result {
+                    group.cancelAll()
+                    return value
+                }
+            }
+            throw RegistryError(.internalError, "a PostgreSQL request ended without an answer")
         }
     }
 
+    /// A read on one connection, each statement seeing what was committed when it began.
+    func reading<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        try await translatingErrors { try await withConnection(body) }
+    }
+
     /// Reads that must agree with each other (a resolve, an export): one snapshot for all of them.
-    func readingSnapshot<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+    func readingSnapshot<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T)
+        async throws -> T
+    {
         try await transaction(isolation: "REPEATABLE READ READ ONLY", body)
     }
 
     /// Every write goes through here, so that the change counts move after each one, committed or not.
-    func writing<T: Sendable>(toModels models: [ModelName] = [], _ body: (PostgresConnection) async throws -> T)
-        async throws -> T
-    {
+    func writing<T: Sendable>(
+        toModels models: [ModelName] = [], _ body: @escaping @Sendable (PostgresConnection) async throws -> T
+    ) async throws -> T {
         defer {
             changes.withLock { counts in
                 counts.total += 1
@@ -74,14 +110,14 @@ public final class PostgresMetadataStore: MetadataStore {
 
     /// One transaction, retried when PostgreSQL gives it up to a serialization failure or a deadlock (it
     /// rolled back: nothing was written).
-    private func transaction<T: Sendable>(isolation: String, _ body: (PostgresConnection) async throws -> T)
-        async throws -> T
-    {
+    private func transaction<T: Sendable>(
+        isolation: String, _ body: @escaping @Sendable (PostgresConnection) async throws -> T
+    ) async throws -> T {
         var attempt = 1
         while true {
             do {
                 return try await translatingErrors {
-                    try await client.withConnection { connection in
+                    try await withConnection { [logger] connection in
                         try await connection.query(
                             PostgresQuery(unsafeSQL: "BEGIN ISOLATION LEVEL \(isolation)"), logger: logger)
                         do {
@@ -120,6 +156,10 @@ public final class PostgresMetadataStore: MetadataStore {
                 "PostgreSQL at \(endpoint) is unreachable (\(error.code)): check that it runs and accepts connections")
         } catch is CancellationError {
             throw CancellationError()
+        } catch  where "\(type(of: error))".contains("ConnectionPoolError") {
+            throw RegistryError(
+                .notReady,
+                "PostgreSQL at \(endpoint) is unreachable (\(error)): check that it runs and accepts connections")
         } catch {
             throw RegistryError(.storageFailure, "PostgreSQL at \(endpoint): \(error)")
         }
@@ -132,7 +172,7 @@ public final class PostgresMetadataStore: MetadataStore {
     /// does not know is refused rather than guessed at.
     public func migrate() async throws {
         try await translatingErrors {
-            try await client.withConnection { connection in
+            try await withConnection { [logger] connection in
                 try await connection.query("SELECT pg_advisory_lock(\(Self.migrationLock))", logger: logger)
                 do {
                     try await Self.applyMigrations(connection, logger: logger)
@@ -189,7 +229,7 @@ public final class PostgresMetadataStore: MetadataStore {
     }
 
     public func checkReady() async throws {
-        let applied = try await reading { connection in
+        let applied = try await reading { [logger] connection in
             try await Self.appliedVersion(connection, logger: logger)
         }
         guard applied == Self.latestVersion else {
@@ -197,6 +237,11 @@ public final class PostgresMetadataStore: MetadataStore {
                 .storageFailure, "database schema is at version \(applied), expected \(Self.latestVersion)")
         }
     }
+}
+
+/// Whether a request got its connection, shared by the request and its timer.
+private final class LeaseState: Sendable {
+    let done = Mutex(false)
 }
 
 /// A transaction PostgreSQL rolled back to resolve a conflict, to be run again.

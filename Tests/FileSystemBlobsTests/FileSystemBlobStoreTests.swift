@@ -1,4 +1,5 @@
 import FileSystemBlobs
+import FileSystemIO
 import Foundation
 import ModelRegistryCore
 import NIOCore
@@ -35,6 +36,34 @@ import Testing
                     "\(digest.hex.prefix(2))", "\(digest.hex.prefix(2))/\(digest.hex)",
                 ])
             #expect(files(in: store.directory.uploads).isEmpty)
+        }
+    }
+
+    /// A lock held for a moment by another open description of the upload's file (what a child process holds
+    /// between its fork and its exec, when it was spawned while the file was open) delays an append and a
+    /// commit, and fails neither; a lock held for good is a busy upload.
+    @Test func aMomentaryLockOnAnUploadDelaysItsCommit() async throws {
+        try await withTemporaryDirectory { root in
+            let store = try makeStore(root)
+            let digest = Digest.of(bytes)
+            let id = try await store.startUpload(expecting: nil).id
+            let holder = try POSIXFile.open(store.directory.upload(id).path, flags: O_RDONLY)
+            #expect(try holder.tryLock())
+            DispatchQueue.global().asyncAfter(deadline: .now() + 0.3) { try? holder.close() }
+            _ = try await store.append(id, at: 0, buffers(ByteBuffer(bytes: bytes)))
+            let again = try POSIXFile.open(store.directory.upload(id).path, flags: O_RDONLY)
+            #expect(try again.tryLock())
+            DispatchQueue.global().asyncAfter(deadline: .now() + 0.3) { try? again.close() }
+            #expect(try await store.commitUpload(id, expecting: digest).size == Int64(bytes.count))
+
+            let busy = try await store.startUpload(expecting: nil).id
+            let forever = try POSIXFile.open(store.directory.upload(busy).path, flags: O_RDONLY)
+            defer { try? forever.close() }
+            #expect(try forever.tryLock())
+            let error = await #expect(throws: RegistryError.self) {
+                _ = try await store.append(busy, at: 0, buffers(ByteBuffer(bytes: [1])))
+            }
+            #expect(error?.code == .uploadBusy)
         }
     }
 

@@ -132,7 +132,7 @@ public final class PostgresServer: Sendable {
     }
 
     /// A port nothing listens on now: bound to port 0, read back, closed.
-    static func freePort() throws -> Int {
+    public static func freePort() throws -> Int {
         let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard socket >= 0 else { throw Failure("socket: \(errno)") }
         defer { close(socket) }

@@ -1,0 +1,66 @@
+import Foundation
+import ModelRegistryCore
+import PostgresMetadata
+import TestServers
+import Testing
+
+/// What the PostgreSQL store adds to the conformance suites: its URL, its migrations under replicas that
+/// start at once, and how an unreachable server is reported.
+@Suite struct PostgresMetadataTests {
+    @Test func aLocationIsParsedAndItsPasswordNeverShown() throws {
+        let location = try PostgresLocation(
+            parsing: "postgres://registry:s%40cret@db.internal:6432/models?sslmode=require")
+        #expect(location.host == "db.internal" && location.port == 6432 && location.database == "models")
+        #expect(location.user == "registry" && location.password == "s@cret" && location.tls == .require)
+        #expect(location.endpoint == "db.internal:6432/models")
+        let fallback = try PostgresLocation(parsing: "postgresql://registry@db/models", password: "from PGPASSWORD")
+        #expect(fallback.port == 5432 && fallback.password == "from PGPASSWORD" && fallback.tls == .prefer)
+        for bad in [
+            "mysql://u@h/db", "postgres://h/db", "postgres://u@h/", "postgres://u:topsecret@h/db?sslmode=maybe",
+            "postgres://u@h/db?timeout=3",
+        ] {
+            let error = #expect(throws: RegistryError.self) { _ = try PostgresLocation(parsing: bad) }
+            #expect(error?.code == .invalidRequest)
+            #expect(error?.message.contains("topsecret") == false, "\(error?.message ?? "")")
+        }
+    }
+
+    /// Three replicas starting at once on a new database: each step applied once, all of them ready.
+    @Test func replicasStartingAtOnceMigrateOnce() async throws {
+        let server = try PostgresServer.shared()
+        let database = try server.createDatabase()
+        defer { server.dropDatabase(database) }
+        let location = try PostgresLocation(parsing: server.url(database) + "?sslmode=disable")
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<3 {
+                group.addTask {
+                    let store = try PostgresMetadataStore(location, connections: 2)
+                    try await store.migrate()
+                    try await store.checkReady()
+                }
+            }
+            try await group.waitForAll()
+        }
+        let applied = try server.psql("SELECT COUNT(*), MAX(version) FROM schema_migrations", database: database)
+        let files = try FileManager.default.contentsOfDirectory(
+            atPath: URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
+                "../../Migrations/postgres"
+            ).standardized.path
+        ).filter { $0.hasSuffix(".sql") }
+        #expect(applied == "\(files.count)|\(files.count)")
+    }
+
+    /// A server nobody listens on: NOT_READY (503), naming where it was looked for, never the password.
+    @Test func anUnreachableServerIsNotReady() async throws {
+        let port = try PostgresServer.freePort()
+        let location = try PostgresLocation(
+            parsing: "postgres://modelreg:hunter2@127.0.0.1:\(port)/registry?sslmode=disable")
+        let store = try PostgresMetadataStore(location, connections: 1)
+        let started = ContinuousClock.now
+        let error = await #expect(throws: RegistryError.self) { try await store.checkReady() }
+        #expect(error?.code == .notReady, "\(error?.message ?? "")")
+        #expect(error?.message.contains("127.0.0.1:\(port)/registry") == true, "\(error?.message ?? "")")
+        #expect(error?.message.contains("hunter2") == false)
+        #expect(ContinuousClock.now - started < .seconds(30))
+    }
+}
