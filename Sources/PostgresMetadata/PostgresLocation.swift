@@ -77,7 +77,11 @@ public struct PostgresLocation: Sendable, Equatable {
 
 extension PostgresMetadataStore {
     /// A store of the database at `location`.
-    public convenience init(_ location: PostgresLocation, connections: Int = 16) throws {
-        self.init(configuration: try location.configuration, endpoint: location.endpoint, connections: connections)
+    public convenience init(
+        _ location: PostgresLocation, connections: Int = 16, connectionWait: Duration = .seconds(10)
+    ) throws {
+        self.init(
+            configuration: try location.configuration, endpoint: location.endpoint, connections: connections,
+            connectionWait: connectionWait)
     }
 }

@@ -133,6 +133,12 @@ extension PostgresMetadataStore {
         )[0]
     }
 
+    /// The model's id, or nil when it does not exist.
+    static func modelID(_ connection: PostgresConnection, _ name: ModelName, logger: Logger) async throws -> Int64? {
+        try await connection.values("SELECT id FROM models WHERE name = \(name.value)", Int64.self, logger: logger)
+            .first
+    }
+
     static func versionID(_ connection: PostgresConnection, _ modelID: Int64, _ version: VersionName, logger: Logger)
         async throws -> Int64?
     {
@@ -256,9 +262,7 @@ extension PostgresMetadataStore {
     public func version(_ name: ModelName, _ version: VersionName) async throws -> VersionSummary? {
         try await readingSnapshot { connection in
             guard
-                let modelID = try await connection.values(
-                    "SELECT id FROM models WHERE name = \(name.value)", Int64.self, logger: self.logger
-                ).first
+                let modelID = try await Self.modelID(connection, name, logger: self.logger)
             else { return nil }
             let aliases = try await Self.aliases(connection, modelID: modelID, logger: self.logger)[modelID] ?? []
             return try await Self.versionSummaries(
@@ -365,9 +369,7 @@ extension PostgresMetadataStore {
         return try await readingSnapshot { connection in
             let name = reference.name
             guard
-                let modelID = try await connection.values(
-                    "SELECT id FROM models WHERE name = \(name.value)", Int64.self, logger: self.logger
-                ).first
+                let modelID = try await Self.modelID(connection, name, logger: self.logger)
             else {
                 throw RegistryError.notFound("model \(name)")
             }

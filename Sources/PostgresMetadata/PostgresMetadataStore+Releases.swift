@@ -10,9 +10,7 @@ extension PostgresMetadataStore {
     public func aliases(_ name: ModelName) async throws -> [AliasTarget]? {
         try await readingSnapshot { connection in
             guard
-                let modelID = try await connection.values(
-                    "SELECT id FROM models WHERE name = \(name.value)", Int64.self, logger: self.logger
-                ).first
+                let modelID = try await Self.modelID(connection, name, logger: self.logger)
             else { return nil }
             return try await Self.aliases(connection, modelID: modelID, logger: self.logger)[modelID] ?? []
         }
@@ -70,9 +68,7 @@ extension PostgresMetadataStore {
     public func aliasHistory(_ name: ModelName, _ alias: AliasName) async throws -> [AliasHistoryEntry]? {
         try await readingSnapshot { connection in
             guard
-                let modelID = try await connection.values(
-                    "SELECT id FROM models WHERE name = \(name.value)", Int64.self, logger: self.logger
-                ).first
+                let modelID = try await Self.modelID(connection, name, logger: self.logger)
             else { return nil }
             return try await Self.history(connection, modelID, alias: alias, logger: self.logger)
         }

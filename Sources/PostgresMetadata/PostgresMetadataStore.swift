@@ -24,12 +24,17 @@ public final class PostgresMetadataStore: MetadataStore {
         var models: [ModelName: Int] = [:]
     }
 
+    /// How long a request waits for a connection before it is answered NOT_READY: the pool keeps trying to
+    /// connect to a server that is down for far longer than any client waits.
+    let connectionWait: Duration
+
     /// A store over a new pool of at most `connections` connections, opened as they are needed. The schema
     /// is brought up to date by `migrate()`, once, before serving.
     public init(
         configuration: PostgresClient.Configuration, endpoint: String, connections: Int = 16,
-        logger: Logger = Logger(label: "modelreg.postgres")
+        connectionWait: Duration = .seconds(10), logger: Logger = Logger(label: "modelreg.postgres")
     ) {
+        self.connectionWait = connectionWait
         var configuration = configuration
         configuration.options.maximumConnections = connections
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
@@ -47,11 +52,7 @@ public final class PostgresMetadataStore: MetadataStore {
 
     // MARK: Connections and transactions
 
-    /// How long a request waits for a connection before it is answered NOT_READY: the pool keeps trying to
-    /// connect to a server that is down for far longer than any client waits.
-    static let leaseTimeout = Duration.seconds(10)
-
-    /// Runs `body` on a connection of the pool, once one is had within `leaseTimeout`.
+    /// Runs `body` on a connection of the pool, once one is had within `connectionWait`.
     private func withConnection<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T)
         async throws -> T
     {
@@ -63,12 +64,12 @@ public final class PostgresMetadataStore: MetadataStore {
                     return try await body(connection)
                 }
             }
-            group.addTask { [endpoint] in
-                try await Task.sleep(for: Self.leaseTimeout)
+            group.addTask { [endpoint, connectionWait] in
+                try await Task.sleep(for: connectionWait)
                 guard leased.done.withLock({ $0 }) else {
                     throw RegistryError(
                         .notReady,
-                        "PostgreSQL at \(endpoint) gave no connection within \(Self.leaseTimeout): check that it runs and accepts connections"
+                        "PostgreSQL at \(endpoint) gave no connection within \(connectionWait): check that it runs and accepts connections"
                     )
                 }
                 return nil

@@ -30,8 +30,10 @@ struct MetadataBackend: Sendable, CustomTestStringConvertible {
             let database = try server.createDatabase()
             defer { server.dropDatabase(database) }
             let location = try PostgresLocation(parsing: server.url(database) + "?sslmode=disable")
-            try await PostgresMetadataStore(location).migrate()
-            try await body { try PostgresMetadataStore(location, connections: 4) }
+            // Other suites that block the test process's cooperative threads can hold up the pool's work for
+            // minutes in a full run: the tests wait for connections as long as that takes.
+            try await PostgresMetadataStore(location, connectionWait: .seconds(600)).migrate()
+            try await body { try PostgresMetadataStore(location, connections: 4, connectionWait: .seconds(600)) }
         },
         // What the server runs: the SQLite store behind the kept reads, which must change nothing it answers.
         MetadataBackend(name: "kept reads over SQLite") { body in
