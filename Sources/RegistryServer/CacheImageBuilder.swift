@@ -28,6 +28,9 @@ actor CacheImageBuilder {
     private var queued: Set<Job> = []
     private var building: Job?
     private var worker: Task<Void, Never>?
+    /// Records read or written so far: every alias move and image download asks for them, and a record, once
+    /// there, changes only by this builder's hand or goes with its variant (`forget`).
+    private var known: [Job: CacheImageRecord] = [:]
 
     init(blobs: any BlobStore, metadata: any CatalogStore & CacheImageRecordStore, logger: Logger) {
         self.blobs = blobs
@@ -39,7 +42,7 @@ actor CacheImageBuilder {
     func enqueue(_ model: ModelName, _ manifest: Digest) async {
         let records: [String: CacheImageRecord]
         do {
-            records = try await metadata.cacheImageRecords(model, manifest)
+            records = try await self.records(model, manifest)
         } catch {
             logger.warning("could not read cache image records", metadata: ["error": "\(error)"])
             return
@@ -73,7 +76,7 @@ actor CacheImageBuilder {
     func status(_ model: ModelName, _ manifest: Digest, size: (CacheImageLayout) -> Int64) async throws
         -> [CacheImageStatus]
     {
-        let records = try await metadata.cacheImageRecords(model, manifest)
+        let records = try await self.records(model, manifest)
         return CacheImageLayout.allCases.map { layout in
             if let record = records[layout.rawValue] {
                 return CacheImageStatus(
@@ -88,14 +91,28 @@ actor CacheImageBuilder {
 
     /// The built image's digest, if it is ready.
     func digest(_ model: ModelName, _ manifest: Digest, _ layout: CacheImageLayout) async throws -> Digest? {
-        try await metadata.cacheImageRecords(model, manifest)[layout.rawValue]?.digest
+        try await records(model, manifest)[layout.rawValue]?.digest
     }
 
-    /// Drops the waiting builds of deleted variants (the store drops their records with the version).
+    /// The manifest's records by layout, from those known when every layout's is, else from the store.
+    private func records(_ model: ModelName, _ manifest: Digest) async throws -> [String: CacheImageRecord] {
+        let jobs = CacheImageLayout.allCases.map { Job(model: model, manifest: manifest, layout: $0) }
+        if jobs.allSatisfy({ known[$0] != nil }) {
+            return Dictionary(
+                uniqueKeysWithValues: jobs.compactMap { job in known[job].map { (job.layout.rawValue, $0) } })
+        }
+        let records = try await metadata.cacheImageRecords(model, manifest)
+        for job in jobs { known[job] = records[job.layout.rawValue] ?? known[job] }
+        return records
+    }
+
+    /// Drops the waiting builds and known records of deleted variants (the store drops their records with the
+    /// version).
     func forget(_ model: ModelName, _ manifests: [Digest]) {
         for manifest in manifests {
             for layout in CacheImageLayout.allCases {
                 let job = Job(model: model, manifest: manifest, layout: layout)
+                known[job] = nil
                 if queued.remove(job) != nil { queue.removeAll { $0 == job } }
             }
         }
@@ -154,6 +171,7 @@ actor CacheImageBuilder {
     private func save(_ record: CacheImageRecord, _ job: Job) async {
         do {
             try await metadata.recordCacheImage(record, job.model, job.manifest, layout: job.layout.rawValue)
+            known[job] = record
         } catch {
             logger.error(
                 "cannot record cache image",
