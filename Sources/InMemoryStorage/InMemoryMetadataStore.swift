@@ -497,12 +497,7 @@ public final class InMemoryMetadataStore: MetadataStore {
         try writing { state in
             let hash = secret.hash
             if let known = state.tokens.first(where: { $0.hash == hash })?.record {
-                guard known.revokedAt == nil, known.scope == .admin else {
-                    throw RegistryError(
-                        .invalidRequest,
-                        "the admin token given at start was \(known.revokedAt != nil ? "revoked" : "created with scope \(known.scope.rawValue)"): put a new token in its file"
-                    )
-                }
+                try AdminTokenFile.checkKnown(scope: known.scope.rawValue, revokedAt: known.revokedAt)
                 return false
             }
             let now = Timestamp.now()

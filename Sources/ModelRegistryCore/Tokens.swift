@@ -55,6 +55,19 @@ public struct TokenSecret: Sendable {
 }
 
 /// Compares two equal-length strings without stopping at the first difference.
+/// The rule every token store applies when the token of an admin token file is one it knows already: only an
+/// active admin token is accepted again; re-enabling a revoked or lesser one from a file would undo a decision.
+public enum AdminTokenFile {
+    public static func checkKnown(scope: String, revokedAt: String?) throws(RegistryError) {
+        guard revokedAt == nil, scope == TokenScope.admin.rawValue else {
+            throw RegistryError(
+                .invalidRequest,
+                "the admin token given at start was \(revokedAt != nil ? "revoked" : "created with scope \(scope)"): put a new token in its file"
+            )
+        }
+    }
+}
+
 public func constantTimeEquals(_ a: String, _ b: String) -> Bool {
     let x = Array(a.utf8)
     let y = Array(b.utf8)

@@ -244,12 +244,7 @@ extension PostgresMetadataStore {
                 "SELECT scope, revoked_at FROM tokens WHERE hash = \(secret.hash)", (String, String?).self,
                 logger: self.logger
             ).first {
-                guard revoked == nil, scope == TokenScope.admin.rawValue else {
-                    throw RegistryError(
-                        .invalidRequest,
-                        "the admin token given at start was \(revoked != nil ? "revoked" : "created with scope \(scope)"): put a new token in its file"
-                    )
-                }
+                try AdminTokenFile.checkKnown(scope: scope, revokedAt: revoked)
                 return false
             }
             let now = Timestamp.now()

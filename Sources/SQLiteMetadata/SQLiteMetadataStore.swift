@@ -469,12 +469,7 @@ public final class SQLiteMetadataStore: MetadataStore {
             ) {
                 let revoked: String? = row["revoked_at"]
                 let scope: String = row["scope"]
-                guard revoked == nil, scope == TokenScope.admin.rawValue else {
-                    throw RegistryError(
-                        .invalidRequest,
-                        "the admin token given at start was \(revoked != nil ? "revoked" : "created with scope \(scope)"): put a new token in its file"
-                    )
-                }
+                try AdminTokenFile.checkKnown(scope: scope, revokedAt: revoked)
                 return false
             }
             let now = Timestamp.now()
