@@ -137,7 +137,7 @@ public final class InMemoryMetadataStore: MetadataStore {
 
     public var changeCount: Int { storage.state.withLock { $0.changes } }
 
-    public func changeCount(of model: ModelName) -> Int {
+    public func changeCount(of model: ModelName) async throws -> Int {
         storage.state.withLock { $0.modelChanges[model] ?? 0 }
     }
 

@@ -3,7 +3,7 @@ import Foundation
 /// Any metadata store with the answers it is asked for most kept until they may have changed: the token
 /// lookup every authenticated request makes. An answer is kept under the store's change count taken before
 /// the read (`ReadCache`), so the backend's change signal decides when it goes stale: for SQLite the count of
-/// this process's writes; a backend written by several processes must signal theirs too.
+/// this process's writes; for a backend written by several processes one that keeps nothing.
 public final class KeptReadsMetadataStore: MetadataStore {
     public let base: any MetadataStore
     private let tokens = ReadCache<String, TokenRecord>(limit: 1024)
@@ -22,7 +22,7 @@ public final class KeptReadsMetadataStore: MetadataStore {
     }
 
     public var changeCount: Int { base.changeCount }
-    public func changeCount(of model: ModelName) -> Int { base.changeCount(of: model) }
+    public func changeCount(of model: ModelName) async throws -> Int { try await base.changeCount(of: model) }
     public func checkReady() async throws { try await base.checkReady() }
 
     public func recordBlobs(_ blobs: [StoredBlob]) async throws { try await base.recordBlobs(blobs) }

@@ -9,11 +9,13 @@ public protocol MetadataStore: CatalogStore, ReleaseStore, AuditLogStore, TokenS
 {
     /// Confirms the store is open and its schema is current.
     func checkReady() async throws
-    /// Moves after every write transaction to `model` (a publish, alias move, deprecation or delete),
-    /// committed or not: an answer about the model read while it stayed the same is still current (see
-    /// `ReadCache`).
-    func changeCount(of model: ModelName) -> Int
-    /// Moves after every write transaction of any kind, committed or not (see `KeptReadsMetadataStore`).
+    /// Moves with every write transaction to `model` (a publish, alias move, deprecation or delete): an
+    /// answer about the model read while it stayed the same is still current (see `ReadCache`). A backend
+    /// that several processes write reads it from the database, so that a write through any of them counts.
+    func changeCount(of model: ModelName) async throws -> Int
+    /// Moves after every write transaction of any kind, committed or not (see `KeptReadsMetadataStore`); a
+    /// backend that other processes write too, and cannot tell of their writes this cheaply, moves it at
+    /// every read, so nothing is kept.
     var changeCount: Int { get }
 }
 

@@ -67,7 +67,7 @@ extension PostgresMetadataStore {
 
     public func publish(_ request: PublishRequest) async throws -> PublishOutcome {
         let document = request.document
-        return try await writing(toModels: [request.model]) { connection in
+        return try await writing { connection in
             let modelID = try await Self.lockModel(connection, request.model, creating: true, logger: self.logger)
             let versionID = try await Self.ensureVersion(
                 connection, modelID, request.model, request.version, logger: self.logger)
@@ -96,9 +96,10 @@ extension PostgresMetadataStore {
         }
     }
 
-    /// The model's id, its row locked until the transaction ends: writes to one model serialize on it. With
-    /// `creating`, a model that does not exist yet is created (two first publishes at once: the second waits
-    /// for the first's commit, then finds the row).
+    /// The model's id, its row locked until the transaction ends: writes to one model serialize on it. The
+    /// update moves the model's change count, committed with the write (`changeCount(of:)`). With `creating`,
+    /// a model that does not exist yet is created (two first publishes at once: the second waits for the
+    /// first's commit, then finds the row).
     static func lockModel(_ connection: PostgresConnection, _ name: ModelName, creating: Bool, logger: Logger)
         async throws -> Int64
     {
@@ -111,7 +112,8 @@ extension PostgresMetadataStore {
         }
         guard
             let id = try await connection.values(
-                "SELECT id FROM models WHERE name = \(name.value) FOR UPDATE", Int64.self, logger: logger
+                "UPDATE models SET change_count = nextval('model_changes') WHERE name = \(name.value) RETURNING id",
+                Int64.self, logger: logger
             ).first
         else {
             throw RegistryError.notFound("model \(name)")

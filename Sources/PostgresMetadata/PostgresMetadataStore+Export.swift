@@ -120,7 +120,7 @@ extension PostgresMetadataStore {
                 try model.versions.map { version in try version.variants.map { try $0.contents().manifest } })
         }
         let contents = manifests
-        try await writing(toModels: export.models.map(\.name)) { connection in
+        try await writing { connection in
             // Nothing else writes while the import decides the store is empty and fills it.
             try await connection.query("LOCK TABLE models, tokens, audit_log IN EXCLUSIVE MODE", logger: self.logger)
             let counts = try await connection.rows(

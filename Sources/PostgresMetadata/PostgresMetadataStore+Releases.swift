@@ -22,7 +22,7 @@ extension PostgresMetadataStore {
 
     public func moveAlias(_ move: AliasMove) async throws -> AliasTarget {
         try ReleaseRules.checkMovable(move)
-        return try await writing(toModels: [move.model]) { connection in
+        return try await writing { connection in
             let modelID = try await Self.lockModel(connection, move.model, creating: false, logger: self.logger)
             let aliases = try await Self.aliases(connection, modelID: modelID, logger: self.logger)[modelID] ?? []
             let current = aliases.first { $0.name == move.alias }
@@ -98,7 +98,7 @@ extension PostgresMetadataStore {
     public func deprecate(_ name: ModelName, _ version: VersionName, reason: String?, actor: String) async throws
         -> VersionSummary
     {
-        try await writing(toModels: [name]) { connection in
+        try await writing { connection in
             let modelID = try await Self.lockModel(connection, name, creating: false, logger: self.logger)
             let versionID = try await Self.existingVersionID(connection, modelID, name, version, logger: self.logger)
             try await connection.query(
@@ -121,7 +121,7 @@ extension PostgresMetadataStore {
     }
 
     public func deleteVersion(_ name: ModelName, _ version: VersionName, actor: String) async throws -> DeletedVersion {
-        try await writing(toModels: [name]) { connection in
+        try await writing { connection in
             let modelID = try await Self.lockModel(connection, name, creating: false, logger: self.logger)
             let versionID = try await Self.existingVersionID(connection, modelID, name, version, logger: self.logger)
             let aliases = try await Self.aliases(connection, modelID: modelID, logger: self.logger)[modelID] ?? []

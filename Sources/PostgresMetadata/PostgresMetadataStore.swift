@@ -17,16 +17,15 @@ public final class PostgresMetadataStore: MetadataStore {
     let endpoint: String
     let logger: Logger
     private let running: Task<Void, Never>
-    private let changes = Mutex(ChangeCounts())
-
-    private struct ChangeCounts {
-        var total = 0
-        var models: [ModelName: Int] = [:]
-    }
+    /// Hands out the change counts that match nothing kept (see `changeCount`).
+    private let uncounted = Atomic<Int>(0)
 
     /// How long a request waits for a connection before it is answered NOT_READY: the pool keeps trying to
     /// connect to a server that is down for far longer than any client waits.
     let connectionWait: Duration
+    /// How long a readiness check waits for a connection: below Kubernetes' default probe timeout of 1 s,
+    /// so that the probe gets the answer naming the server.
+    static let readinessWait = Duration.milliseconds(800)
 
     /// A store over a new pool of at most `connections` connections, opened as they are needed. The schema
     /// is brought up to date by `migrate()`, once, before serving.
@@ -37,7 +36,10 @@ public final class PostgresMetadataStore: MetadataStore {
         self.connectionWait = connectionWait
         var configuration = configuration
         configuration.options.maximumConnections = connections
-        let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        // The pool logs every failed attempt to connect at info; the store's own errors name the server.
+        var background = logger
+        background.logLevel = max(logger.logLevel, .warning)
+        let client = PostgresClient(configuration: configuration, backgroundLogger: background)
         self.client = client
         self.endpoint = endpoint
         self.logger = logger
@@ -46,16 +48,29 @@ public final class PostgresMetadataStore: MetadataStore {
 
     deinit { running.cancel() }
 
-    public var changeCount: Int { changes.withLock { $0.total } }
+    /// Other replicas write tokens too, and no cheaper read tells of it than the token's own: a new number
+    /// each time, so that no token is kept.
+    public var changeCount: Int { uncounted.subtract(1, ordering: .relaxed).newValue }
 
-    public func changeCount(of model: ModelName) -> Int { changes.withLock { $0.models[model] ?? 0 } }
+    /// The count in the model's row, which every write to the model moves in its transaction, whichever
+    /// replica made it. Counts come from one sequence, so a model deleted and made again never repeats one;
+    /// a model without a row gets a new negative number each time, matching nothing kept.
+    public func changeCount(of model: ModelName) async throws -> Int {
+        let count = try await reading { [logger] connection in
+            try await connection.values(
+                "SELECT change_count FROM models WHERE name = \(model.value)", Int64.self, logger: logger
+            ).first
+        }
+        return count.map(Int.init) ?? changeCount
+    }
 
     // MARK: Connections and transactions
 
-    /// Runs `body` on a connection of the pool, once one is had within `connectionWait`.
-    private func withConnection<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T)
-        async throws -> T
-    {
+    /// Runs `body` on a connection of the pool, once one is had within `wait` (`connectionWait` unless given).
+    private func withConnection<T: Sendable>(
+        wait: Duration? = nil, _ body: @escaping @Sendable (PostgresConnection) async throws -> T
+    ) async throws -> T {
+        let connectionWait = wait ?? connectionWait
         let leased = LeaseState()
         return try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask { [client] in
@@ -64,7 +79,7 @@ public final class PostgresMetadataStore: MetadataStore {
                     return try await body(connection)
                 }
             }
-            group.addTask { [endpoint, connectionWait] in
+            group.addTask { [endpoint] in
                 try await Task.sleep(for: connectionWait)
                 guard leased.done.withLock({ $0 }) else {
                     throw RegistryError(
@@ -96,17 +111,10 @@ public final class PostgresMetadataStore: MetadataStore {
         try await transaction(isolation: "REPEATABLE READ READ ONLY", body)
     }
 
-    /// Every write goes through here, so that the change counts move after each one, committed or not.
-    func writing<T: Sendable>(
-        toModels models: [ModelName] = [], _ body: @escaping @Sendable (PostgresConnection) async throws -> T
-    ) async throws -> T {
-        defer {
-            changes.withLock { counts in
-                counts.total += 1
-                for model in models { counts.models[model] = counts.total }
-            }
-        }
-        return try await transaction(isolation: "READ COMMITTED", body)
+    /// Every write goes through here; those to a model move its change count by locking its row
+    /// (`lockModel`).
+    func writing<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        try await transaction(isolation: "READ COMMITTED", body)
     }
 
     /// One transaction, retried when PostgreSQL gives it up to a serialization failure or a deadlock (it
@@ -229,9 +237,13 @@ public final class PostgresMetadataStore: MetadataStore {
         return 0
     }
 
+    /// Answers within `readinessWait` however long requests wait: a probe that times out tells less than one
+    /// that names the server it could not reach.
     public func checkReady() async throws {
-        let applied = try await reading { [logger] connection in
-            try await Self.appliedVersion(connection, logger: logger)
+        let applied = try await translatingErrors {
+            try await withConnection(wait: min(connectionWait, Self.readinessWait)) { [logger] connection in
+                try await Self.appliedVersion(connection, logger: logger)
+            }
         }
         guard applied == Self.latestVersion else {
             throw RegistryError(

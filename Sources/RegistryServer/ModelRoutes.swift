@@ -53,7 +53,7 @@ struct ModelRoutes {
             return try await render(request, route, variant: variant).response(sendBody: sendBody)
         }
         let key = RenderedRead(route: route, variant: variant)
-        let changeCount = registry.metadata.changeCount(of: route.model)
+        let changeCount = try await registry.metadata.changeCount(of: route.model)
         if let kept = registry.renderedReads.value(for: key, at: changeCount) {
             return kept.response(sendBody: sendBody)
         }

@@ -3,6 +3,7 @@ import FileSystemIO
 import Foundation
 import Logging
 import ModelRegistryCore
+import PostgresMetadata
 import SQLiteMetadata
 import Synchronization
 
@@ -44,7 +45,7 @@ public struct Registry: Sendable {
         try directory.create()
         try claim(directory)
         removeLeftovers(of: directory, logger: logger)
-        let metadata = KeptReadsMetadataStore(try SQLiteMetadataStore(path: directory.database.path))
+        let metadata = try await openMetadata(configuration)
         let blobs = FileSystemBlobStore(directory: directory)
         try blobs.restoreInterruptedDeletions()
         let registry = Registry(
@@ -73,6 +74,19 @@ public struct Registry: Sendable {
         try await metadata.recordBlobs(try await registry.blobs.list())
         await registry.images.enqueueAliasTargets()
         return registry
+    }
+
+    /// The metadata store, its schema brought up to date (replicas starting at once on one PostgreSQL
+    /// database apply each migration once).
+    private static func openMetadata(_ configuration: ServerConfiguration) async throws -> any MetadataStore {
+        switch configuration.metadata {
+        case .dataDirectory:
+            return KeptReadsMetadataStore(try SQLiteMetadataStore(path: configuration.dataDirectory.database.path))
+        case .postgres(let location):
+            let store = try PostgresMetadataStore(location)
+            try await store.migrate()
+            return store
+        }
     }
 
     /// One server a data directory: it keeps its answers to metadata reads until it writes a change itself

@@ -1,6 +1,15 @@
 import FileSystemBlobs
 import ModelRegistryCore
 import NIOSSL
+import PostgresMetadata
+
+/// Where the registry keeps its metadata.
+public enum MetadataLocation: Sendable, Equatable {
+    /// SQLite in the data directory: the embedded default.
+    case dataDirectory
+    /// A PostgreSQL database, which several replicas may share.
+    case postgres(PostgresLocation)
+}
 
 public struct ServerConfiguration: Sendable {
     /// The port `modelreg serve` listens on when none is given.
@@ -31,6 +40,7 @@ public struct ServerConfiguration: Sendable {
     /// Serve HTTPS with this certificate and key (see `TLSFiles.load`) instead of plain HTTP.
     public var tls: TLSConfiguration?
     public var drainTimeout: Duration
+    public var metadata: MetadataLocation
 
     public init(
         dataDirectory: DataDirectory = DataDirectory(ServerConfiguration.defaultDataDirectory),
@@ -41,7 +51,8 @@ public struct ServerConfiguration: Sendable {
         idleTimeout: Duration = ServerConfiguration.defaultIdleTimeout,
         adminTokenFile: String? = nil,
         tls: TLSConfiguration? = nil,
-        drainTimeout: Duration = ServerConfiguration.defaultDrainTimeout
+        drainTimeout: Duration = ServerConfiguration.defaultDrainTimeout,
+        metadata: MetadataLocation = .dataDirectory
     ) {
         self.dataDirectory = dataDirectory
         self.host = host
@@ -52,6 +63,15 @@ public struct ServerConfiguration: Sendable {
         self.adminTokenFile = adminTokenFile
         self.tls = tls
         self.drainTimeout = drainTimeout
+        self.metadata = metadata
+    }
+
+    /// What the start-up line says the registry serves from.
+    public var storageDescription: String {
+        switch metadata {
+        case .dataDirectory: "data: \(dataDirectory.root.path)"
+        case .postgres(let location): "data: \(dataDirectory.root.path), metadata: postgres \(location.endpoint)"
+        }
     }
 }
 

@@ -67,7 +67,7 @@ public final class SQLiteMetadataStore: MetadataStore {
 
     public var changeCount: Int { changes.withLock { $0.total } }
 
-    public func changeCount(of model: ModelName) -> Int { changes.withLock { $0.models[model] ?? 0 } }
+    public func changeCount(of model: ModelName) async throws -> Int { changes.withLock { $0.models[model] ?? 0 } }
 
     /// Every write goes through here, so that the change counts move after each one, committed or not.
     func writing<T: Sendable>(to model: ModelName? = nil, _ updates: @Sendable @escaping (Database) throws -> T)

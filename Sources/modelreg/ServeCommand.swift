@@ -3,6 +3,7 @@ import FileSystemBlobs
 import Foundation
 import Logging
 import ModelRegistryCore
+import PostgresMetadata
 import RegistryServer
 
 struct Serve: AsyncParsableCommand {
@@ -42,6 +43,17 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
+    @Option(
+        help: ArgumentHelp(
+            "Keep metadata in PostgreSQL instead of SQLite in the data directory.",
+            discussion:
+                "postgres://USER[:PASS]@HOST[:PORT]/DB[?sslmode=disable|prefer|require]; without a password in the URL, --metadata-password-file or PGPASSWORD gives it.",
+            valueName: "url"))
+    var metadata: String?
+
+    @Option(help: "File holding the PostgreSQL password of --metadata (a mounted Secret).")
+    var metadataPasswordFile: String?
+
     func run() async throws {
         guard let level = Logger.Level(rawValue: logLevel) else {
             throw ValidationError("unknown log level '\(logLevel)'")
@@ -62,7 +74,9 @@ struct Serve: AsyncParsableCommand {
         let configuration = ServerConfiguration(
             dataDirectory: DataDirectory(data), host: host, port: port, anonymousRead: anonymousRead,
             uploadTTL: try DurationText.positive(uploadTTL), idleTimeout: try DurationText.positive(idleTimeout),
-            adminTokenFile: adminTokenFile, tls: tlsConfiguration, drainTimeout: try DurationText.positive(drainTimeout)
+            adminTokenFile: adminTokenFile, tls: tlsConfiguration,
+            drainTimeout: try DurationText.positive(drainTimeout),
+            metadata: try metadataLocation()
         )
         let registry = try await Registry.open(configuration, logger: logger)
         let scheme = tls == nil ? "http" : "https"
@@ -70,8 +84,27 @@ struct Serve: AsyncParsableCommand {
             host, port in
             // Tests and scripts read this line to learn the port when started with --port 0.
             let line =
-                "modelreg listening on \(scheme)://\(host):\(port) (data: \(configuration.dataDirectory.root.path))\n"
+                "modelreg listening on \(scheme)://\(host):\(port) (\(configuration.storageDescription))\n"
             FileHandle.standardOutput.write(Data(line.utf8))
         }
+    }
+
+    /// `--metadata`, its password from the URL, else `--metadata-password-file`, else `PGPASSWORD`.
+    private func metadataLocation() throws -> MetadataLocation {
+        guard let metadata else {
+            guard metadataPasswordFile == nil else {
+                throw ValidationError("--metadata-password-file goes with --metadata postgres://…")
+            }
+            return .dataDirectory
+        }
+        var password = ProcessInfo.processInfo.environment["PGPASSWORD"]
+        if let file = metadataPasswordFile {
+            guard let data = FileManager.default.contents(atPath: file), let text = String(data: data, encoding: .utf8)
+            else {
+                throw RegistryError(.invalidRequest, "cannot read the PostgreSQL password file \(file)")
+            }
+            password = String(text.trimmingSuffix { $0 == "\n" || $0 == "\r" })
+        }
+        return .postgres(try PostgresLocation(parsing: metadata, password: password))
     }
 }

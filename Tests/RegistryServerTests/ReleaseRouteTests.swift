@@ -86,7 +86,7 @@ import Testing
             let name = try ModelName("m")
             let kept = registry.registry.renderedReads.value(
                 for: RenderedRead(route: .model(name), variant: nil),
-                at: registry.registry.metadata.changeCount(of: name)
+                at: try await registry.registry.metadata.changeCount(of: name)
             )
             #expect(kept.map { Array(buffer: $0.body) } == Array(buffer: model.body), "the model's answer is kept")
             let head = try await Self.call(client, .head, "/v1/models/m", registry.read)

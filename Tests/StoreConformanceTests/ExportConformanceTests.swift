@@ -16,10 +16,11 @@ import Testing
             try await backend.open { instance in
                 let target = try instance()
                 let model = try ModelName("org/a")
-                let before = target.changeCount(of: model)
+                let before = try await target.changeCount(of: model)
                 try await Self.recordBlobs(of: export, in: target)
                 try await target.importMetadata(export)
-                #expect(target.changeCount(of: model) != before, "kept reads of the model must see the import")
+                #expect(
+                    try await target.changeCount(of: model) != before, "kept reads of the model must see the import")
                 #expect(try await target.exportMetadata() == export)
                 #expect(try await target.listModels() == source.listModels())
                 #expect(try await target.model(model) == source.model(model))

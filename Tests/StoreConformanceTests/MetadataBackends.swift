@@ -10,6 +10,9 @@ import Testing
 /// it (a second instance is another process on the same database).
 struct MetadataBackend: Sendable, CustomTestStringConvertible {
     let name: String
+    /// Whether its instances stand for processes that write one store at once (replicas), rather than one
+    /// process's store opened again.
+    var sharedByProcesses = false
     let open:
         @Sendable (_ body: @Sendable (_ instance: @Sendable () throws -> any MetadataStore) async throws -> Void)
             async throws -> Void
@@ -17,7 +20,7 @@ struct MetadataBackend: Sendable, CustomTestStringConvertible {
     var testDescription: String { name }
 
     static let all: [MetadataBackend] = [
-        MetadataBackend(name: "in-memory") { body in
+        MetadataBackend(name: "in-memory", sharedByProcesses: true) { body in
             let storage = InMemoryMetadataStore.Storage()
             try await body { InMemoryMetadataStore(storage: storage) }
         },
@@ -25,7 +28,7 @@ struct MetadataBackend: Sendable, CustomTestStringConvertible {
             try await withDatabasePath { path in try await body { try SQLiteMetadataStore(path: path) } }
         },
         // A real server (TestServers), a database of its own a test; instances are replicas' connection pools.
-        MetadataBackend(name: "PostgreSQL") { body in
+        MetadataBackend(name: "PostgreSQL", sharedByProcesses: true) { body in
             let server = try PostgresServer.shared()
             let database = try server.createDatabase()
             defer { server.dropDatabase(database) }

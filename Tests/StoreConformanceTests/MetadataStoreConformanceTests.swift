@@ -229,13 +229,35 @@ import Testing
         try await backend.open { instance in
             let store = try instance()
             let (a, b) = (try ModelName("a"), try ModelName("b"))
-            let before = (store.changeCount(of: a), store.changeCount(of: b))
+            try await store.publish("b", "1", files: ["w": "b1"])
+            let before = (try await store.changeCount(of: a), try await store.changeCount(of: b))
             try await store.publish("a", "1", files: ["w": "a1"])
-            #expect(store.changeCount(of: a) != before.0)
-            #expect(store.changeCount(of: b) == before.1)
-            let afterPublish = store.changeCount(of: a)
+            #expect(try await store.changeCount(of: a) != before.0)
+            #expect(try await store.changeCount(of: b) == before.1)
+            let afterPublish = try await store.changeCount(of: a)
             _ = try await store.set("a", "prod", "1")
-            #expect(store.changeCount(of: a) != afterPublish)
+            #expect(try await store.changeCount(of: a) != afterPublish)
+            _ = try await store.model(a)
+            #expect(try await store.changeCount(of: a) == store.changeCount(of: a), "a read moves nothing")
+        }
+    }
+
+    /// Where several processes write one store, a write through any instance moves the count every instance
+    /// reads: a replica's kept answers never outlive a move made through another.
+    @Test(arguments: MetadataBackend.all.filter(\.sharedByProcesses))
+    func writesThroughAnotherInstanceMoveTheChangeCount(backend: MetadataBackend) async throws {
+        try await backend.open { instance in
+            let (reader, writer) = (try instance(), try instance())
+            let a = try ModelName("a")
+            try await writer.publish("a", "1", files: ["w": "a1"])
+            try await writer.publish("a", "2", files: ["w": "a2"])
+            var seen: Set<Int> = [try await reader.changeCount(of: a)]
+            for version in ["1", "2", "1"] {
+                _ = try await writer.set("a", "prod", version)
+                let count = try await reader.changeCount(of: a)
+                #expect(seen.insert(count).inserted, "the move to \(version) left the count at \(count)")
+                #expect(try await reader.alias(a, try AliasName("prod"))?.version.value == version)
+            }
         }
     }
 

@@ -7,6 +7,7 @@ import Foundation
 /// A real PostgreSQL server for the tests: `initdb` into a temporary directory and `pg_ctl` on a free loopback
 /// port, run as `nobody` when the tests run as root (PostgreSQL refuses to run as root). One server a test
 /// process, started on first use and stopped when the process exits; each test takes a database of its own.
+/// A test that stops the server takes one of its own (`dedicated`).
 public final class PostgresServer: Sendable {
     public let host = "127.0.0.1"
     public let port: Int
@@ -28,10 +29,22 @@ public final class PostgresServer: Sendable {
     private nonisolated(unsafe) static var started: PostgresServer?
     private static let lock = NSLock()
 
-    private static func stopShared() {
-        guard let server = started else { return }
-        _ = try? server.run(server.tool("pg_ctl"), ["-D", server.data.path, "-m", "immediate", "stop"])
-        try? FileManager.default.removeItem(at: server.directory)
+    private static func stopShared() { started?.destroy() }
+
+    /// A server of the caller's own, which it may stop and start again; `destroy()` it when done.
+    public static func dedicated() throws -> PostgresServer { try PostgresServer() }
+
+    /// Stops the server as a restart does, cutting every connection (a crash would lose the last commits:
+    /// the tests' servers do not wait for the disk); `start()` brings it back on the same port.
+    public func stop() throws {
+        let stop = try run(tool("pg_ctl"), ["-D", data.path, "-m", "fast", "-w", "stop"])
+        guard stop.status == 0 else { throw Failure("pg_ctl stop failed: \(stop.output)") }
+    }
+
+    /// Stops the server and removes its files.
+    public func destroy() {
+        _ = try? run(tool("pg_ctl"), ["-D", data.path, "-m", "immediate", "stop"])
+        try? FileManager.default.removeItem(at: directory)
     }
 
     var data: URL { directory.appendingPathComponent("data") }
@@ -44,6 +57,11 @@ public final class PostgresServer: Sendable {
         let initdb = try run(
             tool("initdb"), ["-D", data.path, "-U", user, "--auth=trust", "--encoding=UTF8", "--locale=C", "-N"])
         guard initdb.status == 0 else { throw Failure("initdb failed: \(initdb.output)") }
+        try start()
+    }
+
+    /// Starts the server on its port and waits until it takes connections.
+    public func start() throws {
         let options = [
             "-c listen_addresses=\(host)", "-p \(port)", "-c unix_socket_directories=\(directory.path)",
             "-c max_connections=400", "-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off",
