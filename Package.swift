@@ -78,7 +78,14 @@ let package = Package(
             plugins: ["EmbedMigrations"]
         ),
         // AWS Signature Version 4 for S3 requests (swift-crypto's HMAC; there is no AWS SDK here).
-        .target(name: "S3Blobs", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
+        .target(
+            name: "S3Blobs",
+            dependencies: [
+                "ModelRegistryCore", .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
         // Real servers the tests start on free loopback ports (PostgreSQL through initdb and pg_ctl).
         .target(
             name: "TestServers",
@@ -122,6 +129,7 @@ let package = Package(
                 "RegistryMaintenance",
                 "SQLiteMetadata",
                 "PostgresMetadata",
+                "S3Blobs",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
@@ -170,6 +178,7 @@ let package = Package(
                 "MaintenanceClient",
                 "SQLiteMetadata",
                 "PostgresMetadata",
+                "S3Blobs",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
@@ -180,6 +189,7 @@ let package = Package(
             name: "StoreConformanceTests",
             dependencies: [
                 "ModelRegistryCore", "FileSystemBlobs", "InMemoryStorage", "SQLiteMetadata", "PostgresMetadata",
+                "S3Blobs",
                 "TestServers", .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
@@ -197,7 +207,13 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
-        .testTarget(name: "S3BlobsTests", dependencies: ["S3Blobs"]),
+        .testTarget(
+            name: "S3BlobsTests",
+            dependencies: [
+                "S3Blobs", "ModelRegistryCore", "TestServers", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ]
+        ),
         .testTarget(
             name: "PostgresMetadataTests", dependencies: ["PostgresMetadata", "ModelRegistryCore", "TestServers"]),
         .testTarget(

@@ -103,7 +103,16 @@ public struct DataDirectory: Sendable {
 
     /// Creates the directory tree; safe to call on an existing registry.
     public func create() throws(RegistryError) {
-        for directory in [root, blobs, uploads, tmp] {
+        try create([root, blobs, uploads, tmp])
+    }
+
+    /// The directory alone, for a server that keeps its data elsewhere and writes only its admin token here.
+    public func createRoot() throws(RegistryError) {
+        try create([root])
+    }
+
+    private func create(_ directories: [URL]) throws(RegistryError) {
+        for directory in directories {
             do {
                 try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             } catch {

@@ -8,4 +8,12 @@ public enum Timestamp {
     public static func format(_ date: Date) -> String {
         Date.ISO8601FormatStyle(includingFractionalSeconds: true).format(date)
     }
+
+    /// A time `format` wrote.
+    public static func parse(_ text: String) throws(RegistryError) -> Date {
+        guard let date = try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(text) else {
+            throw RegistryError(.storageFailure, "the stored time '\(text.prefix(40))' is not an ISO 8601 time")
+        }
+        return date
+    }
 }

@@ -110,17 +110,42 @@ public struct RegistryConnection: Sendable {
         return request
     }
 
-    /// A GET whose body is a blob or an image: no overall time limit, but a stalled body fails.
+    /// A GET whose body is a blob or an image: no overall time limit, but a stalled body fails. A blob the
+    /// registry hands to its object store (307 to a presigned URL) is fetched from there with the request's
+    /// `Range` and nothing else: the registry's token never goes to the object store. A refusal there is a
+    /// network failure, so the caller asks the registry again, for a fresh URL.
     func download(_ request: HTTPClientRequest) async throws -> HTTPClientResponse {
-        try await execute(request, timeout: Self.transferTimeout, client: downloads)
+        let response = try await execute(request, timeout: Self.transferTimeout, client: downloads, redirectable: true)
+        guard response.status == .temporaryRedirect, let location = response.headers.first(name: "Location"),
+            let url = URL(string: location), url.scheme == "http" || url.scheme == "https"
+        else { return response }
+        var redirected = HTTPClientRequest(url: location)
+        redirected.headers.add(name: "User-Agent", value: "modelreg")
+        for range in request.headers["Range"] { redirected.headers.add(name: "Range", value: range) }
+        let store = url.host.map { host in url.port.map { "\(host):\($0)" } ?? host } ?? location
+        let answer: HTTPClientResponse
+        do {
+            answer = try await downloads.execute(redirected, timeout: Self.transferTimeout)
+        } catch {
+            throw ClientError.network(
+                "the object store at \(store) the registry redirected to is unreachable: \(error)")
+        }
+        guard answer.status == .ok || answer.status == .partialContent else {
+            _ = try? await answer.body.collect(upTo: 64 << 10)
+            throw ClientError.network(
+                "the object store at \(store) answered HTTP \(answer.status.code) to a download the registry redirected to it"
+            )
+        }
+        return answer
     }
 
     /// Sends a request. A GET or HEAD (or a request the caller says is `idempotent`) whose answer broke off
     /// (the connection cut or reset after it was made) is sent again, up to `transferAttempts` times: a
-    /// registry that cannot be reached at all is reported at once.
+    /// registry that cannot be reached at all is reported at once. An answer outside 2xx is the registry's
+    /// error, but for a 307 when the caller follows it (`redirectable`).
     func execute(
         _ request: HTTPClientRequest, timeout: TimeAmount = metadataTimeout, client: HTTPClient? = nil,
-        idempotent: Bool = false
+        idempotent: Bool = false, redirectable: Bool = false
     ) async throws -> HTTPClientResponse {
         let response: HTTPClientResponse
         var attempt = 1
@@ -140,7 +165,8 @@ public struct RegistryConnection: Sendable {
                 throw ClientError.transport("\(request.method.rawValue) \(request.url) failed", error)
             }
         }
-        guard (200..<300).contains(Int(response.status.code)) else {
+        guard (200..<300).contains(Int(response.status.code)) || (redirectable && response.status == .temporaryRedirect)
+        else {
             let error = try await Self.error(from: response, request: request)
             // The server speaks to any HTTP client; the advice for this one's user is the CLI's.
             if error.code == .unauthorized, configuration.token == nil {
@@ -391,6 +417,8 @@ extension HTTPClient {
         configuration.timeout.read = readTimeout
         configuration.connectionPool.retryConnectionEstablishment = false
         configuration.decompression = .disabled
+        // Redirects are followed by `download` alone, which sends the registry's token nowhere else.
+        configuration.redirectConfiguration = .disallow
         return configuration
     }
 

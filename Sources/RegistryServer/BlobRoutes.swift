@@ -42,6 +42,15 @@ struct BlobRoutes {
             .contentType: "application/octet-stream",
             .modelregDigest: digest.description,
         ]
+        // The bytes come from the object store, not through this replica; the client still checks them.
+        if sendBody, let expiry = registry.blobRedirectExpiry,
+            let url = try await registry.blobs.directDownloadURL(digest, validFor: expiry)
+        {
+            headers[.location] = url.absoluteString
+            headers[.cacheControl] = "no-store"
+            registry.metrics.blobRedirected()
+            return Response(status: .temporaryRedirect, headers: headers, body: ResponseBody())
+        }
         let parsed = ByteRange.parse(request.headers[.range], size: size)
         if parsed == .unsatisfiable {
             var response = ErrorMiddleware.errorResponse(

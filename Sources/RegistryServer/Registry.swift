@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import ModelRegistryCore
 import PostgresMetadata
+import S3Blobs
 import SQLiteMetadata
 import Synchronization
 
@@ -18,6 +19,9 @@ public struct Registry: Sendable {
     public let blobs: any BlobStore
     public let metadata: any MetadataStore
     public let anonymousRead: Bool
+    /// How long the presigned URL of a redirected blob download is valid; nil when the registry serves blob
+    /// bytes itself.
+    public let blobRedirectExpiry: Duration?
     let metrics: RegistryMetrics
     let images: CacheImageBuilder
     /// Set on SIGTERM: readiness fails and new API requests are refused while requests in flight finish.
@@ -27,12 +31,13 @@ public struct Registry: Sendable {
     let renderedReads = ReadCache<RenderedRead, RenderedResponse>(limit: 32 << 20)
 
     public init(
-        blobs: any BlobStore, metadata: any MetadataStore, anonymousRead: Bool,
+        blobs: any BlobStore, metadata: any MetadataStore, anonymousRead: Bool, blobRedirectExpiry: Duration? = nil,
         logger: Logger = Logger(label: "modelreg")
     ) {
         self.blobs = blobs
         self.metadata = metadata
         self.anonymousRead = anonymousRead
+        self.blobRedirectExpiry = blobRedirectExpiry
         self.metrics = RegistryMetrics()
         self.images = CacheImageBuilder(blobs: blobs, metadata: metadata, logger: logger)
     }
@@ -42,16 +47,20 @@ public struct Registry: Sendable {
     public static func open(_ configuration: ServerConfiguration, logger: Logger) async throws -> Registry {
         let directory = configuration.dataDirectory
         try ListeningPort.checkFree(host: configuration.host, port: configuration.port)
-        try directory.create()
-        try claim(directory)
-        removeLeftovers(of: directory, logger: logger)
+        if configuration.keepsDataInDirectory {
+            try directory.create()
+            try claim(directory)
+            removeLeftovers(of: directory, logger: logger)
+        } else {
+            try directory.createRoot()
+        }
         let metadata = try await openMetadata(configuration)
-        let blobs = FileSystemBlobStore(directory: directory)
-        try blobs.restoreInterruptedDeletions()
+        let blobs = try openBlobs(configuration, metadata: metadata)
         let registry = Registry(
             blobs: blobs,
             metadata: metadata,
             anonymousRead: configuration.anonymousRead,
+            blobRedirectExpiry: configuration.blobRedirectExpiry,
             logger: logger
         )
         if let file = configuration.adminTokenFile {
@@ -86,6 +95,27 @@ public struct Registry: Sendable {
             let store = try PostgresMetadataStore(location)
             try await store.migrate()
             return store
+        }
+    }
+
+    /// The blob store. An S3 bucket keeps no state of uploads that span requests: their records go to the
+    /// metadata store, which must be one every replica shares.
+    private static func openBlobs(_ configuration: ServerConfiguration, metadata: any MetadataStore) throws
+        -> any BlobStore
+    {
+        switch configuration.blobs {
+        case .dataDirectory:
+            let blobs = FileSystemBlobStore(directory: configuration.dataDirectory)
+            try blobs.restoreInterruptedDeletions()
+            return blobs
+        case .s3(let location, let credentials):
+            guard let uploads = metadata as? any UploadRecordStore else {
+                throw RegistryError(
+                    .invalidRequest,
+                    "--blobs s3://… keeps its uploads' records in PostgreSQL: give --metadata postgres://… too")
+            }
+            return S3BlobStore(
+                client: S3Client(location: location, credentials: credentials), location: location, uploads: uploads)
         }
     }
 

@@ -20,6 +20,9 @@ final class RegistryMetrics: Sendable {
         name("blob_bytes_received", "total", "Blob bytes received in uploads.")
     }
     private static var sent: MetricNameDescriptor { name("blob_bytes_sent", "total", "Blob bytes sent in downloads.") }
+    private static var redirected: MetricNameDescriptor {
+        name("blob_redirects", "total", "Blob downloads redirected to the object store.")
+    }
     private static var committed: MetricNameDescriptor {
         name("blobs_committed", "total", "Uploads committed as blobs; deduplicated when the blob existed.")
     }
@@ -47,6 +50,10 @@ final class RegistryMetrics: Sendable {
 
     func blobBytesSent(_ count: Int) {
         registry.makeCounter(descriptor: Self.sent).increment(by: Int64(count))
+    }
+
+    func blobRedirected() {
+        registry.makeCounter(descriptor: Self.redirected).increment()
     }
 
     func blobCommitted(deduplicated: Bool) {

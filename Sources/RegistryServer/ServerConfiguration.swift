@@ -2,6 +2,7 @@ import FileSystemBlobs
 import ModelRegistryCore
 import NIOSSL
 import PostgresMetadata
+import S3Blobs
 
 /// Where the registry keeps its metadata.
 public enum MetadataLocation: Sendable, Equatable {
@@ -9,6 +10,14 @@ public enum MetadataLocation: Sendable, Equatable {
     case dataDirectory
     /// A PostgreSQL database, which several replicas may share.
     case postgres(PostgresLocation)
+}
+
+/// Where the registry keeps blob bytes.
+public enum BlobLocation: Sendable, Equatable {
+    /// Files in the data directory: the embedded default.
+    case dataDirectory
+    /// An S3-compatible bucket, which several replicas may share.
+    case s3(S3Location, S3Credentials)
 }
 
 public struct ServerConfiguration: Sendable {
@@ -41,6 +50,10 @@ public struct ServerConfiguration: Sendable {
     public var tls: TLSConfiguration?
     public var drainTimeout: Duration
     public var metadata: MetadataLocation
+    public var blobs: BlobLocation
+    /// Blob downloads answer 307 to the blob store's presigned URL, valid this long, where the store hands
+    /// them out (S3); nil to serve every byte through the registry.
+    public var blobRedirectExpiry: Duration?
 
     public init(
         dataDirectory: DataDirectory = DataDirectory(ServerConfiguration.defaultDataDirectory),
@@ -52,7 +65,9 @@ public struct ServerConfiguration: Sendable {
         adminTokenFile: String? = nil,
         tls: TLSConfiguration? = nil,
         drainTimeout: Duration = ServerConfiguration.defaultDrainTimeout,
-        metadata: MetadataLocation = .dataDirectory
+        metadata: MetadataLocation = .dataDirectory,
+        blobs: BlobLocation = .dataDirectory,
+        blobRedirectExpiry: Duration? = nil
     ) {
         self.dataDirectory = dataDirectory
         self.host = host
@@ -64,15 +79,21 @@ public struct ServerConfiguration: Sendable {
         self.tls = tls
         self.drainTimeout = drainTimeout
         self.metadata = metadata
+        self.blobs = blobs
+        self.blobRedirectExpiry = blobRedirectExpiry
     }
 
     /// What the start-up line says the registry serves from.
     public var storageDescription: String {
-        switch metadata {
-        case .dataDirectory: "data: \(dataDirectory.root.path)"
-        case .postgres(let location): "data: \(dataDirectory.root.path), metadata: postgres \(location.endpoint)"
-        }
+        var parts = ["data: \(dataDirectory.root.path)"]
+        if case .postgres(let location) = metadata { parts.append("metadata: postgres \(location.endpoint)") }
+        if case .s3(let location, _) = blobs { parts.append("blobs: s3 \(location.endpointDescription)") }
+        return parts.joined(separator: ", ")
     }
+
+    /// Whether this server keeps anything in its data directory but the admin token it writes there: then
+    /// it is the directory's one server (the embedded default's lock).
+    var keepsDataInDirectory: Bool { metadata == .dataDirectory || blobs == .dataDirectory }
 }
 
 /// PEM files of the server's certificate chain and private key.

@@ -5,6 +5,7 @@ import Logging
 import ModelRegistryCore
 import PostgresMetadata
 import RegistryServer
+import S3Blobs
 
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run the registry's HTTP service.")
@@ -54,6 +55,25 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "File holding the PostgreSQL password of --metadata (a mounted Secret).")
     var metadataPasswordFile: String?
 
+    @Option(
+        help: ArgumentHelp(
+            "Keep blobs in an S3-compatible bucket instead of the data directory (needs --metadata).",
+            discussion:
+                "s3://BUCKET[/PREFIX][?endpoint=http://HOST:PORT&region=R]: path-style addressing with an endpoint, virtual-hosted without; credentials from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN or --blobs-credentials-file.",
+            valueName: "url"))
+    var blobs: String?
+
+    @Option(help: "File holding the S3 credentials of --blobs (AWS_ACCESS_KEY_ID=… lines, or an awscli [default]).")
+    var blobsCredentialsFile: String?
+
+    @Flag(
+        inversion: .prefixedNo,
+        help: "Answer blob downloads with a redirect to the object store's presigned URL (S3 only; on by default).")
+    var blobRedirect = true
+
+    @Option(help: "How long a redirected download's presigned URL is valid (5m, 15m, 1h).")
+    var blobRedirectExpiry = "15m"
+
     func run() async throws {
         guard let level = Logger.Level(rawValue: logLevel) else {
             throw ValidationError("unknown log level '\(logLevel)'")
@@ -76,7 +96,8 @@ struct Serve: AsyncParsableCommand {
             uploadTTL: try DurationText.positive(uploadTTL), idleTimeout: try DurationText.positive(idleTimeout),
             adminTokenFile: adminTokenFile, tls: tlsConfiguration,
             drainTimeout: try DurationText.positive(drainTimeout),
-            metadata: try metadataLocation()
+            metadata: try metadataLocation(), blobs: try blobLocation(),
+            blobRedirectExpiry: blobRedirect ? try DurationText.positive(blobRedirectExpiry) : nil
         )
         let registry = try await Registry.open(configuration, logger: logger)
         let scheme = tls == nil ? "http" : "https"
@@ -87,6 +108,20 @@ struct Serve: AsyncParsableCommand {
                 "modelreg listening on \(scheme)://\(host):\(port) (\(configuration.storageDescription))\n"
             FileHandle.standardOutput.write(Data(line.utf8))
         }
+    }
+
+    /// `--blobs`, its credentials from `--blobs-credentials-file`, else the environment.
+    private func blobLocation() throws -> BlobLocation {
+        guard let blobs else {
+            guard blobsCredentialsFile == nil else {
+                throw ValidationError("--blobs-credentials-file goes with --blobs s3://…")
+            }
+            return .dataDirectory
+        }
+        let location = try S3Location(parsing: blobs)
+        let credentials = try S3Client.credentials(
+            environment: ProcessInfo.processInfo.environment, file: blobsCredentialsFile)
+        return .s3(location, credentials)
     }
 
     /// `--metadata`, its password from the URL, else `--metadata-password-file`, else `PGPASSWORD`.

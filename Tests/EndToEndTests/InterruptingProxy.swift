@@ -7,7 +7,8 @@ import Foundation
 /// A TCP relay on a free loopback port in front of a server, which interrupts the first connection that
 /// carries `limit` bytes in one direction: it cuts the connection (a dropped connection) or stops
 /// forwarding (a transfer frozen mid-file, so the test can kill a client at a known point, with no timing).
-/// Later connections are relayed untouched.
+/// Later connections are relayed untouched. What clients send is kept (its first MiB, from the last `arm()`),
+/// for tests of what reached the server.
 final class InterruptingProxy: @unchecked Sendable {
     enum Direction { case toServer, toClient }
     enum Action { case cut, stall }
@@ -18,9 +19,13 @@ final class InterruptingProxy: @unchecked Sendable {
     private let limit: Int
     private let action: Action
     private let lock = NSLock()
-    private var armed = true
+    private var armed: Bool
+    private var fired = false
+    private var sent: [UInt8] = []
 
-    init(to server: String, direction: Direction, after limit: Int, action: Action) throws {
+    /// Unless `armed`, it relays everything until `arm()`.
+    init(to server: String, direction: Direction, after limit: Int, action: Action, armed: Bool = true) throws {
+        self.armed = armed
         guard let targetPort = URL(string: server)?.port else { throw ServerError("no port in \(server)") }
         target = targetPort
         self.direction = direction
@@ -33,8 +38,19 @@ final class InterruptingProxy: @unchecked Sendable {
     var port: Int { listener.port }
     var url: String { listener.url }
 
+    /// Interrupts the next connection that reaches the limit, and keeps what clients send from now on.
+    func arm() {
+        lock.withLock {
+            armed = true
+            sent = []
+        }
+    }
+
+    /// The bytes clients sent to the server so far (the first MiB), as text.
+    var sentToServer: String { lock.withLock { String(decoding: sent, as: UTF8.self) } }
+
     /// True once a connection has been interrupted.
-    var interrupted: Bool { lock.withLock { !armed } }
+    var interrupted: Bool { lock.withLock { fired } }
 
     /// Stops listening and closes every relayed connection (the server sees them drop).
     func close() { listener.close() }
@@ -56,13 +72,17 @@ final class InterruptingProxy: @unchecked Sendable {
                 Glibc.close(server)
                 continue
             }
-            Thread.detachNewThread { [self] in pump(from: client, to: server, watched: direction == .toServer) }
-            Thread.detachNewThread { [self] in pump(from: server, to: client, watched: direction == .toClient) }
+            Thread.detachNewThread { [self] in
+                pump(from: client, to: server, watched: direction == .toServer, fromClient: true)
+            }
+            Thread.detachNewThread { [self] in
+                pump(from: server, to: client, watched: direction == .toClient, fromClient: false)
+            }
         }
     }
 
     /// Copies bytes one way until either side closes; on the watched side, interrupts at the limit.
-    private func pump(from source: Int32, to sink: Int32, watched: Bool) {
+    private func pump(from source: Int32, to sink: Int32, watched: Bool, fromClient: Bool) {
         var buffer = [UInt8](repeating: 0, count: 64 * 1024)
         var carried = 0
         var interrupting = false
@@ -74,12 +94,16 @@ final class InterruptingProxy: @unchecked Sendable {
             }
             let count = wanted == 0 ? 0 : read(source, &buffer, wanted)
             if count <= 0, wanted > 0 { break }
+            if count > 0, fromClient {
+                lock.withLock { sent += buffer[..<min(count, max(0, (1 << 20) - sent.count))] }
+            }
             if count > 0, !writeAll(sink, buffer, count) { break }
             carried += count
             if interrupting, carried >= limit {
                 guard
                     lock.withLock({ () -> Bool in
                         defer { armed = false }
+                        fired = fired || armed
                         return armed
                     })
                 else {

@@ -92,6 +92,134 @@ import Testing
         #expect(server.process.isRunning)
     }
 
+    /// Two servers on one PostgreSQL database and one S3 bucket (moto): a model pushed through one is pulled
+    /// and fetched through the other byte for byte; the same files pushed through the other are stored once;
+    /// boto3 finds every blob object holding the bytes of its digest.
+    @Test func serversOnPostgreSQLAndS3ShareEveryBlob() throws {
+        let postgres = try PostgresServer.shared()
+        let database = try postgres.createDatabase()
+        defer { postgres.dropDatabase(database) }
+        let moto = try MotoServer.shared()
+        let bucket = try moto.createBucket()
+        let scratch = try Scratch()
+        let credentials = scratch.url("s3-credentials")
+        try Data("AWS_ACCESS_KEY_ID=\(MotoServer.accessKey)\nAWS_SECRET_ACCESS_KEY=\(MotoServer.secretKey)\n".utf8)
+            .write(to: credentials)
+        let arguments = [
+            "--metadata", postgres.url(database) + "?sslmode=disable", "--blobs",
+            moto.url(bucket: bucket, prefix: "reg"),
+            "--blobs-credentials-file", credentials.path,
+        ]
+        let first = try ServerProcess(data: scratch.url("first"), extraArguments: arguments)
+        let second = try ServerProcess(
+            data: scratch.url("second"), extraArguments: arguments, adminToken: first.adminToken)
+
+        let model = scratch.url("model")
+        try TestModel.write(to: model, shards: 2)
+        let push = try modelreg(["push", model.path, "org/m:1", "--json"], environment: first.environment)
+        try #require(push.status == 0, "\(push)")
+        let pulled = scratch.url("pulled")
+        let pull = try modelreg(["pull", "org/m:1", "--dest", pulled.path], environment: second.environment)
+        try #require(pull.status == 0, "\(pull)")
+        try expectSameTree(model, pulled)
+        try #require(try modelreg(["alias", "set", "org/m", "prod", "1"], environment: first.environment).status == 0)
+        let fetched = scratch.url("fetched")
+        let fetch = try modelreg(["fetch", "org/m@prod", "--dest", fetched.path], environment: second.environment)
+        try #require(fetch.status == 0, "\(fetch)")
+        try FileManager.default.removeItem(at: fetched.appendingPathComponent(".modelreg-fetch.json"))
+        try expectSameTree(model, fetched)
+
+        let again = try modelreg(["push", model.path, "org/m:2", "--json"], environment: second.environment)
+        try #require(again.status == 0, "\(again)")
+        #expect(try again.json(PushReportJSON.self).blobsUploaded == 0, "\(again)")
+
+        let check = try shell(
+            """
+            AWS_ACCESS_KEY_ID=\(MotoServer.accessKey) AWS_SECRET_ACCESS_KEY=\(MotoServer.secretKey) python3 -c '
+            import boto3, hashlib
+            s3 = boto3.client("s3", endpoint_url="\(moto.endpoint)", region_name="us-east-1")
+            keys = [o["Key"] for o in s3.list_objects_v2(Bucket="\(bucket)", Prefix="reg/blobs/sha256/")["Contents"]]
+            for key in keys:
+                body = s3.get_object(Bucket="\(bucket)", Key=key)["Body"].read()
+                assert hashlib.sha256(body).hexdigest() == key.rsplit("/", 1)[1], key
+            print(len(keys))
+            '
+            """)
+        let files = regularFiles(model)
+        #expect(
+            check.status == 0 && Int(check.output.trimmingCharacters(in: .whitespacesAndNewlines)) == files.count,
+            "\(check.output)")
+        #expect(regularFiles(scratch.url("first")) == ["admin.token"], "the data directory holds more than the token")
+    }
+
+    /// On S3, blob downloads answer 307 to a presigned URL: `pull` fetches the bytes from the object store
+    /// (through a relay that cuts the first long answer, so the pull resumes there with `Range`), checks them,
+    /// and sends the object store no registry token; the registry sends no blob byte itself. With
+    /// `--no-blob-redirect` it serves them.
+    @Test func blobDownloadsAreRedirectedToTheObjectStore() throws {
+        let postgres = try PostgresServer.shared()
+        let database = try postgres.createDatabase()
+        defer { postgres.dropDatabase(database) }
+        let moto = try MotoServer.shared()
+        let bucket = try moto.createBucket()
+        let relay = try InterruptingProxy(
+            to: moto.endpoint, direction: .toClient, after: 700_000, action: .cut, armed: false)
+        let scratch = try Scratch()
+        let credentials = scratch.url("s3-credentials")
+        try Data("AWS_ACCESS_KEY_ID=\(MotoServer.accessKey)\nAWS_SECRET_ACCESS_KEY=\(MotoServer.secretKey)\n".utf8)
+            .write(to: credentials)
+        let arguments = [
+            "--metadata", postgres.url(database) + "?sslmode=disable",
+            "--blobs", "s3://\(bucket)/reg?endpoint=\(relay.url)&region=us-east-1",
+            "--blobs-credentials-file", credentials.path,
+        ]
+        let server = try ServerProcess(data: scratch.url("redirecting"), extraArguments: arguments)
+        let model = scratch.url("model")
+        try TestModel.write(to: model)
+        var generator = SystemRandomNumberGenerator()
+        try Data((0..<(3 << 20)).map { _ in UInt8.random(in: 0...255, using: &generator) })
+            .write(to: model.appendingPathComponent("extra.bin"))
+        let push = try modelreg(["push", model.path, "org/m:1", "--no-inspect"], environment: server.environment)
+        try #require(push.status == 0, "\(push)")
+        relay.arm()
+
+        let pulled = scratch.url("pulled")
+        let pull = try modelreg(["pull", "org/m:1", "--dest", pulled.path], environment: server.environment)
+        try #require(pull.status == 0, "\(pull)")
+        try expectSameTree(model, pulled)
+        #expect(relay.interrupted, "the download from the object store was not cut")
+        let sent = relay.sentToServer
+        #expect(sent.contains("X-Amz-Signature="), "no presigned GET reached the object store")
+        #expect(sent.contains("Range: bytes="), "the cut download did not resume with a range")
+        #expect(!sent.contains(server.adminToken), "the registry's token went to the object store")
+        let metrics = try shell(
+            "curl -s -H 'Authorization: Bearer \(server.adminToken)' '\(server.url)/metrics'"
+        ).output
+        #expect(metrics.contains("modelreg_blob_redirects_total"), "\(metrics)")
+        #expect(!metrics.contains("modelreg_blob_bytes_sent_total "), "the registry sent blob bytes itself")
+
+        let serving = try ServerProcess(
+            data: scratch.url("serving"), extraArguments: arguments + ["--no-blob-redirect"],
+            adminToken: server.adminToken)
+        let served = scratch.url("served")
+        let direct = try modelreg(["pull", "org/m:1", "--dest", served.path], environment: serving.environment)
+        try #require(direct.status == 0, "\(direct)")
+        try expectSameTree(model, served)
+        let servedMetrics = try shell(
+            "curl -s -H 'Authorization: Bearer \(server.adminToken)' '\(serving.url)/metrics'"
+        ).output
+        #expect(servedMetrics.contains("modelreg_blob_bytes_sent_total "), "\(servedMetrics)")
+        #expect(!servedMetrics.contains("modelreg_blob_redirects_total"))
+
+        // The object store gone: readiness says which, and so does a pull.
+        relay.close()
+        let ready = try shell("curl -s --max-time 10 -w ' %{http_code}' '\(serving.url)/health/ready'")
+        #expect(ready.output.hasSuffix(" 503") && ready.output.contains("S3 at \(relay.url)"), "\(ready.output)")
+        let failed = try modelreg(
+            ["pull", "org/m:1", "--dest", scratch.url("failed").path], environment: serving.environment)
+        #expect(failed.status != 0 && failed.stderr.contains("S3 at \(relay.url)"), "\(failed)")
+    }
+
     /// Bad `--metadata` values and a database nobody answers for stop `serve` with one error line.
     @Test func serveRefusesAMetadataURLItCannotUse() throws {
         let scratch = try Scratch()

@@ -3,6 +3,9 @@ import Foundation
 import InMemoryStorage
 import ModelRegistryCore
 import NIOCore
+import PostgresMetadata
+import S3Blobs
+import TestServers
 import Testing
 
 /// A blob backend under test: `open` makes an empty storage and hands the test a way to open store instances
@@ -29,6 +32,24 @@ struct BlobBackend: Sendable, CustomTestStringConvertible {
             let directory = DataDirectory(root.path)
             try directory.create()
             try await body { FileSystemBlobStore(directory: directory) }
+        },
+        // A real S3-compatible server (moto, TestServers), a bucket of its own a test, under a prefix; uploads'
+        // records in a real PostgreSQL, as replicas share them. Instances are replicas.
+        BlobBackend(name: "S3 (moto) with PostgreSQL", presigns: true) { body in
+            let moto = try MotoServer.shared()
+            let bucket = try moto.createBucket()
+            let server = try PostgresServer.shared()
+            let database = try server.createDatabase()
+            defer { server.dropDatabase(database) }
+            let records = try PostgresLocation(parsing: server.url(database) + "?sslmode=disable")
+            try await PostgresMetadataStore(records, connectionWait: .seconds(600)).migrate()
+            let location = try S3Location(parsing: moto.url(bucket: bucket, prefix: "registry"))
+            let credentials = S3Credentials(accessKeyID: MotoServer.accessKey, secretAccessKey: MotoServer.secretKey)
+            try await body {
+                S3BlobStore(
+                    client: S3Client(location: location, credentials: credentials), location: location,
+                    uploads: try PostgresMetadataStore(records, connections: 4, connectionWait: .seconds(600)))
+            }
         },
     ]
 }

@@ -34,6 +34,49 @@ import Testing
         }
     }
 
+    /// A blob larger than an object store's upload part (8 MiB): appended in pieces that end inside and across
+    /// parts, partly through a second instance, committed and read back; and stored by `put` in one stream.
+    @Test(arguments: BlobBackend.all)
+    func aBlobLargerThanAnUploadPart(backend: BlobBackend) async throws {
+        try await backend.open { instance in
+            let (first, second) = (try instance(), try instance())
+            let large = (0..<(21 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 14) }
+            let digest = Digest.of(large)
+            let started = try await first.startUpload(expecting: nil)
+            var offset: Int64 = 0
+            for (index, end) in [3 << 20, 13 << 20, 17 << 20, 21 << 20].enumerated() {
+                let store = index % 2 == 0 ? first : second
+                let piece = Array(large[Int(offset)..<end])
+                offset = try await store.append(
+                    started.id, at: offset,
+                    Chunks(
+                        parts: stride(from: 0, to: piece.count, by: 1 << 20).map {
+                            Array(piece[$0..<min($0 + (1 << 20), piece.count)])
+                        }))
+                #expect(offset == Int64(end))
+            }
+            #expect(try await second.commitUpload(started.id, expecting: digest).size == Int64(large.count))
+            #expect(Digest.of(try await first.readAll(digest, 0..<Int64(large.count))) == digest)
+            #expect(
+                try await first.readAll(digest, (9 << 20)..<(9 << 20) + 10) == Array(large[(9 << 20)..<(9 << 20) + 10]))
+            #expect(try await first.delete(digest))
+
+            let put = try await second.put(
+                Chunks(
+                    parts: stride(from: 0, to: large.count, by: 3 << 20).map {
+                        Array(large[$0..<min($0 + (3 << 20), large.count)])
+                    }),
+                expecting: digest)
+            #expect(put == BlobInfo(digest: digest, size: Int64(large.count)))
+            #expect(Digest.of(try await first.readAll(digest, 0..<Int64(large.count))) == digest)
+            let wrong = await #expect(throws: RegistryError.self) {
+                try await first.put(Chunks(parts: [large, [1]]), expecting: Digest.of(large + [2]))
+            }
+            #expect(wrong?.code == .digestMismatch)
+            #expect(try await first.list().map(\.digest) == [digest])
+        }
+    }
+
     /// Ranged reads give exactly the range, in chunks of at most 1 MiB, anew each iteration.
     @Test(arguments: BlobBackend.all)
     func rangedReadsStreamTheBytesAsked(backend: BlobBackend) async throws {

@@ -1,0 +1,519 @@
+import AsyncHTTPClient
+import Foundation
+import ModelRegistryCore
+import NIOCore
+import Synchronization
+
+/// Blobs as objects of an S3-compatible bucket, shared by every replica. A blob appears under its key only
+/// whole and checked: small blobs go up in one PUT once their digest is checked, larger ones as a multipart
+/// upload completed only after the digest over every byte matched (an aborted one leaves nothing). Uploads
+/// that span requests keep their state in an `UploadRecordStore` (PostgreSQL), so any replica continues them.
+///
+/// Every key is derived in `S3BlobKeys`.
+public final class S3BlobStore: BlobStore {
+    let client: S3Client
+    let keys: S3BlobKeys
+    let uploads: any UploadRecordStore
+    /// How long a request holds an upload without renewing its hold: a replica killed mid-append leaves its
+    /// upload busy this long.
+    static let holdLength: TimeInterval = 30
+
+    public init(client: S3Client, location: S3Location, uploads: any UploadRecordStore) {
+        self.client = client
+        self.keys = S3BlobKeys(location: location)
+        self.uploads = uploads
+    }
+
+    // MARK: Blobs
+
+    public func info(_ digest: Digest) async throws(RegistryError) -> BlobInfo? {
+        try await client.head(keys.blob(digest)).map { BlobInfo(digest: digest, size: $0.size) }
+    }
+
+    public func reader(_ digest: Digest) throws(RegistryError) -> any BlobReader {
+        let key = keys.blob(digest)
+        guard let object = try client.headBlocking(key) else {
+            throw RegistryError(.notFound, "blob \(digest) not found")
+        }
+        return S3BlobReader(client: client, key: key, size: object.size)
+    }
+
+    public func read(_ digest: Digest, range: Range<Int64>) async throws(RegistryError) -> BlobBytes {
+        guard let object = try await client.head(keys.blob(digest)) else {
+            throw RegistryError(.notFound, "blob \(digest) not found")
+        }
+        guard range.lowerBound >= 0, range.upperBound <= object.size else {
+            throw RegistryError(
+                .integrity, "blob \(digest) holds \(object.size) bytes, fewer than the \(range.upperBound) asked for")
+        }
+        let (client, key) = (client, keys.blob(digest))
+        return BlobBytes {
+            let body = RangedBody(client: client, key: key, digest: digest, range: range)
+            return { try await body.next() }
+        }
+    }
+
+    public func directDownloadURL(_ digest: Digest, validFor: Duration) async throws(RegistryError) -> URL? {
+        client.presignedGET(keys.blob(digest), validFor: validFor)
+    }
+
+    public func put<Bytes: AsyncSequence & Sendable>(_ bytes: Bytes, expecting digest: Digest) async throws -> BlobInfo
+    where Bytes.Element == ByteBuffer {
+        let key = keys.blob(digest)
+        if let stored = try await info(digest) {
+            // The bytes must still be the digest's: a client is told its bytes are stored only if they are.
+            var hasher = ContentHasher()
+            for try await chunk in bytes { chunk.withUnsafeReadableBytes { hasher.update($0) } }
+            try Self.check(hasher, against: digest)
+            try await markStored(digest)
+            return stored
+        }
+        var iterator = bytes.makeAsyncIterator()
+        var first = ByteBuffer()
+        while first.readableBytes < MultipartWriter.partSize(1), let chunk = try await iterator.next() {
+            first.writeImmutableBuffer(chunk)
+        }
+        let size: Int64
+        if first.readableBytes < MultipartWriter.partSize(1) {
+            var hasher = ContentHasher()
+            first.withUnsafeReadableBytes { hasher.update($0) }
+            try Self.check(hasher, against: digest)
+            try await client.put(key, first)
+            size = Int64(first.readableBytes)
+        } else {
+            let uploadID = try await client.createMultipartUpload(key)
+            var writer = try MultipartWriter(client: client, state: MultipartState(key: key, uploadID: uploadID))
+            do {
+                try await writer.add(first)
+                while let chunk = try await iterator.next() { try await writer.add(chunk) }
+                let hasher = try await writer.finish()
+                try Self.check(hasher, against: digest)
+                try await client.completeMultipartUpload(key, uploadID: uploadID, parts: writer.state.parts)
+            } catch {
+                try? await client.abortMultipartUpload(key, uploadID: uploadID)
+                throw error
+            }
+            size = writer.offset
+        }
+        try await markStored(digest)
+        return BlobInfo(digest: digest, size: size)
+    }
+
+    /// Records a store of the blob: an empty marker object whose key holds the time in milliseconds. S3 cannot
+    /// touch an object's time in place (a copy onto itself is limited to 5 GiB) and keeps times to the second,
+    /// too coarse to tell a store from a deletion's cutoff. Earlier markers go.
+    private func markStored(_ digest: Digest) async throws(RegistryError) {
+        let key = keys.stored(digest, at: Date())
+        try await client.put(key, ByteBuffer())
+        for marker in try await client.list(prefix: keys.storedPrefix(digest)) where marker.key < key {
+            try await client.delete(marker.key)
+        }
+    }
+
+    /// The blob's stored times: its own and its markers'.
+    private func storedTimes(_ objects: [S3Object]) -> [Digest: Date] {
+        var times: [Digest: Date] = [:]
+        for object in objects {
+            if let digest = keys.digest(object.key, under: keys.blobPrefix) {
+                times[digest] = max(times[digest] ?? .distantPast, object.lastModified)
+            } else if let (digest, time) = keys.marker(object.key) {
+                times[digest] = max(times[digest] ?? .distantPast, time)
+            }
+        }
+        return times
+    }
+
+    private func removeMarkers(_ digest: Digest) async throws(RegistryError) {
+        for marker in try await client.list(prefix: keys.storedPrefix(digest)) { try await client.delete(marker.key) }
+    }
+
+    public func delete(_ digest: Digest, storedBefore cutoff: Date?) async throws(RegistryError) -> Bool {
+        guard let object = try await client.head(keys.blob(digest)) else { return false }
+        if let cutoff {
+            let markers = try await client.list(prefix: keys.storedPrefix(digest))
+            guard let stored = storedTimes([object] + markers)[digest], stored < cutoff else { return false }
+        }
+        try await client.delete(keys.blob(digest))
+        try await removeMarkers(digest)
+        return true
+    }
+
+    public func list() async throws(RegistryError) -> [StoredBlob] {
+        let markers = storedTimes(try await client.list(prefix: keys.storedPrefix))
+        return try await client.list(prefix: keys.blobPrefix).compactMap { object in
+            guard let digest = keys.digest(object.key, under: keys.blobPrefix) else { return nil }
+            return StoredBlob(
+                digest: digest, size: object.size, stored: max(object.lastModified, markers[digest] ?? .distantPast))
+        }.sorted { $0.digest < $1.digest }
+    }
+
+    public func quarantine(_ digest: Digest) async throws(RegistryError) {
+        guard try await client.head(keys.blob(digest)) != nil else { return }
+        try await client.copy(from: keys.blob(digest), to: keys.quarantined(digest))
+        try await client.delete(keys.blob(digest))
+        try await removeMarkers(digest)
+    }
+
+    public func quarantined() async throws(RegistryError) -> [Digest] {
+        try await client.list(prefix: keys.quarantinePrefix).compactMap {
+            keys.digest($0.key, under: keys.quarantinePrefix)
+        }
+        .sorted()
+    }
+
+    public func releaseQuarantine(_ digests: [Digest]) async throws(RegistryError) {
+        for digest in digests where try await client.head(keys.blob(digest)) != nil {
+            try await client.delete(keys.quarantined(digest))
+        }
+    }
+
+    public func checkWritable() async throws(RegistryError) {
+        try await client.checkBucket()
+    }
+
+    // MARK: Uploads
+
+    public func startUpload(expecting digest: Digest?) async throws(RegistryError) -> StartedUpload {
+        try await recordErrors {
+            if let digest, let idle = try await uploads.idleUpload(expecting: digest) {
+                return StartedUpload(id: idle.id, offset: idle.offset, resumed: true)
+            }
+            let id = UploadID()
+            // With its digest known, the upload's parts go straight to the blob's key, seen only once complete.
+            let key = digest.map { keys.blob($0) } ?? keys.uploadData(id)
+            let state = MultipartState(key: key, uploadID: try await client.createMultipartUpload(key))
+            try await uploads.createUpload(
+                UploadRecord(id: id, expected: digest, offset: 0, state: try state.encoded(), updatedAt: Date()))
+            return StartedUpload(id: id, offset: 0, resumed: false)
+        }
+    }
+
+    public func uploadOffset(_ id: UploadID) async throws(RegistryError) -> Int64 {
+        try await recordErrors {
+            guard let record = try await uploads.upload(id) else { throw Self.unknownUpload(id) }
+            return record.offset
+        }
+    }
+
+    public func append<Bytes: AsyncSequence>(_ id: UploadID, at offset: Int64, _ bytes: Bytes) async throws -> Int64
+    where Bytes.Element == ByteBuffer {
+        let hold = UploadHold(id: id)
+        var record = try await uploads.holdUpload(hold, until: Date().addingTimeInterval(Self.holdLength))
+        guard record.offset == offset else {
+            try? await uploads.releaseHold(hold)
+            throw RegistryError(
+                .uploadOffsetMismatch, "upload \(id) holds \(record.offset) bytes; continue from there, not \(offset)")
+        }
+        var writer = try MultipartWriter(client: client, state: try MultipartState(decoding: record.state))
+        var failure: (any Error)?
+        do {
+            try await writer.resume(tail: keys.uploadTail(id))
+            var renewed = Date()
+            for try await chunk in bytes {
+                try await writer.add(chunk)
+                if Date().timeIntervalSince(renewed) > Self.holdLength / 3 {
+                    renewed = Date()
+                    try await uploads.renewHold(hold, until: renewed.addingTimeInterval(Self.holdLength))
+                }
+            }
+        } catch {
+            failure = error
+        }
+        // What arrived stays, a broken stream's bytes too: the bytes past the last part are the tail.
+        do {
+            try await writer.keepTail(keys.uploadTail(id))
+            record.offset = writer.offset
+            record.state = try writer.state.encoded()
+            record.updatedAt = Date()
+            try await uploads.saveUpload(record, releasing: hold)
+        } catch {
+            try? await uploads.releaseHold(hold)
+            throw failure ?? error
+        }
+        if let failure { throw failure }
+        return record.offset
+    }
+
+    public func commitUpload(_ id: UploadID, expecting digest: Digest) async throws(RegistryError) -> BlobInfo {
+        try await recordErrors {
+            let hold = UploadHold(id: id)
+            let record = try await uploads.holdUpload(hold, until: Date().addingTimeInterval(Self.holdLength))
+            var writer = try MultipartWriter(client: client, state: try MultipartState(decoding: record.state))
+            do {
+                try await writer.resume(tail: keys.uploadTail(id))
+                let hasher = try await writer.finish()
+                guard hasher.finalize() == digest else {
+                    try await discard(writer.state, id, hold)
+                    throw RegistryError(
+                        .digestMismatch,
+                        "upload \(id) hashes to \(hasher.finalize()), not \(digest): nothing was stored; push again")
+                }
+                let state = writer.state
+                try await client.completeMultipartUpload(state.key, uploadID: state.uploadID, parts: state.parts)
+                if state.key != keys.blob(digest) {
+                    try await client.copy(from: state.key, to: keys.blob(digest))
+                    try await client.delete(state.key)
+                }
+                try await markStored(digest)
+                try await client.delete(keys.uploadTail(id))
+                try await uploads.deleteUpload(hold)
+                return BlobInfo(digest: digest, size: writer.offset)
+            } catch let error as RegistryError where error.code == .digestMismatch {
+                throw error
+            } catch {
+                try? await uploads.releaseHold(hold)
+                throw error
+            }
+        }
+    }
+
+    public func cancelUpload(_ id: UploadID) async throws(RegistryError) {
+        try await recordErrors {
+            let hold = UploadHold(id: id)
+            let record = try await uploads.holdUpload(hold, until: Date().addingTimeInterval(Self.holdLength))
+            try await discard(try MultipartState(decoding: record.state), id, hold)
+        }
+    }
+
+    /// Removes idle uploads older than the cutoff, and multipart uploads under the prefix that no upload
+    /// record names and that began before it (a replica killed between starting one and recording it, or in
+    /// the middle of a `put`).
+    public func removeStaleUploads(untouchedSince cutoff: Date) async throws(RegistryError) -> [UploadID] {
+        try await recordErrors {
+            var removed: [UploadID] = []
+            for record in try await uploads.idleUploads(updatedBefore: cutoff) {
+                let hold = UploadHold(id: record.id)
+                guard (try? await uploads.holdUpload(hold, until: Date().addingTimeInterval(Self.holdLength))) != nil
+                else { continue }
+                try await discard(try MultipartState(decoding: record.state), record.id, hold)
+                removed.append(record.id)
+            }
+            let recorded = Set(
+                try await uploads.allUploads().compactMap { try? MultipartState(decoding: $0.state).uploadID })
+            for upload in try await client.listMultipartUploads(prefix: keys.root)
+            where upload.initiated < cutoff && !recorded.contains(upload.uploadID) {
+                try await client.abortMultipartUpload(upload.key, uploadID: upload.uploadID)
+            }
+            return removed
+        }
+    }
+
+    /// Aborts the multipart upload, removes the tail and the record: nothing of the upload is left.
+    private func discard(_ state: MultipartState, _ id: UploadID, _ hold: UploadHold) async throws {
+        try await client.abortMultipartUpload(state.key, uploadID: state.uploadID)
+        try await client.delete(keys.uploadTail(id))
+        try await uploads.deleteUpload(hold)
+    }
+
+    /// The record store's errors as the registry's (they are, from PostgreSQL; anything else is a failure).
+    private func recordErrors<T>(_ body: () async throws -> T) async throws(RegistryError) -> T {
+        do {
+            return try await body()
+        } catch let error as RegistryError {
+            throw error
+        } catch {
+            throw RegistryError(.storageFailure, "upload records: \(error)")
+        }
+    }
+
+    private static func unknownUpload(_ id: UploadID) -> RegistryError {
+        RegistryError(.notFound, "upload \(id) not found")
+    }
+
+    private static func check(_ hasher: ContentHasher, against digest: Digest) throws(RegistryError) {
+        let actual = hasher.finalize()
+        guard actual == digest else {
+            throw RegistryError(.digestMismatch, "the bytes hash to \(actual), not \(digest): nothing was stored")
+        }
+    }
+}
+
+/// Where each thing of the store lives in the bucket, under the location's prefix.
+struct S3BlobKeys: Sendable {
+    let location: S3Location
+
+    var root: String { location.key("") }
+    var blobPrefix: String { location.key("blobs/sha256/") }
+    var storedPrefix: String { location.key("stored/sha256/") }
+    var quarantinePrefix: String { location.key("quarantine/sha256/") }
+    var uploadPrefix: String { location.key("uploads/") }
+
+    func blob(_ digest: Digest) -> String { blobPrefix + digest.hex }
+    func storedPrefix(_ digest: Digest) -> String { storedPrefix + digest.hex + "/" }
+    /// A store's marker: milliseconds since 1970, 15 digits, so that keys sort in time order.
+    func stored(_ digest: Digest, at time: Date) -> String {
+        let milliseconds = String(Int64((time.timeIntervalSince1970 * 1000).rounded(.down)))
+        return storedPrefix(digest) + String(repeating: "0", count: max(0, 15 - milliseconds.count)) + milliseconds
+    }
+
+    /// The blob and time a marker's key names.
+    func marker(_ key: String) -> (Digest, Date)? {
+        guard key.hasPrefix(storedPrefix) else { return nil }
+        let parts = key.dropFirst(storedPrefix.count).split(separator: "/")
+        guard parts.count == 2, let digest = try? Digest(parsing: Digest.prefix + parts[0]),
+            let milliseconds = Int64(parts[1])
+        else { return nil }
+        return (digest, Date(timeIntervalSince1970: Double(milliseconds) / 1000))
+    }
+    func quarantined(_ digest: Digest) -> String { quarantinePrefix + digest.hex }
+    func uploadData(_ id: UploadID) -> String { uploadPrefix + id.value + "/data" }
+    func uploadTail(_ id: UploadID) -> String { uploadPrefix + id.value + "/tail" }
+
+    /// The digest a key under `prefix` names; nil for anything else found there.
+    func digest(_ key: String, under prefix: String) -> Digest? {
+        guard key.hasPrefix(prefix) else { return nil }
+        return try? Digest(parsing: Digest.prefix + key.dropFirst(prefix.count))
+    }
+}
+
+/// Where an upload's bytes went so far: its multipart upload, the parts done, the hash over their bytes, and
+/// how many bytes wait in the tail object (fewer than a part).
+struct MultipartState: Codable, Sendable {
+    var key: String
+    var uploadID: String
+    var parts: [S3Part] = []
+    var partBytes: Int64 = 0
+    var hashState: [UInt8] = ContentHasher().savedState
+    var tailBytes: Int64 = 0
+
+    init(key: String, uploadID: String) {
+        self.key = key
+        self.uploadID = uploadID
+    }
+
+    init(decoding bytes: [UInt8]) throws(RegistryError) {
+        do {
+            self = try JSONDecoder().decode(Self.self, from: Data(bytes))
+        } catch {
+            throw RegistryError(.storageFailure, "an upload record's state is unreadable (\(error))")
+        }
+    }
+
+    func encoded() throws(RegistryError) -> [UInt8] {
+        do {
+            return Array(try JSONEncoder().encode(self))
+        } catch {
+            throw RegistryError(.internalError, "cannot encode an upload's state (\(error))")
+        }
+    }
+}
+
+/// Bytes on their way into a multipart upload: each part goes up once full and is hashed as it goes, so the
+/// saved hash state always covers exactly the parts' bytes.
+struct MultipartWriter {
+    let client: S3Client
+    var state: MultipartState
+    private var buffer = ByteBuffer()
+    private var hasher: ContentHasher
+
+    init(client: S3Client, state: MultipartState) throws(RegistryError) {
+        self.client = client
+        self.state = state
+        self.hasher = try ContentHasher(restoring: state.hashState)
+    }
+
+    /// Part `number` (from 1): 8 MiB for the first 2,000, doubling every 2,000 after, so that a 200 GiB blob
+    /// fits in S3's 10,000 parts (it takes about 7,400, the largest 64 MiB) while an upload holds at most one
+    /// 8 MiB part in memory until it passes 16 GiB.
+    static func partSize(_ number: Int) -> Int { (8 << 20) << ((number - 1) / 2000) }
+
+    var offset: Int64 { state.partBytes + Int64(buffer.readableBytes) }
+
+    /// Takes back the bytes the last request left past its last part.
+    mutating func resume(tail key: String) async throws {
+        guard state.tailBytes > 0 else { return }
+        for try await chunk in try await client.get(key, range: 0..<state.tailBytes) {
+            buffer.writeImmutableBuffer(chunk)
+        }
+        guard buffer.readableBytes == state.tailBytes else {
+            throw RegistryError(
+                .integrity, "the tail of an upload holds \(buffer.readableBytes) bytes, not \(state.tailBytes)")
+        }
+    }
+
+    mutating func add(_ chunk: ByteBuffer) async throws {
+        buffer.writeImmutableBuffer(chunk)
+        while buffer.readableBytes >= Self.partSize(state.parts.count + 1) {
+            try await sendPart(length: Self.partSize(state.parts.count + 1))
+        }
+    }
+
+    /// Writes the bytes past the last part to the tail object, so the next request continues from them.
+    mutating func keepTail(_ key: String) async throws {
+        if buffer.readableBytes > 0 {
+            try await client.put(key, buffer)
+        } else if state.tailBytes > 0 {
+            try await client.delete(key)
+        }
+        state.tailBytes = Int64(buffer.readableBytes)
+    }
+
+    /// Sends what is left as the last part (S3 needs one part at least) and returns the hash of everything.
+    mutating func finish() async throws -> ContentHasher {
+        if buffer.readableBytes > 0 || state.parts.isEmpty {
+            try await sendPart(length: buffer.readableBytes)
+        }
+        return hasher
+    }
+
+    private mutating func sendPart(length: Int) async throws {
+        let part = buffer.readSlice(length: length) ?? ByteBuffer()
+        let number = state.parts.count + 1
+        let etag = try await client.uploadPart(state.key, uploadID: state.uploadID, partNumber: number, part)
+        part.withUnsafeReadableBytes { hasher.update($0) }
+        state.parts.append(S3Part(number: number, etag: etag))
+        state.partBytes += Int64(length)
+        state.hashState = hasher.savedState
+        buffer.discardReadBytes()
+    }
+}
+
+/// A blob's bytes by ranged GETs, for the header parsers (on threads that may block).
+private struct S3BlobReader: BlobReader {
+    let client: S3Client
+    let key: String
+    let size: Int64
+
+    func read(at offset: Int64, maxLength: Int) throws(RegistryError) -> ByteBuffer {
+        let end = min(size, offset + Int64(maxLength))
+        guard offset < end else { return ByteBuffer() }
+        return try client.getBlocking(key, range: offset..<end)
+    }
+}
+
+/// One ranged GET of a blob, handed out in chunks of at most `BlobBytes.chunkLimit`; a body that ends short
+/// is an integrity error, not a shorter blob.
+private final class RangedBody {
+    private let client: S3Client
+    private let key: String
+    private let digest: Digest
+    private let range: Range<Int64>
+    private var body: S3Body.AsyncIterator?
+    private var pending = ByteBuffer()
+    private var delivered: Int64 = 0
+
+    init(client: S3Client, key: String, digest: Digest, range: Range<Int64>) {
+        self.client = client
+        self.key = key
+        self.digest = digest
+        self.range = range
+    }
+
+    func next() async throws -> ByteBuffer? {
+        guard !range.isEmpty else { return nil }
+        if pending.readableBytes == 0 {
+            if body == nil { body = try await client.get(key, range: range).makeAsyncIterator() }
+            guard let chunk = try await body?.next() else {
+                guard delivered == Int64(range.count) else {
+                    throw RegistryError(
+                        .integrity, "blob \(digest) ended after \(delivered) of the \(range.count) bytes asked for")
+                }
+                return nil
+            }
+            pending = chunk
+        }
+        let chunk = pending.readSlice(length: min(pending.readableBytes, BlobBytes.chunkLimit)) ?? ByteBuffer()
+        delivered += Int64(chunk.readableBytes)
+        return chunk
+    }
+}
