@@ -54,8 +54,8 @@ public struct Registry: Sendable {
         } else {
             try directory.createRoot()
         }
-        let metadata = try await openMetadata(configuration)
-        let blobs = try openBlobs(configuration, metadata: metadata)
+        let metadata = try await RegistryStores.metadata(configuration.metadata, directory: directory)
+        let blobs = try RegistryStores.blobs(configuration.blobs, directory: directory, metadata: metadata)
         let registry = Registry(
             blobs: blobs,
             metadata: metadata,
@@ -83,40 +83,6 @@ public struct Registry: Sendable {
         try await metadata.recordBlobs(try await registry.blobs.list())
         await registry.images.enqueueAliasTargets()
         return registry
-    }
-
-    /// The metadata store, its schema brought up to date (replicas starting at once on one PostgreSQL
-    /// database apply each migration once).
-    private static func openMetadata(_ configuration: ServerConfiguration) async throws -> any MetadataStore {
-        switch configuration.metadata {
-        case .dataDirectory:
-            return KeptReadsMetadataStore(try SQLiteMetadataStore(path: configuration.dataDirectory.database.path))
-        case .postgres(let location):
-            let store = try PostgresMetadataStore(location)
-            try await store.migrate()
-            return store
-        }
-    }
-
-    /// The blob store. An S3 bucket keeps no state of uploads that span requests: their records go to the
-    /// metadata store, which must be one every replica shares.
-    private static func openBlobs(_ configuration: ServerConfiguration, metadata: any MetadataStore) throws
-        -> any BlobStore
-    {
-        switch configuration.blobs {
-        case .dataDirectory:
-            let blobs = FileSystemBlobStore(directory: configuration.dataDirectory)
-            try blobs.restoreInterruptedDeletions()
-            return blobs
-        case .s3(let location, let credentials):
-            guard let uploads = metadata as? any UploadRecordStore else {
-                throw RegistryError(
-                    .invalidRequest,
-                    "--blobs s3://… keeps its uploads' records in PostgreSQL: give --metadata postgres://… too")
-            }
-            return S3BlobStore(
-                client: S3Client(location: location, credentials: credentials), location: location, uploads: uploads)
-        }
     }
 
     /// One server a data directory: it keeps its answers to metadata reads until it writes a change itself

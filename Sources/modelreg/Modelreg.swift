@@ -12,7 +12,7 @@ struct Modelreg: AsyncParsableCommand {
         subcommands: [
             Serve.self, Push.self, Pull.self, Fetch.self, List.self, Show.self, Variants.self, Inspect.self,
             Alias.self, Promote.self, Rollback.self, Deprecate.self, Delete.self, Audit.self, Token.self,
-            Backup.self, Restore.self, GC.self, Verify.self, Repair.self, DigestCommand.self,
+            Backup.self, Restore.self, Migrate.self, GC.self, Verify.self, Repair.self, DigestCommand.self,
         ]
     )
 

@@ -32,7 +32,7 @@ func run(_ program: String, _ arguments: [String]) throws -> CommandResult {
     static func manifest(_ name: String) -> URL { repositoryRoot.appendingPathComponent("deploy/\(name)") }
 
     /// Every manifest of deploy/ against the Kubernetes API schema (kubernetes-validate, installed by .ci/test).
-    @Test(arguments: ["registry.yaml", "vllm.yaml", "backup-cronjob.yaml"])
+    @Test(arguments: ["registry.yaml", "registry-ha.yaml", "vllm.yaml", "backup-cronjob.yaml"])
     func manifestIsValidKubernetes(_ name: String) throws {
         let result = try run("kubernetes-validate", ["--strict", Self.manifest(name).path])
         #expect(result.status == 0, "\(result)")
@@ -44,7 +44,7 @@ func run(_ program: String, _ arguments: [String]) throws -> CommandResult {
             atPath: repositoryRoot.appendingPathComponent("deploy").path)
         #expect(
             Set(files.filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") }) == [
-                "registry.yaml", "vllm.yaml", "backup-cronjob.yaml",
+                "registry.yaml", "registry-ha.yaml", "vllm.yaml", "backup-cronjob.yaml",
             ])
     }
 

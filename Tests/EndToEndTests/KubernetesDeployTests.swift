@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import ModelRegistryCore
+import TestServers
 import Testing
 
 /// The manifests as JSON, one object a YAML document, read with PyYAML (installed with kubernetes-validate).
@@ -24,6 +25,7 @@ func value(_ object: Any?, _ path: String...) -> Any? {
 @Suite(.serialized) struct KubernetesDeployTests {
     static let registry = repositoryRoot.appendingPathComponent("deploy/registry.yaml")
     static let vllm = repositoryRoot.appendingPathComponent("deploy/vllm.yaml")
+    static let registryHA = repositoryRoot.appendingPathComponent("deploy/registry-ha.yaml")
 
     static func object(_ objects: [[String: Any]], kind: String, name: String) throws -> [String: Any] {
         try #require(
@@ -118,6 +120,82 @@ func value(_ object: Any?, _ path: String...) -> Any? {
         after.stop()
         let revoked = try modelreg(arguments)
         #expect(revoked.status != 0 && revoked.stderr.contains("revoked"), "\(revoked)")
+    }
+
+    /// The replicated registry: its rollout and disruption policy, and three of its pods' commands run as written
+    /// against a real PostgreSQL and a real S3 (moto), each with its own scratch directory: every one ready, a
+    /// push through one pulled through another, and one SIGKILLed while the others serve on.
+    @Test func theReplicatedRegistryServesAsWritten() throws {
+        let objects = try kubernetesObjects(Self.registryHA)
+        let deployment = try Self.object(objects, kind: "Deployment", name: "modelreg")
+        #expect(value(deployment, "spec", "replicas") as? Int == 3)
+        #expect(value(deployment, "spec", "strategy", "type") as? String == "RollingUpdate")
+        #expect(value(deployment, "spec", "strategy", "rollingUpdate", "maxUnavailable") as? Int == 0)
+        let pod = value(deployment, "spec", "template", "spec")
+        let labels = try #require(value(deployment, "spec", "template", "metadata", "labels") as? [String: String])
+        let budget = try Self.object(objects, kind: "PodDisruptionBudget", name: "modelreg")
+        let budgetSelector = try #require(value(budget, "spec", "selector", "matchLabels") as? [String: String])
+        #expect(budgetSelector.allSatisfy { labels[$0.key] == $0.value }, "the budget covers the registry's pods")
+        #expect(value(budget, "spec", "maxUnavailable") as? Int == 1)
+        let spread = value(
+            pod, "affinity", "podAntiAffinity", "preferredDuringSchedulingIgnoredDuringExecution", "0",
+            "podAffinityTerm")
+        #expect(value(spread, "topologyKey") as? String == "kubernetes.io/hostname")
+        let container = value(pod, "containers", "0")
+        #expect(value(container, "readinessProbe", "httpGet", "path") as? String == "/health/ready")
+        #expect(value(container, "securityContext", "readOnlyRootFilesystem") as? Bool == true)
+        let serveArguments = try #require(value(container, "args") as? [String])
+        let grace = try #require(value(pod, "terminationGracePeriodSeconds") as? Int)
+        let drain = try DurationText.seconds(serveArguments[serveArguments.firstIndex(of: "--drain-timeout")! + 1])
+        #expect(drain + 5 <= grace)
+
+        // The Secrets' files, with real values; the pod's PostgreSQL and S3 become the test's.
+        let scratch = try Scratch()
+        let postgres = try PostgresServer.shared()
+        let database = try postgres.createDatabase()
+        defer { postgres.dropDatabase(database) }
+        let moto = try MotoServer.shared()
+        let bucket = try moto.createBucket()
+        let token = (0..<4).map { _ in UUID().uuidString.replacingOccurrences(of: "-", with: "") }.joined()
+        let secrets = [
+            "admin": ("token", token + "\n"), "postgres": ("password", "unused-on-a-trusting-server\n"),
+            "s3": (
+                "credentials",
+                "AWS_ACCESS_KEY_ID=\(MotoServer.accessKey)\nAWS_SECRET_ACCESS_KEY=\(MotoServer.secretKey)\n"
+            ),
+        ]
+        var paths = [
+            "0.0.0.0": "127.0.0.1", "8750": "0",
+            "postgres://modelreg@postgres:5432/modelreg?sslmode=require": postgres.url(database) + "?sslmode=disable",
+            "s3://models/registry?endpoint=http://minio:9000&region=us-east-1": moto.url(
+                bucket: bucket, prefix: "registry"),
+        ]
+        for (directory, (file, content)) in secrets {
+            let local = scratch.url("secrets/\(directory)")
+            try FileManager.default.createDirectory(at: local, withIntermediateDirectories: true)
+            try Data(content.utf8).write(to: local.appendingPathComponent(file))
+            paths["/etc/modelreg/\(directory)"] = local.path
+        }
+        let servers = try (0..<3).map { index in
+            var local = paths
+            local["/data"] = scratch.url("pod-\(index)").path
+            return try ServerProcess(
+                data: scratch.url("pod-\(index)"), arguments: try Self.localArguments(container, local),
+                adminToken: token)
+        }
+        for server in servers { #expect(try httpStatus(server.url + "/health/ready") == 200) }
+        let model = scratch.url("model")
+        try TestModel.write(to: model)
+        let push = try modelreg(["push", model.path, "org/m:1"], environment: servers[0].environment)
+        try #require(push.status == 0, "\(push)")
+        servers[0].kill()
+        for (index, server) in servers.dropFirst().enumerated() {
+            let destination = scratch.url("pulled-\(index)")
+            let pull = try modelreg(["pull", "org/m:1", "--dest", destination.path], environment: server.environment)
+            #expect(pull.status == 0, "\(pull)")
+            try expectSameTree(model, destination)
+        }
+        #expect(regularFiles(scratch.url("pod-1")).isEmpty, "a pod keeps nothing in its scratch directory")
     }
 
     @Test func theVLLMInitContainersFetchTheirAliases() throws {

@@ -220,6 +220,67 @@ import Testing
         #expect(failed.status != 0 && failed.stderr.contains("S3 at \(relay.url)"), "\(failed)")
     }
 
+    /// `modelreg migrate`: an embedded registry copied into PostgreSQL and S3 is served from there with all it
+    /// had (versions, aliases, tokens); a second run copies nothing; a directory a server runs on is refused.
+    @Test func anEmbeddedRegistryMigratesToPostgreSQLAndS3() throws {
+        struct Report: Decodable {
+            var blobs: Int
+            var blobsCopied: Int
+            var models: Int
+            var metadataImported: Bool
+        }
+        let postgres = try PostgresServer.shared()
+        let database = try postgres.createDatabase()
+        defer { postgres.dropDatabase(database) }
+        let moto = try MotoServer.shared()
+        let bucket = try moto.createBucket()
+        let scratch = try Scratch()
+        let credentials = scratch.url("s3-credentials")
+        try Data("AWS_ACCESS_KEY_ID=\(MotoServer.accessKey)\nAWS_SECRET_ACCESS_KEY=\(MotoServer.secretKey)\n".utf8)
+            .write(to: credentials)
+        let target = [
+            "--metadata", postgres.url(database) + "?sslmode=disable", "--blobs",
+            moto.url(bucket: bucket, prefix: "reg"),
+            "--blobs-credentials-file", credentials.path,
+        ]
+        let data = scratch.url("data")
+        let embedded = try ServerProcess(data: data)
+        for (index, version) in ["1", "2"].enumerated() {
+            let model = scratch.url("model-\(version)")
+            try TestModel.write(to: model, seed: UInt64(index + 1))
+            try #require(
+                try modelreg(["push", model.path, "org/m:\(version)"], environment: embedded.environment).status == 0)
+        }
+        try #require(
+            try modelreg(["alias", "set", "org/m", "prod", "1"], environment: embedded.environment).status == 0)
+        let created = try modelreg(
+            ["token", "create", "--name", "reader", "--scope", "read"], environment: embedded.environment)
+        try #require(created.status == 0, "\(created)")
+
+        let busy = try modelreg(["migrate", "--from", data.path] + target)
+        #expect(busy.status == 7 && busy.stderr.contains("stop it before migrating it"), "\(busy)")
+        embedded.stop()
+        let first = try modelreg(["migrate", "--from", data.path, "--json"] + target)
+        try #require(first.status == 0, "\(first)")
+        let copied = try first.json(Report.self)
+        #expect(copied.blobsCopied == copied.blobs && copied.blobs > 0 && copied.metadataImported && copied.models == 1)
+        let second = try modelreg(["migrate", "--from", data.path] + target)
+        #expect(second.status == 0 && second.stdout.hasPrefix("nothing to copy"), "\(second)")
+
+        let server = try ServerProcess(
+            data: scratch.url("replica"), extraArguments: target, adminToken: embedded.adminToken)
+        let pulled = scratch.url("pulled")
+        let pull = try modelreg(["pull", "org/m@prod", "--dest", pulled.path], environment: server.environment)
+        #expect(pull.status == 0, "\(pull)")
+        try expectSameTree(scratch.url("model-1"), pulled)
+        let reader = [
+            "MODELREG_URL": server.url,
+            "MODELREG_TOKEN": created.stdout.trimmingCharacters(in: .whitespacesAndNewlines),
+        ]
+        let listed = try modelreg(["ls", "org/m"], environment: reader)
+        #expect(listed.status == 0 && listed.stdout.contains("2"), "\(listed)")
+    }
+
     /// Bad `--metadata` values and a database nobody answers for stop `serve` with one error line.
     @Test func serveRefusesAMetadataURLItCannotUse() throws {
         let scratch = try Scratch()

@@ -1,0 +1,44 @@
+import FileSystemBlobs
+import ModelRegistryCore
+import PostgresMetadata
+import S3Blobs
+import SQLiteMetadata
+
+/// The stores a server's configuration names, opened: what `serve` and `migrate` run on.
+public enum RegistryStores {
+    /// The metadata store, its schema brought up to date (replicas starting at once on one PostgreSQL
+    /// database apply each migration once).
+    public static func metadata(_ location: MetadataLocation, directory: DataDirectory) async throws
+        -> any MetadataStore
+    {
+        switch location {
+        case .dataDirectory:
+            return KeptReadsMetadataStore(try SQLiteMetadataStore(path: directory.database.path))
+        case .postgres(let location):
+            let store = try PostgresMetadataStore(location)
+            try await store.migrate()
+            return store
+        }
+    }
+
+    /// The blob store. An S3 bucket keeps no state of uploads that span requests: their records go to the
+    /// metadata store, which must be one every replica shares.
+    public static func blobs(_ location: BlobLocation, directory: DataDirectory, metadata: any MetadataStore) throws
+        -> any BlobStore
+    {
+        switch location {
+        case .dataDirectory:
+            let blobs = FileSystemBlobStore(directory: directory)
+            try blobs.restoreInterruptedDeletions()
+            return blobs
+        case .s3(let location, let credentials):
+            guard let uploads = metadata as? any UploadRecordStore else {
+                throw RegistryError(
+                    .invalidRequest,
+                    "--blobs s3://… keeps its uploads' records in PostgreSQL: give --metadata postgres://… too")
+            }
+            return S3BlobStore(
+                client: S3Client(location: location, credentials: credentials), location: location, uploads: uploads)
+        }
+    }
+}
