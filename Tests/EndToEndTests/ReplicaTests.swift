@@ -96,20 +96,8 @@ import Testing
     /// and fetched through the other byte for byte; the same files pushed through the other are stored once;
     /// boto3 finds every blob object holding the bytes of its digest.
     @Test func serversOnPostgreSQLAndS3ShareEveryBlob() throws {
-        let postgres = try PostgresServer.shared()
-        let database = try postgres.createDatabase()
-        defer { postgres.dropDatabase(database) }
-        let moto = try MotoServer.shared()
-        let bucket = try moto.createBucket()
-        let scratch = try Scratch()
-        let credentials = scratch.url("s3-credentials")
-        try Data("AWS_ACCESS_KEY_ID=\(MotoServer.accessKey)\nAWS_SECRET_ACCESS_KEY=\(MotoServer.secretKey)\n".utf8)
-            .write(to: credentials)
-        let arguments = [
-            "--metadata", postgres.url(database) + "?sslmode=disable", "--blobs",
-            moto.url(bucket: bucket, prefix: "reg"),
-            "--blobs-credentials-file", credentials.path,
-        ]
+        let storage = try SharedStorage()
+        let (scratch, moto, bucket, arguments) = (storage.scratch, storage.moto, storage.bucket, storage.arguments)
         let first = try ServerProcess(data: scratch.url("first"), extraArguments: arguments)
         let second = try ServerProcess(
             data: scratch.url("second"), extraArguments: arguments, adminToken: first.adminToken)
@@ -157,22 +145,10 @@ import Testing
     /// and sends the object store no registry token; the registry sends no blob byte itself. With
     /// `--no-blob-redirect` it serves them.
     @Test func blobDownloadsAreRedirectedToTheObjectStore() throws {
-        let postgres = try PostgresServer.shared()
-        let database = try postgres.createDatabase()
-        defer { postgres.dropDatabase(database) }
-        let moto = try MotoServer.shared()
-        let bucket = try moto.createBucket()
         let relay = try InterruptingProxy(
-            to: moto.endpoint, direction: .toClient, after: 700_000, action: .cut, armed: false)
-        let scratch = try Scratch()
-        let credentials = scratch.url("s3-credentials")
-        try Data("AWS_ACCESS_KEY_ID=\(MotoServer.accessKey)\nAWS_SECRET_ACCESS_KEY=\(MotoServer.secretKey)\n".utf8)
-            .write(to: credentials)
-        let arguments = [
-            "--metadata", postgres.url(database) + "?sslmode=disable",
-            "--blobs", "s3://\(bucket)/reg?endpoint=\(relay.url)&region=us-east-1",
-            "--blobs-credentials-file", credentials.path,
-        ]
+            to: try MotoServer.shared().endpoint, direction: .toClient, after: 700_000, action: .cut, armed: false)
+        let storage = try SharedStorage(endpoint: relay.url)
+        let (scratch, arguments) = (storage.scratch, storage.arguments)
         let server = try ServerProcess(data: scratch.url("redirecting"), extraArguments: arguments)
         let model = scratch.url("model")
         try TestModel.write(to: model)
@@ -229,20 +205,8 @@ import Testing
             var models: Int
             var metadataImported: Bool
         }
-        let postgres = try PostgresServer.shared()
-        let database = try postgres.createDatabase()
-        defer { postgres.dropDatabase(database) }
-        let moto = try MotoServer.shared()
-        let bucket = try moto.createBucket()
-        let scratch = try Scratch()
-        let credentials = scratch.url("s3-credentials")
-        try Data("AWS_ACCESS_KEY_ID=\(MotoServer.accessKey)\nAWS_SECRET_ACCESS_KEY=\(MotoServer.secretKey)\n".utf8)
-            .write(to: credentials)
-        let target = [
-            "--metadata", postgres.url(database) + "?sslmode=disable", "--blobs",
-            moto.url(bucket: bucket, prefix: "reg"),
-            "--blobs-credentials-file", credentials.path,
-        ]
+        let storage = try SharedStorage()
+        let (scratch, target) = (storage.scratch, storage.arguments)
         let data = scratch.url("data")
         let embedded = try ServerProcess(data: data)
         for (index, version) in ["1", "2"].enumerated() {
@@ -302,4 +266,49 @@ import Testing
         #expect(nobody.status != 0 && nobody.stderr.contains("PostgreSQL at 127.0.0.1:\(port)/db"), "\(nobody)")
         #expect(nobody.stderr.split(separator: "\n").filter { $0.hasPrefix("error:") }.count == 1, "\(nobody)")
     }
+}
+
+/// A PostgreSQL database and an S3 bucket (moto) of a test's own, and the `serve` arguments for them: what
+/// replicas share.
+final class SharedStorage {
+    let scratch: Scratch
+    let postgres: PostgresServer
+    let database: String
+    let moto: MotoServer
+    let bucket: String
+    let arguments: [String]
+
+    /// `endpoint` replaces moto's in the `--blobs` URL (a relay in front of it).
+    init(endpoint: String? = nil) throws {
+        scratch = try Scratch()
+        postgres = try PostgresServer.shared()
+        database = try postgres.createDatabase()
+        moto = try MotoServer.shared()
+        let bucket = try moto.createBucket()
+        self.bucket = bucket
+        let credentials = scratch.url("s3-credentials")
+        try Data("AWS_ACCESS_KEY_ID=\(MotoServer.accessKey)\nAWS_SECRET_ACCESS_KEY=\(MotoServer.secretKey)\n".utf8)
+            .write(to: credentials)
+        let blobs =
+            endpoint.map { "s3://\(bucket)/reg?endpoint=\($0)&region=us-east-1" }
+            ?? moto.url(bucket: bucket, prefix: "reg")
+        arguments = [
+            "--metadata", postgres.url(database) + "?sslmode=disable", "--blobs", blobs,
+            "--blobs-credentials-file", credentials.path,
+        ]
+    }
+
+    /// A server on the shared storage with a data directory of its own; all but the first take the first's token.
+    func servers(_ count: Int, extraArguments: [String] = []) throws -> [ServerProcess] {
+        var servers: [ServerProcess] = []
+        for index in 0..<count {
+            servers.append(
+                try ServerProcess(
+                    data: scratch.url("replica-\(index)"), extraArguments: arguments + extraArguments,
+                    adminToken: servers.first?.adminToken))
+        }
+        return servers
+    }
+
+    deinit { postgres.dropDatabase(database) }
 }
