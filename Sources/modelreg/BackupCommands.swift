@@ -5,6 +5,7 @@ import MaintenanceClient
 import ModelRegistryCore
 import RegistryClient
 import RegistryMaintenance
+import RegistryServer
 
 /// The repository option every `backup` subcommand shares.
 struct RepositoryOptions: ParsableArguments {
@@ -108,9 +109,12 @@ struct Backup: AsyncParsableCommand {
 
 struct Restore: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Restore a snapshot into a data directory, verifying every blob.",
-        discussion:
-            "The directory must be empty, or be a registry data directory and --force given. Stop the server on it first."
+        abstract: "Restore a snapshot into a data directory, or PostgreSQL and S3, verifying every blob.",
+        discussion: """
+            The directory must be empty, or be a registry data directory and --force given. Stop the server on it \
+            first. With --metadata (and --blobs), the snapshot goes into that database (which must hold no \
+            registry) and bucket instead.
+            """
     )
 
     @Option(help: "Backup repository.")
@@ -119,19 +123,40 @@ struct Restore: AsyncParsableCommand {
     @Option(help: "Snapshot id, or a unique prefix of one (default: the newest).")
     var snapshot: String?
 
-    @Option(help: "Data directory to restore into.")
-    var data: String
+    @Option(help: "Data directory to restore into (with --metadata and no --blobs: where the blobs go).")
+    var data: String?
 
     @Flag(help: "Replace the registry in a non-empty data directory.")
     var force = false
 
+    @OptionGroup var storage: StorageOptions
+
     @OptionGroup var output: OutputOptions
 
     func run() async throws {
-        let restorer = Restorer(
-            repository: try BackupRepository(opening: from), snapshotID: snapshot, target: DataDirectory(data),
-            force: force
-        )
+        let target: Restorer.Target
+        switch (try storage.metadataLocation(), try storage.blobLocation(), data) {
+        case (.dataDirectory, .dataDirectory, let data?):
+            target = .dataDirectory(DataDirectory(data), force: force)
+        case (.dataDirectory, _, _):
+            throw ValidationError("give --data DIR, or --metadata postgres://… to restore into")
+        case (let metadataLocation, let blobLocation, let data):
+            guard !force else {
+                throw ValidationError("--force replaces a data directory's registry, not a database's")
+            }
+            guard blobLocation != .dataDirectory || data != nil else {
+                throw ValidationError("give --blobs s3://…, or --data DIR for the blobs")
+            }
+            let directory = DataDirectory(data ?? ServerConfiguration.defaultDataDirectory)
+            if blobLocation == .dataDirectory { try directory.create() }
+            let metadata = try await RegistryStores.metadata(metadataLocation, directory: directory)
+            let blobs = try RegistryStores.blobs(blobLocation, directory: directory, metadata: metadata)
+            target = .stores(
+                blobs: blobs, metadata: metadata,
+                name: ServerConfiguration(dataDirectory: directory, metadata: metadataLocation, blobs: blobLocation)
+                    .storageDescription)
+        }
+        let restorer = Restorer(repository: try BackupRepository(opening: from), snapshotID: snapshot, target: target)
         let report = try await restorer.run(log: output.progress)
         output.print(report) { Presentation.restore(report) }
     }

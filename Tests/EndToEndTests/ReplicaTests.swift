@@ -1,4 +1,5 @@
 import Foundation
+import ModelRegistryCore
 import TestServers
 import Testing
 
@@ -243,6 +244,69 @@ import Testing
         ]
         let listed = try modelreg(["ls", "org/m"], environment: reader)
         #expect(listed.status == 0 && listed.stdout.contains("2"), "\(listed)")
+    }
+
+    /// `backup --to` through a replica on PostgreSQL and S3 (its blob downloads redirected) writes a repository
+    /// that `restore` puts into another database and bucket, served from there with all it had (the token
+    /// too); a database that holds a registry is refused.
+    @Test func aBackupThroughAReplicaRestoresIntoPostgreSQLAndS3() throws {
+        let source = try SharedStorage()
+        let server = try source.servers(1)[0]
+        let model = source.scratch.url("model")
+        try TestModel.write(to: model)
+        try #require(try modelreg(["push", model.path, "org/m:1"], environment: server.environment).status == 0)
+        try #require(try modelreg(["alias", "set", "org/m", "prod", "1"], environment: server.environment).status == 0)
+        let repository = source.scratch.url("repository")
+        let backup = try modelreg(["backup", "--to", repository.path], environment: server.environment)
+        try #require(backup.status == 0, "\(backup)")
+
+        let target = try SharedStorage()
+        let restore = try modelreg(["restore", "--from", repository.path] + target.arguments)
+        try #require(restore.status == 0, "\(restore)")
+        let again = try modelreg(["restore", "--from", repository.path] + target.arguments)
+        #expect(again.status == 7 && again.stderr.contains("holds a registry"), "\(again)")
+        let restored = try ServerProcess(
+            data: target.scratch.url("restored"), extraArguments: target.arguments, adminToken: server.adminToken)
+        let pulled = target.scratch.url("pulled")
+        let pull = try modelreg(["pull", "org/m@prod", "--dest", pulled.path], environment: restored.environment)
+        #expect(pull.status == 0, "\(pull)")
+        try expectSameTree(model, pulled)
+    }
+
+    /// An upload begun through one replica is continued and committed through another (its record is in
+    /// PostgreSQL, its parts and tail in the bucket), as a client that lost its connection and was balanced
+    /// elsewhere does: through the HTTP API, with curl.
+    @Test func anUploadBegunThroughOneReplicaIsFinishedThroughAnother() throws {
+        let storage = try SharedStorage()
+        let replicas = try storage.servers(2)
+        var generator = SystemRandomNumberGenerator()
+        let bytes = (0..<(10 << 20)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        let split = 9 << 20
+        let (head, rest) = (storage.scratch.url("head"), storage.scratch.url("rest"))
+        try Data(bytes[..<split]).write(to: head)
+        try Data(bytes[split...]).write(to: rest)
+        let digest = Digest.of(bytes)
+        let auth = "-H 'Authorization: Bearer \(replicas[0].adminToken)'"
+        let started = try shell(
+            "curl -s -D - -o /dev/null -X POST \(auth) '\(replicas[0].url)/v1/uploads?digest=\(digest)'")
+        let location = try #require(
+            started.output.split(separator: "\r\n").first { $0.lowercased().hasPrefix("location:") }?
+                .split(separator: " ").last.map(String.init), "\(started.output)")
+        let first = try shell(
+            "curl -s -o /dev/null -w '%{http_code}' -X PATCH \(auth) -H 'Upload-Offset: 0' --data-binary @\(head.path) '\(replicas[0].url)\(location)'"
+        )
+        #expect(first.output == "202", "\(first.output)")
+        let status = try shell("curl -s \(auth) '\(replicas[1].url)\(location)'")
+        #expect(status.output.contains("\"offset\":\(split)"), "\(status.output)")
+        let second = try shell(
+            "curl -s -o /dev/null -w '%{http_code}' -X PATCH \(auth) -H 'Upload-Offset: \(split)' --data-binary @\(rest.path) '\(replicas[1].url)\(location)'"
+        )
+        #expect(second.output == "202", "\(second.output)")
+        let commit = try shell(
+            "curl -s -w ' %{http_code}' -X PUT \(auth) '\(replicas[1].url)\(location)?digest=\(digest)'")
+        #expect(commit.output.hasSuffix(" 201") || commit.output.hasSuffix(" 204"), "\(commit.output)")
+        let download = try shell("curl -s -L \(auth) '\(replicas[0].url)/v1/blobs/\(digest)' | sha256sum")
+        #expect(download.output.hasPrefix(digest.hex), "\(download.output)")
     }
 
     /// Bad `--metadata` values and a database nobody answers for stop `serve` with one error line.
