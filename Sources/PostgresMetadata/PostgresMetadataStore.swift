@@ -19,6 +19,10 @@ public final class PostgresMetadataStore: MetadataStore {
     private let running: Task<Void, Never>
     /// Hands out the change counts that match nothing kept (see `changeCount`).
     private let uncounted = Atomic<Int>(0)
+    /// Set when a request found the server unreachable, cleared by the next that reaches it: meanwhile
+    /// requests wait for a connection only as long as readiness does, so that a server that is down costs
+    /// each request under a second, not `connectionWait`.
+    private let unreachable = Atomic<Bool>(false)
 
     /// How long a request waits for a connection before it is answered NOT_READY: the pool keeps trying to
     /// connect to a server that is down for far longer than any client waits.
@@ -66,16 +70,19 @@ public final class PostgresMetadataStore: MetadataStore {
 
     // MARK: Connections and transactions
 
-    /// Runs `body` on a connection of the pool, once one is had within `wait` (`connectionWait` unless given).
+    /// Runs `body` on a connection of the pool, once one is had within `wait` (`connectionWait` unless given,
+    /// `readinessWait` while the server is known to be unreachable).
     private func withConnection<T: Sendable>(
         wait: Duration? = nil, _ body: @escaping @Sendable (PostgresConnection) async throws -> T
     ) async throws -> T {
-        let connectionWait = wait ?? connectionWait
+        let connectionWait =
+            wait ?? (unreachable.load(ordering: .relaxed) ? min(connectionWait, Self.readinessWait) : connectionWait)
         let leased = LeaseState()
         return try await withThrowingTaskGroup(of: T?.self) { group in
-            group.addTask { [client] in
+            group.addTask { [client, self] in
                 try await client.withConnection { connection in
                     leased.done.withLock { $0 = true }
+                    self.unreachable.store(false, ordering: .relaxed)
                     return try await body(connection)
                 }
             }
@@ -153,6 +160,7 @@ public final class PostgresMetadataStore: MetadataStore {
         do {
             return try await body()
         } catch let error as RegistryError {
+            if error.code == .notReady { unreachable.store(true, ordering: .relaxed) }
             throw error
         } catch let error as PSQLError {
             if let state = error.serverInfo?[.sqlState] {
@@ -160,12 +168,14 @@ public final class PostgresMetadataStore: MetadataStore {
                 let message = error.serverInfo?[.message] ?? "error \(state)"
                 throw RegistryError(.storageFailure, "PostgreSQL at \(endpoint): \(message) (SQLSTATE \(state))")
             }
+            unreachable.store(true, ordering: .relaxed)
             throw RegistryError(
                 .notReady,
                 "PostgreSQL at \(endpoint) is unreachable (\(error.code)): check that it runs and accepts connections")
         } catch is CancellationError {
             throw CancellationError()
         } catch  where "\(type(of: error))".contains("ConnectionPoolError") {
+            unreachable.store(true, ordering: .relaxed)
             throw RegistryError(
                 .notReady,
                 "PostgreSQL at \(endpoint) is unreachable (\(error)): check that it runs and accepts connections")

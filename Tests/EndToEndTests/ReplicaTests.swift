@@ -54,8 +54,9 @@ import Testing
         #expect(refused.status == 4 && refused.stderr.contains("revoked"), "\(refused)")
     }
 
-    /// PostgreSQL stopped under a running server: readiness and requests answer 503 NOT_READY naming the
-    /// database, within their waits; started again, the same server serves everything, pushes included.
+    /// PostgreSQL stopped under a running server taking reads: readiness and requests answer 503 NOT_READY
+    /// naming the database, within their waits, and nothing else goes wrong; started again, the same server
+    /// serves everything, pushes included.
     @Test func aDatabaseRestartCostsNotReadyAnswersWhileItIsDown() throws {
         let postgres = try PostgresServer.dedicated()
         defer { postgres.destroy() }
@@ -69,6 +70,20 @@ import Testing
         try #require(try modelreg(["push", model.path, "org/m:1"], environment: server.environment).status == 0)
         #expect(try httpStatus(server.url + "/health/ready") == 200)
 
+        // Reads all along, each answer's status kept.
+        let statuses = StatusLog()
+        let done = StopFlag()
+        let reader = Thread { [url = server.url, token = server.adminToken] in
+            while !done.isSet {
+                // Longer than a request's wait for a connection (10 s): every request gets its answer.
+                let read = try? shell(
+                    "curl -s -o /dev/null -w '%{http_code}' --max-time 20 -H 'Authorization: Bearer \(token)' '\(url)/v1/models/org/m'"
+                )
+                statuses.append(read.flatMap { Int($0.output) } ?? 0)
+                usleep(50_000)
+            }
+        }
+        reader.start()
         try postgres.stop()
         let started = ContinuousClock.now
         let ready = try shell("curl -s --max-time 10 -w ' %{http_code}' '\(server.url)/health/ready'")
@@ -79,10 +94,16 @@ import Testing
         #expect(show.status != 0 && show.stderr.contains("PostgreSQL at \(endpoint)"), "\(show)")
         #expect(show.stderr.split(separator: "\n").count == 1, "\(show)")
 
+        try waitUntil("a read answered while the database is down", timeout: 60) { statuses.all.contains(503) }
         try postgres.start()
         try waitUntil("the server is ready again", timeout: 30, interval: 100_000) {
             try httpStatus(server.url + "/health/ready") == 200
         }
+        let answered = statuses.all.count
+        try waitUntil("reads succeed again", timeout: 30) { statuses.all.count > answered && statuses.last == 200 }
+        done.set()
+        while reader.isExecuting { usleep(20_000) }
+        #expect(Set(statuses.all).isSubset(of: [200, 503]), "\(statuses.all)")
         #expect(try modelreg(["show", "org/m:1"], environment: server.environment).status == 0)
         let pull = try modelreg(
             ["pull", "org/m:1", "--dest", scratch.url("pulled").path], environment: server.environment)
@@ -375,4 +396,14 @@ final class SharedStorage {
     }
 
     deinit { postgres.dropDatabase(database) }
+}
+
+/// HTTP statuses collected by one thread and read by another.
+final class StatusLog: @unchecked Sendable {
+    private let lock = NSLock()
+    private var statuses: [Int] = []
+
+    func append(_ status: Int) { lock.withLock { statuses.append(status) } }
+    var all: [Int] { lock.withLock { statuses } }
+    var last: Int? { lock.withLock { statuses.last } }
 }

@@ -83,17 +83,8 @@ public final class MotoServer: Sendable {
             let log = FileHandle(forWritingAtPath: logPath)
         else { throw Failure("cannot write \(logPath)") }
         defer { try? log.close() }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-m", "moto.server", "-H", "127.0.0.1", "-p", String(port)]
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = log
-        process.standardError = log
-        do {
-            try process.run()
-        } catch {
-            throw Failure("cannot run python3 -m moto.server: \(error)")
-        }
+        let process = try Self.start(
+            ["python3", "-m", "moto.server", "-H", "127.0.0.1", "-p", String(port)], output: log)
         if Self.started.isEmpty { atexit { MotoServer.stopAll() } }
         Self.started.append((process, directory))
         try waitUntilListening(process, logPath: logPath)
@@ -156,6 +147,15 @@ public final class MotoServer: Sendable {
         guard FileManager.default.createFile(atPath: outputPath, contents: nil),
             let output = FileHandle(forWritingAtPath: outputPath)
         else { throw Failure("cannot write \(outputPath)") }
+        let process = try start(command, output: output)
+        try? output.close()
+        process.waitUntilExit()
+        let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
+        return (process.terminationStatus, text.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    /// Starts a command found on PATH, its output and errors into `output`, nothing on its input.
+    private static func start(_ command: [String], output: FileHandle) throws -> Process {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = command
@@ -165,12 +165,9 @@ public final class MotoServer: Sendable {
         do {
             try process.run()
         } catch {
-            throw Failure("cannot run \(command[0]): \(error)")
+            throw Failure("cannot run \(command.joined(separator: " ")): \(error)")
         }
-        try? output.close()
-        process.waitUntilExit()
-        let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
-        return (process.terminationStatus, text.trimmingCharacters(in: .whitespacesAndNewlines))
+        return process
     }
 
     private static func acceptsConnections(port: Int) -> Bool {
