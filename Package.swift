@@ -210,7 +210,8 @@ let package = Package(
         .testTarget(
             name: "S3BlobsTests",
             dependencies: [
-                "S3Blobs", "ModelRegistryCore", "TestServers", .product(name: "NIOCore", package: "swift-nio"),
+                "S3Blobs", "ModelRegistryCore", "PostgresMetadata", "TestServers",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]
         ),
