@@ -14,8 +14,8 @@ public final class S3BlobStore: BlobStore {
     let client: S3Client
     let keys: S3BlobKeys
     let uploads: any UploadRecordStore
-    /// How long a request holds an upload without renewing its hold: a replica killed mid-append leaves its
-    /// upload busy this long.
+    /// How long a hold lasts unless renewed (every third of it while the request appends): a replica killed
+    /// mid-append leaves its upload busy this long.
     static let holdLength: TimeInterval = 30
 
     public init(client: S3Client, location: S3Location, uploads: any UploadRecordStore) {
@@ -206,19 +206,20 @@ public final class S3BlobStore: BlobStore {
         }
         var writer = try MultipartWriter(client: client, state: try MultipartState(decoding: record.state))
         var failure: (any Error)?
+        // Renewed on a clock, not as bytes arrive: sending a large part to S3 can outlast a hold.
+        let renewal = Task { [uploads] in
+            while true {
+                try await Task.sleep(for: .seconds(Self.holdLength / 3))
+                try await uploads.renewHold(hold, until: Date().addingTimeInterval(Self.holdLength))
+            }
+        }
         do {
             try await writer.resume(tail: keys.uploadTail(id))
-            var renewed = Date()
-            for try await chunk in bytes {
-                try await writer.add(chunk)
-                if Date().timeIntervalSince(renewed) > Self.holdLength / 3 {
-                    renewed = Date()
-                    try await uploads.renewHold(hold, until: renewed.addingTimeInterval(Self.holdLength))
-                }
-            }
+            for try await chunk in bytes { try await writer.add(chunk) }
         } catch {
             failure = error
         }
+        renewal.cancel()
         // What arrived stays, a broken stream's bytes too: the bytes past the last part are the tail.
         do {
             try await writer.keepTail(keys.uploadTail(id))
