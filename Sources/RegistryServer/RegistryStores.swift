@@ -22,7 +22,7 @@ public enum RegistryStores {
     }
 
     /// The blob store. An S3 bucket keeps no state of uploads that span requests: their records go to the
-    /// metadata store, which must be one every replica shares.
+    /// metadata store (PostgreSQL, which every replica shares, or the embedded SQLite of one server).
     public static func blobs(_ location: BlobLocation, directory: DataDirectory, metadata: any MetadataStore) throws
         -> any BlobStore
     {
@@ -32,10 +32,9 @@ public enum RegistryStores {
             try blobs.restoreInterruptedDeletions()
             return blobs
         case .s3(let location, let credentials):
-            guard let uploads = metadata as? any UploadRecordStore else {
-                throw RegistryError(
-                    .invalidRequest,
-                    "--blobs s3://… keeps its uploads' records in PostgreSQL: give --metadata postgres://… too")
+            let store = (metadata as? KeptReadsMetadataStore)?.base ?? metadata
+            guard let uploads = store as? any UploadRecordStore else {
+                throw RegistryError(.internalError, "the metadata store cannot keep the records of S3 uploads")
             }
             return S3BlobStore(
                 client: S3Client(location: location, credentials: credentials), location: location, uploads: uploads)

@@ -20,7 +20,7 @@ struct StorageOptions: ParsableArguments {
 
     @Option(
         help: ArgumentHelp(
-            "Keep blobs in an S3-compatible bucket instead of the data directory (needs --metadata).",
+            "Keep blobs in an S3-compatible bucket instead of the data directory.",
             discussion:
                 "s3://BUCKET[/PREFIX][?endpoint=http://HOST:PORT&region=R]: path-style addressing with an endpoint, virtual-hosted without; credentials from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN or --blobs-credentials-file.",
             valueName: "url"))

@@ -330,6 +330,27 @@ import Testing
         #expect(download.output.hasPrefix(digest.hex), "\(download.output)")
     }
 
+    /// One server with blobs in S3 and the embedded metadata (SQLite in its data directory, uploads' records
+    /// too): push, pull, restart, pull; no blob in the directory.
+    @Test func oneServerKeepsBlobsInS3AndMetadataInItsDirectory() throws {
+        let storage = try SharedStorage()
+        let blobsOnly = Array(storage.arguments.drop { $0 != "--blobs" })
+        let data = storage.scratch.url("data")
+        let model = storage.scratch.url("model")
+        try TestModel.write(to: model)
+        let first = try ServerProcess(data: data, extraArguments: blobsOnly)
+        let push = try modelreg(["push", model.path, "org/m:1"], environment: first.environment)
+        try #require(push.status == 0, "\(push)")
+        first.stop()
+        let again = try ServerProcess(data: data, extraArguments: blobsOnly)
+        let pulled = storage.scratch.url("pulled")
+        let pull = try modelreg(["pull", "org/m:1", "--dest", pulled.path], environment: again.environment)
+        #expect(pull.status == 0, "\(pull)")
+        try expectSameTree(model, pulled)
+        #expect(FileManager.default.fileExists(atPath: data.appendingPathComponent("registry.sqlite").path))
+        #expect(regularFiles(data.appendingPathComponent("blobs")).isEmpty, "blobs went to the directory")
+    }
+
     /// Bad `--metadata` values and a database nobody answers for stop `serve` with one error line.
     @Test func serveRefusesAMetadataURLItCannotUse() throws {
         let scratch = try Scratch()

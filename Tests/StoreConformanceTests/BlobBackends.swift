@@ -5,6 +5,7 @@ import ModelRegistryCore
 import NIOCore
 import PostgresMetadata
 import S3Blobs
+import SQLiteMetadata
 import TestServers
 import Testing
 
@@ -49,6 +50,22 @@ struct BlobBackend: Sendable, CustomTestStringConvertible {
                 S3BlobStore(
                     client: S3Client(location: location, credentials: credentials), location: location,
                     uploads: try PostgresMetadataStore(records, connections: 4, connectionWait: .seconds(600)))
+            }
+        },
+        // One server on S3 with the embedded metadata: uploads' records in SQLite.
+        BlobBackend(name: "S3 (moto) with SQLite", presigns: true) { body in
+            let moto = try MotoServer.shared()
+            let location = try S3Location(parsing: moto.url(bucket: try moto.createBucket(), prefix: "registry"))
+            let credentials = S3Credentials(accessKeyID: MotoServer.accessKey, secretAccessKey: MotoServer.secretKey)
+            let root = FileManager.default.temporaryDirectory.appendingPathComponent(
+                "modelreg-conf-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: root) }
+            let records = try SQLiteMetadataStore(path: root.appendingPathComponent("registry.sqlite").path)
+            try await body {
+                S3BlobStore(
+                    client: S3Client(location: location, credentials: credentials), location: location,
+                    uploads: records)
             }
         },
     ]
