@@ -36,7 +36,14 @@ public struct StoreCopier: Sendable {
         for blob in blobs {
             if try await targetBlobs.info(blob.digest)?.size == blob.size { continue }
             let bytes = try await sourceBlobs.read(blob.digest, range: 0..<blob.size)
-            _ = try await targetBlobs.put(bytes, expecting: blob.digest)
+            do {
+                _ = try await targetBlobs.put(bytes, expecting: blob.digest)
+            } catch let error as RegistryError where error.code == .digestMismatch {
+                throw RegistryError(
+                    .integrity,
+                    "the source's copy of blob \(blob.digest) is corrupt (\(error.message)): run `modelreg verify` and `modelreg repair` on it, then migrate again"
+                )
+            }
             report.blobsCopied += 1
             report.bytesCopied += blob.size
             log("copied \(blob.digest) (\(blob.size) bytes)")

@@ -246,10 +246,22 @@ import Testing
         let busy = try modelreg(["migrate", "--from", data.path] + target)
         #expect(busy.status == 7 && busy.stderr.contains("stop it before migrating it"), "\(busy)")
         embedded.stop()
+
+        // The last blob copied is damaged: the migration stops there, having copied the others and no metadata.
+        let blobFiles = regularFiles(data.appendingPathComponent("blobs")).sorted()
+        let damaged = data.appendingPathComponent("blobs/" + blobFiles.last!)
+        let original = try Data(contentsOf: damaged)
+        var flipped = original
+        flipped[flipped.startIndex] ^= 0xFF
+        try flipped.write(to: damaged)
+        let stopped = try modelreg(["migrate", "--from", data.path] + target)
+        #expect(stopped.status == 5 && stopped.stderr.contains("is corrupt"), "\(stopped)")
+        try original.write(to: damaged)
         let first = try modelreg(["migrate", "--from", data.path, "--json"] + target)
         try #require(first.status == 0, "\(first)")
         let copied = try first.json(Report.self)
-        #expect(copied.blobsCopied == copied.blobs && copied.blobs > 0 && copied.metadataImported && copied.models == 1)
+        #expect(copied.blobsCopied == 1 && copied.blobs == blobFiles.count, "only the blob left is copied: \(first)")
+        #expect(copied.metadataImported && copied.models == 1)
         let second = try modelreg(["migrate", "--from", data.path] + target)
         #expect(second.status == 0 && second.stdout.hasPrefix("nothing to copy"), "\(second)")
 
