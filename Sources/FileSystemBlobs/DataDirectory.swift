@@ -65,7 +65,7 @@ public struct DataDirectory: Sendable {
     static let hashStateSuffix = ".hash"
 
     /// A blob renamed aside while garbage collection deletes it (`blobs/sha256/ab/<hex>.deleting`).
-    static let deletingSuffix = ".deleting"
+    public static let deletingSuffix = ".deleting"
 
     /// Where a new hash state is written before it replaces the saved one.
     func uploadHashStateDraft(_ id: UploadID) -> URL {

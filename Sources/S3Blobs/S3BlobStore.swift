@@ -16,12 +16,14 @@ public final class S3BlobStore: BlobStore {
     let uploads: any UploadRecordStore
     /// How long a hold lasts unless renewed (every third of it while the request appends): a replica killed
     /// mid-append leaves its upload busy this long.
-    static let holdLength: TimeInterval = 30
+    let holdLength: TimeInterval
 
-    public init(client: S3Client, location: S3Location, uploads: any UploadRecordStore) {
+    /// `holdLength` is 30 s by default; tests whose threads may starve for longer raise it.
+    public init(client: S3Client, location: S3Location, uploads: any UploadRecordStore, holdLength: TimeInterval = 30) {
         self.client = client
         self.keys = S3BlobKeys(location: location)
         self.uploads = uploads
+        self.holdLength = holdLength
     }
 
     // MARK: Blobs
@@ -198,7 +200,7 @@ public final class S3BlobStore: BlobStore {
     public func append<Bytes: AsyncSequence>(_ id: UploadID, at offset: Int64, _ bytes: Bytes) async throws -> Int64
     where Bytes.Element == ByteBuffer {
         let hold = UploadHold(id: id)
-        var record = try await uploads.holdUpload(hold, until: Date().addingTimeInterval(Self.holdLength))
+        var record = try await uploads.holdUpload(hold, until: Date().addingTimeInterval(holdLength))
         guard record.offset == offset else {
             try? await uploads.releaseHold(hold)
             throw RegistryError(
@@ -207,10 +209,10 @@ public final class S3BlobStore: BlobStore {
         var writer = try MultipartWriter(client: client, state: try MultipartState(decoding: record.state))
         var failure: (any Error)?
         // Renewed on a clock, not as bytes arrive: sending a large part to S3 can outlast a hold.
-        let renewal = Task { [uploads] in
+        let renewal = Task { [uploads, holdLength] in
             while true {
-                try await Task.sleep(for: .seconds(Self.holdLength / 3))
-                try await uploads.renewHold(hold, until: Date().addingTimeInterval(Self.holdLength))
+                try await Task.sleep(for: .seconds(holdLength / 3))
+                try await uploads.renewHold(hold, until: Date().addingTimeInterval(holdLength))
             }
         }
         do {
@@ -238,7 +240,7 @@ public final class S3BlobStore: BlobStore {
     public func commitUpload(_ id: UploadID, expecting digest: Digest) async throws(RegistryError) -> BlobInfo {
         try await recordErrors {
             let hold = UploadHold(id: id)
-            let record = try await uploads.holdUpload(hold, until: Date().addingTimeInterval(Self.holdLength))
+            let record = try await uploads.holdUpload(hold, until: Date().addingTimeInterval(holdLength))
             var writer = try MultipartWriter(client: client, state: try MultipartState(decoding: record.state))
             do {
                 try await writer.resume(tail: keys.uploadTail(id))
@@ -271,7 +273,7 @@ public final class S3BlobStore: BlobStore {
     public func cancelUpload(_ id: UploadID) async throws(RegistryError) {
         try await recordErrors {
             let hold = UploadHold(id: id)
-            let record = try await uploads.holdUpload(hold, until: Date().addingTimeInterval(Self.holdLength))
+            let record = try await uploads.holdUpload(hold, until: Date().addingTimeInterval(holdLength))
             try await discard(try MultipartState(decoding: record.state), id, hold)
         }
     }
@@ -284,7 +286,7 @@ public final class S3BlobStore: BlobStore {
             var removed: [UploadID] = []
             for record in try await uploads.idleUploads(updatedBefore: cutoff) {
                 let hold = UploadHold(id: record.id)
-                guard (try? await uploads.holdUpload(hold, until: Date().addingTimeInterval(Self.holdLength))) != nil
+                guard (try? await uploads.holdUpload(hold, until: Date().addingTimeInterval(holdLength))) != nil
                 else { continue }
                 try await discard(try MultipartState(decoding: record.state), record.id, hold)
                 removed.append(record.id)

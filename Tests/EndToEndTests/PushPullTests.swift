@@ -98,8 +98,20 @@ struct PullReportJSON: Decodable {
         try FileManager.default.copyItem(at: modelregBinary, to: binary)
         let work = scratch.url("work")
         try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
-        let server = try ServerProcess(
-            data: work.appendingPathComponent("modelreg-data"), binary: binary, workingDirectory: work)
+        // A process another test forks while the copy is open for writing holds it open until it execs; running
+        // the copy meanwhile fails with ETXTBSY, so the start is tried again for a moment.
+        var started: ServerProcess?
+        for attempt in 1...50 where started == nil {
+            do {
+                started = try ServerProcess(
+                    data: work.appendingPathComponent("modelreg-data"), binary: binary, workingDirectory: work)
+            } catch let error as NSError
+                where attempt < 50 && (error.userInfo[NSUnderlyingErrorKey] as? NSError)?.code == Int(ETXTBSY)
+            {
+                usleep(100_000)
+            }
+        }
+        let server = try #require(started)
         let attributes = try FileManager.default.attributesOfItem(
             atPath: work.appendingPathComponent("modelreg-data/admin.token").path)
         #expect((attributes[.posixPermissions] as? Int) == 0o600)

@@ -49,7 +49,8 @@ struct BlobBackend: Sendable, CustomTestStringConvertible {
             try await body {
                 S3BlobStore(
                     client: S3Client(location: location, credentials: credentials), location: location,
-                    uploads: try PostgresMetadataStore(records, connections: 4, connectionWait: .seconds(600)))
+                    uploads: try PostgresMetadataStore(records, connections: 4, connectionWait: .seconds(600)),
+                    holdLength: starvedThreadsWait)
             }
         },
         // One server on S3 with the embedded metadata: uploads' records in SQLite.
@@ -65,11 +66,15 @@ struct BlobBackend: Sendable, CustomTestStringConvertible {
             try await body {
                 S3BlobStore(
                     client: S3Client(location: location, credentials: credentials), location: location,
-                    uploads: records)
+                    uploads: records, holdLength: starvedThreadsWait)
             }
         },
     ]
 }
+
+/// How long a hold on an S3 upload lasts in the tests: a full run starves the test process's threads for
+/// minutes (as the PostgreSQL backends' connection wait allows), and a hold must not lapse meanwhile.
+private let starvedThreadsWait: TimeInterval = 600
 
 /// Byte buffers as an async sequence, optionally failing after the last one (a dropped connection).
 struct Chunks: AsyncSequence, Sendable {
