@@ -4,6 +4,7 @@
 #
 #     bash bench/scale.sh
 #     MODELS=200 VERSIONS=5 SIZE_MIB=1024 SECONDS_RUN=30 PULLS=8 RUNS=1 bash bench/scale.sh   # the defaults
+#     MODELREG_BIN=/path/to/modelreg bash bench/scale.sh   # that binary, else this checkout's release build
 #
 # Starts its own PostgreSQL (Debian's postgresql package: initdb and pg_ctl, as nobody when run as root, its
 # default durability: fsync and synchronous_commit on) and moto's S3 server (`python3 -m moto.server`, PyPI's
@@ -19,7 +20,8 @@
 #    thread a process: on 2 cores wrk competes with the servers for the CPU (see bench/releases.sh).
 # 2. PULLS (8) concurrent verified `modelreg pull` of a SIZE_MIB model (4 files of random bytes) through one
 #    replica, with presigned redirects (the blobs come from S3 directly) and through one started with
-#    --no-blob-redirect (the replica streams them from S3): the wall time until the last pull exits.
+#    --no-blob-redirect (the replica streams them from S3): the wall time until the last pull exits, and how
+#    many failed (a failure is recorded, not retried: the aggregate MiB/s counts only the pulls that completed).
 # 3. `modelreg push DIR bench/push:N --no-inspect` of one SIZE_MIB file of random bytes to the S3 backend
 #    through a replica, against `aws s3 cp` of the same file to the same moto (awscli, installed with pip if
 #    missing). A new file each run, so nothing is deduplicated.
@@ -27,7 +29,7 @@
 #    the end, after all of it (replica 1 served (b), (c), the redirected pulls and the pushes; replica 2,
 #    --no-blob-redirect, (c) and the streamed pulls; replica 3 only (c)).
 #
-# Timings are the best of RUNS runs (default 1). moto is a Python server: it bounds every S3 figure here
+# RUNS (default 1) repeats the pulls (a row a run) and the pushes (the best counts). moto is a Python server: it bounds every S3 figure here
 # (seeding, pulls, pushes, aws s3 cp alike), far below a real object store. Needs wrk, psql, curl, python3
 # with moto[server]. Prints Markdown tables; record them in bench/RESULTS.md.
 set -euo pipefail
@@ -88,7 +90,9 @@ serve() {
     "$MODELREG_BIN" serve --port 0 --data "$work/data-$name" --admin-token-file "$work/admin.token" \
         --log-level warning "$@" >"$work/$name.out" 2>"$work/$name.err" &
     pid[$name]=$!
-    until url[$name]=$(grep -o 'http://127.0.0.1:[0-9]*' "$work/$name.out" 2>/dev/null); do
+    # The first address: the line goes on to name the stores, the bucket's endpoint among them.
+    until url[$name]=$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$work/$name.out" 2>/dev/null | head -1 | cut -d' ' -f3)
+        [ -n "${url[$name]}" ]; do
         kill -0 "${pid[$name]}" 2>/dev/null || { echo "server $name exited:" >&2; cat "$work/$name.err" >&2; exit 1; }
         sleep 0.1
     done
@@ -125,7 +129,7 @@ metadata() {
     rm -f "$work"/histogram-*
     for target in "$@"; do
         share=$((connections / count + (i < connections % count ? 1 : 0)))
-        OPERATION=metadata HISTOGRAM=$work/histogram-$i wrk -t1 -c$share -d"${duration}s" --timeout 5s \
+        OPERATION=metadata HISTOGRAM=$work/histogram-$i wrk --latency -t1 -c$share -d"${duration}s" --timeout 5s \
             -s bench/wrk/scale.lua "$target" >"$work/wrk-$key-$i.txt" 2>&1 &
         wrks+=("$!")
         i=$((i + 1))
@@ -154,9 +158,26 @@ print(f"{percentile(50):.2f} {percentile(90):.2f} {percentile(99):.2f} {max(coun
 EOF
 )
     read -r p50 p90 p99 max rate errors <<<"${result[$key]}"
-    echo "$key: p50 $p50 ms, p90 $p90 ms, p99 $p99 ms, max $max ms, $rate requests/s, $errors errors ($# wrk process(es))"
+    echo "$key: p50 $p50 ms, p90 $p90 ms, p99 $p99 ms, max $max ms, $rate requests/s, $errors errors ($count wrk process(es))"
+    # wrk's own figures, to check the merge against.
+    for ((i = 0; i < count; i++)); do
+        echo "  wrk $((i + 1)): $(grep -E '^ +(50|99)%|Requests/sec' "$work/wrk-$key-$i.txt" | tr -s ' ' | tr '\n' ' ')"
+    done
 }
 
+# transactions: PostgreSQL's count of the registry database's transactions so far (committed and rolled back).
+transactions() {
+    psql -h 127.0.0.1 -p "$pg_port" -U modelreg -d postgres -Atc \
+        "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = 'registry'"
+}
+# per_request KEY BEFORE: PostgreSQL transactions a request of the run KEY, from the count BEFORE it.
+per_request() {
+    local requests
+    requests=$(cat "$work"/histogram-* | awk '$1 == "requests" {n += $2} END {print n}')
+    echo "  PostgreSQL: $(python3 -c "print(f'{($(transactions) - $2) / $requests:.2f}')") transactions a request"
+}
+
+echo "$(date -u '+%F %T') UTC, load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 # --- 1. metadata routes ---------------------------------------------------------------------------------
 echo "== (a) one replica, embedded (SQLite + data directory) =="
 serve embedded
@@ -168,18 +189,25 @@ kill "${pid[embedded]}"
 wait "${pid[embedded]}" 2>/dev/null || true
 unset 'pid[embedded]'
 
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== (b) one replica, PostgreSQL + S3 =="
 serve_scaled r1
 seed "${url[r1]}" "${pid[r1]}"
 metadata one-warm 5 "${url[r1]}"
+before=$(transactions)
 metadata one "$seconds" "${url[r1]}"
+per_request one "$before"
 
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== (c) three replicas, PostgreSQL + S3 =="
 serve_scaled r2 --no-blob-redirect
 serve_scaled r3
 metadata three-warm 5 "${url[r1]}" "${url[r2]}" "${url[r3]}"
+before=$(transactions)
 metadata three "$seconds" "${url[r1]}" "${url[r2]}" "${url[r3]}"
+per_request three "$before"
 
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 # --- 2. concurrent pulls ----------------------------------------------------------------------------------
 # The model: 4 files of random bytes (nothing compresses or deduplicates), pushed through replica 1.
 mkdir -p "$work/model" "$work/single"
@@ -188,30 +216,29 @@ start=$(now)
 MODELREG_URL=${url[r1]} "$MODELREG_BIN" push "$work/model" bench/big:1 --no-inspect --quiet --no-hash-cache >/dev/null
 model_push=$(elapsed "$start")
 echo "pushed the $mib MiB model of 4 files in $model_push s"
-# concurrent_pulls URL: PULLS verified pulls of the model at once through URL, each into a new directory;
-# prints the seconds until the last exits, and fails if any failed.
+# concurrent_pulls KEY URL: PULLS verified pulls of the model at once through URL, each into a new directory;
+# result[KEY] = "SECONDS FAILED": the seconds until the last exited, and how many exited with an error (a
+# failure is a result here, not a reason to stop: each one's last line is printed).
 concurrent_pulls() {
     local ps=() i failed=0 start
     rm -rf "$work"/pull-*
     start=$(now)
     for i in $(seq "$pulls"); do
-        MODELREG_URL=$1 "$MODELREG_BIN" pull bench/big:1 --dest "$work/pull-$i" --quiet >"$work/pull-$i.log" 2>&1 &
+        MODELREG_URL=$2 "$MODELREG_BIN" pull bench/big:1 --dest "$work/pull-$i" --quiet >"$work/pull-$i.log" 2>&1 &
         ps+=("$!")
     done
-    for i in "${ps[@]}"; do wait "$i" || failed=1; done
-    elapsed "$start"
-    [ $failed = 0 ] || { cat "$work"/pull-*.log >&2; return 1; }
+    for i in "${!ps[@]}"; do
+        wait "${ps[$i]}" || { failed=$((failed + 1)); echo "  pull $((i + 1)) failed: $(tail -1 "$work/pull-$((i + 1)).log")"; }
+    done
+    result[$1]="$(elapsed "$start") $failed"
+    echo "$1: ${result[$1]% *} s, $failed of $pulls failed"
 }
-redirect_times=() stream_times=()
-for _ in $(seq "$runs"); do
-    redirect_times+=("$(concurrent_pulls "${url[r1]}")")
-    stream_times+=("$(concurrent_pulls "${url[r2]}")")
+for run in $(seq "$runs"); do
+    concurrent_pulls "pulls-redirect-$run" "${url[r1]}"
+    concurrent_pulls "pulls-stream-$run" "${url[r2]}"
 done
 rm -rf "$work"/pull-*
 minimum() { printf '%s\n' "$@" | sort -g | head -1; }
-pulls_redirect=$(minimum "${redirect_times[@]}")
-pulls_stream=$(minimum "${stream_times[@]}")
-echo "$pulls concurrent pulls: redirected ${redirect_times[*]} s, streamed ${stream_times[*]} s"
 
 # --- 3. push against aws s3 cp ----------------------------------------------------------------------------
 export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret AWS_DEFAULT_REGION=us-east-1
@@ -240,6 +267,7 @@ for name in embedded r1 r2 r3; do
     fi
 done
 
+echo "$(date -u '+%F %T') UTC, load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 echo "MODELS=$MODELS VERSIONS=$VERSIONS SIZE_MIB=$mib SECONDS_RUN=$seconds PULLS=$pulls RUNS=$runs"
 echo
@@ -255,10 +283,15 @@ for key in embedded one three; do
     echo "| $label | $split | $p50 | $p90 | $p99 | $max | $rate | $errors |"
 done
 echo
-echo "| $pulls concurrent verified pulls of $mib MiB (4 files) through one replica | seconds | aggregate MiB/s |"
-echo "|---|---:|---:|"
-echo "| presigned redirects (from S3) | $pulls_redirect | $(python3 -c "print(f'{$pulls * $mib / $pulls_redirect:.0f}')") |"
-echo "| --no-blob-redirect (streamed by the replica) | $pulls_stream | $(python3 -c "print(f'{$pulls * $mib / $pulls_stream:.0f}')") |"
+echo "| $pulls concurrent verified pulls of $mib MiB (4 files) through one replica | run | seconds | aggregate MiB/s | failed |"
+echo "|---|---:|---:|---:|---:|"
+for run in $(seq "$runs"); do
+    for mode in redirect stream; do
+        read -r time failed <<<"${result[pulls-$mode-$run]}"
+        label=$([ $mode = redirect ] && echo "presigned redirects (from S3)" || echo "--no-blob-redirect (streamed by the replica)")
+        echo "| $label | $run | $time | $(python3 -c "print(f'{($pulls - $failed) * $mib / $time:.0f}')") | $failed |"
+    done
+done
 echo
 echo "push of one $mib MiB file: modelreg $push s, aws s3 cp $aws_cp s, ratio $(ratio "$push" "$aws_cp")" \
     "(the $mib MiB model of 4 files took $model_push s)"

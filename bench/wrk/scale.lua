@@ -12,10 +12,11 @@ function done(summary, latency, requests)
     local errors = summary.errors
     file:write(string.format("duration %d\nrequests %d\nerrors %d\n", summary.duration, summary.requests,
         errors.connect + errors.read + errors.write + errors.status + errors.timeout))
+    -- latency(i) is the i-th distinct value and its count; past the last, 0 and a stale count.
     local index = 1
     while true do
         local value, count = latency(index)
-        if count == 0 then break end
+        if value == 0 or count == 0 then break end
         file:write(string.format("%d %d\n", value, count))
         index = index + 1
     end
