@@ -179,17 +179,22 @@ extension PostgresMetadataStore {
     static func auditEntries(_ connection: PostgresConnection, _ query: PostgresQuery, logger: Logger) async throws
         -> [AuditEntry]
     {
-        try await connection.rows(query, (Int64, String, String, String, String?, String, String?).self, logger: logger)
-            .map { id, at, actor, action, model, target, detail in
-                guard let action = AuditEntry.Action(rawValue: action) else {
-                    throw RegistryError(
-                        .internalError, "the audit log holds an action this version does not know: '\(action)'")
-                }
-                return AuditEntry(
-                    id: id, at: at, actor: actor, action: action,
-                    model: try model.map { text throws(RegistryError) in try ModelName(text) }, target: target,
-                    detail: detail)
+        // A loop, not a map with a typed-throws closure inside: Swift 6.3.1's optimizer crashed (signal 11)
+        // specializing that form, so release builds failed.
+        var entries: [AuditEntry] = []
+        let rows = try await connection.rows(
+            query, (Int64, String, String, String, String?, String, String?).self, logger: logger)
+        for (id, at, actor, action, model, target, detail) in rows {
+            guard let kind = AuditEntry.Action(rawValue: action) else {
+                throw RegistryError(
+                    .internalError, "the audit log holds an action this version does not know: '\(action)'")
             }
+            var name: ModelName?
+            if let model { name = try ModelName(model) }
+            entries.append(
+                AuditEntry(id: id, at: at, actor: actor, action: kind, model: name, target: target, detail: detail))
+        }
+        return entries
     }
 
     static func audit(
