@@ -501,10 +501,6 @@ extension HTTPClient {
             configuration.timeout.connect = .seconds(5)
             configuration.timeout.read = .seconds(60)
             configuration.connectionPool.retryConnectionEstablishment = false
-            // Every blob a replica streams holds a connection for as long as its client reads: with the default
-            // 8, eight pulls of four files each left requests waiting past the connect timeout for one
-            // (getConnectionFromPoolTimeout, bench/scale.sh).
-            configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 256
             configuration.decompression = .disabled
             configuration.redirectConfiguration = .disallow
             return configuration
