@@ -42,7 +42,7 @@ extension PostgresMetadataStore: UploadRecordStore {
             let exists = try await connection.values(
                 "SELECT count(*) FROM uploads WHERE id = \(hold.id.value)", Int64.self, logger: self.logger)
             guard exists.first == 0 else { throw Self.busy(hold.id) }
-            throw RegistryError(.notFound, "upload \(hold.id) not found")
+            throw RegistryError.notFound("upload \(hold.id)")
         }
     }
 

@@ -35,14 +35,14 @@ public final class S3BlobStore: BlobStore {
     public func reader(_ digest: Digest) throws(RegistryError) -> any BlobReader {
         let key = keys.blob(digest)
         guard let object = try client.headBlocking(key) else {
-            throw RegistryError(.notFound, "blob \(digest) not found")
+            throw RegistryError.notFound("blob \(digest)")
         }
         return S3BlobReader(client: client, key: key, size: object.size)
     }
 
     public func read(_ digest: Digest, range: Range<Int64>) async throws(RegistryError) -> BlobBytes {
         guard let object = try await client.head(keys.blob(digest)) else {
-            throw RegistryError(.notFound, "blob \(digest) not found")
+            throw RegistryError.notFound("blob \(digest)")
         }
         guard range.lowerBound >= 0, range.upperBound <= object.size else {
             throw RegistryError(
@@ -192,7 +192,7 @@ public final class S3BlobStore: BlobStore {
 
     public func uploadOffset(_ id: UploadID) async throws(RegistryError) -> Int64 {
         try await recordErrors {
-            guard let record = try await uploads.upload(id) else { throw Self.unknownUpload(id) }
+            guard let record = try await uploads.upload(id) else { throw RegistryError.notFound("upload \(id)") }
             return record.offset
         }
     }
@@ -245,11 +245,11 @@ public final class S3BlobStore: BlobStore {
             do {
                 try await writer.resume(tail: keys.uploadTail(id))
                 let hasher = try await writer.finish()
-                guard hasher.finalize() == digest else {
+                do {
+                    try Self.check(hasher, against: digest)
+                } catch {
                     try await discard(writer.state, id, hold)
-                    throw RegistryError(
-                        .digestMismatch,
-                        "upload \(id) hashes to \(hasher.finalize()), not \(digest): nothing was stored; push again")
+                    throw error
                 }
                 let state = writer.state
                 try await client.completeMultipartUpload(state.key, uploadID: state.uploadID, parts: state.parts)
@@ -317,10 +317,6 @@ public final class S3BlobStore: BlobStore {
         } catch {
             throw RegistryError(.storageFailure, "upload records: \(error)")
         }
-    }
-
-    private static func unknownUpload(_ id: UploadID) -> RegistryError {
-        RegistryError(.notFound, "upload \(id) not found")
     }
 
     private static func check(_ hasher: ContentHasher, against digest: Digest) throws(RegistryError) {

@@ -38,7 +38,7 @@ extension SQLiteMetadataStore: UploadRecordStore {
                 try Bool.fetchOne(
                     db, sql: "SELECT EXISTS (SELECT 1 FROM uploads WHERE id = ?)", arguments: [hold.id.value])
                     == true
-            else { throw RegistryError(.notFound, "upload \(hold.id) not found") }
+            else { throw RegistryError.notFound("upload \(hold.id)") }
             throw Self.busy(hold.id)
         }
     }
