@@ -48,20 +48,27 @@ public final class S3Client: Sendable {
     public let location: S3Location
     let signer: SigV4Signer
     let httpClient: HTTPClient
+    let stallLimit: Duration
 
     /// How long a request waits for its answer's head, beyond the time its body takes to send.
     static let answerTimeout = TimeAmount.seconds(30)
     /// The slowest upload allowed for: a body adds a second to the wait per MiB, since the head comes after it.
     static let uploadAllowancePerMiB = TimeAmount.seconds(1)
+    /// How long a read of an answer's body waits for S3's next bytes by default (see `S3Body`).
+    public static let defaultStallLimit = Duration.seconds(60)
     /// S3's own error documents are small; more than this is not one.
     static let errorBodyLimit = 64 << 10
     /// An XML answer: a listing page of 1000 keys of 1024 bytes, encoded, with room to spare.
     static let answerBodyLimit = 16 << 20
 
-    public init(location: S3Location, credentials: S3Credentials, httpClient: HTTPClient = .s3) {
+    public init(
+        location: S3Location, credentials: S3Credentials, httpClient: HTTPClient = .s3,
+        stallLimit: Duration = S3Client.defaultStallLimit
+    ) {
         self.location = location
         self.signer = SigV4Signer(credentials: credentials, region: location.region)
         self.httpClient = httpClient
+        self.stallLimit = stallLimit
     }
 
     // MARK: - Objects
@@ -100,7 +107,7 @@ public final class S3Client: Sendable {
         let response = try await send(.GET, key, headers: headers)
         switch (response.status, range) {
         case (.ok, nil), (.partialContent, .some):
-            return S3Body(body: response.body, endpoint: location.endpointDescription)
+            return body(of: response)
         case (.ok, .some):
             try await drain(response)
             throw RegistryError(
@@ -368,12 +375,7 @@ public final class S3Client: Sendable {
     /// a failure later, in an `<Error>` document, so one is a failure whatever the status.
     private func answerDocument(_ response: HTTPClientResponse) async throws(RegistryError) -> S3XML {
         guard response.status == .ok else { throw await failure(response).registryError }
-        let document: S3XML
-        do {
-            document = S3XML(try await response.body.collect(upTo: Self.answerBodyLimit))
-        } catch {
-            throw brokeOff(error)
-        }
+        let document = S3XML(try await body(of: response).collect(upTo: Self.answerBodyLimit))
         if document.rootName == "Error" {
             let failure = S3Failure(document: document, status: response.status, endpoint: location.endpointDescription)
             throw failure.registryError
@@ -382,16 +384,17 @@ public final class S3Client: Sendable {
     }
 
     private func drain(_ response: HTTPClientResponse) async throws(RegistryError) {
-        do {
-            for try await _ in response.body {}
-        } catch {
-            throw brokeOff(error)
-        }
+        var iterator = body(of: response).makeAsyncIterator()
+        while try await iterator.next() != nil {}
+    }
+
+    private func body(of response: HTTPClientResponse) -> S3Body {
+        S3Body(body: response.body, endpoint: location.endpointDescription, stallLimit: stallLimit)
     }
 
     /// The error S3 answered with, from its `<Error>` document, or from the status alone when there is none (HEAD).
     private func failure(_ response: HTTPClientResponse) async -> S3Failure {
-        let body = try? await response.body.collect(upTo: Self.errorBodyLimit)
+        let body = try? await body(of: response).collect(upTo: Self.errorBodyLimit)
         return S3Failure(
             document: body.map(S3XML.init), status: response.status, endpoint: location.endpointDescription)
     }
@@ -408,17 +411,12 @@ public final class S3Client: Sendable {
             "S3 at \(location.endpointDescription) is unreachable (\(why)): check that it runs and accepts connections")
     }
 
-    private func brokeOff(_ error: any Error) -> RegistryError {
-        RegistryError(
-            .notReady, "S3 at \(location.endpointDescription) broke off its answer (\(Self.describe(error)))")
-    }
-
     private func malformed(_ request: String, _ what: String) -> RegistryError {
         RegistryError(.storageFailure, "S3 at \(location.endpointDescription) answered \(request) with \(what)")
     }
 
     /// A system error as the system words it (`Connection refused`), not as NIO's description nests it.
-    private static func describe(_ error: any Error) -> String {
+    static func describe(_ error: any Error) -> String {
         guard let error = error as? IOError else { return String(describing: error) }
         return String(cString: strerror(error.errnoCode))
     }
@@ -491,15 +489,14 @@ extension S3Client {
 
 extension HTTPClient {
     /// The client S3 requests go through by default. Connecting gives up after 5 s and is not retried (a request
-    /// would otherwise wait its whole timeout for a server that is down); a response that stalls for a minute,
-    /// counting a pause of whoever reads it, fails; bodies are passed on as stored, never decompressed; redirects
+    /// would otherwise wait its whole timeout for a server that is down); there is no read timeout, since it would
+    /// also count a pause of whoever reads the body: `S3Client` times answers' heads and `S3Body` stalls in bodies; bodies are passed on as stored, never decompressed; redirects
     /// are not followed, since a signature is good for one URL only.
     public static let s3 = HTTPClient(
         eventLoopGroup: HTTPClient.defaultEventLoopGroup,
         configuration: {
             var configuration = HTTPClient.Configuration()
             configuration.timeout.connect = .seconds(5)
-            configuration.timeout.read = .seconds(60)
             configuration.connectionPool.retryConnectionEstablishment = false
             configuration.decompression = .disabled
             configuration.redirectConfiguration = .disallow
@@ -509,26 +506,78 @@ extension HTTPClient {
 
 /// An object's bytes as S3 sends them; a connection that breaks on the way is NOT_READY naming S3, not the HTTP
 /// client's own error (which the registry would take for its own client's).
+///
+/// A stall is timed here, not by the HTTP client: its read timeout also runs while nobody asks for the next bytes
+/// (a slow reader, or a process whose threads are all busy), and would break off a healthy transfer. Each read
+/// waits at most `stallLimit` for S3's next bytes.
 public struct S3Body: AsyncSequence, Sendable {
     public typealias Element = ByteBuffer
     let body: HTTPClientResponse.Body
     let endpoint: String
+    let stallLimit: Duration
 
     public struct AsyncIterator: AsyncIteratorProtocol {
-        var base: HTTPClientResponse.Body.AsyncIterator
-        let endpoint: String
+        let source: StallTimedBody
 
-        public mutating func next() async throws -> ByteBuffer? {
-            do {
-                return try await base.next()
-            } catch {
-                throw RegistryError(.notReady, "S3 at \(endpoint) broke off an object's bytes (\(error))")
-            }
+        public mutating func next() async throws(RegistryError) -> ByteBuffer? {
+            try await source.next()
         }
     }
 
     public func makeAsyncIterator() -> AsyncIterator {
-        AsyncIterator(base: body.makeAsyncIterator(), endpoint: endpoint)
+        AsyncIterator(
+            source: StallTimedBody(base: body.makeAsyncIterator(), endpoint: endpoint, stallLimit: stallLimit))
+    }
+
+    /// The whole body, refused when it is longer than `limit` bytes.
+    func collect(upTo limit: Int) async throws(RegistryError) -> ByteBuffer {
+        var collected = ByteBuffer()
+        var iterator = makeAsyncIterator()
+        while var chunk = try await iterator.next() {
+            guard collected.readableBytes + chunk.readableBytes <= limit else {
+                throw RegistryError(.storageFailure, "S3 at \(endpoint) answered with more than \(limit) bytes")
+            }
+            collected.writeBuffer(&chunk)
+        }
+        return collected
+    }
+}
+
+/// The HTTP client's iterator behind a reference, so that each read can run in a child task raced against the stall
+/// limit. One read runs at a time (an iterator is used by one task), which is what makes the unchecked `Sendable`
+/// sound.
+final class StallTimedBody: @unchecked Sendable {
+    private var base: HTTPClientResponse.Body.AsyncIterator
+    private let endpoint: String
+    private let stallLimit: Duration
+
+    init(base: HTTPClientResponse.Body.AsyncIterator, endpoint: String, stallLimit: Duration) {
+        self.base = base
+        self.endpoint = endpoint
+        self.stallLimit = stallLimit
+    }
+
+    private struct Stalled: Error {}
+
+    func next() async throws(RegistryError) -> ByteBuffer? {
+        do {
+            return try await withThrowingTaskGroup(of: ByteBuffer?.self) { group in
+                group.addTask { try await self.base.next() }
+                group.addTask {
+                    try await Task.sleep(for: self.stallLimit)
+                    throw Stalled()
+                }
+                defer { group.cancelAll() }
+                return try await group.next() ?? nil
+            }
+        } catch is Stalled {
+            throw RegistryError(
+                .notReady,
+                "S3 at \(endpoint) sent nothing for \(stallLimit.components.seconds) s in the middle of an answer: "
+                    + "check the object store's health and load")
+        } catch {
+            throw RegistryError(.notReady, "S3 at \(endpoint) broke off its answer (\(S3Client.describe(error)))")
+        }
     }
 }
 

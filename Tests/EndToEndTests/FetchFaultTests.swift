@@ -1,5 +1,6 @@
 import Foundation
 import ModelRegistryCore
+import TestServers
 import Testing
 
 /// `fetch` and `pull` when the registry or the network misbehaves: wrong bytes, a body that stalls or is

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import NIOCore
+import TestServers
 import Testing
 
 #if canImport(Glibc)

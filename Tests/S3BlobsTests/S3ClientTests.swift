@@ -18,10 +18,10 @@ import Testing
     static func client(prefix: String = "") throws -> S3Client {
         let server = try MotoServer.shared()
         let location = try S3Location(parsing: server.url(bucket: try server.createBucket(), prefix: prefix))
-        return S3Client(
-            location: location,
-            credentials: S3Credentials(accessKeyID: MotoServer.accessKey, secretAccessKey: MotoServer.secretKey))
+        return S3Client(location: location, credentials: credentials)
     }
+
+    static let credentials = S3Credentials(accessKeyID: MotoServer.accessKey, secretAccessKey: MotoServer.secretKey)
 
     /// `count` bytes of a pattern that does not repeat within a part.
     static func bytes(_ count: Int, seed: UInt32 = 1) -> [UInt8] {
@@ -97,6 +97,47 @@ import Testing
         let error = await #expect(throws: RegistryError.self) { try await client.copy(from: "missing", to: "blob") }
         #expect(error?.code == .storageFailure)
         #expect(error?.message.contains("NoSuchKey") == true, "\(error?.message ?? "")")
+    }
+
+    /// A pause of the reader is not a stall of S3: one longer than the stall limit still gets every byte. (The
+    /// HTTP client's read timeout counted such pauses: a test process whose threads were all busy for a minute had
+    /// healthy bodies broken off.)
+    @Test func aReaderPausingLongerThanTheStallLimitGetsEveryByte() async throws {
+        let server = try MotoServer.shared()
+        let location = try S3Location(parsing: server.url(bucket: try server.createBucket()))
+        let client = S3Client(location: location, credentials: Self.credentials, stallLimit: .seconds(1))
+        let bytes = Self.bytes(4 << 20)
+        try await client.put("object", ByteBuffer(bytes: bytes))
+
+        var iterator = try await client.get("object", range: nil).makeAsyncIterator()
+        var received = Array(try #require(try await iterator.next()).readableBytesView)
+        try await Task.sleep(for: .seconds(3))
+        while let chunk = try await iterator.next() { received += chunk.readableBytesView }
+        #expect(received == bytes)
+    }
+
+    /// S3 stopping in the middle of a body ends the read after the stall limit with an error naming the endpoint,
+    /// not a hang.
+    @Test func aBodyS3StopsSendingEndsAtTheStallLimit() async throws {
+        let server = try MotoServer.shared()
+        let bucket = try server.createBucket()
+        let direct = S3Client(
+            location: try S3Location(parsing: server.url(bucket: bucket)), credentials: Self.credentials)
+        try await direct.put("object", ByteBuffer(bytes: Self.bytes(4 << 20)))
+        let proxy = try InterruptingProxy(to: server.endpoint, direction: .toClient, after: 1 << 20, action: .stall)
+        defer { proxy.close() }
+        let location = try S3Location(
+            parsing: "s3://\(bucket)?endpoint=\(proxy.url)&region=us-east-1")
+        let client = S3Client(location: location, credentials: Self.credentials, stallLimit: .seconds(1))
+
+        let error = await #expect(throws: RegistryError.self) {
+            _ = try await Self.read(client.get("object", range: nil))
+        }
+        #expect(proxy.interrupted)
+        #expect(error?.code == .notReady)
+        #expect(
+            error?.message.contains("S3 at \(proxy.url) bucket \(bucket) sent nothing for 1 s") == true,
+            "\(error?.message ?? "")")
     }
 
     @Test func aMultipartUploadJoinsItsPartsAndIsListedUntilThen() async throws {

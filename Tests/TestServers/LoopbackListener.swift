@@ -6,14 +6,14 @@ import Foundation
 
 /// A socket listening on a free loopback port, and the connections a test server accepted on it, so that
 /// `close()` can end them all (the peer sees them drop).
-final class LoopbackListener: @unchecked Sendable {
-    let port: Int
+public final class LoopbackListener: @unchecked Sendable {
+    public let port: Int
     private let listener: Int32
     private let lock = NSLock()
     private var sockets: [Int32] = []
     private var closed = false
 
-    init() throws {
+    public init() throws {
         let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var address = Self.loopback(port: 0)
         let bound = withUnsafePointer(to: &address) {
@@ -22,7 +22,7 @@ final class LoopbackListener: @unchecked Sendable {
             }
         }
         guard listener >= 0, bound == 0, listen(listener, 64) == 0 else {
-            throw ServerError("cannot listen on the loopback: \(errno)")
+            throw MotoServer.Failure("cannot listen on the loopback: \(errno)")
         }
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         _ = withUnsafeMutablePointer(to: &address) {
@@ -32,18 +32,18 @@ final class LoopbackListener: @unchecked Sendable {
         port = Int(UInt16(bigEndian: address.sin_port))
     }
 
-    var url: String { "http://127.0.0.1:\(port)" }
+    public var url: String { "http://127.0.0.1:\(port)" }
 
-    var isClosed: Bool { lock.withLock { closed } }
+    public var isClosed: Bool { lock.withLock { closed } }
 
     /// The next connection, nil once closed.
-    func accept() -> Int32? {
+    public func accept() -> Int32? {
         let client = Glibc.accept(listener, nil, nil)
         return client >= 0 ? client : nil
     }
 
     /// Keeps `sockets` to end with the listener; false (and nothing kept) when it is closed already.
-    func track(_ new: [Int32]) -> Bool {
+    public func track(_ new: [Int32]) -> Bool {
         lock.withLock {
             guard !closed else { return false }
             sockets += new
@@ -53,7 +53,7 @@ final class LoopbackListener: @unchecked Sendable {
 
     /// Stops listening and shuts every tracked connection down. Shut down, never closed: a closed number
     /// could be reused by another socket of the test process while a thread still holds it.
-    func close() {
+    public func close() {
         let open: [Int32]? = lock.withLock {
             guard !closed else { return nil }
             closed = true
@@ -64,7 +64,7 @@ final class LoopbackListener: @unchecked Sendable {
         for socket in open { shutdown(socket, Int32(SHUT_RDWR)) }
     }
 
-    static func loopback(port: Int) -> sockaddr_in {
+    public static func loopback(port: Int) -> sockaddr_in {
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = UInt16(port).bigEndian

@@ -9,9 +9,9 @@ import Foundation
 /// forwarding (a transfer frozen mid-file, so the test can kill a client at a known point, with no timing).
 /// Later connections are relayed untouched. What clients send is kept (its first MiB, from the last `arm()`),
 /// for tests of what reached the server.
-final class InterruptingProxy: @unchecked Sendable {
-    enum Direction { case toServer, toClient }
-    enum Action { case cut, stall }
+public final class InterruptingProxy: @unchecked Sendable {
+    public enum Direction { case toServer, toClient }
+    public enum Action { case cut, stall }
 
     private let listener: LoopbackListener
     private let target: Int
@@ -24,9 +24,9 @@ final class InterruptingProxy: @unchecked Sendable {
     private var sent: [UInt8] = []
 
     /// Unless `armed`, it relays everything until `arm()`.
-    init(to server: String, direction: Direction, after limit: Int, action: Action, armed: Bool = true) throws {
+    public init(to server: String, direction: Direction, after limit: Int, action: Action, armed: Bool = true) throws {
         self.armed = armed
-        guard let targetPort = URL(string: server)?.port else { throw ServerError("no port in \(server)") }
+        guard let targetPort = URL(string: server)?.port else { throw MotoServer.Failure("no port in \(server)") }
         target = targetPort
         self.direction = direction
         self.limit = limit
@@ -35,11 +35,11 @@ final class InterruptingProxy: @unchecked Sendable {
         Thread.detachNewThread { [self] in acceptLoop() }
     }
 
-    var port: Int { listener.port }
-    var url: String { listener.url }
+    public var port: Int { listener.port }
+    public var url: String { listener.url }
 
     /// Interrupts the next connection that reaches the limit, and keeps what clients send from now on.
-    func arm() {
+    public func arm() {
         lock.withLock {
             armed = true
             sent = []
@@ -47,13 +47,13 @@ final class InterruptingProxy: @unchecked Sendable {
     }
 
     /// The bytes clients sent to the server so far (the first MiB), as text.
-    var sentToServer: String { lock.withLock { String(decoding: sent, as: UTF8.self) } }
+    public var sentToServer: String { lock.withLock { String(decoding: sent, as: UTF8.self) } }
 
     /// True once a connection has been interrupted.
-    var interrupted: Bool { lock.withLock { fired } }
+    public var interrupted: Bool { lock.withLock { fired } }
 
     /// Stops listening and closes every relayed connection (the server sees them drop).
-    func close() { listener.close() }
+    public func close() { listener.close() }
 
     deinit { close() }
 
