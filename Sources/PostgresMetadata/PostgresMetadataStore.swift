@@ -17,8 +17,11 @@ public final class PostgresMetadataStore: MetadataStore {
     let endpoint: String
     let logger: Logger
     private let running: Task<Void, Never>
+    private let watchingTokens: Task<Void, Never>
     /// Hands out the change counts that match nothing kept (see `changeCount`).
     private let uncounted = Atomic<Int>(0)
+    /// The count of token changes announced while listening (see `changeCount`).
+    private let tokenChanges = TokenChangeCount()
     /// Set when a request found the server unreachable, cleared by the next that reaches it: meanwhile
     /// requests wait for a connection only as long as readiness does, so that a server that is down costs
     /// each request under a second, not `connectionWait`.
@@ -31,15 +34,17 @@ public final class PostgresMetadataStore: MetadataStore {
     /// so that the probe gets the answer naming the server.
     static let readinessWait = Duration.milliseconds(800)
 
-    /// A store over a new pool of at most `connections` connections, opened as they are needed. The schema
-    /// is brought up to date by `migrate()`, once, before serving.
+    /// A store over a new pool of at most `connections` connections for requests (and one that listens for token
+    /// changes), opened as they are needed. The schema is brought up to date by `migrate()`, once, before
+    /// serving.
     public init(
         configuration: PostgresClient.Configuration, endpoint: String, connections: Int = 16,
         connectionWait: Duration = .seconds(10), logger: Logger = Logger(label: "modelreg.postgres")
     ) {
         self.connectionWait = connectionWait
         var configuration = configuration
-        configuration.options.maximumConnections = connections
+        // One more for the connection that listens for token changes.
+        configuration.options.maximumConnections = connections + 1
         // The pool logs every failed attempt to connect at info; the store's own errors name the server.
         var background = logger
         background.logLevel = max(logger.logLevel, .warning)
@@ -48,13 +53,45 @@ public final class PostgresMetadataStore: MetadataStore {
         self.endpoint = endpoint
         self.logger = logger
         running = Task { await client.run() }
+        watchingTokens = Task { [tokenChanges] in
+            await Self.watchTokenChanges(client, into: tokenChanges, logger: background)
+        }
     }
 
-    deinit { running.cancel() }
+    deinit {
+        watchingTokens.cancel()
+        running.cancel()
+    }
 
-    /// Other replicas write tokens too, and no cheaper read tells of it than the token's own: a new number
-    /// each time, so that no token is kept.
-    public var changeCount: Int { uncounted.subtract(1, ordering: .relaxed).newValue }
+    /// Moves with every change to the tokens table, whichever replica or operator made it: the database
+    /// announces each on the channel `modelreg_tokens` (Migrations/postgres/0004) and a connection of this
+    /// store listens, so a token checked once is kept until one changes. A revocation takes effect here as soon
+    /// as its announcement arrives, milliseconds after its commit. While nobody listens (the database is
+    /// restarting, the store is starting), announcements could be missed: a new number each time, so that no
+    /// token is kept.
+    public var changeCount: Int { tokenChanges.current ?? uncounted.subtract(1, ordering: .relaxed).newValue }
+
+    /// Listens on `modelreg_tokens` for as long as the store runs, on a connection of the pool, counting each
+    /// announcement; connects again a second after the connection is lost.
+    private static func watchTokenChanges(_ client: PostgresClient, into count: TokenChangeCount, logger: Logger)
+        async
+    {
+        while !Task.isCancelled {
+            do {
+                try await client.withConnection { connection in
+                    try await connection.listen(on: "modelreg_tokens") { announcements in
+                        // Anything may have changed while nobody listened.
+                        count.listening()
+                        for try await _ in announcements { count.changed() }
+                    }
+                }
+            } catch {
+                logger.debug("listening for token changes stopped: \(error)")
+            }
+            count.stopped()
+            try? await Task.sleep(for: .seconds(1))
+        }
+    }
 
     /// The count in the model's row, which every write to the model moves in its transaction, whichever
     /// replica made it. Counts come from one sequence, so a model deleted and made again never repeats one;
@@ -260,6 +297,29 @@ public final class PostgresMetadataStore: MetadataStore {
                 .storageFailure, "database schema is at version \(applied), expected \(Self.latestVersion)")
         }
     }
+}
+
+/// Token changes counted while a connection listens for them: nil while none does. Counts only grow, across
+/// reconnections too, so a count is never handed out twice.
+final class TokenChangeCount: Sendable {
+    private struct State {
+        var count = 0
+        var isListening = false
+    }
+    private let state = Mutex(State())
+
+    var current: Int? { state.withLock { $0.isListening ? $0.count : nil } }
+
+    func listening() {
+        state.withLock {
+            $0.count += 1
+            $0.isListening = true
+        }
+    }
+
+    func changed() { state.withLock { $0.count += 1 } }
+
+    func stopped() { state.withLock { $0.isListening = false } }
 }
 
 /// Whether a request got its connection, shared by the request and its timer.

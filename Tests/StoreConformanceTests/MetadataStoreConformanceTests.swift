@@ -261,6 +261,34 @@ import Testing
         }
     }
 
+    /// A kept-reads store keeps the tokens it checked, yet a revocation through another instance (another
+    /// replica, another process) reaches it: at once, or within seconds where the backend announces changes.
+    @Test(arguments: MetadataBackend.all.filter(\.sharedByProcesses))
+    func aTokenRevokedThroughAnotherInstanceIsRefusedSoonAfter(backend: MetadataBackend) async throws {
+        try await backend.open { instance in
+            let (writer, reader) = (try instance(), KeptReadsMetadataStore(try instance()))
+            let secret = TokenSecret.generate()
+            _ = try await writer.createToken(name: TokenLabel("ci"), scope: .write, secret: secret, actor: "admin")
+            try await Self.eventually("the count of token changes stands still, so tokens are kept") {
+                reader.changeCount == reader.changeCount
+            }
+            #expect(try await reader.token(hash: secret.hash)?.name.value == "ci")
+            _ = try await writer.revokeToken(name: TokenLabel("ci"), actor: "admin")
+            try await Self.eventually("the revoked token is refused") {
+                try await reader.token(hash: secret.hash) == nil
+            }
+        }
+    }
+
+    /// Polls `condition` for up to 10 s.
+    static func eventually(_ what: String, _ condition: () async throws -> Bool) async throws {
+        for _ in 0..<200 {
+            if try await condition() { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        Issue.record("timed out waiting until \(what)")
+    }
+
     /// A claim racing a publish of the same blob, from two instances: the publish keeps the blob or the claim
     /// takes it and the publish fails, never both (a manifest naming a blob garbage collection deletes).
     @Test(arguments: MetadataBackend.all)
