@@ -404,6 +404,8 @@ public final class S3Client: Sendable {
         switch error as? HTTPClientError {
         case .deadlineExceeded?: why = "no answer within \(timeout.nanoseconds / 1_000_000_000) s"
         case .connectTimeout?: why = "no connection within the connect timeout"
+        case .getConnectionFromPoolTimeout?:
+            why = "all \(HTTPClient.connectionsPerHost) connections to it stayed busy past the connect timeout"
         default: why = Self.describe(error)
         }
         return RegistryError(
@@ -488,16 +490,24 @@ extension S3Client {
 }
 
 extension HTTPClient {
+    /// How many connections a replica opens to the object store at most.
+    static let connectionsPerHost = 64
+
     /// The client S3 requests go through by default. Connecting gives up after 5 s and is not retried (a request
-    /// would otherwise wait its whole timeout for a server that is down); there is no read timeout, since it would
-    /// also count a pause of whoever reads the body: `S3Client` times answers' heads and `S3Body` stalls in bodies; bodies are passed on as stored, never decompressed; redirects
-    /// are not followed, since a signature is good for one URL only.
+    /// would otherwise wait its whole timeout for a server that is down), and so does a request waiting for a free
+    /// connection; there is no read timeout, since it would also count a pause of whoever reads the body
+    /// (`S3Client` times answers' heads and `S3Body` stalls in bodies); bodies are passed on as stored, never
+    /// decompressed; redirects are not followed, since a signature is good for one URL only.
     public static let s3 = HTTPClient(
         eventLoopGroup: HTTPClient.defaultEventLoopGroup,
         configuration: {
             var configuration = HTTPClient.Configuration()
             configuration.timeout.connect = .seconds(5)
             configuration.connectionPool.retryConnectionEstablishment = false
+            // Every blob a replica streams holds a connection for as long as its client reads: with the default
+            // 8, eight pulls of four files each left requests waiting past the connect timeout for one
+            // (getConnectionFromPoolTimeout, bench/scale.sh).
+            configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = connectionsPerHost
             configuration.decompression = .disabled
             configuration.redirectConfiguration = .disallow
             return configuration

@@ -1,5 +1,6 @@
 import Foundation
 import ModelRegistryCore
+import NIOCore
 import PostgresMetadata
 import TestServers
 import Testing
@@ -20,6 +21,30 @@ import Testing
         }
         #expect(parts <= 10_000, "\(parts) parts")
         #expect(MultipartWriter.partSize(parts) <= 64 << 20, "the largest part held in memory")
+    }
+
+    /// A replica streams many blobs at once, each holding an S3 connection while its client reads slowly: 12
+    /// reads open together all get their bytes (AsyncHTTPClient's default of 8 connections a host left the
+    /// ninth waiting past the connect timeout).
+    @Test func manyReadsAtOnceEachGetAConnection() async throws {
+        let moto = try MotoServer.shared()
+        let location = try S3Location(parsing: moto.url(bucket: try moto.createBucket(), prefix: "registry"))
+        let client = S3Client(
+            location: location,
+            credentials: S3Credentials(accessKeyID: MotoServer.accessKey, secretAccessKey: MotoServer.secretKey))
+        let object = ByteBuffer(repeating: 7, count: 4 << 20)
+        try await client.put(location.key("object"), object)
+        var open: [S3Body.AsyncIterator] = []
+        for _ in 0..<12 {
+            var body = try await client.get(location.key("object"), range: nil).makeAsyncIterator()
+            _ = try await body.next()
+            open.append(body)
+        }
+        for var body in open {
+            var count = 0
+            while let chunk = try await body.next() { count += chunk.readableBytes }
+            #expect(count > 0)
+        }
     }
 
     /// A multipart upload that a replica began and never recorded (killed in the middle of a `put`) is aborted by
