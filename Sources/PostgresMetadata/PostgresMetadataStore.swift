@@ -203,6 +203,13 @@ public final class PostgresMetadataStore: MetadataStore {
             if let state = error.serverInfo?[.sqlState] {
                 if state == "40001" || state == "40P01" { throw PostgresRetry() }
                 let message = error.serverInfo?[.message] ?? "error \(state)"
+                if Self.isUnavailable(state) {
+                    unreachable.store(true, ordering: .relaxed)
+                    throw RegistryError(
+                        .notReady,
+                        "PostgreSQL at \(endpoint) is not available (\(message), SQLSTATE \(state)): wait until it is back"
+                    )
+                }
                 throw RegistryError(.storageFailure, "PostgreSQL at \(endpoint): \(message) (SQLSTATE \(state))")
             }
             unreachable.store(true, ordering: .relaxed)
@@ -219,6 +226,13 @@ public final class PostgresMetadataStore: MetadataStore {
         } catch {
             throw RegistryError(.storageFailure, "PostgreSQL at \(endpoint): \(error)")
         }
+    }
+
+    /// The server is shutting down, starting, out of connections or has lost the connection: a state to wait
+    /// out, not a failure of the request (class 08, connection exceptions; 57P, operator intervention such as
+    /// a shutdown; 53300, too many connections).
+    static func isUnavailable(_ state: String) -> Bool {
+        state.hasPrefix("08") || state.hasPrefix("57P") || state == "53300"
     }
 
     // MARK: Schema

@@ -92,6 +92,7 @@ public final class S3BlobStore: BlobStore {
                 try Self.check(hasher, against: digest)
                 try await client.completeMultipartUpload(key, uploadID: uploadID, parts: writer.state.parts)
             } catch {
+                await writer.cancel()
                 try? await client.abortMultipartUpload(key, uploadID: uploadID)
                 throw error
             }
@@ -221,6 +222,7 @@ public final class S3BlobStore: BlobStore {
         } catch {
             failure = error
         }
+        if let error = await writer.settle() { failure = failure ?? error }
         renewal.cancel()
         // What arrived stays, a broken stream's bytes too: the bytes past the last part are the tail.
         do {
@@ -397,13 +399,27 @@ struct MultipartState: Codable, Sendable {
     }
 }
 
-/// Bytes on their way into a multipart upload: each part goes up once full and is hashed as it goes, so the
-/// saved hash state always covers exactly the parts' bytes.
+/// Bytes on their way into a multipart upload: each part goes up once full, several at once (up to
+/// `bytesInFlight`), so that receiving, hashing and sending overlap. Parts are hashed in order as they are cut,
+/// and `state` names only parts S3 confirmed, with the hash state at their end: what an upload record keeps is
+/// always a prefix of the blob that S3 holds.
 struct MultipartWriter {
     let client: S3Client
     var state: MultipartState
     private var buffer = ByteBuffer()
     private var hasher: ContentHasher
+    private var inFlight: [PartInFlight] = []
+
+    private struct PartInFlight {
+        let number: Int
+        let length: Int
+        /// The hash state at the part's end, saved with it once S3 confirms it.
+        let hashState: [UInt8]
+        let upload: Task<String, any Error>
+    }
+
+    /// At most this many bytes of parts are sent at once (at least one part): four 8 MiB parts.
+    static let bytesInFlight = 32 << 20
 
     init(client: S3Client, state: MultipartState) throws(RegistryError) {
         self.client = client
@@ -412,11 +428,13 @@ struct MultipartWriter {
     }
 
     /// Part `number` (from 1): 8 MiB for the first 2,000, doubling every 2,000 after, so that a 200 GiB blob
-    /// fits in S3's 10,000 parts (it takes about 7,400, the largest 64 MiB) while an upload holds at most one
-    /// 8 MiB part in memory until it passes 16 GiB.
+    /// fits in S3's 10,000 parts (it takes about 7,400, the largest 64 MiB) while an upload holds at most
+    /// `bytesInFlight` of parts in memory, and a part's worth being received.
     static func partSize(_ number: Int) -> Int { (8 << 20) << ((number - 1) / 2000) }
 
-    var offset: Int64 { state.partBytes + Int64(buffer.readableBytes) }
+    private var nextPart: Int { state.parts.count + inFlight.count + 1 }
+
+    var offset: Int64 { state.partBytes + Int64(inFlight.reduce(0) { $0 + $1.length } + buffer.readableBytes) }
 
     /// Takes back the bytes the last request left past its last part.
     mutating func resume(tail key: String) async throws {
@@ -432,13 +450,26 @@ struct MultipartWriter {
 
     mutating func add(_ chunk: ByteBuffer) async throws {
         buffer.writeImmutableBuffer(chunk)
-        while buffer.readableBytes >= Self.partSize(state.parts.count + 1) {
-            try await sendPart(length: Self.partSize(state.parts.count + 1))
+        while buffer.readableBytes >= Self.partSize(nextPart) {
+            try await sendPart(length: Self.partSize(nextPart))
         }
     }
 
-    /// Writes the bytes past the last part to the tail object, so the next request continues from them.
+    /// Waits for the parts on their way; the error of one that failed, after which the upload goes on from the
+    /// last part S3 confirmed.
+    mutating func settle() async -> (any Error)? {
+        do {
+            try await confirmParts(leaving: 0)
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    /// Writes the bytes past the last part to the tail object, so the next request continues from them. Parts
+    /// must be settled first.
     mutating func keepTail(_ key: String) async throws {
+        precondition(inFlight.isEmpty, "the tail of an upload is kept only once its parts are settled")
         if buffer.readableBytes > 0 {
             try await client.put(key, buffer)
         } else if state.tailBytes > 0 {
@@ -447,23 +478,54 @@ struct MultipartWriter {
         state.tailBytes = Int64(buffer.readableBytes)
     }
 
-    /// Sends what is left as the last part (S3 needs one part at least) and returns the hash of everything.
+    /// Sends what is left as the last part (S3 needs one part at least), waits for every part, and returns the
+    /// hash of everything.
     mutating func finish() async throws -> ContentHasher {
-        if buffer.readableBytes > 0 || state.parts.isEmpty {
+        if buffer.readableBytes > 0 || state.parts.count + inFlight.count == 0 {
             try await sendPart(length: buffer.readableBytes)
         }
+        try await confirmParts(leaving: 0)
         return hasher
+    }
+
+    /// Stops the parts on their way, for an upload that is abandoned.
+    mutating func cancel() async {
+        for part in inFlight { part.upload.cancel() }
+        for part in inFlight { _ = try? await part.upload.value }
+        inFlight = []
     }
 
     private mutating func sendPart(length: Int) async throws {
         let part = buffer.readSlice(length: length) ?? ByteBuffer()
-        let number = state.parts.count + 1
-        let etag = try await client.uploadPart(state.key, uploadID: state.uploadID, partNumber: number, part)
-        part.withUnsafeReadableBytes { hasher.update($0) }
-        state.parts.append(S3Part(number: number, etag: etag))
-        state.partBytes += Int64(length)
-        state.hashState = hasher.savedState
         buffer.discardReadBytes()
+        part.withUnsafeReadableBytes { hasher.update($0) }
+        let (client, key, uploadID, number) = (client, state.key, state.uploadID, nextPart)
+        inFlight.append(
+            PartInFlight(
+                number: number, length: length, hashState: hasher.savedState,
+                upload: Task { try await client.uploadPart(key, uploadID: uploadID, partNumber: number, part) }))
+        try await confirmParts(leaving: max(0, Self.bytesInFlight / Self.partSize(nextPart) - 1))
+    }
+
+    /// Waits, oldest first, until at most `count` parts are on their way, recording each S3 confirmed. When one
+    /// fails, the parts after it are stopped and the bytes from it on dropped (the tail too): the upload goes
+    /// on from the end of the last confirmed part, which is what a client that resumes is told.
+    private mutating func confirmParts(leaving count: Int) async throws {
+        while inFlight.count > count {
+            let part = inFlight.removeFirst()
+            let etag: String
+            do {
+                etag = try await part.upload.value
+            } catch {
+                await cancel()
+                buffer.clear()
+                hasher = try ContentHasher(restoring: state.hashState)
+                throw error
+            }
+            state.parts.append(S3Part(number: part.number, etag: etag))
+            state.partBytes += Int64(part.length)
+            state.hashState = part.hashState
+        }
     }
 }
 

@@ -109,7 +109,10 @@ import Testing
         try waitUntil("reads succeed again", timeout: 30) { statuses.all.count > answered && statuses.last == 200 }
         done.set()
         while reader.isExecuting { usleep(20_000) }
-        #expect(Set(statuses.all).isSubset(of: [200, 503]), "\(statuses.all)")
+        #expect(
+            Set(statuses.all).isSubset(of: [200, 503]),
+            "\(statuses.all)\n\(server.logText.split(separator: "\n").filter { $0.contains("error") }.joined(separator: "\n"))"
+        )
         #expect(try modelreg(["show", "org/m:1"], environment: server.environment).status == 0)
         let pull = try modelreg(
             ["pull", "org/m:1", "--dest", scratch.url("pulled").path], environment: server.environment)

@@ -47,6 +47,63 @@ import Testing
         }
     }
 
+    /// Parts go up several at once; when S3 loses one, the upload goes back to the end of the last part S3
+    /// confirmed, never past a part it lost, and a client that resumes from the offset it is told completes the
+    /// blob with the right digest.
+    @Test func aLostPartTakesTheUploadBackToTheLastConfirmedPart() async throws {
+        let moto = try MotoServer.shared()
+        let bucket = try moto.createBucket()
+        // Cuts the first connection that sends 3 MiB once armed: one carrying a part.
+        let proxy = try InterruptingProxy(
+            to: moto.endpoint, direction: .toServer, after: 3 << 20, action: .cut, armed: false)
+        defer { proxy.close() }
+        let location = try S3Location(parsing: "s3://\(bucket)/registry?endpoint=\(proxy.url)&region=us-east-1")
+        let client = S3Client(
+            location: location,
+            credentials: S3Credentials(accessKeyID: MotoServer.accessKey, secretAccessKey: MotoServer.secretKey))
+        let postgres = try PostgresServer.shared()
+        let database = try postgres.createDatabase()
+        defer { postgres.dropDatabase(database) }
+        let records = try PostgresMetadataStore(
+            try PostgresLocation(parsing: postgres.url(database) + "?sslmode=disable"), connectionWait: .seconds(600))
+        try await records.migrate()
+        let store = S3BlobStore(client: client, location: location, uploads: records)
+
+        let part = MultipartWriter.partSize(1)
+        let bytes = (0..<(5 * part + (4 << 20))).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 13) }
+        let digest = Digest.of(bytes)
+        let upload = try await store.startUpload(expecting: digest)
+        proxy.arm()
+        await #expect(throws: (any Error).self) {
+            _ = try await store.append(upload.id, at: 0, Self.chunks(bytes[...]))
+        }
+        #expect(proxy.interrupted)
+        let offset = try await store.uploadOffset(upload.id)
+        #expect(offset % Int64(part) == 0 && offset < Int64(5 * part), "offset \(offset)")
+
+        let end = try await store.append(upload.id, at: offset, Self.chunks(bytes[Int(offset)...]))
+        #expect(end == Int64(bytes.count))
+        #expect(try await store.commitUpload(upload.id, expecting: digest).size == Int64(bytes.count))
+        var read: [UInt8] = []
+        for try await chunk in try await store.read(digest, range: 0..<Int64(bytes.count)) {
+            read += chunk.readableBytesView
+        }
+        #expect(read == bytes)
+    }
+
+    /// `bytes` in chunks a little over 1 MiB, so that parts end inside a chunk, as in a request body.
+    static func chunks(_ bytes: ArraySlice<UInt8>) -> AsyncStream<ByteBuffer> {
+        AsyncStream { continuation in
+            var start = bytes.startIndex
+            while start < bytes.endIndex {
+                let end = min(start + (1 << 20) + 7, bytes.endIndex)
+                continuation.yield(ByteBuffer(bytes: bytes[start..<end]))
+                start = end
+            }
+            continuation.finish()
+        }
+    }
+
     /// A multipart upload that a replica began and never recorded (killed in the middle of a `put`) is aborted by
     /// the sweeper; one an upload record names stays with its upload.
     @Test func theSweeperAbortsMultipartUploadsNoRecordNames() async throws {
