@@ -36,52 +36,9 @@ struct BlobRoutes {
         try registry.authorize(context, .read)
         let digest = try digest(context)
         guard let size = try await registry.blobs.info(digest)?.size else { throw RegistryError.notFoundBlob(digest) }
-        var headers: HTTPFields = [
-            .eTag: "\"\(digest)\"",
-            .acceptRanges: "bytes",
-            .contentType: "application/octet-stream",
-            .modelregDigest: digest.description,
-        ]
-        // The bytes come from the object store, not through this replica; the client still checks them.
-        if sendBody, let expiry = registry.blobRedirectExpiry,
-            let url = try await registry.blobs.directDownloadURL(digest, validFor: expiry)
-        {
-            headers[.location] = url.absoluteString
-            headers[.cacheControl] = "no-store"
-            registry.metrics.blobRedirected()
-            return Response(status: .temporaryRedirect, headers: headers, body: ResponseBody())
-        }
-        let parsed = ByteRange.parse(request.headers[.range], size: size)
-        if parsed == .unsatisfiable {
-            var response = ErrorMiddleware.errorResponse(
-                RegistryError(
-                    .rangeNotSatisfiable,
-                    "range \(request.headers[.range] ?? "") is outside the blob's \(size) bytes")
-            )
-            response.headers[.contentRange] = "bytes */\(size)"
-            response.headers[.eTag] = headers[.eTag]
-            return response
-        }
-        var status = HTTPResponse.Status.ok
-        var range = ByteRange(start: 0, end: size - 1)
-        if case .partial(let partial) = parsed {
-            status = .partialContent
-            range = partial
-            headers[.contentRange] = "bytes \(partial.start)-\(partial.end)/\(size)"
-        }
-        let length = max(0, range.length)
-        headers[.contentLength] = String(length)
-        guard sendBody, length > 0 else { return Response(status: status, headers: headers, body: ResponseBody()) }
-        let metrics = registry.metrics
-        let bytes = try await registry.blobs.read(digest, range: range.start..<(range.end + 1))
-        let body = ResponseBody(contentLength: Int(length)) { writer in
-            for try await chunk in bytes {
-                try await writer.write(chunk)
-                metrics.blobBytesSent(chunk.readableBytes)
-            }
-            try await writer.finish(nil)
-        }
-        return Response(status: status, headers: headers, body: body)
+        let headers: HTTPFields = [.eTag: "\"\(digest)\"", .modelregDigest: digest.description]
+        return try await BlobDownload(registry: registry).response(
+            digest, size: size, request: request, headers: headers, sendBody: sendBody)
     }
 
     /// One-request upload: the body must hash to the digest in the path.

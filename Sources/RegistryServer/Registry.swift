@@ -29,6 +29,10 @@ public struct Registry: Sendable {
     /// Answers to reads of model metadata, kept until the database changes: the metadata routes are read
     /// far more often than written, and encoding a model's versions costs more than the query.
     let renderedReads = ReadCache<RenderedRead, RenderedResponse>(limit: 32 << 20)
+    /// The variants the Hub protocol's revisions named, kept until their model changes.
+    let hubSnapshots = ReadCache<HubSnapshotKey, HubSnapshot>(limit: 8 << 20)
+    /// Whether clients reach this server over HTTPS, for the absolute URLs it hands out.
+    public var servesTLS = false
 
     public init(
         blobs: any BlobStore, metadata: any MetadataStore, anonymousRead: Bool, blobRedirectExpiry: Duration? = nil,
@@ -56,13 +60,14 @@ public struct Registry: Sendable {
         }
         let metadata = try await RegistryStores.metadata(configuration.metadata, directory: directory)
         let blobs = try RegistryStores.blobs(configuration.blobs, directory: directory, metadata: metadata)
-        let registry = Registry(
+        var registry = Registry(
             blobs: blobs,
             metadata: metadata,
             anonymousRead: configuration.anonymousRead,
             blobRedirectExpiry: configuration.blobRedirectExpiry,
             logger: logger
         )
+        registry.servesTLS = configuration.tls != nil
         if let file = configuration.adminTokenFile {
             let secret = try readTokenFile(file)
             if try await metadata.installAdminToken(

@@ -21,6 +21,8 @@ struct MethodNotAllowed: Error {
 struct RouteTable: Sendable {
     /// The one route that answers every path under `/v1/models/`; `ModelRoute` tells its resources apart.
     static let modelPaths = "/v1/models/**"
+    /// The one route of the Hugging Face Hub protocol (`HubRoutes`): every path under `/hf/`.
+    static let hubPaths = "/hf/**"
 
     private struct Template: Sendable {
         let path: String
@@ -51,6 +53,10 @@ struct RouteTable: Sendable {
                 guard segments.count > 2, segments[0] == "v1", segments[1] == "models" else { continue }
                 guard let route = try? ModelRoute(segments: Array(segments.dropFirst(2))) else { return nil }
                 return (route.template, route.methods)
+            }
+            if template.path == Self.hubPaths {
+                guard segments.count > 1, segments[0] == "hf" else { continue }
+                return (template.path, template.methods)
             }
             guard template.segments.count == segments.count else { continue }
             let matches = zip(template.segments, segments).allSatisfy { pattern, segment in

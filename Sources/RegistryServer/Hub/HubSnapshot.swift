@@ -1,0 +1,77 @@
+import CacheImage
+import ModelRegistryCore
+
+/// One variant as the Hub protocol shows it: a commit (the first 40 hex digits of its manifest's digest, as
+/// in the `hf` cache layout), its files, and when it was published.
+struct HubSnapshot: Sendable {
+    let model: ModelName
+    let version: VersionName
+    let variant: VariantName
+    let digest: Digest
+    let manifest: Manifest
+    let publishedAt: String
+
+    var commit: String { HuggingFaceCache.revision(digest) }
+
+    /// What keeping it costs, in bytes.
+    var cost: Int { 512 + manifest.files.count * 256 }
+
+    /// Weight files are what the Hub keeps in LFS: files inspection found weights in, and, for variants pushed
+    /// without inspection, files of a weight format's extension or of 10 MiB and more.
+    func isWeightFile(_ file: ManifestFile) -> Bool {
+        if let metadata = manifest.metadata, metadata.weightFiles[file.path.value] != nil { return true }
+        let name = file.path.value.lowercased()
+        return Self.weightExtensions.contains { name.hasSuffix($0) } || file.size >= 10 << 20
+    }
+
+    private static let weightExtensions = [
+        ".safetensors", ".gguf", ".bin", ".pt", ".pth", ".ckpt", ".onnx", ".h5", ".msgpack", ".npz",
+    ]
+
+    /// The variant a revision names, read through the metadata store.
+    static func resolve(_ revision: String, of model: ModelName, in metadata: any MetadataStore) async throws
+        -> HubSnapshot
+    {
+        guard let detail = try await metadata.model(model) else { throw HubError.repoNotFound(model.value) }
+        let parsed: HubRevision
+        do {
+            parsed = try HubRevision(parsing: revision)
+        } catch {
+            throw HubError.revisionNotFound(model, revision, error.message)
+        }
+        let reference: ModelReference
+        var variant: VariantName?
+        switch parsed {
+        case .latest:
+            reference = ModelReference(name: model, target: .alias(.latest))
+        case .commit(let commit):
+            let variants = detail.versions.flatMap(\.variants)
+            guard let match = variants.first(where: { $0.digest.hex.hasPrefix(commit) }) else {
+                throw HubError.revisionNotFound(model, revision, "no variant has this commit")
+            }
+            reference = ModelReference(name: model, target: .digest(match.digest))
+        case .variant(let version, let name):
+            reference = ModelReference(name: model, target: .version(version))
+            variant = name
+        case .name(let name):
+            if let alias = try? AliasName(name), detail.aliases.contains(where: { $0.name == alias }) {
+                reference = ModelReference(name: model, target: .alias(alias))
+            } else if let version = try? VersionName(name), detail.versions.contains(where: { $0.name == version }) {
+                reference = ModelReference(name: model, target: .version(version))
+            } else {
+                throw HubError.revisionNotFound(model, revision, "no alias or version has this name")
+            }
+        }
+        let stored: StoredManifest
+        do {
+            stored = try await metadata.resolve(reference, variant: variant)
+        } catch let error as RegistryError where error.code == .notFound || error.code == .invalidReference {
+            throw HubError.revisionNotFound(model, revision, error.message)
+        }
+        let published = detail.versions.first { $0.name == stored.version }?.variants
+            .first { $0.name == stored.variant }?.createdAt
+        return HubSnapshot(
+            model: model, version: stored.version, variant: stored.variant, digest: stored.digest,
+            manifest: try stored.decoded(), publishedAt: published ?? detail.createdAt)
+    }
+}
