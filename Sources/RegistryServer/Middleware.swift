@@ -73,6 +73,11 @@ struct ErrorMiddleware: RouterMiddleware {
     }
 
     static func errorResponse(_ error: MethodNotAllowed) -> Response {
+        if error.path.hasPrefix("/hf/") {
+            var response = HubError(error.registryError).response
+            response.headers[.allow] = error.allowHeader
+            return response
+        }
         var response = errorResponse(error.registryError)
         response.headers[.allow] = error.allowHeader
         return response

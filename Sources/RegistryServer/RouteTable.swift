@@ -11,7 +11,14 @@ struct MethodNotAllowed: Error {
     var allowHeader: String { allowed.map(\.rawValue).joined(separator: ", ") }
 
     var registryError: RegistryError {
-        RegistryError(.methodNotAllowed, "\(method) is not allowed on \(path.prefix(300)): it answers \(allowHeader)")
+        if path.hasPrefix("/hf/") {
+            return RegistryError(
+                .methodNotAllowed,
+                "\(method) \(path.prefix(300)): the Hugging Face Hub endpoint of this registry is read-only; publish with `modelreg push`"
+            )
+        }
+        return RegistryError(
+            .methodNotAllowed, "\(method) is not allowed on \(path.prefix(300)): it answers \(allowHeader)")
     }
 }
 
