@@ -48,16 +48,22 @@ import Testing
             let routes = RegistryApplication.routes(registry.registry).map {
                 Operation(method: $0.method.rawValue.lowercased(), path: $0.path)
             }
-            let catchAll = Set(routes.filter { $0.path == "/v1/models/**" }.map(\.method))
+            // A catch-all route (`/v1/models/**`, `/hf/**`) answers every documented path below its prefix.
+            let catchAlls = Set(routes.filter { $0.path.hasSuffix("/**") }.map(\.path))
+            func prefix(_ path: String) -> String? {
+                catchAlls.map { String($0.dropLast(3)) }.first { path.hasPrefix($0 + "/") && path.contains("{") }
+            }
             let fixed = Set(
-                routes.filter { $0.path != "/v1/models/**" }.map {
+                routes.filter { !catchAlls.contains($0.path) }.map {
                     Operation(method: $0.method, path: Self.normalized($0.path))
                 })
 
             for operation in documented {
                 let normal = Operation(method: operation.method, path: Self.normalized(operation.path))
-                if operation.path.hasPrefix("/v1/models/{") {
-                    #expect(catchAll.contains(operation.method), "documented but not served: \(operation)")
+                if let prefix = prefix(operation.path) {
+                    #expect(
+                        routes.contains { $0.path == prefix + "/**" && $0.method == operation.method },
+                        "documented but not served: \(operation)")
                 } else {
                     #expect(fixed.contains(normal), "documented but not served: \(operation)")
                 }
@@ -66,10 +72,11 @@ import Testing
             for route in fixed {
                 #expect(documentedNormal.contains(route), "served but not documented: \(route)")
             }
-            for method in catchAll {
+            for route in routes where catchAlls.contains(route.path) {
+                let prefix = String(route.path.dropLast(3))
                 #expect(
-                    documented.contains { $0.method == method && $0.path.hasPrefix("/v1/models/{") },
-                    "served but not documented: \(method) /v1/models/…")
+                    documented.contains { $0.method == route.method && $0.path.hasPrefix(prefix + "/") },
+                    "served but not documented: \(route.method) \(prefix)/…")
             }
         }
     }
@@ -77,7 +84,7 @@ import Testing
     static let samples: [String: String] = [
         "digest": "sha256:" + String(repeating: "0", count: 64), "id": "00000000-0000-4000-8000-000000000000",
         "org": "org", "name": "m", "version": "1.0", "variant": "fp16", "alias": "prod", "reference": ":1.0",
-        "layout": "flat",
+        "layout": "flat", "revision": "prod", "file": "w", "path": "none",
     ]
 
     /// Every documented operation, called with sample parameters on a registry holding one published model,
@@ -119,7 +126,10 @@ import Testing
                     responses[String(response.status.code)] != nil || responses["default"] != nil,
                     "\(operation) (as \(uri)) answered \(response.status.code), which is not documented: \(response.text)"
                 )
-                if response.status.code >= 400, operation.method != "head" {
+                if operation.path.hasPrefix("/hf/"), response.status.code >= 400 {
+                    // The Hub's own error form, which its clients read.
+                    #expect(response.headers[HTTPField.Name("X-Error-Message")!] != nil, "\(operation) (as \(uri))")
+                } else if response.status.code >= 400, operation.method != "head" {
                     #expect(response.errorCode != nil, "\(operation) error body: \(response.text)")
                 }
             }

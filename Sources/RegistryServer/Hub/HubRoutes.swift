@@ -85,7 +85,12 @@ struct HubRoutes {
         -> RenderedResponse
     {
         let query = request.uri.queryParameters
-        let recursive = ["true", "1"].contains(query.get("recursive")?.lowercased() ?? "")
+        let recursive: Bool
+        switch query.get("recursive") {
+        case nil, "false": recursive = false
+        case "true": recursive = true
+        case let other?: throw RegistryError(.invalidRequest, "recursive=\(other.prefix(40)) is neither true nor false")
+        }
         let prefix = path.isEmpty ? "" : path + "/"
         var entries: [HubTreeEntry] = []
         var folders = Set<String>()
@@ -110,9 +115,11 @@ struct HubRoutes {
             throw HubError.entryNotFound(snapshot.model, path, commit: snapshot.commit)
         }
         entries.sort { $0.path.utf8.lexicographicallyPrecedes($1.path.utf8) }
-        let start = Int(query.get("cursor") ?? "") ?? 0
-        guard start >= 0, start <= entries.count else {
-            throw RegistryError(.invalidRequest, "cursor \(query.get("cursor") ?? "") is outside this listing")
+        let cursor = query.get("cursor")
+        guard let start = cursor.map({ Int($0) }) ?? 0, start >= 0, start <= entries.count else {
+            throw RegistryError(
+                .invalidRequest,
+                "cursor \(cursor?.prefix(40) ?? "") is no position in this listing: follow the Link header")
         }
         let end = min(entries.count, start + Self.treePageSize)
         var headers: HTTPFields = [.hubRepoCommit: snapshot.commit]
