@@ -70,7 +70,7 @@ extension RegistryError {
 
     /// A manifest names blobs the registry does not have, or has with another size: each problem is one
     /// "path (digest) ..." phrase; the first twenty are shown.
-    static func blobsMissing(_ problems: [String]) -> RegistryError {
+    public static func blobsMissing(_ problems: [String]) -> RegistryError {
         let shown = problems.prefix(20).joined(separator: "; ")
         let more = problems.count > 20 ? "; and \(problems.count - 20) more" : ""
         return RegistryError(

@@ -102,7 +102,7 @@ public final class PostgresMetadataStore: MetadataStore {
                 "SELECT change_count FROM models WHERE name = \(model.value)", Int64.self, logger: logger
             ).first
         }
-        return count.map(Int.init) ?? changeCount
+        return count.map(Int.init) ?? uncounted.subtract(1, ordering: .relaxed).newValue
     }
 
     // MARK: Connections and transactions
