@@ -1,4 +1,5 @@
 import Foundation
+import ModelRegistryCore
 import Testing
 
 /// The repository's top-level directory, from this file's place in it.
@@ -32,7 +33,7 @@ func run(_ program: String, _ arguments: [String]) throws -> CommandResult {
     static func manifest(_ name: String) -> URL { repositoryRoot.appendingPathComponent("deploy/\(name)") }
 
     /// Every manifest of deploy/ against the Kubernetes API schema (kubernetes-validate, installed by .ci/test).
-    @Test(arguments: ["registry.yaml", "registry-ha.yaml", "vllm.yaml", "backup-cronjob.yaml"])
+    @Test(arguments: ["registry.yaml", "registry-ha.yaml", "vllm.yaml", "vllm-hf.yaml", "backup-cronjob.yaml"])
     func manifestIsValidKubernetes(_ name: String) throws {
         let result = try run("kubernetes-validate", ["--strict", Self.manifest(name).path])
         #expect(result.status == 0, "\(result)")
@@ -44,8 +45,68 @@ func run(_ program: String, _ arguments: [String]) throws -> CommandResult {
             atPath: repositoryRoot.appendingPathComponent("deploy").path)
         #expect(
             Set(files.filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") }) == [
-                "registry.yaml", "registry-ha.yaml", "vllm.yaml", "backup-cronjob.yaml",
+                "registry.yaml", "registry-ha.yaml", "vllm.yaml", "vllm-hf.yaml", "backup-cronjob.yaml",
             ])
+    }
+
+    /// deploy/vllm-hf.yaml's vLLM downloads over the Hub protocol: its model, revision, endpoint and token as
+    /// the manifest gives them, the download as vLLM's Hub client makes it (`snapshot_download`, into HF_HOME),
+    /// against a real server holding the model, with a read token.
+    @Test func theHubManifestsDownloadWorks() throws {
+        let script = """
+            import json, sys, yaml
+            docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+            pod = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+            vllm = pod["containers"][0]
+            env = {e["name"]: e.get("value", e.get("valueFrom")) for e in vllm["env"]}
+            args = vllm["args"]
+            print(json.dumps({"model": args[args.index("--model") + 1], "revision": args[args.index("--revision") + 1],
+                              "endpoint": env["HF_ENDPOINT"], "home": env["HF_HOME"],
+                              "token": env["HF_TOKEN"]["secretKeyRef"]["name"],
+                              "mounts": [m["mountPath"] for m in vllm["volumeMounts"]], "init": "initContainers" in pod}))
+            """
+        struct Pod: Decodable {
+            let model, revision, endpoint, home, token: String
+            let mounts: [String]
+            let `init`: Bool
+        }
+        let parsed = try run("python3", ["-c", script, Self.manifest("vllm-hf.yaml").path])
+        try #require(parsed.status == 0, "\(parsed)")
+        let pod = try JSONDecoder().decode(Pod.self, from: Data(parsed.stdout.utf8))
+        #expect(pod.endpoint == "http://modelreg:8750/hf" && pod.token == "modelreg-read-token" && !pod.`init`)
+        #expect(pod.mounts.contains(pod.home), "HF_HOME must be a volume: the root file system is the image's")
+
+        let scratch = try Scratch()
+        let server = try ServerProcess(data: scratch.url("data"))
+        let model = scratch.url("model")
+        try TestModel.write(to: model)
+        for step in [["push", model.path, "\(pod.model):1"], ["alias", "set", pod.model, pod.revision, "1"]] {
+            let result = try modelreg(step, environment: server.environment)
+            try #require(result.status == 0, "\(result)")
+        }
+        let token = try modelreg(["token", "create", "--name", "vllm", "--scope", "read"], environment: server.environment)
+        try #require(token.status == 0, "\(token)")
+        let download = try CommandProcess(
+            [
+                "python3", "-c",
+                """
+                import hashlib, json, os, sys
+                from huggingface_hub import snapshot_download
+                path = snapshot_download(sys.argv[1], revision=sys.argv[2])
+                print(json.dumps({os.path.relpath(os.path.join(b, n), path): hashlib.sha256(open(os.path.join(b, n), "rb").read()).hexdigest()
+                                  for b, _, names in os.walk(path) for n in names}))
+                """, pod.model, pod.revision,
+            ],
+            environment: [
+                "HF_ENDPOINT": pod.endpoint.replacingOccurrences(of: "http://modelreg:8750", with: server.url),
+                "HF_TOKEN": token.stdout.trimmingCharacters(in: .whitespacesAndNewlines),
+                "HF_HOME": scratch.url(String(pod.home.dropFirst())).path,
+            ],
+            executable: URL(fileURLWithPath: "/usr/bin/env")
+        ).wait()
+        try #require(download.status == 0, "\(download)")
+        let files = try JSONDecoder().decode([String: String].self, from: Data(download.stdout.utf8))
+        #expect(files == (try snapshot(model).mapValues { Digest.of($0.0).hex }))
     }
 
     /// The CronJob's policy, and its steps run as written by the real binary against a real server.
