@@ -292,6 +292,56 @@ import Testing
         }
     }
 
+    /// transformers' `AutoConfig` and `AutoTokenizer.from_pretrained(repo, revision=…)` load through
+    /// `HF_ENDPOINT` a model that lacks the optional files they probe for (special tokens map, added tokens, chat
+    /// template…); the probes are cached as absent, so a second load works offline.
+    @Test func transformersLoadsConfigAndTokenizerByAlias() throws {
+        let scratch = try Scratch()
+        let server = try ServerProcess(data: scratch.url("data"))
+        let model = scratch.url("tok")
+        try FileManager.default.createDirectory(at: model, withIntermediateDirectories: true)
+        let made = try CommandProcess(
+            [
+                "python3", "-c",
+                """
+                import json
+                from tokenizers import Tokenizer, models, pre_tokenizers
+                tokenizer = Tokenizer(models.WordLevel({"[UNK]": 0, "hello": 1, "world": 2}, unk_token="[UNK]"))
+                tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+                tokenizer.save("tokenizer.json")
+                json.dump({"tokenizer_class": "PreTrainedTokenizerFast", "unk_token": "[UNK]"}, open("tokenizer_config.json", "w"))
+                json.dump({"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 64,
+                           "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 3,
+                           "max_position_embeddings": 512}, open("config.json", "w"))
+                """,
+            ], in: model, executable: URL(fileURLWithPath: "/usr/bin/env")
+        ).wait()
+        try #require(made.status == 0, "\(made)")
+        for step in [["push", model.path, "org/tok:1"], ["alias", "set", "org/tok", "prod", "1"]] {
+            let result = try modelreg(step, environment: server.environment)
+            try #require(result.status == 0, "\(result)")
+        }
+        let load = """
+            from transformers import AutoConfig, AutoTokenizer
+            config = AutoConfig.from_pretrained("org/tok", revision="prod")
+            tokenizer = AutoTokenizer.from_pretrained("org/tok", revision="prod")
+            print(config.model_type, config.hidden_size, tokenizer("hello world")["input_ids"])
+            """
+        var environment = [
+            "HF_ENDPOINT": server.url + "/hf", "HF_TOKEN": server.adminToken, "HF_HOME": scratch.url("hf-home").path,
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+        ]
+        for offline in [false, true] {
+            if offline { environment["HF_HUB_OFFLINE"] = "1" }
+            let result = try CommandProcess(
+                ["python3", "-c", load], environment: environment, in: scratch.root,
+                executable: URL(fileURLWithPath: "/usr/bin/env")
+            ).wait()
+            #expect(result.status == 0, "offline \(offline): \(result)")
+            #expect(result.stdout.hasSuffix("llama 64 [1, 2]\n"), "offline \(offline): \(result)")
+        }
+    }
+
     /// A download cut in the middle goes on with a `Range` from where it stopped, and ends byte-identical. (The
     /// client writes in 10 MiB pieces and resumes from what it wrote: the file is 24 MiB, cut after 15.)
     @Test func aCutDownloadResumesWithARange() throws {
