@@ -84,7 +84,8 @@ func run(_ program: String, _ arguments: [String]) throws -> CommandResult {
             let result = try modelreg(step, environment: server.environment)
             try #require(result.status == 0, "\(result)")
         }
-        let token = try modelreg(["token", "create", "--name", "vllm", "--scope", "read"], environment: server.environment)
+        let token = try modelreg(
+            ["token", "create", "--name", "vllm", "--scope", "read"], environment: server.environment)
         try #require(token.status == 0, "\(token)")
         let download = try CommandProcess(
             [
