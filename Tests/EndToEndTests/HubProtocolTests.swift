@@ -26,7 +26,8 @@ import Testing
             try TestModel.write(to: first, seed: 1)
             try TestModel.write(to: second, seed: 2)
             try InspectionTests.writeAWQ(to: quantized)
-            try Data("# Tiny\n\nA model card.\n".utf8).write(to: first.appendingPathComponent("README.md"))
+            try Data("---\nlicense: apache-2.0\nlanguage:\n- en\n---\n# Tiny\n\nA model card.\n".utf8).write(
+                to: first.appendingPathComponent("README.md"))
             for (directory, arguments) in [
                 (first, ["org/hub:1"]), (second, ["org/hub:2"]),
                 (quantized, ["org/hub:2", "--variant", "awq-int4"]),
@@ -206,6 +207,7 @@ import Testing
         let lfs: [String: Int?]
         let tags: [String]
         let one: String
+        let card: [String: [String]]
     }
 
     /// `model_info`, `list_repo_files` and `hf_hub_download` see what the registry holds; weight files are LFS
@@ -218,9 +220,12 @@ import Testing
             from huggingface_hub import model_info, list_repo_files, hf_hub_download
             info = model_info("org/hub", revision="2@awq-int4", files_metadata=True)
             one = hf_hub_download("org/hub", "config.json", revision="prod", cache_dir="cache")
+            card = model_info("org/hub", revision="prod").card_data
             print(json.dumps({"sha": info.sha, "files": list_repo_files("org/hub", revision="prod"),
                               "lfs": {s.rfilename: (s.lfs.size if s.lfs else None) for s in info.siblings},
-                              "tags": info.tags, "one": open(one).read()}))
+                              "tags": info.tags, "one": open(one).read(),
+                              "card": {"license": [card.license], "language": card.language,
+                                       "none": [str(info.card_data)]}}))
             """)
         #expect(info.sha.count == 40)
         #expect(info.files == (try Self.hashes(fixture.first)).keys.sorted())
@@ -228,6 +233,8 @@ import Testing
         #expect(info.lfs["model.safetensors"] == .some(weights))
         #expect(info.lfs["config.json"] == .some(nil))
         #expect(info.tags.contains("safetensors") && info.tags.contains("awq") && info.tags.contains("4-bit"))
+        // Version 1's README.md opens with metadata; version 2's variant has no model card.
+        #expect(info.card == ["license": ["apache-2.0"], "language": ["en"], "none": ["None"]], "\(info.card)")
         #expect(
             info.one == (try String(contentsOf: fixture.first.appendingPathComponent("config.json"), encoding: .utf8)))
 

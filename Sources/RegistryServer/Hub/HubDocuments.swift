@@ -14,8 +14,10 @@ struct HubModelInfo: Encodable {
     let likes = 0
     let tags: [String]
     let siblings: [HubSibling]
+    let cardData: CardValue?
 
     init(_ snapshot: HubSnapshot) {
+        cardData = snapshot.cardData
         id = snapshot.model.value
         modelId = snapshot.model.value
         sha = snapshot.commit

@@ -53,7 +53,8 @@ struct HubRoutes {
         let key = HubSnapshotKey(model: model, revision: revision)
         let changeCount = try await registry.metadata.changeCount(of: model)
         if let kept = registry.hubSnapshots.value(for: key, at: changeCount) { return kept }
-        let snapshot = try await HubSnapshot.resolve(revision, of: model, in: registry.metadata)
+        let snapshot = try await HubSnapshot.resolve(
+            revision, of: model, in: registry.metadata, blobs: registry.blobs)
         registry.hubSnapshots.insert(snapshot, for: key, cost: snapshot.cost, readAt: changeCount)
         return snapshot
     }

@@ -10,6 +10,8 @@ struct HubSnapshot: Sendable {
     let digest: Digest
     let manifest: Manifest
     let publishedAt: String
+    /// The metadata of the variant's model card (`README.md`), if it has one.
+    let cardData: CardValue?
 
     var commit: String { HuggingFaceCache.revision(digest) }
 
@@ -28,10 +30,13 @@ struct HubSnapshot: Sendable {
         ".safetensors", ".gguf", ".bin", ".pt", ".pth", ".ckpt", ".onnx", ".h5", ".msgpack", ".npz",
     ]
 
-    /// The variant a revision names, read through the metadata store.
-    static func resolve(_ revision: String, of model: ModelName, in metadata: any MetadataStore) async throws
-        -> HubSnapshot
-    {
+    /// A model card larger than this is not read for its metadata.
+    static let cardLimit: Int64 = 1 << 20
+
+    /// The variant a revision names, read through the metadata store, with its model card's metadata.
+    static func resolve(
+        _ revision: String, of model: ModelName, in metadata: any MetadataStore, blobs: any BlobStore
+    ) async throws -> HubSnapshot {
         guard let detail = try await metadata.model(model) else { throw HubError.repoNotFound(model.value) }
         let parsed: HubRevision
         do {
@@ -70,8 +75,21 @@ struct HubSnapshot: Sendable {
         }
         let published = detail.versions.first { $0.name == stored.version }?.variants
             .first { $0.name == stored.variant }?.createdAt
+        let manifest = try stored.decoded()
         return HubSnapshot(
             model: model, version: stored.version, variant: stored.variant, digest: stored.digest,
-            manifest: try stored.decoded(), publishedAt: published ?? detail.createdAt)
+            manifest: manifest, publishedAt: published ?? detail.createdAt,
+            cardData: try await cardData(of: manifest, in: blobs))
+    }
+
+    private static func cardData(of manifest: Manifest, in blobs: any BlobStore) async throws -> CardValue? {
+        guard let card = manifest.files.first(where: { $0.path.value.lowercased() == "readme.md" }),
+            card.size > 0, card.size <= cardLimit
+        else { return nil }
+        var bytes: [UInt8] = []
+        for try await chunk in try await blobs.read(card.digest, range: 0..<card.size) {
+            bytes += chunk.readableBytesView
+        }
+        return ModelCard.metadata(String(decoding: bytes, as: UTF8.self))
     }
 }
