@@ -58,16 +58,9 @@ import Testing
             to: moto.endpoint, direction: .toServer, after: 3 << 20, action: .cut, armed: false)
         defer { proxy.close() }
         let location = try S3Location(parsing: "s3://\(bucket)/registry?endpoint=\(proxy.url)&region=us-east-1")
-        let client = S3Client(
-            location: location,
-            credentials: S3Credentials(accessKeyID: MotoServer.accessKey, secretAccessKey: MotoServer.secretKey))
-        let postgres = try PostgresServer.shared()
-        let database = try postgres.createDatabase()
-        defer { postgres.dropDatabase(database) }
-        let records = try PostgresMetadataStore(
-            try PostgresLocation(parsing: postgres.url(database) + "?sslmode=disable"), connectionWait: .seconds(600))
-        try await records.migrate()
-        let store = S3BlobStore(client: client, location: location, uploads: records)
+        let database = try PostgresServer.shared().createDatabase()
+        defer { try? PostgresServer.shared().dropDatabase(database) }
+        let (_, store) = try await Self.store(at: location, database: database)
 
         let part = MultipartWriter.partSize(1)
         let bytes = (0..<(5 * part + (4 << 20))).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 13) }
@@ -91,6 +84,19 @@ import Testing
         #expect(read == bytes)
     }
 
+    /// A client of `location` and a store over it whose upload records are in `database` of the shared
+    /// PostgreSQL.
+    static func store(at location: S3Location, database: String) async throws -> (S3Client, S3BlobStore) {
+        let client = S3Client(
+            location: location,
+            credentials: S3Credentials(accessKeyID: MotoServer.accessKey, secretAccessKey: MotoServer.secretKey))
+        let records = try PostgresMetadataStore(
+            try PostgresLocation(parsing: try PostgresServer.shared().url(database) + "?sslmode=disable"),
+            connectionWait: .seconds(600))
+        try await records.migrate()
+        return (client, S3BlobStore(client: client, location: location, uploads: records))
+    }
+
     /// `bytes` in chunks a little over 1 MiB, so that parts end inside a chunk, as in a request body.
     static func chunks(_ bytes: ArraySlice<UInt8>) -> AsyncStream<ByteBuffer> {
         AsyncStream { continuation in
@@ -109,16 +115,9 @@ import Testing
     @Test func theSweeperAbortsMultipartUploadsNoRecordNames() async throws {
         let moto = try MotoServer.shared()
         let location = try S3Location(parsing: moto.url(bucket: try moto.createBucket(), prefix: "registry"))
-        let client = S3Client(
-            location: location,
-            credentials: S3Credentials(accessKeyID: MotoServer.accessKey, secretAccessKey: MotoServer.secretKey))
-        let postgres = try PostgresServer.shared()
-        let database = try postgres.createDatabase()
-        defer { postgres.dropDatabase(database) }
-        let records = try PostgresMetadataStore(
-            try PostgresLocation(parsing: postgres.url(database) + "?sslmode=disable"), connectionWait: .seconds(600))
-        try await records.migrate()
-        let store = S3BlobStore(client: client, location: location, uploads: records)
+        let database = try PostgresServer.shared().createDatabase()
+        defer { try? PostgresServer.shared().dropDatabase(database) }
+        let (client, store) = try await Self.store(at: location, database: database)
 
         let stray = try await client.createMultipartUpload(
             location.key("blobs/sha256/" + Digest.of(Array("stray".utf8)).hex))
