@@ -7,7 +7,7 @@ import SQLiteMetadata
 /// The stores a server's configuration names, opened: what `serve` and `migrate` run on.
 public enum RegistryStores {
     /// The metadata store, its schema brought up to date (replicas starting at once on one PostgreSQL
-    /// database apply each migration once).
+    /// database apply each migration once), with the tokens it checked kept until the store says they changed.
     public static func metadata(_ location: MetadataLocation, directory: DataDirectory) async throws
         -> any MetadataStore
     {
@@ -17,7 +17,7 @@ public enum RegistryStores {
         case .postgres(let location):
             let store = try PostgresMetadataStore(location)
             try await store.migrate()
-            return store
+            return KeptReadsMetadataStore(store)
         }
     }
 

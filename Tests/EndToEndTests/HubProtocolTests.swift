@@ -7,6 +7,38 @@ import Testing
 /// a virtual environment of its own): what `snapshot_download`, `hf_hub_download`, `model_info`, `list_repo_files`
 /// and the `hf` CLI get for every kind of revision, what they skip on a rerun, and the errors they raise.
 @Suite struct HubProtocolTests {
+    /// The Hub client, `python3` with `HF_ENDPOINT` at a server's `/hf`, its token, and a home of its own.
+    struct HubClient {
+        let scratch: Scratch
+        let server: ServerProcess
+
+        /// Runs `script` with the Hub client pointed at the registry; its standard output parsed as JSON.
+        func python<T: Decodable>(
+            _ type: T.Type, _ script: String, token: String? = nil, python: String = "python3",
+            endpoint: String? = nil, sourceLocation: SourceLocation = #_sourceLocation
+        ) throws -> T {
+            let result = try run(script, token: token, python: python, endpoint: endpoint)
+            try #require(result.status == 0, "\(result)", sourceLocation: sourceLocation)
+            let line = result.stdout.split(separator: "\n").last.map(String.init) ?? ""
+            return try JSONDecoder().decode(T.self, from: Data(line.utf8))
+        }
+
+        func run(_ script: String, token: String? = nil, python: String = "python3", endpoint: String? = nil) throws
+            -> CommandResult
+        {
+            try CommandProcess(
+                [python, "-c", HubProtocolTests.prelude + script],
+                environment: [
+                    "HF_ENDPOINT": (endpoint ?? server.url) + "/hf", "HF_TOKEN": token ?? server.adminToken,
+                    "HF_HOME": scratch.url("hf-home").path, "HF_HUB_DISABLE_TELEMETRY": "1",
+                    "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_HUB_ETAG_TIMEOUT": "30",
+                ],
+                in: scratch.root, executable: URL(fileURLWithPath: "/usr/bin/env")
+            ).wait()
+        }
+
+    }
+
     /// A registry holding org/hub: version 1 (`prod`), version 2 with a default and an `awq-int4` variant.
     struct Fixture {
         let scratch: Scratch
@@ -39,29 +71,18 @@ import Testing
             try #require(alias.status == 0, "\(alias)")
         }
 
-        /// Runs `script` with the Hub client pointed at the registry; its standard output parsed as JSON.
+        var client: HubClient { HubClient(scratch: scratch, server: server) }
+
         func python<T: Decodable>(
             _ type: T.Type, _ script: String, token: String? = nil, python: String = "python3",
             endpoint: String? = nil, sourceLocation: SourceLocation = #_sourceLocation
         ) throws -> T {
-            let result = try run(script, token: token, python: python, endpoint: endpoint)
-            try #require(result.status == 0, "\(result)", sourceLocation: sourceLocation)
-            let line = result.stdout.split(separator: "\n").last.map(String.init) ?? ""
-            return try JSONDecoder().decode(T.self, from: Data(line.utf8))
+            try client.python(
+                type, script, token: token, python: python, endpoint: endpoint, sourceLocation: sourceLocation)
         }
 
-        func run(_ script: String, token: String? = nil, python: String = "python3", endpoint: String? = nil) throws
-            -> CommandResult
-        {
-            try CommandProcess(
-                [python, "-c", HubProtocolTests.prelude + script],
-                environment: [
-                    "HF_ENDPOINT": (endpoint ?? server.url) + "/hf", "HF_TOKEN": token ?? server.adminToken,
-                    "HF_HOME": scratch.url("hf-home").path, "HF_HUB_DISABLE_TELEMETRY": "1",
-                    "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_HUB_ETAG_TIMEOUT": "30",
-                ],
-                in: scratch.root, executable: URL(fileURLWithPath: "/usr/bin/env")
-            ).wait()
+        func run(_ script: String, token: String? = nil) throws -> CommandResult {
+            try client.run(script, token: token)
         }
 
         /// The commit of a release (`org/hub:1`, `org/hub@prod`): the first 40 hex digits of its manifest's
@@ -297,6 +318,55 @@ import Testing
             #expect(refused["error"]?.hasPrefix("RepositoryNotFoundError") == true, "token '\(token)': \(refused)")
             #expect(refused["error"]?.contains("401") == true, "token '\(token)': \(refused)")
         }
+    }
+
+    /// A listing longer than a page links its next page by an absolute URL back to this registry, which the
+    /// client follows: `list_repo_files` and `list_repo_tree` see every file, recursively or one folder at a
+    /// time. No answer carries an `X-Xet-*` header.
+    @Test func longTreesArePagedAndEveryPageIsFollowed() throws {
+        let scratch = try Scratch()
+        let server = try ServerProcess(data: scratch.url("data"))
+        let model = scratch.url("many")
+        let count = 150
+        for index in 0..<count {
+            let file = model.appendingPathComponent(String(format: "shards/%03d/part.txt", index))
+            try FileManager.default.createDirectory(
+                at: file.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try Data("part \(index)\n".utf8).write(to: file)
+        }
+        try Data("{}".utf8).write(to: model.appendingPathComponent("config.json"))
+        let push = try modelreg(["push", model.path, "org/many:1", "--no-inspect"], environment: server.environment)
+        try #require(push.status == 0, "\(push)")
+
+        let page = try shell(
+            "curl -s -D - -o /dev/null -H 'Authorization: Bearer \(server.adminToken)' '\(server.url)/hf/api/models/org/many/tree/1?recursive=true'"
+        ).output
+        #expect(
+            page.contains("\(server.url)/hf/api/models/org/many/tree/1?recursive=true&cursor=100>; rel=\"next\""),
+            "\(page)")
+        let head = try shell(
+            "curl -s -I -H 'Authorization: Bearer \(server.adminToken)' '\(server.url)/hf/org/many/resolve/1/config.json'"
+        ).output
+        #expect(head.lowercased().contains("x-repo-commit:") && !head.lowercased().contains("x-xet"), "\(head)")
+
+        struct Listing: Decodable {
+            let files: [String]
+            let tree: Int
+            let top: [String]
+        }
+        let listing = try HubClient(scratch: scratch, server: server).python(
+            Listing.self,
+            """
+            from huggingface_hub import HfApi
+            api = HfApi()
+            print(json.dumps({"files": api.list_repo_files("org/many", revision="1"),
+                              "tree": len(list(api.list_repo_tree("org/many", revision="1", recursive=True))),
+                              "top": sorted(e.path for e in api.list_repo_tree("org/many", revision="1"))}))
+            """)
+        let expected = (0..<count).map { String(format: "shards/%03d/part.txt", $0) } + ["config.json"]
+        #expect(listing.files.sorted() == expected.sorted())
+        #expect(listing.tree == count * 2 + 2, "files, their folders, shards/ and config.json")
+        #expect(listing.top == ["config.json", "shards"])
     }
 
     /// transformers' `AutoConfig` and `AutoTokenizer.from_pretrained(repo, revision=…)` load through

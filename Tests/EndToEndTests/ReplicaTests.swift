@@ -60,6 +60,39 @@ import Testing
         #expect(refused.status == 4 && refused.stderr.contains("revoked"), "\(refused)")
     }
 
+    /// A server on PostgreSQL keeps the tokens it checked, not reading them at every request: a change the
+    /// database does not announce (its trigger disabled, by hand) goes unseen, and the next announced change
+    /// reaches the server within seconds.
+    @Test func aServerKeepsTokensUntilTheDatabaseAnnouncesAChange() throws {
+        let postgres = try PostgresServer.shared()
+        let database = try postgres.createDatabase()
+        defer { postgres.dropDatabase(database) }
+        let scratch = try Scratch()
+        let server = try ServerProcess(
+            data: scratch.url("data"), extraArguments: ["--metadata", postgres.url(database) + "?sslmode=disable"])
+        let created = try modelreg(
+            ["token", "create", "--name", "reader", "--scope", "read"], environment: server.environment)
+        try #require(created.status == 0, "\(created)")
+        let reader = [
+            "MODELREG_URL": server.url,
+            "MODELREG_TOKEN": created.stdout.trimmingCharacters(in: .whitespacesAndNewlines),
+        ]
+        #expect(try modelreg(["ls"], environment: reader).status == 0)
+
+        _ = try postgres.psql(
+            """
+            ALTER TABLE tokens DISABLE TRIGGER tokens_changed;
+            UPDATE tokens SET revoked_at = '2026-01-01T00:00:00.000Z' WHERE name = 'reader';
+            ALTER TABLE tokens ENABLE TRIGGER tokens_changed;
+            """, database: database)
+        #expect(try modelreg(["ls"], environment: reader).status == 0, "the token was read again, not kept")
+
+        _ = try postgres.psql("UPDATE tokens SET scope = scope WHERE name = 'admin'", database: database)
+        try waitUntil("the server refuses the revoked token", timeout: 10) {
+            try modelreg(["ls"], environment: reader).status == 4
+        }
+    }
+
     /// PostgreSQL stopped under a running server taking reads: readiness and requests answer 503 NOT_READY
     /// naming the database, within their waits, and nothing else goes wrong; started again, the same server
     /// serves everything, pushes included.
