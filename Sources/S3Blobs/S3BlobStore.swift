@@ -17,6 +17,8 @@ public final class S3BlobStore: BlobStore {
     /// How long a hold lasts unless renewed (every third of it while the request appends): a replica killed
     /// mid-append leaves its upload busy this long.
     let holdLength: TimeInterval
+    /// The bytes of parts all this store's uploads may have on their way to S3 at once.
+    let partsInFlight = PartBudget(limit: 64 << 20)
 
     /// `holdLength` is 30 s by default; tests whose threads may starve for longer raise it.
     public init(client: S3Client, location: S3Location, uploads: any UploadRecordStore, holdLength: TimeInterval = 30) {
@@ -84,7 +86,8 @@ public final class S3BlobStore: BlobStore {
             size = Int64(first.readableBytes)
         } else {
             let uploadID = try await client.createMultipartUpload(key)
-            var writer = try MultipartWriter(client: client, state: MultipartState(key: key, uploadID: uploadID))
+            var writer = try MultipartWriter(
+                client: client, budget: partsInFlight, state: MultipartState(key: key, uploadID: uploadID))
             do {
                 try await writer.add(first)
                 while let chunk = try await iterator.next() { try await writer.add(chunk) }
@@ -207,7 +210,8 @@ public final class S3BlobStore: BlobStore {
             throw RegistryError(
                 .uploadOffsetMismatch, "upload \(id) holds \(record.offset) bytes; continue from there, not \(offset)")
         }
-        var writer = try MultipartWriter(client: client, state: try MultipartState(decoding: record.state))
+        var writer = try MultipartWriter(
+            client: client, budget: partsInFlight, state: try MultipartState(decoding: record.state))
         var failure: (any Error)?
         // Renewed on a clock, not as bytes arrive: sending a large part to S3 can outlast a hold.
         let renewal = Task { [uploads, holdLength] in
@@ -243,7 +247,8 @@ public final class S3BlobStore: BlobStore {
         try await recordErrors {
             let hold = UploadHold(id: id)
             let record = try await uploads.holdUpload(hold, until: Date().addingTimeInterval(holdLength))
-            var writer = try MultipartWriter(client: client, state: try MultipartState(decoding: record.state))
+            var writer = try MultipartWriter(
+                client: client, budget: partsInFlight, state: try MultipartState(decoding: record.state))
             do {
                 try await writer.resume(tail: keys.uploadTail(id))
                 let hasher = try await writer.finish()
@@ -405,6 +410,7 @@ struct MultipartState: Codable, Sendable {
 /// always a prefix of the blob that S3 holds.
 struct MultipartWriter {
     let client: S3Client
+    let budget: PartBudget
     var state: MultipartState
     private var buffer = ByteBuffer()
     private var hasher: ContentHasher
@@ -418,11 +424,13 @@ struct MultipartWriter {
         let upload: Task<String, any Error>
     }
 
-    /// At most this many bytes of parts are sent at once (at least one part): four 8 MiB parts.
+    /// At most this many bytes of parts are sent at once (at least one part): four 8 MiB parts, fewer while the
+    /// store's other uploads hold its `PartBudget`.
     static let bytesInFlight = 32 << 20
 
-    init(client: S3Client, state: MultipartState) throws(RegistryError) {
+    init(client: S3Client, budget: PartBudget, state: MultipartState) throws(RegistryError) {
         self.client = client
+        self.budget = budget
         self.state = state
         self.hasher = try ContentHasher(restoring: state.hashState)
     }
@@ -491,11 +499,19 @@ struct MultipartWriter {
     /// Stops the parts on their way, for an upload that is abandoned.
     mutating func cancel() async {
         for part in inFlight { part.upload.cancel() }
-        for part in inFlight { _ = try? await part.upload.value }
+        for part in inFlight {
+            _ = try? await part.upload.value
+            budget.release(part.length)
+        }
         inFlight = []
     }
 
     private mutating func sendPart(length: Int) async throws {
+        // Another part goes up beside this upload's others only while the store's budget allows it.
+        while !inFlight.isEmpty, !budget.take(length) {
+            try await confirmParts(leaving: inFlight.count - 1)
+        }
+        if inFlight.isEmpty { budget.takeAnyway(length) }
         let part = buffer.readSlice(length: length) ?? ByteBuffer()
         buffer.discardReadBytes()
         part.withUnsafeReadableBytes { hasher.update($0) }
@@ -515,6 +531,7 @@ struct MultipartWriter {
             let part = inFlight.removeFirst()
             let etag: String
             do {
+                defer { budget.release(part.length) }
                 etag = try await part.upload.value
             } catch {
                 await cancel()
@@ -527,6 +544,33 @@ struct MultipartWriter {
             state.hashState = part.hashState
         }
     }
+}
+
+/// The bytes of parts a store's uploads have on their way to S3, shared by them so that many uploads at once hold
+/// a bounded memory: an upload may always send one part, and more only while the total stays within `limit`.
+final class PartBudget: Sendable {
+    private let limit: Int
+    private let inUse = Mutex(0)
+
+    init(limit: Int) {
+        self.limit = limit
+    }
+
+    /// Takes `bytes` when they fit in the budget.
+    func take(_ bytes: Int) -> Bool {
+        inUse.withLock { inUse in
+            guard inUse + bytes <= limit else { return false }
+            inUse += bytes
+            return true
+        }
+    }
+
+    /// Takes `bytes` whether they fit or not: an upload's only part.
+    func takeAnyway(_ bytes: Int) { inUse.withLock { $0 += bytes } }
+
+    func release(_ bytes: Int) { inUse.withLock { $0 -= bytes } }
+
+    var bytesInUse: Int { inUse.withLock { $0 } }
 }
 
 /// A blob's bytes by ranged GETs, for the header parsers (on threads that may block).

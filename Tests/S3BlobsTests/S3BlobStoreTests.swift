@@ -71,6 +71,7 @@ import Testing
             _ = try await store.append(upload.id, at: 0, Self.chunks(bytes[...]))
         }
         #expect(proxy.interrupted)
+        #expect(store.partsInFlight.bytesInUse == 0, "the failed parts gave their bytes back to the store's budget")
         let offset = try await store.uploadOffset(upload.id)
         #expect(offset % Int64(part) == 0 && offset < Int64(5 * part), "offset \(offset)")
 
@@ -82,6 +83,7 @@ import Testing
             read += chunk.readableBytesView
         }
         #expect(read == bytes)
+        #expect(store.partsInFlight.bytesInUse == 0)
     }
 
     /// A client of `location` and a store over it whose upload records are in `database` of the shared
