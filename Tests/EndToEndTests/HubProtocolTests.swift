@@ -344,6 +344,10 @@ import Testing
         #expect(
             page.contains("\(server.url)/hf/api/models/org/many/tree/1?recursive=true&cursor=100>; rel=\"next\""),
             "\(page)")
+        let past = try shell(
+            "curl -s -w ' %{http_code}' -H 'Authorization: Bearer \(server.adminToken)' '\(server.url)/hf/api/models/org/many/tree/1?cursor=100000'"
+        ).output
+        #expect(past == "[] 200", "a cursor past the end is an empty page: \(past)")
         let head = try shell(
             "curl -s -I -H 'Authorization: Bearer \(server.adminToken)' '\(server.url)/hf/org/many/resolve/1/config.json'"
         ).output

@@ -117,11 +117,13 @@ struct HubRoutes {
         }
         entries.sort { $0.path.utf8.lexicographicallyPrecedes($1.path.utf8) }
         let cursor = query.get("cursor")
-        guard let start = cursor.map({ Int($0) }) ?? 0, start >= 0, start <= entries.count else {
+        guard let position = cursor.map({ Int($0) }) ?? 0, position >= 0 else {
             throw RegistryError(
                 .invalidRequest,
-                "cursor \(cursor?.prefix(40) ?? "") is no position in this listing: follow the Link header")
+                "cursor \(cursor?.prefix(40) ?? "") is no position in a listing: follow the Link header")
         }
+        // A position past the end is an empty page, as the last page's successor would be.
+        let start = min(position, entries.count)
         let end = min(entries.count, start + Self.treePageSize)
         var headers: HTTPFields = [.hubRepoCommit: snapshot.commit]
         if end < entries.count {
