@@ -45,4 +45,14 @@ public final class ReadCache<Key: Hashable & Sendable, Value: Sendable>: Sendabl
             state.cost += cost
         }
     }
+
+    /// The answer kept for `key` at `changeCount`, else what `read` reads, kept for the next ask.
+    public func value(
+        for key: Key, at changeCount: Int, cost: (Value) -> Int, reading read: () async throws -> Value
+    ) async rethrows -> Value {
+        if let kept = value(for: key, at: changeCount) { return kept }
+        let value = try await read()
+        insert(value, for: key, cost: cost(value), readAt: changeCount)
+        return value
+    }
 }

@@ -69,7 +69,10 @@ public final class PostgresMetadataStore: MetadataStore {
     /// as its announcement arrives, milliseconds after its commit. While nobody listens (the database is
     /// restarting, the store is starting), announcements could be missed: a new number each time, so that no
     /// token is kept.
-    public var changeCount: Int { tokenChanges.current ?? uncounted.subtract(1, ordering: .relaxed).newValue }
+    public var changeCount: Int { tokenChanges.current ?? uncountedChange }
+
+    /// A new negative number each time, matching nothing kept.
+    private var uncountedChange: Int { uncounted.subtract(1, ordering: .relaxed).newValue }
 
     /// Listens on `modelreg_tokens` for as long as the store runs, on a connection of the pool, counting each
     /// announcement; connects again a second after the connection is lost.
@@ -102,7 +105,7 @@ public final class PostgresMetadataStore: MetadataStore {
                 "SELECT change_count FROM models WHERE name = \(model.value)", Int64.self, logger: logger
             ).first
         }
-        return count.map(Int.init) ?? uncounted.subtract(1, ordering: .relaxed).newValue
+        return count.map(Int.init) ?? uncountedChange
     }
 
     // MARK: Connections and transactions

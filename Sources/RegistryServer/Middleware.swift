@@ -73,7 +73,7 @@ struct ErrorMiddleware: RouterMiddleware {
     }
 
     static func errorResponse(_ error: MethodNotAllowed) -> Response {
-        if error.path.hasPrefix("/hf/") {
+        if error.isHubPath {
             var response = HubError(error.registryError).response
             response.headers[.allow] = error.allowHeader
             return response

@@ -52,13 +52,12 @@ struct ModelRoutes {
         if case .images = route {
             return try await render(request, route, variant: variant).response(sendBody: sendBody)
         }
-        let key = RenderedRead(route: route, variant: variant)
-        let changeCount = try await registry.metadata.changeCount(of: route.model)
-        if let kept = registry.renderedReads.value(for: key, at: changeCount) {
-            return kept.response(sendBody: sendBody)
+        let rendered = try await registry.renderedReads.value(
+            for: RenderedRead(route: route, variant: variant),
+            at: try await registry.metadata.changeCount(of: route.model), cost: \.cost
+        ) {
+            try await render(request, route, variant: variant)
         }
-        let rendered = try await render(request, route, variant: variant)
-        registry.renderedReads.insert(rendered, for: key, cost: rendered.cost, readAt: changeCount)
         return rendered.response(sendBody: sendBody)
     }
 

@@ -10,8 +10,11 @@ struct MethodNotAllowed: Error {
 
     var allowHeader: String { allowed.map(\.rawValue).joined(separator: ", ") }
 
+    /// A path of the Hugging Face Hub protocol, which is read-only and answers in the Hub's error form.
+    var isHubPath: Bool { path.hasPrefix("/hf/") }
+
     var registryError: RegistryError {
-        if path.hasPrefix("/hf/") {
+        if isHubPath {
             return RegistryError(
                 .methodNotAllowed,
                 "\(method) \(path.prefix(300)): the Hugging Face Hub endpoint of this registry is read-only; publish with `modelreg push`"

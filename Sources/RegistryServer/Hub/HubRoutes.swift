@@ -50,13 +50,12 @@ struct HubRoutes {
 
     /// The variant `revision` names, kept until the model changes.
     private func snapshot(_ model: ModelName, _ revision: String) async throws -> HubSnapshot {
-        let key = HubSnapshotKey(model: model, revision: revision)
-        let changeCount = try await registry.metadata.changeCount(of: model)
-        if let kept = registry.hubSnapshots.value(for: key, at: changeCount) { return kept }
-        let snapshot = try await HubSnapshot.resolve(
-            revision, of: model, in: registry.metadata, blobs: registry.blobs)
-        registry.hubSnapshots.insert(snapshot, for: key, cost: snapshot.cost, readAt: changeCount)
-        return snapshot
+        try await registry.hubSnapshots.value(
+            for: HubSnapshotKey(model: model, revision: revision),
+            at: try await registry.metadata.changeCount(of: model), cost: \.cost
+        ) {
+            try await HubSnapshot.resolve(revision, of: model, in: registry.metadata, blobs: registry.blobs)
+        }
     }
 
     /// A file's bytes with the headers `hf_hub_download` needs: the commit, the ETag (the content's sha256, so
