@@ -105,6 +105,11 @@ let package = Package(
             name: "CacheImage",
             dependencies: ["FileSystemIO", "ModelRegistryCore", "CArchive"]
         ),
+        // Models as OCI artifacts and images: CNCF ModelPack manifests and configs, runnable images, tags.
+        .target(
+            name: "OCIArtifacts",
+            dependencies: ["ModelRegistryCore"]
+        ),
         // The wire contract shared by server and client: request and response bodies, header names.
         .target(
             name: "RegistryAPI",
@@ -125,6 +130,7 @@ let package = Package(
                 "ModelRegistryCore",
                 "ModelFormats",
                 "CacheImage",
+                "OCIArtifacts",
                 "RegistryAPI",
                 "RegistryMaintenance",
                 "SQLiteMetadata",
@@ -224,6 +230,10 @@ let package = Package(
         .testTarget(
             name: "CacheImageTests",
             dependencies: ["CacheImage", "ModelRegistryCore"]
+        ),
+        .testTarget(
+            name: "OCIArtifactsTests",
+            dependencies: ["OCIArtifacts", "ModelRegistryCore"]
         ),
         .testTarget(
             name: "ModelFormatsTests",

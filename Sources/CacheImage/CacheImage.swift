@@ -7,6 +7,9 @@ public enum CacheImageLayout: String, Sendable, Codable, CaseIterable, CustomStr
     /// The Hugging Face hub cache: `models--ORG--NAME/{blobs,snapshots/<revision>,refs/main}`, so loaders with
     /// `HF_HUB_OFFLINE=1` and `cache_dir` (or `HF_HUB_CACHE`) pointing at the destination find the model.
     case hf
+    /// The files under `models/`: the layer of the variant's runnable OCI image (KServe's modelcars look for
+    /// `/models`; an image volume shows it at `<mountPath>/models`).
+    case models
 
     public var description: String { rawValue }
 }
@@ -60,7 +63,8 @@ public struct CacheImage: Sendable {
     public init(model: ModelName, manifestDigest: Digest, manifest: Manifest, layout: CacheImageLayout) {
         let planned =
             switch layout {
-            case .flat: Self.flatEntries(manifest)
+            case .flat: Self.flatEntries(manifest, under: nil)
+            case .models: Self.flatEntries(manifest, under: "models")
             case .hf: HuggingFaceCache.entries(model: model, manifestDigest: manifestDigest, manifest: manifest)
             }
         var entries: [Entry] = []
@@ -134,17 +138,21 @@ public struct CacheImage: Sendable {
         return a.count < b.count
     }
 
-    private static func flatEntries(_ manifest: Manifest) -> [PlannedEntry] {
-        var directories = Set<String>()
+    /// The files as pushed, inside `folder` when one is given.
+    private static func flatEntries(_ manifest: Manifest, under folder: String?) -> [PlannedEntry] {
+        let prefix = folder.map { [$0] } ?? []
+        var directories = Set(folder.map { [$0] } ?? [])
         for file in manifest.files {
-            let components = file.path.components
+            let components = prefix + file.path.components.map(String.init)
             for depth in 1..<max(components.count, 1) {
                 directories.insert(components.prefix(depth).joined(separator: "/"))
             }
         }
         return directories.map { PlannedEntry(path: $0, kind: .directory) }
             + manifest.files.map {
-                PlannedEntry(path: $0.path.value, kind: .file($0.digest, size: $0.size, executable: $0.executable))
+                PlannedEntry(
+                    path: (prefix + [$0.path.value]).joined(separator: "/"),
+                    kind: .file($0.digest, size: $0.size, executable: $0.executable))
             }
     }
 }

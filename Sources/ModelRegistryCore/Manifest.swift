@@ -237,3 +237,17 @@ extension Manifest {
         guard problems.isEmpty else { throw RegistryError.blobsMissing(problems) }
     }
 }
+
+extension Manifest {
+    /// Files inspection found weights in and, for variants pushed without inspection, files of a weight
+    /// format's extension or of 10 MiB and more: what the Hub keeps in LFS and ModelPack calls weights.
+    public func isWeightFile(_ file: ManifestFile) -> Bool {
+        if let metadata, metadata.weightFiles[file.path.value] != nil { return true }
+        let name = file.path.value.lowercased()
+        return Self.weightExtensions.contains { name.hasSuffix($0) } || file.size >= 10 << 20
+    }
+
+    private static let weightExtensions = [
+        ".safetensors", ".gguf", ".bin", ".pt", ".pth", ".ckpt", ".onnx", ".h5", ".msgpack", ".npz",
+    ]
+}

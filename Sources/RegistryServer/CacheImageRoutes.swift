@@ -21,7 +21,6 @@ extension ModelRoutes {
         let (stored, decoded) = try await storedManifest(name, manifest)
         let image = CacheImage(model: name, manifestDigest: stored.digest, manifest: decoded, layout: layout)
         var headers: HTTPFields = [
-            .acceptRanges: "bytes",
             .contentType: "application/x-tar",
             .modelregDigest: stored.digest.description,
         ]
@@ -33,12 +32,40 @@ extension ModelRoutes {
             headers[.modelregImageState] = CacheImageStatus.State.pending.rawValue
             await registry.images.enqueue(name, manifest)
         }
-        for file in decoded.files where try await registry.blobs.info(file.digest) == nil {
+        do {
+            return try await CacheImageDownload(registry: registry).response(
+                image, of: decoded, request: request, headers: headers, sendBody: sendBody)
+        } catch let outside as RangeOutsideImage {
+            var response = ErrorMiddleware.errorResponse(outside.registryError)
+            response.headers[.contentRange] = "bytes */\(outside.size)"
+            return response
+        }
+    }
+
+    private func storedManifest(_ name: ModelName, _ manifest: Digest) async throws -> (StoredManifest, Manifest) {
+        guard let stored = try await registry.metadata.manifest(name, digest: manifest) else {
+            throw RegistryError(.notFound, "manifest \(name)@\(manifest) not found")
+        }
+        return (stored, try stored.decoded())
+    }
+}
+
+/// A cache image's bytes as the answer to a download, for every route that serves one (`/v1/.../images`, the
+/// OCI runnable image's layer): whole or the single range asked for, streamed from the blobs behind it.
+struct CacheImageDownload {
+    let registry: Registry
+
+    func response(
+        _ image: CacheImage, of manifest: Manifest, request: Request, headers routeHeaders: HTTPFields, sendBody: Bool
+    ) async throws -> Response {
+        for file in manifest.files where try await registry.blobs.info(file.digest) == nil {
             throw RegistryError(
                 .integrity,
                 "the registry lacks blob \(file.digest) of \(file.path): the image cannot be served; run `modelreg verify`"
             )
         }
+        var headers = routeHeaders
+        headers[.acceptRanges] = "bytes"
         var status = HTTPResponse.Status.ok
         var range = 0..<image.size
         switch ByteRange.parse(request.headers[.range], size: image.size) {
@@ -49,13 +76,7 @@ extension ModelRoutes {
             range = partial.start..<(partial.end + 1)
             headers[.contentRange] = "bytes \(partial.start)-\(partial.end)/\(image.size)"
         case .unsatisfiable:
-            var response = ErrorMiddleware.errorResponse(
-                RegistryError(
-                    .rangeNotSatisfiable,
-                    "range \(request.headers[.range] ?? "") is outside the image's \(image.size) bytes")
-            )
-            response.headers[.contentRange] = "bytes */\(image.size)"
-            return response
+            throw RangeOutsideImage(range: request.headers[.range] ?? "", size: image.size)
         }
         headers[.contentLength] = String(range.count)
         guard sendBody, !range.isEmpty else { return Response(status: status, headers: headers, body: ResponseBody()) }
@@ -72,11 +93,14 @@ extension ModelRoutes {
         }
         return Response(status: status, headers: headers, body: body)
     }
+}
 
-    private func storedManifest(_ name: ModelName, _ manifest: Digest) async throws -> (StoredManifest, Manifest) {
-        guard let stored = try await registry.metadata.manifest(name, digest: manifest) else {
-            throw RegistryError(.notFound, "manifest \(name)@\(manifest) not found")
-        }
-        return (stored, try stored.decoded())
+/// A `Range` outside an image: each route answers it in its own error form, with `Content-Range: bytes */SIZE`.
+struct RangeOutsideImage: Error {
+    let range: String
+    let size: Int64
+
+    var registryError: RegistryError {
+        RegistryError(.rangeNotSatisfiable, "range \(range.prefix(100)) is outside the image's \(size) bytes")
     }
 }

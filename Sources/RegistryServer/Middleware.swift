@@ -73,6 +73,11 @@ struct ErrorMiddleware: RouterMiddleware {
     }
 
     static func errorResponse(_ error: MethodNotAllowed) -> Response {
+        if error.isOCIPath {
+            var response = OCIError(error.registryError).response
+            response.headers[.allow] = error.allowHeader
+            return response
+        }
         if error.isHubPath {
             var response = HubError(error.registryError).response
             response.headers[.allow] = error.allowHeader
@@ -108,7 +113,7 @@ struct ErrorMiddleware: RouterMiddleware {
     }
 }
 
-/// Resolves the bearer token, if any, into an identity. Authorization itself happens per route.
+/// Resolves the token of a request, if any, into an identity. Authorization itself happens per route.
 struct AuthenticationMiddleware: RouterMiddleware {
     typealias Context = RegistryRequestContext
     let tokens: any TokenStore
@@ -118,10 +123,9 @@ struct AuthenticationMiddleware: RouterMiddleware {
     {
         var context = context
         if let header = request.headers[.authorization] {
-            let parts = header.split(separator: " ", maxSplits: 1)
-            if parts.count == 2, parts[0].lowercased() == "bearer",
-                let record = try await tokens.token(
-                    hash: TokenSecret(String(parts[1]).trimmingCharacters(in: .whitespaces)).hash)
+            // A bearer token, or the password of Basic credentials, as OCI clients send it.
+            if let secret = TokenService.secret(fromAuthorization: header), !secret.isEmpty,
+                let record = try await tokens.token(hash: TokenSecret(secret).hash)
             {
                 context.identity = .token(record)
             } else {

@@ -31,6 +31,8 @@ public struct Registry: Sendable {
     let renderedReads = ReadCache<RenderedRead, RenderedResponse>(limit: 32 << 20)
     /// The variants the Hub protocol's revisions named, kept until their model changes.
     let hubSnapshots = ReadCache<HubSnapshotKey, HubSnapshot>(limit: 8 << 20)
+    /// Models as OCI repositories (their artifacts and tags), kept until they change.
+    let ociRepositories = ReadCache<ModelName, OCIRepository>(limit: 16 << 20)
     /// Whether clients reach this server over HTTPS, for the absolute URLs it hands out.
     public var servesTLS = false
 

@@ -15,7 +15,7 @@ public enum RegistryApplication {
         let routes =
             AdminRoutes(registry: registry).routes + BlobRoutes(registry: registry).routes
             + ModelRoutes(registry: registry).routes + MaintenanceRoutes(registry: registry).routes
-            + HubRoutes(registry: registry).routes
+            + HubRoutes(registry: registry).routes + OCIRoutes(registry: registry).routes
         return routes + Route.heads(for: routes)
     }
 

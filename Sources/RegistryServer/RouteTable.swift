@@ -13,6 +13,9 @@ struct MethodNotAllowed: Error {
     /// A path of the Hugging Face Hub protocol, which is read-only and answers in the Hub's error form.
     var isHubPath: Bool { path.hasPrefix("/hf/") }
 
+    /// A path of the OCI Distribution API, which answers in the spec's error form.
+    var isOCIPath: Bool { path == RouteTable.ociBase || path.hasPrefix(RouteTable.ociBase + "/") }
+
     var registryError: RegistryError {
         if isHubPath {
             return RegistryError(
@@ -33,6 +36,9 @@ struct RouteTable: Sendable {
     static let modelPaths = "/v1/models/**"
     /// The one route of the Hugging Face Hub protocol (`HubRoutes`): every path under `/hf/`.
     static let hubPaths = "/hf/**"
+    /// The OCI Distribution API (`OCIRoutes`): its base, and every path under it.
+    static let ociBase = "/v2"
+    static let ociPaths = "/v2/**"
 
     private struct Template: Sendable {
         let path: String
@@ -64,8 +70,8 @@ struct RouteTable: Sendable {
                 guard let route = try? ModelRoute(segments: Array(segments.dropFirst(2))) else { return nil }
                 return (route.template, route.methods)
             }
-            if template.path == Self.hubPaths {
-                guard segments.count > 1, segments[0] == "hf" else { continue }
+            if template.path == Self.hubPaths || template.path == Self.ociPaths {
+                guard segments.count > 1, segments[0] == template.segments[0] else { continue }
                 return (template.path, template.methods)
             }
             guard template.segments.count == segments.count else { continue }

@@ -32,7 +32,7 @@ struct HubModelInfo: Encodable {
         siblings = snapshot.manifest.files.map { file in
             HubSibling(
                 rfilename: file.path.value, size: file.size, blobId: file.digest.hex,
-                lfs: snapshot.isWeightFile(file)
+                lfs: snapshot.manifest.isWeightFile(file)
                     ? HubSibling.LFS(sha256: file.digest.hex, size: file.size, pointerSize: HubLFS.pointerSize(file))
                     : nil)
         }

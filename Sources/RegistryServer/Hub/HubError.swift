@@ -72,6 +72,4 @@ extension HTTPField.Name {
     static let hubRepoCommit = HTTPField.Name("X-Repo-Commit")!
     static let hubLinkedETag = HTTPField.Name("X-Linked-Etag")!
     static let hubLinkedSize = HTTPField.Name("X-Linked-Size")!
-    static let hubLink = HTTPField.Name("Link")!
-    static let hubForwardedProto = HTTPField.Name("X-Forwarded-Proto")!
 }

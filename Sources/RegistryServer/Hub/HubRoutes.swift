@@ -106,7 +106,7 @@ struct HubRoutes {
             }
             guard recursive || components.count == 1 else { continue }
             let lfs =
-                snapshot.isWeightFile(file)
+                snapshot.manifest.isWeightFile(file)
                 ? HubTreeEntry.LFS(oid: file.digest.hex, size: file.size, pointerSize: HubLFS.pointerSize(file)) : nil
             entries.append(
                 HubTreeEntry(type: "file", oid: file.digest.hex, size: file.size, path: file.path.value, lfs: lfs))
@@ -126,22 +126,19 @@ struct HubRoutes {
         let end = min(entries.count, start + Self.treePageSize)
         var headers: HTTPFields = [.hubRepoCommit: snapshot.commit]
         if end < entries.count {
-            headers[.hubLink] = "<\(nextPage(request, cursor: end))>; rel=\"next\""
+            headers[.link] = "<\(nextPage(request, cursor: end))>; rel=\"next\""
         }
         return JSONBody.rendered(Array(entries[start..<end]), headers: headers)
     }
 
     /// This request's absolute URL with the cursor of the next page: clients follow it as given.
     private func nextPage(_ request: Request, cursor: Int) -> String {
-        let scheme =
-            request.headers[.hubForwardedProto] ?? (registry.servesTLS ? "https" : "http")
-        let host = request.head.authority ?? "localhost"
         var components = URLComponents()
         components.queryItems =
             request.uri.queryParameters.filter { $0.key != "cursor" }.map {
                 URLQueryItem(name: String($0.key), value: String($0.value))
             } + [URLQueryItem(name: "cursor", value: String(cursor))]
-        return "\(scheme)://\(host)\(request.uri.path)?\(components.percentEncodedQuery ?? "")"
+        return "\(registry.origin(of: request))\(request.uri.path)?\(components.percentEncodedQuery ?? "")"
     }
 }
 

@@ -18,18 +18,6 @@ struct HubSnapshot: Sendable {
     /// What keeping it costs, in bytes.
     var cost: Int { 512 + manifest.files.count * 256 }
 
-    /// Weight files are what the Hub keeps in LFS: files inspection found weights in, and, for variants pushed
-    /// without inspection, files of a weight format's extension or of 10 MiB and more.
-    func isWeightFile(_ file: ManifestFile) -> Bool {
-        if let metadata = manifest.metadata, metadata.weightFiles[file.path.value] != nil { return true }
-        let name = file.path.value.lowercased()
-        return Self.weightExtensions.contains { name.hasSuffix($0) } || file.size >= 10 << 20
-    }
-
-    private static let weightExtensions = [
-        ".safetensors", ".gguf", ".bin", ".pt", ".pth", ".ckpt", ".onnx", ".h5", ".msgpack", ".npz",
-    ]
-
     /// A model card larger than this is not read for its metadata.
     static let cardLimit: Int64 = 1 << 20
 

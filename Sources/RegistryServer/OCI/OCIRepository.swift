@@ -1,0 +1,62 @@
+import CacheImage
+import ModelRegistryCore
+import OCIArtifacts
+
+/// A model as an OCI repository: each variant as a ModelPack artifact, and the tags that name them. Read
+/// once for the model and kept until it changes; a runnable image is added per request, as its layer's
+/// digest becomes known when the cache image builder has hashed it.
+struct OCIRepository: Sendable {
+    struct Variant: Sendable {
+        let model: ModelName
+        let version: VersionName
+        let name: VariantName
+        let createdAt: String
+        let manifestDigest: Digest
+        let manifest: Manifest
+        let artifact: ModelPackArtifact
+
+        /// The runnable image of this variant once the layer's digest (`models` layout) is known.
+        func runnableImage(layer: Digest) -> RunnableModelImage {
+            RunnableModelImage(
+                layer: layer, size: layerImage.size, manifestDigest: manifestDigest, version: version,
+                createdAt: createdAt)
+        }
+
+        /// The `models` layout's archive, the runnable image's one layer.
+        var layerImage: CacheImage {
+            CacheImage(model: model, manifestDigest: manifestDigest, manifest: manifest, layout: .models)
+        }
+    }
+
+    let model: ModelName
+    let variants: [Variant]
+    let tags: OCITags
+
+    /// What keeping it costs, in bytes.
+    var cost: Int { variants.reduce(1024) { $0 + 1024 + $1.artifact.manifest.bytes.count * 2 } }
+
+    static func read(_ model: ModelName, from metadata: any MetadataStore) async throws -> OCIRepository {
+        guard let detail = try await metadata.model(model) else { throw OCIError.nameUnknown(model) }
+        var variants: [Variant] = []
+        for version in detail.versions {
+            for variant in version.variants {
+                guard let stored = try await metadata.manifest(model, version.name, variant.name) else { continue }
+                let manifest = try stored.decoded()
+                variants.append(
+                    Variant(
+                        model: model, version: version.name, name: variant.name, createdAt: variant.createdAt,
+                        manifestDigest: stored.digest, manifest: manifest,
+                        artifact: ModelPackArtifact(
+                            model: model, version: version.name, variant: variant.name, manifest: manifest,
+                            manifestDigest: stored.digest, createdAt: variant.createdAt)))
+            }
+        }
+        return OCIRepository(model: model, variants: variants, tags: OCITags(detail))
+    }
+
+    /// The variant a tag names; nil for a tag the model does not have.
+    func variant(tagged tag: String) -> Variant? {
+        guard let target = tags.targets[tag] else { return nil }
+        return variants.first { $0.version == target.version && $0.name == target.variant }
+    }
+}

@@ -1,0 +1,55 @@
+import ModelRegistryCore
+
+/// What a path under `/v2/` asks for. The repository name is what precedes the last resource word, read
+/// from the right as CNCF distribution reads it, so a model name may end in any of those words.
+enum OCIRequest: Equatable {
+    /// `/v2/`: the API's base, which tells a client whether it may go on and how to authenticate.
+    case base
+    /// `/v2/token`: the token service of the `Bearer` challenge.
+    case token
+    case manifest(ModelName, reference: String)
+    case blob(ModelName, Digest)
+    case tags(ModelName)
+    case referrers(ModelName, Digest)
+
+    init(segments: [String]) throws(OCIError) {
+        if segments.isEmpty {
+            self = .base
+            return
+        }
+        if segments == ["token"] {
+            self = .token
+            return
+        }
+        let count = segments.count
+        if count >= 3, segments[count - 2] == "tags", segments[count - 1] == "list" {
+            self = .tags(try Self.name(segments[..<(count - 2)]))
+        } else if count >= 3, segments[count - 2] == "manifests" {
+            self = .manifest(try Self.name(segments[..<(count - 2)]), reference: segments[count - 1])
+        } else if count >= 3, segments[count - 2] == "blobs" {
+            self = .blob(try Self.name(segments[..<(count - 2)]), try Self.digest(segments[count - 1]))
+        } else if count >= 3, segments[count - 2] == "referrers" {
+            self = .referrers(try Self.name(segments[..<(count - 2)]), try Self.digest(segments[count - 1]))
+        } else {
+            throw OCIError(
+                .notFound, .unsupported,
+                "/v2/\(segments.joined(separator: "/").prefix(200)) is no path of the OCI Distribution API")
+        }
+    }
+
+    private static func name(_ parts: ArraySlice<String>) throws(OCIError) -> ModelName {
+        do {
+            return try ModelName(parts.joined(separator: "/"))
+        } catch {
+            throw OCIError(.badRequest, .nameInvalid, error.message)
+        }
+    }
+
+    private static func digest(_ text: String) throws(OCIError) -> Digest {
+        do {
+            return try Digest(parsing: text)
+        } catch {
+            throw OCIError(.badRequest, .digestInvalid, error.message)
+        }
+    }
+}
