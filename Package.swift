@@ -274,8 +274,9 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],
-            // Read by ContractTests from its place in the source tree, not a resource of the test bundle.
-            exclude: ["schemathesis.toml"]
+            // Read by ContractTests and OCIProtocolTests from their place in the source tree, not resources of the
+            // test bundle.
+            exclude: ["schemathesis.toml", "Schemas"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -70,8 +70,13 @@ struct RouteTable: Sendable {
                 guard let route = try? ModelRoute(segments: Array(segments.dropFirst(2))) else { return nil }
                 return (route.template, route.methods)
             }
-            if template.path == Self.hubPaths || template.path == Self.ociPaths {
-                guard segments.count > 1, segments[0] == template.segments[0] else { continue }
+            if template.path == Self.ociPaths {
+                guard segments.count > 1, segments[0] == "v2" else { continue }
+                let request = try? OCIRequest(segments: segments.dropFirst().map(String.init))
+                return (request?.template ?? template.path, request?.methods ?? [.get, .head])
+            }
+            if template.path == Self.hubPaths {
+                guard segments.count > 1, segments[0] == "hf" else { continue }
                 return (template.path, template.methods)
             }
             guard template.segments.count == segments.count else { continue }

@@ -120,7 +120,10 @@ struct Fetch: AsyncParsableCommand {
     @Flag(help: "Replace a destination that holds other files than an earlier fetch.")
     var force = false
 
-    @Option(help: "flat (files as pushed) or hf (a Hugging Face hub cache: point HF_HUB_CACHE at --dest).")
+    @Option(
+        help:
+            "flat (files as pushed), hf (a Hugging Face hub cache: point HF_HUB_CACHE at --dest) or models (the files under models/)."
+    )
     var layout: String = CacheImageLayout.flat.rawValue
 
     @Option(help: "Node-level cache directory shared by pods.")
@@ -142,7 +145,9 @@ struct Fetch: AsyncParsableCommand {
 
     func run() async throws {
         guard let layout = CacheImageLayout(rawValue: layout) else {
-            throw ValidationError("--layout must be flat or hf, not '\(layout)'")
+            throw ValidationError(
+                "--layout must be \(CacheImageLayout.allCases.map(\.rawValue).joined(separator: ", ")), not '\(layout)'"
+            )
         }
         let connection = try client.connection
         let (release, chosenVariant) = try await fit.choose(reference, variant: variant, connection: connection)

@@ -33,7 +33,10 @@ func run(_ program: String, _ arguments: [String]) throws -> CommandResult {
     static func manifest(_ name: String) -> URL { repositoryRoot.appendingPathComponent("deploy/\(name)") }
 
     /// Every manifest of deploy/ against the Kubernetes API schema (kubernetes-validate, installed by .ci/test).
-    @Test(arguments: ["registry.yaml", "registry-ha.yaml", "vllm.yaml", "vllm-hf.yaml", "backup-cronjob.yaml"])
+    @Test(arguments: [
+        "registry.yaml", "registry-ha.yaml", "vllm.yaml", "vllm-hf.yaml", "vllm-imagevolume.yaml",
+        "backup-cronjob.yaml",
+    ])
     func manifestIsValidKubernetes(_ name: String) throws {
         let result = try run("kubernetes-validate", ["--strict", Self.manifest(name).path])
         #expect(result.status == 0, "\(result)")
@@ -45,7 +48,8 @@ func run(_ program: String, _ arguments: [String]) throws -> CommandResult {
             atPath: repositoryRoot.appendingPathComponent("deploy").path)
         #expect(
             Set(files.filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") }) == [
-                "registry.yaml", "registry-ha.yaml", "vllm.yaml", "vllm-hf.yaml", "backup-cronjob.yaml",
+                "registry.yaml", "registry-ha.yaml", "vllm.yaml", "vllm-hf.yaml", "vllm-imagevolume.yaml",
+                "backup-cronjob.yaml",
             ])
     }
 
@@ -111,6 +115,88 @@ func run(_ program: String, _ arguments: [String]) throws -> CommandResult {
     }
 
     /// The CronJob's policy, and its steps run as written by the real binary against a real server.
+    /// deploy/vllm-imagevolume.yaml's image volume: the reference, pull secret and mount the manifest gives, pulled
+    /// as the node's runtime pulls it (skopeo, the pull secret's token as a Basic password) from a real server, its
+    /// layer unpacked as the volume shows it, and vLLM's `--model` directory read by the container's user.
+    @Test func theImageVolumeManifestMountsTheModel() throws {
+        let script = """
+            import json, sys, yaml
+            docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+            pod = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+            vllm = pod["containers"][0]
+            volume = next(v for v in pod["volumes"] if "image" in v)
+            mount = next(m for m in vllm["volumeMounts"] if m["name"] == volume["name"])
+            args = vllm["args"]
+            print(json.dumps({"reference": volume["image"]["reference"], "secret": pod["imagePullSecrets"][0]["name"],
+                              "mount": mount["mountPath"], "readOnly": mount.get("readOnly", False),
+                              "model": args[args.index("--model") + 1], "user": vllm["securityContext"]["runAsUser"]}))
+            """
+        struct Pod: Decodable {
+            let reference, secret, mount, model: String
+            let readOnly: Bool
+            let user: Int
+        }
+        let parsed = try run("python3", ["-c", script, Self.manifest("vllm-imagevolume.yaml").path])
+        try #require(parsed.status == 0, "\(parsed)")
+        let pod = try JSONDecoder().decode(Pod.self, from: Data(parsed.stdout.utf8))
+        #expect(pod.secret == "modelreg-pull-secret" && pod.readOnly)
+        #expect(pod.model == pod.mount + "/models", "vLLM reads the image's models/ directory")
+        let match = try #require(pod.reference.firstMatch(of: /^([^\/]+)\/([^:]+):(.+)$/), "\(pod.reference)")
+        let (model, tag) = (String(match.2), String(match.3))
+        #expect(tag == "prod__modelcar", "containerd mounts only runnable images")
+
+        let scratch = try Scratch()
+        let server = try ServerProcess(data: scratch.url("data"))
+        let pushed = scratch.url("model")
+        try TestModel.write(to: pushed)
+        for step in [["push", pushed.path, "\(model):1"], ["alias", "set", model, "prod", "1"]] {
+            let result = try modelreg(step, environment: server.environment)
+            try #require(result.status == 0, "\(result)")
+        }
+        let token = try modelreg(
+            ["token", "create", "--name", "kubelet", "--scope", "read"], environment: server.environment)
+        try #require(token.status == 0, "\(token)")
+        let secret = token.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let image = server.url.replacingOccurrences(of: "http://", with: "") + "/\(model):\(tag)"
+        let copied = scratch.url("pulled")
+        var pull = try run(
+            "skopeo",
+            [
+                "copy", "--src-tls-verify=false", "--src-creds", "modelreg:\(secret)", "docker://\(image)",
+                "dir:\(copied.path)",
+            ])
+        // The layer's digest is known once the registry has hashed it after the alias move; the kubelet retries.
+        for _ in 0..<100 where pull.status != 0 && pull.stderr.lowercased().contains("manifest unknown") {
+            usleep(100_000)
+            try? FileManager.default.removeItem(at: copied)
+            pull = try run(
+                "skopeo",
+                [
+                    "copy", "--src-tls-verify=false", "--src-creds", "modelreg:\(secret)", "docker://\(image)",
+                    "dir:\(copied.path)",
+                ])
+        }
+        try #require(pull.status == 0, "\(pull)")
+        let manifest =
+            try JSONSerialization.jsonObject(
+                with: Data(contentsOf: copied.appendingPathComponent("manifest.json"))) as? [String: Any]
+        let layers = manifest?["layers"] as? [[String: Any]] ?? []
+        try #require(layers.count == 1)
+        let layer = String((layers[0]["digest"] as? String ?? "").dropFirst("sha256:".count))
+        let volume = scratch.url("volume")
+        try FileManager.default.createDirectory(at: volume, withIntermediateDirectories: true)
+        let unpack = try shell("tar -xf '\(copied.appendingPathComponent(layer).path)' -C '\(volume.path)'")
+        try #require(unpack.status == 0, "\(unpack.output)")
+        let modelDirectory = volume.appendingPathComponent(String(pod.model.dropFirst(pod.mount.count + 1)))
+        #expect(try snapshot(modelDirectory).mapValues(\.0) == (try snapshot(pushed).mapValues(\.0)))
+        let read = try shell(
+            "setpriv --reuid=\(pod.user) --regid=\(pod.user) --clear-groups sh -c 'cd \(volume.path) && find \(pod.model.dropFirst(pod.mount.count + 1)) -type f -exec cat {} + | wc -c'"
+        )
+        let expected = try snapshot(pushed).values.reduce(0) { $0 + $1.0.count }
+        #expect(
+            read.status == 0 && Int(read.output.trimmingCharacters(in: .whitespacesAndNewlines)) == expected, "\(read)")
+    }
+
     @Test func backupCronJobStepsWork() throws {
         let script = """
             import json, sys, yaml

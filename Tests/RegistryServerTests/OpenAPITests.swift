@@ -35,9 +35,10 @@ import Testing
         return result
     }
 
-    /// `/v1/uploads/:id` and `/v1/uploads/{id}` both become `/v1/uploads/{}`.
+    /// `/v1/uploads/:id` and `/v1/uploads/{id}` both become `/v1/uploads/{}`; `/v2/` and `/v2` are one path.
     static func normalized(_ path: String) -> String {
-        path.split(separator: "/", omittingEmptySubsequences: false).map { segment in
+        let path = path.count > 1 && path.hasSuffix("/") ? String(path.dropLast()) : path
+        return path.split(separator: "/", omittingEmptySubsequences: false).map { segment in
             segment.hasPrefix(":") || (segment.hasPrefix("{") && segment.hasSuffix("}")) ? "{}" : String(segment)
         }.joined(separator: "/")
     }
@@ -48,10 +49,11 @@ import Testing
             let routes = RegistryApplication.routes(registry.registry).map {
                 Operation(method: $0.method.rawValue.lowercased(), path: $0.path)
             }
-            // A catch-all route (`/v1/models/**`, `/hf/**`) answers every documented path below its prefix.
+            // A catch-all route (`/v1/models/**`, `/hf/**`, `/v2/**`) answers every documented path below its
+            // prefix.
             let catchAlls = Set(routes.filter { $0.path.hasSuffix("/**") }.map(\.path))
             func prefix(_ path: String) -> String? {
-                catchAlls.map { String($0.dropLast(3)) }.first { path.hasPrefix($0 + "/") && path.contains("{") }
+                catchAlls.map { String($0.dropLast(3)) }.first { path.hasPrefix($0 + "/") && path.count > $0.count + 1 }
             }
             let fixed = Set(
                 routes.filter { !catchAlls.contains($0.path) }.map {
@@ -129,6 +131,11 @@ import Testing
                 if operation.path.hasPrefix("/hf/"), response.status.code >= 400 {
                     // The Hub's own error form, which its clients read.
                     #expect(response.headers[HTTPField.Name("X-Error-Message")!] != nil, "\(operation) (as \(uri))")
+                } else if operation.path.hasPrefix("/v2/"), response.status.code >= 400 {
+                    // The OCI Distribution spec's error form.
+                    if operation.method != "head" {
+                        #expect(response.text.contains(#""errors":[{"code":"#), "\(operation) (as \(uri))")
+                    }
                 } else if response.status.code >= 400, operation.method != "head" {
                     #expect(response.errorCode != nil, "\(operation) error body: \(response.text)")
                 }

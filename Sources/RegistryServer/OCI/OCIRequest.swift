@@ -1,3 +1,4 @@
+import HTTPTypes
 import ModelRegistryCore
 
 /// What a path under `/v2/` asks for. The repository name is what precedes the last resource word, read
@@ -11,6 +12,26 @@ enum OCIRequest: Equatable {
     case blob(ModelName, Digest)
     case tags(ModelName)
     case referrers(ModelName, Digest)
+
+    /// The path's template, as metrics label requests.
+    var template: String {
+        switch self {
+        case .base: "/v2/"
+        case .token: "/v2/token"
+        case .manifest: "/v2/{name}/manifests/{reference}"
+        case .blob: "/v2/{name}/blobs/{digest}"
+        case .tags: "/v2/{name}/tags/list"
+        case .referrers: "/v2/{name}/referrers/{digest}"
+        }
+    }
+
+    /// The methods the path answers.
+    var methods: [HTTPRequest.Method] {
+        switch self {
+        case .token: [.get, .head, .post]
+        case .base, .manifest, .blob, .tags, .referrers: [.get, .head]
+        }
+    }
 
     init(segments: [String]) throws(OCIError) {
         if segments.isEmpty {

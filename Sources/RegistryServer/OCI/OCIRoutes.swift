@@ -27,7 +27,7 @@ struct OCIRoutes {
     }
 
     private func answer(_ request: Request, _ context: RegistryRequestContext, sendBody: Bool) async -> Response {
-        await answering(request) {
+        let response = await answering(request) {
             let ociRequest = try OCIRequest(segments: try Self.segments(context))
             if case .token = ociRequest { return try await TokenService(registry: registry).issue(request) }
             try authorize(request, context, ociRequest)
@@ -44,16 +44,19 @@ struct OCIRoutes {
                 return try await referrers(request, model, digest).response(sendBody: sendBody)
             }
         }
+        return sendBody ? response : response.withOCIHeaders(sendBody: false)
     }
 
     private func answerPost(_ request: Request, _ context: RegistryRequestContext) async -> Response {
         await answering(request) {
             let ociRequest = try OCIRequest(segments: try Self.segments(context))
             guard case .token = ociRequest else {
-                throw OCIError(
+                var error = OCIError(
                     .methodNotAllowed, .unsupported,
                     "POST \(request.uri.path.prefix(200)): pushing over the OCI API is not served yet; publish with `modelreg push`"
                 )
+                error.headers[.allow] = "GET, HEAD"
+                throw error
             }
             return try await TokenService(registry: registry).issue(oauth: request, context: context)
         }
@@ -287,7 +290,9 @@ extension Response {
         var response = self
         response.headers[.dockerDistributionAPIVersion] = "registry/2.0"
         if !sendBody {
-            if let length = response.body.contentLength { response.headers[.contentLength] = String(length) }
+            if response.headers[.contentLength] == nil, let length = response.body.contentLength {
+                response.headers[.contentLength] = String(length)
+            }
             response.body = ResponseBody()
         }
         return response

@@ -26,11 +26,7 @@ struct TokenService {
     /// `POST /v2/token`, the OAuth2 form containerd and Docker send: `grant_type=password` with the token as
     /// `password`, or `grant_type=refresh_token`.
     func issue(oauth request: Request, context: RegistryRequestContext) async throws -> Response {
-        let body = try await request.body.collect(upTo: context.maxUploadSize)
-        var components = URLComponents()
-        components.percentEncodedQuery = String(buffer: body).replacingOccurrences(of: "+", with: "%20")
-        let form = Dictionary(
-            (components.queryItems ?? []).map { ($0.name, $0.value ?? "") }, uniquingKeysWith: { first, _ in first })
+        let form = Self.form(String(buffer: try await request.body.collect(upTo: context.maxUploadSize)))
         let secret: String?
         switch form["grant_type"] {
         case "password": secret = form["password"]
@@ -53,6 +49,20 @@ struct TokenService {
             token: secret, accessToken: secret, refreshToken: oauth ? secret : nil, expiresIn: Self.lifetime,
             issuedAt: Timestamp.now())
         return JSONBody.response(answer, headers: [.cacheControl: "no-store"])
+    }
+
+    /// An `application/x-www-form-urlencoded` body's fields, the first of each name; a malformed field is left out.
+    static func form(_ body: String) -> [String: String] {
+        var fields: [String: String] = [:]
+        for pair in body.split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            func decoded(_ text: Substring) -> String? {
+                text.replacingOccurrences(of: "+", with: " ").removingPercentEncoding
+            }
+            guard let name = decoded(parts[0]), let value = decoded(parts.count > 1 ? parts[1] : "") else { continue }
+            if fields[name] == nil { fields[name] = value }
+        }
+        return fields
     }
 
     private static func challenge(_ why: String) -> OCIError {

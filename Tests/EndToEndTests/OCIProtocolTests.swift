@@ -1,0 +1,413 @@
+import Foundation
+import ModelRegistryCore
+import Testing
+
+/// The OCI Distribution API under `/v2/`, driven by real clients: skopeo (inspect, copy to a directory and to
+/// an OCI layout), the oras Python client, and curl for the spec's statuses, headers and errors. Documents are
+/// checked against the OCI image-spec and ModelPack JSON schemas (Schemas/).
+@Suite struct OCIProtocolTests {
+    /// A registry holding org/oci: version 1 (`prod`), version 2 with a default and an `awq-int4` variant.
+    struct Fixture {
+        let scratch: Scratch
+        let server: ServerProcess
+        let first: URL
+        let second: URL
+        let quantized: URL
+
+        init(extraArguments: [String] = []) throws {
+            scratch = try Scratch()
+            server = try ServerProcess(data: scratch.url("data"), extraArguments: extraArguments)
+            first = scratch.url("first")
+            second = scratch.url("second")
+            quantized = scratch.url("quantized")
+            try TestModel.write(to: first, seed: 1)
+            try TestModel.write(to: second, seed: 2)
+            try InspectionTests.writeAWQ(to: quantized)
+            for (directory, arguments) in [
+                (first, ["org/oci:1"]), (second, ["org/oci:2"]),
+                (quantized, ["org/oci:2", "--variant", "awq-int4"]),
+            ] {
+                try run(["push", directory.path] + arguments)
+            }
+            try run(["alias", "set", "org/oci", "prod", "1"])
+        }
+
+        func run(_ arguments: [String]) throws {
+            let result = try modelreg(arguments, environment: server.environment)
+            try #require(result.status == 0, "\(result)")
+        }
+
+        /// `host:port`, as image references name the registry.
+        var host: String { String(server.url.dropFirst("http://".count)) }
+
+        func skopeo(_ arguments: [String]) throws -> CommandResult {
+            try CommandProcess(
+                ["skopeo"] + arguments, in: scratch.root, executable: URL(fileURLWithPath: "/usr/bin/env")
+            ).wait()
+        }
+
+        /// skopeo's options for reading from the registry with the admin token as a password.
+        var credentials: [String] { ["--tls-verify=false", "--creds", "modelreg:\(server.adminToken)"] }
+
+        func request(_ path: String, method: String = "GET", headers: [String] = [], token: String? = nil)
+            throws -> HTTPAnswer
+        {
+            try HTTPAnswer.fetch(
+                server.url + path, method: method,
+                headers: headers + ["Authorization: Bearer \(token ?? server.adminToken)"], in: scratch)
+        }
+
+        /// The manifest a tag or digest names, as served.
+        func manifest(_ reference: String) throws -> HTTPAnswer {
+            let answer = try request("/v2/org/oci/manifests/\(reference)")
+            try #require(answer.status == 200, "\(answer)")
+            return answer
+        }
+    }
+
+    /// What curl received.
+    struct HTTPAnswer: CustomStringConvertible {
+        let status: Int
+        let headers: [String: String]
+        let body: Data
+
+        var text: String { String(decoding: body, as: UTF8.self) }
+        var json: [String: Any] { (try? JSONSerialization.jsonObject(with: body)) as? [String: Any] ?? [:] }
+        var errorCode: String? { ((json["errors"] as? [[String: Any]])?.first)?["code"] as? String }
+        var description: String { "\(status) \(headers)\n\(text.prefix(2000))" }
+
+        static func fetch(_ url: String, method: String, headers: [String], in scratch: Scratch) throws -> HTTPAnswer {
+            let id = UUID().uuidString
+            let head = scratch.url("head-\(id)")
+            let body = scratch.url("body-\(id)")
+            var arguments = ["-s", "-X", method, "-D", head.path, "-o", body.path, "-w", "%{http_code}"]
+            if method == "HEAD" { arguments = ["-s", "-I", "-D", head.path, "-o", body.path, "-w", "%{http_code}"] }
+            for header in headers { arguments += ["-H", header] }
+            let result = try CommandProcess(
+                ["curl"] + arguments + [url], executable: URL(fileURLWithPath: "/usr/bin/env")
+            ).wait()
+            var fields: [String: String] = [:]
+            for line in ((try? String(contentsOf: head, encoding: .utf8)) ?? "").split(separator: "\r\n") {
+                guard let colon = line.firstIndex(of: ":") else { continue }
+                fields[line[..<colon].lowercased()] = line[line.index(after: colon)...]
+                    .trimmingCharacters(in: .whitespaces)
+            }
+            return HTTPAnswer(
+                status: Int(result.stdout) ?? 0, headers: fields, body: (try? Data(contentsOf: body)) ?? Data())
+        }
+    }
+
+    /// A pushed directory's files: relative path to sha256.
+    static func files(_ root: URL) throws -> [String: String] {
+        try snapshot(root).mapValues { Digest.of($0.0).hex }
+    }
+
+    /// The files a `dir:` copy of an artifact holds, by the path each layer's title names.
+    static func filesOfCopy(_ directory: URL) throws -> [String: String] {
+        let manifest =
+            try JSONSerialization.jsonObject(
+                with: Data(contentsOf: directory.appendingPathComponent("manifest.json"))) as? [String: Any]
+        var files: [String: String] = [:]
+        for layer in manifest?["layers"] as? [[String: Any]] ?? [] {
+            let digest = try Digest(parsing: layer["digest"] as? String ?? "")
+            let title = (layer["annotations"] as? [String: String])?["org.opencontainers.image.title"] ?? ""
+            let bytes = try Data(contentsOf: directory.appendingPathComponent(digest.hex))
+            #expect(Digest.of(bytes) == digest, "layer \(title) holds other bytes than its digest says")
+            files[title] = digest.hex
+        }
+        return files
+    }
+
+    @Test func skopeoCopiesAnArtifactWhoseLayersAreTheFiles() throws {
+        let fixture = try Fixture()
+        let raw = try fixture.skopeo(
+            ["inspect", "--raw"] + fixture.credentials + ["docker://\(fixture.host)/org/oci:prod"])
+        try #require(raw.status == 0, "\(raw)")
+        let manifest = try JSONSerialization.jsonObject(with: Data(raw.stdout.utf8)) as? [String: Any]
+        #expect(manifest?["artifactType"] as? String == "application/vnd.cncf.model.manifest.v1+json")
+        #expect(manifest?["mediaType"] as? String == "application/vnd.oci.image.manifest.v1+json")
+
+        // The password of Basic credentials, and a bearer token, each reach every file.
+        for (reference, options, pushed) in [
+            ("prod", fixture.credentials, fixture.first),
+            ("2__awq-int4", ["--tls-verify=false", "--registry-token", fixture.server.adminToken], fixture.quantized),
+        ] {
+            let out = fixture.scratch.url("copy-\(reference)")
+            let copy = try fixture.skopeo(
+                ["copy"] + options.map { $0.replacingOccurrences(of: "--", with: "--src-") }
+                    + ["docker://\(fixture.host)/org/oci:\(reference)", "dir:\(out.path)"])
+            try #require(copy.status == 0, "\(copy)")
+            #expect(try Self.filesOfCopy(out) == (try Self.files(pushed)), "\(reference)")
+        }
+
+        let anonymous = try fixture.skopeo(
+            ["inspect", "--raw", "--tls-verify=false", "docker://\(fixture.host)/org/oci:prod"])
+        #expect(anonymous.status != 0 && anonymous.stderr.contains("unauthorized"), "\(anonymous)")
+    }
+
+    @Test func orasPullsTheModelsFilesByTheirTitles() throws {
+        let fixture = try Fixture()
+        let out = fixture.scratch.url("oras")
+        let pull = try CommandProcess(
+            [
+                "python3", "-c",
+                """
+                import sys, oras.client
+                client = oras.client.OrasClient(hostname=sys.argv[1], insecure=True)
+                client.login(username="modelreg", password=sys.argv[2], hostname=sys.argv[1])
+                client.pull(target=sys.argv[1] + "/org/oci:2", outdir=sys.argv[3])
+                """, fixture.host, fixture.server.adminToken, out.path,
+            ], executable: URL(fileURLWithPath: "/usr/bin/env")
+        ).wait()
+        try #require(pull.status == 0, "\(pull)")
+        #expect(try Self.files(out) == (try Self.files(fixture.second)))
+    }
+
+    @Test func tagsNameEveryReleaseAndFollowAnAliasAtOnce() throws {
+        let fixture = try Fixture()
+        let list = try fixture.request("/v2/org/oci/tags/list")
+        #expect(list.status == 200)
+        #expect(list.json["name"] as? String == "org/oci")
+        #expect(
+            list.json["tags"] as? [String] == ["1", "1__default", "2", "2__awq-int4", "2__default", "latest", "prod"])
+
+        // Pages of two, each linking the next, together the whole list.
+        var tags: [String] = []
+        var next: String? = "/v2/org/oci/tags/list?n=2"
+        while let path = next {
+            let page = try fixture.request(path)
+            try #require(page.status == 200, "\(page)")
+            tags += page.json["tags"] as? [String] ?? []
+            next = page.headers["link"]?.firstMatch(of: /<([^>]+)>; rel="next"/).map { String($0.1) }
+            try #require(tags.count <= 7)
+        }
+        #expect(tags == list.json["tags"] as? [String])
+
+        let first = try fixture.manifest("1")
+        let second = try fixture.manifest("2")
+        #expect(try fixture.manifest("prod").body == first.body)
+        #expect(try fixture.manifest("latest").body == second.body)
+        try fixture.run(["alias", "set", "org/oci", "prod", "2"])
+        let moved = try fixture.manifest("prod")
+        #expect(moved.body == second.body, "an alias move changes its tag at once")
+
+        // A digest names the same bytes forever, by GET and HEAD alike.
+        let digest = try #require(first.headers["docker-content-digest"])
+        #expect(digest == Digest.of(first.body).description)
+        #expect(try fixture.manifest(digest).body == first.body)
+        let head = try fixture.request("/v2/org/oci/manifests/\(digest)", method: "HEAD")
+        #expect(head.status == 200 && head.headers["content-length"] == String(first.body.count))
+        #expect(head.headers["docker-content-digest"] == digest)
+        #expect(head.headers["content-type"] == "application/vnd.oci.image.manifest.v1+json")
+    }
+
+    @Test func theRunnableImagePlacesTheFilesUnderModels() throws {
+        let fixture = try Fixture()
+        // The layer's digest is learned once the cache image builder has hashed it, just after the alias move.
+        var index = try fixture.request("/v2/org/oci/manifests/prod__modelcar")
+        for _ in 0..<100 where index.status == 404 {
+            #expect(index.errorCode == "MANIFEST_UNKNOWN" && index.text.contains("retry"), "\(index)")
+            usleep(100_000)
+            index = try fixture.request("/v2/org/oci/manifests/prod__modelcar")
+        }
+        try #require(index.status == 200, "\(index)")
+        #expect(index.headers["content-type"] == "application/vnd.oci.image.index.v1+json")
+
+        let inspect = try fixture.skopeo(
+            ["inspect"] + fixture.credentials + ["docker://\(fixture.host)/org/oci:prod__modelcar"])
+        try #require(inspect.status == 0, "\(inspect)")
+        let described = try JSONSerialization.jsonObject(with: Data(inspect.stdout.utf8)) as? [String: Any]
+        #expect(described?["Os"] as? String == "linux")
+        #expect((described?["Layers"] as? [String])?.count == 1)
+
+        for architecture in ["amd64", "arm64"] {
+            let copied = fixture.scratch.url("image-\(architecture)")
+            let copy = try fixture.skopeo(
+                [
+                    "copy", "--override-arch", architecture, "--src-tls-verify=false", "--src-creds",
+                    "modelreg:\(fixture.server.adminToken)", "docker://\(fixture.host)/org/oci:prod__modelcar",
+                    "dir:\(copied.path)",
+                ])
+            try #require(copy.status == 0, "\(copy)")
+            func document(_ digest: Any?) throws -> [String: Any] {
+                let hex = (digest as? String ?? "").dropFirst("sha256:".count)
+                return try JSONSerialization.jsonObject(
+                    with: Data(contentsOf: copied.appendingPathComponent(String(hex)))) as? [String: Any] ?? [:]
+            }
+            let manifest =
+                try JSONSerialization.jsonObject(
+                    with: Data(contentsOf: copied.appendingPathComponent("manifest.json"))) as? [String: Any] ?? [:]
+            let config = try document((manifest["config"] as? [String: Any])?["digest"])
+            #expect(config["architecture"] as? String == architecture)
+            let layers = manifest["layers"] as? [[String: Any]] ?? []
+            try #require(layers.count == 1)
+            #expect(layers[0]["mediaType"] as? String == "application/vnd.oci.image.layer.v1.tar")
+            let layer = layers[0]["digest"] as? String ?? ""
+            #expect((config["rootfs"] as? [String: Any])?["diff_ids"] as? [String] == [layer])
+            let root = fixture.scratch.url("rootfs-\(architecture)")
+            try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+            let archive = copied.appendingPathComponent(String(layer.dropFirst("sha256:".count)))
+            #expect(Digest.of(try Data(contentsOf: archive)).description == layer)
+            let extract = try shell("tar -xf '\(archive.path)' -C '\(root.path)'")
+            try #require(extract.status == 0, "\(extract.output)")
+            #expect(try Self.files(root.appendingPathComponent("models")) == (try Self.files(fixture.first)))
+            #expect(try FileManager.default.contentsOfDirectory(atPath: root.path) == ["models"])
+        }
+    }
+
+    /// The ModelPack config against the model-spec's schema; manifests, indexes and image configs against the
+    /// image-spec's.
+    @Test func everyDocumentFollowsItsSchema() throws {
+        let fixture = try Fixture()
+        var runnable = try fixture.request("/v2/org/oci/manifests/prod__modelcar")
+        for _ in 0..<100 where runnable.status == 404 {
+            usleep(100_000)
+            runnable = try fixture.request("/v2/org/oci/manifests/prod__modelcar")
+        }
+        try #require(runnable.status == 200, "\(runnable)")
+        var documents: [(schema: String, path: URL)] = []
+        func keep(_ schema: String, _ answer: HTTPAnswer) throws {
+            let path = fixture.scratch.url("document-\(documents.count).json")
+            try answer.body.write(to: path)
+            documents.append((schema, path))
+        }
+        func blob(_ digest: Any?) throws -> HTTPAnswer {
+            let answer = try fixture.request("/v2/org/oci/blobs/\(digest as? String ?? "")")
+            try #require(answer.status == 200, "\(answer)")
+            #expect(Digest.of(answer.body).description == digest as? String)
+            return answer
+        }
+        for tag in ["prod", "2", "2__awq-int4"] {
+            let manifest = try fixture.manifest(tag)
+            try keep("image-manifest-schema.json", manifest)
+            try keep("model-config", try blob((manifest.json["config"] as? [String: Any])?["digest"]))
+        }
+        try keep("image-index-schema.json", runnable)
+        for entry in runnable.json["manifests"] as? [[String: Any]] ?? [] {
+            let manifest = try fixture.manifest(entry["digest"] as? String ?? "")
+            try keep("image-manifest-schema.json", manifest)
+            try keep("config-schema.json", try blob((manifest.json["config"] as? [String: Any])?["digest"]))
+        }
+        let schemas = repositoryRoot.appendingPathComponent("Tests/EndToEndTests/Schemas")
+        let check = try CommandProcess(
+            ["python3", "-c", Self.schemaCheck, schemas.path] + documents.flatMap { [$0.schema, $0.path.path] },
+            executable: URL(fileURLWithPath: "/usr/bin/env")
+        ).wait()
+        #expect(check.status == 0, "\(check)")
+        #expect(check.stdout.split(separator: "\n").count == documents.count, "\(check)")
+    }
+
+    /// Validates each (schema, document) pair of its arguments; the image-spec's schemas refer to each other by
+    /// file name relative to ids that differ, so each is found by the last part of the reference.
+    static let schemaCheck = """
+        import json, os, sys
+        import jsonschema
+        from referencing import Registry, Resource
+        from referencing.jsonschema import DRAFT4
+        root = sys.argv[1]
+        spec = {name: json.load(open(os.path.join(root, "image-spec", name)))
+                for name in os.listdir(os.path.join(root, "image-spec"))}
+        registry = Registry(retrieve=lambda uri: Resource.from_contents(spec[uri.rsplit("/", 1)[-1]],
+                                                                         default_specification=DRAFT4))
+        model = json.load(open(os.path.join(root, "model-spec", "config-schema.json")))
+        pairs = sys.argv[2:]
+        for schema, path in zip(pairs[::2], pairs[1::2]):
+            document = json.load(open(path))
+            if schema == "model-config":
+                jsonschema.Draft202012Validator(model, format_checker=jsonschema.FormatChecker()).validate(document)
+            else:
+                jsonschema.Draft4Validator(spec[schema], registry=registry).validate(document)
+            print("valid", schema, path)
+        """
+
+    @Test func theTokenServiceAnswersTheBearerChallenge() throws {
+        let fixture = try Fixture()
+        let read = try modelreg(
+            ["token", "create", "--name", "kubelet", "--scope", "read"], environment: fixture.server.environment)
+        try #require(read.status == 0, "\(read)")
+        let token = read.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+
+        let base = try HTTPAnswer.fetch(fixture.server.url + "/v2/", method: "GET", headers: [], in: fixture.scratch)
+        #expect(base.status == 401 && base.errorCode == "UNAUTHORIZED", "\(base)")
+        let challenge = try #require(base.headers["www-authenticate"])
+        let realm = try #require(challenge.firstMatch(of: /Bearer realm="([^"]+)",service="modelreg"/)?.1)
+        #expect(realm == fixture.server.url + "/v2/token")
+        let scoped = try HTTPAnswer.fetch(
+            fixture.server.url + "/v2/org/oci/manifests/prod", method: "GET", headers: [], in: fixture.scratch)
+        #expect(scoped.headers["www-authenticate"]?.hasSuffix(#"scope="repository:org/oci:pull""#) == true, "\(scoped)")
+
+        let basic = Data("modelreg:\(token)".utf8).base64EncodedString()
+        let issued = try HTTPAnswer.fetch(
+            String(realm) + "?service=modelreg&scope=repository:org/oci:pull", method: "GET",
+            headers: ["Authorization: Basic \(basic)"], in: fixture.scratch)
+        #expect(issued.status == 200, "\(issued)")
+        let bearer = try #require(issued.json["token"] as? String)
+        #expect(try fixture.request("/v2/", token: bearer).status == 200)
+        #expect(try fixture.request("/v2/org/oci/manifests/prod", token: bearer).status == 200)
+
+        // containerd's OAuth2 form.
+        let oauth = try HTTPAnswer.fetch(
+            String(realm), method: "POST",
+            headers: ["Content-Type: application/x-www-form-urlencoded", "X-Form: 1"], in: fixture.scratch)
+        #expect(oauth.status == 400 || oauth.status == 401, "\(oauth)")
+        let form = try CommandProcess(
+            [
+                "curl", "-s", "-X", "POST", "--data-urlencode", "grant_type=password", "--data-urlencode", "username=x",
+                "--data-urlencode", "password=\(token)", "--data-urlencode", "service=modelreg", String(realm),
+            ],
+            executable: URL(fileURLWithPath: "/usr/bin/env")
+        ).wait()
+        let access = try JSONSerialization.jsonObject(with: Data(form.stdout.utf8)) as? [String: Any]
+        #expect(access?["access_token"] as? String == token, "\(form)")
+
+        let wrong = try HTTPAnswer.fetch(
+            String(realm), method: "GET",
+            headers: ["Authorization: Basic \(Data("x:not-a-token".utf8).base64EncodedString())"], in: fixture.scratch)
+        #expect(wrong.status == 401 && wrong.errorCode == "UNAUTHORIZED", "\(wrong)")
+        let revoked = try fixture.request("/v2/org/oci/tags/list", token: "not-a-token")
+        #expect(revoked.status == 401 && revoked.errorCode == "UNAUTHORIZED", "\(revoked)")
+    }
+
+    @Test func anonymousReadServesPullsWithoutCredentials() throws {
+        let fixture = try Fixture(extraArguments: ["--anonymous-read"])
+        let base = try HTTPAnswer.fetch(fixture.server.url + "/v2/", method: "GET", headers: [], in: fixture.scratch)
+        #expect(base.status == 200 && base.headers["docker-distribution-api-version"] == "registry/2.0", "\(base)")
+        let out = fixture.scratch.url("anonymous")
+        let copy = try fixture.skopeo(
+            ["copy", "--src-tls-verify=false", "docker://\(fixture.host)/org/oci:1", "dir:\(out.path)"])
+        try #require(copy.status == 0, "\(copy)")
+        #expect(try Self.filesOfCopy(out) == (try Self.files(fixture.first)))
+    }
+
+    @Test func errorsAreTheSpecsErrors() throws {
+        let fixture = try Fixture()
+        let unknownTag = try fixture.request("/v2/org/oci/manifests/9")
+        #expect(unknownTag.status == 404 && unknownTag.errorCode == "MANIFEST_UNKNOWN", "\(unknownTag)")
+        let unknownModel = try fixture.request("/v2/org/none/manifests/1")
+        #expect(unknownModel.status == 404 && unknownModel.errorCode == "NAME_UNKNOWN", "\(unknownModel)")
+        let badName = try fixture.request("/v2/Org/oci/tags/list")
+        #expect(badName.status == 400 && badName.errorCode == "NAME_INVALID", "\(badName)")
+        let badDigest = try fixture.request("/v2/org/oci/blobs/sha256:abc")
+        #expect(badDigest.status == 400 && badDigest.errorCode == "DIGEST_INVALID", "\(badDigest)")
+        let unknownBlob = try fixture.request("/v2/org/oci/blobs/sha256:" + String(repeating: "0", count: 64))
+        #expect(unknownBlob.status == 404 && unknownBlob.errorCode == "BLOB_UNKNOWN", "\(unknownBlob)")
+
+        let manifest = try fixture.manifest("prod")
+        let layer = try #require((manifest.json["layers"] as? [[String: Any]])?.last?["digest"] as? String)
+        let whole = try fixture.request("/v2/org/oci/blobs/\(layer)")
+        #expect(whole.status == 200 && whole.headers["docker-content-digest"] == layer)
+        let part = try fixture.request("/v2/org/oci/blobs/\(layer)", headers: ["Range: bytes=1-10"])
+        #expect(part.status == 206 && part.body == whole.body[1...10], "\(part)")
+        let outside = try fixture.request(
+            "/v2/org/oci/blobs/\(layer)", headers: ["Range: bytes=\(whole.body.count + 5)-"])
+        #expect(outside.status == 416, "\(outside)")
+
+        let push = try fixture.request("/v2/org/oci/manifests/3", method: "PUT")
+        #expect(push.status == 405 && push.errorCode == "UNSUPPORTED" && push.headers["allow"] != nil, "\(push)")
+
+        let referrers = try fixture.request("/v2/org/oci/referrers/\(layer)?artifactType=application/example")
+        #expect(referrers.status == 200 && referrers.headers["oci-filters-applied"] == "artifactType", "\(referrers)")
+        #expect(referrers.json["manifests"] as? [Any] != nil)
+        #expect(referrers.headers["content-type"] == "application/vnd.oci.image.index.v1+json")
+    }
+}
