@@ -45,9 +45,7 @@ struct BlobRoutes {
     private func putBlob(_ request: Request, _ context: RegistryRequestContext) async throws -> Response {
         try registry.authorize(context, .write)
         let digest = try digest(context)
-        let existed = try await registry.blobs.info(digest) != nil
-        let info = try await committing { try await registry.blobs.put(counted(request.body), expecting: digest) }
-        return try await committed(info, existed: existed)
+        return committed(try await BlobIntake(registry: registry).store(request.body, expecting: digest))
     }
 
     private func createUpload(_ request: Request, _ context: RegistryRequestContext) async throws -> Response {
@@ -84,7 +82,7 @@ struct BlobRoutes {
         guard let offset = Int64(text), offset >= 0 else {
             throw RegistryError(.invalidRequest, "Upload-Offset '\(text.prefix(40))' is not a non-negative integer")
         }
-        let newOffset = try await receive(id, at: offset, request.body)
+        let newOffset = try await BlobIntake(registry: registry).append(id, at: offset, request.body)
         return JSONBody.response(
             UploadStatus(id: id.value, offset: newOffset),
             status: .accepted,
@@ -100,11 +98,10 @@ struct BlobRoutes {
             throw RegistryError(.invalidRequest, "finishing an upload needs ?digest=sha256:<hex> of all its bytes")
         }
         let digest = try Digest(parsing: text)
+        let intake = BlobIntake(registry: registry)
         let offset = try await registry.blobs.uploadOffset(id)
-        _ = try await receive(id, at: offset, request.body)
-        let existed = try await registry.blobs.info(digest) != nil
-        let info = try await committing { try await registry.blobs.commitUpload(id, expecting: digest) }
-        return try await committed(info, existed: existed)
+        _ = try await intake.append(id, at: offset, request.body)
+        return committed(try await intake.commit(id, expecting: digest))
     }
 
     private func cancelUpload(_ request: Request, _ context: RegistryRequestContext) async throws -> Response {
@@ -113,8 +110,39 @@ struct BlobRoutes {
         return Response(status: .noContent)
     }
 
-    private func receive(_ id: UploadID, at offset: Int64, _ body: RequestBody) async throws -> Int64 {
+    private func committed(_ info: BlobInfo) -> Response {
+        JSONBody.response(
+            CommittedBlob(digest: info.digest, size: info.size),
+            status: .created,
+            headers: [.location: "/v1/blobs/\(info.digest)", .modelregDigest: info.digest.description]
+        )
+    }
+}
+
+/// Blob bytes arriving in requests, for every API that takes them (`/v1/blobs`, `/v1/uploads`, the OCI API's
+/// uploads): streamed into the blob store, counted, and recorded in the metadata store once whole.
+struct BlobIntake {
+    let registry: Registry
+
+    /// One request's body as a whole blob that must hash to `digest`.
+    func store(_ body: RequestBody, expecting digest: Digest) async throws -> BlobInfo {
+        let existed = try await registry.blobs.info(digest) != nil
+        return try await recorded(existed: existed) {
+            try await registry.blobs.put(counted(body), expecting: digest)
+        }
+    }
+
+    /// Appends a body to an upload at `offset`; the new offset.
+    func append(_ id: UploadID, at offset: Int64, _ body: RequestBody) async throws -> Int64 {
         try await registry.blobs.append(id, at: offset, counted(body))
+    }
+
+    /// Commits an upload whose bytes must hash to `digest`.
+    func commit(_ id: UploadID, expecting digest: Digest) async throws -> BlobInfo {
+        let existed = try await registry.blobs.info(digest) != nil
+        return try await recorded(existed: existed) {
+            try await registry.blobs.commitUpload(id, expecting: digest)
+        }
     }
 
     /// The request body, counted into the received-bytes metric as it streams by.
@@ -126,24 +154,18 @@ struct BlobRoutes {
         }
     }
 
-    /// Runs a commit, counting a digest mismatch.
-    private func committing(_ commit: () async throws -> BlobInfo) async throws -> BlobInfo {
+    /// Runs a store or commit, counting a digest mismatch, and records the blob it stored.
+    private func recorded(existed: Bool, _ store: () async throws -> BlobInfo) async throws -> BlobInfo {
+        let info: BlobInfo
         do {
-            return try await commit()
+            info = try await store()
         } catch let error as RegistryError where error.code == .digestMismatch {
             registry.metrics.digestMismatch()
             throw error
         }
-    }
-
-    private func committed(_ info: BlobInfo, existed: Bool) async throws -> Response {
         try await registry.metadata.recordBlob(info)
         registry.metrics.blobCommitted(deduplicated: existed)
-        return JSONBody.response(
-            CommittedBlob(digest: info.digest, size: info.size),
-            status: .created,
-            headers: [.location: "/v1/blobs/\(info.digest)", .modelregDigest: info.digest.description]
-        )
+        return info
     }
 }
 

@@ -49,12 +49,12 @@ import Testing
         /// skopeo's options for reading from the registry with the admin token as a password.
         var credentials: [String] { ["--tls-verify=false", "--creds", "modelreg:\(server.adminToken)"] }
 
-        func request(_ path: String, method: String = "GET", headers: [String] = [], token: String? = nil)
-            throws -> HTTPAnswer
-        {
+        func request(
+            _ path: String, method: String = "GET", headers: [String] = [], body: Data? = nil, token: String? = nil
+        ) throws -> HTTPAnswer {
             try HTTPAnswer.fetch(
-                server.url + path, method: method,
-                headers: headers + ["Authorization: Bearer \(token ?? server.adminToken)"], in: scratch)
+                path.hasPrefix("http") ? path : server.url + path, method: method,
+                headers: headers + ["Authorization: Bearer \(token ?? server.adminToken)"], body: body, in: scratch)
         }
 
         /// The manifest a tag or digest names, as served.
@@ -76,13 +76,24 @@ import Testing
         var errorCode: String? { ((json["errors"] as? [[String: Any]])?.first)?["code"] as? String }
         var description: String { "\(status) \(headers)\n\(text.prefix(2000))" }
 
-        static func fetch(_ url: String, method: String, headers: [String], in scratch: Scratch) throws -> HTTPAnswer {
+        /// `body` is sent as it is (`--data-binary`), with `Content-Length` unless a header asks for chunks.
+        static func fetch(
+            _ url: String, method: String, headers: [String], body sent: Data? = nil, in scratch: Scratch
+        ) throws -> HTTPAnswer {
             let id = UUID().uuidString
             let head = scratch.url("head-\(id)")
             let body = scratch.url("body-\(id)")
             var arguments = ["-s", "-X", method, "-D", head.path, "-o", body.path, "-w", "%{http_code}"]
             if method == "HEAD" { arguments = ["-s", "-I", "-D", head.path, "-o", body.path, "-w", "%{http_code}"] }
             for header in headers { arguments += ["-H", header] }
+            if let sent {
+                let file = scratch.url("sent-\(id)")
+                try sent.write(to: file)
+                arguments += ["--data-binary", "@\(file.path)"]
+                if !headers.contains(where: { $0.lowercased().hasPrefix("content-type") }) {
+                    arguments += ["-H", "Content-Type: application/octet-stream"]
+                }
+            }
             let result = try CommandProcess(
                 ["curl"] + arguments + [url], executable: URL(fileURLWithPath: "/usr/bin/env")
             ).wait()

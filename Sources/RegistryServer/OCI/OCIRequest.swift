@@ -12,6 +12,10 @@ enum OCIRequest: Equatable {
     case blob(ModelName, Digest)
     case tags(ModelName)
     case referrers(ModelName, Digest)
+    /// `/v2/<name>/blobs/uploads/`: starts an upload, or stores a blob in one request.
+    case uploads(ModelName)
+    /// `/v2/<name>/blobs/uploads/<id>`: an upload in progress.
+    case upload(ModelName, UploadID)
 
     /// The path's template, as metrics label requests.
     var template: String {
@@ -22,6 +26,8 @@ enum OCIRequest: Equatable {
         case .blob: "/v2/{name}/blobs/{digest}"
         case .tags: "/v2/{name}/tags/list"
         case .referrers: "/v2/{name}/referrers/{digest}"
+        case .uploads: "/v2/{name}/blobs/uploads/"
+        case .upload: "/v2/{name}/blobs/uploads/{id}"
         }
     }
 
@@ -30,6 +36,8 @@ enum OCIRequest: Equatable {
         switch self {
         case .token: [.get, .head, .post]
         case .base, .manifest, .blob, .tags, .referrers: [.get, .head]
+        case .uploads: [.post]
+        case .upload: [.get, .head, .patch, .put, .delete]
         }
     }
 
@@ -43,7 +51,17 @@ enum OCIRequest: Equatable {
             return
         }
         let count = segments.count
-        if count >= 3, segments[count - 2] == "tags", segments[count - 1] == "list" {
+        if count >= 4, segments[count - 3] == "blobs", segments[count - 2] == "uploads" {
+            let id: UploadID
+            do {
+                id = try UploadID(segments[count - 1])
+            } catch {
+                throw OCIError(.notFound, .blobUploadUnknown, error.message)
+            }
+            self = .upload(try Self.name(segments[..<(count - 3)]), id)
+        } else if count >= 3, segments[count - 2] == "blobs", segments[count - 1] == "uploads" {
+            self = .uploads(try Self.name(segments[..<(count - 2)]))
+        } else if count >= 3, segments[count - 2] == "tags", segments[count - 1] == "list" {
             self = .tags(try Self.name(segments[..<(count - 2)]))
         } else if count >= 3, segments[count - 2] == "manifests" {
             self = .manifest(try Self.name(segments[..<(count - 2)]), reference: segments[count - 1])

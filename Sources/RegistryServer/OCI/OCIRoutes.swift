@@ -22,7 +22,10 @@ struct OCIRoutes {
             Route(.head, RouteTable.ociBase) { request, context in await answer(request, context, sendBody: false) },
             Route(.get, RouteTable.ociPaths) { request, context in await answer(request, context, sendBody: true) },
             Route(.head, RouteTable.ociPaths) { request, context in await answer(request, context, sendBody: false) },
-            Route(.post, RouteTable.ociPaths) { request, context in await answerPost(request, context) },
+            Route(.post, RouteTable.ociPaths) { request, context in await answerWrite(request, context) },
+            Route(.patch, RouteTable.ociPaths) { request, context in await answerWrite(request, context) },
+            Route(.put, RouteTable.ociPaths) { request, context in await answerWrite(request, context) },
+            Route(.delete, RouteTable.ociPaths) { request, context in await answerWrite(request, context) },
         ]
     }
 
@@ -42,23 +45,45 @@ struct OCIRoutes {
                 return try await tags(request, model).withOCIHeaders(sendBody: sendBody)
             case .referrers(let model, let digest):
                 return try await referrers(request, model, digest).response(sendBody: sendBody)
+            case .upload(let model, let id):
+                try authorize(request, context, ociRequest, .write)
+                return try await OCIUploads(registry: registry).status(model, id)
+            case .uploads:
+                var error = OCIError(.methodNotAllowed, .unsupported, "start an upload with POST")
+                error.headers[.allow] = "POST"
+                throw error
             }
         }
         return sendBody ? response : response.withOCIHeaders(sendBody: false)
     }
 
-    private func answerPost(_ request: Request, _ context: RegistryRequestContext) async -> Response {
+    /// Tokens (POST of the OAuth2 form), uploads, and anything else a path does not answer (405 with `Allow`).
+    private func answerWrite(_ request: Request, _ context: RegistryRequestContext) async -> Response {
         await answering(request) {
             let ociRequest = try OCIRequest(segments: try Self.segments(context))
-            guard case .token = ociRequest else {
+            switch (request.method, ociRequest) {
+            case (.post, .token):
+                return try await TokenService(registry: registry).issue(oauth: request, context: context)
+            case (.post, .uploads(let model)):
+                try authorize(request, context, ociRequest, .write)
+                return try await OCIUploads(registry: registry).start(request, model)
+            case (.patch, .upload(let model, let id)):
+                try authorize(request, context, ociRequest, .write)
+                return try await OCIUploads(registry: registry).append(request, model, id)
+            case (.put, .upload(let model, let id)):
+                try authorize(request, context, ociRequest, .write)
+                return try await OCIUploads(registry: registry).finish(request, model, id)
+            case (.delete, .upload(let model, let id)):
+                try authorize(request, context, ociRequest, .write)
+                return try await OCIUploads(registry: registry).cancel(model, id)
+            default:
                 var error = OCIError(
                     .methodNotAllowed, .unsupported,
-                    "POST \(request.uri.path.prefix(200)): pushing over the OCI API is not served yet; publish with `modelreg push`"
+                    "\(request.method) \(request.uri.path.prefix(200)) is not served: it answers \(ociRequest.methods.map(\.rawValue).joined(separator: ", "))"
                 )
-                error.headers[.allow] = "GET, HEAD"
+                error.headers[.allow] = ociRequest.methods.map(\.rawValue).joined(separator: ", ")
                 throw error
             }
-            return try await TokenService(registry: registry).issue(oauth: request, context: context)
         }
     }
 
@@ -94,13 +119,14 @@ struct OCIRoutes {
 
     /// Reads need a `read` token (none with `--anonymous-read`). A client without one is told where the token
     /// service is, as CNCF distribution's token authentication tells it.
-    private func authorize(_ request: Request, _ context: RegistryRequestContext, _ ociRequest: OCIRequest)
-        throws(OCIError)
-    {
+    private func authorize(
+        _ request: Request, _ context: RegistryRequestContext, _ ociRequest: OCIRequest, _ scope: TokenScope = .read
+    ) throws(OCIError) {
         do {
-            try registry.authorize(context, .read)
+            try registry.authorize(context, scope)
         } catch {
-            throw challenge(error, request, scope: ociRequest.model.map { "repository:\($0):pull" })
+            let actions = scope == .read ? "pull" : "pull,push"
+            throw challenge(error, request, scope: ociRequest.model.map { "repository:\($0):\(actions)" })
         }
     }
 
@@ -279,7 +305,9 @@ extension OCIRequest {
     var model: ModelName? {
         switch self {
         case .base, .token: nil
-        case .manifest(let model, _), .blob(let model, _), .tags(let model), .referrers(let model, _): model
+        case .manifest(let model, _), .blob(let model, _), .tags(let model), .referrers(let model, _),
+            .uploads(let model), .upload(let model, _):
+            model
         }
     }
 }
