@@ -43,7 +43,8 @@ struct OCIUploads {
     /// `PUT /v2/<name>/blobs/uploads/<id>?digest=`: the last bytes, if any, then the blob.
     func finish(_ request: Request, _ model: ModelName, _ id: UploadID) async throws -> Response {
         guard let text = request.uri.queryParameters.get("digest") else {
-            throw OCIError(.badRequest, .digestInvalid, "finishing an upload needs ?digest=sha256:<hex> of all its bytes")
+            throw OCIError(
+                .badRequest, .digestInvalid, "finishing an upload needs ?digest=sha256:<hex> of all its bytes")
         }
         let digest = try Self.digest(text)
         let intake = BlobIntake(registry: registry)
@@ -99,7 +100,8 @@ struct OCIUploads {
         }
         var refusal: String?
         if start != offset {
-            refusal = "the chunk starts at \(start) but the upload holds \(offset) bytes: send the chunk that starts there"
+            refusal =
+                "the chunk starts at \(start) but the upload holds \(offset) bytes: send the chunk that starts there"
         } else if let length = request.headers[.contentLength].flatMap({ Int64($0) }), length != end - start + 1 {
             refusal = "Content-Range \(start)-\(end) is \(end - start + 1) bytes but Content-Length is \(length)"
         }
