@@ -47,7 +47,12 @@ import Testing
             let operations = try OpenAPITests.operations(OpenAPITests.document())
             #expect(operations.count > 50)
             var checked = 0
-            for (operation, details) in operations.sorted(by: { $0.key.description < $1.key.description }) {
+            // The OCI token service authenticates the credentials it is given and is the way to a token, so it
+            // has no scope of its own: OCIProtocolTests check its answers to every kind of credential.
+            let tokenService = operations.keys.filter { $0.path == "/v2/token" }
+            #expect(tokenService.count == 3)
+            for (operation, details) in operations.sorted(by: { $0.key.description < $1.key.description })
+            where operation.path != "/v2/token" {
                 let isPublic = (details["security"] as? [Any])?.isEmpty == true
                 let scopeText = details["x-required-scope"] as? String
                 #expect(isPublic || scopeText != nil, "\(operation) names neither security: [] nor x-required-scope")
@@ -80,7 +85,7 @@ import Testing
                     checked += 1
                 }
             }
-            #expect(checked == operations.count * Caller.allCases.count)
+            #expect(checked == (operations.count - tokenService.count) * Caller.allCases.count)
         }
     }
 }

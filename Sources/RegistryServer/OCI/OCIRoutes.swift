@@ -15,6 +15,8 @@ struct OCIRoutes {
 
     /// Tags a page of the tag listing when the client sets no `n`.
     static let defaultPageSize = 1000
+    /// The most tags a page may ask for.
+    static let maxPageSize = 100_000
 
     var routes: [Route] {
         [
@@ -263,13 +265,19 @@ struct OCIRoutes {
         let query = request.uri.queryParameters
         var pageSize = Self.defaultPageSize
         if let n = query.get("n") {
-            guard let value = Int(n), value >= 0 else {
-                throw OCIError(.badRequest, .unsupported, "n=\(n.prefix(40)) is not a number of tags")
+            guard let value = Int(n), (0...Self.maxPageSize).contains(value) else {
+                throw OCIError(
+                    .badRequest, .unsupported, "n=\(n.prefix(40)) is not a number of tags from 0 to \(Self.maxPageSize)"
+                )
             }
             pageSize = value
         }
         var tags = repository.tags.sorted[...]
         if let last = query.get("last") {
+            guard last.utf8.count <= OCITags.maxLength else {
+                throw OCIError(
+                    .badRequest, .unsupported, "last= is longer than a tag (\(OCITags.maxLength) characters)")
+            }
             tags = tags.drop { !last.utf8.lexicographicallyPrecedes($0.utf8) }
         }
         let page = Array(tags.prefix(pageSize))
