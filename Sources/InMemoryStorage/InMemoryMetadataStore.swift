@@ -89,6 +89,7 @@ public final class InMemoryMetadataStore: MetadataStore {
         var document: ManifestDocument
         /// The blobs its manifest names.
         var files: [Digest]
+        var pushedArtifact: PushedArtifact?
     }
 
     fileprivate struct CacheImageKey: Hashable {
@@ -196,7 +197,9 @@ public final class InMemoryMetadataStore: MetadataStore {
                 size: request.manifest.totalSize, fileCount: request.manifest.files.count, createdAt: Timestamp.now(),
                 createdBy: request.actor)
             model.versions[index].variants.append(
-                Variant(summary: summary, document: document, files: request.manifest.files.map(\.digest)))
+                Variant(
+                    summary: summary, document: document, files: request.manifest.files.map(\.digest),
+                    pushedArtifact: request.pushedArtifact))
             model.versions[index].variants.sort { $0.summary.name.value < $1.summary.name.value }
             state.models[request.model] = model
             state.record(
@@ -256,7 +259,7 @@ public final class InMemoryMetadataStore: MetadataStore {
                 return StoredManifest(
                     model: name, version: version.name, variant: variant.summary.name, digest: variant.summary.digest,
                     bytes: variant.document.bytes, mediaType: variant.document.mediaType,
-                    deprecation: version.deprecation)
+                    deprecation: version.deprecation, pushedArtifact: variant.pushedArtifact)
             }
         }
         return nil
@@ -423,7 +426,7 @@ public final class InMemoryMetadataStore: MetadataStore {
                             variants: version.variants.map {
                                 MetadataExport.Variant(
                                     name: $0.summary.name, document: $0.document, createdAt: $0.summary.createdAt,
-                                    createdBy: $0.summary.createdBy)
+                                    createdBy: $0.summary.createdBy, pushedArtifact: $0.pushedArtifact)
                             })
                     },
                     aliases: model.aliasList, history: model.history.values.joined().sorted { $0.id < $1.id },
@@ -450,7 +453,9 @@ public final class InMemoryMetadataStore: MetadataStore {
                         let recorded = state.blobs
                         try manifest.requireBlobs { recorded[$0]?.size }
                         imported.variants.append(
-                            Variant(summary: summary, document: variant.document, files: manifest.files.map(\.digest)))
+                            Variant(
+                                summary: summary, document: variant.document, files: manifest.files.map(\.digest),
+                                pushedArtifact: variant.pushedArtifact))
                     }
                     model.versions.append(imported)
                 }

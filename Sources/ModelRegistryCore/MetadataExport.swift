@@ -72,13 +72,19 @@ public struct MetadataExport: Codable, Sendable, Equatable {
         public var manifest: Data
         public var createdAt: String
         public var createdBy: String
+        /// The OCI artifact it was pushed as; absent for variants pushed otherwise (and in older exports).
+        public var pushedArtifact: PushedArtifact?
 
-        public init(name: VariantName, document: ManifestDocument, createdAt: String, createdBy: String) {
+        public init(
+            name: VariantName, document: ManifestDocument, createdAt: String, createdBy: String,
+            pushedArtifact: PushedArtifact? = nil
+        ) {
             self.name = name
             self.mediaType = document.mediaType
             self.manifest = Data(document.bytes)
             self.createdAt = createdAt
             self.createdBy = createdBy
+            self.pushedArtifact = pushedArtifact
         }
 
         public var document: ManifestDocument { ManifestDocument(bytes: [UInt8](manifest), mediaType: mediaType) }

@@ -146,19 +146,59 @@ public struct PublishRequest: Sendable {
     public var manifest: Manifest
     /// The manifest as it is stored and served.
     public var document: ManifestDocument
+    /// The OCI artifact the variant was pushed as, kept with it.
+    public var pushedArtifact: PushedArtifact?
     public var actor: String
 
     /// `document` defaults to this registry's canonical form of `manifest`.
     public init(
         model: ModelName, version: VersionName, variant: VariantName, manifest: Manifest,
-        document: ManifestDocument? = nil, actor: String
+        document: ManifestDocument? = nil, pushedArtifact: PushedArtifact? = nil, actor: String
     ) {
         self.model = model
         self.version = version
         self.variant = variant
         self.manifest = manifest
         self.document = document ?? ManifestDocument(canonical: manifest)
+        self.pushedArtifact = pushedArtifact
         self.actor = actor
+    }
+}
+
+/// The OCI artifact a variant was pushed as over the OCI API (`oras push`, `skopeo copy`): its manifest and
+/// config as the client wrote them, so they are served under `/v2/` byte for byte, with the digest the client
+/// computed, in place of the artifact the registry writes for a variant. Small documents, kept with the variant
+/// (never as blobs, which garbage collection would take).
+public struct PushedArtifact: Sendable, Equatable, Codable {
+    public var manifest: ManifestDocument
+    public var config: ManifestDocument
+
+    public init(manifest: ManifestDocument, config: ManifestDocument) {
+        self.manifest = manifest
+        self.config = config
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case manifest, manifestMediaType, config, configMediaType
+    }
+
+    /// The documents' bytes base64 in JSON, as an export's manifests are.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        manifest = ManifestDocument(
+            bytes: [UInt8](try container.decode(Data.self, forKey: .manifest)),
+            mediaType: try container.decode(String.self, forKey: .manifestMediaType))
+        config = ManifestDocument(
+            bytes: [UInt8](try container.decode(Data.self, forKey: .config)),
+            mediaType: try container.decode(String.self, forKey: .configMediaType))
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(Data(manifest.bytes), forKey: .manifest)
+        try container.encode(manifest.mediaType, forKey: .manifestMediaType)
+        try container.encode(Data(config.bytes), forKey: .config)
+        try container.encode(config.mediaType, forKey: .configMediaType)
     }
 }
 
@@ -301,10 +341,12 @@ public struct StoredManifest: Sendable, Equatable {
     public var mediaType: String
     /// Set when its version is deprecated; the manifest is still served.
     public var deprecation: Deprecation?
+    /// The OCI artifact the variant was pushed as, if it was pushed over the OCI API.
+    public var pushedArtifact: PushedArtifact?
 
     public init(
         model: ModelName, version: VersionName, variant: VariantName, digest: Digest, bytes: [UInt8],
-        mediaType: String = Manifest.mediaType, deprecation: Deprecation? = nil
+        mediaType: String = Manifest.mediaType, deprecation: Deprecation? = nil, pushedArtifact: PushedArtifact? = nil
     ) {
         self.model = model
         self.version = version
@@ -313,6 +355,7 @@ public struct StoredManifest: Sendable, Equatable {
         self.bytes = bytes
         self.mediaType = mediaType
         self.deprecation = deprecation
+        self.pushedArtifact = pushedArtifact
     }
 
     public func decoded() throws -> Manifest { try Manifest.decode(bytes) }

@@ -83,8 +83,9 @@ extension PostgresMetadataStore {
             }
             let createdAt = Timestamp.now()
             try await Self.insertVariant(
-                connection, versionID: versionID, request.variant, document, request.manifest, createdAt: createdAt,
-                createdBy: request.actor, logger: self.logger)
+                connection, versionID: versionID, request.variant, document, request.manifest,
+                pushedArtifact: request.pushedArtifact, createdAt: createdAt, createdBy: request.actor,
+                logger: self.logger)
             try await Self.audit(
                 connection, request.actor, .publish, request.model, target: "\(request.model):\(request.version)",
                 detail: "variant \(request.variant) \(document.digest)", logger: self.logger)
@@ -167,7 +168,7 @@ extension PostgresMetadataStore {
     /// collection cannot claim them meanwhile.
     static func insertVariant(
         _ connection: PostgresConnection, versionID: Int64, _ name: VariantName, _ document: ManifestDocument,
-        _ manifest: Manifest, createdAt: String, createdBy: String, logger: Logger
+        _ manifest: Manifest, pushedArtifact: PushedArtifact?, createdAt: String, createdBy: String, logger: Logger
     ) async throws {
         let digests = Array(Set(manifest.files.map(\.digest.description))).sorted()
         var sizes: [Digest: Int64] = [:]
@@ -181,10 +182,13 @@ extension PostgresMetadataStore {
         let variantID = try await connection.values(
             """
             INSERT INTO variants (version_id, name, manifest_digest, manifest, media_type, format, total_size,
-                                  file_count, created_at, created_by)
+                                  file_count, created_at, created_by, oci_manifest, oci_manifest_media_type,
+                                  oci_config, oci_config_media_type)
             VALUES (\(versionID), \(name.value), \(document.digest.description), \(ByteBuffer(bytes: document.bytes)),
                     \(document.mediaType), \(manifest.format.rawValue), \(manifest.totalSize),
-                    \(Int64(manifest.files.count)), \(createdAt), \(createdBy))
+                    \(Int64(manifest.files.count)), \(createdAt), \(createdBy),
+                    \(pushedArtifact.map { ByteBuffer(bytes: $0.manifest.bytes) }), \(pushedArtifact?.manifest.mediaType),
+                    \(pushedArtifact.map { ByteBuffer(bytes: $0.config.bytes) }), \(pushedArtifact?.config.mediaType))
             RETURNING id
             """, Int64.self, logger: logger
         )[0]
@@ -346,22 +350,39 @@ extension PostgresMetadataStore {
     {
         var query: PostgresQuery = """
             SELECT m.name, v.name, va.name, va.manifest_digest, va.manifest, va.media_type, v.deprecated_at,
-                   v.deprecated_by, v.deprecation_reason
+                   v.deprecated_by, v.deprecation_reason, va.oci_manifest, va.oci_manifest_media_type, va.oci_config,
+                   va.oci_config_media_type
             FROM variants va JOIN versions v ON va.version_id = v.id JOIN models m ON v.model_id = m.id
             """
         query.sql += " " + condition.sql + " ORDER BY va.id LIMIT 1"
         query.binds = condition.binds
         guard
             let row = try await connection.rows(
-                query, (String, String, String, String, ByteBuffer, String, String?, String?, String?).self,
+                query,
+                (
+                    String, String, String, String, ByteBuffer, String, String?, String?, String?, ByteBuffer?, String?,
+                    ByteBuffer?, String?
+                ).self,
                 logger: logger
             ).first
         else { return nil }
-        let (model, version, variant, digest, bytes, mediaType, deprecatedAt, deprecatedBy, reason) = row
+        let (model, version, variant, digest, bytes, mediaType, deprecatedAt, deprecatedBy, reason) =
+            (row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8)
         return StoredManifest(
             model: try ModelName(model), version: try VersionName(version), variant: try VariantName(variant),
             digest: try Digest(parsing: digest), bytes: Array(bytes.readableBytesView), mediaType: mediaType,
-            deprecation: deprecatedAt.map { Deprecation(at: $0, by: deprecatedBy ?? "", reason: reason) })
+            deprecation: deprecatedAt.map { Deprecation(at: $0, by: deprecatedBy ?? "", reason: reason) },
+            pushedArtifact: pushedArtifact(row.9, row.10, row.11, row.12))
+    }
+
+    /// The OCI artifact a variant row keeps, if it was pushed as one.
+    static func pushedArtifact(
+        _ manifest: ByteBuffer?, _ manifestType: String?, _ config: ByteBuffer?, _ configType: String?
+    ) -> PushedArtifact? {
+        guard let manifest, let manifestType, let config, let configType else { return nil }
+        return PushedArtifact(
+            manifest: ManifestDocument(bytes: Array(manifest.readableBytesView), mediaType: manifestType),
+            config: ManifestDocument(bytes: Array(config.readableBytesView), mediaType: configType))
     }
 
     /// Reference resolution in one snapshot: an init container's first request, which never sees an alias

@@ -74,18 +74,24 @@ extension PostgresMetadataStore {
         _ connection: PostgresConnection, id: Int64, name: ModelName, createdAt: String, logger: Logger
     ) async throws -> MetadataExport.Model {
         var variants: [Int64: [MetadataExport.Variant]] = [:]
-        for (versionID, variant, manifest, mediaType, variantCreatedAt, createdBy) in try await connection.rows(
+        for row in try await connection.rows(
             """
-            SELECT va.version_id, va.name, va.manifest, va.media_type, va.created_at, va.created_by
+            SELECT va.version_id, va.name, va.manifest, va.media_type, va.created_at, va.created_by, va.oci_manifest,
+                   va.oci_manifest_media_type, va.oci_config, va.oci_config_media_type
             FROM variants va JOIN versions v ON va.version_id = v.id WHERE v.model_id = \(id)
             ORDER BY va.name COLLATE "C"
-            """, (Int64, String, ByteBuffer, String, String, String).self, logger: logger)
+            """,
+            (Int64, String, ByteBuffer, String, String, String, ByteBuffer?, String?, ByteBuffer?, String?).self,
+            logger: logger)
         {
+            let (versionID, variant, manifest, mediaType, variantCreatedAt, createdBy) =
+                (row.0, row.1, row.2, row.3, row.4, row.5)
             variants[versionID, default: []].append(
                 MetadataExport.Variant(
                     name: try VariantName(variant),
                     document: ManifestDocument(bytes: Array(manifest.readableBytesView), mediaType: mediaType),
-                    createdAt: variantCreatedAt, createdBy: createdBy))
+                    createdAt: variantCreatedAt, createdBy: createdBy,
+                    pushedArtifact: pushedArtifact(row.6, row.7, row.8, row.9)))
         }
         let versions = try await connection.rows(
             """
@@ -181,7 +187,8 @@ extension PostgresMetadataStore {
             for (variant, manifest) in zip(version.variants, manifests) {
                 try await insertVariant(
                     connection, versionID: versionID, variant.name, variant.document, manifest,
-                    createdAt: variant.createdAt, createdBy: variant.createdBy, logger: logger)
+                    pushedArtifact: variant.pushedArtifact, createdAt: variant.createdAt, createdBy: variant.createdBy,
+                    logger: logger)
             }
         }
         for deleted in model.deletedVersions {

@@ -32,14 +32,19 @@ extension SQLiteMetadataStore {
         ).map { row in
             let variants = try Row.fetchAll(
                 db,
-                sql: "SELECT name, manifest, media_type, created_at, created_by FROM variants WHERE version_id = ?",
+                sql: """
+                    SELECT name, manifest, media_type, created_at, created_by, oci_manifest, oci_manifest_media_type,
+                           oci_config, oci_config_media_type
+                    FROM variants WHERE version_id = ?
+                    """,
                 arguments: [row["id"]]
             ).map { variant in
                 MetadataExport.Variant(
                     name: try VariantName(variant["name"] as String),
                     document: ManifestDocument(
                         bytes: [UInt8](variant["manifest"] as Data), mediaType: variant["media_type"]),
-                    createdAt: variant["created_at"], createdBy: variant["created_by"])
+                    createdAt: variant["created_at"], createdBy: variant["created_by"],
+                    pushedArtifact: pushedArtifact(variant))
             }
             return MetadataExport.Version(
                 name: try VersionName(row["name"] as String), createdAt: row["created_at"],
@@ -125,7 +130,7 @@ extension SQLiteMetadataStore {
             for (variant, contents) in zip(version.variants, manifests) {
                 try insertVariant(
                     db, versionID: versionID, variant.name, variant.document, contents.manifest,
-                    createdAt: variant.createdAt, createdBy: variant.createdBy)
+                    pushedArtifact: variant.pushedArtifact, createdAt: variant.createdAt, createdBy: variant.createdBy)
             }
         }
         for deleted in model.deletedVersions {

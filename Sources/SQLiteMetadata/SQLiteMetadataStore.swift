@@ -168,8 +168,8 @@ public final class SQLiteMetadataStore: MetadataStore {
                 return .unchanged(summary)
             }
             try Self.insertVariant(
-                db, versionID: versionID, request.variant, document, request.manifest, createdAt: Timestamp.now(),
-                createdBy: request.actor)
+                db, versionID: versionID, request.variant, document, request.manifest,
+                pushedArtifact: request.pushedArtifact, createdAt: Timestamp.now(), createdBy: request.actor)
             guard let row = try Self.variantRow(db, versionID: versionID, name: request.variant) else {
                 throw RegistryError(.internalError, "variant vanished during publish")
             }
@@ -183,17 +183,20 @@ public final class SQLiteMetadataStore: MetadataStore {
     /// Adds a variant and the index of the files its manifest names, which must be recorded blobs.
     static func insertVariant(
         _ db: Database, versionID: Int64, _ name: VariantName, _ document: ManifestDocument, _ manifest: Manifest,
-        createdAt: String, createdBy: String
+        pushedArtifact: PushedArtifact?, createdAt: String, createdBy: String
     ) throws {
         try requireRecordedBlobs(db, of: manifest)
         try db.execute(
             sql: """
-                INSERT INTO variants (version_id, name, manifest_digest, manifest, media_type, format, total_size, file_count, created_at, created_by)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO variants (version_id, name, manifest_digest, manifest, media_type, format, total_size, file_count, created_at, created_by,
+                                      oci_manifest, oci_manifest_media_type, oci_config, oci_config_media_type)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """,
             arguments: [
                 versionID, name.value, document.digest.description, Data(document.bytes), document.mediaType,
                 manifest.format.rawValue, manifest.totalSize, manifest.files.count, createdAt, createdBy,
+                pushedArtifact.map { Data($0.manifest.bytes) }, pushedArtifact?.manifest.mediaType,
+                pushedArtifact.map { Data($0.config.bytes) }, pushedArtifact?.config.mediaType,
             ]
         )
         let variantID = db.lastInsertedRowID
@@ -400,7 +403,8 @@ public final class SQLiteMetadataStore: MetadataStore {
                 db.cachedStatement(
                     sql: """
                         SELECT m.name AS model, v.name AS version, va.name AS variant, va.manifest_digest, va.manifest,
-                               va.media_type, v.deprecated_at, v.deprecated_by, v.deprecation_reason
+                               va.media_type, v.deprecated_at, v.deprecated_by, v.deprecation_reason, va.oci_manifest,
+                               va.oci_manifest_media_type, va.oci_config, va.oci_config_media_type
                         FROM variants va JOIN versions v ON va.version_id = v.id JOIN models m ON v.model_id = m.id
                         WHERE \(condition) ORDER BY va.id LIMIT 1
                         """), arguments: arguments)
@@ -412,8 +416,19 @@ public final class SQLiteMetadataStore: MetadataStore {
             digest: try Digest(parsing: row["manifest_digest"] as String),
             bytes: [UInt8](row["manifest"] as Data),
             mediaType: row["media_type"],
-            deprecation: deprecation(row)
+            deprecation: deprecation(row),
+            pushedArtifact: pushedArtifact(row)
         )
+    }
+
+    /// The OCI artifact a variant row keeps, if it was pushed as one.
+    static func pushedArtifact(_ row: Row) -> PushedArtifact? {
+        guard let manifest = row["oci_manifest"] as Data?, let manifestType = row["oci_manifest_media_type"] as String?,
+            let config = row["oci_config"] as Data?, let configType = row["oci_config_media_type"] as String?
+        else { return nil }
+        return PushedArtifact(
+            manifest: ManifestDocument(bytes: [UInt8](manifest), mediaType: manifestType),
+            config: ManifestDocument(bytes: [UInt8](config), mediaType: configType))
     }
 
     public func alias(_ name: ModelName, _ alias: AliasName) async throws -> AliasTarget? {

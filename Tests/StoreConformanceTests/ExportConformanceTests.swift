@@ -97,7 +97,8 @@ import Testing
         try await store.publish("org/a", "1", variant: "int4", files: ["w": "a1 int4", "config.json": "{}"])
         try await store.publish("org/a", "2", variant: "fp16", files: ["w": "a2"])
         try await store.publish("org/a", "gone", files: ["w": "gone"])
-        try await store.publish("org/b", "1", files: ["sub/dir/ü.bin": "b1"])
+        try await store.publish(
+            "org/b", "1", files: ["sub/dir/ü.bin": "b1"], pushedArtifact: MetadataStoreConformanceTests.artifact)
         _ = try await store.deleteVersion(a, VersionName("gone"), actor: "ops")
         _ = try await store.deprecate(a, VersionName("1"), reason: "superseded", actor: "ops")
         _ = try await store.moveAlias(

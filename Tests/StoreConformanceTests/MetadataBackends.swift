@@ -61,7 +61,7 @@ extension MetadataStore {
     @discardableResult
     func publish(
         _ model: String, _ version: String, variant: String = "default", files: [String: String],
-        actor: String = "test"
+        pushedArtifact: PushedArtifact? = nil, actor: String = "test"
     ) async throws -> PublishOutcome {
         let manifest = Manifest(
             format: .other,
@@ -74,7 +74,7 @@ extension MetadataStore {
         return try await publish(
             PublishRequest(
                 model: try ModelName(model), version: try VersionName(version), variant: try VariantName(variant),
-                manifest: manifest, actor: actor))
+                manifest: manifest, pushedArtifact: pushedArtifact, actor: actor))
     }
 
     func set(_ model: String, _ alias: String, _ version: String, expecting: AliasExpectation? = nil) async throws

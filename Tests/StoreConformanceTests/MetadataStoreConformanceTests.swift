@@ -45,6 +45,35 @@ import Testing
         }
     }
 
+    /// An OCI artifact as a client pushed it: documents in the client's own formatting.
+    static let artifact = PushedArtifact(
+        manifest: ManifestDocument(
+            bytes: Array(
+                "{\n  \"schemaVersion\": 2, \"artifactType\": \"application/vnd.cncf.model.manifest.v1+json\"\n}".utf8),
+            mediaType: "application/vnd.oci.image.manifest.v1+json"),
+        config: ManifestDocument(
+            bytes: Array(#"{"descriptor": {"name": "m"}}"#.utf8), mediaType: "application/vnd.cncf.model.config.v1+json"
+        ))
+
+    /// The OCI artifact a variant was pushed as stays with it, byte for byte, however it is read; a variant
+    /// published otherwise has none.
+    @Test(arguments: MetadataBackend.all)
+    func aPushedArtifactIsKeptWithItsVariant(backend: MetadataBackend) async throws {
+        try await backend.open { instance in
+            let store = try instance()
+            let pushed = try await store.publish("m", "1", files: ["w": "pushed"], pushedArtifact: Self.artifact)
+            let plain = try await store.publish("m", "2", files: ["w": "plain"])
+            let other = try instance()
+            let model = try ModelName("m")
+            #expect(try await other.manifest(model, digest: pushed.variant.digest)?.pushedArtifact == Self.artifact)
+            #expect(try await other.manifest(model, VersionName("1"), .default)?.pushedArtifact == Self.artifact)
+            #expect(
+                try await other.resolve(ModelReference(parsing: "m:1"), variant: nil).pushedArtifact == Self.artifact)
+            #expect(try await other.manifest(model, digest: plain.variant.digest)?.pushedArtifact == nil)
+            #expect(try await other.resolve(ModelReference(parsing: "m:2"), variant: nil).pushedArtifact == nil)
+        }
+    }
+
     /// A claim takes exactly the candidates no manifest names and recorded before the cutoff (or never
     /// recorded); a claimed blob can no longer be published, and recording it again brings it back.
     @Test(arguments: MetadataBackend.all)
