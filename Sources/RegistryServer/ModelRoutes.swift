@@ -193,31 +193,17 @@ struct ModelRoutes {
     ) async throws -> Response {
         let bytes = try await request.body.collect(upTo: context.maxUploadSize)
         let manifest = try Manifest.decode(Array(buffer: bytes))
-        try await checkBlobs(of: manifest)
-        try await verifyModelFiles(of: manifest)
-        let outcome = try await registry.metadata.publish(
+        let outcome = try await VariantPublisher(registry: registry).publish(
             PublishRequest(
                 model: name, version: version, variant: variant, manifest: manifest, actor: context.identity.actor)
         )
         let summary = outcome.variant
         let created: Bool
         if case .created = outcome { created = true } else { created = false }
-        await registry.images.enqueue(name, summary.digest)
         return JSONBody.response(
             PublishedVariant(model: name, version: version, variant: summary, created: created),
             status: created ? .created : .ok,
             headers: [.eTag: "\"\(summary.digest)\"", .modelregDigest: summary.digest.description]
         )
-    }
-
-    /// Every file's blob must be stored with exactly the size the manifest claims (the metadata store checks
-    /// its records of them again inside the publish, against garbage collection; this also finds a blob
-    /// taken into quarantine).
-    private func checkBlobs(of manifest: Manifest) async throws {
-        var stored: [Digest: Int64] = [:]
-        for digest in Set(manifest.files.map(\.digest)) {
-            stored[digest] = try await registry.blobs.info(digest)?.size
-        }
-        try manifest.requireBlobs { stored[$0] }
     }
 }

@@ -266,6 +266,173 @@ import Testing
         }
     }
 
+    /// skopeo copies an artifact out of the registry and back in under a new model: the copy is a variant like any
+    /// other (inspected, pulled by modelreg), and the registry serves the manifest skopeo wrote, byte for byte.
+    @Test func skopeoCopiesAnArtifactIntoTheRegistry() throws {
+        let fixture = try Fixture()
+        let copied = fixture.scratch.url("copied")
+        let out = try fixture.skopeo(
+            [
+                "copy", "--src-tls-verify=false", "--src-creds", "modelreg:\(fixture.server.adminToken)",
+                "docker://\(fixture.host)/org/oci:2", "dir:\(copied.path)",
+            ])
+        try #require(out.status == 0, "\(out)")
+        for tag in ["1", "1__copy"] {
+            let push = try fixture.skopeo(
+                [
+                    "copy", "--dest-tls-verify=false", "--dest-creds", "modelreg:\(fixture.server.adminToken)",
+                    "dir:\(copied.path)", "docker://\(fixture.host)/org/copied:\(tag)",
+                ])
+            try #require(push.status == 0, "\(push)")
+        }
+        let sent = try Data(contentsOf: copied.appendingPathComponent("manifest.json"))
+        let served = try fixture.request("/v2/org/copied/manifests/1")
+        #expect(served.body == sent, "the manifest as skopeo wrote it")
+        #expect(served.headers["docker-content-digest"] == Digest.of(sent).description)
+        #expect(try fixture.request("/v2/org/copied/manifests/\(Digest.of(sent))").body == sent)
+
+        let pulled = fixture.scratch.url("pulled")
+        for variant in ["default", "copy"] {
+            let pull = try modelreg(
+                ["pull", "org/copied:1", "--variant", variant, "--dest", pulled.appendingPathComponent(variant).path],
+                environment: fixture.server.environment)
+            try #require(pull.status == 0, "\(pull)")
+            #expect(try Self.files(pulled.appendingPathComponent(variant)) == (try Self.files(fixture.second)))
+        }
+        // Inspected at the push, as `modelreg push` inspects.
+        let manifest = try fixture.request("/v1/models/org/copied/manifests/:1")
+        let metadata = manifest.json["metadata"] as? [String: Any]
+        #expect(metadata?["architecture"] as? String == "LlamaForCausalLM", "\(manifest)")
+        #expect((metadata?["parameterCount"] as? Int ?? 0) > 0, "\(manifest)")
+
+        // Pushing the same again is a no-op; other files under a published tag are refused.
+        let again = try fixture.skopeo(
+            [
+                "copy", "--dest-tls-verify=false", "--dest-creds", "modelreg:\(fixture.server.adminToken)",
+                "dir:\(copied.path)", "docker://\(fixture.host)/org/copied:1",
+            ])
+        #expect(again.status == 0, "\(again)")
+        let other = try fixture.skopeo(
+            [
+                "copy", "--src-tls-verify=false", "--src-creds", "modelreg:\(fixture.server.adminToken)",
+                "--dest-tls-verify=false", "--dest-creds", "modelreg:\(fixture.server.adminToken)",
+                "docker://\(fixture.host)/org/oci:1", "docker://\(fixture.host)/org/copied:1",
+            ])
+        #expect(other.status != 0 && other.stderr.lowercased().contains("denied"), "\(other)")
+    }
+
+    /// oras pushes a ModelPack artifact of its own making (files with their media types, paths in annotations,
+    /// chunked uploads), which becomes a version that pulls back the same files.
+    @Test func orasPushesAModelPackArtifact() throws {
+        let fixture = try Fixture()
+        let model = fixture.first
+        let files = try Self.files(model).keys.sorted()
+        var annotations: [String: [String: String]] = [:]
+        for path in files { annotations[path] = ["org.cncf.model.filepath": path] }
+        let annotationFile = fixture.scratch.url("annotations.json")
+        try JSONSerialization.data(withJSONObject: annotations).write(to: annotationFile)
+        let config = fixture.scratch.url("model-config.json")
+        try Data(#"{"descriptor":{"name":"pushed"},"config":{},"modelfs":{"type":"layers","diffIds":[]}}"#.utf8)
+            .write(to: config)
+        let push = try CommandProcess(
+            [
+                "python3", "-c",
+                """
+                import json, sys, oras.client
+                host, token, annotations, config, files = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
+                client = oras.client.OrasClient(hostname=host, insecure=True)
+                client.login(username="modelreg", password=token, hostname=host)
+                kind = lambda f: "weight" if f.endswith(".safetensors") else "doc" if f.endswith(".md") else "weight.config"
+                client.push(target=host + "/org/pushed:1", files=[f + ":application/vnd.cncf.model." + kind(f) + ".v1.raw" for f in files],
+                            manifest_config=config + ":application/vnd.cncf.model.config.v1+json",
+                            annotation_file=annotations, do_chunked=True, chunk_size=3000, disable_path_validation=True)
+                """, fixture.host, fixture.server.adminToken, annotationFile.path, config.path,
+            ] + files, in: model, executable: URL(fileURLWithPath: "/usr/bin/env")
+        ).wait()
+        try #require(push.status == 0, "\(push)")
+        let pulled = fixture.scratch.url("pulled")
+        let pull = try modelreg(
+            ["pull", "org/pushed:1", "--dest", pulled.path], environment: fixture.server.environment)
+        try #require(pull.status == 0, "\(pull)")
+        #expect(try Self.files(pulled) == (try Self.files(model)))
+    }
+
+    /// What is not a model is refused with UNSUPPORTED, saying what is taken; a model under an alias or a digest
+    /// is refused too, and so is a manifest whose blobs were not pushed.
+    @Test func whatIsNotAModelIsRefused() throws {
+        let fixture = try Fixture()
+        let blob = Data("x".utf8)
+        #expect(
+            try fixture.request("/v2/org/oci/blobs/uploads/?digest=\(Digest.of(blob))", method: "POST", body: blob)
+                .status == 201)
+        func manifest(config: String, layer: String, artifactType: String? = nil, subject: Bool = false) -> Data {
+            var fields: [String: Any] = [
+                "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": ["mediaType": config, "digest": Digest.of(blob).description, "size": 1],
+                "layers": [
+                    [
+                        "mediaType": layer, "digest": Digest.of(blob).description, "size": 1,
+                        "annotations": ["org.opencontainers.image.title": "x.json"],
+                    ]
+                ],
+            ]
+            if let artifactType { fields["artifactType"] = artifactType }
+            if subject {
+                fields["subject"] = [
+                    "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": Digest.of(blob).description,
+                    "size": 1,
+                ]
+            }
+            return try! JSONSerialization.data(withJSONObject: fields)
+        }
+        let type = ["Content-Type: application/vnd.oci.image.manifest.v1+json"]
+        let modelConfig = "application/vnd.cncf.model.config.v1+json"
+        let raw = "application/vnd.cncf.model.weight.config.v1.raw"
+        let cases: [(String, [String], Data, Int, String, String)] = [
+            (
+                "an image", type,
+                manifest(
+                    config: "application/vnd.oci.image.config.v1+json",
+                    layer: "application/vnd.oci.image.layer.v1.tar+gzip"), 400, "UNSUPPORTED", "container image"
+            ),
+            (
+                "a tar layer", type, manifest(config: modelConfig, layer: "application/vnd.cncf.model.weight.v1.tar"),
+                400, "UNSUPPORTED", "raw layers"
+            ),
+            (
+                "a referrer", type, manifest(config: modelConfig, layer: raw, subject: true), 400, "UNSUPPORTED",
+                "subject"
+            ),
+            (
+                "an index", ["Content-Type: application/vnd.oci.image.index.v1+json"],
+                Data(#"{"schemaVersion":2,"manifests":[]}"#.utf8), 400, "UNSUPPORTED", "models"
+            ),
+            ("not JSON", type, Data("nope".utf8), 400, "MANIFEST_INVALID", "not an OCI image manifest"),
+        ]
+        for (what, headers, body, status, code, message) in cases {
+            let answer = try fixture.request("/v2/org/new/manifests/1", method: "PUT", headers: headers, body: body)
+            #expect(
+                answer.status == status && answer.errorCode == code && answer.text.contains(message),
+                "\(what): \(answer)")
+        }
+        let model = manifest(
+            config: modelConfig, layer: raw, artifactType: "application/vnd.cncf.model.manifest.v1+json")
+        let alias = try fixture.request("/v2/org/oci/manifests/prod", method: "PUT", headers: type, body: model)
+        #expect(alias.status == 409 && alias.errorCode == "DENIED" && alias.text.contains("alias"), "\(alias)")
+        let byDigest = try fixture.request(
+            "/v2/org/new/manifests/\(Digest.of(model))", method: "PUT", headers: type, body: model)
+        #expect(byDigest.status == 400 && byDigest.errorCode == "UNSUPPORTED", "\(byDigest)")
+        let absent = String(decoding: model, as: UTF8.self).replacingOccurrences(
+            of: Digest.of(blob).hex, with: Digest.of(Data("absent".utf8)).hex)
+        let missing = try fixture.request(
+            "/v2/org/new/manifests/1", method: "PUT", headers: type, body: Data(absent.utf8))
+        #expect(missing.status == 400 && missing.errorCode == "MANIFEST_BLOB_UNKNOWN", "\(missing)")
+        let taken = try fixture.request("/v2/org/new/manifests/1", method: "PUT", headers: type, body: model)
+        #expect(taken.status == 201, "\(taken)")
+        let list = try fixture.request("/v2/org/new/tags/list")
+        #expect(list.json["tags"] as? [String] == ["1", "1__default", "latest"], "\(list)")
+    }
+
     /// The ModelPack config against the model-spec's schema; manifests, indexes and image configs against the
     /// image-spec's.
     @Test func everyDocumentFollowsItsSchema() throws {
@@ -413,8 +580,13 @@ import Testing
             "/v2/org/oci/blobs/\(layer)", headers: ["Range: bytes=\(whole.body.count + 5)-"])
         #expect(outside.status == 416, "\(outside)")
 
-        let push = try fixture.request("/v2/org/oci/manifests/3", method: "PUT")
-        #expect(push.status == 405 && push.errorCode == "UNSUPPORTED" && push.headers["allow"] != nil, "\(push)")
+        // Tags go with their versions (`modelreg delete`), blobs with garbage collection.
+        for path in ["/v2/org/oci/manifests/1", "/v2/org/oci/blobs/\(layer)"] {
+            let delete = try fixture.request(path, method: "DELETE")
+            #expect(
+                delete.status == 405 && delete.errorCode == "UNSUPPORTED" && delete.headers["allow"] != nil, "\(delete)"
+            )
+        }
 
         let referrers = try fixture.request("/v2/org/oci/referrers/\(layer)?artifactType=application/example")
         #expect(referrers.status == 200 && referrers.headers["oci-filters-applied"] == "artifactType", "\(referrers)")

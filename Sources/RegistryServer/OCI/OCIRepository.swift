@@ -6,6 +6,12 @@ import OCIArtifacts
 /// once for the model and kept until it changes; a runnable image is added per request, as its layer's
 /// digest becomes known when the cache image builder has hashed it.
 struct OCIRepository: Sendable {
+    /// A variant's artifact: the one it was pushed as, else the one the registry writes for it.
+    struct Artifact: Sendable {
+        let manifest: ManifestDocument
+        let config: ManifestDocument
+    }
+
     struct Variant: Sendable {
         let model: ModelName
         let version: VersionName
@@ -13,7 +19,7 @@ struct OCIRepository: Sendable {
         let createdAt: String
         let manifestDigest: Digest
         let manifest: Manifest
-        let artifact: ModelPackArtifact
+        let artifact: Artifact
 
         /// The runnable image of this variant once the layer's digest (`models` layout) is known.
         func runnableImage(layer: Digest) -> RunnableModelImage {
@@ -42,13 +48,16 @@ struct OCIRepository: Sendable {
             for variant in version.variants {
                 guard let stored = try await metadata.manifest(model, version.name, variant.name) else { continue }
                 let manifest = try stored.decoded()
+                let written = ModelPackArtifact(
+                    model: model, version: version.name, variant: variant.name, manifest: manifest,
+                    manifestDigest: stored.digest, createdAt: variant.createdAt)
                 variants.append(
                     Variant(
                         model: model, version: version.name, name: variant.name, createdAt: variant.createdAt,
                         manifestDigest: stored.digest, manifest: manifest,
-                        artifact: ModelPackArtifact(
-                            model: model, version: version.name, variant: variant.name, manifest: manifest,
-                            manifestDigest: stored.digest, createdAt: variant.createdAt)))
+                        artifact: Artifact(
+                            manifest: stored.pushedArtifact?.manifest ?? written.manifest,
+                            config: stored.pushedArtifact?.config ?? written.config)))
             }
         }
         return OCIRepository(model: model, variants: variants, tags: OCITags(detail))

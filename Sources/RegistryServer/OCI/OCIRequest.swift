@@ -35,7 +35,8 @@ enum OCIRequest: Equatable {
     var methods: [HTTPRequest.Method] {
         switch self {
         case .token: [.get, .head, .post]
-        case .base, .manifest, .blob, .tags, .referrers: [.get, .head]
+        case .manifest: [.get, .head, .put]
+        case .base, .blob, .tags, .referrers: [.get, .head]
         case .uploads: [.post]
         case .upload: [.get, .head, .patch, .put, .delete]
         }

@@ -66,6 +66,9 @@ struct OCIRoutes {
             switch (request.method, ociRequest) {
             case (.post, .token):
                 return try await TokenService(registry: registry).issue(oauth: request, context: context)
+            case (.put, .manifest(let model, let reference)):
+                try authorize(request, context, ociRequest, .write)
+                return try await OCIManifestPush(registry: registry).put(request, context, model, reference)
             case (.post, .uploads(let model)):
                 try authorize(request, context, ociRequest, .write)
                 return try await OCIUploads(registry: registry).start(request, model)

@@ -1,0 +1,202 @@
+import Foundation
+import Hummingbird
+import ModelFormats
+import ModelRegistryCore
+import OCIArtifacts
+
+/// `PUT /v2/<name>/manifests/<tag>` of a CNCF ModelPack artifact (what `oras push`, `skopeo copy` and the ModelPack
+/// tools send): its raw layers become the files of a variant, placed by their `org.cncf.model.filepath` (or
+/// title) annotation, inspected and checked as `modelreg push` is, and published as the version and variant the
+/// tag names (`VERSION`, its `default` variant, or `VERSION__VARIANT`). The manifest and config are kept as sent
+/// and served under their digest. Anything else (a container image, an index, tar layers, a referrer) is
+/// refused with `UNSUPPORTED`, saying what is taken.
+struct OCIManifestPush {
+    let registry: Registry
+
+    /// The largest manifest taken, as CNCF distribution's limit.
+    static let maxManifestSize = 4 << 20
+    /// The largest config read into the kept artifact.
+    static let maxConfigSize: Int64 = 1 << 20
+
+    func put(_ request: Request, _ context: RegistryRequestContext, _ model: ModelName, _ reference: String)
+        async throws -> Response
+    {
+        let (version, variant) = try await target(model, reference)
+        let bytes: [UInt8]
+        do {
+            bytes = Array(buffer: try await request.body.collect(upTo: Self.maxManifestSize))
+        } catch {
+            throw OCIError(
+                .contentTooLarge, .sizeInvalid, "the manifest is larger than \(Self.maxManifestSize) bytes")
+        }
+        let mediaType = request.headers[.contentType].map { String($0.split(separator: ";")[0]) } ?? ""
+        let manifest = try Self.decode(bytes, mediaType: mediaType)
+        let files = try Self.files(of: manifest)
+        let config = try await configDocument(manifest.config)
+        try await VariantPublisher(registry: registry).checkBlobs(of: Manifest(format: .other, files: files))
+        let inspection: Inspection
+        do {
+            inspection = try await VariantPublisher(registry: registry).inspect(files)
+        } catch let error as RegistryError {
+            throw OCIError(.badRequest, .manifestInvalid, "the model's files do not read as pushed: \(error.message)")
+        }
+        let pushed = PushedArtifact(manifest: ManifestDocument(bytes: bytes, mediaType: mediaType), config: config)
+        let outcome = try await VariantPublisher(registry: registry).publish(
+            PublishRequest(
+                model: model, version: version, variant: variant,
+                manifest: Manifest(
+                    format: ModelFormat.detect(paths: files.map(\.path)), files: files,
+                    quantization: inspection.quantization, metadata: inspection.metadata),
+                pushedArtifact: pushed, actor: context.identity.actor))
+        if case .unchanged = outcome,
+            try await registry.metadata.manifest(model, digest: outcome.variant.digest)?.pushedArtifact?.manifest
+                != pushed.manifest
+        {
+            throw OCIError(
+                .conflict, .denied,
+                "\(model):\(version) variant \(variant) holds these files already, published otherwise: its artifact is served under the tag \(reference); push other files as a new version"
+            )
+        }
+        context.logger.notice(
+            "variant published over the OCI API",
+            metadata: ["variant": "\(model):\(version)@\(variant)", "by": .string(context.identity.actor)])
+        return Response(
+            status: .created,
+            headers: [
+                .location: "/v2/\(model)/manifests/\(pushed.manifest.digest)",
+                .dockerContentDigest: pushed.manifest.digest.description, .contentLength: "0",
+                .dockerDistributionAPIVersion: "registry/2.0",
+            ])
+    }
+
+    /// The version and variant a pushed tag names; an alias, `latest`, a digest or a runnable image's tag are no
+    /// place to publish.
+    private func target(_ model: ModelName, _ reference: String) async throws -> (VersionName, VariantName) {
+        guard OCITags.isValid(reference) else {
+            throw OCIError(
+                .badRequest, .unsupported,
+                "push a model under a tag naming its version (VERSION or VERSION__VARIANT), not '\(reference.prefix(140))'"
+            )
+        }
+        if reference == AliasName.latest.value || reference.hasSuffix(OCITags.runnableImageSuffix) {
+            throw OCIError(
+                .badRequest, .unsupported,
+                "'\(reference)' is computed by the registry: push under a tag naming a version (VERSION or VERSION__VARIANT)")
+        }
+        if let alias = try? AliasName(reference), try await registry.metadata.alias(model, alias) != nil {
+            throw OCIError(
+                .conflict, .denied,
+                "'\(reference)' is an alias of \(model): push under a version tag, then move it with `modelreg alias set \(model) \(reference) VERSION`"
+            )
+        }
+        var versionText = reference
+        var variant = VariantName.default
+        if let separator = reference.range(of: OCITags.variantSeparator, options: .backwards) {
+            versionText = String(reference[..<separator.lowerBound])
+            do {
+                variant = try VariantName(reference[separator.upperBound...])
+            } catch {
+                throw OCIError(.badRequest, .unsupported, error.message)
+            }
+        }
+        do {
+            return (try VersionName(versionText), variant)
+        } catch {
+            throw OCIError(.badRequest, .unsupported, error.message)
+        }
+    }
+
+    /// The manifest, which must be an image manifest of a ModelPack artifact with raw layers.
+    static func decode(_ bytes: [UInt8], mediaType: String) throws -> OCIImageManifest {
+        let accepted =
+            "a CNCF ModelPack artifact: an OCI image manifest with artifactType \(OCIMediaType.modelManifest) or config \(OCIMediaType.modelConfig), one raw layer (application/vnd.cncf.model.*.v1.raw) a file"
+        guard mediaType == OCIMediaType.imageManifest else {
+            throw OCIError(
+                .badRequest, .unsupported,
+                "a manifest of type '\(mediaType.prefix(100))' is not taken: this registry holds models, pushed as \(accepted)"
+            )
+        }
+        let manifest: OCIImageManifest
+        do {
+            manifest = try JSONDecoder().decode(OCIImageManifest.self, from: Data(bytes))
+        } catch {
+            throw OCIError(.badRequest, .manifestInvalid, "the manifest is not an OCI image manifest: \(error)")
+        }
+        guard manifest.schemaVersion == 2, manifest.mediaType == nil || manifest.mediaType == mediaType else {
+            throw OCIError(
+                .badRequest, .manifestInvalid, "the manifest's schemaVersion or mediaType disagrees with its type")
+        }
+        if manifest.subject != nil {
+            throw OCIError(
+                .badRequest, .unsupported,
+                "manifests with a subject (signatures, attestations) are not stored yet: push \(accepted)")
+        }
+        guard
+            manifest.artifactType == OCIMediaType.modelManifest || manifest.config.mediaType == OCIMediaType.modelConfig
+        else {
+            throw OCIError(
+                .badRequest, .unsupported,
+                "this is not a model (config \(manifest.config.mediaType.prefix(100))): a container image is not taken; push \(accepted)"
+            )
+        }
+        return manifest
+    }
+
+    /// The files its layers are, each placed by its path annotation.
+    static func files(of manifest: OCIImageManifest) throws -> [ManifestFile] {
+        guard !manifest.layers.isEmpty else {
+            throw OCIError(.badRequest, .manifestInvalid, "the artifact has no layers: a model has files")
+        }
+        var files: [ManifestFile] = []
+        for (index, layer) in manifest.layers.enumerated() {
+            guard ModelPackLayerKind(rawMediaType: layer.mediaType) != nil else {
+                throw OCIError(
+                    .badRequest, .unsupported,
+                    "layer \(index) is \(layer.mediaType.prefix(100)): only raw layers (application/vnd.cncf.model.{weight,weight.config,doc,code,dataset}.v1.raw, one file each) are taken, not archives"
+                )
+            }
+            guard let path = layer.annotations?[OCIAnnotation.filepath] ?? layer.annotations?[OCIAnnotation.title]
+            else {
+                throw OCIError(
+                    .badRequest, .manifestInvalid,
+                    "layer \(index) (\(layer.digest)) names no path: annotate it with \(OCIAnnotation.filepath) or \(OCIAnnotation.title)"
+                )
+            }
+            do {
+                files.append(
+                    ManifestFile(path: try ManifestPath(path), digest: try Digest(parsing: layer.digest), size: layer.size))
+            } catch {
+                throw OCIError(.badRequest, .manifestInvalid, "layer \(index): \(error.message)")
+            }
+        }
+        do {
+            try Manifest(format: .other, files: files).validate()
+        } catch {
+            throw OCIError(.badRequest, .manifestInvalid, error.message)
+        }
+        return files
+    }
+
+    /// The config's bytes, which must be stored, as the spec requires of every blob a manifest names.
+    private func configDocument(_ descriptor: OCIDescriptor) async throws -> ManifestDocument {
+        let digest: Digest
+        do {
+            digest = try Digest(parsing: descriptor.digest)
+        } catch {
+            throw OCIError(.badRequest, .manifestInvalid, "the config's digest: \(error.message)")
+        }
+        guard let info = try await registry.blobs.info(digest), info.size == descriptor.size else {
+            throw OCIError(
+                .badRequest, .manifestBlobUnknown,
+                "the config \(digest) (\(descriptor.size) bytes) is not uploaded: push the blobs before the manifest")
+        }
+        guard info.size <= Self.maxConfigSize else {
+            throw OCIError(.badRequest, .manifestInvalid, "the config is larger than \(Self.maxConfigSize) bytes")
+        }
+        var bytes: [UInt8] = []
+        for try await chunk in try await registry.blobs.read(digest, range: 0..<info.size) {
+            bytes += chunk.readableBytesView
+        }
+        return ManifestDocument(bytes: bytes, mediaType: descriptor.mediaType)
+    }
+}
