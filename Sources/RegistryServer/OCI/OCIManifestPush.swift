@@ -81,7 +81,8 @@ struct OCIManifestPush {
         if reference == AliasName.latest.value || reference.hasSuffix(OCITags.runnableImageSuffix) {
             throw OCIError(
                 .badRequest, .unsupported,
-                "'\(reference)' is computed by the registry: push under a tag naming a version (VERSION or VERSION__VARIANT)")
+                "'\(reference)' is computed by the registry: push under a tag naming a version (VERSION or VERSION__VARIANT)"
+            )
         }
         if let alias = try? AliasName(reference), try await registry.metadata.alias(model, alias) != nil {
             throw OCIError(
@@ -164,7 +165,8 @@ struct OCIManifestPush {
             }
             do {
                 files.append(
-                    ManifestFile(path: try ManifestPath(path), digest: try Digest(parsing: layer.digest), size: layer.size))
+                    ManifestFile(
+                        path: try ManifestPath(path), digest: try Digest(parsing: layer.digest), size: layer.size))
             } catch {
                 throw OCIError(.badRequest, .manifestInvalid, "layer \(index): \(error.message)")
             }
