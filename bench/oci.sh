@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 20's benchmark: the OCI Distribution API under /v2/ against CNCF distribution (Debian's docker-registry),
-# both driven by skopeo over loopback with a warm page cache. A 1 GiB model (4 files of 256 MiB of random
-# bytes) is published with `modelreg push`, so the registry serves it as a ModelPack artifact (one raw layer
+# both driven by skopeo over loopback with a warm page cache. A 1 GiB model (4 safetensors files of 256 MiB:
+# a header naming one F16 tensor, then random bytes) is published with `modelreg push`, so the registry serves it as a ModelPack artifact (one raw layer
 # per file); skopeo copies that artifact into distribution, so both hold the same manifest, config and blobs.
 # Run by hand (never in CI):
 #
@@ -13,11 +13,12 @@
 #       they already hold (skopeo asks HEAD /v2/NAME/blobs/DIGEST first; modelreg answers 200 for any stored
 #       blob whatever the repository, distribution only within the repository, unless it mounts), so a fresh
 #       name alone would not make modelreg receive the bytes. Before each push run (untimed) LAYOUT is
-#       therefore rebuilt from the pulled artifact with 4 new files of random bytes of the same sizes: new
+#       therefore rebuilt from the pulled artifact with 4 new safetensors files of the same sizes: new
 #       layer digests, the config's modelfs.diffIds rewritten to them (and its revision and the manifest's
 #       dev.modelreg.manifest.digest annotation, which named the old modelreg manifest, dropped), so every
-#       push moves all the bytes. Pushing over /v2/ may not be served by modelreg yet (405 UNSUPPORTED); its
-#       row then reads "n/a" with skopeo's first error line.
+#       push moves all the bytes. The files must be well-formed safetensors: modelreg reads the header of every
+#       .safetensors file pushed over /v2/ and refuses the manifest (MANIFEST_INVALID) if it does not parse. If
+#       modelreg refuses the push, its row reads "n/a" with skopeo's first error line.
 #
 # Needs docker-registry and skopeo (installed here if missing and run as root). Prints a Markdown table of
 # seconds and ratios and the servers' peak RSS; record it in bench/RESULTS.md. BENCH_MIB (default 1024) sets
@@ -48,8 +49,31 @@ trap cleanup EXIT
 reset_peak() { echo 5 >"/proc/$1/clear_refs"; }
 peak_mib() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
 
+# SAFETENSORS_PY: Python defining safetensors_chunks(size), the bytes of a well-formed safetensors file of
+# exactly `size` bytes (a multiple of 8): an 8-byte header length, a JSON header padded with spaces to a
+# multiple of 8 naming one F16 tensor over the rest, then random bytes, in pieces of 8 MiB.
+SAFETENSORS_PY='
+import json, os, struct
+def safetensors_chunks(size, step=8 << 20):
+    header_len = 128
+    data = size - 8 - header_len
+    header = json.dumps({"weight": {"dtype": "F16", "shape": [data // 2], "data_offsets": [0, data]}}).encode()
+    assert len(header) <= header_len and data % 2 == 0
+    yield struct.pack("<Q", header_len) + header + b" " * (header_len - len(header))
+    while data > 0:
+        yield os.urandom(min(step, data))
+        data -= step
+'
+
 mkdir -p "$work/model"
-for i in 1 2 3 4; do head -c $((mib << 18)) /dev/urandom >"$work/model/model-0000$i-of-00004.safetensors"; done
+python3 - "$work/model" "$((mib << 18))" <<PY
+import os, sys
+$SAFETENSORS_PY
+for i in range(1, 5):
+    with open(os.path.join(sys.argv[1], f"model-0000{i}-of-00004.safetensors"), "wb") as f:
+        for chunk in safetensors_chunks(int(sys.argv[2])):
+            f.write(chunk)
+PY
 
 # --- modelreg -----------------------------------------------------------------------------------------
 start_server "$work/data" "$work/server.out"
@@ -103,8 +127,9 @@ diff -r "$work/template" "$work/out" >/dev/null
 # new_layout: $work/layout, the pulled artifact with new random layers (see the top of this file).
 new_layout() {
     rm -rf "$work/layout"
-    python3 - "$work/template" "$work/layout" <<'PY'
+    python3 - "$work/template" "$work/layout" <<PY
 import hashlib, json, os, sys
+$SAFETENSORS_PY
 template, layout = sys.argv[1], sys.argv[2]
 os.makedirs(layout)
 manifest = json.load(open(os.path.join(template, "manifest.json")))
@@ -116,13 +141,9 @@ def write_blob(data_chunks):
             f.write(chunk)
     os.rename(tmp, os.path.join(layout, h.hexdigest()))
     return "sha256:" + h.hexdigest()
-def random_chunks(size, step=8 << 20):
-    while size > 0:
-        yield os.urandom(min(step, size))
-        size -= step
 renamed = {}
 for layer in manifest["layers"]:
-    new = write_blob(random_chunks(layer["size"]))
+    new = write_blob(safetensors_chunks(layer["size"]))
     renamed[layer["digest"]] = new
     layer["digest"] = new
 config = json.load(open(os.path.join(template, manifest["config"]["digest"].split(":")[1])))

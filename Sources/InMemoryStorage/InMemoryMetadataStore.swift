@@ -38,7 +38,12 @@ public final class InMemoryMetadataStore: MetadataStore {
 
         /// Every digest a manifest names.
         var referenced: Set<Digest> {
-            Set(models.values.flatMap { $0.versions.flatMap { $0.variants.flatMap(\.files) } })
+            Set(
+                models.values.flatMap {
+                    $0.versions.flatMap {
+                        $0.variants.flatMap { $0.files + $0.referrers.flatMap { $0.blobs.map(\.digest) } }
+                    }
+                })
         }
 
         func model(_ name: ModelName) throws(RegistryError) -> Model {
@@ -90,6 +95,7 @@ public final class InMemoryMetadataStore: MetadataStore {
         /// The blobs its manifest names.
         var files: [Digest]
         var pushedArtifact: PushedArtifact?
+        var referrers: [StoredReferrer] = []
     }
 
     fileprivate struct CacheImageKey: Hashable {
@@ -148,6 +154,41 @@ public final class InMemoryMetadataStore: MetadataStore {
                 let stored = max(blob.stored, state.blobs[blob.digest]?.stored ?? blob.stored)
                 state.blobs[blob.digest] = (blob.size, stored)
             }
+        }
+    }
+
+    public func recordReferrer(
+        _ referrer: StoredReferrer, of name: ModelName, _ version: VersionName, _ variant: VariantName
+    ) async throws {
+        try writing(to: name) { state in
+            var model = try state.model(name)
+            guard let v = model.versions.firstIndex(where: { $0.name == version }),
+                let i = model.versions[v].variants.firstIndex(where: { $0.summary.name == variant })
+            else {
+                throw RegistryError(.notFound, "\(name):\(version) has no variant \(variant)")
+            }
+            guard !model.versions[v].variants[i].referrers.contains(where: { $0.document == referrer.document }) else {
+                return
+            }
+            try Self.requireRecorded(referrer, state.blobs)
+            model.versions[v].variants[i].referrers.append(referrer)
+            state.models[name] = model
+        }
+    }
+
+    private static func requireRecorded(_ referrer: StoredReferrer, _ recorded: [Digest: (size: Int64, stored: Date)])
+        throws
+    {
+        let sizes = Dictionary(referrer.blobs.map { ($0.digest, $0.size) }, uniquingKeysWith: { first, _ in first })
+        try Manifest.requireBlobs(sizes: sizes, named: "the referrer \(referrer.document.digest)") {
+            recorded[$0]?.size
+        }
+    }
+
+    public func referrers(_ name: ModelName) async throws -> [StoredReferrer] {
+        try reading { state in
+            (state.models[name]?.versions ?? []).flatMap { $0.variants.flatMap(\.referrers) }
+                .sorted { $0.createdAt < $1.createdAt }
         }
     }
 
@@ -426,7 +467,8 @@ public final class InMemoryMetadataStore: MetadataStore {
                             variants: version.variants.map {
                                 MetadataExport.Variant(
                                     name: $0.summary.name, document: $0.document, createdAt: $0.summary.createdAt,
-                                    createdBy: $0.summary.createdBy, pushedArtifact: $0.pushedArtifact)
+                                    createdBy: $0.summary.createdBy, pushedArtifact: $0.pushedArtifact,
+                                    referrers: $0.referrers)
                             })
                     },
                     aliases: model.aliasList, history: model.history.values.joined().sorted { $0.id < $1.id },
@@ -456,6 +498,10 @@ public final class InMemoryMetadataStore: MetadataStore {
                             Variant(
                                 summary: summary, document: variant.document, files: manifest.files.map(\.digest),
                                 pushedArtifact: variant.pushedArtifact))
+                        for referrer in variant.referrers ?? [] {
+                            try Self.requireRecorded(referrer, state.blobs)
+                            imported.variants[imported.variants.count - 1].referrers.append(referrer)
+                        }
                     }
                     model.versions.append(imported)
                 }

@@ -91,6 +91,13 @@ public final class KeptReadsMetadataStore: MetadataStore {
         try await base.recordCacheImage(record, model, manifest, layout: layout)
     }
 
+    public func recordReferrer(
+        _ referrer: StoredReferrer, of model: ModelName, _ version: VersionName, _ variant: VariantName
+    ) async throws {
+        try await base.recordReferrer(referrer, of: model, version, variant)
+    }
+    public func referrers(_ model: ModelName) async throws -> [StoredReferrer] { try await base.referrers(model) }
+
     public func exportMetadata() async throws -> MetadataExport { try await base.exportMetadata() }
     public func importMetadata(_ export: MetadataExport) async throws { try await base.importMetadata(export) }
 }

@@ -220,6 +220,23 @@ public struct Manifest: Hashable, Sendable, Codable {
 }
 
 extension Manifest {
+    /// Every blob of `sizes` must be known with that size (`size` reads what the store knows, nil when it does
+    /// not): `.blobsMissing`, naming `what` names them, for the others.
+    public static func requireBlobs(
+        sizes: [Digest: Int64], named what: String, size: (Digest) throws -> Int64?
+    ) throws {
+        var problems: [String] = []
+        for (digest, claimed) in sizes.sorted(by: { $0.key < $1.key }) {
+            switch try size(digest) {
+            case nil: problems.append("\(digest) of \(what) is not uploaded")
+            case let known? where known != claimed:
+                problems.append("\(digest) of \(what) is \(known) bytes, not \(claimed)")
+            default: break
+            }
+        }
+        guard problems.isEmpty else { throw RegistryError.blobsMissing(problems) }
+    }
+
     /// Every file's blob must be known with the size the file claims: the blob store's or the metadata
     /// store's knowledge, whichever `size` reads (the size of a digest, nil when it is unknown). Throws
     /// `.blobsMissing` naming each file whose blob is not.

@@ -74,10 +74,12 @@ public struct MetadataExport: Codable, Sendable, Equatable {
         public var createdBy: String
         /// The OCI artifact it was pushed as; absent for variants pushed otherwise (and in older exports).
         public var pushedArtifact: PushedArtifact?
+        /// The manifests pushed with a subject of its artifact, oldest first; absent when none.
+        public var referrers: [StoredReferrer]?
 
         public init(
             name: VariantName, document: ManifestDocument, createdAt: String, createdBy: String,
-            pushedArtifact: PushedArtifact? = nil
+            pushedArtifact: PushedArtifact? = nil, referrers: [StoredReferrer] = []
         ) {
             self.name = name
             self.mediaType = document.mediaType
@@ -85,6 +87,7 @@ public struct MetadataExport: Codable, Sendable, Equatable {
             self.createdAt = createdAt
             self.createdBy = createdBy
             self.pushedArtifact = pushedArtifact
+            self.referrers = referrers.isEmpty ? nil : referrers
         }
 
         public var document: ManifestDocument { ManifestDocument(bytes: [UInt8](manifest), mediaType: mediaType) }
@@ -128,13 +131,17 @@ public struct MetadataExport: Codable, Sendable, Equatable {
         }
     }
 
-    /// The blobs the manifests name, each once with its size, by digest: what a backup must hold.
+    /// The blobs the manifests (and their referrers) name, each once with its size, by digest: what a backup
+    /// must hold.
     public func referencedBlobs() throws(RegistryError) -> [BlobEntry] {
         var sizes: [Digest: Int64] = [:]
         for model in models {
             for version in model.versions {
                 for variant in version.variants {
                     for file in try variant.contents().manifest.files { sizes[file.digest] = file.size }
+                    for referrer in variant.referrers ?? [] {
+                        for blob in referrer.blobs { sizes[blob.digest] = blob.size }
+                    }
                 }
             }
         }

@@ -5,7 +5,7 @@ import Foundation
 /// A backend implements all of them (`MetadataStore`) and passes the conformance suites in
 /// StoreConformanceTests; code that needs one concern can take that protocol alone.
 public protocol MetadataStore: CatalogStore, ReleaseStore, AuditLogStore, TokenStore, BlobReferenceStore,
-    CacheImageRecordStore, MetadataExportStore
+    CacheImageRecordStore, MetadataExportStore, ReferrerStore
 {
     /// Confirms the store is open and its schema is current.
     func checkReady() async throws
@@ -58,6 +58,72 @@ public protocol ReleaseStore: Sendable {
     /// Removes a version and its variants, and the cache image records of manifests no other variant of the
     /// model has; refused while an alias points to it. The name is never reused.
     func deleteVersion(_ name: ModelName, _ version: VersionName, actor: String) async throws -> DeletedVersion
+}
+
+/// Manifests pushed over the OCI API with a `subject` (signatures, attestations, SBOMs) of a variant's artifact:
+/// kept byte for byte with that variant, listed by the referrers API, deleted with it; the blobs they name are
+/// kept from garbage collection as a variant's files are.
+public protocol ReferrerStore: Sendable {
+    /// Keeps a referrer of the variant; keeping one already kept (by digest) is a no-op. Its blobs must be
+    /// recorded (`.blobsMissing`), as a publish's must.
+    func recordReferrer(
+        _ referrer: StoredReferrer, of model: ModelName, _ version: VersionName, _ variant: VariantName
+    ) async throws
+    /// The model's referrers, oldest first; empty when the model does not exist.
+    func referrers(_ model: ModelName) async throws -> [StoredReferrer]
+}
+
+/// A manifest that refers to another by its `subject`.
+public struct StoredReferrer: Sendable, Equatable, Codable {
+    /// The manifest as pushed, served under its digest.
+    public var document: ManifestDocument
+    /// The digest of the manifest it refers to.
+    public var subject: Digest
+    public var artifactType: String?
+    /// Every blob it names (its config and layers).
+    public var blobs: [BlobEntry]
+    public var createdAt: String
+    public var createdBy: String
+
+    public init(
+        document: ManifestDocument, subject: Digest, artifactType: String?, blobs: [BlobEntry], createdAt: String,
+        createdBy: String
+    ) {
+        self.document = document
+        self.subject = subject
+        self.artifactType = artifactType
+        self.blobs = blobs
+        self.createdAt = createdAt
+        self.createdBy = createdBy
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case manifest, mediaType, subject, artifactType, blobs, createdAt, createdBy
+    }
+
+    /// The manifest's bytes base64 in JSON, as an export's manifests are.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        document = ManifestDocument(
+            bytes: [UInt8](try container.decode(Data.self, forKey: .manifest)),
+            mediaType: try container.decode(String.self, forKey: .mediaType))
+        subject = try container.decode(Digest.self, forKey: .subject)
+        artifactType = try container.decodeIfPresent(String.self, forKey: .artifactType)
+        blobs = try container.decode([BlobEntry].self, forKey: .blobs)
+        createdAt = try container.decode(String.self, forKey: .createdAt)
+        createdBy = try container.decode(String.self, forKey: .createdBy)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(Data(document.bytes), forKey: .manifest)
+        try container.encode(document.mediaType, forKey: .mediaType)
+        try container.encode(subject, forKey: .subject)
+        try container.encodeIfPresent(artifactType, forKey: .artifactType)
+        try container.encode(blobs, forKey: .blobs)
+        try container.encode(createdAt, forKey: .createdAt)
+        try container.encode(createdBy, forKey: .createdBy)
+    }
 }
 
 /// Every mutating request, written by the other concerns in the transaction of the change it records.

@@ -32,7 +32,8 @@ extension PostgresMetadataStore {
         try await reading { connection in
             Set(
                 try await connection.values(
-                    "SELECT DISTINCT digest FROM manifest_files", String.self, logger: self.logger
+                    "SELECT digest FROM manifest_files UNION SELECT digest FROM oci_referrer_blobs", String.self,
+                    logger: self.logger
                 )
                 .map { try Digest(parsing: $0) })
         }
@@ -53,7 +54,10 @@ extension PostgresMetadataStore {
                 ).first
                 if let recorded, recorded >= before { continue }
                 let referenced = try await connection.values(
-                    "SELECT EXISTS (SELECT 1 FROM manifest_files WHERE digest = \(key))", Bool.self, logger: self.logger
+                    """
+                    SELECT EXISTS (SELECT 1 FROM manifest_files WHERE digest = \(key))
+                        OR EXISTS (SELECT 1 FROM oci_referrer_blobs WHERE digest = \(key))
+                    """, Bool.self, logger: self.logger
                 )
                 if referenced.first == true { continue }
                 if recorded != nil {

@@ -77,11 +77,11 @@ extension PostgresMetadataStore {
         for row in try await connection.rows(
             """
             SELECT va.version_id, va.name, va.manifest, va.media_type, va.created_at, va.created_by, va.oci_manifest,
-                   va.oci_manifest_media_type, va.oci_config, va.oci_config_media_type
+                   va.oci_manifest_media_type, va.oci_config, va.oci_config_media_type, va.id
             FROM variants va JOIN versions v ON va.version_id = v.id WHERE v.model_id = \(id)
             ORDER BY va.name COLLATE "C"
             """,
-            (Int64, String, ByteBuffer, String, String, String, ByteBuffer?, String?, ByteBuffer?, String?).self,
+            (Int64, String, ByteBuffer, String, String, String, ByteBuffer?, String?, ByteBuffer?, String?, Int64).self,
             logger: logger)
         {
             let (versionID, variant, manifest, mediaType, variantCreatedAt, createdBy) =
@@ -91,7 +91,8 @@ extension PostgresMetadataStore {
                     name: try VariantName(variant),
                     document: ManifestDocument(bytes: Array(manifest.readableBytesView), mediaType: mediaType),
                     createdAt: variantCreatedAt, createdBy: createdBy,
-                    pushedArtifact: pushedArtifact(row.6, row.7, row.8, row.9)))
+                    pushedArtifact: pushedArtifact(row.6, row.7, row.8, row.9),
+                    referrers: try await referrers(connection, "WHERE va.id = \(row.10)", logger: logger)))
         }
         let versions = try await connection.rows(
             """
@@ -189,6 +190,16 @@ extension PostgresMetadataStore {
                     connection, versionID: versionID, variant.name, variant.document, manifest,
                     pushedArtifact: variant.pushedArtifact, createdAt: variant.createdAt, createdBy: variant.createdBy,
                     logger: logger)
+                if let referrers = variant.referrers,
+                    let variantID = try await connection.values(
+                        "SELECT id FROM variants WHERE version_id = \(versionID) AND name = \(variant.name.value)",
+                        Int64.self, logger: logger
+                    ).first
+                {
+                    for referrer in referrers {
+                        try await insertReferrer(connection, referrer, variantID: variantID, logger: logger)
+                    }
+                }
             }
         }
         for deleted in model.deletedVersions {

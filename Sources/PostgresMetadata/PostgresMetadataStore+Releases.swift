@@ -129,6 +129,7 @@ extension PostgresMetadataStore {
             let variants = try await Self.variantSummaries(
                 connection, "WHERE va.version_id = \(versionID)", logger: self.logger
             ).map(\.summary)
+            try await Self.deleteReferrers(connection, versionID: versionID, logger: self.logger)
             try await connection.query(
                 """
                 DELETE FROM manifest_files WHERE variant_id IN (SELECT id FROM variants WHERE version_id = \(versionID))

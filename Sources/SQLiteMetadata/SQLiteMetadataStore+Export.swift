@@ -33,7 +33,7 @@ extension SQLiteMetadataStore {
             let variants = try Row.fetchAll(
                 db,
                 sql: """
-                    SELECT name, manifest, media_type, created_at, created_by, oci_manifest, oci_manifest_media_type,
+                    SELECT id, name, manifest, media_type, created_at, created_by, oci_manifest, oci_manifest_media_type,
                            oci_config, oci_config_media_type
                     FROM variants WHERE version_id = ?
                     """,
@@ -44,7 +44,8 @@ extension SQLiteMetadataStore {
                     document: ManifestDocument(
                         bytes: [UInt8](variant["manifest"] as Data), mediaType: variant["media_type"]),
                     createdAt: variant["created_at"], createdBy: variant["created_by"],
-                    pushedArtifact: pushedArtifact(variant))
+                    pushedArtifact: pushedArtifact(variant),
+                    referrers: try referrers(db, where: "va.id = ?", [variant["id"]]))
             }
             return MetadataExport.Version(
                 name: try VersionName(row["name"] as String), createdAt: row["created_at"],
@@ -131,6 +132,13 @@ extension SQLiteMetadataStore {
                 try insertVariant(
                     db, versionID: versionID, variant.name, variant.document, contents.manifest,
                     pushedArtifact: variant.pushedArtifact, createdAt: variant.createdAt, createdBy: variant.createdBy)
+                if let referrers = variant.referrers,
+                    let variantID = try Int64.fetchOne(
+                        db, sql: "SELECT id FROM variants WHERE version_id = ? AND name = ?",
+                        arguments: [versionID, variant.name.value])
+                {
+                    for referrer in referrers { try insertReferrer(db, referrer, variantID: variantID) }
+                }
             }
         }
         for deleted in model.deletedVersions {

@@ -112,6 +112,7 @@ extension SQLiteMetadataStore {
             let versionID = try Self.existingVersionID(db, modelID, name, version)
             try ReleaseRules.checkDeletable(name, version, aliases: try Self.aliases(db, modelID: modelID))
             let summary = try Self.versionSummary(db, versionID: versionID, aliases: [])
+            try Self.deleteReferrers(db, versionID: versionID)
             try db.execute(
                 sql: """
                     DELETE FROM manifest_files WHERE variant_id IN (SELECT id FROM variants WHERE version_id = ?)

@@ -117,7 +117,9 @@ public final class SQLiteMetadataStore: MetadataStore {
     public func referencedBlobs() async throws -> Set<Digest> {
         try await pool.read { db in
             Set(
-                try String.fetchAll(db, sql: "SELECT DISTINCT digest FROM manifest_files").map {
+                try String.fetchAll(
+                    db, sql: "SELECT digest FROM manifest_files UNION SELECT digest FROM oci_referrer_blobs"
+                ).map {
                     try Digest(parsing: $0)
                 })
         }
@@ -128,7 +130,10 @@ public final class SQLiteMetadataStore: MetadataStore {
         let before = Timestamp.format(cutoff)
         return try await writing { db in
             let referenced = try db.cachedStatement(
-                sql: "SELECT EXISTS (SELECT 1 FROM manifest_files WHERE digest = ?)")
+                sql: """
+                    SELECT EXISTS (SELECT 1 FROM manifest_files WHERE digest = ?1)
+                        OR EXISTS (SELECT 1 FROM oci_referrer_blobs WHERE digest = ?1)
+                    """)
             let recorded = try db.cachedStatement(sql: "SELECT created_at FROM blobs WHERE digest = ?")
             let drop = try db.cachedStatement(sql: "DELETE FROM blobs WHERE digest = ?")
             var claimed: [Digest] = []

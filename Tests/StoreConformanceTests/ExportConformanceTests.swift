@@ -97,8 +97,13 @@ import Testing
         try await store.publish("org/a", "1", variant: "int4", files: ["w": "a1 int4", "config.json": "{}"])
         try await store.publish("org/a", "2", variant: "fp16", files: ["w": "a2"])
         try await store.publish("org/a", "gone", files: ["w": "gone"])
-        try await store.publish(
+        let b1 = try await store.publish(
             "org/b", "1", files: ["sub/dir/ü.bin": "b1"], pushedArtifact: MetadataStoreConformanceTests.artifact)
+        let signature = MetadataStoreConformanceTests.referrer(
+            "signature", subject: b1.variant.digest, at: "2026-12-04T10:00:00.000Z")
+        try await store.recordBlobs(
+            signature.blobs.map { StoredBlob(digest: $0.digest, size: $0.size, stored: Date()) })
+        try await store.recordReferrer(signature, of: ModelName("org/b"), VersionName("1"), .default)
         _ = try await store.deleteVersion(a, VersionName("gone"), actor: "ops")
         _ = try await store.deprecate(a, VersionName("1"), reason: "superseded", actor: "ops")
         _ = try await store.moveAlias(

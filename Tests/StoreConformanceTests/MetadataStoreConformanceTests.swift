@@ -74,6 +74,53 @@ import Testing
         }
     }
 
+    /// A signature of `subject`, naming one blob.
+    static func referrer(_ text: String, subject: Digest, at time: String) -> StoredReferrer {
+        StoredReferrer(
+            document: ManifestDocument(
+                bytes: Array(#"{"schemaVersion":2,"note":"\#(text)"}"#.utf8),
+                mediaType: "application/vnd.oci.image.manifest.v1+json"),
+            subject: subject, artifactType: "application/vnd.example.signature",
+            blobs: [BlobEntry(digest: Digest.of(Array(text.utf8)), size: Int64(text.utf8.count))], createdAt: time,
+            createdBy: "signer")
+    }
+
+    /// Referrers stay with their variant, oldest first, keep their blobs from garbage collection, and go with
+    /// the variant's version.
+    @Test(arguments: MetadataBackend.all)
+    func referrersStayWithTheirVariantAndGoWithIt(backend: MetadataBackend) async throws {
+        try await backend.open { instance in
+            let store = try instance()
+            let model = try ModelName("m")
+            let subject = try await store.publish("m", "1", files: ["w": "one"]).variant.digest
+            _ = try await store.publish("m", "2", files: ["w": "two"])
+            let first = Self.referrer("sig-1", subject: subject, at: "2026-12-04T10:00:00.000Z")
+            let second = Self.referrer("sig-2", subject: subject, at: "2026-12-04T10:00:01.000Z")
+            for referrer in [first, second] {
+                let blob = referrer.blobs[0]
+                await #expect(throws: RegistryError.self, "its blob is not recorded yet") {
+                    try await store.recordReferrer(referrer, of: model, VersionName("1"), .default)
+                }
+                try await store.recordBlobs([StoredBlob(digest: blob.digest, size: blob.size, stored: Date())])
+                try await store.recordReferrer(referrer, of: model, VersionName("1"), .default)
+            }
+            try await store.recordReferrer(first, of: model, VersionName("1"), .default)
+            await #expect(throws: RegistryError.self) {
+                try await store.recordReferrer(first, of: model, VersionName("1"), VariantName("other"))
+            }
+            let other = try instance()
+            #expect(try await other.referrers(model) == [first, second])
+            let blobs = [first, second].map(\.blobs[0].digest)
+            #expect(try await other.referencedBlobs().isSuperset(of: blobs))
+            #expect(
+                try await other.claimUnreferencedBlobs(blobs, recordedBefore: Date().addingTimeInterval(60)).isEmpty)
+
+            _ = try await other.deleteVersion(model, VersionName("1"), actor: "ops")
+            #expect(try await store.referrers(model).isEmpty)
+            #expect(try await store.referencedBlobs().isDisjoint(with: blobs))
+        }
+    }
+
     /// A claim takes exactly the candidates no manifest names and recorded before the cutoff (or never
     /// recorded); a claimed blob can no longer be published, and recording it again brings it back.
     @Test(arguments: MetadataBackend.all)
