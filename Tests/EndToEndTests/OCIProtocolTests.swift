@@ -433,6 +433,94 @@ import Testing
         #expect(list.json["tags"] as? [String] == ["1", "1__default", "latest"], "\(list)")
     }
 
+    /// Signatures pushed with a subject (as cosign and notation push them to an OCI 1.1 registry) are listed by the
+    /// referrers API, filtered by artifact type, served by digest, and go with their subject's version, after
+    /// which garbage collection takes their blobs.
+    @Test func referrersAreListedAndGoWithTheirSubject() throws {
+        let fixture = try Fixture()
+        let subject = try fixture.manifest("1")
+        let subjectDigest = try #require(subject.headers["docker-content-digest"])
+        let empty = Data("{}".utf8)
+        func upload(_ data: Data) throws {
+            let post = try fixture.request(
+                "/v2/org/oci/blobs/uploads/?digest=\(Digest.of(data))", method: "POST", body: data)
+            try #require(post.status == 201, "\(post)")
+        }
+        func signature(_ artifactType: String, _ text: String, subject digest: String, size: Int) throws -> Data {
+            let payload = Data(text.utf8)
+            try upload(payload)
+            return try JSONSerialization.data(
+                withJSONObject: [
+                    "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "artifactType": artifactType,
+                    "config": [
+                        "mediaType": "application/vnd.oci.empty.v1+json", "digest": Digest.of(empty).description,
+                        "size": 2,
+                    ],
+                    "layers": [
+                        [
+                            "mediaType": "application/octet-stream", "digest": Digest.of(payload).description,
+                            "size": payload.count,
+                        ]
+                    ],
+                    "subject": [
+                        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest, "size": size,
+                    ],
+                    "annotations": ["org.opencontainers.image.created": "2026-12-04T10:00:00Z"],
+                ], options: [.sortedKeys])
+        }
+        try upload(empty)
+        let type = ["Content-Type: application/vnd.oci.image.manifest.v1+json"]
+        let cosign = try signature(
+            "application/vnd.dev.cosign.artifact.sig.v1+json", "cosign", subject: subjectDigest,
+            size: subject.body.count)
+        let notation = try signature(
+            "application/vnd.cncf.notary.signature", "notation", subject: subjectDigest, size: subject.body.count)
+        for document in [cosign, notation] {
+            let put = try fixture.request(
+                "/v2/org/oci/manifests/\(Digest.of(document))", method: "PUT", headers: type, body: document)
+            #expect(put.status == 201 && put.headers["oci-subject"] == subjectDigest, "\(put)")
+            #expect(try fixture.manifest(Digest.of(document).description).body == document)
+        }
+        let byTag = try fixture.request("/v2/org/oci/manifests/sig", method: "PUT", headers: type, body: cosign)
+        #expect(byTag.status == 400 && byTag.errorCode == "UNSUPPORTED", "\(byTag)")
+        let stranger = try signature(
+            "application/vnd.example", "x", subject: Digest.of(Data("none".utf8)).description, size: 4)
+        let orphan = try fixture.request(
+            "/v2/org/oci/manifests/\(Digest.of(stranger))", method: "PUT", headers: type, body: stranger)
+        #expect(orphan.status == 400 && orphan.errorCode == "MANIFEST_INVALID", "\(orphan)")
+
+        let all = try fixture.request("/v2/org/oci/referrers/\(subjectDigest)")
+        let listed = all.json["manifests"] as? [[String: Any]] ?? []
+        #expect(
+            listed.map { $0["digest"] as? String } == [Digest.of(cosign).description, Digest.of(notation).description],
+            "\(all)")
+        #expect(listed.first?["artifactType"] as? String == "application/vnd.dev.cosign.artifact.sig.v1+json")
+        #expect(listed.first?["size"] as? Int == cosign.count)
+        #expect((listed.first?["annotations"] as? [String: String])?["org.opencontainers.image.created"] != nil)
+        #expect(all.headers["oci-filters-applied"] == nil)
+        let filtered = try fixture.request(
+            "/v2/org/oci/referrers/\(subjectDigest)?artifactType=application/vnd.cncf.notary.signature")
+        #expect(
+            (filtered.json["manifests"] as? [[String: Any]])?.map { $0["digest"] as? String } == [
+                Digest.of(notation).description
+            ])
+        #expect(filtered.headers["oci-filters-applied"] == "artifactType")
+
+        // The subject's version goes (prod moves off it first); its referrers go with it, then their blobs.
+        try fixture.run(["alias", "set", "org/oci", "prod", "2"])
+        let delete = try fixture.request("/v1/models/org/oci/versions/1", method: "DELETE")
+        try #require(delete.status == 200, "\(delete)")
+        #expect(
+            (try fixture.request("/v2/org/oci/referrers/\(subjectDigest)").json["manifests"] as? [Any])?.isEmpty == true
+        )
+        #expect(try fixture.request("/v2/org/oci/manifests/\(Digest.of(cosign))").status == 404)
+        let gc = try fixture.request("/v1/admin/gc?grace=0s", method: "POST")
+        #expect(gc.status == 200, "\(gc)")
+        #expect(
+            try fixture.request("/v2/org/oci/blobs/\(Digest.of(Data("cosign".utf8)))", method: "HEAD").status == 404)
+    }
+
     /// The ModelPack config against the model-spec's schema; manifests, indexes and image configs against the
     /// image-spec's.
     @Test func everyDocumentFollowsItsSchema() throws {

@@ -94,4 +94,5 @@ extension HTTPField.Name {
     static let dockerDistributionAPIVersion = Self("Docker-Distribution-API-Version")!
     static let dockerContentDigest = Self("Docker-Content-Digest")!
     static let ociFiltersApplied = Self("OCI-Filters-Applied")!
+    static let ociSubject = Self("OCI-Subject")!
 }

@@ -21,7 +21,6 @@ struct OCIManifestPush {
     func put(_ request: Request, _ context: RegistryRequestContext, _ model: ModelName, _ reference: String)
         async throws -> Response
     {
-        let (version, variant) = try await target(model, reference)
         let bytes: [UInt8]
         do {
             bytes = Array(buffer: try await request.body.collect(upTo: Self.maxManifestSize))
@@ -31,6 +30,13 @@ struct OCIManifestPush {
         }
         let mediaType = request.headers[.contentType].map { String($0.split(separator: ";")[0]) } ?? ""
         let manifest = try Self.decode(bytes, mediaType: mediaType)
+        if let subject = manifest.subject {
+            return try await putReferrer(
+                ManifestDocument(bytes: bytes, mediaType: mediaType), manifest, subject: subject, context, model,
+                reference)
+        }
+        try Self.requireModel(manifest)
+        let (version, variant) = try await target(model, reference)
         let files = try Self.files(of: manifest)
         let config = try await configDocument(manifest.config)
         try await VariantPublisher(registry: registry).checkBlobs(of: Manifest(format: .other, files: files))
@@ -108,9 +114,11 @@ struct OCIManifestPush {
     }
 
     /// The manifest, which must be an image manifest of a ModelPack artifact with raw layers.
+    /// What a push may be, for the messages of refusals.
+    static let accepted =
+        "a CNCF ModelPack artifact: an OCI image manifest with artifactType \(OCIMediaType.modelManifest) or config \(OCIMediaType.modelConfig), one raw layer (application/vnd.cncf.model.*.v1.raw) a file"
+
     static func decode(_ bytes: [UInt8], mediaType: String) throws -> OCIImageManifest {
-        let accepted =
-            "a CNCF ModelPack artifact: an OCI image manifest with artifactType \(OCIMediaType.modelManifest) or config \(OCIMediaType.modelConfig), one raw layer (application/vnd.cncf.model.*.v1.raw) a file"
         guard mediaType == OCIMediaType.imageManifest else {
             throw OCIError(
                 .badRequest, .unsupported,
@@ -127,11 +135,11 @@ struct OCIManifestPush {
             throw OCIError(
                 .badRequest, .manifestInvalid, "the manifest's schemaVersion or mediaType disagrees with its type")
         }
-        if manifest.subject != nil {
-            throw OCIError(
-                .badRequest, .unsupported,
-                "manifests with a subject (signatures, attestations) are not stored yet: push \(accepted)")
-        }
+        return manifest
+    }
+
+    /// A manifest without a subject must be a model.
+    static func requireModel(_ manifest: OCIImageManifest) throws {
         guard
             manifest.artifactType == OCIMediaType.modelManifest || manifest.config.mediaType == OCIMediaType.modelConfig
         else {
@@ -140,7 +148,73 @@ struct OCIManifestPush {
                 "this is not a model (config \(manifest.config.mediaType.prefix(100))): a container image is not taken; push \(accepted)"
             )
         }
-        return manifest
+    }
+
+    /// A manifest with a subject (a signature, an attestation, an SBOM) of a document of one of the model's
+    /// variants, pushed by its digest: kept with that variant, listed by the referrers API, gone with it.
+    private func putReferrer(
+        _ document: ManifestDocument, _ manifest: OCIImageManifest, subject: OCIDescriptor,
+        _ context: RegistryRequestContext, _ model: ModelName, _ reference: String
+    ) async throws -> Response {
+        guard reference == document.digest.description else {
+            throw OCIError(
+                .badRequest, .unsupported,
+                "push a manifest with a subject by its digest (\(document.digest)), not under '\(reference.prefix(140))': the referrers API lists it"
+            )
+        }
+        let subjectDigest: Digest
+        do {
+            subjectDigest = try Digest(parsing: subject.digest)
+        } catch {
+            throw OCIError(.badRequest, .manifestInvalid, "the subject's digest: \(error.message)")
+        }
+        let repository = try await OCIRoutes(registry: registry).repository(model)
+        var owner = repository.variants.first { $0.artifact.manifest.digest == subjectDigest }
+        if owner == nil {
+            for variant in repository.variants {
+                guard let layer = try await registry.images.digest(model, variant.manifestDigest, .models) else {
+                    continue
+                }
+                let image = variant.runnableImage(layer: layer)
+                if ([image.index] + image.manifests).contains(where: { $0.digest == subjectDigest }) {
+                    owner = variant
+                    break
+                }
+            }
+        }
+        guard let owner else {
+            throw OCIError(
+                .badRequest, .manifestInvalid,
+                "the subject \(subjectDigest) is no manifest of \(model): a referrer is kept with the variant it refers to"
+            )
+        }
+        var blobs: [BlobEntry] = []
+        for descriptor in [manifest.config] + manifest.layers {
+            do {
+                blobs.append(BlobEntry(digest: try Digest(parsing: descriptor.digest), size: descriptor.size))
+            } catch {
+                throw OCIError(.badRequest, .manifestInvalid, "a blob's digest: \(error.message)")
+            }
+        }
+        for blob in blobs where try await registry.blobs.info(blob.digest)?.size != blob.size {
+            throw OCIError(
+                .badRequest, .manifestBlobUnknown,
+                "\(blob.digest) (\(blob.size) bytes) is not uploaded: push the blobs before the manifest")
+        }
+        try await registry.metadata.recordReferrer(
+            StoredReferrer(
+                document: document, subject: subjectDigest,
+                artifactType: manifest.artifactType ?? manifest.config.mediaType, blobs: blobs,
+                createdAt: Timestamp.now(), createdBy: context.identity.actor),
+            of: model, owner.version, owner.name)
+        return Response(
+            status: .created,
+            headers: [
+                .location: "/v2/\(model)/manifests/\(document.digest)",
+                .dockerContentDigest: document.digest.description,
+                .ociSubject: subjectDigest.description, .contentLength: "0",
+                .dockerDistributionAPIVersion: "registry/2.0",
+            ])
     }
 
     /// The files its layers are, each placed by its path annotation.

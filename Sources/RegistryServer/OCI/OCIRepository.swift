@@ -37,9 +37,14 @@ struct OCIRepository: Sendable {
     let model: ModelName
     let variants: [Variant]
     let tags: OCITags
+    /// Manifests pushed with a subject of one of its variants' documents, oldest first.
+    let referrers: [StoredReferrer]
 
     /// What keeping it costs, in bytes.
-    var cost: Int { variants.reduce(1024) { $0 + 1024 + $1.artifact.manifest.bytes.count * 2 } }
+    var cost: Int {
+        variants.reduce(1024) { $0 + 1024 + $1.artifact.manifest.bytes.count * 2 }
+            + referrers.reduce(0) { $0 + 512 + $1.document.bytes.count }
+    }
 
     static func read(_ model: ModelName, from metadata: any MetadataStore) async throws -> OCIRepository {
         guard let detail = try await metadata.model(model) else { throw OCIError.nameUnknown(model) }
@@ -60,7 +65,8 @@ struct OCIRepository: Sendable {
                             config: stored.pushedArtifact?.config ?? written.config)))
             }
         }
-        return OCIRepository(model: model, variants: variants, tags: OCITags(detail))
+        return OCIRepository(
+            model: model, variants: variants, tags: OCITags(detail), referrers: try await metadata.referrers(model))
     }
 
     /// The variant a tag names; nil for a tag the model does not have.

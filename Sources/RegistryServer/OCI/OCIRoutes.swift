@@ -146,7 +146,7 @@ struct OCIRoutes {
     }
 
     /// The repository of a model, kept until the model changes.
-    private func repository(_ model: ModelName) async throws -> OCIRepository {
+    func repository(_ model: ModelName) async throws -> OCIRepository {
         try await registry.ociRepositories.value(
             for: model, at: try await registry.metadata.changeCount(of: model), cost: \.cost
         ) {
@@ -176,6 +176,9 @@ struct OCIRoutes {
             }
             if let variant = repository.variants.first(where: { $0.artifact.manifest.digest == digest }) {
                 return Self.rendered(variant.artifact.manifest)
+            }
+            if let referrer = repository.referrers.first(where: { $0.document.digest == digest }) {
+                return Self.rendered(referrer.document)
             }
             for (_, image) in try await runnableImages(repository) {
                 if let document = ([image.index] + image.manifests).first(where: { $0.digest == digest }) {
@@ -300,13 +303,23 @@ struct OCIRoutes {
         let tags: [String]
     }
 
-    /// The manifests that name `digest` as their subject: none are stored yet, so an empty index, filtered
-    /// by `artifactType` when asked.
+    /// The manifests that name `digest` as their subject, as an image index, filtered by `artifactType` when
+    /// asked (then `OCI-Filters-Applied` says so).
     private func referrers(_ request: Request, _ model: ModelName, _ digest: Digest) async throws -> RenderedResponse {
-        _ = try await repository(model)
-        let index = ManifestDocument(encoding: OCIImageIndex(manifests: []), mediaType: OCIMediaType.imageIndex)
+        let repository = try await repository(model)
+        let types = request.uri.queryParameters.getAll("artifactType").map { String($0) }
+        let descriptors = repository.referrers.filter { referrer in
+            referrer.subject == digest && (types.isEmpty || types.contains(referrer.artifactType ?? ""))
+        }.map { referrer in
+            let manifest = try? JSONDecoder().decode(OCIImageManifest.self, from: Data(referrer.document.bytes))
+            var descriptor = OCIDescriptor(referrer.document, artifactType: referrer.artifactType)
+            descriptor.annotations = manifest?.annotations
+            return descriptor
+        }
+        let index = ManifestDocument(
+            encoding: OCIImageIndex(manifests: descriptors), mediaType: OCIMediaType.imageIndex)
         var headers: HTTPFields = [.contentType: OCIMediaType.imageIndex]
-        if request.uri.queryParameters.get("artifactType") != nil { headers[.ociFiltersApplied] = "artifactType" }
+        if !types.isEmpty { headers[.ociFiltersApplied] = "artifactType" }
         return RenderedResponse(status: .ok, headers: headers, body: ByteBuffer(bytes: index.bytes))
     }
 }
