@@ -167,14 +167,12 @@ extension PostgresMetadataStore {
         }
     }
 
-    /// Adds a variant and the index of the files its manifest names. Every file's blob must be recorded with
-    /// the size the manifest claims; the records are locked for share until the transaction ends, so garbage
+    /// The recorded sizes of blobs, their records locked for share until the transaction ends, so garbage
     /// collection cannot claim them meanwhile.
-    static func insertVariant(
-        _ connection: PostgresConnection, versionID: Int64, _ name: VariantName, _ document: ManifestDocument,
-        _ manifest: Manifest, pushedArtifact: PushedArtifact?, createdAt: String, createdBy: String, logger: Logger
-    ) async throws {
-        let digests = Array(Set(manifest.files.map(\.digest.description))).sorted()
+    static func lockRecordedSizes(_ connection: PostgresConnection, _ blobs: [Digest], logger: Logger) async throws
+        -> [Digest: Int64]
+    {
+        let digests = Array(Set(blobs.map(\.description))).sorted()
         var sizes: [Digest: Int64] = [:]
         for (digest, size) in try await connection.rows(
             "SELECT digest, size FROM blobs WHERE digest = ANY(\(digests)::text[]) ORDER BY digest FOR SHARE",
@@ -182,6 +180,17 @@ extension PostgresMetadataStore {
         {
             sizes[try Digest(parsing: digest)] = size
         }
+        return sizes
+    }
+
+    /// Adds a variant and the index of the files its manifest names. Every file's blob must be recorded with
+    /// the size the manifest claims; the records are locked for share until the transaction ends, so garbage
+    /// collection cannot claim them meanwhile.
+    static func insertVariant(
+        _ connection: PostgresConnection, versionID: Int64, _ name: VariantName, _ document: ManifestDocument,
+        _ manifest: Manifest, pushedArtifact: PushedArtifact?, createdAt: String, createdBy: String, logger: Logger
+    ) async throws {
+        let sizes = try await lockRecordedSizes(connection, manifest.files.map(\.digest), logger: logger)
         try manifest.requireBlobs { sizes[$0] }
         let variantID = try await connection.values(
             """

@@ -33,14 +33,7 @@ extension PostgresMetadataStore {
             "SELECT EXISTS (SELECT 1 FROM oci_referrers WHERE variant_id = \(variantID) AND digest = \(digest))",
             Bool.self, logger: logger)
         if kept.first == true { return }
-        let digests = Array(Set(referrer.blobs.map(\.digest.description))).sorted()
-        var recorded: [Digest: Int64] = [:]
-        for (blob, size) in try await connection.rows(
-            "SELECT digest, size FROM blobs WHERE digest = ANY(\(digests)::text[]) ORDER BY digest FOR SHARE",
-            (String, Int64).self, logger: logger)
-        {
-            recorded[try Digest(parsing: blob)] = size
-        }
+        let recorded = try await lockRecordedSizes(connection, referrer.blobs.map(\.digest), logger: logger)
         let sizes = Dictionary(referrer.blobs.map { ($0.digest, $0.size) }, uniquingKeysWith: { first, _ in first })
         try Manifest.requireBlobs(sizes: sizes, named: "the referrer \(digest)") { recorded[$0] }
         let id = try await connection.values(
