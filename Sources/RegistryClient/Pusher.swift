@@ -1,6 +1,7 @@
 import Foundation
 import ModelFormats
 import ModelRegistryCore
+import RegistryAPI
 
 /// `modelreg push`: hashes a directory, uploads the blobs the server lacks, then publishes the manifest.
 public struct Pusher: Sendable {
@@ -68,8 +69,9 @@ public struct Pusher: Sendable {
         for (file, digest) in zip(local, digests.values) where unique[digest] == nil { unique[digest] = file }
         let uploads = TransferProgress(style: progress, verb: "pushing", write: log)
         uploads.begin(total: unique.values.reduce(0) { $0 + $1.size }, files: unique.count)
-        let outcomes = try await uploads.reporting {
-            try await forEach(Array(unique), jobs: jobs) { digest, file -> BlobOutcome in
+        let blobs = Array(unique)
+        var outcomes = try await uploads.reporting {
+            try await forEach(blobs, jobs: jobs) { digest, file -> BlobOutcome in
                 if try await connection.blobSize(digest) == file.size {
                     uploads.skip(size: file.size)
                     return BlobOutcome(sent: 0, skipped: file.size, resumed: 0, uploaded: false)
@@ -78,7 +80,23 @@ public struct Pusher: Sendable {
                 return BlobOutcome(sent: uploaded.sent, skipped: 0, resumed: uploaded.resumed, uploaded: true)
             }
         }
-        let published = try await connection.publish(name, version, variant, manifest)
+        let published: PublishedVariant
+        do {
+            published = try await connection.publish(name, version, variant, manifest)
+        } catch let error as RegistryError where error.code == .blobsMissing {
+            // A server killed between storing a blob and recording it leaves a blob that is stored, so it was
+            // skipped, but unknown to publishes: sending it again records it (and refreshes it against garbage
+            // collection). Once, then the publish is asked again.
+            let skipped = zip(blobs, outcomes).filter { !$0.1.uploaded }.map(\.0)
+            guard !skipped.isEmpty else { throw error }
+            log("the registry lacks the records of \(skipped.count) stored blob(s): sending them again")
+            let resent = try await forEach(skipped, jobs: jobs) { digest, file -> BlobOutcome in
+                let uploaded = try await connection.uploadBlob(file, digest: digest, progress: uploads)
+                return BlobOutcome(sent: uploaded.sent, skipped: 0, resumed: uploaded.resumed, uploaded: true)
+            }
+            outcomes = outcomes.filter(\.uploaded) + resent
+            published = try await connection.publish(name, version, variant, manifest)
+        }
         report.digest = published.variant.digest
         report.created = published.created
         report.blobsUploaded = outcomes.filter(\.uploaded).count

@@ -90,6 +90,28 @@ struct PullReportJSON: Decodable {
         server.stop()
     }
 
+    /// A server killed between storing a blob and recording it leaves the blob stored but unknown to publishes
+    /// (here: its record removed from the database behind the running server). The next push skips it as stored,
+    /// is told BLOBS_MISSING, sends it again, which records it, and publishes.
+    @Test func aStoredBlobWithoutItsRecordIsSentAgain() throws {
+        let scratch = try Scratch()
+        let server = try ServerProcess(data: scratch.url("data"))
+        let model = scratch.url("model")
+        try TestModel.write(to: model)
+        let first = try modelreg(["push", model.path, "m:1"], environment: server.environment)
+        try #require(first.status == 0, "\(first)")
+        let forget = try shell(
+            "python3 -c \"import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute('DELETE FROM blobs'); c.commit()\" '\(server.data.appendingPathComponent("registry.sqlite").path)'"
+        )
+        try #require(forget.status == 0, "\(forget.output)")
+        let second = try modelreg(["push", model.path, "m:2"], environment: server.environment)
+        #expect(second.status == 0, "\(second)")
+        #expect(second.stderr.contains("sending them again"), "\(second)")
+        let pulled = scratch.url("pulled")
+        let pull = try modelreg(["pull", "m:2", "--dest", pulled.path], environment: server.environment)
+        #expect(pull.status == 0, "\(pull)")
+    }
+
     @Test func aCopiedBinaryStartsAloneWithItsDefaults() throws {
         let scratch = try Scratch()
         let binary = scratch.url("bin/modelreg")
