@@ -78,7 +78,7 @@ import Testing
 
     @Test func unknownRoutesGetAJSONError() async throws {
         try await TestRegistry.with { registry, client in
-            let response = try await client.execute(uri: "/v2/nothing", method: .get, headers: auth(registry.read))
+            let response = try await client.execute(uri: "/v3/nothing", method: .get, headers: auth(registry.read))
             #expect(response.status == .notFound)
             #expect(response.errorCode == "NOT_FOUND")
             let model = try await client.execute(
