@@ -170,18 +170,10 @@ public final class InMemoryMetadataStore: MetadataStore {
             guard !model.versions[v].variants[i].referrers.contains(where: { $0.document == referrer.document }) else {
                 return
             }
-            try Self.requireRecorded(referrer, state.blobs)
+            let recorded = state.blobs
+            try referrer.requireBlobs { recorded[$0]?.size }
             model.versions[v].variants[i].referrers.append(referrer)
             state.models[name] = model
-        }
-    }
-
-    private static func requireRecorded(_ referrer: StoredReferrer, _ recorded: [Digest: (size: Int64, stored: Date)])
-        throws
-    {
-        let sizes = Dictionary(referrer.blobs.map { ($0.digest, $0.size) }, uniquingKeysWith: { first, _ in first })
-        try Manifest.requireBlobs(sizes: sizes, named: "the referrer \(referrer.document.digest)") {
-            recorded[$0]?.size
         }
     }
 
@@ -499,7 +491,7 @@ public final class InMemoryMetadataStore: MetadataStore {
                                 summary: summary, document: variant.document, files: manifest.files.map(\.digest),
                                 pushedArtifact: variant.pushedArtifact))
                         for referrer in variant.referrers ?? [] {
-                            try Self.requireRecorded(referrer, state.blobs)
+                            try referrer.requireBlobs { recorded[$0]?.size }
                             imported.variants[imported.variants.count - 1].referrers.append(referrer)
                         }
                     }

@@ -220,17 +220,18 @@ public struct Manifest: Hashable, Sendable, Codable {
 }
 
 extension Manifest {
-    /// Every blob of `sizes` must be known with that size (`size` reads what the store knows, nil when it does
-    /// not): `.blobsMissing`, naming `what` names them, for the others.
+    /// Every claimed blob must be known with the size claimed for it: the blob store's or the metadata store's
+    /// knowledge, whichever `size` reads (the size of a digest, nil when it is unknown). Throws `.blobsMissing`
+    /// naming, by its label, each blob that is not.
     public static func requireBlobs(
-        sizes: [Digest: Int64], named what: String, size: (Digest) throws -> Int64?
+        _ claims: [(label: String, digest: Digest, size: Int64)], size: (Digest) throws -> Int64?
     ) throws {
         var problems: [String] = []
-        for (digest, claimed) in sizes.sorted(by: { $0.key < $1.key }) {
-            switch try size(digest) {
-            case nil: problems.append("\(digest) of \(what) is not uploaded")
-            case let known? where known != claimed:
-                problems.append("\(digest) of \(what) is \(known) bytes, not \(claimed)")
+        for claim in claims {
+            switch try size(claim.digest) {
+            case nil: problems.append("\(claim.label) is not uploaded")
+            case let known? where known != claim.size:
+                problems.append("\(claim.label) is \(known) bytes, not \(claim.size)")
             default: break
             }
         }
@@ -241,17 +242,12 @@ extension Manifest {
     /// store's knowledge, whichever `size` reads (the size of a digest, nil when it is unknown). Throws
     /// `.blobsMissing` naming each file whose blob is not.
     public func requireBlobs(size: (Digest) throws -> Int64?) throws {
-        var problems: [String] = []
         var checked = Set<Digest>()
-        for file in files where checked.insert(file.digest).inserted {
-            switch try size(file.digest) {
-            case nil: problems.append("\(file.path) (\(file.digest)) is not uploaded")
-            case let known? where known != file.size:
-                problems.append("\(file.path) (\(file.digest)) is \(known) bytes, not \(file.size)")
-            default: break
-            }
-        }
-        guard problems.isEmpty else { throw RegistryError.blobsMissing(problems) }
+        try Self.requireBlobs(
+            files.filter { checked.insert($0.digest).inserted }.map {
+                ("\($0.path) (\($0.digest))", $0.digest, $0.size)
+            },
+            size: size)
     }
 }
 

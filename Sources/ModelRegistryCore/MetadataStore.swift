@@ -97,6 +97,15 @@ public struct StoredReferrer: Sendable, Equatable, Codable {
         self.createdBy = createdBy
     }
 
+    /// Every blob it names must be known with its size, as `Manifest.requireBlobs` requires of files.
+    public func requireBlobs(size: (Digest) throws -> Int64?) throws {
+        var checked = Set<Digest>()
+        try Manifest.requireBlobs(
+            blobs.filter { checked.insert($0.digest).inserted }.map {
+                ("\($0.digest) of the referrer \(document.digest)", $0.digest, $0.size)
+            }, size: size)
+    }
+
     private enum CodingKeys: String, CodingKey {
         case manifest, mediaType, subject, artifactType, blobs, createdAt, createdBy
     }

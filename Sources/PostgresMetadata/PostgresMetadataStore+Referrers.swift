@@ -34,8 +34,7 @@ extension PostgresMetadataStore {
             Bool.self, logger: logger)
         if kept.first == true { return }
         let recorded = try await lockRecordedSizes(connection, referrer.blobs.map(\.digest), logger: logger)
-        let sizes = Dictionary(referrer.blobs.map { ($0.digest, $0.size) }, uniquingKeysWith: { first, _ in first })
-        try Manifest.requireBlobs(sizes: sizes, named: "the referrer \(digest)") { recorded[$0] }
+        try referrer.requireBlobs { recorded[$0] }
         let id = try await connection.values(
             """
             INSERT INTO oci_referrers (variant_id, digest, subject, media_type, artifact_type, manifest, created_at,

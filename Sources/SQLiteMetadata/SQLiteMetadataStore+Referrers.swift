@@ -30,8 +30,7 @@ extension SQLiteMetadataStore {
         {
             return
         }
-        let sizes = Dictionary(referrer.blobs.map { ($0.digest, $0.size) }, uniquingKeysWith: { first, _ in first })
-        try Manifest.requireBlobs(sizes: sizes, named: "the referrer \(digest)") { blob in
+        try referrer.requireBlobs { blob in
             try Int64.fetchOne(db, sql: "SELECT size FROM blobs WHERE digest = ?", arguments: [blob.description])
         }
         try db.execute(
