@@ -105,6 +105,8 @@ public struct RunnableModelImage: Sendable {
     public let index: ManifestDocument
     public let manifests: [ManifestDocument]
     public let configs: [ManifestDocument]
+    /// The digest of its one layer.
+    public let layer: Digest
 
     /// `layer` is the `models` layout's archive: its digest, which is also its diff ID, and its size.
     public init(layer: Digest, size: Int64, manifestDigest: Digest, version: VersionName, createdAt: String) {
@@ -132,6 +134,7 @@ public struct RunnableModelImage: Sendable {
         }
         self.manifests = manifests
         self.configs = configs
+        self.layer = layer
         self.index = ManifestDocument(
             encoding: OCIImageIndex(
                 manifests: zip(manifests, Self.platforms).map { OCIDescriptor($0, platform: $1) },

@@ -7,9 +7,20 @@ import ModelRegistryCore
 struct VariantPublisher {
     let registry: Registry
 
+    /// Publishes a manifest a client wrote: its blobs checked and its declarations read against the files.
     func publish(_ request: PublishRequest) async throws -> PublishOutcome {
         try await checkBlobs(of: request.manifest)
         try await verifyModelFiles(of: request.manifest)
+        return try await record(request)
+    }
+
+    /// Publishes a manifest the registry wrote from `inspect` of files whose blobs `checkBlobs` found: what the
+    /// manifest declares was read from the files just now, so they are not read again.
+    func publishInspected(_ request: PublishRequest) async throws -> PublishOutcome {
+        try await record(request)
+    }
+
+    private func record(_ request: PublishRequest) async throws -> PublishOutcome {
         let outcome = try await registry.metadata.publish(request)
         await registry.images.enqueue(request.model, outcome.variant.digest)
         return outcome

@@ -39,15 +39,16 @@ struct OCIManifestPush {
         let (version, variant) = try await target(model, reference)
         let files = try Self.files(of: manifest)
         let config = try await configDocument(manifest.config)
-        try await VariantPublisher(registry: registry).checkBlobs(of: Manifest(format: .other, files: files))
+        let publisher = VariantPublisher(registry: registry)
+        try await publisher.checkBlobs(of: Manifest(format: .other, files: files))
         let inspection: Inspection
         do {
-            inspection = try await VariantPublisher(registry: registry).inspect(files)
+            inspection = try await publisher.inspect(files)
         } catch let error as RegistryError {
             throw OCIError(.badRequest, .manifestInvalid, "the model's files do not read as pushed: \(error.message)")
         }
         let pushed = PushedArtifact(manifest: ManifestDocument(bytes: bytes, mediaType: mediaType), config: config)
-        let outcome = try await VariantPublisher(registry: registry).publish(
+        let outcome = try await publisher.publishInspected(
             PublishRequest(
                 model: model, version: version, variant: variant,
                 manifest: Manifest(
@@ -168,19 +169,13 @@ struct OCIManifestPush {
         } catch {
             throw OCIError(.badRequest, .manifestInvalid, "the subject's digest: \(error.message)")
         }
-        let repository = try await OCIRoutes(registry: registry).repository(model)
+        let routes = OCIRoutes(registry: registry)
+        let repository = try await routes.repository(model)
         var owner = repository.variants.first { $0.artifact.manifest.digest == subjectDigest }
         if owner == nil {
-            for variant in repository.variants {
-                guard let layer = try await registry.images.digest(model, variant.manifestDigest, .models) else {
-                    continue
-                }
-                let image = variant.runnableImage(layer: layer)
-                if ([image.index] + image.manifests).contains(where: { $0.digest == subjectDigest }) {
-                    owner = variant
-                    break
-                }
-            }
+            owner = try await routes.runnableImages(repository).first { _, image in
+                ([image.index] + image.manifests).contains { $0.digest == subjectDigest }
+            }?.0
         }
         guard let owner else {
             throw OCIError(
@@ -196,17 +191,16 @@ struct OCIManifestPush {
                 throw OCIError(.badRequest, .manifestInvalid, "a blob's digest: \(error.message)")
             }
         }
-        for blob in blobs where try await registry.blobs.info(blob.digest)?.size != blob.size {
-            throw OCIError(
-                .badRequest, .manifestBlobUnknown,
-                "\(blob.digest) (\(blob.size) bytes) is not uploaded: push the blobs before the manifest")
-        }
-        try await registry.metadata.recordReferrer(
-            StoredReferrer(
-                document: document, subject: subjectDigest,
-                artifactType: manifest.artifactType ?? manifest.config.mediaType, blobs: blobs,
-                createdAt: Timestamp.now(), createdBy: context.identity.actor),
-            of: model, owner.version, owner.name)
+        let referrer = StoredReferrer(
+            document: document, subject: subjectDigest,
+            artifactType: manifest.artifactType ?? manifest.config.mediaType, blobs: blobs,
+            createdAt: Timestamp.now(), createdBy: context.identity.actor)
+        // Stored, as the spec requires of every blob a manifest names (MANIFEST_BLOB_UNKNOWN); the metadata store
+        // checks its records of them again.
+        var stored: [Digest: Int64] = [:]
+        for blob in blobs { stored[blob.digest] = try await registry.blobs.info(blob.digest)?.size }
+        try referrer.requireBlobs { stored[$0] }
+        try await registry.metadata.recordReferrer(referrer, of: model, owner.version, owner.name)
         return Response(
             status: .created,
             headers: [

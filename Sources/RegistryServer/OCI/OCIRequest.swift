@@ -42,7 +42,8 @@ enum OCIRequest: Equatable {
         }
     }
 
-    init(segments: [String]) throws(OCIError) {
+    /// A malformed name or digest is the registry's error (NAME_INVALID, DIGEST_INVALID in the spec's terms).
+    init(segments: [String]) throws {
         if segments.isEmpty {
             self = .base
             return
@@ -67,9 +68,9 @@ enum OCIRequest: Equatable {
         } else if count >= 3, segments[count - 2] == "manifests" {
             self = .manifest(try Self.name(segments[..<(count - 2)]), reference: segments[count - 1])
         } else if count >= 3, segments[count - 2] == "blobs" {
-            self = .blob(try Self.name(segments[..<(count - 2)]), try Self.digest(segments[count - 1]))
+            self = .blob(try Self.name(segments[..<(count - 2)]), try Digest(parsing: segments[count - 1]))
         } else if count >= 3, segments[count - 2] == "referrers" {
-            self = .referrers(try Self.name(segments[..<(count - 2)]), try Self.digest(segments[count - 1]))
+            self = .referrers(try Self.name(segments[..<(count - 2)]), try Digest(parsing: segments[count - 1]))
         } else {
             throw OCIError(
                 .notFound, .unsupported,
@@ -77,19 +78,7 @@ enum OCIRequest: Equatable {
         }
     }
 
-    private static func name(_ parts: ArraySlice<String>) throws(OCIError) -> ModelName {
-        do {
-            return try ModelName(parts.joined(separator: "/"))
-        } catch {
-            throw OCIError(.badRequest, .nameInvalid, error.message)
-        }
-    }
-
-    private static func digest(_ text: String) throws(OCIError) -> Digest {
-        do {
-            return try Digest(parsing: text)
-        } catch {
-            throw OCIError(.badRequest, .digestInvalid, error.message)
-        }
+    private static func name(_ parts: ArraySlice<String>) throws -> ModelName {
+        try ModelName(parts.joined(separator: "/"))
     }
 }

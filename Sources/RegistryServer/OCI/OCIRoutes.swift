@@ -168,12 +168,7 @@ struct OCIRoutes {
     private func manifest(_ model: ModelName, _ reference: String) async throws -> RenderedResponse {
         let repository = try await repository(model)
         if reference.hasPrefix(Digest.prefix) {
-            let digest: Digest
-            do {
-                digest = try Digest(parsing: reference)
-            } catch {
-                throw OCIError(.badRequest, .digestInvalid, error.message)
-            }
+            let digest = try Digest(parsing: reference)
             if let variant = repository.variants.first(where: { $0.artifact.manifest.digest == digest }) {
                 return Self.rendered(variant.artifact.manifest)
             }
@@ -211,7 +206,7 @@ struct OCIRoutes {
     }
 
     /// The runnable images whose layer is hashed, by variant.
-    private func runnableImages(_ repository: OCIRepository) async throws -> [(
+    func runnableImages(_ repository: OCIRepository) async throws -> [(
         OCIRepository.Variant, RunnableModelImage
     )] {
         var images: [(OCIRepository.Variant, RunnableModelImage)] = []
@@ -254,7 +249,7 @@ struct OCIRoutes {
             if let config = image.configs.first(where: { $0.digest == digest }) {
                 return Self.rendered(config).response(sendBody: sendBody)
             }
-            if try await registry.images.digest(model, variant.manifestDigest, .models) == digest {
+            if image.layer == digest {
                 var layerHeaders = headers
                 layerHeaders[.contentType] = "application/octet-stream"
                 return try await CacheImageDownload(registry: registry).response(

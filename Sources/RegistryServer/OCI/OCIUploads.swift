@@ -14,11 +14,12 @@ struct OCIUploads {
     func start(_ request: Request, _ model: ModelName) async throws -> Response {
         let query = request.uri.queryParameters
         if let mount = query.get("mount") {
-            let digest = try Self.digest(mount)
+            let digest = try Digest(parsing: mount)
             // Blobs are the registry's, not a repository's: a stored one mounts anywhere; else a session starts.
             if try await registry.blobs.info(digest) != nil { return Self.created(model, digest) }
         } else if let text = query.get("digest") {
-            let info = try await BlobIntake(registry: registry).store(request.body, expecting: try Self.digest(text))
+            let info = try await BlobIntake(registry: registry).store(
+                request.body, expecting: try Digest(parsing: text))
             return Self.created(model, info.digest)
         }
         let started = try await registry.blobs.startUpload(expecting: nil)
@@ -46,7 +47,7 @@ struct OCIUploads {
             throw OCIError(
                 .badRequest, .digestInvalid, "finishing an upload needs ?digest=sha256:<hex> of all its bytes")
         }
-        let digest = try Self.digest(text)
+        let digest = try Digest(parsing: text)
         let intake = BlobIntake(registry: registry)
         let offset = try await offset(id)
         try Self.checkRange(request, at: offset, id: id, model: model)
@@ -109,14 +110,6 @@ struct OCIUploads {
             var error = OCIError(.rangeNotSatisfiable, .blobUploadInvalid, refusal)
             error.headers = sessionHeaders(model, id, offset: offset)
             throw error
-        }
-    }
-
-    private static func digest(_ text: String) throws -> Digest {
-        do {
-            return try Digest(parsing: text)
-        } catch {
-            throw OCIError(.badRequest, .digestInvalid, error.message)
         }
     }
 
