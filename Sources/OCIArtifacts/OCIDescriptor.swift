@@ -13,6 +13,18 @@ public enum OCIMediaType {
     /// ModelPack's `artifactType` of a model's manifest, and its config's media type.
     public static let modelManifest = "application/vnd.cncf.model.manifest.v1+json"
     public static let modelConfig = "application/vnd.cncf.model.config.v1+json"
+
+    /// Whether `text` is a media type as the image spec's schema has it: `type/subtype`, each an RFC 6838
+    /// restricted name, `[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}`.
+    public static func isValid(_ text: some StringProtocol) -> Bool {
+        let parts = text.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false)
+        func alphanumeric(_ c: UInt8) -> Bool { (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) }
+        return parts.count == 2
+            && parts.allSatisfy { name in
+                guard let first = name.first, alphanumeric(first), name.count <= 127 else { return false }
+                return name.allSatisfy { alphanumeric($0) || "!#$&^_.+-".utf8.contains($0) }
+            }
+    }
 }
 
 /// What ModelPack calls the kinds of a model's files; each is a raw (unarchived, uncompressed) layer type.

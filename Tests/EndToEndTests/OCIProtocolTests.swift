@@ -506,6 +506,10 @@ import Testing
                 Digest.of(notation).description
             ])
         #expect(filtered.headers["oci-filters-applied"] == "artifactType")
+        let notAType = try fixture.request("/v2/org/oci/referrers/\(subjectDigest)?artifactType=signature")
+        #expect(
+            notAType.status == 400 && notAType.errorCode == "UNSUPPORTED" && notAType.text.contains("media type"),
+            "\(notAType)")
 
         // The subject's version goes (prod moves off it first); its referrers go with it, then their blobs.
         try fixture.run(["alias", "set", "org/oci", "prod", "2"])

@@ -180,3 +180,17 @@ import Testing
     @Test(arguments: ["", ".x", "-x", "a:b", "a/b", "a+b", String(repeating: "a", count: 129)])
     func invalidTags(_ tag: String) { #expect(!OCITags.isValid(tag)) }
 }
+
+@Suite struct OCIMediaTypeTests {
+    @Test(arguments: [
+        OCIMediaType.modelManifest, "application/vnd.cncf.notary.signature", "text/plain",
+        "a/" + String(repeating: "b", count: 127),
+    ])
+    func mediaTypes(_ text: String) { #expect(OCIMediaType.isValid(text)) }
+
+    @Test(arguments: [
+        "", "signature", "a/b/c", "/b", "a/", "-a/b", "a/b c", "a/b;charset=utf-8", "ä/b",
+        "a/" + String(repeating: "b", count: 128),
+    ])
+    func notMediaTypes(_ text: String) { #expect(!OCIMediaType.isValid(text)) }
+}

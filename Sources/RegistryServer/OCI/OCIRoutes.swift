@@ -275,7 +275,7 @@ struct OCIRoutes {
         }
         var tags = repository.tags.sorted[...]
         if let last = query.get("last") {
-            guard last.utf8.count <= OCITags.maxLength else {
+            guard last.unicodeScalars.count <= OCITags.maxLength else {
                 throw OCIError(
                     .badRequest, .unsupported, "last= is longer than a tag (\(OCITags.maxLength) characters)")
             }
@@ -303,6 +303,12 @@ struct OCIRoutes {
     private func referrers(_ request: Request, _ model: ModelName, _ digest: Digest) async throws -> RenderedResponse {
         let repository = try await repository(model)
         let types = request.uri.queryParameters.getAll("artifactType").map { String($0) }
+        if let invalid = types.first(where: { !OCIMediaType.isValid($0) }) {
+            throw OCIError(
+                .badRequest, .unsupported,
+                "artifactType '\(invalid.prefix(140))' is not a media type: give type/subtype, as \(OCIMediaType.modelManifest)"
+            )
+        }
         let descriptors = repository.referrers.filter { referrer in
             referrer.subject == digest && (types.isEmpty || types.contains(referrer.artifactType ?? ""))
         }.map { referrer in
