@@ -30,15 +30,10 @@ public final class CacheImageExtractor {
     /// Extracts until the archive's end. `read` blocks for the next chunk and returns nil at the end; an
     /// error it throws (a dropped connection) is rethrown as is.
     public func extract(_ read: @escaping () throws -> [UInt8]?) throws {
-        // libarchive turns a pax path (UTF-8, by the standard) into the thread's locale, and a Swift process
-        // stays in the "C" locale, where that fails for any non-ASCII name: read in a UTF-8 locale, on
-        // this thread only.
-        let utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", nil)
-        let previous = utf8.map { uselocale($0) }
-        defer {
-            if let previous { uselocale(previous) }
-            if let utf8 { freelocale(utf8) }
-        }
+        try withUTF8Locale { try extractArchive(read) }
+    }
+
+    private func extractArchive(_ read: @escaping () throws -> [UInt8]?) throws {
         let source = ArchiveSource(read)
         guard let archive = archive_read_new() else {
             throw RegistryError(.internalError, "libarchive could not start a reader")
@@ -179,8 +174,20 @@ public final class CacheImageExtractor {
     }
 }
 
+/// libarchive turns a pax path (UTF-8, by the standard) into the thread's locale, and a Swift process stays in
+/// the "C" locale, where that fails for any non-ASCII name: `body` reads in a UTF-8 locale, on this thread only.
+func withUTF8Locale<T>(_ body: () throws -> T) rethrows -> T {
+    let utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", nil)
+    let previous = utf8.map { uselocale($0) }
+    defer {
+        if let previous { uselocale(previous) }
+        if let utf8 { freelocale(utf8) }
+    }
+    return try body()
+}
+
 /// libarchive's read callback state: the chunk handed out last stays alive until the next call.
-private final class ArchiveSource {
+final class ArchiveSource {
     let read: () throws -> [UInt8]?
     var current: UnsafeMutableRawBufferPointer?
     var failure: (any Error)?
@@ -210,7 +217,7 @@ private final class ArchiveSource {
     deinit { current?.deallocate() }
 }
 
-private func archiveRead(
+func archiveRead(
     _ archive: OpaquePointer?, _ clientData: UnsafeMutableRawPointer?,
     _ buffer: UnsafeMutablePointer<UnsafeRawPointer?>?
 ) -> la_ssize_t {

@@ -41,7 +41,7 @@ public final class InMemoryMetadataStore: MetadataStore {
             Set(
                 models.values.flatMap {
                     $0.versions.flatMap {
-                        $0.variants.flatMap { $0.files + $0.referrers.flatMap { $0.blobs.map(\.digest) } }
+                        $0.variants.flatMap { $0.blobs + $0.referrers.flatMap { $0.blobs.map(\.digest) } }
                     }
                 })
         }
@@ -92,8 +92,8 @@ public final class InMemoryMetadataStore: MetadataStore {
     fileprivate struct Variant {
         var summary: VariantSummary
         var document: ManifestDocument
-        /// The blobs its manifest names.
-        var files: [Digest]
+        /// The blobs its manifest names, and the archive layers of the artifact it was pushed as.
+        var blobs: [Digest]
         var pushedArtifact: PushedArtifact?
         var referrers: [StoredReferrer] = []
     }
@@ -224,14 +224,16 @@ public final class InMemoryMetadataStore: MetadataStore {
                 return .unchanged(existing.summary)
             }
             let recorded = state.blobs
-            try request.manifest.requireBlobs { recorded[$0]?.size }
+            let archiveLayers = request.pushedArtifact?.archiveLayers(besides: request.manifest.files) ?? []
+            try request.manifest.requireBlobs(archiveLayers: archiveLayers) { recorded[$0]?.size }
             let summary = VariantSummary(
                 name: request.variant, digest: digest, format: request.manifest.format,
                 size: request.manifest.totalSize, fileCount: request.manifest.files.count, createdAt: Timestamp.now(),
                 createdBy: request.actor)
             model.versions[index].variants.append(
                 Variant(
-                    summary: summary, document: document, files: request.manifest.files.map(\.digest),
+                    summary: summary, document: document,
+                    blobs: (request.manifest.files.map(\.digest) + archiveLayers.map(\.digest)),
                     pushedArtifact: request.pushedArtifact))
             model.versions[index].variants.sort { $0.summary.name.value < $1.summary.name.value }
             state.models[request.model] = model
@@ -485,10 +487,12 @@ public final class InMemoryMetadataStore: MetadataStore {
                     for variant in version.variants {
                         let (manifest, summary) = try variant.contents()
                         let recorded = state.blobs
-                        try manifest.requireBlobs { recorded[$0]?.size }
+                        let archiveLayers = variant.pushedArtifact?.archiveLayers(besides: manifest.files) ?? []
+                        try manifest.requireBlobs(archiveLayers: archiveLayers) { recorded[$0]?.size }
                         imported.variants.append(
                             Variant(
-                                summary: summary, document: variant.document, files: manifest.files.map(\.digest),
+                                summary: summary, document: variant.document,
+                                blobs: manifest.files.map(\.digest) + archiveLayers.map(\.digest),
                                 pushedArtifact: variant.pushedArtifact))
                         for referrer in variant.referrers ?? [] {
                             try referrer.requireBlobs { recorded[$0]?.size }

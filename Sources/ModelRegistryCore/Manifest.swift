@@ -240,13 +240,17 @@ extension Manifest {
 
     /// Every file's blob must be known with the size the file claims: the blob store's or the metadata
     /// store's knowledge, whichever `size` reads (the size of a digest, nil when it is unknown). Throws
-    /// `.blobsMissing` naming each file whose blob is not.
-    public func requireBlobs(size: (Digest) throws -> Int64?) throws {
+    /// `.blobsMissing` naming each file whose blob is not. The archive layers of the artifact the files were
+    /// pushed as (`PushedArtifact.archiveLayers`) are required alike.
+    public func requireBlobs(archiveLayers: [BlobEntry] = [], size: (Digest) throws -> Int64?) throws {
         var checked = Set<Digest>()
         try Self.requireBlobs(
             files.filter { checked.insert($0.digest).inserted }.map {
                 ("\($0.path) (\($0.digest))", $0.digest, $0.size)
-            },
+            }
+                + archiveLayers.filter { checked.insert($0.digest).inserted }.map {
+                    ("the archive layer \($0.digest)", $0.digest, $0.size)
+                },
             size: size)
     }
 }

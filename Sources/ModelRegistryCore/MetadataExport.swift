@@ -131,14 +131,18 @@ public struct MetadataExport: Codable, Sendable, Equatable {
         }
     }
 
-    /// The blobs the manifests (and their referrers) name, each once with its size, by digest: what a backup
+    /// The blobs the manifests (their referrers, the archive layers of their pushed artifacts) name, each once with its size, by digest: what a backup
     /// must hold.
     public func referencedBlobs() throws(RegistryError) -> [BlobEntry] {
         var sizes: [Digest: Int64] = [:]
         for model in models {
             for version in model.versions {
                 for variant in version.variants {
-                    for file in try variant.contents().manifest.files { sizes[file.digest] = file.size }
+                    let files = try variant.contents().manifest.files
+                    for file in files { sizes[file.digest] = file.size }
+                    for layer in variant.pushedArtifact?.archiveLayers(besides: files) ?? [] {
+                        sizes[layer.digest] = layer.size
+                    }
                     for referrer in variant.referrers ?? [] {
                         for blob in referrer.blobs { sizes[blob.digest] = blob.size }
                     }

@@ -275,6 +275,28 @@ public struct PushedArtifact: Sendable, Equatable, Codable {
         try container.encode(Data(config.bytes), forKey: .config)
         try container.encode(config.mediaType, forKey: .configMediaType)
     }
+
+    /// The layers its manifest names that are not among `files`: the tar archives a ModelPack artifact with
+    /// archive layers or a KitOps ModelKit was pushed with, whose files the variant holds unpacked. A store keeps
+    /// them from garbage collection (and a backup holds them) while the variant is there, so the artifact is
+    /// served as pushed.
+    public func archiveLayers(besides files: [ManifestFile]) -> [BlobEntry] {
+        struct Layers: Decodable {
+            struct Layer: Decodable {
+                let digest: String
+                let size: Int64
+            }
+            let layers: [Layer]?
+        }
+        let held = Set(files.map(\.digest))
+        let layers = (try? JSONDecoder().decode(Layers.self, from: Data(manifest.bytes)))?.layers ?? []
+        return Array(
+            Set(
+                layers.compactMap { layer in
+                    (try? Digest(parsing: layer.digest)).map { BlobEntry(digest: $0, size: layer.size) }
+                }.filter { !held.contains($0.digest) })
+        ).sorted()
+    }
 }
 
 /// A manifest as bytes: stored exactly as given, named by their digest, served with their media type.

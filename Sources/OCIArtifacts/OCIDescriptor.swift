@@ -14,6 +14,31 @@ public enum OCIMediaType {
     public static let modelManifest = "application/vnd.cncf.model.manifest.v1+json"
     public static let modelConfig = "application/vnd.cncf.model.config.v1+json"
 
+    /// KitOps ModelKit's `artifactType`, and its config's media type (the Kitfile as JSON).
+    public static let modelKitManifest = "application/vnd.kitops.modelkit.manifest.v1+json"
+    public static let modelKitConfig = "application/vnd.kitops.modelkit.config.v1+json"
+
+    /// Whether a layer of this type is a tar archive of files: ModelPack's `application/vnd.cncf.model.KIND.v1.tar`
+    /// (KIND one of `ModelPackLayerKind`) or KitOps' `application/vnd.kitops.modelkit.TYPE.v1.tar` (model,
+    /// modelpart, code, dataset, docs, prompts), plain, `+gzip` or `+zstd`.
+    public static func isArchiveLayer(_ mediaType: String) -> Bool {
+        var type = Substring(mediaType)
+        for compression in ["+gzip", "+zstd"] where type.hasSuffix(compression) {
+            type = type.dropLast(compression.count)
+        }
+        guard type.hasSuffix(".v1.tar") else { return false }
+        type = type.dropLast(".v1.tar".count)
+        if type.hasPrefix("application/vnd.cncf.model.") {
+            let kind = type.dropFirst("application/vnd.cncf.model.".count)
+            return ModelPackLayerKind.allCases.contains { $0.rawValue == kind }
+        }
+        if type.hasPrefix("application/vnd.kitops.modelkit.") {
+            let kind = type.dropFirst("application/vnd.kitops.modelkit.".count)
+            return !kind.isEmpty && kind.allSatisfy { $0.isASCII && $0.isLetter }
+        }
+        return false
+    }
+
     /// Whether `text` is a media type as the image spec's schema has it: `type/subtype`, each an RFC 6838
     /// restricted name, `[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}`.
     public static func isValid(_ text: some StringProtocol) -> Bool {

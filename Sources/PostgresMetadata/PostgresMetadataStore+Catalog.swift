@@ -32,8 +32,10 @@ extension PostgresMetadataStore {
         try await reading { connection in
             Set(
                 try await connection.values(
-                    "SELECT digest FROM manifest_files UNION SELECT digest FROM oci_referrer_blobs", String.self,
-                    logger: self.logger
+                    """
+                    SELECT digest FROM manifest_files UNION SELECT digest FROM oci_referrer_blobs
+                    UNION SELECT digest FROM oci_archive_layers
+                    """, String.self, logger: self.logger
                 )
                 .map { try Digest(parsing: $0) })
         }
@@ -57,6 +59,7 @@ extension PostgresMetadataStore {
                     """
                     SELECT EXISTS (SELECT 1 FROM manifest_files WHERE digest = \(key))
                         OR EXISTS (SELECT 1 FROM oci_referrer_blobs WHERE digest = \(key))
+                        OR EXISTS (SELECT 1 FROM oci_archive_layers WHERE digest = \(key))
                     """, Bool.self, logger: self.logger
                 )
                 if referenced.first == true { continue }
@@ -190,8 +193,10 @@ extension PostgresMetadataStore {
         _ connection: PostgresConnection, versionID: Int64, _ name: VariantName, _ document: ManifestDocument,
         _ manifest: Manifest, pushedArtifact: PushedArtifact?, createdAt: String, createdBy: String, logger: Logger
     ) async throws {
-        let sizes = try await lockRecordedSizes(connection, manifest.files.map(\.digest), logger: logger)
-        try manifest.requireBlobs { sizes[$0] }
+        let archiveLayers = pushedArtifact?.archiveLayers(besides: manifest.files) ?? []
+        let sizes = try await lockRecordedSizes(
+            connection, manifest.files.map(\.digest) + archiveLayers.map(\.digest), logger: logger)
+        try manifest.requireBlobs(archiveLayers: archiveLayers) { sizes[$0] }
         let variantID = try await connection.values(
             """
             INSERT INTO variants (version_id, name, manifest_digest, manifest, media_type, format, total_size,
@@ -213,6 +218,14 @@ extension PostgresMetadataStore {
                 \(files.map(\.digest.description))::text[], \(files.map(\.size))::bigint[],
                 \(files.map(\.executable))::boolean[])
             """, logger: logger)
+        if !archiveLayers.isEmpty {
+            try await connection.query(
+                """
+                INSERT INTO oci_archive_layers (variant_id, digest, size)
+                SELECT \(variantID), * FROM UNNEST(\(archiveLayers.map(\.digest.description))::text[],
+                    \(archiveLayers.map(\.size))::bigint[])
+                """, logger: logger)
+        }
     }
 
     /// The columns `variantSummaries` reads, from `variants va`.

@@ -132,6 +132,11 @@ extension PostgresMetadataStore {
             try await Self.deleteReferrers(connection, versionID: versionID, logger: self.logger)
             try await connection.query(
                 """
+                DELETE FROM oci_archive_layers
+                WHERE variant_id IN (SELECT id FROM variants WHERE version_id = \(versionID))
+                """, logger: self.logger)
+            try await connection.query(
+                """
                 DELETE FROM manifest_files WHERE variant_id IN (SELECT id FROM variants WHERE version_id = \(versionID))
                 """, logger: self.logger)
             try await connection.query("DELETE FROM variants WHERE version_id = \(versionID)", logger: self.logger)

@@ -223,7 +223,7 @@ struct ImagePlacement: Sendable {
         let channel = ByteChannel()
         let (root, entries, progress) = (staging, Array(run), self.progress)
         let extraction = Task.detached {
-            try await Self.onThread {
+            try await runOnThread {
                 // However the extraction ends, the download side must stop waiting for room in the channel.
                 defer { channel.close() }
                 // The file being written and its progress token: the extractor writes one file at a time.
@@ -272,13 +272,6 @@ struct ImagePlacement: Sendable {
         guard response.status == .partialContent else {
             throw RegistryError(
                 .integrity, "the registry answered a ranged image request with HTTP \(response.status.code), not 206")
-        }
-    }
-
-    /// Runs blocking work on a thread of its own, off the cooperative pool.
-    private static func onThread(_ body: @escaping @Sendable () throws -> Void) async throws {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            Thread { continuation.resume(with: Result { try body() }) }.start()
         }
     }
 }

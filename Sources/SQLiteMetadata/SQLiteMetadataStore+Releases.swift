@@ -115,6 +115,10 @@ extension SQLiteMetadataStore {
             try Self.deleteReferrers(db, versionID: versionID)
             try db.execute(
                 sql: """
+                    DELETE FROM oci_archive_layers WHERE variant_id IN (SELECT id FROM variants WHERE version_id = ?)
+                    """, arguments: [versionID])
+            try db.execute(
+                sql: """
                     DELETE FROM manifest_files WHERE variant_id IN (SELECT id FROM variants WHERE version_id = ?)
                     """, arguments: [versionID])
             try db.execute(sql: "DELETE FROM variants WHERE version_id = ?", arguments: [versionID])

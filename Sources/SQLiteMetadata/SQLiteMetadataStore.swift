@@ -118,7 +118,11 @@ public final class SQLiteMetadataStore: MetadataStore {
         try await pool.read { db in
             Set(
                 try String.fetchAll(
-                    db, sql: "SELECT digest FROM manifest_files UNION SELECT digest FROM oci_referrer_blobs"
+                    db,
+                    sql: """
+                        SELECT digest FROM manifest_files UNION SELECT digest FROM oci_referrer_blobs
+                        UNION SELECT digest FROM oci_archive_layers
+                        """
                 ).map {
                     try Digest(parsing: $0)
                 })
@@ -133,6 +137,7 @@ public final class SQLiteMetadataStore: MetadataStore {
                 sql: """
                     SELECT EXISTS (SELECT 1 FROM manifest_files WHERE digest = ?1)
                         OR EXISTS (SELECT 1 FROM oci_referrer_blobs WHERE digest = ?1)
+                        OR EXISTS (SELECT 1 FROM oci_archive_layers WHERE digest = ?1)
                     """)
             let recorded = try db.cachedStatement(sql: "SELECT created_at FROM blobs WHERE digest = ?")
             let drop = try db.cachedStatement(sql: "DELETE FROM blobs WHERE digest = ?")
@@ -153,9 +158,11 @@ public final class SQLiteMetadataStore: MetadataStore {
     /// Every blob the manifest names must be recorded (`recordBlob`) with the size it claims. Garbage collection
     /// drops a blob's record in one write transaction, so the two serialize on the database's write lock: a
     /// manifest committed first keeps its blobs, and a blob claimed first fails the publish.
-    static func requireRecordedBlobs(_ db: Database, of manifest: Manifest) throws {
+    static func requireRecordedBlobs(_ db: Database, of manifest: Manifest, archiveLayers: [BlobEntry] = []) throws {
         let statement = try db.cachedStatement(sql: "SELECT size FROM blobs WHERE digest = ?")
-        try manifest.requireBlobs { digest in try Int64.fetchOne(statement, arguments: [digest.description]) }
+        try manifest.requireBlobs(archiveLayers: archiveLayers) { digest in
+            try Int64.fetchOne(statement, arguments: [digest.description])
+        }
     }
 
     public func publish(_ request: PublishRequest) async throws -> PublishOutcome {
@@ -190,7 +197,8 @@ public final class SQLiteMetadataStore: MetadataStore {
         _ db: Database, versionID: Int64, _ name: VariantName, _ document: ManifestDocument, _ manifest: Manifest,
         pushedArtifact: PushedArtifact?, createdAt: String, createdBy: String
     ) throws {
-        try requireRecordedBlobs(db, of: manifest)
+        let archiveLayers = pushedArtifact?.archiveLayers(besides: manifest.files) ?? []
+        try requireRecordedBlobs(db, of: manifest, archiveLayers: archiveLayers)
         try db.execute(
             sql: """
                 INSERT INTO variants (version_id, name, manifest_digest, manifest, media_type, format, total_size, file_count, created_at, created_by,
@@ -210,6 +218,11 @@ public final class SQLiteMetadataStore: MetadataStore {
         for entry in manifest.files {
             try file.execute(
                 arguments: [variantID, entry.path.value, entry.digest.description, entry.size, entry.executable])
+        }
+        let layer = try db.cachedStatement(
+            sql: "INSERT INTO oci_archive_layers (variant_id, digest, size) VALUES (?, ?, ?)")
+        for blob in archiveLayers {
+            try layer.execute(arguments: [variantID, blob.digest.description, blob.size])
         }
     }
 

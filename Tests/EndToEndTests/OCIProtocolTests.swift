@@ -357,6 +357,146 @@ import Testing
         #expect(try Self.files(pulled) == (try Self.files(model)))
     }
 
+    /// A ModelPack artifact of tar layers (plain, gzip and zstd, entries as GNU tar writes them) and a KitOps
+    /// ModelKit (its Kitfile as the config, the model's directory in one tar+gzip layer), pushed by oras, become
+    /// versions whose files are the archives' files; their manifests and layers are served as pushed, and the
+    /// layers outlive garbage collection while the version is there.
+    @Test func tarLayersOfModelPackAndKitOpsBecomeFiles() throws {
+        let fixture = try Fixture()
+        let model = fixture.first
+        let layers = fixture.scratch.url("layers")
+        let kit = fixture.scratch.url("kit")
+        try FileManager.default.createDirectory(at: layers, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(at: kit, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(at: model, to: kit.appendingPathComponent("model"))
+        let others = try FileManager.default.contentsOfDirectory(atPath: model.path)
+            .filter { $0 != "model.safetensors" && $0 != "serving" }.sorted()
+        for command in [
+            ["tar", "-cf", "\(layers.path)/weights.tar", "-C", model.path, "model.safetensors"],
+            ["tar", "--zstd", "-cf", "\(layers.path)/serving.tar.zst", "-C", model.path, "serving"],
+            ["tar", "-czf", "\(layers.path)/configs.tar.gz", "-C", model.path] + others.map { "./\($0)" },
+            ["tar", "-czf", "\(layers.path)/kit-model.tar.gz", "-C", kit.path, "model"],
+        ] {
+            let made = try CommandProcess(command, executable: URL(fileURLWithPath: "/usr/bin/env")).wait()
+            try #require(made.status == 0, "\(made)")
+        }
+        try Data(#"{"descriptor":{"name":"tars"},"config":{},"modelfs":{"type":"layers","diffIds":[]}}"#.utf8)
+            .write(to: layers.appendingPathComponent("config.json"))
+        try Data(#"{"manifestVersion":"1.0.0","package":{"name":"kit"},"model":{"name":"kit","path":"model"}}"#.utf8)
+            .write(to: layers.appendingPathComponent("kitfile.json"))
+        let push = try CommandProcess(
+            [
+                "python3", "-c",
+                """
+                import sys, oras.client
+                host, token = sys.argv[1], sys.argv[2]
+                client = oras.client.OrasClient(hostname=host, insecure=True)
+                client.login(username="modelreg", password=token, hostname=host)
+                model = "application/vnd.cncf.model."
+                client.push(target=host + "/org/tars:1",
+                            files=["weights.tar:" + model + "weight.v1.tar",
+                                   "serving.tar.zst:" + model + "weight.config.v1.tar+zstd",
+                                   "configs.tar.gz:" + model + "weight.config.v1.tar+gzip"],
+                            manifest_config="config.json:" + model + "config.v1+json")
+                client.push(target=host + "/org/kit:1",
+                            files=["kit-model.tar.gz:application/vnd.kitops.modelkit.model.v1.tar+gzip"],
+                            manifest_config="kitfile.json:application/vnd.kitops.modelkit.config.v1+json")
+                """, fixture.host, fixture.server.adminToken,
+            ], in: layers, executable: URL(fileURLWithPath: "/usr/bin/env")
+        ).wait()
+        try #require(push.status == 0, "\(push)")
+
+        let expected = try Self.files(model)
+        for (name, prefix) in [("org/tars", ""), ("org/kit", "model/")] {
+            let pulled = fixture.scratch.url("pulled-\(name.dropFirst(4))")
+            let pull = try modelreg(
+                ["pull", "\(name):1", "--dest", pulled.path], environment: fixture.server.environment)
+            try #require(pull.status == 0, "\(pull)")
+            #expect(
+                try Self.files(pulled) == Dictionary(uniqueKeysWithValues: expected.map { (prefix + $0, $1) }),
+                "\(name)")
+        }
+
+        // Served as pushed: the manifest names the tar layers, which are kept through a collection.
+        let gc = try fixture.request("/v1/admin/gc?grace=0s", method: "POST")
+        #expect(gc.status == 200, "\(gc)")
+        let manifest = try fixture.request("/v2/org/kit/manifests/1")
+        let layer = try #require((manifest.json["layers"] as? [[String: Any]])?.first)
+        let tar = try Data(contentsOf: layers.appendingPathComponent("kit-model.tar.gz"))
+        #expect(layer["digest"] as? String == Digest.of(tar).description, "\(manifest)")
+        #expect(
+            (manifest.json["config"] as? [String: Any])?["mediaType"] as? String
+                == "application/vnd.kitops.modelkit.config.v1+json")
+        let blob = try fixture.request("/v2/org/kit/blobs/\(Digest.of(tar))")
+        #expect(blob.status == 200 && blob.body == tar, "\(blob.status)")
+    }
+
+    /// A tar layer holding what no model's file can be (a path out of the model, a link, a device) or that is no
+    /// archive at all is refused whole, naming the layer and the entry; nothing is published.
+    @Test func unsafeTarLayersAreRefused() throws {
+        let fixture = try Fixture()
+        let script = """
+            import io, sys, tarfile
+            def write(name, entries):
+                with tarfile.open(name, "w") as tar:
+                    for entry, kind in entries:
+                        info = tarfile.TarInfo(entry)
+                        if kind == "link":
+                            info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+                            tar.addfile(info)
+                        elif kind == "device":
+                            info.type = tarfile.CHRTYPE
+                            tar.addfile(info)
+                        else:
+                            info.size = 2
+                            tar.addfile(info, io.BytesIO(b"{}"))
+            write("escape.tar", [("config.json", "file"), ("../escape.json", "file")])
+            write("absolute.tar", [("/etc/cron.d/x", "file")])
+            write("link.tar", [("config.json", "link")])
+            write("device.tar", [("null", "device")])
+            """
+        let made = try CommandProcess(
+            ["python3", "-c", script], in: fixture.scratch.root, executable: URL(fileURLWithPath: "/usr/bin/env")
+        ).wait()
+        try #require(made.status == 0, "\(made)")
+        let config = Data(#"{"descriptor":{"name":"x"},"config":{},"modelfs":{"type":"layers","diffIds":[]}}"#.utf8)
+        let cases: [(String, Data, String)] = [
+            ("escape", try Data(contentsOf: fixture.scratch.url("escape.tar")), "../escape.json"),
+            ("absolute", try Data(contentsOf: fixture.scratch.url("absolute.tar")), "/etc/cron.d/x"),
+            ("link", try Data(contentsOf: fixture.scratch.url("link.tar")), "link"),
+            ("device", try Data(contentsOf: fixture.scratch.url("device.tar")), "device"),
+            ("not a tar", Data("{}".utf8), "not a tar archive"),
+        ]
+        for blob in [config] + cases.map(\.1) {
+            let upload = try fixture.request(
+                "/v2/org/unsafe/blobs/uploads/?digest=\(Digest.of(blob))", method: "POST", body: blob)
+            try #require(upload.status == 201, "\(upload)")
+        }
+        for (what, tar, message) in cases {
+            let manifest: [String: Any] = [
+                "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": [
+                    "mediaType": "application/vnd.cncf.model.config.v1+json", "digest": Digest.of(config).description,
+                    "size": config.count,
+                ],
+                "layers": [
+                    [
+                        "mediaType": "application/vnd.cncf.model.weight.config.v1.tar",
+                        "digest": Digest.of(tar).description, "size": tar.count,
+                    ]
+                ],
+            ]
+            let answer = try fixture.request(
+                "/v2/org/unsafe/manifests/1", method: "PUT",
+                headers: ["Content-Type: application/vnd.oci.image.manifest.v1+json"],
+                body: try JSONSerialization.data(withJSONObject: manifest))
+            #expect(
+                answer.status == 400 && answer.errorCode == "MANIFEST_INVALID" && answer.text.contains("layer 0")
+                    && answer.text.contains(message), "\(what): \(answer)")
+        }
+        #expect(try fixture.request("/v2/org/unsafe/tags/list").status == 404)
+    }
+
     /// What is not a model is refused with UNSUPPORTED, saying what is taken; a model under an alias or a digest
     /// is refused too, and so is a manifest whose blobs were not pushed.
     @Test func whatIsNotAModelIsRefused() throws {
@@ -396,8 +536,8 @@ import Testing
                     layer: "application/vnd.oci.image.layer.v1.tar+gzip"), 400, "UNSUPPORTED", "container image"
             ),
             (
-                "a tar layer", type, manifest(config: modelConfig, layer: "application/vnd.cncf.model.weight.v1.tar"),
-                400, "UNSUPPORTED", "raw layers"
+                "an image layer", type, manifest(config: modelConfig, layer: "application/vnd.oci.image.layer.v1.tar"),
+                400, "UNSUPPORTED", "tar archives of them"
             ),
             (
                 "a referrer", type, manifest(config: modelConfig, layer: raw, subject: true), 400, "UNSUPPORTED",

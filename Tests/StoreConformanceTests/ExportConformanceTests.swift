@@ -12,7 +12,10 @@ import Testing
             let secrets = try await Self.fill(source)
             let export = try await source.exportMetadata()
             #expect(export.models.map(\.name.value) == ["org/a", "org/b"])
-            #expect(export.tokens.count == 2 && export.audit.count == 13)
+            #expect(export.tokens.count == 2 && export.audit.count == 14)
+            #expect(
+                try export.referencedBlobs().contains(BlobEntry(digest: Digest.of(Array("a tar of b2".utf8)), size: 11))
+            )
             try await backend.open { instance in
                 let target = try instance()
                 let model = try ModelName("org/a")
@@ -22,6 +25,7 @@ import Testing
                 #expect(
                     try await target.changeCount(of: model) != before, "kept reads of the model must see the import")
                 #expect(try await target.exportMetadata() == export)
+                #expect(try await target.referencedBlobs() == source.referencedBlobs())
                 #expect(try await target.listModels() == source.listModels())
                 #expect(try await target.model(model) == source.model(model))
                 #expect(
@@ -104,6 +108,11 @@ import Testing
         try await store.recordBlobs(
             signature.blobs.map { StoredBlob(digest: $0.digest, size: $0.size, stored: Date()) })
         try await store.recordReferrer(signature, of: ModelName("org/b"), VersionName("1"), .default)
+        let archive = MetadataStoreConformanceTests.archiveArtifact(layer: "a tar of b2", file: "b2")
+        try await store.recordBlobs([
+            StoredBlob(digest: Digest.of(Array("a tar of b2".utf8)), size: 11, stored: Date())
+        ])
+        try await store.publish("org/b", "2", files: ["w": "b2"], pushedArtifact: archive)
         _ = try await store.deleteVersion(a, VersionName("gone"), actor: "ops")
         _ = try await store.deprecate(a, VersionName("1"), reason: "superseded", actor: "ops")
         _ = try await store.moveAlias(

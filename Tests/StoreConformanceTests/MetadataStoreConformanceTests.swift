@@ -74,6 +74,50 @@ import Testing
         }
     }
 
+    /// An artifact pushed with a tar layer (a ModelPack archive layer, a KitOps ModelKit) whose file is `file`.
+    static func archiveArtifact(layer: String, file: String) -> PushedArtifact {
+        func descriptor(_ content: String) -> String {
+            #"{"mediaType":"application/vnd.cncf.model.weight.v1.tar","digest":"\#(Digest.of(Array(content.utf8)))","size":\#(content.utf8.count)}"#
+        }
+        return PushedArtifact(
+            manifest: ManifestDocument(
+                bytes: Array(#"{"schemaVersion":2,"layers":[\#(descriptor(layer)),\#(descriptor(file))]}"#.utf8),
+                mediaType: "application/vnd.oci.image.manifest.v1+json"),
+            config: artifact.config)
+    }
+
+    /// The tar layers of the artifact a variant was pushed as must be recorded blobs, are kept from garbage
+    /// collection with the variant, and go with its version; a layer that is one of its files is kept as that.
+    @Test(arguments: MetadataBackend.all)
+    func archiveLayersAreKeptWithTheirVariant(backend: MetadataBackend) async throws {
+        try await backend.open { instance in
+            let store = try instance()
+            let model = try ModelName("m")
+            let artifact = Self.archiveArtifact(layer: "a tar of w", file: "w")
+            let layer = Digest.of(Array("a tar of w".utf8))
+            #expect(
+                artifact.archiveLayers(besides: [
+                    ManifestFile(path: try ManifestPath("w"), digest: Digest.of(Array("w".utf8)), size: 1)
+                ]) == [BlobEntry(digest: layer, size: 10)])
+            #expect(
+                await errorCode { try await store.publish("m", "1", files: ["w": "w"], pushedArtifact: artifact) }
+                    == .blobsMissing)
+            try await store.recordBlobs([StoredBlob(digest: layer, size: 10, stored: Date())])
+            try await store.publish("m", "1", files: ["w": "w"], pushedArtifact: artifact)
+            let other = try instance()
+            #expect(try await other.referencedBlobs() == [layer, Digest.of(Array("w".utf8))])
+            #expect(
+                try await other.claimUnreferencedBlobs([layer], recordedBefore: Date().addingTimeInterval(60)).isEmpty)
+            try await store.publish("m", "2", files: ["x": "x"])
+            _ = try await other.deleteVersion(model, VersionName("1"), actor: "ops")
+            #expect(try await store.referencedBlobs() == [Digest.of(Array("x".utf8))])
+            #expect(
+                try await store.claimUnreferencedBlobs([layer], recordedBefore: Date().addingTimeInterval(60)) == [
+                    layer
+                ])
+        }
+    }
+
     /// A signature of `subject`, naming one blob.
     static func referrer(_ text: String, subject: Digest, at time: String) -> StoredReferrer {
         StoredReferrer(

@@ -4,12 +4,13 @@ import ModelFormats
 import ModelRegistryCore
 import OCIArtifacts
 
-/// `PUT /v2/<name>/manifests/<tag>` of a CNCF ModelPack artifact (what `oras push`, `skopeo copy` and the ModelPack
-/// tools send): its raw layers become the files of a variant, placed by their `org.cncf.model.filepath` (or
-/// title) annotation, inspected and checked as `modelreg push` is, and published as the version and variant the
-/// tag names (`VERSION`, its `default` variant, or `VERSION__VARIANT`). The manifest and config are kept as sent
-/// and served under their digest. Anything else (a container image, an index, tar layers, a referrer) is
-/// refused with `UNSUPPORTED`, saying what is taken.
+/// `PUT /v2/<name>/manifests/<tag>` of a model (what `oras push`, `skopeo copy`, the ModelPack tools and `kit push`
+/// send): a CNCF ModelPack artifact or a KitOps ModelKit. Raw layers are files, placed by their
+/// `org.cncf.model.filepath` (or title) annotation; tar layers (plain, gzip or zstd) are unpacked into files.
+/// The files are inspected and checked as `modelreg push` does and published as the version and variant the tag
+/// names (`VERSION`, its `default` variant, or `VERSION__VARIANT`). The manifest and config are kept as sent and
+/// served under their digest, the tar layers kept with them. Anything else (a container image, an index) is
+/// refused with `UNSUPPORTED`, saying what is taken; a manifest with a subject is a referrer.
 struct OCIManifestPush {
     let registry: Registry
 
@@ -37,10 +38,16 @@ struct OCIManifestPush {
         }
         try Self.requireModel(manifest)
         let (version, variant) = try await target(model, reference)
-        let files = try Self.files(of: manifest)
+        let layers = try Self.layers(of: manifest)
         let config = try await configDocument(manifest.config)
         let publisher = VariantPublisher(registry: registry)
-        try await publisher.checkBlobs(of: Manifest(format: .other, files: files))
+        try await publisher.checkBlobs(of: Manifest(format: .other, files: layers.files))
+        let files = try await layers.files + unpack(layers.archives)
+        do {
+            try Manifest(format: .other, files: files).validate()
+        } catch {
+            throw OCIError(.badRequest, .manifestInvalid, error.message)
+        }
         let inspection: Inspection
         do {
             inspection = try await publisher.inspect(files)
@@ -117,7 +124,7 @@ struct OCIManifestPush {
     /// The manifest, which must be an image manifest of a ModelPack artifact with raw layers.
     /// What a push may be, for the messages of refusals.
     static let accepted =
-        "a CNCF ModelPack artifact: an OCI image manifest with artifactType \(OCIMediaType.modelManifest) or config \(OCIMediaType.modelConfig), one raw layer (application/vnd.cncf.model.*.v1.raw) a file"
+        "a CNCF ModelPack artifact (an OCI image manifest with artifactType \(OCIMediaType.modelManifest) or config \(OCIMediaType.modelConfig), one raw layer (application/vnd.cncf.model.*.v1.raw) a file or tar layers of files) or a KitOps ModelKit (config \(OCIMediaType.modelKitConfig))"
 
     static func decode(_ bytes: [UInt8], mediaType: String) throws -> OCIImageManifest {
         guard mediaType == OCIMediaType.imageManifest else {
@@ -141,8 +148,10 @@ struct OCIManifestPush {
 
     /// A manifest without a subject must be a model.
     static func requireModel(_ manifest: OCIImageManifest) throws {
+        let types = [manifest.artifactType, manifest.config.mediaType]
         guard
-            manifest.artifactType == OCIMediaType.modelManifest || manifest.config.mediaType == OCIMediaType.modelConfig
+            types.contains(OCIMediaType.modelManifest) || types.contains(OCIMediaType.modelConfig)
+                || types.contains(OCIMediaType.modelKitManifest) || types.contains(OCIMediaType.modelKitConfig)
         else {
             throw OCIError(
                 .badRequest, .unsupported,
@@ -211,17 +220,33 @@ struct OCIManifestPush {
             ])
     }
 
-    /// The files its layers are, each placed by its path annotation.
-    static func files(of manifest: OCIImageManifest) throws -> [ManifestFile] {
+    /// What a manifest's layers hold: raw layers are files, placed by their path annotation; archive layers are
+    /// unpacked into files once their blobs are known to be stored.
+    struct Layers {
+        var files: [ManifestFile] = []
+        var archives: [(index: Int, blob: BlobEntry)] = []
+    }
+
+    static func layers(of manifest: OCIImageManifest) throws -> Layers {
         guard !manifest.layers.isEmpty else {
             throw OCIError(.badRequest, .manifestInvalid, "the artifact has no layers: a model has files")
         }
-        var files: [ManifestFile] = []
+        var layers = Layers()
         for (index, layer) in manifest.layers.enumerated() {
+            let digest: Digest
+            do {
+                digest = try Digest(parsing: layer.digest)
+            } catch {
+                throw OCIError(.badRequest, .manifestInvalid, "layer \(index): \(error.message)")
+            }
+            if OCIMediaType.isArchiveLayer(layer.mediaType) {
+                layers.archives.append((index, BlobEntry(digest: digest, size: layer.size)))
+                continue
+            }
             guard ModelPackLayerKind(rawMediaType: layer.mediaType) != nil else {
                 throw OCIError(
                     .badRequest, .unsupported,
-                    "layer \(index) is \(layer.mediaType.prefix(100)): only raw layers (application/vnd.cncf.model.{weight,weight.config,doc,code,dataset}.v1.raw, one file each) are taken, not archives"
+                    "layer \(index) is \(layer.mediaType.prefix(100)): a model's layers are raw files (application/vnd.cncf.model.{weight,weight.config,doc,code,dataset}.v1.raw) or tar archives of them (….v1.tar, +gzip or +zstd, as ModelPack and KitOps write)"
                 )
             }
             guard let path = layer.annotations?[OCIAnnotation.filepath] ?? layer.annotations?[OCIAnnotation.title]
@@ -232,17 +257,33 @@ struct OCIManifestPush {
                 )
             }
             do {
-                files.append(
-                    ManifestFile(
-                        path: try ManifestPath(path), digest: try Digest(parsing: layer.digest), size: layer.size))
+                layers.files.append(ManifestFile(path: try ManifestPath(path), digest: digest, size: layer.size))
             } catch {
                 throw OCIError(.badRequest, .manifestInvalid, "layer \(index): \(error.message)")
             }
         }
-        do {
-            try Manifest(format: .other, files: files).validate()
-        } catch {
-            throw OCIError(.badRequest, .manifestInvalid, error.message)
+        return layers
+    }
+
+    /// The files of the archive layers, each stored as a blob; the layers must be stored, as the spec requires of
+    /// every blob a manifest names.
+    private func unpack(_ archives: [(index: Int, blob: BlobEntry)]) async throws -> [ManifestFile] {
+        for (index, blob) in archives {
+            guard let info = try await registry.blobs.info(blob.digest), info.size == blob.size else {
+                throw OCIError(
+                    .badRequest, .manifestBlobUnknown,
+                    "layer \(index), \(blob.digest) (\(blob.size) bytes), is not uploaded: push the blobs before the manifest"
+                )
+            }
+        }
+        var files: [ManifestFile] = []
+        for (index, blob) in archives {
+            do {
+                files += try await ArchiveLayerIntake(registry: registry).files(of: blob.digest, size: blob.size)
+            } catch let error as RegistryError {
+                guard [.invalidPath, .invalidManifest].contains(error.code) else { throw error }
+                throw OCIError(.badRequest, .manifestInvalid, "layer \(index), \(blob.digest): \(error.message)")
+            }
         }
         return files
     }

@@ -1,0 +1,115 @@
+import CArchive
+import Foundation
+import ModelRegistryCore
+
+/// Reads the files of an OCI tar layer (a ModelPack `….v1.tar` layer, a KitOps ModelKit layer), plain, gzip or
+/// zstd compressed, with libarchive: directories are passed over, each regular file handed on in order as its
+/// path, then its bytes, then its end. An entry a model's file cannot be (a link, a device, an absolute path,
+/// `..`) stops the reading with an `invalidPath` error naming it.
+public struct TarLayerReader {
+    public enum Event: Sendable, Equatable {
+        case file(ManifestPath, size: Int64, executable: Bool)
+        /// Some of the current file's bytes, at most `chunkSize`.
+        case data([UInt8])
+        case endOfFile
+    }
+
+    /// The most bytes a `data` event carries: libarchive's blocks gathered, so that whoever takes them (an
+    /// upload's append) runs once a mebibyte rather than once a block.
+    public static let chunkSize = 1 << 20
+
+    public init() {}
+
+    /// Reads the layer to its end. `source` blocks for the next chunk of the (compressed) layer and returns nil
+    /// at its end; an error it throws is rethrown as is, as is one `handle` throws.
+    public func read(_ source: @escaping () throws -> [UInt8]?, _ handle: (Event) throws -> Void) throws {
+        try withUTF8Locale { try readArchive(source, handle) }
+    }
+
+    private func readArchive(_ read: @escaping () throws -> [UInt8]?, _ handle: (Event) throws -> Void) throws {
+        let source = ArchiveSource(read)
+        guard let archive = archive_read_new() else {
+            throw RegistryError(.internalError, "libarchive could not start a reader")
+        }
+        defer { archive_read_free(archive) }
+        archive_read_support_format_tar(archive)
+        archive_read_support_filter_gzip(archive)
+        archive_read_support_filter_zstd(archive)
+        let context = Unmanaged.passRetained(source)
+        defer { context.release() }
+        guard archive_read_open(archive, context.toOpaque(), nil, archiveRead, nil) == ARCHIVE_OK else {
+            throw source.failure ?? Self.archiveError(archive, "cannot open it")
+        }
+        do {
+            var entry: OpaquePointer?
+            while true {
+                let status = archive_read_next_header(archive, &entry)
+                if status == ARCHIVE_EOF { break }
+                guard status == ARCHIVE_OK || status == ARCHIVE_WARN, let entry else {
+                    throw Self.archiveError(archive, "an unreadable entry header")
+                }
+                try readEntry(archive, entry, handle)
+            }
+        } catch {
+            throw source.failure ?? error
+        }
+    }
+
+    private func readEntry(_ archive: OpaquePointer, _ entry: OpaquePointer, _ handle: (Event) throws -> Void) throws {
+        guard let raw = archive_entry_pathname_utf8(entry) ?? archive_entry_pathname(entry) else {
+            throw RegistryError(.invalidPath, "the layer holds an entry without a path")
+        }
+        var name = String(cString: raw)
+        // Tools write `./model.safetensors` and `model/` as often as `model.safetensors` and `model`.
+        while name.hasPrefix("./") { name.removeFirst(2) }
+        while name.hasSuffix("/") { name.removeLast() }
+        let shown = String(name.prefix(300))
+        let type = archive_entry_filetype(entry) & S_IFMT
+        if type == S_IFDIR || name.isEmpty || name == "." { return }
+        guard type == S_IFREG, archive_entry_hardlink(entry) == nil else {
+            throw RegistryError(
+                .invalidPath,
+                "the layer holds '\(shown)', a link or device: a model's layer holds files and directories only")
+        }
+        let path: ManifestPath
+        do {
+            path = try ManifestPath(name)
+        } catch {
+            throw RegistryError(.invalidPath, "the layer holds '\(shown)': \(error.message)")
+        }
+        let executable = archive_entry_perm(entry) & 0o111 != 0
+        try handle(.file(path, size: archive_entry_size(entry), executable: executable))
+        var chunk: [UInt8] = []
+        chunk.reserveCapacity(Self.chunkSize)
+        var read: Int64 = 0
+        while true {
+            var buffer: UnsafeRawPointer?
+            var length = 0
+            var offset: la_int64_t = 0
+            let status = archive_read_data_block(archive, &buffer, &length, &offset)
+            if status == ARCHIVE_EOF { break }
+            guard status == ARCHIVE_OK else { throw Self.archiveError(archive, "reading '\(shown)'") }
+            guard offset == read else {
+                throw RegistryError(.invalidPath, "the layer holds '\(shown)' as a sparse file: store it whole")
+            }
+            var bytes = UnsafeRawBufferPointer(start: buffer, count: length)
+            read += Int64(length)
+            while !bytes.isEmpty {
+                let taken = min(bytes.count, Self.chunkSize - chunk.count)
+                chunk.append(contentsOf: bytes.prefix(taken))
+                bytes = UnsafeRawBufferPointer(rebasing: bytes.dropFirst(taken))
+                if chunk.count == Self.chunkSize {
+                    try handle(.data(chunk))
+                    chunk.removeAll(keepingCapacity: true)
+                }
+            }
+        }
+        if !chunk.isEmpty { try handle(.data(chunk)) }
+        try handle(.endOfFile)
+    }
+
+    private static func archiveError(_ archive: OpaquePointer, _ what: String) -> RegistryError {
+        let message = archive_error_string(archive).map { String(cString: $0) } ?? "unknown error"
+        return RegistryError(.invalidManifest, "the layer is not a tar archive (\(what)): \(message)")
+    }
+}
