@@ -105,6 +105,11 @@ let package = Package(
             name: "CacheImage",
             dependencies: ["FileSystemIO", "ModelRegistryCore", "CArchive"]
         ),
+        // Serving plans: a variant's metadata to a tensor-parallel size, a context and vLLM's arguments.
+        .target(
+            name: "ServingPlan",
+            dependencies: ["ModelFormats", "ModelRegistryCore"]
+        ),
         // Models as OCI artifacts and images: CNCF ModelPack manifests and configs, runnable images, tags.
         .target(
             name: "OCIArtifacts",
@@ -160,6 +165,7 @@ let package = Package(
                 "ModelFormats",
                 "CacheImage",
                 "RegistryAPI",
+                "ServingPlan",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
@@ -185,6 +191,7 @@ let package = Package(
                 "SQLiteMetadata",
                 "PostgresMetadata",
                 "S3Blobs",
+                "ServingPlan",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
@@ -236,8 +243,18 @@ let package = Package(
             dependencies: ["OCIArtifacts", "ModelRegistryCore"]
         ),
         .testTarget(
+            name: "ServingPlanTests",
+            dependencies: ["ServingPlan", "ModelFormats", "ModelRegistryCore", "ModelFixtures"]
+        ),
+        // Model files written by hand (safetensors, GGUF), for the tests of the modules that read them.
+        .target(
+            name: "ModelFixtures",
+            dependencies: ["ModelFormats", "ModelRegistryCore"],
+            path: "Tests/ModelFixtures"
+        ),
+        .testTarget(
             name: "ModelFormatsTests",
-            dependencies: ["ModelFormats", "ModelRegistryCore"]
+            dependencies: ["ModelFormats", "ModelRegistryCore", "ModelFixtures"]
         ),
         .testTarget(
             name: "RegistryMaintenanceTests",

@@ -94,7 +94,6 @@ public enum VariantFit {
     }
 
     /// Every candidate's need, highest precision first, and the first that fits (nil when none does).
-    /// All variants of a version hold the same model, so more weight bytes means more precision.
     public static func choose(
         _ candidates: [(VariantName, Manifest)], budget: Int64, contextLength: Int64?, concurrency: Int64,
         kvCacheDtype: KVCacheDtype = .auto
@@ -105,11 +104,16 @@ public enum VariantFit {
                     metadata: $0, contextLength: contextLength, concurrency: concurrency, kvCacheDtype: kvCacheDtype)
             }
             return Need(variant: name, estimate: estimate, fits: estimate.map { $0.totalBytes <= budget } ?? false)
-        }.sorted { left, right in
-            let leftBytes = left.estimate?.weightBytes ?? -1
-            let rightBytes = right.estimate?.weightBytes ?? -1
-            return leftBytes != rightBytes ? leftBytes > rightBytes : left.variant.value < right.variant.value
-        }
+        }.sorted { inPrecisionOrder(($0.variant, $0.estimate?.weightBytes), ($1.variant, $1.estimate?.weightBytes)) }
         return (needs.first(where: \.fits)?.variant, needs)
+    }
+
+    /// Highest precision first: all variants of a version hold the same model, so more weight bytes means more
+    /// precision; variants without metadata last, then by name.
+    public static func inPrecisionOrder(
+        _ left: (variant: VariantName, weightBytes: Int64?), _ right: (variant: VariantName, weightBytes: Int64?)
+    ) -> Bool {
+        let (leftBytes, rightBytes) = (left.weightBytes ?? -1, right.weightBytes ?? -1)
+        return leftBytes != rightBytes ? leftBytes > rightBytes : left.variant.value < right.variant.value
     }
 }

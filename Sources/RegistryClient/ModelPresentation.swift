@@ -1,6 +1,7 @@
 import Foundation
 import ModelFormats
 import ModelRegistryCore
+import ServingPlan
 
 /// Text for what inspection found: `show`, `variants` and `pull --fit`.
 extension Presentation {
@@ -109,5 +110,46 @@ extension Presentation {
             report.metadata.map(modelSummary)
                 ?? "no model files (safetensors, GGUF, PyTorch checkpoint, config.json) found")
         return lines.joined(separator: "\n")
+    }
+}
+
+extension Presentation {
+    /// The plan as `modelreg plan` prints it: the variant and size, vLLM's command line, then each argument's why
+    /// and how every variant of the release fared.
+    public static func plan(_ plan: ServingPlan) -> String {
+        let gpus = plan.tensorParallelSize
+        var lines = [
+            "\(plan.model):\(plan.version) variant \(plan.variant) on \(gpus) × \(ByteCount.format(plan.budget.memoryBytes)) GPU\(gpus == 1 ? "" : "s"), context \(plan.maxModelLen)",
+            "",
+            "vllm serve " + plan.vllmArguments.map(shellWord).joined(separator: " "),
+            "",
+            "why:",
+        ]
+        let width = plan.choices.map { $0.flag.count + 1 + ($0.value?.count ?? 0) }.max() ?? 0
+        for choice in plan.choices {
+            let argument = choice.flag + (choice.value.map { " " + $0 } ?? "")
+            lines.append("  " + argument.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + choice.why)
+        }
+        lines += ["", "variants:"]
+        for variant in plan.considered {
+            let weights = variant.weightBytes.map { ByteCount.format($0) + " of weights" } ?? "no metadata"
+            let fate: String
+            if let fit = variant.fit, let context = variant.maxContext {
+                let size = fit.tensorParallelSize
+                fate =
+                    "fits on \(size) GPU\(size == 1 ? "" : "s") with up to \(ServingPlanner.grouped(context)) tokens a sequence"
+            } else {
+                fate = variant.problem ?? "does not fit"
+            }
+            lines.append(
+                "  \(variant.variant) (\(weights)): \(fate)\(variant.variant == plan.variant ? " (chosen)" : "")")
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    /// A word as a POSIX shell reads it back: quoted only when it must be.
+    static func shellWord(_ word: String) -> String {
+        let plain = word.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-_./=:@,+".contains($0)) }
+        return plain && !word.isEmpty ? word : "'" + word.replacingOccurrences(of: "'", with: #"'\''"#) + "'"
     }
 }

@@ -129,27 +129,3 @@ public struct PullReport: Codable, Sendable {
     public var seconds: Double
     public var deprecation: String?
 }
-
-/// Human-readable byte counts in binary units.
-public enum ByteCount {
-    public static func format(_ bytes: Int64, digits: Int = 1) -> String {
-        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
-        var value = Double(bytes)
-        var unit = 0
-        while value >= 1024, unit < units.count - 1 {
-            value /= 1024
-            unit += 1
-        }
-        return unit == 0 ? "\(bytes) B" : String(format: "%.\(digits)f %@", value, units[unit])
-    }
-
-    /// `bytes` with the digits it takes not to read the same as `other` (a need against a budget):
-    /// "1.0 GiB" beside a 1.0 GiB budget becomes "1.004 GiB", or the exact byte count.
-    public static func format(_ bytes: Int64, apartFrom other: Int64) -> String {
-        guard bytes != other else { return format(bytes) }
-        for digits in 1...4 where format(bytes, digits: digits) != format(other, digits: digits) {
-            return format(bytes, digits: digits)
-        }
-        return "\(bytes) bytes"
-    }
-}

@@ -1,4 +1,5 @@
 import Foundation
+import ModelRegistryCore
 import Synchronization
 
 /// How progress is shown: redrawn bars on a terminal, a plain line now and then in logs (an init container

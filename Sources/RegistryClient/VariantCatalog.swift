@@ -1,6 +1,7 @@
 import Foundation
 import ModelFormats
 import ModelRegistryCore
+import ServingPlan
 
 /// One variant of a version with what its manifest says about the model, for `variants` and `pull --fit`.
 public struct ListedVariant: Codable, Sendable {
@@ -60,23 +61,7 @@ extension RegistryConnection {
         _ reference: ModelReference, budget: Int64, contextLength: Int64?, concurrency: Int64,
         kvCacheDtype: KVCacheDtype = .auto
     ) async throws -> FitDecision {
-        let version: VersionName
-        var candidates: [(VariantName, Manifest)]
-        switch reference.target {
-        case .version(let named):
-            version = named
-            candidates = try await variantManifests(reference.name, named)
-        case .alias(let alias):
-            guard let target = try await aliases(reference.name).first(where: { $0.name == alias }) else {
-                throw RegistryError(.notFound, "alias '\(alias)' of model \(reference.name) not found")
-            }
-            version = target.version
-            candidates = try await variantManifests(reference.name, target.version)
-        case .digest, .model:
-            let resolved = try await resolve(reference, variant: nil)
-            version = resolved.version
-            candidates = [(resolved.variant, resolved.manifest)]
-        }
+        let (version, candidates) = try await releaseCandidates(reference)
         let (chosen, needs) = VariantFit.choose(
             candidates, budget: budget, contextLength: contextLength, concurrency: concurrency,
             kvCacheDtype: kvCacheDtype
@@ -91,6 +76,34 @@ extension RegistryConnection {
         return FitDecision(model: reference.name, version: version, budgetBytes: budget, chosen: chosen, needs: needs)
     }
 
+    /// The serving plan of the release's best variant for `budget`'s GPUs (`modelreg plan`); the variants offered
+    /// are those of `fittingVariant`.
+    public func servingPlan(_ reference: ModelReference, budget: GPUBudget, request: ServingRequest) async throws
+        -> ServingPlan
+    {
+        let (version, candidates) = try await releaseCandidates(reference)
+        return try ServingPlanner.plan(
+            model: reference.name, version: version, candidates: candidates, budget: budget, request: request)
+    }
+
+    /// The version a release names and the variants it offers with their manifests: every variant of the version
+    /// a version or alias names; the one a digest pins.
+    private func releaseCandidates(_ reference: ModelReference) async throws -> (VersionName, [(VariantName, Manifest)])
+    {
+        switch reference.target {
+        case .version(let named):
+            return (named, try await variantManifests(reference.name, named))
+        case .alias(let alias):
+            guard let target = try await aliases(reference.name).first(where: { $0.name == alias }) else {
+                throw RegistryError(.notFound, "alias '\(alias)' of model \(reference.name) not found")
+            }
+            return (target.version, try await variantManifests(reference.name, target.version))
+        case .digest, .model:
+            let resolved = try await resolve(reference, variant: nil)
+            return (resolved.version, [(resolved.variant, resolved.manifest)])
+        }
+    }
+
     private func variantManifests(_ name: ModelName, _ version: VersionName) async throws -> [(VariantName, Manifest)] {
         let reference = ModelReference(name: name, target: .version(version))
         var manifests: [(VariantName, Manifest)] = []
@@ -98,23 +111,5 @@ extension RegistryConnection {
             manifests.append((variant.name, try await resolve(reference, variant: variant.name).manifest))
         }
         return manifests
-    }
-}
-
-extension ByteCount {
-    /// `24GiB`, `80G` (binary), `16GB` (decimal), `512MiB`, `1.5TiB`, or a plain number of bytes.
-    public static func parse(_ text: String) throws(RegistryError) -> Int64 {
-        let units: [(String, Double)] = [
-            ("TiB", 0x1p40), ("GiB", 0x1p30), ("MiB", 0x1p20), ("KiB", 0x1p10), ("TB", 1e12), ("GB", 1e9), ("MB", 1e6),
-            ("KB", 1e3), ("T", 0x1p40), ("G", 0x1p30), ("M", 0x1p20), ("K", 0x1p10), ("B", 1),
-        ]
-        let trimmed = text.trimmingCharacters(in: .whitespaces)
-        let unit = units.first { trimmed.uppercased().hasSuffix($0.0.uppercased()) }
-        let number = unit.map { String(trimmed.dropLast($0.0.count)).trimmingCharacters(in: .whitespaces) } ?? trimmed
-        guard let value = Double(number), value.isFinite, value > 0, value * (unit?.1 ?? 1) < 0x1p62 else {
-            throw RegistryError(
-                .invalidRequest, "invalid size '\(text)': expected a number and a unit, such as 24GiB, 80G or 16GB")
-        }
-        return Int64(value * (unit?.1 ?? 1))
     }
 }

@@ -10,7 +10,7 @@ struct Modelreg: AsyncParsableCommand {
         abstract: "A registry and version manager for large-model artifacts.",
         version: "0.1.0",
         subcommands: [
-            Serve.self, Push.self, Pull.self, Fetch.self, List.self, Show.self, Variants.self, Inspect.self,
+            Serve.self, Push.self, Pull.self, Fetch.self, List.self, Show.self, Variants.self, Inspect.self, Plan.self,
             Alias.self, Promote.self, Rollback.self, Deprecate.self, Delete.self, Audit.self, Token.self,
             Backup.self, Restore.self, Migrate.self, GC.self, Verify.self, Repair.self, DigestCommand.self,
         ]

@@ -50,6 +50,61 @@ struct VariantListingJSON: Decodable {
         ]).write(to: root.appendingPathComponent("config.json"))
     }
 
+    /// `modelreg plan` through the binary: the release's variants as the server holds them, vLLM's arguments
+    /// for the one chosen, and one error line when nothing fits or the cache type is not vLLM's.
+    @Test func planPrintsVLLMArguments() throws {
+        let scratch = try Scratch()
+        let server = try ServerProcess(data: scratch.url("data"))
+        let env = server.environment
+        let fp16 = scratch.url("fp16")
+        let awq = scratch.url("awq")
+        try TestModel.write(to: fp16)
+        try Self.writeAWQ(to: awq)
+        for (directory, variant) in [(fp16, "fp16"), (awq, "awq-int4")] {
+            let push = try modelreg(["push", directory.path, "tiny:1.0", "--variant", variant], environment: env)
+            try #require(push.status == 0, "\(push)")
+        }
+        try #require(
+            try modelreg(["alias", "set", "tiny", "prod", "1.0", "--variant", "fp16"], environment: env).status == 0)
+
+        struct PlanJSON: Decodable {
+            struct Choice: Decodable {
+                let flag: String
+                let value: String?
+            }
+            let variant: String
+            let maxModelLen: Int64
+            let choices: [Choice]
+        }
+        let json = try modelreg(["plan", "tiny@prod", "--gpu-memory", "2GiB", "--json"], environment: env)
+        try #require(json.status == 0, "\(json)")
+        let plan = try json.json(PlanJSON.self)
+        #expect(plan.variant == "fp16" && plan.maxModelLen == 4096)
+        #expect(
+            plan.choices.flatMap { [$0.flag] + ($0.value.map { [$0] } ?? []) } == [
+                "--model", "/models", "--served-model-name", "tiny", "--tensor-parallel-size", "1",
+                "--max-model-len", "4096", "--dtype", "float16", "--kv-cache-dtype", "auto",
+                "--gpu-memory-utilization", "0.9",
+            ])
+        let text = try modelreg(
+            ["plan", "tiny:1.0", "--gpu-memory", "2GiB", "--kv-cache-dtype", "fp8"], environment: env)
+        #expect(text.status == 0, "\(text)")
+        #expect(text.stdout.contains("vllm serve --model /models --served-model-name tiny"), "\(text)")
+        #expect(text.stdout.contains("--kv-cache-dtype fp8") && text.stdout.contains("awq-int4 ("), "\(text)")
+
+        // 0.9 of 1 GiB is less than the 1 GiB of overhead alone: nothing fits, and the error says what each lacks.
+        let none = try modelreg(["plan", "tiny:1.0", "--gpu-memory", "1GiB"], environment: env)
+        #expect(none.status == 3, "\(none)")
+        #expect(
+            none.stderr.hasPrefix("error: no variant of tiny:1.0 can be served")
+                && none.stderr.contains("fp16: at 4 GPUs it leaves room for 0 tokens")
+                && none.stderr.split(separator: "\n").count == 1,
+            "\(none)")
+        let fp16Cache = try modelreg(
+            ["plan", "tiny:1.0", "--gpu-memory", "2GiB", "--kv-cache-dtype", "fp16"], environment: env)
+        #expect(fp16Cache.status == 64 && fp16Cache.stderr.contains("auto (the model's dtype) or fp8"), "\(fp16Cache)")
+    }
+
     @Test func showVariantsAndPullFit() throws {
         let scratch = try Scratch()
         let server = try ServerProcess(data: scratch.url("data"))

@@ -1,4 +1,5 @@
 import Foundation
+import ModelFixtures
 import ModelRegistryCore
 import Testing
 

@@ -1,4 +1,5 @@
 import Foundation
+import ModelFixtures
 import Testing
 
 /// The formats' own Python packages (`safetensors`, `gguf`, installed by `.ci/test`): they write the fixture

@@ -2,15 +2,19 @@ import Foundation
 import ModelFormats
 import ModelRegistryCore
 
+/// Model files written by hand for tests: the formats' headers with real shapes, the data zeros or a hole.
+
 /// A safetensors file written by hand: tensors laid out back to back, the data left as zeros. With
 /// `sparse`, the data is a hole made by truncation, so a 16 GB model costs a few kilobytes of disk.
-struct SafetensorsWriter {
-    struct Tensor {
-        var name: String
-        var dtype: String
-        var shape: [Int64]
+public struct SafetensorsWriter {
+    public init() {}
 
-        var byteCount: Int64 {
+    public struct Tensor {
+        public var name: String
+        public var dtype: String
+        public var shape: [Int64]
+
+        public var byteCount: Int64 {
             let bits: Int64 =
                 switch dtype {
                 case "F32", "I32", "U32": 32
@@ -22,14 +26,14 @@ struct SafetensorsWriter {
         }
     }
 
-    var tensors: [Tensor] = []
-    var metadata: [String: String] = ["format": "pt"]
+    public var tensors: [Tensor] = []
+    public var metadata: [String: String] = ["format": "pt"]
 
-    mutating func add(_ name: String, _ dtype: String, _ shape: [Int64]) {
+    public mutating func add(_ name: String, _ dtype: String, _ shape: [Int64]) {
         tensors.append(Tensor(name: name, dtype: dtype, shape: shape))
     }
 
-    func header() throws -> [UInt8] {
+    public func header() throws -> [UInt8] {
         var header: [String: Any] = ["__metadata__": metadata]
         var offset: Int64 = 0
         for tensor in tensors {
@@ -43,42 +47,44 @@ struct SafetensorsWriter {
         return withUnsafeBytes(of: UInt64(bytes.count).littleEndian, Array.init) + bytes
     }
 
-    var dataBytes: Int64 { tensors.reduce(0) { $0 + $1.byteCount } }
+    public var dataBytes: Int64 { tensors.reduce(0) { $0 + $1.byteCount } }
 
     /// The whole file in memory, for small tensors.
-    func bytes() throws -> [UInt8] {
+    public func bytes() throws -> [UInt8] {
         try header() + [UInt8](repeating: 0, count: Int(dataBytes))
     }
 
-    func write(to url: URL, sparse: Bool = false) throws {
+    public func write(to url: URL, sparse: Bool = false) throws {
         try writeModelFile(to: url, header: try header(), dataBytes: dataBytes, sparse: sparse)
     }
 }
 
 /// A GGUF file written by hand, in version 2 or 3, with zeroed (or sparse) tensor data.
-struct GGUFWriter {
-    enum Value {
+public struct GGUFWriter {
+    public init() {}
+
+    public enum Value {
         case u32(UInt32)
         case string(String)
         case strings([String])
         case f32(Float)
     }
 
-    struct Tensor {
-        var name: String
-        var type: GGMLType
-        var dimensions: [Int64]
-        var byteCount: Int64 { dimensions.reduce(1, *) / type.blockSize * type.typeSize }
+    public struct Tensor {
+        public var name: String
+        public var type: GGMLType
+        public var dimensions: [Int64]
+        public var byteCount: Int64 { dimensions.reduce(1, *) / type.blockSize * type.typeSize }
     }
 
-    var version: UInt32 = 3
-    var values: [(String, Value)] = []
-    var tensors: [Tensor] = []
-    let alignment: Int64 = 32
+    public var version: UInt32 = 3
+    public var values: [(String, Value)] = []
+    public var tensors: [Tensor] = []
+    public let alignment: Int64 = 32
 
-    mutating func set(_ key: String, _ value: Value) { values.append((key, value)) }
+    public mutating func set(_ key: String, _ value: Value) { values.append((key, value)) }
 
-    mutating func add(_ name: String, _ typeName: String, _ dimensions: [Int64]) {
+    public mutating func add(_ name: String, _ typeName: String, _ dimensions: [Int64]) {
         let type = GGMLType.all.values.first { $0.name == typeName }!
         tensors.append(Tensor(name: name, type: type, dimensions: dimensions))
     }
@@ -87,7 +93,7 @@ struct GGUFWriter {
     private static func u64(_ value: UInt64) -> [UInt8] { withUnsafeBytes(of: value.littleEndian, Array.init) }
     private static func string(_ text: String) -> [UInt8] { u64(UInt64(text.utf8.count)) + Array(text.utf8) }
 
-    func header() -> [UInt8] {
+    public func header() -> [UInt8] {
         var out =
             Array("GGUF".utf8) + Self.u32(version) + Self.u64(UInt64(tensors.count)) + Self.u64(UInt64(values.count))
         for (key, value) in values {
@@ -111,21 +117,21 @@ struct GGUFWriter {
         return out
     }
 
-    var dataBytes: Int64 {
+    public var dataBytes: Int64 {
         guard let last = tensors.last else { return 0 }
         return tensors.dropLast().reduce(0) { $0 + ($1.byteCount + alignment - 1) / alignment * alignment }
             + last.byteCount
     }
 
-    func bytes() -> [UInt8] { header() + [UInt8](repeating: 0, count: Int(dataBytes)) }
+    public func bytes() -> [UInt8] { header() + [UInt8](repeating: 0, count: Int(dataBytes)) }
 
-    func write(to url: URL, sparse: Bool = false) throws {
+    public func write(to url: URL, sparse: Bool = false) throws {
         try writeModelFile(to: url, header: header(), dataBytes: dataBytes, sparse: sparse)
     }
 }
 
 /// A header followed by `dataBytes` zeros; with `sparse`, the zeros are a hole made by truncation.
-func writeModelFile(to url: URL, header: [UInt8], dataBytes: Int64, sparse: Bool) throws {
+public func writeModelFile(to url: URL, header: [UInt8], dataBytes: Int64, sparse: Bool) throws {
     try Data(header).write(to: url)
     let handle = try FileHandle(forWritingTo: url)
     if sparse {
@@ -138,28 +144,28 @@ func writeModelFile(to url: URL, header: [UInt8], dataBytes: Int64, sparse: Bool
 }
 
 /// A temporary directory for one test, removed afterwards.
-final class TemporaryDirectory: @unchecked Sendable {
-    let url: URL
+public final class TemporaryDirectory: @unchecked Sendable {
+    public let url: URL
 
-    init() throws {
+    public init() throws {
         url = FileManager.default.temporaryDirectory.appendingPathComponent("modelformats-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
     }
 
     deinit { try? FileManager.default.removeItem(at: url) }
 
-    func file(_ path: String) -> URL {
+    public func file(_ path: String) -> URL {
         let url = url.appendingPathComponent(path)
         try? FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
         return url
     }
 
-    func write(_ path: String, json: Any) throws {
+    public func write(_ path: String, json: Any) throws {
         try JSONSerialization.data(withJSONObject: json, options: [.sortedKeys]).write(to: file(path))
     }
 
     /// Inspects every regular file below the directory, as a push would.
-    func inspect() throws -> Inspection {
+    public func inspect() throws -> Inspection {
         let paths = try FileManager.default.subpathsOfDirectory(atPath: url.path).filter { path in
             var isDirectory: ObjCBool = false
             return FileManager.default.fileExists(
