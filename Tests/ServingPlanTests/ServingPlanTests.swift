@@ -28,16 +28,16 @@ import Testing
             format: .safetensors, files: [], quantization: inspection.quantization, metadata: inspection.metadata)
     }
 
-    static let llama3_8B =
+    static let llama3At8B =
         #"{"hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8, "max_position_embeddings": 8192, "torch_dtype": "bfloat16"}"#
-    static let llama3_70B =
+    static let llama3At70B =
         #"{"hidden_size": 8192, "num_hidden_layers": 80, "num_attention_heads": 64, "num_key_value_heads": 8, "max_position_embeddings": 8192, "torch_dtype": "bfloat16"}"#
-    static let qwen2_7B =
+    static let qwen2At7B =
         #"{"hidden_size": 3584, "num_hidden_layers": 28, "num_attention_heads": 28, "num_key_value_heads": 4, "max_position_embeddings": 32768, "torch_dtype": "bfloat16"}"#
 
     /// Qwen2-7B quantized with AWQ (4 bits, groups of 128): F16 embeddings and head (152064 × 3584 each),
     /// the other 6,525,621,760 weights packed 8 to an I32, one F16 scale a group: 5,544,763,224 bytes.
-    static func qwen2_7B_AWQ() throws -> Manifest {
+    static func qwen2At7BAWQ() throws -> Manifest {
         let directory = try TemporaryDirectory()
         try Data(
             #"{"hidden_size": 3584, "num_hidden_layers": 28, "num_attention_heads": 28, "num_key_value_heads": 4, "max_position_embeddings": 32768, "torch_dtype": "float16", "quantization_config": {"quant_method": "awq", "bits": 4, "group_size": 128}}"#
@@ -72,7 +72,7 @@ import Testing
     /// sequences of 8192 (65,536 tokens) do not; at tp 2 (8,030,261,248 + 1,475,254,886, 65,536 a token)
     /// 208,851 tokens do. With an fp8 cache one GPU holds 80,193 tokens, enough for 8 × 8192.
     @Test func llama3_8BFitsOneGPUUntilEightLongSequences() throws {
-        let manifest = try Self.bf16(Self.llama3_8B, parameters: 8_030_261_248)
+        let manifest = try Self.bf16(Self.llama3At8B, parameters: 8_030_261_248)
         let single = try Self.plan([("bf16", manifest)], gpuMemory: 24 * Self.gib)
         #expect(single.tensorParallelSize == 1 && single.maxModelLen == 8192)
         #expect(single.estimate.cacheTokens == 40_096 && single.estimate.overheadBytes == 1_876_767_948)
@@ -96,8 +96,8 @@ import Testing
     /// float16 as AWQ's kernels compute. Sixteen sequences on a 24 GiB GPU: AWQ holds 284,198 tokens, 17,762
     /// a sequence, rounded down to 17,664.
     @Test func qwen2_7BTakesAWQOnOneSixteenGiBGPU() throws {
-        let bf16 = try Self.bf16(Self.qwen2_7B, parameters: 7_615_616_512)
-        let awq = try Self.qwen2_7B_AWQ()
+        let bf16 = try Self.bf16(Self.qwen2At7B, parameters: 7_615_616_512)
+        let awq = try Self.qwen2At7BAWQ()
         #expect(awq.quantization?.method == "awq" && awq.metadata?.weightBytes == 5_544_763_224)
         let plan = try Self.plan([("bf16", bf16), ("awq-int4", awq)], gpuMemory: 16 * Self.gib, gpus: 1)
         #expect(plan.variant.value == "awq-int4" && plan.tensorParallelSize == 1 && plan.maxModelLen == 32768)
@@ -117,7 +117,7 @@ import Testing
     /// GPUs it takes all 8 (1 KV head a GPU, 40,960 a token: 87,859 tokens); on 16 GiB GPUs 8 is not enough
     /// and 16 would be (125,194 tokens).
     @Test func llama3_70BShardsByItsHeads() throws {
-        let manifest = try Self.bf16(Self.llama3_70B, parameters: 70_553_706_496)
+        let manifest = try Self.bf16(Self.llama3At70B, parameters: 70_553_706_496)
         let two = try Self.plan([("bf16", manifest)], gpuMemory: 80 * Self.gib)
         #expect(two.tensorParallelSize == 2 && two.maxModelLen == 8192 && two.estimate.cacheTokens == 13_148)
         let four = try Self.plan([("bf16", manifest)], gpuMemory: 80 * Self.gib, context: 8192, concurrency: 16)
@@ -175,7 +175,7 @@ import Testing
     /// What cannot be planned says so: a context past the model's, a cache type vLLM has no flag for, a
     /// variant pushed without inspection.
     @Test func whatCannotBePlannedSaysWhy() throws {
-        let manifest = try Self.bf16(Self.llama3_8B, parameters: 8_030_261_248)
+        let manifest = try Self.bf16(Self.llama3At8B, parameters: 8_030_261_248)
         #expect(throws: RegistryError.self) { _ = try ServingRequest(kvCacheDtype: .fp16) }
         #expect(throws: RegistryError.self) { _ = try GPUBudget(memoryBytes: Self.gib, utilization: 1.5) }
         do {
