@@ -19,6 +19,8 @@ public struct Inspection: Sendable {
     public var safetensors: [String: SafetensorsHeader] = [:]
     public var gguf: [String: GGUFHeader] = [:]
     public var containers: [String: WeightContainer] = [:]
+    /// `modelreg-serving.json`, when the variant carries one.
+    public var servingProfile: ServingProfile?
 }
 
 /// Reads the headers of a variant's files (never the weights) and derives its metadata.
@@ -35,6 +37,8 @@ public enum ModelInspector {
             let name = path.value.lowercased()
             if name == "config.json" {
                 inspection.config = try ModelConfig.parse(try open(path), path: path.value)
+            } else if path.value == ServingProfile.fileName {
+                inspection.servingProfile = try ServingProfile.parse(try open(path), path: path.value)
             } else if name.hasSuffix(".safetensors.index.json") || name.hasSuffix(".bin.index.json") {
                 indexes.append(path)
             } else if name.hasSuffix(".safetensors") {

@@ -123,8 +123,11 @@ extension Presentation {
             "",
             "vllm serve " + plan.vllmArguments.map(shellWord).joined(separator: " "),
             "",
-            "why:",
         ]
+        if let profile = plan.profile {
+            lines += ["serving profile (\(ServingProfile.fileName)):", servingProfile(profile), ""]
+        }
+        lines.append("why:")
         let width = plan.choices.map { $0.flag.count + 1 + ($0.value?.count ?? 0) }.max() ?? 0
         for choice in plan.choices {
             let argument = choice.flag + (choice.value.map { " " + $0 } ?? "")

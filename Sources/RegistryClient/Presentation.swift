@@ -1,4 +1,5 @@
 import Foundation
+import ModelFormats
 import ModelRegistryCore
 import RegistryAPI
 
@@ -90,6 +91,9 @@ public enum Presentation {
                     [$0.path.value + ($0.executable ? " (x)" : ""), ByteCount.format($0.size), $0.digest.description]
                 }
             )
+        if let profile = shown.servingProfile {
+            out += "\n\nserving profile (\(ServingProfile.fileName)):\n" + servingProfile(profile)
+        }
         if !shown.images.isEmpty {
             out +=
                 "\n\ncache images (modelreg fetch):\n"
@@ -104,6 +108,20 @@ public enum Presentation {
                 )
         }
         return out
+    }
+
+    /// A serving profile's parts, one a line, as `show` and `plan` print them.
+    public static func servingProfile(_ profile: ServingProfile) -> String {
+        var lines: [String] = []
+        if let version = profile.vllmVersion { lines.append("  vLLM:        \(version)") }
+        if !profile.arguments.isEmpty {
+            lines.append("  arguments:   " + profile.arguments.map(shellWord).joined(separator: " "))
+        }
+        for (name, value) in profile.environment.sorted(by: { $0.key < $1.key }) {
+            lines.append("  environment: \(name)=\(shellWord(value))")
+        }
+        if let warmup = profile.warmup { lines.append("  warm-up:     POST \(warmup.path) \(warmup.body)") }
+        return lines.isEmpty ? "  (empty)" : lines.joined(separator: "\n")
     }
 
     public static func aliases(_ aliases: [AliasTarget]) -> String {
@@ -186,17 +204,21 @@ public enum ExitStatus: Int32, Sendable {
 public struct ShownManifest: Encodable, Sendable {
     public var resolved: ResolvedManifest
     public var images: [CacheImageStatus]
+    /// Its `modelreg-serving.json`, read: what `modelreg plan` adds to vLLM's command line.
+    public var servingProfile: ServingProfile?
 
-    public init(resolved: ResolvedManifest, images: [CacheImageStatus]) {
+    public init(resolved: ResolvedManifest, images: [CacheImageStatus], servingProfile: ServingProfile? = nil) {
         self.resolved = resolved
         self.images = images
+        self.servingProfile = servingProfile
     }
 
-    private enum Keys: String, CodingKey { case images }
+    private enum Keys: String, CodingKey { case images, servingProfile }
 
     public func encode(to encoder: any Encoder) throws {
         try resolved.encode(to: encoder)
         var container = encoder.container(keyedBy: Keys.self)
         try container.encode(images, forKey: .images)
+        try container.encodeIfPresent(servingProfile, forKey: .servingProfile)
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import ModelFormats
 import ModelRegistryCore
+import NIOCore
 import ServingPlan
 
 /// One variant of a version with what its manifest says about the model, for `variants` and `pull --fit`.
@@ -82,8 +83,26 @@ extension RegistryConnection {
         -> ServingPlan
     {
         let (version, candidates) = try await releaseCandidates(reference)
-        return try ServingPlanner.plan(
+        let plan = try ServingPlanner.plan(
             model: reference.name, version: version, candidates: candidates, budget: budget, request: request)
+        guard let manifest = candidates.first(where: { $0.0 == plan.variant })?.1,
+            let profile = try await servingProfile(of: manifest)
+        else { return plan }
+        return plan.including(profile)
+    }
+
+    /// The variant's serving profile (`modelreg-serving.json`), downloaded, checked against its digest and read
+    /// as at push; nil when it has none.
+    public func servingProfile(of manifest: Manifest) async throws -> ServingProfile? {
+        guard let file = manifest.files.first(where: { $0.path.value == ServingProfile.fileName }) else { return nil }
+        let get = request(.GET, "/v1/blobs/\(file.digest)")
+        let body = Array(
+            buffer: try await Self.collect(try await download(get), get, upTo: Int(ServingProfile.maxSize)))
+        guard Digest.of(body) == file.digest else {
+            throw RegistryError(
+                .integrity, "\(ServingProfile.fileName) came back as other bytes than its digest \(file.digest)")
+        }
+        return try ServingProfile.parse(MemoryByteSource(body), path: file.path.value)
     }
 
     /// The version a release names and the variants it offers with their manifests: every variant of the version

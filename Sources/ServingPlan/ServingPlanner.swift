@@ -57,11 +57,34 @@ public struct ServingPlan: Hashable, Sendable, Codable {
     public var choices: [Choice]
     /// Every variant of the release, highest precision first.
     public var considered: [VariantConsideration]
+    /// The chosen variant's serving profile, whose arguments are among `choices`.
+    public var profile: ServingProfile?
 
     public var tensorParallelSize: Int { estimate.tensorParallelSize }
 
     /// vLLM's arguments, in order: `vllm serve` takes them as they are.
     public var vllmArguments: [String] { choices.flatMap { [$0.flag] + ($0.value.map { [$0] } ?? []) } }
+
+    /// The plan with the variant's serving profile: its arguments after the planned ones (a flag and the value
+    /// after it, or `--flag=value`, are one choice), its environment and warm-up kept for the pod.
+    public func including(_ profile: ServingProfile) -> ServingPlan {
+        var plan = self
+        let why = "the variant's serving profile (\(ServingProfile.fileName))"
+        var added: [Choice] = []
+        for word in profile.arguments {
+            if word.hasPrefix("-") {
+                let parts = word.split(separator: "=", maxSplits: 1).map(String.init)
+                added.append(Choice(flag: parts[0], value: parts.count == 2 ? parts[1] : nil, why: why))
+            } else if let last = added.last, last.value == nil {
+                added[added.count - 1].value = word
+            } else {
+                added.append(Choice(flag: word, value: nil, why: why))
+            }
+        }
+        plan.choices += added
+        plan.profile = profile
+        return plan
+    }
 }
 
 /// Chooses, as `--fit` does, the highest-precision variant that fits, then the smallest tensor-parallel size it
@@ -120,7 +143,7 @@ public enum ServingPlanner {
         }
         return ServingPlan(
             model: model, version: version, variant: ordered[index].0, budget: budget, request: request,
-            estimate: estimate, maxModelLen: maxModelLen, choices: choices, considered: considered)
+            estimate: estimate, maxModelLen: maxModelLen, choices: choices, considered: considered, profile: nil)
     }
 
     /// The smallest size within the budget that fits the variant, or why none does (and what would).

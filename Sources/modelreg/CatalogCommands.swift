@@ -54,7 +54,8 @@ struct Show: AsyncParsableCommand {
         default:
             let resolved = try await connection.resolve(parsed, variant: variant)
             let shown = ShownManifest(
-                resolved: resolved, images: try await connection.imageStatus(resolved.model, resolved.digest))
+                resolved: resolved, images: try await connection.imageStatus(resolved.model, resolved.digest),
+                servingProfile: try await connection.servingProfile(of: resolved.manifest))
             output.print(shown) { Presentation.manifest(shown) }
         }
     }

@@ -60,6 +60,21 @@ struct VariantListingJSON: Decodable {
         let awq = scratch.url("awq")
         try TestModel.write(to: fp16)
         try Self.writeAWQ(to: awq)
+        try Data(
+            #"{"arguments": ["--enable-auto-tool-choice", "--tool-call-parser", "hermes"], "environment": {"VLLM_LOGGING_LEVEL": "DEBUG"}}"#
+                .utf8
+        ).write(to: fp16.appendingPathComponent("modelreg-serving.json"))
+        // A profile that sets what the plan chooses is refused at push, before any byte is sent.
+        let bad = scratch.url("bad")
+        try TestModel.write(to: bad)
+        try Data(#"{"arguments": ["--max-model-len", "9999"]}"#.utf8).write(
+            to: bad.appendingPathComponent("modelreg-serving.json"))
+        let refused = try modelreg(["push", bad.path, "tiny:bad"], environment: env)
+        #expect(
+            refused.status == 65
+                && refused.stderr.contains(
+                    "error: invalid model file modelreg-serving.json: arguments set --max-model-len"),
+            "\(refused)")
         for (directory, variant) in [(fp16, "fp16"), (awq, "awq-int4")] {
             let push = try modelreg(["push", directory.path, "tiny:1.0", "--variant", variant], environment: env)
             try #require(push.status == 0, "\(push)")
@@ -84,8 +99,11 @@ struct VariantListingJSON: Decodable {
             plan.choices.flatMap { [$0.flag] + ($0.value.map { [$0] } ?? []) } == [
                 "--model", "/models", "--served-model-name", "tiny", "--tensor-parallel-size", "1",
                 "--max-model-len", "4096", "--dtype", "float16", "--kv-cache-dtype", "auto",
-                "--gpu-memory-utilization", "0.9",
+                "--gpu-memory-utilization", "0.9", "--enable-auto-tool-choice", "--tool-call-parser", "hermes",
             ])
+        let show = try modelreg(["show", "tiny@prod"], environment: env)
+        #expect(show.stdout.contains("serving profile (modelreg-serving.json):"), "\(show)")
+        #expect(show.stdout.contains("environment: VLLM_LOGGING_LEVEL=DEBUG"), "\(show)")
         let text = try modelreg(
             ["plan", "tiny:1.0", "--gpu-memory", "2GiB", "--kv-cache-dtype", "fp8"], environment: env)
         #expect(text.status == 0, "\(text)")

@@ -156,6 +156,24 @@ import Testing
         #expect(Self.argument(plan, "--dtype") == "auto" && Self.argument(plan, "--quantization") == nil)
     }
 
+    /// A serving profile's arguments follow the planned ones, a flag with its value as one choice.
+    @Test func aProfileAddsItsArgumentsAfterThePlannedOnes() throws {
+        let manifest = try Self.bf16(Self.llama3At8B, parameters: 8_030_261_248)
+        let plan = try Self.plan([("bf16", manifest)], gpuMemory: 24 * Self.gib)
+        let profile = ServingProfile(
+            arguments: [
+                "--enable-auto-tool-choice", "--tool-call-parser", "hermes", "--chat-template=/models/t.jinja",
+            ],
+            environment: ["VLLM_ATTENTION_BACKEND": "FLASHINFER"])
+        let merged = plan.including(profile)
+        #expect(
+            Array(merged.vllmArguments.dropFirst(plan.vllmArguments.count)) == [
+                "--enable-auto-tool-choice", "--tool-call-parser", "hermes", "--chat-template", "/models/t.jinja",
+            ])
+        #expect(merged.choices.count == plan.choices.count + 3 && merged.profile == profile)
+        #expect(merged.choices.last?.why.contains("modelreg-serving.json") == true)
+    }
+
     @Test func tokenCountsAreGroupedByThousands() {
         #expect(
             [0, 999, 1000, 86_402_595, -1234].map(ServingPlanner.grouped) == [
