@@ -32,7 +32,10 @@ import Testing
         (#"{"args": []}"#, "unknown key 'args'"),
         (#"{"vllmVersion": "latest"}"#, "vllmVersion must be a version"),
         (#"{"arguments": "--x"}"#, "a list of strings"),
-        (#"{"arguments": ["--max-model-len", "4096"]}"#, "arguments set --max-model-len, which `modelreg plan` chooses"),
+        (
+            #"{"arguments": ["--max-model-len", "4096"]}"#,
+            "arguments set --max-model-len, which `modelreg plan` chooses"
+        ),
         (#"{"arguments": ["--tensor-parallel-size=2"]}"#, "arguments set --tensor-parallel-size"),
         (#"{"environment": {"A-B": "1"}}"#, "'A-B' is not an environment variable name"),
         (#"{"environment": {"A": 1}}"#, "map variable names to strings"),
