@@ -110,6 +110,11 @@ let package = Package(
             name: "ServingPlan",
             dependencies: ["ModelFormats", "ModelRegistryCore"]
         ),
+        // Kubernetes manifests that serve a plan: Deployment, Service, PodDisruptionBudget, HPA, as YAML.
+        .target(
+            name: "KubernetesManifests",
+            dependencies: ["ServingPlan", "ModelFormats", "ModelRegistryCore"]
+        ),
         // Models as OCI artifacts and images: CNCF ModelPack manifests and configs, runnable images, tags.
         .target(
             name: "OCIArtifacts",
@@ -192,6 +197,7 @@ let package = Package(
                 "PostgresMetadata",
                 "S3Blobs",
                 "ServingPlan",
+                "KubernetesManifests",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
@@ -241,6 +247,10 @@ let package = Package(
         .testTarget(
             name: "OCIArtifactsTests",
             dependencies: ["OCIArtifacts", "ModelRegistryCore"]
+        ),
+        .testTarget(
+            name: "KubernetesManifestsTests",
+            dependencies: ["KubernetesManifests", "ServingPlan", "ModelFormats", "ModelRegistryCore"]
         ),
         .testTarget(
             name: "ServingPlanTests",

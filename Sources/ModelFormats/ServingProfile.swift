@@ -11,7 +11,8 @@ import ModelRegistryCore
 ///       "warmup": {"path": "/v1/completions", "body": {"model": "qwen2-7b", "prompt": "Hello", "max_tokens": 1}}
 ///     }
 ///
-/// Every key is optional. `arguments` are vLLM's, added after the planned ones, which they may not repeat
+/// Every key is optional. `vllmVersion` must be one `VLLMArguments` knows (default 0.6.3); `arguments` are that
+/// release's, checked against its table, added after the planned ones, which they may not repeat
 /// (`plannedFlags`); `environment` is the server's; `warmup` is a request sent once the server is up (a POST of
 /// `body` to `path`).
 public struct ServingProfile: Hashable, Sendable, Codable {
@@ -27,6 +28,11 @@ public struct ServingProfile: Hashable, Sendable, Codable {
         public var path: String
         /// The request body as JSON text, keys sorted.
         public var body: String
+
+        public init(path: String, body: String) {
+            self.path = path
+            self.body = body
+        }
     }
 
     public var vllmVersion: String?
@@ -80,6 +86,11 @@ public struct ServingProfile: Hashable, Sendable, Codable {
                 }
             }
             profile.arguments = words
+        }
+        do {
+            try VLLMArguments.check(profile.arguments, version: profile.vllmVersion)
+        } catch {
+            throw file.problem(error.message)
         }
         if let environment = json["environment"] {
             guard let variables = environment as? [String: String] else {

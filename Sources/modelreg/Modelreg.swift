@@ -11,6 +11,7 @@ struct Modelreg: AsyncParsableCommand {
         version: "0.1.0",
         subcommands: [
             Serve.self, Push.self, Pull.self, Fetch.self, List.self, Show.self, Variants.self, Inspect.self, Plan.self,
+            Kubernetes.self,
             Alias.self, Promote.self, Rollback.self, Deprecate.self, Delete.self, Audit.self, Token.self,
             Backup.self, Restore.self, Migrate.self, GC.self, Verify.self, Repair.self, DigestCommand.self,
         ]

@@ -1,20 +1,12 @@
 import ArgumentParser
+import KubernetesManifests
 import ModelFormats
 import ModelRegistryCore
 import RegistryClient
 import ServingPlan
 
-struct Plan: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Plan how vLLM serves a release on given GPUs: variant, tensor-parallel size, context, arguments.",
-        discussion: """
-            Chooses the highest-precision variant that fits (as --fit does), the smallest tensor-parallel size it \
-            fits at (one vLLM accepts: it divides the attention heads, and divides the KV heads or is a multiple \
-            of them), and the longest --max-model-len that size leaves room for; prints vLLM's arguments and why \
-            each was chosen. The README gives the per-GPU estimate and its limits.
-            """
-    )
-
+/// What a serving plan is made for: the release, the GPUs and the load.
+struct PlanOptions: ParsableArguments {
     @Argument(help: "NAME:VERSION, NAME@ALIAS or NAME@sha256:….")
     var reference: String
 
@@ -36,18 +28,97 @@ struct Plan: AsyncParsableCommand {
     @Option(help: "vLLM's --gpu-memory-utilization: the share of each GPU it may take.")
     var gpuMemoryUtilization: Double = GPUBudget.defaultUtilization
 
-    @OptionGroup var client: ClientOptions
-    @OptionGroup var output: OutputOptions
-
-    func run() async throws {
+    func plan(_ connection: RegistryConnection) async throws -> ServingPlan {
         guard let cacheDtype = KVCacheDtype(rawValue: kvCacheDtype) else {
             throw RegistryError(.invalidRequest, "--kv-cache-dtype must be auto or fp8, not '\(kvCacheDtype)'")
         }
         let budget = try GPUBudget(
             memoryBytes: try ByteCount.parse(gpuMemory), maxGPUs: gpus, utilization: gpuMemoryUtilization)
         let request = try ServingRequest(context: context, concurrency: concurrency, kvCacheDtype: cacheDtype)
-        let plan = try await client.connection.servingPlan(
-            try ModelReference.release(reference), budget: budget, request: request)
+        return try await connection.servingPlan(try ModelReference.release(reference), budget: budget, request: request)
+    }
+}
+
+struct Plan: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Plan how vLLM serves a release on given GPUs: variant, tensor-parallel size, context, arguments.",
+        discussion: """
+            Chooses the highest-precision variant that fits (as --fit does), the smallest tensor-parallel size it \
+            fits at (one vLLM accepts: it divides the attention heads, and divides the KV heads or is a multiple \
+            of them), and the longest --max-model-len that size leaves room for; prints vLLM's arguments and why \
+            each was chosen. The README gives the per-GPU estimate and its limits.
+            """
+    )
+
+    @OptionGroup var options: PlanOptions
+    @OptionGroup var client: ClientOptions
+    @OptionGroup var output: OutputOptions
+
+    func run() async throws {
+        let plan = try await options.plan(try client.connection)
         output.print(plan) { Presentation.plan(plan) }
+    }
+}
+
+struct Kubernetes: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "k8s", abstract: "Kubernetes manifests for serving a release with vLLM.",
+        subcommands: [Render.self])
+
+    struct Render: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print the Service, Deployment, PodDisruptionBudget (and HPA) that serve a release's plan.",
+            discussion: """
+                The Deployment's fetch init container pins the planned variant's digest, which the pod template \
+                also carries as an annotation: render again after an alias moves and `kubectl apply` rolls out.
+                """
+        )
+
+        @OptionGroup var options: PlanOptions
+
+        @Option(help: "Pods of this track.")
+        var replicas: Int = 1
+
+        @Option(help: "stable or canary: one Deployment a track, behind one Service.")
+        var track: String = ServingDeployment.Track.stable.rawValue
+
+        @Option(help: "Schedule only on nodes whose nvidia.com/gpu.product is this (A100-SXM4-80GB, …).")
+        var gpuType: String?
+
+        @Option(help: "Namespace of the manifests.")
+        var namespace: String?
+
+        @Flag(help: "Send the serving profile's warm-up request once vLLM is up (postStart).")
+        var warmup = false
+
+        @Option(help: "Add an HPA on vLLM's waiting requests a pod, scaling out above this many.")
+        var hpaQueueDepth: Int?
+
+        @Option(help: "The HPA's most replicas (default: twice --replicas).")
+        var maxReplicas: Int?
+
+        @Option(help: "The registry as the pods reach it.")
+        var registryURL: String = "http://modelreg:8750"
+
+        @Option(help: "Fetch speed the init container's timeout and the startup probe's budget assume (100MiB/s).")
+        var fetchSpeed: String = "100MiB/s"
+
+        @OptionGroup var client: ClientOptions
+
+        func run() async throws {
+            guard let track = ServingDeployment.Track(rawValue: track) else {
+                throw RegistryError(.invalidRequest, "--track must be stable or canary, not '\(track)'")
+            }
+            let speed = fetchSpeed.hasSuffix("/s") ? String(fetchSpeed.dropLast(2)) : fetchSpeed
+            let connection = try client.connection
+            let plan = try await options.plan(connection)
+            let resolved = try await connection.resolve(
+                ModelReference(name: plan.model, target: .version(plan.version)), variant: plan.variant)
+            let deployment = try ServingDeployment(
+                plan: plan, digest: resolved.digest, modelBytes: resolved.manifest.totalSize, replicas: replicas,
+                track: track, gpuType: gpuType, namespace: namespace, warmup: warmup, hpaQueueDepth: hpaQueueDepth,
+                maxReplicas: maxReplicas, registryURL: registryURL, fetchBytesPerSecond: try ByteCount.parse(speed))
+            print(deployment.yaml(), terminator: "")
+        }
     }
 }

@@ -5,6 +5,7 @@ import Testing
 
 struct ResolvedManifestJSON: Decodable {
     var variant: String
+    var digest: String
     var manifest: Manifest
 }
 
@@ -109,6 +110,24 @@ struct VariantListingJSON: Decodable {
         #expect(text.status == 0, "\(text)")
         #expect(text.stdout.contains("vllm serve --model /models --served-model-name tiny"), "\(text)")
         #expect(text.stdout.contains("--kv-cache-dtype fp8") && text.stdout.contains("awq-int4 ("), "\(text)")
+
+        // The manifests that serve the plan pin the variant's digest; kubernetes-validate takes them.
+        let digest = try modelreg(["show", "tiny@prod", "--json"], environment: env).json(ResolvedManifestJSON.self)
+            .digest
+        let render = try modelreg(
+            ["k8s", "render", "tiny@prod", "--gpu-memory", "2GiB", "--replicas", "2", "--track", "canary"],
+            environment: env)
+        try #require(render.status == 0, "\(render)")
+        #expect(render.stdout.contains("- \"tiny@\(digest)\"") && render.stdout.contains("name: \"vllm-tiny-canary\""))
+        let rendered = scratch.url("rendered.yaml")
+        try Data(render.stdout.utf8).write(to: rendered)
+        let validation = try CommandProcess(
+            ["kubernetes-validate", "--strict", rendered.path], executable: URL(fileURLWithPath: "/usr/bin/env")
+        ).wait()
+        #expect(validation.status == 0, "\(validation)")
+        let noWarmup = try modelreg(
+            ["k8s", "render", "tiny@prod", "--gpu-memory", "2GiB", "--warmup"], environment: env)
+        #expect(noWarmup.status == 64 && noWarmup.stderr.contains("--warmup needs a warm-up request"), "\(noWarmup)")
 
         // 0.9 of 1 GiB is less than the 1 GiB of overhead alone: nothing fits, and the error says what each lacks.
         let none = try modelreg(["plan", "tiny:1.0", "--gpu-memory", "1GiB"], environment: env)

@@ -37,6 +37,8 @@ import Testing
             "arguments set --max-model-len, which `modelreg plan` chooses"
         ),
         (#"{"arguments": ["--tensor-parallel-size=2"]}"#, "arguments set --tensor-parallel-size"),
+        (#"{"arguments": ["--enable-prefix-cache"]}"#, "vLLM 0.6.3 has no argument --enable-prefix-cache"),
+        (#"{"vllmVersion": "0.1.0", "arguments": []}"#, "knows the arguments of vLLM 0.6.3, not 0.1.0"),
         (#"{"environment": {"A-B": "1"}}"#, "'A-B' is not an environment variable name"),
         (#"{"environment": {"A": 1}}"#, "map variable names to strings"),
         (#"{"warmup": {"path": "v1/completions"}}"#, "warmup must be"),
@@ -50,6 +52,13 @@ import Testing
             #expect(error.code == .invalidModelFile && error.message.contains(message), "\(error.message)")
             #expect(error.message.hasPrefix("invalid model file modelreg-serving.json: "))
         }
+    }
+
+    /// What `modelreg plan` sets and what a profile may add are vLLM 0.6.3's own arguments.
+    @Test func theArgumentTableHoldsThePlannedFlags() throws {
+        try VLLMArguments.check(Array(ServingProfile.plannedFlags), version: nil)
+        try VLLMArguments.check(
+            ["--tool-call-parser", "--enable-auto-tool-choice", "--max_num_seqs=8", "-tp"], version: "0.6.3")
     }
 
     @Test func aLargeProfileIsRefusedUnread() {
