@@ -30,34 +30,7 @@ public final class CacheImageExtractor {
     /// Extracts until the archive's end. `read` blocks for the next chunk and returns nil at the end; an
     /// error it throws (a dropped connection) is rethrown as is.
     public func extract(_ read: @escaping () throws -> [UInt8]?) throws {
-        try withUTF8Locale { try extractArchive(read) }
-    }
-
-    private func extractArchive(_ read: @escaping () throws -> [UInt8]?) throws {
-        let source = ArchiveSource(read)
-        guard let archive = archive_read_new() else {
-            throw RegistryError(.internalError, "libarchive could not start a reader")
-        }
-        defer { archive_read_free(archive) }
-        archive_read_support_format_tar(archive)
-        let context = Unmanaged.passRetained(source)
-        defer { context.release() }
-        guard archive_read_open(archive, context.toOpaque(), nil, archiveRead, nil) == ARCHIVE_OK else {
-            throw source.failure ?? Self.archiveError(archive, "cannot open the image")
-        }
-        do {
-            var entry: OpaquePointer?
-            while true {
-                let status = archive_read_next_header(archive, &entry)
-                if status == ARCHIVE_EOF { break }
-                guard status == ARCHIVE_OK, let entry else {
-                    throw Self.archiveError(archive, "unreadable entry header")
-                }
-                try extractEntry(archive, entry)
-            }
-        } catch {
-            throw source.failure ?? error
-        }
+        try readTarArchive(read, failure: Self.archiveError) { archive, entry in try extractEntry(archive, entry) }
         if let missing = expected.keys.sorted().first {
             throw RegistryError(.integrity, "the image ended without '\(missing)' (\(expected.count) entries missing)")
         }
@@ -171,6 +144,46 @@ public final class CacheImageExtractor {
     private static func archiveError(_ archive: OpaquePointer, _ what: String) -> RegistryError {
         let message = archive_error_string(archive).map { String(cString: $0) } ?? "unknown error"
         return RegistryError(.integrity, "the image is not a valid archive (\(what)): \(message)")
+    }
+}
+
+/// Reads the tar archive `read` streams (plain, or gzip or zstd with `decompressing`) in a UTF-8 locale, calling
+/// `entry` with each entry's header in order. `failure` words libarchive's own errors, given what failed; an error
+/// `read` threw (a dropped connection) is rethrown as is, whatever it caused. With `acceptingWarnings`, an entry
+/// libarchive read with a warning (an unknown pax keyword) is taken.
+func readTarArchive(
+    _ read: @escaping () throws -> [UInt8]?, decompressing: Bool = false, acceptingWarnings: Bool = false,
+    failure: (OpaquePointer, String) -> RegistryError, _ entry: (OpaquePointer, OpaquePointer) throws -> Void
+) throws {
+    try withUTF8Locale {
+        let source = ArchiveSource(read)
+        guard let archive = archive_read_new() else {
+            throw RegistryError(.internalError, "libarchive could not start a reader")
+        }
+        defer { archive_read_free(archive) }
+        archive_read_support_format_tar(archive)
+        if decompressing {
+            archive_read_support_filter_gzip(archive)
+            archive_read_support_filter_zstd(archive)
+        }
+        let context = Unmanaged.passRetained(source)
+        defer { context.release() }
+        guard archive_read_open(archive, context.toOpaque(), nil, archiveRead, nil) == ARCHIVE_OK else {
+            throw source.failure ?? failure(archive, "cannot open it")
+        }
+        do {
+            var header: OpaquePointer?
+            while true {
+                let status = archive_read_next_header(archive, &header)
+                if status == ARCHIVE_EOF { break }
+                guard status == ARCHIVE_OK || (acceptingWarnings && status == ARCHIVE_WARN), let header else {
+                    throw failure(archive, "an unreadable entry header")
+                }
+                try entry(archive, header)
+            }
+        } catch {
+            throw source.failure ?? error
+        }
     }
 }
 

@@ -23,35 +23,8 @@ public struct TarLayerReader {
     /// Reads the layer to its end. `source` blocks for the next chunk of the (compressed) layer and returns nil
     /// at its end; an error it throws is rethrown as is, as is one `handle` throws.
     public func read(_ source: @escaping () throws -> [UInt8]?, _ handle: (Event) throws -> Void) throws {
-        try withUTF8Locale { try readArchive(source, handle) }
-    }
-
-    private func readArchive(_ read: @escaping () throws -> [UInt8]?, _ handle: (Event) throws -> Void) throws {
-        let source = ArchiveSource(read)
-        guard let archive = archive_read_new() else {
-            throw RegistryError(.internalError, "libarchive could not start a reader")
-        }
-        defer { archive_read_free(archive) }
-        archive_read_support_format_tar(archive)
-        archive_read_support_filter_gzip(archive)
-        archive_read_support_filter_zstd(archive)
-        let context = Unmanaged.passRetained(source)
-        defer { context.release() }
-        guard archive_read_open(archive, context.toOpaque(), nil, archiveRead, nil) == ARCHIVE_OK else {
-            throw source.failure ?? Self.archiveError(archive, "cannot open it")
-        }
-        do {
-            var entry: OpaquePointer?
-            while true {
-                let status = archive_read_next_header(archive, &entry)
-                if status == ARCHIVE_EOF { break }
-                guard status == ARCHIVE_OK || status == ARCHIVE_WARN, let entry else {
-                    throw Self.archiveError(archive, "an unreadable entry header")
-                }
-                try readEntry(archive, entry, handle)
-            }
-        } catch {
-            throw source.failure ?? error
+        try readTarArchive(source, decompressing: true, acceptingWarnings: true, failure: Self.archiveError) {
+            archive, entry in try readEntry(archive, entry, handle)
         }
     }
 
