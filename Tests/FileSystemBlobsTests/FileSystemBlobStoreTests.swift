@@ -49,11 +49,19 @@ import Testing
             let id = try await store.startUpload(expecting: nil).id
             let holder = try POSIXFile.open(store.directory.upload(id).path, flags: O_RDONLY)
             #expect(try holder.tryLock())
-            DispatchQueue.global().asyncAfter(deadline: .now() + 0.3) { try? holder.close() }
+            // A thread of its own, not a shared queue: under a loaded test run, the queue's turn came later than
+            // the second the store waits.
+            Thread {
+                usleep(100_000)
+                try? holder.close()
+            }.start()
             _ = try await store.append(id, at: 0, buffers(ByteBuffer(bytes: bytes)))
             let again = try POSIXFile.open(store.directory.upload(id).path, flags: O_RDONLY)
             #expect(try again.tryLock())
-            DispatchQueue.global().asyncAfter(deadline: .now() + 0.3) { try? again.close() }
+            Thread {
+                usleep(100_000)
+                try? again.close()
+            }.start()
             #expect(try await store.commitUpload(id, expecting: digest).size == Int64(bytes.count))
 
             let busy = try await store.startUpload(expecting: nil).id

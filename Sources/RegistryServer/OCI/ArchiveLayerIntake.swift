@@ -44,8 +44,15 @@ struct ArchiveLayerIntake {
         do {
             var files: [ManifestFile] = []
             while let event = try await events.receive() {
-                guard case .file(let path, _, let executable) = event else {
+                guard case .file(let path, let size, let executable) = event else {
                     throw RegistryError(.internalError, "the layer reader sent bytes outside a file")
+                }
+                // A variant's limits, checked before a byte is stored: an archive can claim far more than it weighs.
+                guard files.count < Manifest.maxFiles, size <= Manifest.maxFileSize else {
+                    throw RegistryError(
+                        .invalidManifest,
+                        "the layer holds more than \(Manifest.maxFiles) files or '\(path)', larger than \(Manifest.maxFileSize) bytes"
+                    )
                 }
                 files.append(try await store(path, executable: executable, from: events))
             }

@@ -121,7 +121,6 @@ struct OCIManifestPush {
         }
     }
 
-    /// The manifest, which must be an image manifest of a ModelPack artifact with raw layers.
     /// What a push may be, for the messages of refusals.
     static let accepted =
         "a CNCF ModelPack artifact (an OCI image manifest with artifactType \(OCIMediaType.modelManifest) or config \(OCIMediaType.modelConfig), one raw layer (application/vnd.cncf.model.*.v1.raw) a file or tar layers of files) or a KitOps ModelKit (config \(OCIMediaType.modelKitConfig))"
