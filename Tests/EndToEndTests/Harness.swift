@@ -79,8 +79,12 @@ final class CommandProcess {
         if let directory { process.currentDirectoryURL = directory }
         process.standardOutput = try FileHandle(forWritingTo: out)
         process.standardError = try FileHandle(forWritingTo: err)
-        try process.run()
+        // One spawn at a time: Foundation's Process.run crashed once (a bad pointer in its memmove) while tests
+        // on other threads spawned theirs.
+        try Self.spawning.withLock { try process.run() }
     }
+
+    private static let spawning = NSLock()
 
     var isRunning: Bool { process.isRunning }
 
