@@ -113,19 +113,14 @@ public final class CacheImageExtractor {
         defer { try? file.close() }
         var hasher = ContentHasher()
         var written: Int64 = 0
-        while true {
-            var buffer: UnsafeRawPointer?
-            var length = 0
-            var offset: la_int64_t = 0
-            let status = archive_read_data_block(archive, &buffer, &length, &offset)
-            if status == ARCHIVE_EOF { break }
-            guard status == ARCHIVE_OK else { throw Self.archiveError(archive, "reading '\(shown)'") }
-            guard offset == written else { throw refused("'\(shown)', a sparse file") }
-            let bytes = UnsafeRawBufferPointer(start: buffer, count: length)
+        try readEntryData(
+            archive, failure: Self.archiveError(archive, "reading '\(shown)'"),
+            sparse: refused("'\(shown)', a sparse file")
+        ) { bytes in
             hasher.update(bytes)
             try file.write(bytes, at: written)
-            written += Int64(length)
-            onData(wanted, length)
+            written += Int64(bytes.count)
+            onData(wanted, bytes.count)
         }
         guard written == size else { throw refused("'\(shown)' with \(written) bytes, not \(size)") }
         let actual = hasher.finalize()
@@ -184,6 +179,26 @@ func readTarArchive(
         } catch {
             throw source.failure ?? error
         }
+    }
+}
+
+/// Hands the current entry's bytes to `body` block by block, in order: `failure` when libarchive cannot read
+/// them, `sparse` for a file with holes (a block that skips ahead).
+func readEntryData(
+    _ archive: OpaquePointer, failure: @autoclosure () -> RegistryError, sparse: @autoclosure () -> RegistryError,
+    _ body: (UnsafeRawBufferPointer) throws -> Void
+) throws {
+    var read: Int64 = 0
+    while true {
+        var buffer: UnsafeRawPointer?
+        var length = 0
+        var offset: la_int64_t = 0
+        let status = archive_read_data_block(archive, &buffer, &length, &offset)
+        if status == ARCHIVE_EOF { return }
+        guard status == ARCHIVE_OK else { throw failure() }
+        guard offset == read else { throw sparse() }
+        try body(UnsafeRawBufferPointer(start: buffer, count: length))
+        read += Int64(length)
     }
 }
 

@@ -54,19 +54,11 @@ public struct TarLayerReader {
         try handle(.file(path, size: archive_entry_size(entry), executable: executable))
         var chunk: [UInt8] = []
         chunk.reserveCapacity(Self.chunkSize)
-        var read: Int64 = 0
-        while true {
-            var buffer: UnsafeRawPointer?
-            var length = 0
-            var offset: la_int64_t = 0
-            let status = archive_read_data_block(archive, &buffer, &length, &offset)
-            if status == ARCHIVE_EOF { break }
-            guard status == ARCHIVE_OK else { throw Self.archiveError(archive, "reading '\(shown)'") }
-            guard offset == read else {
-                throw RegistryError(.invalidPath, "the layer holds '\(shown)' as a sparse file: store it whole")
-            }
-            var bytes = UnsafeRawBufferPointer(start: buffer, count: length)
-            read += Int64(length)
+        try readEntryData(
+            archive, failure: Self.archiveError(archive, "reading '\(shown)'"),
+            sparse: RegistryError(.invalidPath, "the layer holds '\(shown)' as a sparse file: store it whole")
+        ) { block in
+            var bytes = block
             while !bytes.isEmpty {
                 let taken = min(bytes.count, Self.chunkSize - chunk.count)
                 chunk.append(contentsOf: bytes.prefix(taken))
