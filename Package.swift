@@ -215,7 +215,7 @@ let package = Package(
         .testTarget(
             name: "ModelRegistryCoreTests",
             dependencies: [
-                "ModelRegistryCore",
+                "ModelRegistryCore", "TestServers",
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
@@ -242,7 +242,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CacheImageTests",
-            dependencies: ["CacheImage", "ModelRegistryCore"]
+            dependencies: ["CacheImage", "ModelRegistryCore", "TestServers"]
         ),
         .testTarget(
             name: "OCIArtifactsTests",
@@ -250,7 +250,7 @@ let package = Package(
         ),
         .testTarget(
             name: "KubernetesManifestsTests",
-            dependencies: ["KubernetesManifests", "ServingPlan", "ModelFormats", "ModelRegistryCore"]
+            dependencies: ["KubernetesManifests", "ServingPlan", "ModelFormats", "ModelRegistryCore", "TestServers"]
         ),
         .testTarget(
             name: "ServingPlanTests",
@@ -264,7 +264,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ModelFormatsTests",
-            dependencies: ["ModelFormats", "ModelRegistryCore", "ModelFixtures"]
+            dependencies: ["ModelFormats", "ModelRegistryCore", "ModelFixtures", "TestServers"]
         ),
         .testTarget(
             name: "RegistryMaintenanceTests",

@@ -1,6 +1,7 @@
 import CacheImage
 import Foundation
 import ModelRegistryCore
+import TestServers
 import Testing
 
 /// A small variant held in memory: files and the blobs behind them.
@@ -68,7 +69,7 @@ func python(_ script: String, _ arguments: [String]) throws -> String {
     let errors = Pipe()
     process.standardOutput = output
     process.standardError = errors
-    try process.run()
+    try process.runAlone()
     let out = output.fileHandleForReading.readDataToEndOfFile()
     let err = errors.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()

@@ -1,4 +1,5 @@
 import Foundation
+import TestServers
 import Testing
 
 /// The OpenAPI document is the contract: schemathesis generates requests from `/openapi.json` (valid ones
@@ -46,7 +47,7 @@ import Testing
         process.standardOutput = try FileHandle(forWritingTo: output)
         process.standardError = process.standardOutput
         let started = Date()
-        try process.run()
+        try process.runAlone()
         process.waitUntilExit()
         let report = try String(contentsOf: output, encoding: .utf8)
         print(

@@ -1,5 +1,6 @@
 import Foundation
 import ModelRegistryCore
+import TestServers
 import Testing
 
 /// The repository's top-level directory, from this file's place in it.
@@ -20,7 +21,7 @@ func run(_ program: String, _ arguments: [String]) throws -> CommandResult {
     process.arguments = [program] + arguments
     process.standardOutput = try FileHandle(forWritingTo: out)
     process.standardError = try FileHandle(forWritingTo: err)
-    try process.run()
+    try process.runAlone()
     process.waitUntilExit()
     return CommandResult(
         status: process.terminationStatus, stdout: try String(contentsOf: out, encoding: .utf8),

@@ -1,5 +1,6 @@
 import Foundation
 import ModelRegistryCore
+import TestServers
 import Testing
 
 struct FetchReportJSON: Decodable {
@@ -283,7 +284,7 @@ struct FetchReportJSON: Decodable {
         process.arguments = ["python3", "-c", script, cacheRoot.path]
         let pipe = Pipe()
         process.standardOutput = pipe
-        try process.run()
+        try process.runAlone()
         let output = pipe.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         try #require(process.terminationStatus == 0)

@@ -1,4 +1,5 @@
 import Foundation
+import TestServers
 import Testing
 
 /// A CI-sized run of the libFuzzer targets in Fuzz/ through `bench/fuzz.sh`: it builds them (AddressSanitizer
@@ -29,7 +30,7 @@ import Testing
         // Through files, so the build's output cannot fill a pipe and stall the script.
         process.standardOutput = try FileHandle(forWritingTo: output)
         process.standardError = try FileHandle(forWritingTo: errors)
-        try process.run()
+        try process.runAlone()
         process.waitUntilExit()
         let table = try String(contentsOf: output, encoding: .utf8)
         let log = try String(contentsOf: errors, encoding: .utf8)

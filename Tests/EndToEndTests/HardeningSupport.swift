@@ -1,4 +1,5 @@
 import Foundation
+import TestServers
 
 #if canImport(Glibc)
     import Glibc
@@ -14,7 +15,7 @@ func shell(_ command: String) throws -> (status: Int32, output: String) {
     _ = FileManager.default.createFile(atPath: output.path, contents: nil)
     defer { try? FileManager.default.removeItem(at: output) }
     process.standardOutput = try FileHandle(forWritingTo: output)
-    try process.run()
+    try process.runAlone()
     process.waitUntilExit()
     return (process.terminationStatus, (try? String(contentsOf: output, encoding: .utf8)) ?? "")
 }

@@ -1,5 +1,6 @@
 import Foundation
 import ModelRegistryCore
+import TestServers
 import Testing
 
 #if canImport(Glibc)
@@ -79,12 +80,8 @@ final class CommandProcess {
         if let directory { process.currentDirectoryURL = directory }
         process.standardOutput = try FileHandle(forWritingTo: out)
         process.standardError = try FileHandle(forWritingTo: err)
-        // One spawn at a time: Foundation's Process.run crashed once (a bad pointer in its memmove) while tests
-        // on other threads spawned theirs.
-        try Self.spawning.withLock { try process.run() }
+        try process.runAlone()
     }
-
-    private static let spawning = NSLock()
 
     var isRunning: Bool { process.isRunning }
 
@@ -138,7 +135,7 @@ final class ServerProcess: @unchecked Sendable {
         process.standardOutput = pipe
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         process.standardError = try FileHandle(forWritingTo: log)
-        try process.run()
+        try process.runAlone()
         url = try Self.awaitListening(pipe.fileHandleForReading, process: process)
         self.adminToken =
             try adminToken

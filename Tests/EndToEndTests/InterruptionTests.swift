@@ -244,7 +244,7 @@ import Testing
         process.environment = environment
         process.standardInput = FileHandle.nullDevice
         process.standardOutput = FileHandle.nullDevice
-        try process.run()
+        try process.runAlone()
         process.waitUntilExit()
         return (try String(contentsOf: typescript, encoding: .utf8), process.terminationStatus)
     }

@@ -159,6 +159,10 @@ import Testing
         let unknown = try fixture.request(
             "\(Self.name)/blobs/uploads/?mount=\(Digest.of(Data("absent".utf8)))&from=other", method: "POST")
         #expect(unknown.status == 202 && unknown.headers["location"] != nil, "\(unknown)")
+        // A malformed digest beside a mount is refused, not ignored.
+        let malformed = try fixture.request(
+            "\(Self.name)/blobs/uploads/?mount=\(Digest.of(data))&from=other&digest=gR", method: "POST")
+        #expect(malformed.status == 400 && malformed.errorCode == "DIGEST_INVALID", "\(malformed)")
     }
 
     @Test func pushingNeedsAWriteToken() throws {

@@ -1,4 +1,5 @@
 import Foundation
+import TestServers
 import Testing
 
 #if canImport(Glibc)
@@ -46,7 +47,7 @@ final class PodSandbox {
         holder.standardInput = holderInput
         holder.standardOutput = FileHandle.nullDevice
         holder.standardError = FileHandle.nullDevice
-        try holder.run()
+        try holder.runAlone()
         // Ready once it runs in a mount namespace of its own.
         let ours = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/mnt")
         let ready = Date().addingTimeInterval(10)

@@ -3,6 +3,7 @@ import Foundation
 import ModelRegistryCore
 import NIOCore
 import NIOHTTP1
+import TestServers
 import Testing
 
 /// Issue 16.9: publishing re-reads every weight file's header, and a large one is costly to parse. Six
@@ -54,7 +55,7 @@ import Testing
             "-c",
             "while :; do curl -s -o /dev/null -w '%{http_code} %{time_total}\\n' \(server.url)/health/ready >> '\(probes.path)'; sleep 0.05; done",
         ]
-        try prober.run()
+        try prober.runAlone()
         let publishing = ContinuousClock.now
         try await withThrowingTaskGroup(of: Void.self) { group in
             for version in 2...7 {

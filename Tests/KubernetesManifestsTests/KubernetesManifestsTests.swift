@@ -3,6 +3,7 @@ import KubernetesManifests
 import ModelFormats
 import ModelRegistryCore
 import ServingPlan
+import TestServers
 import Testing
 
 /// The manifests `modelreg k8s render` prints, from a plan of Qwen2-7B's shape (BF16, 15,231,233,024 bytes of
@@ -34,7 +35,7 @@ import Testing
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = pipe
-        try process.run()
+        try process.runAlone()
         let output = pipe.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         return (process.terminationStatus, String(decoding: output, as: UTF8.self))

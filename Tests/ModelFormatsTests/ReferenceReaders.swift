@@ -1,5 +1,6 @@
 import Foundation
 import ModelFixtures
+import TestServers
 import Testing
 
 /// The formats' own Python packages (`safetensors`, `gguf`, installed by `.ci/test`): they write the fixture
@@ -133,7 +134,7 @@ enum ReferenceReaders {
         process.arguments = ["python3", script.path, directory.appendingPathComponent("models").path]
         process.standardOutput = try FileHandle(forWritingTo: output)
         process.standardError = try FileHandle(forWritingTo: errors)
-        try process.run()
+        try process.runAlone()
         process.waitUntilExit()
         try FileManager.default.removeItem(at: script)
         let stderr = (try? String(contentsOf: errors, encoding: .utf8)) ?? ""

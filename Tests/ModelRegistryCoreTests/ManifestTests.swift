@@ -1,5 +1,6 @@
 import Foundation
 import ModelRegistryCore
+import TestServers
 import Testing
 
 @Suite struct ManifestTests {
@@ -151,7 +152,7 @@ import Testing
         let output = Pipe()
         process.standardInput = input
         process.standardOutput = output
-        try process.run()
+        try process.runAlone()
         input.fileHandleForWriting.write(Data(bytes))
         try input.fileHandleForWriting.close()
         let answer = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)

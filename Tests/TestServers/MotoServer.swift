@@ -163,7 +163,7 @@ public final class MotoServer: Sendable {
         process.standardOutput = output
         process.standardError = output
         do {
-            try process.run()
+            try process.runAlone()
         } catch {
             throw Failure("cannot run \(command.joined(separator: " ")): \(error)")
         }

@@ -13,13 +13,14 @@ struct OCIUploads {
     /// `POST /v2/<name>/blobs/uploads/`.
     func start(_ request: Request, _ model: ModelName) async throws -> Response {
         let query = request.uri.queryParameters
-        if let mount = query.get("mount") {
-            let digest = try Digest(parsing: mount)
+        // Both are checked before either is used: a malformed one is the client's mistake even when unused.
+        let mount = try query.get("mount").map { try Digest(parsing: $0) }
+        let expected = try query.get("digest").map { try Digest(parsing: $0) }
+        if let mount {
             // Blobs are the registry's, not a repository's: a stored one mounts anywhere; else a session starts.
-            if try await registry.blobs.info(digest) != nil { return Self.created(model, digest) }
-        } else if let text = query.get("digest") {
-            let info = try await BlobIntake(registry: registry).store(
-                request.body, expecting: try Digest(parsing: text))
+            if try await registry.blobs.info(mount) != nil { return Self.created(model, mount) }
+        } else if let expected {
+            let info = try await BlobIntake(registry: registry).store(request.body, expecting: expected)
             return Self.created(model, info.digest)
         }
         let started = try await registry.blobs.startUpload(expecting: nil)
