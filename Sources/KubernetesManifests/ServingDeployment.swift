@@ -7,17 +7,26 @@ import ServingPlan
 /// tracks share, the track's Deployment (the `modelreg fetch` init container, vLLM with the planned arguments, a
 /// GPU a tensor-parallel rank), its PodDisruptionBudget and, when asked, its HorizontalPodAutoscaler.
 ///
-/// The pod template carries the variant's manifest digest, and the fetch pins it: rendering again after an alias
-/// moves changes the template, so `kubectl apply` rolls out then and only then, and a rollback renders the old
-/// digest back.
+/// Pinned (the default), the pod template carries the variant's manifest digest and the fetch names it: rendering
+/// again after an alias moves changes the template, so `kubectl apply` rolls out then and only then, and a
+/// rollback renders the old digest back. Following an alias, each pod fetches what the alias names when it
+/// starts, and a move reaches the pods at their next rollout (`kubectl rollout restart`).
 public struct ServingDeployment: Sendable {
     public enum Track: String, Sendable, CaseIterable {
         case stable, canary
     }
 
+    /// What the fetch init container asks the registry for.
+    public enum FetchTarget: Sendable, Equatable {
+        /// The planned variant's manifest digest.
+        case pinned(Digest)
+        /// The alias the plan was made from, and the planned variant of what it names at the pod's start.
+        case following(AliasName)
+    }
+
     public var plan: ServingPlan
-    /// The chosen variant's manifest digest and the bytes of its files.
-    public var digest: Digest
+    public var target: FetchTarget
+    /// The bytes of the chosen variant's files.
     public var modelBytes: Int64
     public var replicas: Int
     public var track: Track
@@ -37,7 +46,7 @@ public struct ServingDeployment: Sendable {
     public static let digestAnnotation = "modelreg.dev/manifest-digest"
 
     public init(
-        plan: ServingPlan, digest: Digest, modelBytes: Int64, replicas: Int, track: Track, gpuType: String? = nil,
+        plan: ServingPlan, target: FetchTarget, modelBytes: Int64, replicas: Int, track: Track, gpuType: String? = nil,
         namespace: String? = nil, warmup: Bool = false, hpaQueueDepth: Int? = nil, maxReplicas: Int? = nil,
         registryURL: String = "http://modelreg:8750", modelregImage: String = "modelreg:0.1.0",
         fetchBytesPerSecond: Int64 = 100 << 20
@@ -56,7 +65,7 @@ public struct ServingDeployment: Sendable {
         }
         guard fetchBytesPerSecond > 0 else { throw RegistryError(.invalidRequest, "--fetch-speed must be positive") }
         self.plan = plan
-        self.digest = digest
+        self.target = target
         self.modelBytes = modelBytes
         self.replicas = replicas
         self.track = track
@@ -78,6 +87,14 @@ public struct ServingDeployment: Sendable {
 
     public var vllmImage: String { "vllm/vllm-openai:v\(plan.profile?.vllmVersion ?? Self.defaultVLLMVersion)" }
 
+    /// A measured speed as budgets take it: rounded down to a power of two MiB/s (at least 1), so that
+    /// re-rendering after a few more downloads renders the same bytes, and an unlucky moment errs long.
+    public static func budgetSpeed(measured bytesPerSecond: Int64) -> Int64 {
+        var speed: Int64 = 1 << 20
+        while speed <= Int64.max / 2, speed * 2 <= bytesPerSecond { speed *= 2 }
+        return speed
+    }
+
     /// Seconds the init container may take: the files at the assumed speed, twice over, and at least 10 minutes.
     public var fetchTimeoutSeconds: Int64 { max(600, 2 * modelBytes / fetchBytesPerSecond) }
 
@@ -85,14 +102,46 @@ public struct ServingDeployment: Sendable {
     /// usually does better), compiling CUDA graphs and profiling memory (5 minutes), twice over.
     public var startupBudgetSeconds: Int64 { 2 * (300 + plan.estimate.weightBytes / fetchBytesPerSecond) }
 
-    /// Service, Deployment, PodDisruptionBudget and, with `hpaQueueDepth`, HorizontalPodAutoscaler.
-    public func documents() -> [YAMLNode] {
-        var documents = [service, deployment, disruptionBudget]
+    /// Deployment, PodDisruptionBudget and, with `hpaQueueDepth`, HorizontalPodAutoscaler: the track's own.
+    public func trackDocuments() -> [YAMLNode] {
+        var documents = [deployment, disruptionBudget]
         if let autoscaler { documents.append(autoscaler) }
         return documents
     }
 
-    public func yaml() -> String { YAMLNode.stream(documents()) }
+    public func yaml() -> String { Self.yaml([self]) }
+
+    /// Several tracks of one model behind the Service they share, after comments that say what each serves.
+    public static func yaml(_ tracks: [ServingDeployment]) -> String {
+        guard let first = tracks.first else { return "" }
+        var header = [
+            "# vLLM serving \(first.plan.model), rendered by `modelreg k8s render` (README: \"Kubernetes manifests\")."
+        ]
+        for track in tracks { header.append("# \(track.summary)") }
+        header.append(
+            "# Budgets assume the fetch gets \(ByteCount.format(first.fetchBytesPerSecond, digits: 0))/s from the registry or the node cache."
+        )
+        header += [
+            "# The fetch's read token comes from a Secret:",
+            "#   kubectl create secret generic modelreg-read-token \\",
+            "#     --from-literal=token=$(modelreg token create --name vllm --scope read --json | jq -r .token)",
+        ]
+        return header.joined(separator: "\n") + "\n"
+            + YAMLNode.stream([first.service] + tracks.flatMap { $0.trackDocuments() })
+    }
+
+    /// One line on what the track serves and how.
+    var summary: String {
+        let release: String
+        switch target {
+        case .pinned(let digest):
+            release = "\(plan.model)@\(digest) (\(plan.model):\(plan.version), variant \(plan.variant))"
+        case .following(let alias):
+            release = "\(plan.model)@\(alias), variant \(plan.variant) (\(plan.model):\(plan.version) when rendered)"
+        }
+        return "\(track.rawValue): \(replicas) replica\(replicas == 1 ? "" : "s") of \(release) on "
+            + "\(plan.tensorParallelSize) GPU\(plan.tensorParallelSize == 1 ? "" : "s") each, --max-model-len \(plan.maxModelLen)."
+    }
 
     private var name: String { "\(appName)-\(track.rawValue)" }
     private var appLabels: YAMLNode { .map([("app.kubernetes.io/name", .string(appName))]) }
@@ -150,16 +199,20 @@ public struct ServingDeployment: Sendable {
                         .map([
                             (
                                 "metadata",
-                                .map([
-                                    ("labels", trackLabels),
-                                    ("annotations", .map([(Self.digestAnnotation, .string(digest.description))])),
-                                ])
+                                templateMetadata
                             ),
                             ("spec", podSpec),
                         ])
                     ),
                 ])
             ),
+        ])
+    }
+
+    private var templateMetadata: YAMLNode {
+        guard case .pinned(let digest) = target else { return .map([("labels", trackLabels)]) }
+        return .map([
+            ("labels", trackLabels), ("annotations", .map([(Self.digestAnnotation, .string(digest.description))])),
         ])
     }
 
@@ -299,16 +352,19 @@ public struct ServingDeployment: Sendable {
     }
 
     private var fetch: YAMLNode {
-        let reference = "\(plan.model)@\(digest)"
+        let release: [String]
+        switch target {
+        case .pinned(let digest): release = ["\(plan.model)@\(digest)"]
+        case .following(let alias): release = ["\(plan.model)@\(alias)", "--variant", plan.variant.value]
+        }
         return .map([
             ("name", .string("fetch-model")), ("image", .string(modelregImage)),
             (
                 "args",
                 .list(
-                    [
-                        "fetch", reference, "--dest", "/models", "--cache", "/var/cache/modelreg", "--timeout",
-                        "\(fetchTimeoutSeconds)s",
-                    ].map(YAMLNode.string))
+                    (["fetch"] + release + [
+                        "--dest", "/models", "--cache", "/var/cache/modelreg", "--timeout", "\(fetchTimeoutSeconds)s",
+                    ]).map(YAMLNode.string))
             ),
             (
                 "env",

@@ -215,6 +215,17 @@ public struct TokenList: Codable, Sendable {
     public init(tokens: [TokenRecord]) { self.tokens = tokens }
 }
 
+/// How fast the server answering has sent blobs lately (`GET /v1/stats/downloads`): the median of its last
+/// downloads of at least 16 MiB, nil before the first.
+public struct DownloadSpeed: Codable, Sendable, Equatable {
+    public var medianBytesPerSecond: Int64?
+    public var samples: Int
+    public init(medianBytesPerSecond: Int64?, samples: Int) {
+        self.medianBytesPerSecond = medianBytesPerSecond
+        self.samples = samples
+    }
+}
+
 public struct HealthStatus: Codable, Sendable {
     public var status: String
     public init(status: String) { self.status = status }

@@ -323,6 +323,11 @@ public struct RegistryConnection: Sendable {
         return try JSONDecoder().decode(PublishedVariant.self, from: Data(bytes.readableBytesView))
     }
 
+    /// How fast the registry has sent blobs lately (the median of its last large downloads).
+    public func downloadSpeed() async throws -> DownloadSpeed {
+        try await json(DownloadSpeed.self, .GET, "/v1/stats/downloads")
+    }
+
     public func aliases(_ name: ModelName) async throws -> [AliasTarget] {
         try await json(AliasList.self, .GET, "/v1/models/\(name)/aliases").aliases
     }

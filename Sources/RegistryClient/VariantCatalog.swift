@@ -106,7 +106,7 @@ extension RegistryConnection {
     }
 
     /// The version a release names and the variants it offers with their manifests: every variant of the version
-    /// a version or alias names; the one a digest pins.
+    /// a version or alias names (the alias's own when it names one); the one a digest pins.
     private func releaseCandidates(_ reference: ModelReference) async throws -> (VersionName, [(VariantName, Manifest)])
     {
         switch reference.target {
@@ -116,7 +116,9 @@ extension RegistryConnection {
             guard let target = try await aliases(reference.name).first(where: { $0.name == alias }) else {
                 throw RegistryError(.notFound, "alias '\(alias)' of model \(reference.name) not found")
             }
-            return (target.version, try await variantManifests(reference.name, target.version))
+            // An alias that names a variant releases that one alone.
+            let candidates = try await variantManifests(reference.name, target.version)
+            return (target.version, candidates.filter { target.variant == nil || $0.0 == target.variant })
         case .digest, .model:
             let resolved = try await resolve(reference, variant: nil)
             return (resolved.version, [(resolved.variant, resolved.manifest)])

@@ -38,6 +38,13 @@ struct AdminRoutes {
                     body: ResponseBody(byteBuffer: ByteBuffer(bytes: PackageResources.openapi_json))
                 )
             },
+            Route(.get, "/v1/stats/downloads") { _, context in
+                try registry.authorize(context, .read)
+                let median = registry.downloadSpeeds.median
+                return JSONBody.response(
+                    DownloadSpeed(medianBytesPerSecond: median.bytesPerSecond, samples: median.samples),
+                    headers: [.cacheControl: "no-store"])
+            },
             Route(.get, "/v1/tokens") { _, context in
                 try registry.authorize(context, .admin)
                 return JSONBody.response(TokenList(tokens: try await registry.metadata.tokens()))

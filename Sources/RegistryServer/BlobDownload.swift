@@ -48,13 +48,16 @@ struct BlobDownload {
         headers[.contentLength] = String(length)
         guard sendBody, length > 0 else { return Response(status: status, headers: headers, body: ResponseBody()) }
         let metrics = registry.metrics
+        let speeds = registry.downloadSpeeds
         let bytes = try await registry.blobs.read(digest, range: range.start..<(range.end + 1))
         let body = ResponseBody(contentLength: Int(length)) { writer in
+            let started = ContinuousClock.now
             for try await chunk in bytes {
                 try await writer.write(chunk)
                 metrics.blobBytesSent(chunk.readableBytes)
             }
             try await writer.finish(nil)
+            speeds.record(bytes: length, duration: ContinuousClock.now - started)
         }
         return Response(status: status, headers: headers, body: body)
     }

@@ -23,6 +23,7 @@ public struct Registry: Sendable {
     /// bytes itself.
     public let blobRedirectExpiry: Duration?
     let metrics: RegistryMetrics
+    let downloadSpeeds = DownloadSpeeds()
     let images: CacheImageBuilder
     /// Set on SIGTERM: readiness fails and new API requests are refused while requests in flight finish.
     public let shutdown = ShutdownState()

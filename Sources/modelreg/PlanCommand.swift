@@ -28,14 +28,16 @@ struct PlanOptions: ParsableArguments {
     @Option(help: "vLLM's --gpu-memory-utilization: the share of each GPU it may take.")
     var gpuMemoryUtilization: Double = GPUBudget.defaultUtilization
 
-    func plan(_ connection: RegistryConnection) async throws -> ServingPlan {
+    /// The plan of `reference`, or of the release the command names.
+    func plan(_ connection: RegistryConnection, of reference: String? = nil) async throws -> ServingPlan {
         guard let cacheDtype = KVCacheDtype(rawValue: kvCacheDtype) else {
             throw RegistryError(.invalidRequest, "--kv-cache-dtype must be auto or fp8, not '\(kvCacheDtype)'")
         }
         let budget = try GPUBudget(
             memoryBytes: try ByteCount.parse(gpuMemory), maxGPUs: gpus, utilization: gpuMemoryUtilization)
         let request = try ServingRequest(context: context, concurrency: concurrency, kvCacheDtype: cacheDtype)
-        return try await connection.servingPlan(try ModelReference.release(reference), budget: budget, request: request)
+        return try await connection.servingPlan(
+            try ModelReference.release(reference ?? self.reference), budget: budget, request: request)
     }
 }
 
@@ -70,7 +72,9 @@ struct Kubernetes: AsyncParsableCommand {
             abstract: "Print the Service, Deployment, PodDisruptionBudget (and HPA) that serve a release's plan.",
             discussion: """
                 The Deployment's fetch init container pins the planned variant's digest, which the pod template \
-                also carries as an annotation: render again after an alias moves and `kubectl apply` rolls out.
+                also carries as an annotation: render again after an alias moves and `kubectl apply` rolls out. \
+                With --follow-alias each pod fetches what the alias names when it starts instead. With --canary, \
+                a canary track of another release renders beside the stable one, behind the same Service.
                 """
         )
 
@@ -100,8 +104,21 @@ struct Kubernetes: AsyncParsableCommand {
         @Option(help: "The registry as the pods reach it.")
         var registryURL: String = "http://modelreg:8750"
 
-        @Option(help: "Fetch speed the init container's timeout and the startup probe's budget assume (100MiB/s).")
-        var fetchSpeed: String = "100MiB/s"
+        @Option(
+            help: """
+                Fetch speed the init container's timeout and the startup probe's budget assume (100MiB/s), or \
+                'measured': the registry's median over its last large downloads, rounded down to a power of two.
+                """)
+        var fetchSpeed: String = "measured"
+
+        @Flag(help: "Fetch what the alias names when each pod starts (REF is NAME@ALIAS), not the digest it names now.")
+        var followAlias = false
+
+        @Option(help: "Also render a canary track of this release (NAME@ALIAS, …) behind the same Service.")
+        var canary: String?
+
+        @Option(help: "Pods of the canary track.")
+        var canaryReplicas: Int = 1
 
         @OptionGroup var client: ClientOptions
 
@@ -109,16 +126,67 @@ struct Kubernetes: AsyncParsableCommand {
             guard let track = ServingDeployment.Track(rawValue: track) else {
                 throw RegistryError(.invalidRequest, "--track must be stable or canary, not '\(track)'")
             }
-            let speed = fetchSpeed.hasSuffix("/s") ? String(fetchSpeed.dropLast(2)) : fetchSpeed
+            if canary != nil, track != .stable {
+                throw RegistryError(
+                    .invalidRequest, "--canary renders a canary beside the stable track: leave out --track")
+            }
+            let model = try ModelReference.release(options.reference).name
+            if let canary, try ModelReference.release(canary).name != model {
+                throw RegistryError(
+                    .invalidRequest, "--canary must name a release of \(model), the model both tracks serve")
+            }
             let connection = try client.connection
-            let plan = try await options.plan(connection)
+            let speed = try await fetchBytesPerSecond(connection)
+            var tracks = [
+                try await deployment(of: options.reference, track: track, replicas: replicas, speed: speed, connection)
+            ]
+            if let canary {
+                tracks.append(
+                    try await deployment(of: canary, track: .canary, replicas: canaryReplicas, speed: speed, connection)
+                )
+            }
+            print(ServingDeployment.yaml(tracks), terminator: "")
+        }
+
+        /// `--fetch-speed`, or what the registry measured, said on standard error.
+        private func fetchBytesPerSecond(_ connection: RegistryConnection) async throws -> Int64 {
+            guard fetchSpeed == "measured" else {
+                return try ByteCount.parse(fetchSpeed.hasSuffix("/s") ? String(fetchSpeed.dropLast(2)) : fetchSpeed)
+            }
+            let measured = try await connection.downloadSpeed()
+            guard let median = measured.medianBytesPerSecond, median > 0 else {
+                OutputOptions.warn(
+                    "note: the registry has measured no download of 16 MiB or more yet: budgets assume 100MiB/s (set --fetch-speed)"
+                )
+                return 100 << 20
+            }
+            let speed = ServingDeployment.budgetSpeed(measured: median)
+            OutputOptions.warn(
+                "note: budgets assume \(ByteCount.format(speed, digits: 0))/s: the registry's median download speed (\(ByteCount.format(median))/s over \(measured.samples) downloads), rounded down to a power of two"
+            )
+            return speed
+        }
+
+        private func deployment(
+            of reference: String, track: ServingDeployment.Track, replicas: Int, speed: Int64,
+            _ connection: RegistryConnection
+        ) async throws -> ServingDeployment {
+            let plan = try await options.plan(connection, of: reference)
             let resolved = try await connection.resolve(
                 ModelReference(name: plan.model, target: .version(plan.version)), variant: plan.variant)
-            let deployment = try ServingDeployment(
-                plan: plan, digest: resolved.digest, modelBytes: resolved.manifest.totalSize, replicas: replicas,
-                track: track, gpuType: gpuType, namespace: namespace, warmup: warmup, hpaQueueDepth: hpaQueueDepth,
-                maxReplicas: maxReplicas, registryURL: registryURL, fetchBytesPerSecond: try ByteCount.parse(speed))
-            print(deployment.yaml(), terminator: "")
+            let target: ServingDeployment.FetchTarget
+            if followAlias {
+                guard case .alias(let alias) = try ModelReference.release(reference).target else {
+                    throw RegistryError(.invalidRequest, "--follow-alias needs NAME@ALIAS, not '\(reference)'")
+                }
+                target = .following(alias)
+            } else {
+                target = .pinned(resolved.digest)
+            }
+            return try ServingDeployment(
+                plan: plan, target: target, modelBytes: resolved.manifest.totalSize, replicas: replicas, track: track,
+                gpuType: gpuType, namespace: namespace, warmup: warmup, hpaQueueDepth: hpaQueueDepth,
+                maxReplicas: maxReplicas, registryURL: registryURL, fetchBytesPerSecond: speed)
         }
     }
 }

@@ -125,6 +125,40 @@ struct VariantListingJSON: Decodable {
             ["kubernetes-validate", "--strict", rendered.path], executable: URL(fileURLWithPath: "/usr/bin/env")
         ).wait()
         #expect(validation.status == 0, "\(validation)")
+        // Both tracks in one set, each pod fetching what its alias names when it starts: one Service.
+        try #require(
+            try modelreg(["alias", "set", "tiny", "canary", "1.0", "--variant", "awq-int4"], environment: env).status
+                == 0)
+        let tracks = try modelreg(
+            [
+                "k8s", "render", "tiny@prod", "--gpu-memory", "2GiB", "--replicas", "3", "--follow-alias", "--canary",
+                "tiny@canary",
+            ], environment: env)
+        try #require(tracks.status == 0, "\(tracks)")
+        for expected in [
+            "- \"tiny@prod\"\n", "- \"tiny@canary\"\n", "- \"--variant\"\n", "- \"awq-int4\"\n",
+            "name: \"vllm-tiny-stable\"",
+            "name: \"vllm-tiny-canary\"", "# canary: 1 replica of tiny@canary, variant awq-int4",
+        ] {
+            #expect(tracks.stdout.contains(expected), "\(expected) missing from \(tracks.stdout)")
+        }
+        #expect(
+            tracks.stdout.components(separatedBy: "kind: \"Service\"").count == 2
+                && !tracks.stdout.contains("manifest-digest"), "\(tracks.stdout)")
+        try Data(tracks.stdout.utf8).write(to: rendered)
+        let tracksValidation = try CommandProcess(
+            ["kubernetes-validate", "--strict", rendered.path], executable: URL(fileURLWithPath: "/usr/bin/env")
+        ).wait()
+        #expect(tracksValidation.status == 0, "\(tracksValidation)")
+        for (arguments, message) in [
+            (["--follow-alias"], "--follow-alias needs NAME@ALIAS, not 'tiny:1.0'"),
+            (["--canary", "other@canary"], "--canary must name a release of tiny"),
+            (["--canary", "tiny@canary", "--track", "canary"], "leave out --track"),
+        ] {
+            let refused = try modelreg(
+                ["k8s", "render", "tiny:1.0", "--gpu-memory", "2GiB"] + arguments, environment: env)
+            #expect(refused.status == 64 && refused.stderr.contains(message), "\(refused)")
+        }
         let noWarmup = try modelreg(
             ["k8s", "render", "tiny@prod", "--gpu-memory", "2GiB", "--warmup"], environment: env)
         #expect(noWarmup.status == 64 && noWarmup.stderr.contains("--warmup needs a warm-up request"), "\(noWarmup)")
@@ -140,6 +174,46 @@ struct VariantListingJSON: Decodable {
         let fp16Cache = try modelreg(
             ["plan", "tiny:1.0", "--gpu-memory", "2GiB", "--kv-cache-dtype", "fp16"], environment: env)
         #expect(fp16Cache.status == 64 && fp16Cache.stderr.contains("auto (the model's dtype) or fp8"), "\(fp16Cache)")
+    }
+
+    /// `k8s render` sizes its budgets from the downloads the registry served: none yet, the stated default; after
+    /// a pull of a 20 MiB file, the measured median rounded down to a power of two MiB/s, said on standard error.
+    @Test func renderBudgetsFollowTheMeasuredFetchSpeed() throws {
+        let scratch = try Scratch()
+        let server = try ServerProcess(data: scratch.url("data"))
+        let env = server.environment
+        let model = scratch.url("model")
+        try TestModel.write(to: model)
+        let random = try #require(FileHandle(forReadingAtPath: "/dev/urandom"))
+        try random.readData(ofLength: 20 << 20).write(to: model.appendingPathComponent("extra.bin"))
+        try #require(try modelreg(["push", model.path, "tiny:1.0"], environment: env).status == 0)
+        let render = ["k8s", "render", "tiny:1.0", "--gpu-memory", "2GiB"]
+
+        let unmeasured = try modelreg(render, environment: env)
+        #expect(unmeasured.status == 0 && unmeasured.stderr.contains("budgets assume 100MiB/s"), "\(unmeasured)")
+        #expect(unmeasured.stdout.contains("# Budgets assume the fetch gets 100 MiB/s"), "\(unmeasured)")
+
+        let pull = try modelreg(["pull", "tiny:1.0", "--dest", scratch.url("pulled").path], environment: env)
+        try #require(pull.status == 0, "\(pull)")
+        let stats = try CommandProcess(
+            ["curl", "-sf", "-H", "Authorization: Bearer \(server.adminToken)", server.url + "/v1/stats/downloads"],
+            executable: URL(fileURLWithPath: "/usr/bin/env")
+        ).wait()
+        let speed = try JSONDecoder().decode(DownloadSpeed.self, from: Data(stats.stdout.utf8))
+        let median = try #require(speed.medianBytesPerSecond, "\(stats)")
+        #expect(speed.samples == 1 && median > 0, "\(stats)")
+        var expected: Int64 = 1 << 20
+        while expected * 2 <= median { expected *= 2 }
+        let measured = try modelreg(render, environment: env)
+        #expect(
+            measured.status == 0 && measured.stderr.contains("over 1 downloads), rounded down to a power of two"),
+            "\(measured)")
+        #expect(
+            measured.stdout.contains("# Budgets assume the fetch gets \(ByteCount.format(expected, digits: 0))/s"),
+            "\(measured)")
+        let fixed = try modelreg(render + ["--fetch-speed", "1MiB/s"], environment: env)
+        #expect(fixed.status == 0 && fixed.stdout.contains("gets 1 MiB/s") && fixed.stderr.isEmpty, "\(fixed)")
+        server.stop()
     }
 
     @Test func showVariantsAndPullFit() throws {

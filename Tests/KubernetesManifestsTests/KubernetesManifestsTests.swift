@@ -9,14 +9,17 @@ import Testing
 /// The manifests `modelreg k8s render` prints, from a plan of Qwen2-7B's shape (BF16, 15,231,233,024 bytes of
 /// weights): valid Kubernetes (`kubernetes-validate --strict`, installed by .ci/test), and what the plan says.
 @Suite struct KubernetesManifestsTests {
-    static func plan(gpuMemory: Int64, gpus: Int, profile: ServingProfile? = nil) throws -> ServingPlan {
+    static func plan(
+        gpuMemory: Int64, gpus: Int, profile: ServingProfile? = nil, model: String = "org/qwen2-7b",
+        version: String = "1.2"
+    ) throws -> ServingPlan {
         let metadata = ModelMetadata(
             architecture: "Qwen2ForCausalLM", parameterCount: 7_615_616_512, dtypeBytes: ["BF16": 15_231_233_024],
             weightBytes: 15_231_233_024, torchDtype: "bfloat16", contextLength: 32768, layers: 28, hiddenSize: 3584,
             attentionHeads: 28, kvHeads: 4, headDim: 128, kvCacheBytesPerToken: 2 * 28 * 4 * 128 * 2,
             weightFiles: ["model.safetensors": "safetensors"])
         let plan = try ServingPlanner.plan(
-            model: try ModelName("org/qwen2-7b"), version: try VersionName("1.2"),
+            model: try ModelName(model), version: try VersionName(version),
             candidates: [(.default, Manifest(format: .safetensors, files: [], metadata: metadata))],
             budget: try GPUBudget(memoryBytes: gpuMemory << 30, maxGPUs: gpus), request: try ServingRequest())
         return profile.map(plan.including) ?? plan
@@ -49,7 +52,7 @@ import Testing
         let plan = try Self.plan(gpuMemory: 16, gpus: 2, profile: profile)
         #expect(plan.tensorParallelSize == 2)
         let deployment = try ServingDeployment(
-            plan: plan, digest: Self.digest, modelBytes: 15_231_300_000, replicas: 3, track: .stable,
+            plan: plan, target: .pinned(Self.digest), modelBytes: 15_231_300_000, replicas: 3, track: .stable,
             gpuType: "NVIDIA-A10G", namespace: "serving", warmup: true, hpaQueueDepth: 10)
         let yaml = deployment.yaml()
         let validation = try Self.validate(yaml)
@@ -75,7 +78,9 @@ import Testing
     @Test func theTemplateFollowsTheDigest() throws {
         let plan = try Self.plan(gpuMemory: 24, gpus: 1)
         func render(_ digest: Digest) throws -> String {
-            try ServingDeployment(plan: plan, digest: digest, modelBytes: 15 << 30, replicas: 1, track: .canary).yaml()
+            try ServingDeployment(
+                plan: plan, target: .pinned(digest), modelBytes: 15 << 30, replicas: 1, track: .canary
+            ).yaml()
         }
         let first = try render(Self.digest)
         #expect(try render(Self.digest) == first)
@@ -85,14 +90,41 @@ import Testing
         #expect(!first.contains("HorizontalPodAutoscaler") && !first.contains("postStart"))
     }
 
+    /// deploy/vllm.yaml is what the README's command prints for Qwen2-7B in BF16 (its weights, tokenizer and
+    /// configs: 15,242,710,631 bytes) on 24 GiB GPUs, version 1 at `prod` and 2 at `canary`:
+    /// `modelreg k8s render qwen2-7b@prod --gpu-memory 24GiB --replicas 3 --follow-alias --canary qwen2-7b@canary`.
+    /// On a change, the message names a file holding the new rendering to copy over it.
+    @Test func theSampleDeploymentIsRendered() throws {
+        let modelBytes: Int64 = 15_242_710_631
+        let tracks = try [("1", "prod", ServingDeployment.Track.stable, 3), ("2", "canary", .canary, 1)].map {
+            version, alias, track, replicas in
+            try ServingDeployment(
+                plan: try Self.plan(gpuMemory: 24, gpus: 8, model: "qwen2-7b", version: version),
+                target: .following(try AliasName(alias)), modelBytes: modelBytes, replicas: replicas, track: track)
+        }
+        #expect(tracks[0].plan.tensorParallelSize == 1 && tracks[0].plan.maxModelLen == 32768)
+        let rendered = ServingDeployment.yaml(tracks)
+        let sample = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("deploy/vllm.yaml")
+        let written = try String(contentsOf: sample, encoding: .utf8)
+        if rendered != written {
+            let fresh = FileManager.default.temporaryDirectory.appendingPathComponent("vllm-\(UUID().uuidString).yaml")
+            try Data(rendered.utf8).write(to: fresh)
+            Issue.record("deploy/vllm.yaml is not what the renderer prints now: cp \(fresh.path) deploy/vllm.yaml")
+        }
+        let validation = try Self.validate(rendered)
+        #expect(validation.status == 0, "\(validation.output)")
+        #expect(rendered.components(separatedBy: "kind: \"Service\"").count == 2, "one Service for both tracks")
+    }
+
     @Test func whatCannotBeRenderedSaysWhy() throws {
         let plan = try Self.plan(gpuMemory: 24, gpus: 1)
         #expect(throws: RegistryError.self, "--warmup without a warm-up request") {
             try ServingDeployment(
-                plan: plan, digest: Self.digest, modelBytes: 1, replicas: 1, track: .stable, warmup: true)
+                plan: plan, target: .pinned(Self.digest), modelBytes: 1, replicas: 1, track: .stable, warmup: true)
         }
         #expect(throws: RegistryError.self) {
-            try ServingDeployment(plan: plan, digest: Self.digest, modelBytes: 1, replicas: 0, track: .stable)
+            try ServingDeployment(plan: plan, target: .pinned(Self.digest), modelBytes: 1, replicas: 0, track: .stable)
         }
     }
 
