@@ -8,7 +8,7 @@ let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
     .deletingLastPathComponent()
 
 /// Runs a program found on PATH, output through files.
-func run(_ program: String, _ arguments: [String]) throws -> CommandResult {
+func run(_ program: String, _ arguments: [String], environment: [String: String] = [:]) throws -> CommandResult {
     let outputs = FileManager.default.temporaryDirectory.appendingPathComponent("modelreg-run-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: outputs, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: outputs) }
@@ -19,6 +19,7 @@ func run(_ program: String, _ arguments: [String]) throws -> CommandResult {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
     process.arguments = [program] + arguments
+    if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
     process.standardOutput = try FileHandle(forWritingTo: out)
     process.standardError = try FileHandle(forWritingTo: err)
     try process.runAlone()
@@ -160,12 +161,14 @@ func run(_ program: String, _ arguments: [String]) throws -> CommandResult {
         let secret = token.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         let image = server.url.replacingOccurrences(of: "http://", with: "") + "/\(model):\(tag)"
         let copied = scratch.url("pulled")
+        // skopeo reads credentials under $HOME, which other tests' clients write: a home of its own.
+        let skopeoHome = ["HOME": scratch.root.path, "REGISTRY_AUTH_FILE": scratch.url("auth.json").path]
         var pull = try run(
             "skopeo",
             [
                 "copy", "--src-tls-verify=false", "--src-creds", "modelreg:\(secret)", "docker://\(image)",
                 "dir:\(copied.path)",
-            ])
+            ], environment: skopeoHome)
         // The layer's digest is known once the registry has hashed it after the alias move; the kubelet retries.
         for _ in 0..<100 where pull.status != 0 && pull.stderr.lowercased().contains("manifest unknown") {
             usleep(100_000)
@@ -175,7 +178,7 @@ func run(_ program: String, _ arguments: [String]) throws -> CommandResult {
                 [
                     "copy", "--src-tls-verify=false", "--src-creds", "modelreg:\(secret)", "docker://\(image)",
                     "dir:\(copied.path)",
-                ])
+                ], environment: skopeoHome)
         }
         try #require(pull.status == 0, "\(pull)")
         let manifest =

@@ -42,8 +42,18 @@ import Testing
 
         func skopeo(_ arguments: [String]) throws -> CommandResult {
             try CommandProcess(
-                ["skopeo"] + arguments, in: scratch.root, executable: URL(fileURLWithPath: "/usr/bin/env")
+                ["skopeo"] + arguments, environment: clientHome, in: scratch.root,
+                executable: URL(fileURLWithPath: "/usr/bin/env")
             ).wait()
+        }
+
+        /// A home of the test's own for skopeo and oras: they read and write credentials under $HOME
+        /// (`.docker/config.json`), which tests running at once would otherwise share half-written.
+        var clientHome: [String: String] {
+            [
+                "HOME": scratch.root.path, "DOCKER_CONFIG": scratch.url(".docker").path,
+                "REGISTRY_AUTH_FILE": scratch.url("auth.json").path,
+            ]
         }
 
         /// skopeo's options for reading from the registry with the admin token as a password.
@@ -168,7 +178,7 @@ import Testing
                 client.login(username="modelreg", password=sys.argv[2], hostname=sys.argv[1])
                 client.pull(target=sys.argv[1] + "/org/oci:2", outdir=sys.argv[3])
                 """, fixture.host, fixture.server.adminToken, out.path,
-            ], executable: URL(fileURLWithPath: "/usr/bin/env")
+            ], environment: fixture.clientHome, executable: URL(fileURLWithPath: "/usr/bin/env")
         ).wait()
         try #require(pull.status == 0, "\(pull)")
         #expect(try Self.files(out) == (try Self.files(fixture.second)))
@@ -347,7 +357,7 @@ import Testing
                             manifest_config=config + ":application/vnd.cncf.model.config.v1+json",
                             annotation_file=annotations, do_chunked=True, chunk_size=3000, disable_path_validation=True)
                 """, fixture.host, fixture.server.adminToken, annotationFile.path, config.path,
-            ] + files, in: model, executable: URL(fileURLWithPath: "/usr/bin/env")
+            ] + files, environment: fixture.clientHome, in: model, executable: URL(fileURLWithPath: "/usr/bin/env")
         ).wait()
         try #require(push.status == 0, "\(push)")
         let pulled = fixture.scratch.url("pulled")
@@ -402,7 +412,7 @@ import Testing
                             files=["kit-model.tar.gz:application/vnd.kitops.modelkit.model.v1.tar+gzip"],
                             manifest_config="kitfile.json:application/vnd.kitops.modelkit.config.v1+json")
                 """, fixture.host, fixture.server.adminToken,
-            ], in: layers, executable: URL(fileURLWithPath: "/usr/bin/env")
+            ], environment: fixture.clientHome, in: layers, executable: URL(fileURLWithPath: "/usr/bin/env")
         ).wait()
         try #require(push.status == 0, "\(push)")
 
