@@ -118,6 +118,106 @@ extension RegistryConnection {
         }
     }
 
+    /// Uploads a file whose digest is not known yet, hashing its bytes as they are sent, so reading, hashing
+    /// and sending overlap; the digest the hash ends with names the blob, which the server, hashing every byte
+    /// itself, stores only if its own hash agrees. A dropped connection continues from the server's offset
+    /// within the call, and a killed push in the next one when `journal` kept the upload: the bytes the server
+    /// holds are hashed again from the file, not sent again.
+    func uploadHashing(_ file: LocalFile, journal: UploadJournal?, progress: TransferProgress) async throws
+        -> HashedUpload
+    {
+        var upload: UploadStatus
+        if let id = journal?.upload(of: file) {
+            do {
+                upload = try await json(UploadStatus.self, .GET, "/v1/uploads/\(id)")
+            } catch let error as RegistryError where error.code == .notFound {
+                // Finished before the kill reached the push that started it, or swept: the digest tells.
+                try journal?.remove(file)
+                let digest = try LocalFiles.digest(of: file.url)
+                if try await blobSize(digest) == file.size {
+                    progress.skip(size: file.size)
+                    return HashedUpload(digest: digest, bytes: UploadedBytes(sent: 0, resumed: 0), stored: true)
+                }
+                let bytes = try await uploadBlob(file, digest: digest, progress: progress)
+                return HashedUpload(digest: digest, bytes: bytes, stored: false)
+            }
+        } else {
+            upload = try await json(UploadStatus.self, .POST, "/v1/uploads")
+            try journal?.record(upload.id, of: file)
+        }
+        var resumed = upload.offset
+        var offset = upload.offset
+        let sent = Counter()
+        let token = progress.startFile(file.path.value, size: file.size, at: offset)
+        var attempt = 1
+        var cutOff = false
+        var waits = 0
+        while true {
+            let location = "/v1/uploads/\(upload.id)"
+            do {
+                let hasher = try SharedHasher(prefixOf: file.url, count: offset)
+                if offset < file.size {
+                    var patch = request(.PATCH, location)
+                    patch.headers.add(name: APIHeader.uploadOffset, value: String(offset))
+                    patch.headers.add(name: "Content-Type", value: "application/octet-stream")
+                    let chunks = try FileChunks(url: file.url, from: offset, hashingInto: hasher) { count in
+                        sent.add(count)
+                        progress.advance(token, by: Int64(count))
+                    }
+                    patch.body = .stream(chunks, length: .known(file.size - offset))
+                    _ = try await execute(patch, timeout: Self.transferTimeout)
+                }
+                let digest = try hasher.digest(ofSize: file.size)
+                _ = try await execute(request(.PUT, "\(location)?digest=\(digest)"))
+                try journal?.remove(file)
+                progress.finishFile(token, message: "uploaded \(file.path) (\(ByteCount.format(file.size)))")
+                return HashedUpload(
+                    digest: digest, bytes: UploadedBytes(sent: sent.value, resumed: resumed), stored: false)
+            } catch let error as RegistryError {
+                switch error.code {
+                case .digestMismatch:
+                    try? journal?.remove(file)
+                    throw RegistryError(
+                        .digestMismatch, "\(file.path) changed while it was being pushed (\(error.message)): push again"
+                    )
+                case .uploadBusy, .uploadOffsetMismatch:
+                    if cutOff, waits < Self.busyWaits {
+                        // The server has not yet seen the end of the connection that was cut: wait for it.
+                        waits += 1
+                        try await Task.sleep(for: .milliseconds(100))
+                        offset = try await json(UploadStatus.self, .GET, location).offset
+                    } else {
+                        // Another push of this file continues the same journalled upload: one of our own.
+                        try await startAgain()
+                    }
+                case .notFound:
+                    try await startAgain()
+                default:
+                    throw error
+                }
+            } catch is ClientError {
+                guard attempt < Self.transferAttempts else {
+                    throw ClientError.network("upload of \(file.path) was cut off \(attempt) times")
+                }
+                attempt += 1
+                cutOff = true
+                offset = try await json(UploadStatus.self, .GET, location).offset
+            }
+            progress.rewind(token, to: offset)
+        }
+
+        func startAgain() async throws {
+            guard attempt < Self.transferAttempts else {
+                throw RegistryError(
+                    .uploadBusy, "the upload of \(file.path) kept meeting another push of the same file: push again")
+            }
+            attempt += 1
+            upload = try await json(UploadStatus.self, .POST, "/v1/uploads")
+            try journal?.record(upload.id, of: file)
+            (offset, resumed, cutOff) = (0, 0, false)
+        }
+    }
+
     /// How many times (100 ms apart) a client whose connection was cut waits for the server to release the upload.
     static let busyWaits = 50
 
@@ -194,6 +294,14 @@ extension RegistryConnection {
         }
         throw ClientError.network("download of \(label) did not complete after \(Self.transferAttempts) attempts")
     }
+}
+
+/// What an upload of a file hashed as it was sent found its digest to be, and what it sent.
+struct HashedUpload: Sendable {
+    var digest: Digest
+    var bytes: UploadedBytes
+    /// The blob was stored already (a killed push had finished its upload): nothing was sent.
+    var stored: Bool
 }
 
 public struct UploadedBytes: Sendable {

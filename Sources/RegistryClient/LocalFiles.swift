@@ -2,6 +2,7 @@ import FileSystemIO
 import Foundation
 import ModelRegistryCore
 import NIOCore
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -165,11 +166,17 @@ struct FileChunks: AsyncSequence, Sendable {
     let end: Int64
     /// Hears the size of every chunk handed to the request (for progress).
     let onChunk: @Sendable (Int) -> Void
+    /// Hashes every chunk as it is handed over, when the digest is computed while sending.
+    let hasher: SharedHasher?
 
-    init(url: URL, from start: Int64, onChunk: @escaping @Sendable (Int) -> Void = { _ in }) throws {
+    init(
+        url: URL, from start: Int64, hashingInto hasher: SharedHasher? = nil,
+        onChunk: @escaping @Sendable (Int) -> Void = { _ in }
+    ) throws {
         file = try POSIXFile.openForReading(url.path)
         self.start = start
         self.onChunk = onChunk
+        self.hasher = hasher
         end = try file.size()
     }
 
@@ -178,6 +185,7 @@ struct FileChunks: AsyncSequence, Sendable {
         var offset: Int64
         let end: Int64
         let onChunk: @Sendable (Int) -> Void
+        let hasher: SharedHasher?
 
         mutating func next() async throws -> ByteBuffer? {
             guard offset < end else { return nil }
@@ -187,12 +195,50 @@ struct FileChunks: AsyncSequence, Sendable {
                 throw RegistryError(.invalidRequest, "\(file.path) shrank while it was being read")
             }
             offset += Int64(buffer.readableBytes)
+            hasher?.update(buffer)
             onChunk(buffer.readableBytes)
             return buffer
         }
     }
 
     func makeAsyncIterator() -> AsyncIterator {
-        AsyncIterator(file: file, offset: start, end: end, onChunk: onChunk)
+        AsyncIterator(file: file, offset: start, end: end, onChunk: onChunk, hasher: hasher)
+    }
+}
+
+/// A hash fed by a request body's chunks as they are sent, read once the body is through.
+final class SharedHasher: Sendable {
+    private let hasher: Mutex<ContentHasher>
+
+    /// Starts with the file's first `count` bytes, read from the file (those the server already holds).
+    init(prefixOf url: URL, count: Int64) throws {
+        var hasher = ContentHasher()
+        if count > 0 {
+            let file = try POSIXFile.openForReading(url.path)
+            defer { try? file.close() }
+            while hasher.count < count {
+                let buffer = try file.readBuffer(
+                    at: hasher.count, length: Int(min(Int64(FileChunks.chunkSize), count - hasher.count)))
+                guard buffer.readableBytes > 0 else {
+                    throw RegistryError(.invalidRequest, "\(url.path) shrank while it was being read")
+                }
+                buffer.withUnsafeReadableBytes { hasher.update($0) }
+            }
+        }
+        self.hasher = Mutex(hasher)
+    }
+
+    func update(_ buffer: ByteBuffer) {
+        hasher.withLock { hasher in buffer.withUnsafeReadableBytes { hasher.update($0) } }
+    }
+
+    /// The digest, once exactly `size` bytes went through (else the file changed meanwhile).
+    func digest(ofSize size: Int64) throws -> Digest {
+        try hasher.withLock { hasher in
+            guard hasher.count == size else {
+                throw RegistryError(.digestMismatch, "\(hasher.count) bytes read of \(size)")
+            }
+            return hasher.finalize()
+        }
     }
 }

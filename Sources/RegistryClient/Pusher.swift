@@ -3,12 +3,16 @@ import ModelFormats
 import ModelRegistryCore
 import RegistryAPI
 
-/// `modelreg push`: hashes a directory, uploads the blobs the server lacks, then publishes the manifest.
+/// `modelreg push`: uploads a directory's files, then publishes the manifest. A file the hash cache knows is
+/// uploaded only when the server lacks its blob; another is hashed as it is sent (reading, hashing and sending
+/// overlap), unless the variant is published already, when every file is hashed first to compare.
 public struct Pusher: Sendable {
     public let connection: RegistryConnection
     public var jobs: Int
     /// Digests of files hashed by earlier pushes; nil hashes every file.
     public var hashCache: HashCache?
+    /// Uploads begun for files hashed as they are sent, so a killed push continues them; beside the hash cache.
+    public var uploadJournal: UploadJournal?
     public var progress: ProgressStyle
     public var log: @Sendable (String) -> Void
 
@@ -22,6 +26,7 @@ public struct Pusher: Sendable {
         self.connection = connection
         self.jobs = max(1, jobs)
         self.hashCache = hashCache
+        self.uploadJournal = hashCache.map(UploadJournal.init(besides:))
         self.progress = progress
         self.log = log
     }
@@ -37,49 +42,77 @@ public struct Pusher: Sendable {
         let start = ContinuousClock.now
         let local = try LocalFiles.scan(directory, followExternalLinks: followExternalLinks)
         let inspection = inspect ? try LocalFiles.inspect(local) : nil
-        let digests = try await hash(local)
-        let manifest = Manifest(
-            format: ModelFormat.detect(paths: local.map(\.path)),
-            files: zip(local, digests.values).map {
-                ManifestFile(path: $0.path, digest: $1, size: $0.size, executable: $0.executable)
-            },
-            quantization: try ManifestVerification.merge(
-                declared: quantization, derivedFrom: derivedFrom, inspection: inspection),
-            metadata: inspection?.metadata
-        )
-        var report = PushReport(
-            reference: "\(name):\(version)", variant: variant, digest: manifest.digest, created: false,
-            files: local.count,
-            filesHashed: digests.hashed, blobsUploaded: 0, blobsSkipped: 0, bytesSent: 0, bytesSkipped: 0,
-            bytesResumed: 0, seconds: 0
-        )
-        // Published variants never change: refuse before sending any bytes rather than after.
+        // Checked before any byte is read or sent.
+        let merged = try ManifestVerification.merge(
+            declared: quantization, derivedFrom: derivedFrom, inspection: inspection)
+        func manifest(_ digests: [Digest]) -> Manifest {
+            Manifest(
+                format: ModelFormat.detect(paths: local.map(\.path)),
+                files: zip(local, digests).map {
+                    ManifestFile(path: $0.path, digest: $1, size: $0.size, executable: $0.executable)
+                },
+                quantization: merged, metadata: inspection?.metadata)
+        }
+        // Published variants never change: hash first to compare, and refuse before sending any bytes.
         if let existing = try await connection.publishedDigest(name, version, variant) {
-            guard existing == manifest.digest else {
+            let digests = try await hash(local)
+            let hashed = manifest(digests.values)
+            guard existing == hashed.digest else {
                 throw RegistryError.alreadyPublished(name, version, variant, as: existing)
             }
             // Published means every blob is stored: nothing to ask, nothing to send.
-            report.blobsSkipped = Set(digests.values).count
-            report.bytesSkipped = Self.distinctBytes(local, digests.values)
-            report.seconds = (ContinuousClock.now - start).seconds
-            return report
+            return PushReport(
+                reference: "\(name):\(version)", variant: variant, digest: hashed.digest, created: false,
+                files: local.count, filesHashed: digests.hashed, blobsUploaded: 0,
+                blobsSkipped: Set(digests.values).count, bytesSent: 0,
+                bytesSkipped: Self.distinctBytes(local, digests.values), bytesResumed: 0,
+                seconds: (ContinuousClock.now - start).seconds)
         }
-        // One upload a distinct blob, whatever the number of files that share it.
-        var unique: [Digest: LocalFile] = [:]
-        for (file, digest) in zip(local, digests.values) where unique[digest] == nil { unique[digest] = file }
-        let uploads = TransferProgress(style: progress, verb: "pushing", write: log)
-        uploads.begin(total: unique.values.reduce(0) { $0 + $1.size }, files: unique.count)
-        let blobs = Array(unique)
-        var outcomes = try await uploads.reporting {
-            try await forEach(blobs, jobs: jobs) { digest, file -> BlobOutcome in
-                if try await connection.blobSize(digest) == file.size {
-                    uploads.skip(size: file.size)
-                    return BlobOutcome(sent: 0, skipped: file.size, resumed: 0, uploaded: false)
-                }
-                let uploaded = try await connection.uploadBlob(file, digest: digest, progress: uploads)
-                return BlobOutcome(sent: uploaded.sent, skipped: 0, resumed: uploaded.resumed, uploaded: true)
+        // One upload a distinct known blob, whatever the number of files that share it; one a file not known.
+        let cached = local.map { hashCache?.digest(of: $0) }
+        var known: [Digest: LocalFile] = [:]
+        var jobsToRun: [BlobJob] = []
+        for (index, file) in local.enumerated() {
+            if let digest = cached[index] {
+                guard known[digest] == nil else { continue }
+                known[digest] = file
+                jobsToRun.append(.known(digest, file))
+            } else {
+                jobsToRun.append(.hashing(index, file))
             }
         }
+        let uploads = TransferProgress(style: progress, verb: "pushing", write: log)
+        uploads.begin(total: jobsToRun.reduce(0) { $0 + $1.file.size }, files: jobsToRun.count)
+        let journal = uploadJournal
+        let cache = hashCache
+        var outcomes = try await uploads.reporting {
+            try await forEach(jobsToRun, jobs: jobs) { job -> BlobOutcome in
+                switch job {
+                case .known(let digest, let file):
+                    if try await connection.blobSize(digest) == file.size {
+                        uploads.skip(size: file.size)
+                        return BlobOutcome(digest: digest, sent: 0, skipped: file.size, resumed: 0, uploaded: false)
+                    }
+                    let uploaded = try await connection.uploadBlob(file, digest: digest, progress: uploads)
+                    return BlobOutcome(
+                        digest: digest, sent: uploaded.sent, skipped: 0, resumed: uploaded.resumed, uploaded: true)
+                case .hashing(_, let file):
+                    let uploaded = try await connection.uploadHashing(file, journal: journal, progress: uploads)
+                    // Kept at once: a push killed before the end then finds this blob by a HEAD, not by sending it.
+                    cache?.record(uploaded.digest, of: file)
+                    try cache?.save()
+                    return BlobOutcome(
+                        digest: uploaded.digest, sent: uploaded.bytes.sent, skipped: uploaded.stored ? file.size : 0,
+                        resumed: uploaded.bytes.resumed, uploaded: !uploaded.stored)
+                }
+            }
+        }
+        var digests = cached
+        for (job, outcome) in zip(jobsToRun, outcomes) {
+            guard case .hashing(let index, _) = job else { continue }
+            digests[index] = outcome.digest
+        }
+        let manifest = manifest(digests.map { $0! })
         let published: PublishedVariant
         do {
             published = try await connection.publish(name, version, variant, manifest)
@@ -87,25 +120,24 @@ public struct Pusher: Sendable {
             // A server killed between storing a blob and recording it leaves a blob that is stored, so it was
             // skipped, but unknown to publishes: sending it again records it (and refreshes it against garbage
             // collection). Once, then the publish is asked again.
-            let skipped = zip(blobs, outcomes).filter { !$0.1.uploaded }.map(\.0)
+            let skipped = zip(jobsToRun, outcomes).filter { !$0.1.uploaded }.map { ($0.1.digest, $0.0.file) }
             guard !skipped.isEmpty else { throw error }
             log("the registry lacks the records of \(skipped.count) stored blob(s): sending them again")
             let resent = try await forEach(skipped, jobs: jobs) { digest, file -> BlobOutcome in
                 let uploaded = try await connection.uploadBlob(file, digest: digest, progress: uploads)
-                return BlobOutcome(sent: uploaded.sent, skipped: 0, resumed: uploaded.resumed, uploaded: true)
+                return BlobOutcome(
+                    digest: digest, sent: uploaded.sent, skipped: 0, resumed: uploaded.resumed, uploaded: true)
             }
             outcomes = outcomes.filter(\.uploaded) + resent
             published = try await connection.publish(name, version, variant, manifest)
         }
-        report.digest = published.variant.digest
-        report.created = published.created
-        report.blobsUploaded = outcomes.filter(\.uploaded).count
-        report.blobsSkipped = outcomes.filter { !$0.uploaded }.count
-        report.bytesSent = outcomes.reduce(0) { $0 + $1.sent }
-        report.bytesSkipped = outcomes.reduce(0) { $0 + $1.skipped }
-        report.bytesResumed = outcomes.reduce(0) { $0 + $1.resumed }
-        report.seconds = (ContinuousClock.now - start).seconds
-        return report
+        return PushReport(
+            reference: "\(name):\(version)", variant: variant, digest: published.variant.digest,
+            created: published.created, files: local.count,
+            filesHashed: jobsToRun.filter { if case .hashing = $0 { true } else { false } }.count,
+            blobsUploaded: outcomes.filter(\.uploaded).count, blobsSkipped: outcomes.filter { !$0.uploaded }.count,
+            bytesSent: outcomes.reduce(0) { $0 + $1.sent }, bytesSkipped: outcomes.reduce(0) { $0 + $1.skipped },
+            bytesResumed: outcomes.reduce(0) { $0 + $1.resumed }, seconds: (ContinuousClock.now - start).seconds)
     }
 
     /// Every file's digest, from the hash cache where the file is unchanged, else by reading it.
@@ -136,7 +168,20 @@ public struct Pusher: Sendable {
         }
     }
 
+    /// A blob to send: a file whose digest the hash cache knows, or one hashed as it is sent (its index).
+    private enum BlobJob: Sendable {
+        case known(Digest, LocalFile)
+        case hashing(Int, LocalFile)
+
+        var file: LocalFile {
+            switch self {
+            case .known(_, let file), .hashing(_, let file): file
+            }
+        }
+    }
+
     private struct BlobOutcome: Sendable {
+        var digest: Digest
         var sent: Int64
         var skipped: Int64
         var resumed: Int64

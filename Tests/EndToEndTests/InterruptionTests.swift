@@ -34,9 +34,13 @@ import Testing
         let report = try resumed.json(PushReportJSON.self)
         // The config's upload may have been cut off too (before its commit), so it may count as well.
         #expect(report.bytesResumed >= offset, "the bytes the server kept are not sent again")
-        // Across both runs the server received every byte exactly once.
+        // Across both runs the server received every byte of the weights once. The config's (21 bytes) may come
+        // twice: when its commit is still under way as the second push asks for it, neither its upload nor its
+        // blob is there to be found, and it is sent again.
         let received = try await metric("modelreg_blob_bytes_received_total", server)
-        #expect(received == (try totalSize(model)))
+        let total = try totalSize(model)
+        let config = Int64(try Data(contentsOf: model.appendingPathComponent("config.json")).count)
+        #expect(received >= total && received <= total + config, "received \(received) of \(total): \(resumed.stdout)")
         try expectPullsBack(model, from: server, into: scratch.url("pulled"))
         #expect(regularFiles(server.data.appendingPathComponent("uploads")).isEmpty)
     }
@@ -212,10 +216,9 @@ import Testing
         let (pushed, pushStatus) = try onTerminal(
             [modelregBinary.path, "push", model.path, "m:1", "--no-inspect"], server: server, scratch: scratch)
         #expect(pushStatus == 0, "\(pushed)")
-        // The first drawing, made before any file starts, is the total line, erased and redrawn in place.
-        #expect(
-            pushed.contains("\u{1B}[2Khashing 0% 0 B of 24.0 MiB")
-                && pushed.contains("\u{1B}[2Kpushing 0% 0 B of 24.0 MiB"))
+        // The first drawing, made before any file starts, is the total line, erased and redrawn in place. Files
+        // new to the hash cache are hashed as they are sent: there is no hashing pass of its own.
+        #expect(pushed.contains("\u{1B}[2Kpushing 0% 0 B of 24.0 MiB") && !pushed.contains("hashing"), "\(pushed)")
         #expect(pushed.contains("uploaded weights.bin") && pushed.contains("published"))
 
         let (fetched, fetchStatus) = try onTerminal(
