@@ -33,14 +33,39 @@ extension RegistryConnection {
         }
     }
 
-    /// Uploads a file as one blob through a resumable upload.
+    /// Uploads a file as one blob through a resumable upload, hashing its bytes as they are sent, so reading,
+    /// hashing and sending overlap; the server hashes every byte too and stores the blob only under the digest
+    /// its own hash ends with.
     ///
-    /// The upload is started for the blob's digest, so an earlier upload of it that was cut off (this
-    /// client killed, a connection dropped) is continued from the offset the server reached. A connection
-    /// dropped during this call is resumed the same way; bytes the server has are never sent again.
-    func uploadBlob(_ file: LocalFile, digest: Digest, progress: TransferProgress) async throws -> UploadedBytes {
-        // Starting (or finding) the digest's upload twice is harmless: the server answers with the same one.
-        var upload = try await json(UploadStatus.self, .POST, "/v1/uploads?digest=\(digest)", idempotent: true)
+    /// With the digest known (`expecting`), the upload is started for it, so an earlier upload of it that was
+    /// cut off (a killed client, a dropped connection) is continued from the offset the server reached, and
+    /// another push of the same blob may finish it instead. Without, a digest-less upload is started and
+    /// recorded in `journal`, so a killed push continues it in the next run. Either way, bytes the server holds
+    /// are hashed again from the file, never sent again.
+    func upload(_ file: LocalFile, expecting digest: Digest?, journal: UploadJournal?, progress: TransferProgress)
+        async throws -> HashedUpload
+    {
+        var upload: UploadStatus
+        if let digest {
+            // Starting (or finding) the digest's upload twice is harmless: the server answers with the same one.
+            upload = try await json(UploadStatus.self, .POST, "/v1/uploads?digest=\(digest)", idempotent: true)
+        } else if let id = journal?.upload(of: file) {
+            do {
+                upload = try await json(UploadStatus.self, .GET, "/v1/uploads/\(id)")
+            } catch let error as RegistryError where error.code == .notFound {
+                // Finished before the kill reached the push that started it, or swept: the digest tells.
+                try journal?.remove(file)
+                let digest = try LocalFiles.digest(of: file.url)
+                if try await blobSize(digest) == file.size {
+                    progress.skip(size: file.size)
+                    return HashedUpload(digest: digest, bytes: UploadedBytes(sent: 0, resumed: 0), stored: true)
+                }
+                return try await self.upload(file, expecting: digest, journal: nil, progress: progress)
+            }
+        } else {
+            upload = try await json(UploadStatus.self, .POST, "/v1/uploads")
+            try journal?.record(upload.id, of: file)
+        }
         var resumed = upload.offset
         var offset = upload.offset
         let sent = Counter()
@@ -51,23 +76,22 @@ extension RegistryConnection {
         while true {
             let location = "/v1/uploads/\(upload.id)"
             do {
-                if offset < file.size {
-                    var patch = request(.PATCH, location)
-                    patch.headers.add(name: APIHeader.uploadOffset, value: String(offset))
-                    patch.headers.add(name: "Content-Type", value: "application/octet-stream")
-                    let chunks = try FileChunks(url: file.url, from: offset) { count in
-                        sent.add(count)
-                        progress.advance(token, by: Int64(count))
-                    }
-                    patch.body = .stream(chunks, length: .known(file.size - offset))
-                    _ = try await execute(patch, timeout: Self.transferTimeout)
+                let hasher = try SharedHasher(prefixOf: file.url, count: offset)
+                try await send(
+                    file, from: offset, to: location, hashingInto: hasher, sent: sent, progress: progress, token: token)
+                let hashed = try hasher.digest(ofSize: file.size)
+                guard digest == nil || digest == hashed else {
+                    throw RegistryError(.digestMismatch, "it hashed to \(hashed) when it was sent, not \(digest!)")
                 }
-                _ = try await execute(request(.PUT, "\(location)?digest=\(digest)"))
+                _ = try await execute(request(.PUT, "\(location)?digest=\(hashed)"))
+                try journal?.remove(file)
                 progress.finishFile(token, message: "uploaded \(file.path) (\(ByteCount.format(file.size)))")
-                return UploadedBytes(sent: sent.value, resumed: resumed)
+                return HashedUpload(
+                    digest: hashed, bytes: UploadedBytes(sent: sent.value, resumed: resumed), stored: false)
             } catch let error as RegistryError {
                 switch error.code {
                 case .digestMismatch:
+                    try? journal?.remove(file)
                     throw RegistryError(
                         .digestMismatch, "\(file.path) changed while it was being pushed (\(error.message)): push again"
                     )
@@ -97,7 +121,7 @@ extension RegistryConnection {
             progress.rewind(token, to: offset)
         }
 
-        /// Another push of the same blob took this upload over (or finished it). True when the blob is
+        /// Another push of the same file took this upload over (or finished it). True when the blob is
         /// stored now; otherwise the rest goes through an upload of this push's own.
         func handOver() async throws -> Bool {
             guard attempt < Self.transferAttempts else {
@@ -105,117 +129,35 @@ extension RegistryConnection {
                     .uploadBusy, "the upload of \(file.path) kept meeting another push of the same file: push again")
             }
             attempt += 1
-            if try await blobSize(digest) == file.size { return true }
+            if let digest, try await blobSize(digest) == file.size { return true }
             upload = try await json(UploadStatus.self, .POST, "/v1/uploads")
+            if digest == nil { try journal?.record(upload.id, of: file) }
             (offset, resumed, cutOff) = (0, 0, false)
             return false
         }
 
-        func finishedByAnother() -> UploadedBytes {
+        func finishedByAnother() -> HashedUpload {
             progress.finishFile(
                 token, message: "uploaded \(file.path) (\(ByteCount.format(file.size)), by another push)")
-            return UploadedBytes(sent: sent.value, resumed: 0)
+            return HashedUpload(digest: digest!, bytes: UploadedBytes(sent: sent.value, resumed: 0), stored: false)
         }
     }
 
-    /// Uploads a file whose digest is not known yet, hashing its bytes as they are sent, so reading, hashing
-    /// and sending overlap; the digest the hash ends with names the blob, which the server, hashing every byte
-    /// itself, stores only if its own hash agrees. A dropped connection continues from the server's offset
-    /// within the call, and a killed push in the next one when `journal` kept the upload: the bytes the server
-    /// holds are hashed again from the file, not sent again.
-    func uploadHashing(_ file: LocalFile, journal: UploadJournal?, progress: TransferProgress) async throws
-        -> HashedUpload
-    {
-        var upload: UploadStatus
-        if let id = journal?.upload(of: file) {
-            do {
-                upload = try await json(UploadStatus.self, .GET, "/v1/uploads/\(id)")
-            } catch let error as RegistryError where error.code == .notFound {
-                // Finished before the kill reached the push that started it, or swept: the digest tells.
-                try journal?.remove(file)
-                let digest = try LocalFiles.digest(of: file.url)
-                if try await blobSize(digest) == file.size {
-                    progress.skip(size: file.size)
-                    return HashedUpload(digest: digest, bytes: UploadedBytes(sent: 0, resumed: 0), stored: true)
-                }
-                let bytes = try await uploadBlob(file, digest: digest, progress: progress)
-                return HashedUpload(digest: digest, bytes: bytes, stored: false)
-            }
-        } else {
-            upload = try await json(UploadStatus.self, .POST, "/v1/uploads")
-            try journal?.record(upload.id, of: file)
+    /// PATCHes the file's bytes from `offset` on to the upload at `location`, feeding `hasher` when given.
+    private func send(
+        _ file: LocalFile, from offset: Int64, to location: String, hashingInto hasher: SharedHasher? = nil,
+        sent: Counter, progress: TransferProgress, token: Int
+    ) async throws {
+        guard offset < file.size else { return }
+        var patch = request(.PATCH, location)
+        patch.headers.add(name: APIHeader.uploadOffset, value: String(offset))
+        patch.headers.add(name: "Content-Type", value: "application/octet-stream")
+        let chunks = try FileChunks(url: file.url, from: offset, hashingInto: hasher) { count in
+            sent.add(count)
+            progress.advance(token, by: Int64(count))
         }
-        var resumed = upload.offset
-        var offset = upload.offset
-        let sent = Counter()
-        let token = progress.startFile(file.path.value, size: file.size, at: offset)
-        var attempt = 1
-        var cutOff = false
-        var waits = 0
-        while true {
-            let location = "/v1/uploads/\(upload.id)"
-            do {
-                let hasher = try SharedHasher(prefixOf: file.url, count: offset)
-                if offset < file.size {
-                    var patch = request(.PATCH, location)
-                    patch.headers.add(name: APIHeader.uploadOffset, value: String(offset))
-                    patch.headers.add(name: "Content-Type", value: "application/octet-stream")
-                    let chunks = try FileChunks(url: file.url, from: offset, hashingInto: hasher) { count in
-                        sent.add(count)
-                        progress.advance(token, by: Int64(count))
-                    }
-                    patch.body = .stream(chunks, length: .known(file.size - offset))
-                    _ = try await execute(patch, timeout: Self.transferTimeout)
-                }
-                let digest = try hasher.digest(ofSize: file.size)
-                _ = try await execute(request(.PUT, "\(location)?digest=\(digest)"))
-                try journal?.remove(file)
-                progress.finishFile(token, message: "uploaded \(file.path) (\(ByteCount.format(file.size)))")
-                return HashedUpload(
-                    digest: digest, bytes: UploadedBytes(sent: sent.value, resumed: resumed), stored: false)
-            } catch let error as RegistryError {
-                switch error.code {
-                case .digestMismatch:
-                    try? journal?.remove(file)
-                    throw RegistryError(
-                        .digestMismatch, "\(file.path) changed while it was being pushed (\(error.message)): push again"
-                    )
-                case .uploadBusy, .uploadOffsetMismatch:
-                    if cutOff, waits < Self.busyWaits {
-                        // The server has not yet seen the end of the connection that was cut: wait for it.
-                        waits += 1
-                        try await Task.sleep(for: .milliseconds(100))
-                        offset = try await json(UploadStatus.self, .GET, location).offset
-                    } else {
-                        // Another push of this file continues the same journalled upload: one of our own.
-                        try await startAgain()
-                    }
-                case .notFound:
-                    try await startAgain()
-                default:
-                    throw error
-                }
-            } catch is ClientError {
-                guard attempt < Self.transferAttempts else {
-                    throw ClientError.network("upload of \(file.path) was cut off \(attempt) times")
-                }
-                attempt += 1
-                cutOff = true
-                offset = try await json(UploadStatus.self, .GET, location).offset
-            }
-            progress.rewind(token, to: offset)
-        }
-
-        func startAgain() async throws {
-            guard attempt < Self.transferAttempts else {
-                throw RegistryError(
-                    .uploadBusy, "the upload of \(file.path) kept meeting another push of the same file: push again")
-            }
-            attempt += 1
-            upload = try await json(UploadStatus.self, .POST, "/v1/uploads")
-            try journal?.record(upload.id, of: file)
-            (offset, resumed, cutOff) = (0, 0, false)
-        }
+        patch.body = .stream(chunks, length: .known(file.size - offset))
+        _ = try await execute(patch, timeout: Self.transferTimeout)
     }
 
     /// How many times (100 ms apart) a client whose connection was cut waits for the server to release the upload.

@@ -90,16 +90,21 @@ public final class HashCache: Sendable {
             let keep = merged.sorted { $0.value.used > $1.value.used }.prefix(Self.capacity)
             merged = Dictionary(uniqueKeysWithValues: Array(keep))
         }
+        try Self.write(merged, to: url, naming: "the hash cache")
+    }
+
+    /// Writes `value` as JSON to `url` through a temporary file and a rename, so a reader (another push, or
+    /// this one after a kill) finds the old file or the new one, never half of one.
+    static func write(_ value: some Encodable, to url: URL, naming what: String) throws {
         let directory = url.deletingLastPathComponent()
         do {
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-            let temporary = directory.appendingPathComponent(".hashes-\(UUID().uuidString).json")
-            try JSONEncoder().encode(merged).write(to: temporary)
+            let temporary = directory.appendingPathComponent(".\(url.lastPathComponent)-\(UUID().uuidString)")
+            try JSONEncoder().encode(value).write(to: temporary)
             try POSIXFile.rename(temporary.path, to: url.path)
         } catch {
             throw RegistryError(
-                .storageFailure,
-                "cannot write the hash cache \(url.path): \(error); pass --no-hash-cache to do without it")
+                .storageFailure, "cannot write \(what) \(url.path): \(error); pass --no-hash-cache to do without it")
         }
     }
 

@@ -93,11 +93,14 @@ public struct Pusher: Sendable {
                         uploads.skip(size: file.size)
                         return BlobOutcome(digest: digest, sent: 0, skipped: file.size, resumed: 0, uploaded: false)
                     }
-                    let uploaded = try await connection.uploadBlob(file, digest: digest, progress: uploads)
+                    let uploaded = try await connection.upload(
+                        file, expecting: digest, journal: nil, progress: uploads)
                     return BlobOutcome(
-                        digest: digest, sent: uploaded.sent, skipped: 0, resumed: uploaded.resumed, uploaded: true)
+                        digest: digest, sent: uploaded.bytes.sent, skipped: 0, resumed: uploaded.bytes.resumed,
+                        uploaded: true)
                 case .hashing(_, let file):
-                    let uploaded = try await connection.uploadHashing(file, journal: journal, progress: uploads)
+                    let uploaded = try await connection.upload(
+                        file, expecting: nil, journal: journal, progress: uploads)
                     // Kept at once: a push killed before the end then finds this blob by a HEAD, not by sending it.
                     cache?.record(uploaded.digest, of: file)
                     try cache?.save()
@@ -124,9 +127,10 @@ public struct Pusher: Sendable {
             guard !skipped.isEmpty else { throw error }
             log("the registry lacks the records of \(skipped.count) stored blob(s): sending them again")
             let resent = try await forEach(skipped, jobs: jobs) { digest, file -> BlobOutcome in
-                let uploaded = try await connection.uploadBlob(file, digest: digest, progress: uploads)
+                let uploaded = try await connection.upload(file, expecting: digest, journal: nil, progress: uploads)
                 return BlobOutcome(
-                    digest: digest, sent: uploaded.sent, skipped: 0, resumed: uploaded.resumed, uploaded: true)
+                    digest: digest, sent: uploaded.bytes.sent, skipped: 0, resumed: uploaded.bytes.resumed,
+                    uploaded: true)
             }
             outcomes = outcomes.filter(\.uploaded) + resent
             published = try await connection.publish(name, version, variant, manifest)

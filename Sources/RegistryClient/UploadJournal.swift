@@ -1,4 +1,3 @@
-import FileSystemIO
 import Foundation
 import ModelRegistryCore
 import Synchronization
@@ -47,17 +46,7 @@ public final class UploadJournal: Sendable {
         try lock.withLock { _ in
             var entries = read()
             change(&entries)
-            let directory = url.deletingLastPathComponent()
-            do {
-                try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-                let temporary = directory.appendingPathComponent(".uploads-\(UUID().uuidString).json")
-                try JSONEncoder().encode(entries).write(to: temporary)
-                try POSIXFile.rename(temporary.path, to: url.path)
-            } catch {
-                throw RegistryError(
-                    .storageFailure,
-                    "cannot write the upload journal \(url.path): \(error); pass --no-hash-cache to do without it")
-            }
+            try HashCache.write(entries, to: url, naming: "the upload journal")
         }
     }
 
