@@ -43,13 +43,15 @@ public struct ServingDeployment: Sendable {
     public var fetchBytesPerSecond: Int64
 
     public static let defaultVLLMVersion = "0.6.3"
+    /// The fetch speed budgets assume when none was given or measured: 100 MiB/s.
+    public static let defaultFetchBytesPerSecond: Int64 = 100 << 20
     public static let digestAnnotation = "modelreg.dev/manifest-digest"
 
     public init(
         plan: ServingPlan, target: FetchTarget, modelBytes: Int64, replicas: Int, track: Track, gpuType: String? = nil,
         namespace: String? = nil, warmup: Bool = false, hpaQueueDepth: Int? = nil, maxReplicas: Int? = nil,
         registryURL: String = "http://modelreg:8750", modelregImage: String = "modelreg:0.1.0",
-        fetchBytesPerSecond: Int64 = 100 << 20
+        fetchBytesPerSecond: Int64 = ServingDeployment.defaultFetchBytesPerSecond
     ) throws(RegistryError) {
         guard (1...1000).contains(replicas) else {
             throw RegistryError(.invalidRequest, "--replicas must be from 1 to 1000, not \(replicas)")

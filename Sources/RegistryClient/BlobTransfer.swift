@@ -33,15 +33,15 @@ extension RegistryConnection {
         }
     }
 
-    /// Uploads a file as one blob through a resumable upload, hashing its bytes as they are sent, so reading,
-    /// hashing and sending overlap; the server hashes every byte too and stores the blob only under the digest
-    /// its own hash ends with.
+    /// Uploads a file as one blob through a resumable upload; the server hashes every byte and stores the blob
+    /// only under the digest its own hash ends with. A file whose digest is not known yet is hashed as its
+    /// bytes are sent, so reading, hashing and sending overlap.
     ///
     /// With the digest known (`expecting`), the upload is started for it, so an earlier upload of it that was
     /// cut off (a killed client, a dropped connection) is continued from the offset the server reached, and
     /// another push of the same blob may finish it instead. Without, a digest-less upload is started and
-    /// recorded in `journal`, so a killed push continues it in the next run. Either way, bytes the server holds
-    /// are hashed again from the file, never sent again.
+    /// recorded in `journal`, so a killed push continues it in the next run, hashing again from the file the
+    /// bytes the server holds. Either way, those bytes are never sent again.
     func upload(_ file: LocalFile, expecting digest: Digest?, journal: UploadJournal?, progress: TransferProgress)
         async throws -> HashedUpload
     {
@@ -76,13 +76,11 @@ extension RegistryConnection {
         while true {
             let location = "/v1/uploads/\(upload.id)"
             do {
-                let hasher = try SharedHasher(prefixOf: file.url, count: offset)
+                // A known digest is the server's to check; only an unknown one is hashed here.
+                let hasher = digest == nil ? try SharedHasher(prefixOf: file.url, count: offset) : nil
                 try await send(
                     file, from: offset, to: location, hashingInto: hasher, sent: sent, progress: progress, token: token)
-                let hashed = try hasher.digest(ofSize: file.size)
-                guard digest == nil || digest == hashed else {
-                    throw RegistryError(.digestMismatch, "it hashed to \(hashed) when it was sent, not \(digest!)")
-                }
+                let hashed = try digest ?? hasher!.digest(ofSize: file.size)
                 _ = try await execute(request(.PUT, "\(location)?digest=\(hashed)"))
                 try journal?.remove(file)
                 progress.finishFile(token, message: "uploaded \(file.path) (\(ByteCount.format(file.size)))")

@@ -70,12 +70,11 @@ public struct Pusher: Sendable {
         }
         // One upload a distinct known blob, whatever the number of files that share it; one a file not known.
         let cached = local.map { hashCache?.digest(of: $0) }
-        var known: [Digest: LocalFile] = [:]
+        var known: Set<Digest> = []
         var jobsToRun: [BlobJob] = []
         for (index, file) in local.enumerated() {
             if let digest = cached[index] {
-                guard known[digest] == nil else { continue }
-                known[digest] = file
+                guard known.insert(digest).inserted else { continue }
                 jobsToRun.append(.known(digest, file))
             } else {
                 jobsToRun.append(.hashing(index, file))

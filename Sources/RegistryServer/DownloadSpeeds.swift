@@ -13,7 +13,7 @@ final class DownloadSpeeds: Sendable {
     private let samples = Mutex<[Int64]>([])
 
     func record(bytes: Int64, duration: Duration) {
-        let seconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) * 1e-18
+        let seconds = duration / .seconds(1)
         guard bytes >= Self.minimumBytes, seconds > 0 else { return }
         let speed = Int64(Double(bytes) / seconds)
         samples.withLock { samples in

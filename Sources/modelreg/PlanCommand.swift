@@ -158,7 +158,7 @@ struct Kubernetes: AsyncParsableCommand {
                 OutputOptions.warn(
                     "note: the registry has measured no download of 16 MiB or more yet: budgets assume 100MiB/s (set --fetch-speed)"
                 )
-                return 100 << 20
+                return ServingDeployment.defaultFetchBytesPerSecond
             }
             let speed = ServingDeployment.budgetSpeed(measured: median)
             OutputOptions.warn(
