@@ -155,7 +155,8 @@ import Testing
         ] {
             let out = fixture.scratch.url("copy-\(reference)")
             let copy = try fixture.skopeo(
-                ["copy"] + options.map { $0.replacingOccurrences(of: "--", with: "--src-") }
+                ["copy"]  // A token may hold "--": only the options are renamed.
+                    + options.map { $0.hasPrefix("--") ? "--src-" + $0.dropFirst(2) : $0 }
                     + ["docker://\(fixture.host)/org/oci:\(reference)", "dir:\(out.path)"])
             try #require(copy.status == 0, "\(copy)")
             #expect(try Self.filesOfCopy(out) == (try Self.files(pushed)), "\(reference)")
