@@ -47,8 +47,10 @@ let package = Package(
         // File descriptors with exact write, fsync and rename control; errors that name the path.
         .target(
             name: "FileSystemIO",
-            dependencies: ["ModelRegistryCore", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: ["ModelRegistryCore", "CWriteback", .product(name: "NIOCore", package: "swift-nio")]
         ),
+        // Linux's sync_file_range, which Swift's Glibc module leaves out.
+        .target(name: "CWriteback"),
         // The embedded blob backend: the data directory's layout and blobs and uploads as files in it.
         .target(
             name: "FileSystemBlobs",

@@ -1,30 +1,28 @@
 import Foundation
 
 /// Hands byte chunks from async code (an HTTP body) to a thread that reads synchronously (libarchive's
-/// read callback). At most `capacity` chunks wait in between: a sender suspends, never blocks a thread,
-/// until the reader catches up, so memory stays bounded whatever the archive size.
-public final class ByteChannel: @unchecked Sendable {
+/// read callback, a file's writes). At most `capacity` chunks wait in between: a sender suspends, never
+/// blocks a thread, until the reader catches up, so memory stays bounded whatever the stream's size.
+public final class ByteChannel<Chunk: Sendable>: @unchecked Sendable {
     private let condition = NSCondition()
-    private var chunks: [[UInt8]] = []
-    private var waitingSenders: [([UInt8], CheckedContinuation<Void, any Error>)] = []
+    private var chunks: [Chunk] = []
+    private var waitingSenders: [(Chunk, CheckedContinuation<Void, any Error>)] = []
     private var finished = false
     private var failure: (any Error)?
     private var readerGone = false
     private let capacity: Int
-
-    public struct ReaderGone: Error {}
 
     public init(capacity: Int = 8) {
         self.capacity = capacity
     }
 
     /// Suspends while the channel is full; throws once the reader has stopped.
-    public func send(_ chunk: [UInt8]) async throws {
+    public func send(_ chunk: Chunk) async throws {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             condition.lock()
             defer { condition.unlock() }
             if readerGone {
-                continuation.resume(throwing: ReaderGone())
+                continuation.resume(throwing: ByteChannelReaderGone())
             } else if chunks.count < capacity {
                 chunks.append(chunk)
                 condition.signal()
@@ -45,7 +43,7 @@ public final class ByteChannel: @unchecked Sendable {
     }
 
     /// Blocks until a chunk arrives; nil at the end.
-    public func receive() throws -> [UInt8]? {
+    public func receive() throws -> Chunk? {
         condition.lock()
         defer { condition.unlock() }
         while chunks.isEmpty && !finished { condition.wait() }
@@ -62,7 +60,7 @@ public final class ByteChannel: @unchecked Sendable {
         return chunk
     }
 
-    /// The reader stops early: waiting and later senders get `ReaderGone`.
+    /// The reader stops early: waiting and later senders get `ByteChannelReaderGone`.
     public func close() {
         condition.lock()
         readerGone = true
@@ -70,6 +68,9 @@ public final class ByteChannel: @unchecked Sendable {
         waitingSenders = []
         chunks = []
         condition.unlock()
-        for (_, continuation) in senders { continuation.resume(throwing: ReaderGone()) }
+        for (_, continuation) in senders { continuation.resume(throwing: ByteChannelReaderGone()) }
     }
 }
+
+/// What a sender gets once the reader of a `ByteChannel` has stopped.
+public struct ByteChannelReaderGone: Error {}

@@ -113,6 +113,7 @@ public final class CacheImageExtractor {
         defer { try? file.close() }
         var hasher = ContentHasher()
         var written: Int64 = 0
+        var pacer = WritebackPacer(from: 0)
         try readEntryData(
             archive, failure: Self.archiveError(archive, "reading '\(shown)'"),
             sparse: refused("'\(shown)', a sparse file")
@@ -120,6 +121,7 @@ public final class CacheImageExtractor {
             hasher.update(bytes)
             try file.write(bytes, at: written)
             written += Int64(bytes.count)
+            pacer.wrote(upTo: written, in: file)
             onData(wanted, bytes.count)
         }
         guard written == size else { throw refused("'\(shown)' with \(written) bytes, not \(size)") }

@@ -251,11 +251,14 @@ public final class FileSystemBlobStore: BlobStore {
                 "upload \(id) is at offset \(hasher.count), not \(offset): resume from offset \(hasher.count)"
             )
         }
+        // The commit's fsync then waits for the last bytes only.
+        var pacer = WritebackPacer(from: offset)
         for try await buffer in bytes {
             try buffer.withUnsafeReadableBytes { raw throws(RegistryError) in
                 try held.file.write(raw, at: hasher.count)
                 hasher.update(raw)
             }
+            pacer.wrote(upTo: hasher.count, in: held.file)
         }
         return hasher.count
     }

@@ -1,3 +1,4 @@
+import CWriteback
 import Foundation
 import ModelRegistryCore
 import NIOCore
@@ -73,6 +74,12 @@ public final class POSIXFile: @unchecked Sendable {
     /// Exactly `length` bytes at `offset` as a buffer; fewer only at end of file.
     public func readBuffer(at offset: Int64, length: Int) throws(RegistryError) -> ByteBuffer {
         var buffer = ByteBufferAllocator().buffer(capacity: length)
+        try read(into: &buffer, at: offset, length: length)
+        return buffer
+    }
+
+    /// Appends exactly `length` bytes at `offset` to `buffer`; fewer only at end of file.
+    public func read(into buffer: inout ByteBuffer, at offset: Int64, length: Int) throws(RegistryError) {
         var failure: RegistryError?
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { raw in
             do {
@@ -83,7 +90,6 @@ public final class POSIXFile: @unchecked Sendable {
             }
         }
         if let failure { throw failure }
-        return buffer
     }
 
     /// The hash and size of the whole file, read in large chunks; `onChunk` hears how many bytes each added.
@@ -117,6 +123,12 @@ public final class POSIXFile: @unchecked Sendable {
 
     public func truncate(to length: Int64) throws(RegistryError) {
         guard ftruncate(descriptor, off_t(length)) == 0 else { throw Self.error("truncate", path) }
+    }
+
+    /// Starts writing `range` to the disk without waiting for it, so that a later `sync` finds little left to
+    /// wait for. Only a hint: a failure to write shows at `sync`.
+    public func startWriteback(_ range: Range<Int64>) {
+        _ = modelreg_start_writeback(descriptor, range.lowerBound, Int64(range.count))
     }
 
     public func sync() throws(RegistryError) {
@@ -255,5 +267,22 @@ extension POSIXFile {
         guard (info.st_mode & S_IFMT) == S_IFREG else { return nil }
         let modified = Date(timeIntervalSince1970: Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1e9)
         return FileStatus(size: Int64(info.st_size), modified: modified)
+    }
+}
+
+/// Starts the disk writing a file's bytes while more are still being written, a step at a time: the `fsync`
+/// that makes the file durable at the end then waits for the last step, not for the whole file.
+public struct WritebackPacer {
+    public static let step: Int64 = 32 << 20
+    private var started: Int64
+
+    /// For a file written in order from `offset` on.
+    public init(from offset: Int64) { started = offset }
+
+    /// The file now holds every byte before `end`.
+    public mutating func wrote(upTo end: Int64, in file: POSIXFile) {
+        guard end - started >= Self.step else { return }
+        file.startWriteback(started..<end)
+        started = end
     }
 }

@@ -188,26 +188,27 @@ extension RegistryConnection {
                         (hasher, offset) = (ContentHasher(), 0)
                         progress.rewind(token, to: 0)
                     }
+                    let writer = WriteBehindFile(file, from: offset)
                     do {
                         for try await buffer in response.body {
                             guard offset + Int64(buffer.readableBytes) <= size else {
                                 throw RegistryError(
                                     .integrity, "blob \(digest) is longer than the \(size) bytes its manifest says")
                             }
-                            try buffer.withUnsafeReadableBytes { raw in
-                                try file.write(raw, at: offset)
-                                hasher.update(raw)
-                            }
+                            try await writer.write(buffer)
+                            buffer.withUnsafeReadableBytes { hasher.update($0) }
                             offset += Int64(buffer.readableBytes)
                             received += Int64(buffer.readableBytes)
                             progress.advance(token, by: Int64(buffer.readableBytes))
                         }
-                    } catch let error as RegistryError {
-                        throw error
                     } catch {
+                        // Every byte hashed is on its way to the file: a retry continues after the last of them.
+                        try await writer.finish()
+                        if let error = error as? RegistryError { throw error }
                         throw ClientError.network(
                             "download of \(label) was cut off after \(offset) of \(size) bytes: \(error)")
                     }
+                    try await writer.finish()
                     guard offset == size else {
                         throw ClientError.network("download of \(label) ended after \(offset) of \(size) bytes")
                     }

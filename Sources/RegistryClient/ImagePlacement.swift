@@ -220,7 +220,7 @@ struct ImagePlacement: Sendable {
         let end = run.endIndex < image.entries.count ? image.entries[run.endIndex].offset : entriesEnd
         let response = try await connection.download(rangeRequest(connection, name, run.first!.offset..<end))
         try checkRange(response)
-        let channel = ByteChannel()
+        let channel = ByteChannel<[UInt8]>()
         let (root, entries, progress) = (staging, Array(run), self.progress)
         let extraction = Task.detached {
             try await runOnThread {
@@ -251,7 +251,7 @@ struct ImagePlacement: Sendable {
             try Task.checkCancellation()
             try await channel.send(TarArchive.end)
             channel.finish()
-        } catch is ByteChannel.ReaderGone {
+        } catch is ByteChannelReaderGone {
             // The extractor stopped early; its own error says why.
         } catch {
             channel.finish(throwing: ClientError.network("the image download broke off: \(error)"))

@@ -75,6 +75,45 @@ import Testing
         server.stop()
     }
 
+    /// A pull onto a disk that fills up: the file's writer thread meets ENOSPC while bytes still arrive; the
+    /// pull stops with exit status 8 and one line naming the file, nothing unverified takes a pushed file's
+    /// name, and once space is freed the same pull finishes.
+    @Test(
+        .enabled(
+            if: TmpfsMount.available,
+            "needs root and a mount(8) the container permits, to give the pull a small tmpfs"))
+    func pullOntoAFullDiskFailsCleanlyAndResumes() throws {
+        let scratch = try Scratch()
+        let server = try ServerProcess(data: scratch.url("data"))
+        defer { server.kill() }
+        let model = scratch.url("model")
+        try TestModel.write(to: model, seed: 3, hidden: 512)
+        let push = try modelreg(["push", model.path, "big:1"], environment: server.environment)
+        try #require(push.status == 0, "\(push)")
+
+        let volume = try TmpfsMount(at: scratch.url("volume"), size: "8m")
+        defer { volume.unmount() }
+        let filler = volume.directory.appendingPathComponent("filler")
+        let size = try fillDisk(filler)
+        try #require(truncate(filler.path, off_t(max(0, size - 1024 * 1024))) == 0)
+        let destination = volume.directory.appendingPathComponent("pulled")
+
+        let refused = try modelreg(["pull", "big:1", "--dest", destination.path], environment: server.environment)
+        #expect(refused.status == 8, "\(refused)")
+        let errorLine = refused.stderr.split(separator: "\n").last.map(String.init) ?? ""
+        #expect(errorLine.hasPrefix("error: no space left") && errorLine.contains(volume.directory.path), "\(refused)")
+        let pushed = try snapshot(model)
+        for path in regularFiles(destination) where pushed[path] != nil {
+            #expect(try Data(contentsOf: destination.appendingPathComponent(path)) == pushed[path]?.0, "\(path)")
+        }
+
+        try FileManager.default.removeItem(at: filler)
+        let retried = try modelreg(["pull", "big:1", "--dest", destination.path], environment: server.environment)
+        try #require(retried.status == 0, "\(retried)")
+        try expectSameTree(model, destination)
+        server.stop()
+    }
+
     /// Every file under `blobs/` hashes to its name: a partial write never took a blob's name.
     private func expectEveryBlobIsWhole(_ data: URL, sourceLocation: SourceLocation = #_sourceLocation) throws {
         let blobs = data.appendingPathComponent("blobs")

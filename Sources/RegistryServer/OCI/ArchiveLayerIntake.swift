@@ -12,7 +12,7 @@ struct ArchiveLayerIntake {
 
     /// The files the stored layer `digest` of `size` bytes holds, stored and recorded, in the layer's order.
     func files(of digest: Digest, size: Int64) async throws -> [ManifestFile] {
-        let compressed = ByteChannel()
+        let compressed = ByteChannel<[UInt8]>()
         let events = ThreadHandoff<TarLayerReader.Event>()
         let reading = Task.detached {
             try await runOnThread {
@@ -35,7 +35,7 @@ struct ArchiveLayerIntake {
                     try await compressed.send(Array(chunk.readableBytesView))
                 }
                 compressed.finish()
-            } catch is ByteChannel.ReaderGone {
+            } catch is ByteChannelReaderGone {
                 // The reader stopped early; its own error says why.
             } catch {
                 compressed.finish(throwing: error)
