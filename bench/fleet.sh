@@ -108,6 +108,15 @@ before=$(cpu_seconds "$server")
 server_cpu=$(python3 -c "print(f'{$(cpu_seconds "$server") - $before:.3f}')")
 client_cpu=$(awk '{printf "%.3f", $1 + $2}' "$work/client.time")
 
+echo "| $pods pods, $mib MiB model (4 files) | modelreg fetch s | nginx + curl + sha256sum -c s | ratio |"
+echo "|---|---|---|---|"
+echo "| all pods done | ${result[fleet_modelreg]} | ${result[fleet_nginx]} | $(ratio "${result[fleet_modelreg]}" "${result[fleet_nginx]}") |"
+echo
+echo "| one verified pull of $mib MiB | CPU s (user+sys) | cycles per byte (at $((hz / 1000000)) MHz) |"
+echo "|---|---|---|"
+echo "| server | $server_cpu | $(cycles_per_byte "$server_cpu") |"
+echo "| client | $client_cpu | $(cycles_per_byte "$client_cpu") |"
+echo
 if [ "${PROFILE:-0}" = 1 ]; then
     rm -rf "$work/pull"
     perf record -q -e cpu-clock -F 999 -g -p "$server" -o "$work/server.perf" 2>/dev/null &
@@ -120,8 +129,9 @@ if [ "${PROFILE:-0}" = 1 ]; then
     for side in server client; do
         echo "### $side: the 25 hottest symbols (self time)"
         echo '```'
-        perf report -i "$work/$side.perf" --no-children --sort symbol --stdio 2>/dev/null |
-            grep -E '^ +[0-9.]+%' | head -25
+        # awk reads the whole report (an early `head` would end the pipeline with SIGPIPE, and the script).
+        perf report -i "$work/$side.perf" --no-children --sort dso,symbol --stdio 2>/dev/null |
+            awk '/^ +[0-9.]+%/ && ++n <= 25 {print $1, $2, $3, $4}'
         echo '```'
     done
 fi
@@ -141,13 +151,4 @@ for job in "${jobs[@]}"; do wait "$job"; done
 server_rss=$(awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$server/status")
 client_rss=$(cat "$work"/rss-* | sort -n | tail -1 | awk '{printf "%.0f", $1/1024}')
 
-echo "| $pods pods, $mib MiB model (4 files) | modelreg fetch s | nginx + curl + sha256sum -c s | ratio |"
-echo "|---|---|---|---|"
-echo "| all pods done | ${result[fleet_modelreg]} | ${result[fleet_nginx]} | $(ratio "${result[fleet_modelreg]}" "${result[fleet_nginx]}") |"
-echo
-echo "| one verified pull of $mib MiB | CPU s (user+sys) | cycles per byte (at $((hz / 1000000)) MHz) |"
-echo "|---|---|---|"
-echo "| server | $server_cpu | $(cycles_per_byte "$server_cpu") |"
-echo "| client | $client_cpu | $(cycles_per_byte "$client_cpu") |"
-echo
 echo "peak RSS MiB with $pods concurrent pulls of the model: server $server_rss, largest client $client_rss"

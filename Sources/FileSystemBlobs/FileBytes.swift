@@ -2,6 +2,7 @@ import FileSystemIO
 import ModelRegistryCore
 import NIOCore
 import NIOPosix
+import Synchronization
 
 /// The threads the file-system blob store waits on the disk with: its own, so that long work on NIO's shared
 /// blocking pool (a weight header parsed at publish, a database snapshot, a garbage collection) never holds up a
@@ -22,7 +23,7 @@ extension POSIXFile {
     public func bytes(_ range: Range<Int64>) -> BlobBytes {
         BlobBytes {
             var next = range.lowerBound
-            var buffers = RecycledBuffers()
+            let buffers = RecycledBuffers()
             return { () async throws -> ByteBuffer? in
                 let offset = next
                 guard offset < range.upperBound else { return nil }
@@ -50,20 +51,45 @@ extension POSIXFile {
 /// The read buffers of one stream of chunks, used again once their reader (the socket) has let go of them:
 /// memory new to the process costs a page fault and a zeroed page every 4 KiB, a quarter of the CPU a download
 /// took on the server. The last `kept` buffers handed out are kept; the oldest is used again when it is free,
-/// and a new one allocated when it is not.
-struct RecycledBuffers {
-    static let kept = 4
-    private var handedOut: [ByteBuffer] = []
+/// and a new one allocated when it is not. All streams together keep at most `budget` buffers, so many
+/// downloads at once cost no more memory than before: the streams beyond it allocate each chunk anew.
+final class RecycledBuffers {
+    static let kept = 2
+    static let budget = 16
+    private static let keptByAll = Atomic<Int>(0)
 
-    mutating func take(capacity: Int) -> ByteBuffer {
-        guard handedOut.count >= Self.kept else { return ByteBufferAllocator().buffer(capacity: capacity) }
+    private var handedOut: [ByteBuffer] = []
+    private var slots = 0
+
+    deinit { Self.keptByAll.subtract(slots, ordering: .relaxed) }
+
+    func take(capacity: Int) -> ByteBuffer {
+        guard handedOut.count == Self.kept else { return ByteBufferAllocator().buffer(capacity: capacity) }
         var buffer = handedOut.removeFirst()
         // Keeps the memory when this is the only reference to it; else leaves it to its holder and allocates.
         buffer.clear()
         return buffer
     }
 
-    mutating func handOut(_ buffer: ByteBuffer) { handedOut.append(buffer) }
+    func handOut(_ buffer: ByteBuffer) {
+        guard handedOut.count < slots || reserveSlot() else { return }
+        handedOut.append(buffer)
+    }
+
+    private func reserveSlot() -> Bool {
+        guard slots < Self.kept else { return false }
+        var current = Self.keptByAll.load(ordering: .relaxed)
+        while current < Self.budget {
+            let (exchanged, original) = Self.keptByAll.compareExchange(
+                expected: current, desired: current + 1, ordering: .relaxed)
+            if exchanged {
+                slots += 1
+                return true
+            }
+            current = original
+        }
+        return false
+    }
 }
 
 /// A buffer moved to a disk thread and back without a second reference to it.

@@ -17,6 +17,26 @@ import Testing
 
     let bytes: [UInt8] = Array((0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 31) })
 
+    /// Reads reuse a stream's buffers only once nobody else holds them: a reader that keeps every chunk it was
+    /// given (a slow socket) and one that drops each at once both see exactly the file's bytes.
+    @Test(arguments: [true, false]) func reusedReadBuffersNeverChangeAChunkHandedOut(keepingChunks: Bool) async throws {
+        try await withTemporaryDirectory { root in
+            let store = try makeStore(root)
+            let content = (0..<(6 * BlobBytes.chunkLimit + 12345)).map {
+                UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 20)
+            }
+            let digest = try await store.put(buffers(ByteBuffer(bytes: content)), expecting: Digest.of(content)).digest
+            var kept: [ByteBuffer] = []
+            var streamed: [UInt8] = []
+            for try await chunk in try await store.read(digest, range: 0..<Int64(content.count)) {
+                streamed += chunk.readableBytesView
+                if keepingChunks { kept.append(chunk) }
+            }
+            #expect(streamed == content)
+            if keepingChunks { #expect(kept.flatMap { Array($0.readableBytesView) } == content) }
+        }
+    }
+
     /// A blob is one file at its content-addressed path; a committed upload leaves nothing in `uploads/`.
     @Test func blobsAreFilesAtTheirContentAddressedPaths() async throws {
         try await withTemporaryDirectory { root in
