@@ -57,30 +57,12 @@ fleet_modelreg() {
 }
 clear_pods() { rm -rf "$work/pods"; }
 
-nginx_port=$(free_port)
 mkdir -p "$work/nginx/root"
 cp -l "$work/model"/* "$work/nginx/root/"
 (cd "$work/nginx/root" && sha256sum ./* >"$work/SHA256SUMS")
 chmod 755 "$work"
 chmod -R a+rX "$work/nginx/root"
-cat >"$work/nginx/nginx.conf" <<EOF
-daemon off;
-worker_processes 2;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log;
-events { worker_connections 256; }
-http {
-    access_log off;
-    sendfile on;
-    server {
-        listen 127.0.0.1:$nginx_port;
-        root $work/nginx/root;
-    }
-}
-EOF
-nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
-pids+=("$!")
-until curl -s -o /dev/null "http://127.0.0.1:$nginx_port/"; do sleep 0.05; done
+start_nginx "$work/nginx" "$work/nginx/root"
 urls=$(cd "$work/model" && for f in *; do printf 'http://127.0.0.1:%s/%s ' "$nginx_port" "$f"; done)
 fleet_nginx() {
     local jobs=() i

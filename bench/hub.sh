@@ -53,29 +53,11 @@ pull_clear() { rm -rf "$work/pulled"; }
 pull() { "$MODELREG_BIN" pull bench/hub@prod --dest "$work/pulled" --quiet; }
 
 # --- nginx + curl + sha256sum -------------------------------------------------------------------------
-nginx_port=$(free_port)
 mkdir -p "$work/nginx/root/bench/hub"
 cp "$work"/model/* "$work/nginx/root/bench/hub/"
 chmod 755 "$work"
 chmod -R a+rX "$work/nginx"
-cat >"$work/nginx/nginx.conf" <<CONF
-daemon off;
-worker_processes 2;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log;
-events { worker_connections 256; }
-http {
-    access_log off;
-    sendfile on;
-    server {
-        listen 127.0.0.1:$nginx_port;
-        root $work/nginx/root;
-    }
-}
-CONF
-nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
-pids+=("$!")
-until curl -s -o /dev/null "http://127.0.0.1:$nginx_port/"; do sleep 0.05; done
+start_nginx "$work/nginx" "$work/nginx/root"
 curl_clear() { rm -rf "$work/curl"; mkdir -p "$work/curl"; cp "$work/SHA256SUMS" "$work/curl/"; }
 curl_download() {
     (cd "$work/curl" && ls "$work/model" | xargs -P 4 -I{} curl -sf -o {} "http://127.0.0.1:$nginx_port/bench/hub/{}" &&

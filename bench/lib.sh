@@ -40,3 +40,29 @@ best() {
 
 # ratio A B: A/B with two decimals.
 ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
+
+# start_nginx DIR ROOT: nginx as the benchmarks compare against it (`sendfile on`, 2 workers) serving ROOT on
+# a free port, its configuration and logs in DIR; sets nginx_port and adds its pid to `pids`.
+start_nginx() {
+    local dir=$1 root=$2
+    nginx_port=$(free_port)
+    mkdir -p "$dir"
+    cat >"$dir/nginx.conf" <<CONF
+daemon off;
+worker_processes 2;
+pid $dir/nginx.pid;
+error_log $dir/error.log;
+events { worker_connections 256; }
+http {
+    access_log off;
+    sendfile on;
+    server {
+        listen 127.0.0.1:$nginx_port;
+        root $root;
+    }
+}
+CONF
+    nginx -c "$dir/nginx.conf" -p "$dir" &
+    pids+=("$!")
+    until curl -s -o /dev/null "http://127.0.0.1:$nginx_port/"; do sleep 0.05; done
+}
