@@ -52,7 +52,7 @@ extension POSIXFile {
 /// memory new to the process costs a page fault and a zeroed page every 4 KiB, a quarter of the CPU a download
 /// took on the server. The last `kept` buffers handed out are kept; the oldest is used again when it is free,
 /// and a new one allocated when it is not. All streams together keep at most `budget` buffers, so many
-/// downloads at once cost no more memory than before: the streams beyond it allocate each chunk anew.
+/// downloads at once cost at most that much more memory: the streams beyond it allocate each chunk anew.
 final class RecycledBuffers {
     static let kept = 2
     static let budget = 16
