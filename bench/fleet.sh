@@ -28,14 +28,7 @@ command -v nginx >/dev/null ||
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
 release_binary
-work=$(mktemp -d /var/tmp/modelreg-fleet.XXXXXX)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+scratch_work modelreg-fleet
 
 mkdir -p "$work/model"
 for i in 1 2 3 4; do head -c $((mib << 18)) /dev/urandom >"$work/model/model-0000$i-of-00004.safetensors"; done

@@ -8,6 +8,19 @@ release_binary() {
     fi
 }
 
+# scratch_work NAME: `work`, a new directory /var/tmp/NAME.XXXXXX, and `pids`, the background servers to stop;
+# when the script exits, however it ends, the servers are killed and the directory removed.
+scratch_work() {
+    work=$(mktemp -d "/var/tmp/$1.XXXXXX")
+    pids=()
+    trap stop_scratch_work EXIT
+}
+stop_scratch_work() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+
 # start_server DATA OUTPUT: `modelreg serve` on a free port with its data in DATA; sets `server` (its pid)
 # and exports MODELREG_URL and MODELREG_TOKEN for the clients.
 start_server() {

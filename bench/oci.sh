@@ -35,14 +35,7 @@ fi
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
 release_binary
-work=$(mktemp -d /var/tmp/modelreg-oci-bench.XXXXXX)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+scratch_work modelreg-oci-bench
 
 # Peak resident memory of a running process: reset_peak PID starts a new peak (Linux ≥ 4.0), peak_mib PID
 # reads it (VmHWM) in MiB.
