@@ -11,7 +11,8 @@ public protocol MetadataStore: CatalogStore, ReleaseStore, AuditLogStore, TokenS
     func checkReady() async throws
     /// Moves with every write transaction to `model` (a publish, alias move, deprecation or delete): an
     /// answer about the model read while it stayed the same is still current (see `ReadCache`). A backend
-    /// that several processes write reads it from the database, so that a write through any of them counts.
+    /// that several processes write moves it for a write through any of them: at once, or as soon as the
+    /// database announces the write; for its own writes, at once.
     func changeCount(of model: ModelName) async throws -> Int
     /// Moves after every write transaction of any kind, committed or not (see `KeptReadsMetadataStore`); a
     /// backend that other processes write too, and cannot tell of their writes this cheaply, moves it at

@@ -118,15 +118,14 @@ extension PostgresMetadataStore {
                 ON CONFLICT (name) DO NOTHING
                 """, logger: logger)
         }
-        guard
-            let id = try await connection.values(
-                "UPDATE models SET change_count = nextval('model_changes') WHERE name = \(name.value) RETURNING id",
-                Int64.self, logger: logger
-            ).first
-        else {
-            throw RegistryError.notFound("model \(name)")
-        }
-        return id
+        var updated: (id: Int64, count: Int64)?
+        let rows = try await connection.query(
+            "UPDATE models SET change_count = nextval('model_changes') WHERE name = \(name.value) RETURNING id, change_count",
+            logger: logger)
+        for try await row in rows.decode((Int64, Int64).self) { updated = row }
+        guard let updated else { throw RegistryError.notFound("model \(name)") }
+        WrittenModelCounts.current?.note(Int(updated.count), of: name.value)
+        return updated.id
     }
 
     private static func ensureVersion(

@@ -17,11 +17,13 @@ public final class PostgresMetadataStore: MetadataStore {
     let endpoint: String
     let logger: Logger
     private let running: Task<Void, Never>
-    private let watchingTokens: Task<Void, Never>
+    private let watchingChanges: Task<Void, Never>
     /// Hands out the change counts that match nothing kept (see `changeCount`).
     private let uncounted = Atomic<Int>(0)
     /// The count of token changes announced while listening (see `changeCount`).
     private let tokenChanges = TokenChangeCount()
+    /// The models' change counts announced while listening (see `changeCount(of:)`).
+    let modelChanges = ModelChangeCounts()
     /// Set when a request found the server unreachable, cleared by the next that reaches it: meanwhile
     /// requests wait for a connection only as long as readiness does, so that a server that is down costs
     /// each request under a second, not `connectionWait`.
@@ -34,8 +36,8 @@ public final class PostgresMetadataStore: MetadataStore {
     /// so that the probe gets the answer naming the server.
     static let readinessWait = Duration.milliseconds(800)
 
-    /// A store over a new pool of at most `connections` connections for requests (and one that listens for token
-    /// changes), opened as they are needed. The schema is brought up to date by `migrate()`, once, before
+    /// A store over a new pool of at most `connections` connections for requests (and one that listens for
+    /// announced changes), opened as they are needed. The schema is brought up to date by `migrate()`, once, before
     /// serving.
     public init(
         configuration: PostgresClient.Configuration, endpoint: String, connections: Int = 16,
@@ -43,7 +45,7 @@ public final class PostgresMetadataStore: MetadataStore {
     ) {
         self.connectionWait = connectionWait
         var configuration = configuration
-        // One more for the connection that listens for token changes.
+        // One more for the connection that listens for announced changes.
         configuration.options.maximumConnections = connections + 1
         // The pool logs every failed attempt to connect at info; the store's own errors name the server.
         var background = logger
@@ -53,13 +55,13 @@ public final class PostgresMetadataStore: MetadataStore {
         self.endpoint = endpoint
         self.logger = logger
         running = Task { await client.run() }
-        watchingTokens = Task { [tokenChanges] in
-            await Self.watchTokenChanges(client, into: tokenChanges, logger: background)
+        watchingChanges = Task { [tokenChanges, modelChanges] in
+            await Self.watchChanges(client, tokens: tokenChanges, models: modelChanges, logger: background)
         }
     }
 
     deinit {
-        watchingTokens.cancel()
+        watchingChanges.cancel()
         running.cancel()
     }
 
@@ -74,24 +76,38 @@ public final class PostgresMetadataStore: MetadataStore {
     /// A new negative number each time, matching nothing kept.
     private var uncountedChange: Int { uncounted.subtract(1, ordering: .relaxed).newValue }
 
-    /// Listens on `modelreg_tokens` for as long as the store runs, on a connection of the pool, counting each
-    /// announcement; connects again a second after the connection is lost.
-    private static func watchTokenChanges(_ client: PostgresClient, into count: TokenChangeCount, logger: Logger)
-        async
-    {
+    /// Listens on `modelreg_tokens` and `modelreg_models` for as long as the store runs, on a connection of the
+    /// pool; connects again a second after the connection is lost.
+    private static func watchChanges(
+        _ client: PostgresClient, tokens: TokenChangeCount, models: ModelChangeCounts, logger: Logger
+    ) async {
         while !Task.isCancelled {
             do {
                 try await client.withConnection { connection in
-                    try await connection.listen(on: "modelreg_tokens") { announcements in
-                        // Anything may have changed while nobody listened.
-                        count.listening()
-                        for try await _ in announcements { count.changed() }
+                    try await connection.listen(on: "modelreg_tokens") { tokenAnnouncements in
+                        try await connection.listen(on: "modelreg_models") { modelAnnouncements in
+                            // Anything may have changed while nobody listened.
+                            tokens.listening()
+                            models.listening()
+                            try await withThrowingTaskGroup(of: Void.self) { group in
+                                group.addTask { for try await _ in tokenAnnouncements { tokens.changed() } }
+                                group.addTask {
+                                    for try await announcement in modelAnnouncements {
+                                        models.heard(announcement.payload)
+                                    }
+                                }
+                                // Either sequence ends only with the connection: listen again on a new one.
+                                try await group.next()
+                                group.cancelAll()
+                            }
+                        }
                     }
                 }
             } catch {
-                logger.debug("listening for token changes stopped: \(error)")
+                logger.debug("listening for changes stopped: \(error)")
             }
-            count.stopped()
+            tokens.stopped()
+            models.stopped()
             try? await Task.sleep(for: .seconds(1))
         }
     }
@@ -99,13 +115,21 @@ public final class PostgresMetadataStore: MetadataStore {
     /// The count in the model's row, which every write to the model moves in its transaction, whichever
     /// replica made it. Counts come from one sequence, so a model deleted and made again never repeats one;
     /// a model without a row gets a new negative number each time, matching nothing kept.
+    ///
+    /// While the store listens, the database announces every new count (Migrations/postgres/0008), so a count
+    /// is read once and then kept: a write through another replica reaches this one as its announcement does,
+    /// milliseconds after the commit; a write through this store is kept as it commits (`writing`).
     public func changeCount(of model: ModelName) async throws -> Int {
+        let epoch = modelChanges.epoch
+        if let kept = modelChanges.count(of: model.value) { return kept }
         let count = try await reading { [logger] connection in
             try await connection.values(
                 "SELECT change_count FROM models WHERE name = \(model.value)", Int64.self, logger: logger
             ).first
         }
-        return count.map(Int.init) ?? uncountedChange
+        guard let count else { return uncountedChange }
+        modelChanges.read(Int(count), of: model.value, inEpoch: epoch)
+        return Int(count)
     }
 
     // MARK: Connections and transactions
@@ -159,9 +183,16 @@ public final class PostgresMetadataStore: MetadataStore {
     }
 
     /// Every write goes through here; those to a model move its change count by locking its row
-    /// (`lockModel`).
+    /// (`lockModel`), and the counts it committed are kept at once, not when their announcement arrives, so
+    /// that this replica never answers from before its own write.
     func writing<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
-        try await transaction(isolation: "READ COMMITTED", body)
+        let epoch = modelChanges.epoch
+        let written = WrittenModelCounts()
+        let result = try await WrittenModelCounts.$current.withValue(written) {
+            try await transaction(isolation: "READ COMMITTED", body)
+        }
+        for (model, count) in written.counts { modelChanges.read(count, of: model, inEpoch: epoch) }
+        return result
     }
 
     /// One transaction, retried when PostgreSQL gives it up to a serialization failure or a deadlock (it
@@ -314,29 +345,6 @@ public final class PostgresMetadataStore: MetadataStore {
                 .storageFailure, "database schema is at version \(applied), expected \(Self.latestVersion)")
         }
     }
-}
-
-/// Token changes counted while a connection listens for them: nil while none does. Counts only grow, across
-/// reconnections too, so a count is never handed out twice.
-final class TokenChangeCount: Sendable {
-    private struct State {
-        var count = 0
-        var isListening = false
-    }
-    private let state = Mutex(State())
-
-    var current: Int? { state.withLock { $0.isListening ? $0.count : nil } }
-
-    func listening() {
-        state.withLock {
-            $0.count += 1
-            $0.isListening = true
-        }
-    }
-
-    func changed() { state.withLock { $0.count += 1 } }
-
-    func stopped() { state.withLock { $0.isListening = false } }
 }
 
 /// Whether a request got its connection, shared by the request and its timer.
