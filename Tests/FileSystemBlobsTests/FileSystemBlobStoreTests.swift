@@ -17,8 +17,9 @@ import Testing
 
     let bytes: [UInt8] = Array((0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 31) })
 
-    /// Reads reuse a stream's buffers only once nobody else holds them: a reader that keeps every chunk it was
-    /// given (a slow socket) and one that drops each at once both see exactly the file's bytes.
+    /// Reads reuse chunk memory only once nobody holds it: a reader that keeps every chunk it was given (a
+    /// slow socket; its stream's window fills, so each further read waits its longest) and one that drops
+    /// each at once both see exactly the file's bytes.
     @Test(arguments: [true, false]) func reusedReadBuffersNeverChangeAChunkHandedOut(keepingChunks: Bool) async throws {
         try await withTemporaryDirectory { root in
             let store = try makeStore(root)
