@@ -32,7 +32,7 @@ extension POSIXFile {
                 // The box holds the buffer's only reference while the disk thread reads into it, so the read
                 // fills its memory in place instead of copying it first.
                 let box = BufferBox()
-                box.buffer = ReadWindow.$current.withValue(window) { ChunkMemory.allocator.buffer(capacity: length) }
+                box.buffer = window.chunk(capacity: length)
                 try await DiskThreads.pool.runIfActive {
                     try self.read(into: &box.buffer, at: offset, length: length)
                 }

@@ -587,7 +587,8 @@ private struct S3BlobReader: BlobReader {
 }
 
 /// One ranged GET of a blob, handed out in chunks of at most `BlobBytes.chunkLimit`; a body that ends short
-/// is an integrity error, not a shorter blob.
+/// is an integrity error, not a shorter blob. The body's buffers are gathered into chunks of a `ReadWindow`, so
+/// a download from the object store reads ahead of its client only as far as one from a data directory does.
 private final class RangedBody {
     private let client: S3Client
     private let key: String
@@ -596,6 +597,7 @@ private final class RangedBody {
     private var body: S3Body.AsyncIterator?
     private var pending = ByteBuffer()
     private var delivered: Int64 = 0
+    private let window = ReadWindow()
 
     init(client: S3Client, key: String, digest: Digest, range: Range<Int64>) {
         self.client = client
@@ -605,20 +607,27 @@ private final class RangedBody {
     }
 
     func next() async throws -> ByteBuffer? {
-        guard !range.isEmpty else { return nil }
-        if pending.readableBytes == 0 {
-            if body == nil { body = try await client.get(key, range: range).makeAsyncIterator() }
-            guard let chunk = try await body?.next() else {
-                guard delivered == Int64(range.count) else {
+        let remaining = Int64(range.count) - delivered
+        guard remaining > 0 else { return nil }
+        await window.waitForRoom()
+        let length = Int(min(Int64(window.chunkSize(limit: BlobBytes.chunkLimit)), remaining))
+        var chunk = window.chunk(capacity: length)
+        while chunk.readableBytes < length {
+            if pending.readableBytes == 0 {
+                if body == nil { body = try await client.get(key, range: range).makeAsyncIterator() }
+                guard let next = try await body?.next() else {
                     throw RegistryError(
-                        .integrity, "blob \(digest) ended after \(delivered) of the \(range.count) bytes asked for")
+                        .integrity,
+                        "blob \(digest) ended after \(delivered + Int64(chunk.readableBytes)) of the \(range.count) bytes asked for"
+                    )
                 }
-                return nil
+                pending = next
             }
-            pending = chunk
+            var part =
+                pending.readSlice(length: min(pending.readableBytes, length - chunk.readableBytes)) ?? ByteBuffer()
+            chunk.writeBuffer(&part)
         }
-        let chunk = pending.readSlice(length: min(pending.readableBytes, BlobBytes.chunkLimit)) ?? ByteBuffer()
-        delivered += Int64(chunk.readableBytes)
+        delivered += Int64(length)
         return chunk
     }
 }

@@ -2,7 +2,7 @@ import NIOCore
 import Synchronization
 import Testing
 
-@testable import FileSystemBlobs
+@testable import ModelRegistryCore
 
 /// How far a stream of file chunks reads ahead of whoever holds its chunks (`ReadWindow`, `ChunkMemory`).
 @Suite struct ReadWindowTests {
@@ -12,7 +12,7 @@ import Testing
     @Test func aFullWindowWaitsUntilAChunkIsLetGoByEveryHolder() async throws {
         let window = ReadWindow(longestWait: .seconds(600))
         var held = (0..<ReadWindow.chunksAhead).map { index in
-            var chunk = ReadWindow.$current.withValue(window) { ChunkMemory.allocator.buffer(capacity: 4096) }
+            var chunk = window.chunk(capacity: 4096)
             chunk.writeInteger(UInt32(index))
             return chunk
         }
@@ -41,7 +41,7 @@ import Testing
         let window = ReadWindow(longestWait: .milliseconds(50))
         await window.waitForRoom()
         let held = (0..<ReadWindow.chunksAhead).map { _ in
-            ReadWindow.$current.withValue(window) { ChunkMemory.allocator.buffer(capacity: 4096) }
+            window.chunk(capacity: 4096)
         }
         await window.waitForRoom()
         withExtendedLifetime(held) {}

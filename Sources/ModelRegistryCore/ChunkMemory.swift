@@ -5,7 +5,7 @@ import Synchronization
     import Glibc
 #endif
 
-/// The memory of the chunks files are read into for streaming, from an allocator that learns when whoever
+/// The memory of the chunks a blob store streams (`BlobBytes`), from an allocator that learns when whoever
 /// holds a chunk (the socket, mostly) lets go of it. That is what lets a stream read ahead only as far as its
 /// `ReadWindow` allows, and lets freed chunks be used again: memory new to the process costs a page fault and a
 /// zeroed page every 4 KiB, a quarter of the CPU a download took on the server.
@@ -77,16 +77,16 @@ enum ChunkMemory {
     }
 }
 
-/// How far one stream of chunks reads ahead of whoever consumes it: a chunk is read only while fewer than
+/// How far one stream of chunks (one iteration of a `BlobBytes`) reads ahead of whoever consumes it: a chunk is read only while fewer than
 /// `chunksAhead` of the stream's chunks are still held (queued on the socket, in a writer's buffer), so the
 /// memory a download holds does not grow while the event loop or the client falls behind. All streams share
 /// `budget`: with many at once, each reads smaller chunks.
-final class ReadWindow: Sendable {
+public final class ReadWindow: Sendable {
     /// The window of the chunk being allocated on this task (see `ChunkMemory`).
-    @TaskLocal static var current: ReadWindow?
+    @TaskLocal fileprivate static var current: ReadWindow?
 
-    static let chunksAhead = 3
-    static let budget = 64 << 20
+    public static let chunksAhead = 3
+    public static let budget = 64 << 20
     private static let open = Atomic<Int>(0)
 
     /// Bounds the wait for room: a consumer that keeps chunks while it asks for more (one that gathers an
@@ -101,7 +101,7 @@ final class ReadWindow: Sendable {
     }
     private let state = Mutex(State())
 
-    init(longestWait: Duration = .milliseconds(250)) {
+    public init(longestWait: Duration = .milliseconds(250)) {
         self.longestWait = longestWait
         Self.open.add(1, ordering: .relaxed)
     }
@@ -110,7 +110,7 @@ final class ReadWindow: Sendable {
 
     /// The size of the next chunk, at most `limit`: the budget shared by the open streams, a power of two
     /// between 64 KiB and `limit`.
-    func chunkSize(limit: Int) -> Int {
+    public func chunkSize(limit: Int) -> Int {
         let share = Self.budget / (Self.chunksAhead * max(1, Self.open.load(ordering: .relaxed)))
         var size = 64 << 10
         while size * 2 <= min(share, limit) { size *= 2 }
@@ -118,7 +118,7 @@ final class ReadWindow: Sendable {
     }
 
     /// Returns once fewer than `chunksAhead` chunks of this stream are held, or after `longestWait`.
-    func waitForRoom() async {
+    public func waitForRoom() async {
         let room = state.withLock { state -> Bool in
             state.woken = false
             return state.held < Self.chunksAhead
@@ -137,6 +137,11 @@ final class ReadWindow: Sendable {
             }
             if ready { continuation.resume() }
         }
+    }
+
+    /// A new chunk of `capacity` bytes, counted against this window until every holder has let go of it.
+    public func chunk(capacity: Int) -> ByteBuffer {
+        Self.$current.withValue(self) { ChunkMemory.allocator.buffer(capacity: capacity) }
     }
 
     fileprivate func chunkAllocated() { state.withLock { $0.held += 1 } }
