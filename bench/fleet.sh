@@ -22,11 +22,9 @@ runs=${1:-3}
 mib=${BENCH_MIB:-1024}
 pods=${BENCH_PODS:-8}
 
-command -v nginx >/dev/null ||
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx-light >/dev/null
-
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
+install_missing nginx -- nginx-light
 release_binary
 scratch_work modelreg-fleet
 

@@ -13,12 +13,9 @@ cd "$(dirname "$0")/.."
 runs=${1:-3}
 mib=${BENCH_MIB:-1024}
 
-if ! command -v nginx >/dev/null; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx-light >/dev/null
-fi
-
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
+install_missing nginx -- nginx-light
 release_binary
 scratch_work modelreg-hub-bench
 

@@ -8,6 +8,19 @@ release_binary() {
     fi
 }
 
+# install_missing COMMAND... -- PACKAGE...: installs the Debian packages unless every COMMAND is already there.
+install_missing() {
+    local missing=0
+    while [ "$1" != -- ]; do
+        command -v "$1" >/dev/null || missing=1
+        shift
+    done
+    shift
+    if [ "$missing" = 1 ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+    fi
+}
+
 # scratch_work NAME: `work`, a new directory /var/tmp/NAME.XXXXXX, and `pids`, the background servers to stop;
 # when the script exits, however it ends, the servers are killed and the directory removed.
 scratch_work() {

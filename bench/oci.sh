@@ -28,12 +28,9 @@ cd "$(dirname "$0")/.."
 runs=${1:-3}
 mib=${BENCH_MIB:-1024}
 
-if ! command -v docker-registry >/dev/null || ! command -v skopeo >/dev/null; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-registry skopeo >/dev/null
-fi
-
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
+install_missing docker-registry skopeo -- docker-registry skopeo
 release_binary
 scratch_work modelreg-oci-bench
 

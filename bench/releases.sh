@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Alias resolution and alias move latency under 32 concurrent connections, and the metadata routes under
-# 64, on a registry of 1,000 models x 10 versions whose cache images have been built. Run by hand (not in CI): bash bench/releases.sh [seconds]. Needs wrk (apt-get install wrk).
+# 64, on a registry of 1,000 models x 10 versions whose cache images have been built. Run by hand (not in CI): bash bench/releases.sh [seconds]. Needs wrk (installed here if missing and run as root).
 # Prints wrk's latency distribution for each run; record the figures in bench/RESULTS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,6 +8,7 @@ seconds=${1:-30}
 export MODELS=${MODELS:-1000} VERSIONS=${VERSIONS:-10}
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
+install_missing wrk -- wrk
 release_binary
 work=$(mktemp -d)
 "$MODELREG_BIN" serve --port 0 --data "$work/data" --log-level error >"$work/out" 2>"$work/err" &

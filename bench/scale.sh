@@ -30,7 +30,7 @@
 #    --no-blob-redirect, (c) and the streamed pulls; replica 3 only (c)).
 #
 # RUNS (default 1) repeats the pulls (a row a run) and the pushes (the best counts). moto is a Python server: it bounds every S3 figure here
-# (seeding, pulls, pushes, aws s3 cp alike), far below a real object store. Needs wrk, psql, curl, python3
+# (seeding, pulls, pushes, aws s3 cp alike), far below a real object store. Needs wrk (installed if missing), psql, curl, python3
 # with moto[server]. Prints Markdown tables; record them in bench/RESULTS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,6 +44,7 @@ connections=64
 command -v aws >/dev/null || python3 -m pip install --quiet awscli
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
+install_missing wrk -- wrk
 release_binary
 work=$(mktemp -d /var/tmp/modelreg-scale-bench.XXXXXX)
 chmod 711 "$work"
