@@ -25,6 +25,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
     ],
     targets: [
         .executableTarget(name: "MigrationEmbedder"),
@@ -134,9 +135,24 @@ let package = Package(
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]
         ),
+        // The web pages at /ui: templates, their page models, safe Markdown, sign-in sessions and CSRF tokens.
+        .target(
+            name: "WebUI",
+            dependencies: [
+                "ModelRegistryCore", "ModelFormats", "OCIArtifacts", .product(name: "Mustache", package: "swift-mustache"),
+            ],
+            resources: [
+                .embedInCode("Templates/layout.mustache"), .embedInCode("Templates/catalogue.mustache"),
+                .embedInCode("Templates/model.mustache"), .embedInCode("Templates/variant.mustache"),
+                .embedInCode("Templates/audit.mustache"), .embedInCode("Templates/signin.mustache"),
+                .embedInCode("Templates/error.mustache"), .embedInCode("Static/style.css"),
+                .embedInCode("Static/app.js"),
+            ]
+        ),
         .target(
             name: "RegistryServer",
             dependencies: [
+                "WebUI",
                 "FileSystemIO",
                 "FileSystemBlobs",
                 "ModelRegistryCore",
@@ -253,6 +269,10 @@ let package = Package(
         .testTarget(
             name: "KubernetesManifestsTests",
             dependencies: ["KubernetesManifests", "ServingPlan", "ModelFormats", "ModelRegistryCore", "TestServers"]
+        ),
+        .testTarget(
+            name: "WebUITests",
+            dependencies: ["WebUI", "ModelRegistryCore", "ModelFormats"]
         ),
         .testTarget(
             name: "ServingPlanTests",

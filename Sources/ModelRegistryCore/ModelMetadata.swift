@@ -1,3 +1,5 @@
+import Foundation
+
 /// What inspecting a variant's files found: the model's shape, its parameters and the bytes its weights take.
 ///
 /// Stored in the manifest, so every field is an integer or a string: the canonical JSON (and with it the
@@ -51,5 +53,28 @@ extension ModelMetadata {
     /// float32 models cache 4 bytes, everything else 2 (llama.cpp caches F16).
     public static func cacheElementBytes(torchDtype: String?) -> Int64 {
         torchDtype == "float32" ? 4 : 2
+    }
+}
+
+/// Parameter counts in the units model names use: 8.03B, 124M.
+public enum ParameterCount {
+    public static func format(_ count: Int64) -> String {
+        switch count {
+        case 1_000_000_000...: String(format: "%.2fB", Double(count) / 1e9)
+        case 1_000_000...: String(format: "%.1fM", Double(count) / 1e6)
+        case 1000...: String(format: "%.1fK", Double(count) / 1e3)
+        default: String(count)
+        }
+    }
+}
+
+extension Quantization {
+    /// `awq 4-bit g128 (from bf16)`, as `variants`, `show` and the web pages print it.
+    public var summary: String {
+        var text = method
+        if let bits { text += " \(bits)-bit" }
+        if let groupSize { text += " g\(groupSize)" }
+        if let derivedFrom { text += " (from \(derivedFrom))" }
+        return text
     }
 }

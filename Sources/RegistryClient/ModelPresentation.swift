@@ -5,24 +5,9 @@ import ServingPlan
 
 /// Text for what inspection found: `show`, `variants` and `pull --fit`.
 extension Presentation {
-    /// Parameters in the units model names use: 8.03B, 124M.
-    public static func parameters(_ count: Int64) -> String {
-        switch count {
-        case 1_000_000_000...: String(format: "%.2fB", Double(count) / 1e9)
-        case 1_000_000...: String(format: "%.1fM", Double(count) / 1e6)
-        case 1000...: String(format: "%.1fK", Double(count) / 1e3)
-        default: String(count)
-        }
-    }
+    public static func parameters(_ count: Int64) -> String { ParameterCount.format(count) }
 
-    public static func quantization(_ quantization: Quantization?) -> String {
-        guard let quantization else { return "-" }
-        var text = quantization.method
-        if let bits = quantization.bits { text += " \(bits)-bit" }
-        if let groupSize = quantization.groupSize { text += " g\(groupSize)" }
-        if let derivedFrom = quantization.derivedFrom { text += " (from \(derivedFrom))" }
-        return text
-    }
+    public static func quantization(_ quantization: Quantization?) -> String { quantization?.summary ?? "-" }
 
     public static func estimate(_ estimate: MemoryEstimate) -> String {
         let cache =
@@ -62,8 +47,10 @@ extension Presentation {
 
     public static func variants(_ listing: VariantListing) -> String {
         var out = "\(listing.model):\(listing.version)\n\n"
+        let budget = listing.budgetBytes
         out += table(
-            ["VARIANT", "FORMAT", "QUANTIZATION", "SIZE", "PARAMETERS", "MEMORY", "CONTEXT"],
+            ["VARIANT", "FORMAT", "QUANTIZATION", "SIZE", "PARAMETERS", "MEMORY", "CONTEXT"]
+                + (budget.map { ["FITS " + ByteCount.format($0)] } ?? []),
             listing.variants.map { variant in
                 [
                     variant.name.value, variant.format.rawValue, quantization(variant.quantization),
@@ -72,6 +59,12 @@ extension Presentation {
                     variant.estimate.map { ByteCount.format($0.totalBytes) } ?? "-",
                     variant.estimate.map { "\($0.contextLength) × \($0.concurrency)" } ?? "-",
                 ]
+                    + (budget == nil
+                        ? []
+                        : [
+                            variant.fits.map { $0 ? (variant.name == listing.chosen ? "yes (--fit takes it)" : "yes") : "no" }
+                                ?? "-"
+                        ])
             }
         )
         if listing.variants.contains(where: { $0.metadata == nil }) {

@@ -13,12 +13,17 @@ public struct ListedVariant: Codable, Sendable {
     public var quantization: Quantization?
     public var metadata: ModelMetadata?
     public var estimate: MemoryEstimate?
+    /// With a GPU budget (`variants --fit`): whether the estimate fits it; nil for a variant without metadata.
+    public var fits: Bool?
 }
 
 public struct VariantListing: Codable, Sendable {
     public var model: ModelName
     public var version: VersionName
     public var variants: [ListedVariant]
+    /// With `--fit`: the budget, and the variant `pull --fit` would take (nil when none fits).
+    public var budgetBytes: Int64?
+    public var chosen: VariantName?
 }
 
 /// Why `pull --fit` chose a variant: every candidate's need, highest precision first.
@@ -32,16 +37,18 @@ public struct FitDecision: Codable, Sendable {
 
 extension RegistryConnection {
     /// Every variant of a version with its manifest and a memory estimate (at the model's own context
-    /// unless `contextLength` is given).
+    /// unless `contextLength` is given); with a `budget`, which fit it and which `--fit` would choose.
     public func variants(
         _ name: ModelName, _ version: VersionName, contextLength: Int64? = nil, concurrency: Int64 = 1,
-        kvCacheDtype: KVCacheDtype = .auto
+        kvCacheDtype: KVCacheDtype = .auto, budget: Int64? = nil
     ) async throws -> VariantListing {
         let summary = try await self.version(name, version)
         let reference = ModelReference(name: name, target: .version(version))
         var listed: [ListedVariant] = []
+        var candidates: [(VariantName, Manifest)] = []
         for variant in summary.variants {
             let manifest = try await resolve(reference, variant: variant.name).manifest
+            candidates.append((variant.name, manifest))
             listed.append(
                 ListedVariant(
                     name: variant.name, digest: variant.digest, format: manifest.format, size: manifest.totalSize,
@@ -53,7 +60,18 @@ extension RegistryConnection {
                     }
                 ))
         }
-        return VariantListing(model: name, version: version, variants: listed)
+        var listing = VariantListing(model: name, version: version, variants: listed)
+        if let budget {
+            let (chosen, needs) = VariantFit.choose(
+                candidates, budget: budget, contextLength: contextLength, concurrency: concurrency,
+                kvCacheDtype: kvCacheDtype)
+            for index in listing.variants.indices where listing.variants[index].metadata != nil {
+                listing.variants[index].fits = needs.first { $0.variant == listing.variants[index].name }?.fits
+            }
+            listing.budgetBytes = budget
+            listing.chosen = chosen
+        }
+        return listing
     }
 
     /// The highest-precision variant of the release whose estimate fits `budget` bytes. A version or alias

@@ -164,12 +164,7 @@ struct ModelRoutes {
     ) async throws -> Response {
         let move = AliasMove(
             model: name, alias: alias, kind: kind, expectation: try body.expectation, actor: context.identity.actor)
-        let target = try await registry.metadata.moveAlias(move)
-        // The first init container after a move must find the image built.
-        let stored = try await registry.metadata.resolve(
-            ModelReference(name: name, target: .alias(alias)), variant: nil)
-        await registry.images.enqueue(name, stored.digest)
-        return JSONBody.response(target)
+        return JSONBody.response(try await registry.moveAlias(move))
     }
 
     private func delete(_ request: Request, _ context: RegistryRequestContext) async throws -> Response {

@@ -7,6 +7,7 @@ import PostgresMetadata
 import S3Blobs
 import SQLiteMetadata
 import Synchronization
+import WebUI
 
 #if canImport(Glibc)
     import Glibc
@@ -32,6 +33,8 @@ public struct Registry: Sendable {
     let renderedReads = ReadCache<RenderedRead, RenderedResponse>(limit: 32 << 20)
     /// The variants the Hub protocol's revisions named, kept until their model changes.
     let hubSnapshots = ReadCache<HubSnapshotKey, HubSnapshot>(limit: 8 << 20)
+    /// Who is signed in to the web pages (`/ui`).
+    let webSessions = SignInSessions()
     /// Models as OCI repositories (their artifacts and tags), kept until they change.
     let ociRepositories = ReadCache<ModelName, OCIRepository>(limit: 16 << 20)
     /// Whether clients reach this server over HTTPS, for the absolute URLs it hands out.
@@ -181,6 +184,15 @@ public struct Registry: Sendable {
                 )
             }
         }
+    }
+
+    /// Moves an alias (a compare-and-swap when the move carries an expectation), for the API and the web pages.
+    func moveAlias(_ move: AliasMove) async throws -> AliasTarget {
+        let target = try await metadata.moveAlias(move)
+        // The first init container after a move must find the image built.
+        let stored = try await metadata.resolve(ModelReference(name: move.model, target: .alias(move.alias)), variant: nil)
+        await images.enqueue(move.model, stored.digest)
+        return target
     }
 
     /// Confirms the database is open and migrated and the data directory takes writes.

@@ -10,7 +10,8 @@ import ServiceLifecycle
 
 /// Builds the HTTP application around an open registry.
 public enum RegistryApplication {
-    /// Every route the service answers: HEAD wherever GET is answered.
+    /// Every route of the API (what the OpenAPI document describes): HEAD wherever GET is answered. The web pages
+    /// (`WebRoutes`) are served beside them.
     static func routes(_ registry: Registry) -> [Route] {
         let routes =
             AdminRoutes(registry: registry).routes + BlobRoutes(registry: registry).routes
@@ -25,7 +26,8 @@ public enum RegistryApplication {
         logger: Logger,
         onServerRunning: @escaping @Sendable (_ host: String, _ port: Int) async -> Void = { _, _ in }
     ) throws -> some ApplicationProtocol {
-        let routes = routes(registry)
+        let web = WebRoutes(registry: registry).routes
+        let routes = routes(registry) + web + Route.heads(for: web)
         let router = Router(context: RegistryRequestContext.self)
         router.add(middleware: ErrorMiddleware(metrics: registry.metrics, routes: RouteTable(routes)))
         router.add(middleware: LogRequestsMiddleware(.info))

@@ -79,6 +79,13 @@ struct RouteTable: Sendable {
                 guard segments.count > 1, segments[0] == "hf" else { continue }
                 return (template.path, template.methods)
             }
+            if template.path.hasSuffix("/**") {
+                let prefix = template.segments.dropLast()
+                if segments.count > prefix.count, zip(prefix, segments).allSatisfy({ $0 == $1 }) {
+                    return (template.path, template.methods)
+                }
+                continue
+            }
             guard template.segments.count == segments.count else { continue }
             let matches = zip(template.segments, segments).allSatisfy { pattern, segment in
                 pattern.hasPrefix(":") || pattern == segment

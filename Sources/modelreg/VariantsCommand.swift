@@ -12,6 +12,9 @@ struct Variants: AsyncParsableCommand {
     @Argument(help: "NAME:VERSION.")
     var reference: String
 
+    @Option(help: "GPU memory (24GiB, 80G, 16GB): mark the variants whose estimate fits, and the one --fit takes.")
+    var fit: String?
+
     @OptionGroup var estimate: EstimateOptions
     @OptionGroup var client: ClientOptions
     @OptionGroup var output: OutputOptions
@@ -23,7 +26,7 @@ struct Variants: AsyncParsableCommand {
         }
         let listing = try await client.connection.variants(
             parsed.name, version, contextLength: estimate.context, concurrency: estimate.concurrency,
-            kvCacheDtype: estimate.cacheDtype
+            kvCacheDtype: estimate.cacheDtype, budget: try fit.map { text throws(RegistryError) in try ByteCount.parse(text) }
         )
         output.print(listing) { Presentation.variants(listing) }
     }
