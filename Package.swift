@@ -139,7 +139,8 @@ let package = Package(
         .target(
             name: "WebUI",
             dependencies: [
-                "ModelRegistryCore", "ModelFormats", "OCIArtifacts", .product(name: "Mustache", package: "swift-mustache"),
+                "ModelRegistryCore", "ModelFormats", "OCIArtifacts",
+                .product(name: "Mustache", package: "swift-mustache"),
             ],
             resources: [
                 .embedInCode("Templates/layout.mustache"), .embedInCode("Templates/catalogue.mustache"),
@@ -323,9 +324,9 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],
-            // Read by ContractTests and OCIProtocolTests from their place in the source tree, not resources of the
-            // test bundle.
-            exclude: ["schemathesis.toml", "Schemas"]
+            // Read by ContractTests, OCIProtocolTests and BrowserTests from their place in the source tree, not
+            // resources of the test bundle.
+            exclude: ["schemathesis.toml", "Schemas", "Browser"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -62,7 +62,9 @@ extension Presentation {
                     + (budget == nil
                         ? []
                         : [
-                            variant.fits.map { $0 ? (variant.name == listing.chosen ? "yes (--fit takes it)" : "yes") : "no" }
+                            variant.fits.map {
+                                $0 ? (variant.name == listing.chosen ? "yes (--fit takes it)" : "yes") : "no"
+                            }
                                 ?? "-"
                         ])
             }

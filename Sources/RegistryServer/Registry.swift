@@ -190,7 +190,8 @@ public struct Registry: Sendable {
     func moveAlias(_ move: AliasMove) async throws -> AliasTarget {
         let target = try await metadata.moveAlias(move)
         // The first init container after a move must find the image built.
-        let stored = try await metadata.resolve(ModelReference(name: move.model, target: .alias(move.alias)), variant: nil)
+        let stored = try await metadata.resolve(
+            ModelReference(name: move.model, target: .alias(move.alias)), variant: nil)
         await images.enqueue(move.model, stored.digest)
         return target
     }

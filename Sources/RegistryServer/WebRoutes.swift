@@ -38,7 +38,10 @@ struct WebRoutes {
                 }
                 return Response(
                     status: .ok,
-                    headers: [.contentType: file.contentType, .cacheControl: "max-age=300", .contentSecurityPolicy: Self.policy],
+                    headers: [
+                        .contentType: file.contentType, .cacheControl: "max-age=300",
+                        .contentSecurityPolicy: Self.policy,
+                    ],
                     body: ResponseBody(byteBuffer: ByteBuffer(bytes: file.bytes)))
             },
         ]
@@ -61,7 +64,8 @@ struct WebRoutes {
     /// A page for whoever may read: a signed-in user, or anyone when `--anonymous-read` is on; everyone else is
     /// sent to sign in. A `RegistryError` becomes an error page with its status.
     private func page(
-        _ request: Request, _ context: RegistryRequestContext, _ render: (Viewer) async throws -> (String, HTTPResponse.Status)
+        _ request: Request, _ context: RegistryRequestContext,
+        _ render: (Viewer) async throws -> (String, HTTPResponse.Status)
     ) async throws -> Response {
         let viewer: Viewer
         if let (session, record, _) = try await signedIn(request) {
@@ -81,7 +85,9 @@ struct WebRoutes {
 
     private func errorPage(_ error: RegistryError, viewer: Viewer) -> Response {
         let status = HTTPResponse.Status(code: error.httpStatus)
-        return Self.html(Self.renderer.render(ErrorPage(status: status.code, message: error.message, viewer: viewer)), status: status)
+        return Self.html(
+            Self.renderer.render(ErrorPage(status: status.code, message: error.message, viewer: viewer)), status: status
+        )
     }
 
     // MARK: - Pages
@@ -99,7 +105,8 @@ struct WebRoutes {
                         .decoded()
                 }
             }
-            models.append(CataloguePage.Model(detail: detail, latestVersion: summary.latestVersion, newestManifests: manifests))
+            models.append(
+                CataloguePage.Model(detail: detail, latestVersion: summary.latestVersion, newestManifests: manifests))
         }
         let filter = request.uri.queryParameters.get("q") ?? ""
         return (Self.renderer.render(CataloguePage(models: models, filter: filter, viewer: viewer)), .ok)
@@ -145,7 +152,8 @@ struct WebRoutes {
         var images: [ModelPage.ImageState] = []
         for alias in detail.aliases {
             histories[alias.name] = try await metadata.aliasHistory(name, alias.name)
-            let stored = try await metadata.resolve(ModelReference(name: name, target: .alias(alias.name)), variant: nil)
+            let stored = try await metadata.resolve(
+                ModelReference(name: name, target: .alias(alias.name)), variant: nil)
             for status in try await ModelRoutes(registry: registry).imageStatus(name, stored.digest).images {
                 images.append(
                     ModelPage.ImageState(
@@ -212,7 +220,8 @@ struct WebRoutes {
         let entries = try await registry.metadata.auditLog(
             AuditQuery(model: model, before: before, limit: Self.auditPageSize))
         return (
-            Self.renderer.render(AuditPage(entries: entries, model: model, pageSize: Self.auditPageSize, viewer: viewer)),
+            Self.renderer.render(
+                AuditPage(entries: entries, model: model, pageSize: Self.auditPageSize, viewer: viewer)),
             .ok
         )
     }
@@ -241,8 +250,9 @@ struct WebRoutes {
                     .forbidden, "token '\(record.name)' has scope \(record.scope.rawValue); this change needs write"),
                 viewer: viewer)
         }
+        let segments = context.parameters.getCatchAll()
         let route: ModelRoute
-        switch Result(catching: { () throws(RegistryError) in try ModelRoute(segments: context.parameters.getCatchAll()) }) {
+        switch Result(catching: { () throws(RegistryError) in try ModelRoute(segments: segments) }) {
         case .success(let parsed): route = parsed
         case .failure(let error): return errorPage(error, viewer: viewer)
         }
@@ -270,7 +280,8 @@ struct WebRoutes {
             }
         } catch let error as RegistryError {
             // The model page again, with the reason; its forms now carry the targets as they are.
-            guard let html = try? await modelPage(route.model, request, viewer, query: FormBody(""), error: error.message)
+            guard
+                let html = try? await modelPage(route.model, request, viewer, query: FormBody(""), error: error.message)
             else { return errorPage(error, viewer: viewer) }
             return Self.html(html, status: HTTPResponse.Status(code: error.httpStatus))
         }
@@ -290,14 +301,19 @@ struct WebRoutes {
         guard let version = form["expect"] else {
             throw RegistryError(.invalidRequest, "the form did not say which target it was shown: reload the page")
         }
-        return .target(try VersionName(version), variant: try form["expectVariant"].map { text throws(RegistryError) in try VariantName(text) })
+        return .target(
+            try VersionName(version),
+            variant: try form["expectVariant"].map { text throws(RegistryError) in try VariantName(text) })
     }
 
     // MARK: - Sign-in
 
-    private func signInForm(_ request: Request, error: String? = nil, status: HTTPResponse.Status = .ok) -> Response {
+    /// `next` is the page to go to once signed in: from the query of a redirect, or kept by a refused form.
+    private func signInForm(
+        _ request: Request, next: String? = nil, error: String? = nil, status: HTTPResponse.Status = .ok
+    ) -> Response {
         let formToken = SignInSessions.randomToken()
-        let next = Self.safeNext(request.uri.queryParameters.get("next"))
+        let next = Self.safeNext(next ?? request.uri.queryParameters.get("next"))
         var response = Self.html(
             Self.renderer.render(SignInPage(formToken: formToken, next: next, error: error)), status: status)
         response.headers.append(
@@ -313,12 +329,13 @@ struct WebRoutes {
         let expected = SignInSessions.cookie(SignInSessions.signInCookieName, in: request.headers[.cookie]) ?? ""
         guard SignInSessions.matches(form["form"], expected) else {
             return signInForm(
-                request, error: "This sign-in form has expired or came from another site: sign in again.",
-                status: .forbidden)
+                request, next: form["next"],
+                error: "This sign-in form has expired or came from another site: sign in again.", status: .forbidden)
         }
         let hash = TokenSecret(form["token"] ?? "").hash
         guard form["token"] != nil, let record = try await registry.metadata.token(hash: hash) else {
-            return signInForm(request, error: "That token is unknown or revoked.", status: .unauthorized)
+            return signInForm(
+                request, next: form["next"], error: "That token is unknown or revoked.", status: .unauthorized)
         }
         let (cookie, _) = registry.webSessions.start(tokenHash: hash)
         context.logger.info("signed in to the web pages", metadata: ["token": .string(record.name.value)])
@@ -332,7 +349,8 @@ struct WebRoutes {
         response.headers.append(
             HTTPField(
                 name: .setCookie,
-                value: SignInSessions.setCookie(SignInSessions.signInCookieName, "", maxAge: 0, secure: registry.servesTLS)))
+                value: SignInSessions.setCookie(
+                    SignInSessions.signInCookieName, "", maxAge: 0, secure: registry.servesTLS)))
         return response
     }
 
@@ -389,7 +407,8 @@ struct WebRoutes {
     }
 
     private static func queryEncoded(_ text: String) -> String {
-        text.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed.subtracting(CharacterSet(charactersIn: "&=+?#"))) ?? ""
+        text.addingPercentEncoding(
+            withAllowedCharacters: .urlQueryAllowed.subtracting(CharacterSet(charactersIn: "&=+?#"))) ?? ""
     }
 }
 

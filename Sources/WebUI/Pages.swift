@@ -92,7 +92,8 @@ public struct CopyCommand: Sendable {
         let host = origin.replacing(/^https?:\/\//, with: "")
         return [
             CopyCommand(
-                label: "fetch (init container)", text: "MODELREG_URL=\(origin) modelreg fetch \(release) --dest /models"),
+                label: "fetch (init container)", text: "MODELREG_URL=\(origin) modelreg fetch \(release) --dest /models"
+            ),
             CopyCommand(label: "pull", text: "MODELREG_URL=\(origin) modelreg pull \(release) ./\(model.value)"),
             CopyCommand(
                 label: "Hugging Face Hub",
@@ -118,7 +119,7 @@ public struct CataloguePage: Sendable {
         var newestVersion: String
         var newestDeprecated: Bool
         var latestVersion: String?
-        var versionCount: Int
+        var versionCount: String
         /// Nil when none is: a template section shows for any value.
         var deprecatedCount: Int?
         var size: String
@@ -164,7 +165,7 @@ public struct CataloguePage: Sendable {
                 name: detail.name.value, href: WebPaths.model(detail.name),
                 newestVersion: newest?.name.value ?? "", newestDeprecated: newest?.deprecation != nil,
                 latestVersion: model.latestVersion?.value,
-                versionCount: detail.versions.count,
+                versionCount: detail.versions.count == 1 ? "1 version" : "\(detail.versions.count) versions",
                 deprecatedCount: Self.nonZero(detail.versions.count { $0.deprecation != nil }),
                 size: ByteCount.format(detail.versions.reduce(0) { $0 + $1.size }),
                 aliases: detail.aliases.map { AliasCell(name: $0.name.value, target: Self.target($0)) },
@@ -198,8 +199,9 @@ public struct Calculator: Sendable, Equatable {
     public var concurrency: Int64
     public var kvCacheDtype: KVCacheDtype
 
-    public init(gpuMemory: Int64? = nil, contextLength: Int64? = nil, concurrency: Int64 = 1, kvCacheDtype: KVCacheDtype = .auto)
-    {
+    public init(
+        gpuMemory: Int64? = nil, contextLength: Int64? = nil, concurrency: Int64 = 1, kvCacheDtype: KVCacheDtype = .auto
+    ) {
         self.gpuMemory = gpuMemory
         self.contextLength = contextLength
         self.concurrency = concurrency
@@ -219,18 +221,25 @@ public struct Calculator: Sendable, Equatable {
             }
         }
         if let context = query["context"] {
-            if let value = Int64(context), value > 0 { calculator.contextLength = value } else {
+            if let value = Int64(context), value > 0 {
+                calculator.contextLength = value
+            } else {
                 errors.append("context must be a positive number of tokens, not '\(context.prefix(40))'")
             }
         }
         if let concurrency = query["concurrency"] {
-            if let value = Int64(concurrency), value > 0, value <= 1 << 20 { calculator.concurrency = value } else {
+            if let value = Int64(concurrency), value > 0, value <= 1 << 20 {
+                calculator.concurrency = value
+            } else {
                 errors.append("concurrency must be a positive number of sequences, not '\(concurrency.prefix(40))'")
             }
         }
         if let kv = query["kv"] {
-            if let dtype = KVCacheDtype(rawValue: kv) { calculator.kvCacheDtype = dtype } else {
-                errors.append("KV cache dtype must be one of \(KVCacheDtype.allCases.map(\.rawValue).joined(separator: ", "))")
+            if let dtype = KVCacheDtype(rawValue: kv) {
+                calculator.kvCacheDtype = dtype
+            } else {
+                errors.append(
+                    "KV cache dtype must be one of \(KVCacheDtype.allCases.map(\.rawValue).joined(separator: ", "))")
             }
         }
         return (calculator, errors.isEmpty ? nil : errors.joined(separator: "; "))
@@ -369,7 +378,8 @@ public struct ModelPage: Sendable {
                 aliases: version.aliases.isEmpty ? nil : version.aliases.map(\.value).joined(separator: ", "),
                 deprecated: version.deprecation != nil,
                 deprecation: version.deprecation.map { deprecation in
-                    "deprecated by \(deprecation.by) at \(deprecation.at)" + (deprecation.reason.map { ": \($0)" } ?? "")
+                    "deprecated by \(deprecation.by) at \(deprecation.at)"
+                        + (deprecation.reason.map { ": \($0)" } ?? "")
                 } ?? "",
                 deprecateAction: WebPaths.deprecation(name, version.name),
                 variants: version.variants.map { summary in

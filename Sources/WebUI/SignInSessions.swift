@@ -28,8 +28,9 @@ public final class SignInSessions: Sendable {
     /// Keyed by the hash of the cookie's value: what the process holds cannot be replayed as a cookie.
     private let sessions = Mutex<[String: Session]>([:])
 
-    public init(lifetime: Duration = .seconds(12 * 3600), limit: Int = 10_000, now: @escaping @Sendable () -> Date = Date.init)
-    {
+    public init(
+        lifetime: Duration = .seconds(12 * 3600), limit: Int = 10_000, now: @escaping @Sendable () -> Date = Date.init
+    ) {
         self.lifetime = lifetime
         self.limit = limit
         self.now = now

@@ -26,7 +26,8 @@ struct Variants: AsyncParsableCommand {
         }
         let listing = try await client.connection.variants(
             parsed.name, version, contextLength: estimate.context, concurrency: estimate.concurrency,
-            kvCacheDtype: estimate.cacheDtype, budget: try fit.map { text throws(RegistryError) in try ByteCount.parse(text) }
+            kvCacheDtype: estimate.cacheDtype,
+            budget: try fit.map { text throws(RegistryError) in try ByteCount.parse(text) }
         )
         output.print(listing) { Presentation.variants(listing) }
     }

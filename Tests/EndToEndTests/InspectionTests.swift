@@ -18,8 +18,10 @@ struct VariantListingJSON: Decodable {
         var name: String
         var quantization: Quantization?
         var estimate: Estimate?
+        var fits: Bool?
     }
     var variants: [Variant]
+    var chosen: String?
 }
 
 /// Inspection through the real binary: push reads the headers, the server checks them again, and show,
@@ -269,6 +271,13 @@ struct VariantListingJSON: Decodable {
         let fp8Cache = fp8.variants.first { $0.name == "fp16" }?.estimate?.kvCacheBytes
         #expect(cache != nil && fp8Cache.map { $0 * 2 } == cache)
         #expect(try modelreg(["variants", "tiny:1.0", "--kv-cache-dtype", "int3"], environment: env).status == 64)
+        // --fit marks what a budget holds and what `pull --fit` takes: here the AWQ variant alone.
+        let marked = try modelreg(["variants", "tiny:1.0", "--fit", String(awqNeed), "--json"], environment: env)
+            .json(VariantListingJSON.self)
+        #expect(marked.variants.map(\.fits) == [true, false] && marked.chosen == "awq-int4")
+        let markedText = try modelreg(["variants", "tiny:1.0", "--fit", String(awqNeed)], environment: env).stdout
+        #expect(markedText.contains("FITS") && markedText.contains("yes (--fit takes it)"), "\(markedText)")
+        #expect(try modelreg(["variants", "tiny:1.0", "--fit", "lots"], environment: env).status != 0)
 
         // Room for both: the higher precision wins, and the choice is explained.
         let roomy = try modelreg(

@@ -14,7 +14,9 @@ import Testing
     static func manifest(paths: [String], quantization: Quantization? = nil) throws -> Manifest {
         Manifest(
             format: .safetensors,
-            files: try paths.map { try ManifestFile(path: ManifestPath($0), digest: Digest.of(Array($0.utf8)), size: 10) },
+            files: try paths.map {
+                try ManifestFile(path: ManifestPath($0), digest: Digest.of(Array($0.utf8)), size: 10)
+            },
             quantization: quantization,
             metadata: ModelMetadata(
                 architecture: hostile, parameterCount: 1_500_000_000, dtypeBytes: ["BF16": 3_000_000_000],
@@ -139,7 +141,9 @@ import Testing
             ], aliases: [try AliasName("prod")])
         let detail = ModelDetail(
             name: name, createdAt: "t", versions: [version],
-            aliases: [AliasTarget(name: try AliasName("prod"), version: try VersionName("1"), updatedAt: "t", updatedBy: "ci")])
+            aliases: [
+                AliasTarget(name: try AliasName("prod"), version: try VersionName("1"), updatedAt: "t", updatedBy: "ci")
+            ])
         let page = ModelPage(
             detail: detail, manifests: [:], histories: [:], images: [], calculator: Calculator(),
             calculatorText: FormBody(""), calculatorError: nil, origin: "http://h:1",
