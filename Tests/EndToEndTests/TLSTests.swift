@@ -56,6 +56,19 @@ import Testing
         #expect(pull.status == 0, "\(pull)")
         try expectSameTree(model, pulled)
 
+        // Over TLS the web pages' cookies are Secure: the sign-in form's, and the session's.
+        let base =
+            "curl -sS -i --cacert '\(trusted.certificate.path)' -c '\(scratch.url("jar").path)' -b '\(scratch.url("jar").path)'"
+        let form = try shell("\(base) https://127.0.0.1:\(server.port)/ui/sign-in").output
+        #expect(form.contains("modelreg_sign_in=") && form.contains("SameSite=Strict; Secure"), "\(form)")
+        let formToken = try #require(form.firstMatch(of: /name="form" value="([0-9a-f]+)"/)?.1, "\(form)")
+        let session = try shell(
+            "\(base) --data 'form=\(formToken)&token=\(server.adminToken)' https://127.0.0.1:\(server.port)/ui/sign-in"
+        ).output
+        #expect(
+            session.contains("303") && session.contains("modelreg_session=")
+                && session.contains("HttpOnly; SameSite=Strict; Secure"), "\(session)")
+
         // Without the CA, or with another one, the CLI stops at the handshake with exit 9 and says what to do.
         let other = try Certificate(in: scratch.root, name: "other")
         for caEnvironment in [[:], ["MODELREG_CA_CERT": other.certificate.path]] {

@@ -41,13 +41,20 @@ def alias_targets(model):
     return {entry["name"]: entry["version"] for entry in entries}
 
 
-options = Options()
-options.binary_location = "/usr/bin/chromium"
-for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1000",
-                 "--disable-gpu", "--no-first-run"):
-    options.add_argument(argument)
-driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
-driver.set_page_load_timeout(60)
+def browser(javascript=True):
+    options = Options()
+    options.binary_location = "/usr/bin/chromium"
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1000",
+                     "--disable-gpu", "--no-first-run"):
+        options.add_argument(argument)
+    if not javascript:
+        options.add_experimental_option("prefs", {"profile.managed_default_content_settings.javascript": 2})
+    started = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    started.set_page_load_timeout(60)
+    return started
+
+
+driver = browser()
 
 
 def shot(name):
@@ -200,6 +207,20 @@ try:
     reason = next(v for v in versions if v["name"] == "1").get("deprecation", {}).get("reason")
     check(reason == "superseded by 2", f"the CLI sees the reason {reason}")
 
+    # Move an alias to a version, and create one; creating it again is refused, as it exists now.
+    go("/ui/models/org/tiny")
+    form = alias_row("canary").find_element(By.CSS_SELECTOR, "form.move")
+    Select(form.find_element(By.NAME, "version")).select_by_visible_text("1")
+    submit(form.find_element(By.TAG_NAME, "button"))
+    check(alias_targets("org/tiny")["canary"] == "1", "the move form did not move canary")
+    for attempt in range(2):
+        form = driver.find_element(By.CSS_SELECTOR, "form.new-alias")
+        form.find_element(By.NAME, "alias").send_keys("staging")
+        Select(form.find_element(By.NAME, "version")).select_by_visible_text("2" if attempt == 0 else "1")
+        submit(form.find_element(By.TAG_NAME, "button"))
+    check("expected it not to exist" in text("#error"), "a second create of staging was not refused")
+    check(alias_targets("org/tiny")["staging"] == "2", "staging was not created at 2, or was moved")
+
     # The variant page shows the card rendered; the hostile model's strings stay text everywhere.
     go("/ui/models/org/tiny/versions/1/variants/default")
     check(text("#card h3") == "Tiny", "the card's heading is not rendered")
@@ -226,7 +247,7 @@ try:
     go("/ui/audit?model=org%2Ftiny")
     actions = [row.find_elements(By.TAG_NAME, "td")[3].text
                for row in driver.find_elements(By.CSS_SELECTOR, "#audit tbody tr")]
-    check(actions[:5] == ["deprecate", "alias.set", "alias.rollback", "alias.promote", "alias.set"],
+    check(actions[:6] == ["alias.set", "alias.set", "deprecate", "alias.set", "alias.rollback", "alias.promote"],
           f"audit actions, newest first: {actions}")
     shot("audit")
 
@@ -244,6 +265,22 @@ try:
         overflow = driver.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
         check(overflow <= 1, f"{path} is {overflow}px wider than a phone")
     shot("model-phone")
+
+    # Without JavaScript: the filter filters on submit, the copy buttons stay hidden, the forms still work.
+    driver.quit()
+    driver = browser(javascript=False)
+    sign_in("write")
+    go("/ui?q=host")
+    names = [row.get_attribute("data-name") for row in driver.find_elements(By.CSS_SELECTOR, "#catalogue tbody tr")]
+    check(names == ["hostile"], f"the filter without JavaScript shows {names}")
+    go("/ui/models/org/tiny")
+    check(not driver.find_element(By.CSS_SELECTOR, "button.copy").is_displayed(), "a copy button without JavaScript")
+    form = alias_row("prod").find_element(By.CSS_SELECTOR, "form.promote")
+    Select(form.find_element(By.NAME, "from")).select_by_visible_text("canary")
+    submit(form.find_element(By.TAG_NAME, "button"))
+    check(alias_targets("org/tiny")["prod"] == "1", "the promotion from canary without JavaScript failed")
+    check("org/tiny@prod points to 1" in text("#notice"), "no notice without JavaScript")
+    shot("model-no-javascript")
     print("ok")
 except UnexpectedAlertPresentException as alert:
     print(f"a script ran: an alert opened: {alert.alert_text}", file=sys.stderr)
