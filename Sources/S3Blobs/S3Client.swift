@@ -172,7 +172,7 @@ public final class S3Client: Sendable {
     /// Joins the parts, in the order given (ascending numbers, as S3 requires), into the object `key`.
     public func completeMultipartUpload(_ key: String, uploadID: String, parts: [S3Part]) async throws(RegistryError) {
         let partElements = parts.map {
-            "<Part><PartNumber>\($0.number)</PartNumber><ETag>\(S3XML.escaped($0.etag))</ETag></Part>"
+            "<Part><PartNumber>\($0.number)</PartNumber><ETag>\(MarkupText.escaped($0.etag))</ETag></Part>"
         }
         let body =
             "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
@@ -671,22 +671,6 @@ struct S3XML: Sendable {
     /// The decoded text of the first element `name`; empty for `<name/>`; nil when there is none.
     func text(of name: String) -> String? {
         contentRange(of: name, from: 0).map { Self.decoded(bytes[$0.range]) }
-    }
-
-    /// `value` as element text: the characters XML gives meaning to, escaped.
-    static func escaped(_ value: String) -> String {
-        var text = ""
-        for character in value {
-            switch character {
-            case "&": text += "&amp;"
-            case "<": text += "&lt;"
-            case ">": text += "&gt;"
-            case "\"": text += "&quot;"
-            case "'": text += "&apos;"
-            default: text.append(character)
-            }
-        }
-        return text
     }
 
     /// Where the content of the next element `name` at or after `start` lies, and where to look for the one after.

@@ -1,3 +1,5 @@
+import ModelRegistryCore
+
 /// A model card's Markdown as HTML that can carry no markup of its own: every character of the text is escaped
 /// first, and only the constructs below become tags. Raw HTML in the card shows as text; a link keeps its
 /// target only when it is `http:`, `https:` or `mailto:` (a `javascript:` link is its text alone); images are
@@ -46,23 +48,6 @@ public enum SafeMarkdown {
         return out
     }
 
-    /// The five characters that matter in HTML text and quoted attributes.
-    public static func escape(_ text: some StringProtocol) -> String {
-        var out = ""
-        out.reserveCapacity(text.utf8.count)
-        for character in text {
-            switch character {
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "&": out += "&amp;"
-            case "\"": out += "&quot;"
-            case "'": out += "&#39;"
-            default: out.append(character)
-            }
-        }
-        return out
-    }
-
     private static func skipFrontMatter(_ lines: inout ArraySlice<Substring>) {
         guard lines.first?.trimmingCharacters(in: .whitespaces) == "---",
             let end = lines.dropFirst().firstIndex(where: { $0.trimmingCharacters(in: .whitespaces) == "---" })
@@ -105,7 +90,7 @@ public enum SafeMarkdown {
             if line.trimmingCharacters(in: .whitespaces).hasPrefix(marker) { break }
             code.append(line)
         }
-        return "<pre><code>\(escape(code.joined(separator: "\n")))</code></pre>\n"
+        return "<pre><code>\(MarkupText.escaped(code.joined(separator: "\n")))</code></pre>\n"
     }
 
     private static func quote(_ lines: inout ArraySlice<Substring>) -> String {
@@ -191,9 +176,9 @@ public enum SafeMarkdown {
         while index < parts.count {
             // An even part is text; an odd one is code if a closing backtick follows.
             if index % 2 == 1, index < parts.count - 1 {
-                out += "<code>\(escape(parts[index]))</code>"
+                out += "<code>\(MarkupText.escaped(parts[index]))</code>"
             } else {
-                out += (index % 2 == 1 ? "`" : "") + emphasis(links(escape(parts[index])))
+                out += (index % 2 == 1 ? "`" : "") + emphasis(links(MarkupText.escaped(parts[index])))
             }
             index += 1
         }

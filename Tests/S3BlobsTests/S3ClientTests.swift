@@ -362,7 +362,7 @@ import Testing
         #expect(document.text(of: "Key") == uploads.first?.text(of: "Key"))
         #expect(document.text(of: "KeyMarker") == "m" && document.text(of: "Missing") == nil)
         #expect(S3XML("<!-- note --><Error><Code>NoSuchKey</Code></Error>").rootName == "Error")
-        #expect(S3XML.escaped("\"a&b<c>'") == "&quot;a&amp;b&lt;c&gt;&apos;")
+        #expect(MarkupText.escaped("\"a&b<c>'") == "&quot;a&amp;b&lt;c&gt;&#39;")
     }
 
     @Test func credentialsComeFromTheFileOrElseTheEnvironment() throws {
