@@ -347,7 +347,7 @@ public struct ModelPage: Sendable {
 
     /// - Parameters:
     ///   - manifests: every variant's manifest, by version.
-    ///   - histories: each alias's moves, newest first.
+    ///   - histories: each alias's moves, oldest first (as the store keeps them); shown newest first.
     ///   - calculatorText: the calculator's fields as typed, to show them again.
     public init(
         detail: ModelDetail, manifests: [VersionName: [VariantName: Manifest]],
@@ -409,7 +409,7 @@ public struct ModelPage: Sendable {
             ModelPage.AliasRow(
                 name: alias.name.value, version: alias.version.value, variant: alias.variant?.value ?? "",
                 updatedBy: alias.updatedBy, updatedAt: alias.updatedAt, action: WebPaths.alias(name, alias.name),
-                history: (histories[alias.name] ?? []).prefix(10).map { entry in
+                history: (histories[alias.name] ?? []).reversed().map { entry in
                     HistoryRow(
                         action: entry.action.rawValue,
                         from: entry.fromVersion.map { $0.value + (entry.fromVariant.map { " (\($0))" } ?? "") } ?? "",

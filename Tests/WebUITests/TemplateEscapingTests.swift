@@ -144,11 +144,22 @@ import Testing
             aliases: [
                 AliasTarget(name: try AliasName("prod"), version: try VersionName("1"), updatedAt: "t", updatedBy: "ci")
             ])
+        let moves = [
+            AliasHistoryEntry(
+                id: 1, alias: try AliasName("prod"), action: .set, toVersion: try VersionName("1"),
+                actor: "first-mover", at: "t1"),
+            AliasHistoryEntry(
+                id: 2, alias: try AliasName("prod"), action: .rollback, fromVersion: try VersionName("2"),
+                toVersion: try VersionName("1"), actor: "second-mover", at: "t2"),
+        ]
         let page = ModelPage(
-            detail: detail, manifests: [:], histories: [:], images: [], calculator: Calculator(),
-            calculatorText: FormBody(""), calculatorError: nil, origin: "http://h:1",
+            detail: detail, manifests: [:], histories: [try AliasName("prod"): moves], images: [],
+            calculator: Calculator(), calculatorText: FormBody(""), calculatorError: nil, origin: "http://h:1",
             viewer: Viewer(name: "ops", canWrite: true, csrfToken: "abc123"))
         let html = renderer.render(page)
+        let newest = try #require(html.range(of: "second-mover"))
+        let oldest = try #require(html.range(of: "first-mover"))
+        #expect(newest.lowerBound < oldest.lowerBound, "the history is not newest first")
         #expect(html.components(separatedBy: "name=\"csrf\" value=\"abc123\"").count - 1 >= 5)
         #expect(html.contains("name=\"expect\" value=\"1\""))
         #expect(html.contains("action=\"/ui/models/tiny/aliases/prod\""))
