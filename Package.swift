@@ -273,7 +273,7 @@ let package = Package(
         ),
         .testTarget(
             name: "WebUITests",
-            dependencies: ["WebUI", "ModelRegistryCore", "ModelFormats"]
+            dependencies: ["WebUI", "ModelRegistryCore", "ModelFormats", "InMemoryStorage"]
         ),
         .testTarget(
             name: "ServingPlanTests",

@@ -16,6 +16,7 @@ public final class InMemoryMetadataStore: MetadataStore {
         var models: [ModelName: Model] = [:]
         var blobs: [Digest: (size: Int64, stored: Date)] = [:]
         var tokens: [Token] = []
+        var webSessions: [String: WebSession] = [:]
         var cacheImages: [CacheImageKey: CacheImageRecord] = [:]
         var audit: [AuditEntry] = []
         var lastID: Int64 = 0
@@ -556,6 +557,22 @@ public final class InMemoryMetadataStore: MetadataStore {
             state.record(actor, .tokenCreate, nil, target: name.value, detail: "scope admin, from a token file")
             return true
         }
+    }
+
+    // Sessions change no answer the store gives: they go around `writing`, which would move the change count.
+    public func createWebSession(_ session: WebSession, now: Date) async throws {
+        storage.state.withLock { state in
+            state.webSessions = state.webSessions.filter { $0.value.expiresAt >= now }
+            state.webSessions[session.idHash] = session
+        }
+    }
+
+    public func webSession(idHash: String, now: Date) async throws -> WebSession? {
+        try reading { state in state.webSessions[idHash].flatMap { $0.expiresAt >= now ? $0 : nil } }
+    }
+
+    public func deleteWebSession(idHash: String) async throws {
+        _ = storage.state.withLock { $0.webSessions.removeValue(forKey: idHash) }
     }
 
     public func token(hash: String) async throws -> TokenRecord? {

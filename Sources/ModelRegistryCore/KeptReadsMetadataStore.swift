@@ -77,6 +77,14 @@ public final class KeptReadsMetadataStore: MetadataStore {
         try await base.revokeToken(name: name, actor: actor)
     }
 
+    public func createWebSession(_ session: WebSession, now: Date) async throws {
+        try await base.createWebSession(session, now: now)
+    }
+    public func webSession(idHash: String, now: Date) async throws -> WebSession? {
+        try await base.webSession(idHash: idHash, now: now)
+    }
+    public func deleteWebSession(idHash: String) async throws { try await base.deleteWebSession(idHash: idHash) }
+
     public func referencedBlobs() async throws -> Set<Digest> { try await base.referencedBlobs() }
     public func claimUnreferencedBlobs(_ candidates: [Digest], recordedBefore cutoff: Date) async throws -> [Digest] {
         try await base.claimUnreferencedBlobs(candidates, recordedBefore: cutoff)

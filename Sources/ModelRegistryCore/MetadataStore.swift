@@ -5,7 +5,7 @@ import Foundation
 /// A backend implements all of them (`MetadataStore`) and passes the conformance suites in
 /// StoreConformanceTests; code that needs one concern can take that protocol alone.
 public protocol MetadataStore: CatalogStore, ReleaseStore, AuditLogStore, TokenStore, BlobReferenceStore,
-    CacheImageRecordStore, MetadataExportStore, ReferrerStore
+    CacheImageRecordStore, MetadataExportStore, ReferrerStore, WebSessionStore
 {
     /// Confirms the store is open and its schema is current.
     func checkReady() async throws

@@ -33,8 +33,8 @@ public struct Registry: Sendable {
     let renderedReads = ReadCache<RenderedRead, RenderedResponse>(limit: 32 << 20)
     /// The variants the Hub protocol's revisions named, kept until their model changes.
     let hubSnapshots = ReadCache<HubSnapshotKey, HubSnapshot>(limit: 8 << 20)
-    /// Who is signed in to the web pages (`/ui`).
-    let webSessions = SignInSessions()
+    /// Who is signed in to the web pages (`/ui`), kept in the metadata store.
+    let webSessions: SignInSessions
     /// Models as OCI repositories (their artifacts and tags), kept until they change.
     let ociRepositories = ReadCache<ModelName, OCIRepository>(limit: 16 << 20)
     /// Whether clients reach this server over HTTPS, for the absolute URLs it hands out.
@@ -50,6 +50,7 @@ public struct Registry: Sendable {
         self.blobRedirectExpiry = blobRedirectExpiry
         self.metrics = RegistryMetrics()
         self.images = CacheImageBuilder(blobs: blobs, metadata: metadata, logger: logger)
+        self.webSessions = SignInSessions(store: metadata)
     }
 
     /// Opens the registry in a data directory, creating it and its first admin token when it is new. With

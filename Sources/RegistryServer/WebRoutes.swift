@@ -50,12 +50,12 @@ struct WebRoutes {
     // MARK: - Who is looking
 
     /// The signed-in session and its token, still valid; nil when there is none.
-    private func signedIn(_ request: Request) async throws -> (SignInSessions.Session, TokenRecord, cookie: String)? {
+    private func signedIn(_ request: Request) async throws -> (WebSession, TokenRecord, cookie: String)? {
         let cookie = SignInSessions.cookie(SignInSessions.cookieName, in: request.headers[.cookie])
-        guard let cookie, let session = registry.webSessions.session(cookie: cookie) else { return nil }
+        guard let cookie, let session = try await registry.webSessions.session(cookie: cookie) else { return nil }
         guard let record = try await registry.metadata.token(hash: session.tokenHash) else {
             // The token was revoked: its sessions end with it.
-            registry.webSessions.end(cookie: cookie)
+            try await registry.webSessions.end(cookie: cookie)
             return nil
         }
         return (session, record, cookie)
@@ -337,7 +337,7 @@ struct WebRoutes {
             return signInForm(
                 request, next: form["next"], error: "That token is unknown or revoked.", status: .unauthorized)
         }
-        let (cookie, _) = registry.webSessions.start(tokenHash: hash)
+        let (cookie, _) = try await registry.webSessions.start(tokenHash: hash)
         context.logger.info("signed in to the web pages", metadata: ["token": .string(record.name.value)])
         var response = Self.redirect(to: Self.safeNext(form["next"]))
         let lifetime = Int(registry.webSessions.lifetime.components.seconds)
@@ -362,7 +362,7 @@ struct WebRoutes {
                     RegistryError(.forbidden, "this form is not from your current session: reload the page"),
                     viewer: .anonymous)
             }
-            registry.webSessions.end(cookie: cookie)
+            try await registry.webSessions.end(cookie: cookie)
         }
         var response = Self.redirect(to: registry.anonymousRead ? WebPaths.root : "/ui/sign-in")
         response.headers.append(

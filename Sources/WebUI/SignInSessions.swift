@@ -1,79 +1,48 @@
 import Foundation
 import ModelRegistryCore
-import Synchronization
 
 /// The web pages' sign-ins. Signing in with a modelreg token starts a session; the browser holds only the
 /// session's random id in an `HttpOnly`, `SameSite=Strict` cookie (`Secure` over TLS), never the token. The
-/// server keeps the token's hash, so a revoked token ends its sessions at their next request, and each
-/// session's CSRF token, which every form carries back.
-///
-/// Sessions live in this process: a restart or another replica asks to sign in again (the README's
-/// "Web UI" section says so for several replicas).
-public final class SignInSessions: Sendable {
+/// metadata store keeps the hash of that id, the token's hash (so a revoked token ends its sessions at their
+/// next request) and each session's CSRF token, which every form carries back; every replica reads the same.
+public struct SignInSessions: Sendable {
     public static let cookieName = "modelreg_session"
     /// The double-submitted token of the sign-in form, which has no session yet.
     public static let signInCookieName = "modelreg_sign_in"
 
-    public struct Session: Sendable, Equatable {
-        /// The hash of the token signed in with, as the token store keys it.
-        public let tokenHash: String
-        /// Sent in every form of the session's pages and checked on every action.
-        public let csrfToken: String
-        public let expires: Date
-    }
-
     public let lifetime: Duration
-    private let limit: Int
+    private let store: any WebSessionStore
     private let now: @Sendable () -> Date
-    /// Keyed by the hash of the cookie's value: what the process holds cannot be replayed as a cookie.
-    private let sessions = Mutex<[String: Session]>([:])
 
     public init(
-        lifetime: Duration = .seconds(12 * 3600), limit: Int = 10_000, now: @escaping @Sendable () -> Date = Date.init
+        store: any WebSessionStore, lifetime: Duration = .seconds(12 * 3600),
+        now: @escaping @Sendable () -> Date = Date.init
     ) {
+        self.store = store
         self.lifetime = lifetime
-        self.limit = limit
         self.now = now
     }
 
     /// A new session for a token already checked; the value for the cookie and the session.
-    public func start(tokenHash: String) -> (cookie: String, session: Session) {
+    public func start(tokenHash: String) async throws -> (cookie: String, session: WebSession) {
         let cookie = Self.randomToken()
-        let session = Session(
-            tokenHash: tokenHash, csrfToken: Self.randomToken(),
-            expires: now().addingTimeInterval(TimeInterval(lifetime.components.seconds)))
         let moment = now()
-        sessions.withLock { sessions in
-            if sessions.count >= limit {
-                sessions = sessions.filter { $0.value.expires > moment }
-                // Still full: the oldest go first.
-                while sessions.count >= limit, let oldest = sessions.min(by: { $0.value.expires < $1.value.expires }) {
-                    sessions.removeValue(forKey: oldest.key)
-                }
-            }
-            sessions[Self.key(cookie)] = session
-        }
+        let session = WebSession(
+            idHash: Self.key(cookie), tokenHash: tokenHash, csrfToken: Self.randomToken(),
+            expiresAt: moment.addingTimeInterval(TimeInterval(lifetime.components.seconds)))
+        try await store.createWebSession(session, now: moment)
         return (cookie, session)
     }
 
     /// The live session a cookie names; nil for none, an unknown one or one past its time.
-    public func session(cookie: String?) -> Session? {
+    public func session(cookie: String?) async throws -> WebSession? {
         guard let cookie, !cookie.isEmpty else { return nil }
-        let key = Self.key(cookie)
-        let moment = now()
-        return sessions.withLock { sessions in
-            guard let session = sessions[key] else { return nil }
-            guard session.expires > moment else {
-                sessions.removeValue(forKey: key)
-                return nil
-            }
-            return session
-        }
+        return try await store.webSession(idHash: Self.key(cookie), now: now())
     }
 
-    public func end(cookie: String?) {
+    public func end(cookie: String?) async throws {
         guard let cookie else { return }
-        _ = sessions.withLock { $0.removeValue(forKey: Self.key(cookie)) }
+        try await store.deleteWebSession(idHash: Self.key(cookie))
     }
 
     /// Whether a form's CSRF token is the session's, compared in time that does not depend on where they differ.
@@ -109,5 +78,6 @@ public final class SignInSessions: Sendable {
         return nil
     }
 
+    /// What the store keeps of a cookie: its hash, which cannot be sent back as a cookie.
     private static func key(_ cookie: String) -> String { Digest.of(Array(cookie.utf8)).hex }
 }

@@ -63,6 +63,39 @@ import Testing
         #expect(refused.status == 4 && refused.stderr.contains("revoked"), "\(refused)")
     }
 
+    /// The web pages' sessions live in the database: signed in through one replica, a browser is signed in on
+    /// every replica behind the Service, and signing out through another ends the session everywhere.
+    @Test func aWebSessionStartedThroughOneReplicaIsKnownToAnother() throws {
+        let postgres = try PostgresServer.shared()
+        let database = try postgres.createDatabase()
+        defer { postgres.dropDatabase(database) }
+        let metadata = ["--metadata", postgres.url(database) + "?sslmode=disable"]
+        let scratch = try Scratch()
+        let first = try ServerProcess(data: scratch.url("first"), extraArguments: metadata)
+        let second = try ServerProcess(
+            data: scratch.url("second"), extraArguments: metadata, adminToken: first.adminToken)
+        // One cookie jar, as one browser: cookies of 127.0.0.1 go to every port.
+        let jar = scratch.url("jar").path
+        func curl(_ arguments: String) throws -> String {
+            try shell("curl -sS -i -c '\(jar)' -b '\(jar)' \(arguments)").output
+        }
+        let form = try curl("'\(first.url)/ui/sign-in'")
+        let formToken = try #require(form.firstMatch(of: /name="form" value="([0-9a-f]+)"/)?.1, "\(form)")
+        let signedIn = try curl("--data 'form=\(formToken)&token=\(first.adminToken)' '\(first.url)/ui/sign-in'")
+        #expect(signedIn.hasPrefix("HTTP/1.1 303") && signedIn.contains("modelreg_session="), "\(signedIn)")
+        let page = try curl("'\(second.url)/ui'")
+        #expect(page.hasPrefix("HTTP/1.1 200") && page.contains("id=\"signed-in-as\">admin<"), "\(page)")
+        let csrf = try #require(page.firstMatch(of: /name="csrf" value="([0-9a-f]+)"/)?.1, "\(page)")
+        let signedOut = try curl("--data 'csrf=\(csrf)' '\(second.url)/ui/sign-out'")
+        #expect(signedOut.hasPrefix("HTTP/1.1 303"), "\(signedOut)")
+        // The browser would drop the cookie now; one that kept it is refused by every replica.
+        let kept = try #require(signedIn.firstMatch(of: /modelreg_session=([0-9a-f]+)/)?.1)
+        for server in [first, second] {
+            let again = try shell("curl -sS -i -b 'modelreg_session=\(kept)' '\(server.url)/ui'").output
+            #expect(again.contains("Location: /ui/sign-in"), "\(again)")
+        }
+    }
+
     /// A server on PostgreSQL keeps the tokens it checked, not reading them at every request: a change the
     /// database does not announce (its trigger disabled, by hand) goes unseen, and the next announced change
     /// reaches the server within seconds.

@@ -519,4 +519,27 @@ import Testing
             #expect(try await store.tokens().filter { $0.revokedAt == nil }.count == 2)
         }
     }
+
+    /// The web pages' sessions: seen by every instance until they end or are deleted; a new one clears the ended.
+    @Test(arguments: MetadataBackend.all)
+    func webSessionsLastUntilTheyEndOrAreDeleted(backend: MetadataBackend) async throws {
+        try await backend.open { instance in
+            let store = try instance()
+            let other = try instance()
+            let start = Date(timeIntervalSince1970: 1_800_000_000)
+            let first = WebSession(idHash: "a", tokenHash: "t", csrfToken: "c", expiresAt: start + 60)
+            try await store.createWebSession(first, now: start)
+            #expect(try await store.webSession(idHash: "a", now: start) == first)
+            #expect(try await other.webSession(idHash: "a", now: start + 60) == first)
+            #expect(try await store.webSession(idHash: "a", now: start + 61) == nil)
+            #expect(try await store.webSession(idHash: "b", now: start) == nil)
+            let second = WebSession(idHash: "b", tokenHash: "t", csrfToken: "d", expiresAt: start + 3600)
+            try await other.createWebSession(second, now: start + 120)
+            #expect(try await store.webSession(idHash: "a", now: start) == nil, "an ended session was kept")
+            #expect(try await store.webSession(idHash: "b", now: start + 120) == second)
+            try await store.deleteWebSession(idHash: "b")
+            try await store.deleteWebSession(idHash: "b")
+            #expect(try await other.webSession(idHash: "b", now: start + 120) == nil)
+        }
+    }
 }
