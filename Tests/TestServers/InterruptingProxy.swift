@@ -90,7 +90,9 @@ public final class InterruptingProxy: @unchecked Sendable {
             var wanted = buffer.count
             if watched, !interrupting {
                 interrupting = lock.withLock { armed } && carried + wanted >= limit
-                if interrupting { wanted = limit - carried }
+                // A connection armed after it carried more than the limit is interrupted at once: never a
+                // negative count, which read(2) would take for a huge one and overrun the buffer with.
+                if interrupting { wanted = max(0, limit - carried) }
             }
             let count = wanted == 0 ? 0 : read(source, &buffer, wanted)
             if count <= 0, wanted > 0 { break }
