@@ -27,7 +27,7 @@ struct WebRoutes {
             },
             Route(.post, Self.modelPaths) { request, context in try await action(request, context) },
             Route(.get, "/ui/audit") { request, context in
-                try await page(request, context) { viewer in try await audit(request, context, viewer) }
+                try await page(request, context) { viewer in try await audit(request, viewer) }
             },
             Route(.get, "/ui/sign-in") { request, _ in signInForm(request) },
             Route(.post, "/ui/sign-in") { request, context in try await signIn(request, context) },
@@ -65,7 +65,7 @@ struct WebRoutes {
     /// sent to sign in. A `RegistryError` becomes an error page with its status.
     private func page(
         _ request: Request, _ context: RegistryRequestContext,
-        _ render: (Viewer) async throws -> (String, HTTPResponse.Status)
+        _ render: (Viewer) async throws -> String
     ) async throws -> Response {
         let viewer: Viewer
         if let (session, record, _) = try await signedIn(request) {
@@ -76,8 +76,7 @@ struct WebRoutes {
             return Self.redirect(to: "/ui/sign-in?next=" + Self.queryEncoded(request.uri.path))
         }
         do {
-            let (html, status) = try await render(viewer)
-            return Self.html(html, status: status)
+            return Self.html(try await render(viewer))
         } catch let error as RegistryError {
             return errorPage(error, viewer: viewer)
         }
@@ -92,7 +91,7 @@ struct WebRoutes {
 
     // MARK: - Pages
 
-    private func catalogue(_ request: Request, _ viewer: Viewer) async throws -> (String, HTTPResponse.Status) {
+    private func catalogue(_ request: Request, _ viewer: Viewer) async throws -> String {
         let metadata = registry.metadata
         var models: [CataloguePage.Model] = []
         for summary in try await metadata.listModels() {
@@ -109,16 +108,16 @@ struct WebRoutes {
                 CataloguePage.Model(detail: detail, latestVersion: summary.latestVersion, newestManifests: manifests))
         }
         let filter = request.uri.queryParameters.get("q") ?? ""
-        return (Self.renderer.render(CataloguePage(models: models, filter: filter, viewer: viewer)), .ok)
+        return Self.renderer.render(CataloguePage(models: models, filter: filter, viewer: viewer))
     }
 
     private func modelOrVariant(_ request: Request, _ context: RegistryRequestContext, _ viewer: Viewer) async throws
-        -> (String, HTTPResponse.Status)
+        -> String
     {
         switch try ModelRoute(segments: context.parameters.getCatchAll()) {
         case .model(let name):
             let query = FormBody(request.uri.query ?? "")
-            return (try await modelPage(name, request, viewer, query: query, notice: notice(name, query)), .ok)
+            return try await modelPage(name, request, viewer, query: query, notice: notice(name, query))
         case .variant(let name, let version, let variant):
             guard let stored = try await registry.metadata.manifest(name, version, variant) else {
                 throw RegistryError(.notFound, "variant '\(variant)' of \(name):\(version) not found")
@@ -127,7 +126,7 @@ struct WebRoutes {
             let page = VariantPage(
                 stored: stored, manifest: manifest, card: try await card(of: manifest),
                 origin: registry.origin(of: request), viewer: viewer)
-            return (Self.renderer.render(page), .ok)
+            return Self.renderer.render(page)
         default:
             throw RegistryError(.notFound, "no such page: \(request.uri.path.prefix(300))")
         }
@@ -198,9 +197,7 @@ struct WebRoutes {
         return String(decoding: bytes, as: UTF8.self)
     }
 
-    private func audit(_ request: Request, _ context: RegistryRequestContext, _ viewer: Viewer) async throws
-        -> (String, HTTPResponse.Status)
-    {
+    private func audit(_ request: Request, _ viewer: Viewer) async throws -> String {
         // The audit log names every token and change: the API shows it to admins only, and so do the pages.
         guard let (_, record, _) = try await signedIn(request) else {
             throw RegistryError(.unauthorized, "the audit log needs a token with scope admin: sign in with one")
@@ -219,11 +216,8 @@ struct WebRoutes {
         }
         let entries = try await registry.metadata.auditLog(
             AuditQuery(model: model, before: before, limit: Self.auditPageSize))
-        return (
-            Self.renderer.render(
-                AuditPage(entries: entries, model: model, pageSize: Self.auditPageSize, viewer: viewer)),
-            .ok
-        )
+        return Self.renderer.render(
+            AuditPage(entries: entries, model: model, pageSize: Self.auditPageSize, viewer: viewer))
     }
 
     // MARK: - Actions
