@@ -49,7 +49,10 @@ final class FakeRegistry: @unchecked Sendable {
     }
 
     private func answer(_ client: Int32) {
-        defer { shutdown(client, Int32(SHUT_RDWR)) }
+        defer {
+            shutdown(client, Int32(SHUT_RDWR))
+            listener.release([client])
+        }
         var head = [UInt8]()
         var byte: UInt8 = 0
         while !head.suffix(4).elementsEqual(Array("\r\n\r\n".utf8)), head.count < 65536, read(client, &byte, 1) == 1 {

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -72,11 +73,15 @@ public final class InterruptingProxy: @unchecked Sendable {
                 Glibc.close(server)
                 continue
             }
+            // The second of the two pumps to end closes both sockets.
+            let ends = PumpEnds()
             Thread.detachNewThread { [self] in
                 pump(from: client, to: server, watched: direction == .toServer, fromClient: true)
+                if ends.last() { listener.release([client, server]) }
             }
             Thread.detachNewThread { [self] in
                 pump(from: server, to: client, watched: direction == .toClient, fromClient: false)
+                if ends.last() { listener.release([client, server]) }
             }
         }
     }
@@ -132,5 +137,18 @@ public final class InterruptingProxy: @unchecked Sendable {
             written += n
         }
         return true
+    }
+}
+
+/// How many of a connection's two pumps have ended.
+private final class PumpEnds: Sendable {
+    private let ended = Mutex(0)
+
+    /// True for the second pump to end.
+    func last() -> Bool {
+        ended.withLock { ended in
+            ended += 1
+            return ended == 2
+        }
     }
 }

@@ -51,17 +51,25 @@ public final class LoopbackListener: @unchecked Sendable {
         }
     }
 
-    /// Stops listening and shuts every tracked connection down. Shut down, never closed: a closed number
-    /// could be reused by another socket of the test process while a thread still holds it.
-    public func close() {
-        let open: [Int32]? = lock.withLock {
-            guard !closed else { return nil }
-            closed = true
-            return sockets
+    /// Closes connections whose threads are done with them, and stops tracking them: under the lock, so
+    /// `close()` never shuts down a number another socket of the test process took since. (Left open, a
+    /// relay's connections piled up in the test process by the thousand.)
+    public func release(_ done: [Int32]) {
+        lock.withLock {
+            sockets.removeAll { done.contains($0) }
+            for socket in done { Glibc.close(socket) }
         }
-        guard let open else { return }
-        shutdown(listener, Int32(SHUT_RDWR))
-        for socket in open { shutdown(socket, Int32(SHUT_RDWR)) }
+    }
+
+    /// Stops listening and shuts every tracked connection down (their threads close them as they end, through
+    /// `release`).
+    public func close() {
+        lock.withLock {
+            guard !closed else { return }
+            closed = true
+            shutdown(listener, Int32(SHUT_RDWR))
+            for socket in sockets { shutdown(socket, Int32(SHUT_RDWR)) }
+        }
     }
 
     public static func loopback(port: Int) -> sockaddr_in {

@@ -133,6 +133,11 @@ public final class PostgresServer: Sendable {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o666)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        // The child gets these three and nothing else the test process has open: the server pg_ctl starts
+        // counts every descriptor it inherits against its limit, and refused to start beside ~900 of them.
+        guard let closeFrom = Self.addCloseFrom, closeFrom(&actions, 3) == 0 else {
+            throw Failure("cannot keep the test process's descriptors from \(argv[0]): glibc 2.34 or later is needed")
+        }
         var pid: pid_t = 0
         let cArguments = argv.map { strdup($0) } + [nil]
         defer { for argument in cArguments { free(argument) } }
@@ -148,6 +153,12 @@ public final class PostgresServer: Sendable {
             exited ? (status >> 8) & 0xff : 128 + (status & 0x7f), text.trimmingCharacters(in: .whitespacesAndNewlines)
         )
     }
+
+    /// glibc's `posix_spawn_file_actions_addclosefrom_np` (2.34), which Swift's Glibc module does not declare.
+    private typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+    private static let addCloseFrom: AddCloseFrom? = dlsym(
+        dlopen(nil, RTLD_NOW), "posix_spawn_file_actions_addclosefrom_np"
+    ).map { unsafeBitCast($0, to: AddCloseFrom.self) }
 
     /// A port nothing listens on now: bound to port 0, read back, closed.
     public static func freePort() throws -> Int {
