@@ -344,10 +344,17 @@ import Testing
         #expect(
             page.contains("\(server.url)/hf/api/models/org/many/tree/1?recursive=true&cursor=100>; rel=\"next\""),
             "\(page)")
-        let past = try shell(
-            "curl -s -w ' %{http_code}' -H 'Authorization: Bearer \(server.adminToken)' '\(server.url)/hf/api/models/org/many/tree/1?cursor=100000'"
+        // Past the end, even beyond what a 64-bit integer holds (the document allows any integer): an empty page.
+        for cursor in ["100000", "85004827124683334215760311484416"] {
+            let past = try shell(
+                "curl -s -w ' %{http_code}' -H 'Authorization: Bearer \(server.adminToken)' '\(server.url)/hf/api/models/org/many/tree/1?cursor=\(cursor)'"
+            ).output
+            #expect(past == "[] 200", "a cursor past the end is an empty page: \(past)")
+        }
+        let negative = try shell(
+            "curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer \(server.adminToken)' '\(server.url)/hf/api/models/org/many/tree/1?cursor=-1'"
         ).output
-        #expect(past == "[] 200", "a cursor past the end is an empty page: \(past)")
+        #expect(negative == "400", "a cursor that is no position: \(negative)")
         let head = try shell(
             "curl -s -I -H 'Authorization: Bearer \(server.adminToken)' '\(server.url)/hf/org/many/resolve/1/config.json'"
         ).output

@@ -116,7 +116,9 @@ struct HubRoutes {
         }
         entries.sort { $0.path.utf8.lexicographicallyPrecedes($1.path.utf8) }
         let cursor = query.get("cursor")
-        guard let position = cursor.map({ Int($0) }) ?? 0, position >= 0 else {
+        // Any non-negative integer is a position (the document says so): one too large for an Int is past the end.
+        let huge = cursor.map { !$0.isEmpty && $0.utf8.allSatisfy { (0x30...0x39).contains($0) } } ?? false
+        guard let position = cursor.map({ Int($0) ?? (huge ? Int.max : nil) }) ?? 0, position >= 0 else {
             throw RegistryError(
                 .invalidRequest,
                 "cursor \(cursor?.prefix(40) ?? "") is no position in a listing: follow the Link header")
