@@ -10,15 +10,8 @@ import Testing
     /// answered by the other at once; alias moves and revocations as soon as the database announces them,
     /// though each keeps its answers to reads.
     @Test func writesThroughOneServerAreSeenByAnotherAtOnce() throws {
-        let postgres = try PostgresServer.shared()
-        let database = try postgres.createDatabase()
-        defer { postgres.dropDatabase(database) }
-        let metadata = ["--metadata", postgres.url(database) + "?sslmode=disable"]
-        let scratch = try Scratch()
-        let first = try ServerProcess(data: scratch.url("first"), extraArguments: metadata)
-        // The first server made the admin token in the database; the second finds it there.
-        let second = try ServerProcess(
-            data: scratch.url("second"), extraArguments: metadata, adminToken: first.adminToken)
+        let pair = try ServerPair()
+        let (scratch, first, second) = (pair.scratch, pair.first, pair.second)
         #expect(!FileManager.default.fileExists(atPath: scratch.url("second/admin.token").path))
         #expect(!FileManager.default.fileExists(atPath: scratch.url("first/registry.sqlite").path))
 
@@ -66,14 +59,8 @@ import Testing
     /// The web pages' sessions live in the database: signed in through one replica, a browser is signed in on
     /// every replica behind the Service, and signing out through another ends the session everywhere.
     @Test func aWebSessionStartedThroughOneReplicaIsKnownToAnother() throws {
-        let postgres = try PostgresServer.shared()
-        let database = try postgres.createDatabase()
-        defer { postgres.dropDatabase(database) }
-        let metadata = ["--metadata", postgres.url(database) + "?sslmode=disable"]
-        let scratch = try Scratch()
-        let first = try ServerProcess(data: scratch.url("first"), extraArguments: metadata)
-        let second = try ServerProcess(
-            data: scratch.url("second"), extraArguments: metadata, adminToken: first.adminToken)
+        let pair = try ServerPair()
+        let (scratch, first, second) = (pair.scratch, pair.first, pair.second)
         // One cookie jar, as one browser: cookies of 127.0.0.1 go to every port.
         let jar = scratch.url("jar").path
         func curl(_ arguments: String) throws -> String {
@@ -507,6 +494,32 @@ final class SharedStorage {
     }
 
     deinit { postgres.dropDatabase(database) }
+}
+
+/// Two servers on one new database of the shared PostgreSQL, each with a data directory of its own; the
+/// database is dropped when the pair goes.
+final class ServerPair {
+    let postgres: PostgresServer
+    let database: String
+    let scratch: Scratch
+    let first: ServerProcess
+    let second: ServerProcess
+
+    init() throws {
+        postgres = try PostgresServer.shared()
+        database = try postgres.createDatabase()
+        let metadata = ["--metadata", postgres.url(database) + "?sslmode=disable"]
+        scratch = try Scratch()
+        first = try ServerProcess(data: scratch.url("first"), extraArguments: metadata)
+        // The first server made the admin token in the database; the second finds it there.
+        second = try ServerProcess(data: scratch.url("second"), extraArguments: metadata, adminToken: first.adminToken)
+    }
+
+    deinit {
+        first.kill()
+        second.kill()
+        postgres.dropDatabase(database)
+    }
 }
 
 /// HTTP statuses collected by one thread and read by another.
