@@ -154,8 +154,8 @@ public final class S3BlobStore: BlobStore {
     }
 
     public func quarantine(_ digest: Digest) async throws(RegistryError) {
-        guard try await client.head(keys.blob(digest)) != nil else { return }
-        try await client.copy(from: keys.blob(digest), to: keys.quarantined(digest))
+        guard let object = try await client.head(keys.blob(digest)) else { return }
+        try await client.copy(from: keys.blob(digest), to: keys.quarantined(digest), size: object.size)
         try await client.delete(keys.blob(digest))
         try await removeMarkers(digest)
     }
@@ -261,7 +261,7 @@ public final class S3BlobStore: BlobStore {
                 let state = writer.state
                 try await client.completeMultipartUpload(state.key, uploadID: state.uploadID, parts: state.parts)
                 if state.key != keys.blob(digest) {
-                    try await client.copy(from: state.key, to: keys.blob(digest))
+                    try await client.copy(from: state.key, to: keys.blob(digest), size: writer.offset)
                     try await client.delete(state.key)
                 }
                 try await markStored(digest)

@@ -139,10 +139,50 @@ public final class S3Client: Sendable {
     /// itself, which gives the object a new LastModified.
     public func copy(from source: String, to destination: String) async throws(RegistryError) {
         let headers = [
-            ("x-amz-copy-source", "\(location.bucket)/\(URIEncoding.encode(source, keepingSlashes: true))"),
-            ("x-amz-metadata-directive", "REPLACE"),
+            (Self.copySourceHeader, copySource(source)), ("x-amz-metadata-directive", "REPLACE"),
         ]
         _ = try await answerDocument(try await send(.PUT, destination, headers: headers))
+    }
+
+    /// The most `CopyObject` copies in one request, and the most one `UploadPartCopy` part takes.
+    public static let maxCopySize: Int64 = 5 << 30
+
+    /// Copies an object of `size` bytes: in one request up to `partSize` (5 GiB, S3's limit for a copy), in
+    /// parts of `partSize` above it (a multipart upload of `UploadPartCopy`s, aborted if a part fails).
+    public func copy(from source: String, to destination: String, size: Int64, partSize: Int64 = maxCopySize)
+        async throws(RegistryError)
+    {
+        guard size > partSize else { return try await copy(from: source, to: destination) }
+        let uploadID = try await createMultipartUpload(destination)
+        do throws(RegistryError) {
+            var parts: [S3Part] = []
+            var offset: Int64 = 0
+            while offset < size {
+                let last = min(size, offset + partSize) - 1
+                let number = parts.count + 1
+                let query = [("partNumber", String(number)), ("uploadId", uploadID)]
+                let headers = [
+                    (Self.copySourceHeader, copySource(source)), ("x-amz-copy-source-range", "bytes=\(offset)-\(last)"),
+                ]
+                let document = try await answerDocument(
+                    try await send(.PUT, destination, query: query, headers: headers))
+                guard let etag = document.text(of: "ETag"), !etag.isEmpty else {
+                    throw malformed("UploadPartCopy \(number) of \(destination)", "no ETag")
+                }
+                parts.append(S3Part(number: number, etag: etag))
+                offset = last + 1
+            }
+            try await completeMultipartUpload(destination, uploadID: uploadID, parts: parts)
+        } catch {
+            try? await abortMultipartUpload(destination, uploadID: uploadID)
+            throw error
+        }
+    }
+
+    private static let copySourceHeader = "x-amz-copy-source"
+
+    private func copySource(_ key: String) -> String {
+        "\(location.bucket)/\(URIEncoding.encode(key, keepingSlashes: true))"
     }
 
     // MARK: - Multipart uploads

@@ -75,6 +75,23 @@ import Testing
         #expect(try await client.list(prefix: "dir/").map(\.key) == [Self.awkwardKey + "copy"])
     }
 
+    /// Above S3's 5 GiB for one copy (here above a 5 MiB part, so the test moves megabytes, not gigabytes), an
+    /// object is copied in parts of a multipart upload, which is gone afterwards; a failed copy leaves none.
+    @Test func aLargeObjectIsCopiedInParts() async throws {
+        let client = try Self.client()
+        let part: Int64 = 5 << 20
+        let bytes = Self.bytes(Int(2 * part) + 12345)
+        try await client.put(Self.awkwardKey, ByteBuffer(bytes: bytes))
+        try await client.copy(from: Self.awkwardKey, to: "copied", size: Int64(bytes.count), partSize: part)
+        #expect(try await Self.read(client.get("copied", range: nil)) == bytes)
+        #expect(try await client.listMultipartUploads(prefix: "").isEmpty)
+        await #expect(throws: RegistryError.self) {
+            try await client.copy(from: "missing", to: "copied-missing", size: 3 * part, partSize: part)
+        }
+        #expect(try await client.listMultipartUploads(prefix: "").isEmpty, "a failed copy left its upload")
+        #expect(try await client.head("copied-missing") == nil)
+    }
+
     @Test func aListingFollowsContinuationTokensInKeyOrder() async throws {
         let client = try Self.client()
         for (index, key) in ["p/c", "p/a", "q/x", "p/b"].enumerated() {
