@@ -49,6 +49,12 @@ public struct ModelMetadata: Hashable, Sendable, Codable {
 }
 
 extension ModelMetadata {
+    /// The bytes of each dtype, largest first: `BF16 14.2 GiB, F32 1.0 MiB`, as `show` and the web pages print them.
+    public var dtypeSummary: String {
+        dtypeBytes.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
+            .map { "\($0.key) \(ByteCount.format($0.value))" }.joined(separator: ", ")
+    }
+
     /// Bytes a KV-cache element takes when the runtime caches in the model's dtype (vLLM's "auto"):
     /// float32 models cache 4 bytes, everything else 2 (llama.cpp caches F16).
     public static func cacheElementBytes(torchDtype: String?) -> Int64 {

@@ -23,8 +23,7 @@ extension Presentation {
         var lines: [String] = []
         if let architecture = metadata.architecture { lines.append("architecture: \(architecture)") }
         if let count = metadata.parameterCount { lines.append("parameters: \(parameters(count)) (\(count))") }
-        let dtypes = metadata.dtypeBytes.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
-            .map { "\($0.key) \(ByteCount.format($0.value))" }.joined(separator: ", ")
+        let dtypes = metadata.dtypeSummary
         lines.append("weights: \(ByteCount.format(metadata.weightBytes))" + (dtypes.isEmpty ? "" : " (\(dtypes))"))
         let containers = Dictionary(grouping: metadata.weightFiles.values, by: { $0 }).map {
             "\($0.value.count) \($0.key)"

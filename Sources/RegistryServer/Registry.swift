@@ -165,16 +165,20 @@ public struct Registry: Sendable {
         try file.close()
     }
 
+    /// Whether a token's scope allows what a request (of the API, or a web page's) asks.
+    func authorize(_ record: TokenRecord, _ required: TokenScope) throws(RegistryError) {
+        guard record.scope >= required else {
+            throw RegistryError(
+                .forbidden,
+                "token '\(record.name)' has scope \(record.scope.rawValue); this request needs \(required.rawValue)")
+        }
+    }
+
     /// Who is making a request, and whether they may do what it asks.
     func authorize(_ context: RegistryRequestContext, _ required: TokenScope) throws(RegistryError) {
         switch context.identity {
         case .token(let record):
-            guard record.scope >= required else {
-                throw RegistryError(
-                    .forbidden,
-                    "token '\(record.name)' has scope \(record.scope.rawValue); this request needs \(required.rawValue)"
-                )
-            }
+            try authorize(record, required)
         case .invalid:
             throw RegistryError(.unauthorized, "the bearer token is invalid or revoked")
         case .anonymous:

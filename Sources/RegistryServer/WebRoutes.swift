@@ -20,14 +20,14 @@ struct WebRoutes {
         [
             Route(.get, "/") { _, _ in Self.redirect(to: WebPaths.root) },
             Route(.get, WebPaths.root) { request, context in
-                try await page(request, context) { viewer in try await catalogue(request, viewer) }
+                try await page(request, context) { viewer, _ in try await catalogue(request, viewer) }
             },
             Route(.get, Self.modelPaths) { request, context in
-                try await page(request, context) { viewer in try await modelOrVariant(request, context, viewer) }
+                try await page(request, context) { viewer, _ in try await modelOrVariant(request, context, viewer) }
             },
             Route(.post, Self.modelPaths) { request, context in try await action(request, context) },
             Route(.get, "/ui/audit") { request, context in
-                try await page(request, context) { viewer in try await audit(request, viewer) }
+                try await page(request, context) { viewer, token in try await audit(request, viewer, token) }
             },
             Route(.get, "/ui/sign-in") { request, _ in signInForm(request) },
             Route(.post, "/ui/sign-in") { request, context in try await signIn(request, context) },
@@ -61,14 +61,16 @@ struct WebRoutes {
         return (session, record, cookie)
     }
 
-    /// A page for whoever may read: a signed-in user, or anyone when `--anonymous-read` is on; everyone else is
-    /// sent to sign in. A `RegistryError` becomes an error page with its status.
+    /// A page for whoever may read: a signed-in user (`render` gets the token signed in with), or anyone when
+    /// `--anonymous-read` is on; everyone else is sent to sign in. A `RegistryError` becomes an error page with its
+    /// status.
     private func page(
         _ request: Request, _ context: RegistryRequestContext,
-        _ render: (Viewer) async throws -> String
+        _ render: (Viewer, TokenRecord?) async throws -> String
     ) async throws -> Response {
         let viewer: Viewer
-        if let (session, record, _) = try await signedIn(request) {
+        let signedIn = try await signedIn(request)
+        if let (session, record, _) = signedIn {
             viewer = Viewer(name: record.name.value, canWrite: record.scope >= .write, csrfToken: session.csrfToken)
         } else if registry.anonymousRead {
             viewer = .anonymous
@@ -76,7 +78,7 @@ struct WebRoutes {
             return Self.redirect(to: "/ui/sign-in?next=" + Self.queryEncoded(request.uri.path))
         }
         do {
-            return Self.html(try await render(viewer))
+            return Self.html(try await render(viewer, signedIn?.1))
         } catch let error as RegistryError {
             return errorPage(error, viewer: viewer)
         }
@@ -98,12 +100,7 @@ struct WebRoutes {
             // A model deleted since the list was read is left out.
             guard let detail = try await metadata.model(summary.name) else { continue }
             var manifests: [VariantName: Manifest] = [:]
-            if let newest = detail.versions.first {
-                for variant in newest.variants {
-                    manifests[variant.name] = try await metadata.manifest(detail.name, newest.name, variant.name)?
-                        .decoded()
-                }
-            }
+            if let newest = detail.versions.first { manifests = try await self.manifests(detail.name, newest) }
             models.append(
                 CataloguePage.Model(detail: detail, latestVersion: summary.latestVersion, newestManifests: manifests))
         }
@@ -141,12 +138,7 @@ struct WebRoutes {
             throw RegistryError(.notFound, "model \(name) not found")
         }
         var manifests: [VersionName: [VariantName: Manifest]] = [:]
-        for version in detail.versions {
-            for variant in version.variants {
-                manifests[version.name, default: [:]][variant.name] = try await metadata.manifest(
-                    name, version.name, variant.name)?.decoded()
-            }
-        }
+        for version in detail.versions { manifests[version.name] = try await self.manifests(name, version) }
         var histories: [AliasName: [AliasHistoryEntry]] = [:]
         var images: [ModelPage.ImageState] = []
         for alias in detail.aliases {
@@ -166,6 +158,15 @@ struct WebRoutes {
             calculatorText: query, calculatorError: calculatorError, origin: registry.origin(of: request),
             viewer: viewer, notice: notice, error: error)
         return Self.renderer.render(page)
+    }
+
+    /// The manifests of a version's variants, by variant; one deleted since the version was read is left out.
+    private func manifests(_ name: ModelName, _ version: VersionSummary) async throws -> [VariantName: Manifest] {
+        var manifests: [VariantName: Manifest] = [:]
+        for variant in version.variants {
+            manifests[variant.name] = try await registry.metadata.manifest(name, version.name, variant.name)?.decoded()
+        }
+        return manifests
     }
 
     /// What the action a form sent did, said from the registry's state now: a link cannot make the page say
@@ -197,15 +198,12 @@ struct WebRoutes {
         return String(decoding: bytes, as: UTF8.self)
     }
 
-    private func audit(_ request: Request, _ viewer: Viewer) async throws -> String {
+    private func audit(_ request: Request, _ viewer: Viewer, _ token: TokenRecord?) async throws -> String {
         // The audit log names every token and change: the API shows it to admins only, and so do the pages.
-        guard let (_, record, _) = try await signedIn(request) else {
+        guard let token else {
             throw RegistryError(.unauthorized, "the audit log needs a token with scope admin: sign in with one")
         }
-        guard record.scope >= .admin else {
-            throw RegistryError(
-                .forbidden, "token '\(record.name)' has scope \(record.scope.rawValue); the audit log needs admin")
-        }
+        try registry.authorize(token, .admin)
         let query = FormBody(request.uri.query ?? "")
         let model = try query["model"].map { text throws(RegistryError) in try ModelName(text) }
         let before = try query["before"].map { text throws(RegistryError) in
@@ -238,11 +236,10 @@ struct WebRoutes {
                 RegistryError(.forbidden, "this form is not from your current session: reload the page and try again"),
                 viewer: viewer)
         }
-        guard record.scope >= .write else {
-            return errorPage(
-                RegistryError(
-                    .forbidden, "token '\(record.name)' has scope \(record.scope.rawValue); this change needs write"),
-                viewer: viewer)
+        do {
+            try registry.authorize(record, .write)
+        } catch {
+            return errorPage(error, viewer: viewer)
         }
         let segments = context.parameters.getCatchAll()
         let route: ModelRoute

@@ -79,6 +79,19 @@ public enum WebPaths {
         charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 }
 
+/// Phrases several pages use.
+enum PageText {
+    /// What an alias points to, or pointed to: `2`, `2 (awq-int4)` with a variant pinned.
+    static func target(_ version: VersionName, _ variant: VariantName?) -> String {
+        version.value + (variant.map { " (\($0))" } ?? "")
+    }
+
+    /// `by ci at 2026-12-05T10:00:00.000Z: superseded by 2`, after "deprecated".
+    static func deprecation(_ deprecation: Deprecation) -> String {
+        "by \(deprecation.by) at \(deprecation.at)" + (deprecation.reason.map { ": \($0)" } ?? "")
+    }
+}
+
 /// A command a reader can copy to get the model with a client this registry speaks to.
 public struct CopyCommand: Sendable {
     var label: String
@@ -168,7 +181,9 @@ public struct CataloguePage: Sendable {
                 versionCount: detail.versions.count == 1 ? "1 version" : "\(detail.versions.count) versions",
                 deprecatedCount: Self.nonZero(detail.versions.count { $0.deprecation != nil }),
                 size: ByteCount.format(detail.versions.reduce(0) { $0 + $1.size }),
-                aliases: detail.aliases.map { AliasCell(name: $0.name.value, target: Self.target($0)) },
+                aliases: detail.aliases.map {
+                    AliasCell(name: $0.name.value, target: PageText.target($0.version, $0.variant))
+                },
                 variants: (newest?.variants ?? []).map { variant in
                     VariantCell(
                         name: variant.name.value,
@@ -184,10 +199,6 @@ public struct CataloguePage: Sendable {
     }
 
     static func nonZero(_ count: Int) -> Int? { count > 0 ? count : nil }
-
-    static func target(_ alias: AliasTarget) -> String {
-        alias.version.value + (alias.variant.map { " (\($0))" } ?? "")
-    }
 }
 
 // MARK: - Model
@@ -377,10 +388,7 @@ public struct ModelPage: Sendable {
                 name: version.name.value, createdAt: version.createdAt, size: ByteCount.format(version.size),
                 aliases: version.aliases.isEmpty ? nil : version.aliases.map(\.value).joined(separator: ", "),
                 deprecated: version.deprecation != nil,
-                deprecation: version.deprecation.map { deprecation in
-                    "deprecated by \(deprecation.by) at \(deprecation.at)"
-                        + (deprecation.reason.map { ": \($0)" } ?? "")
-                } ?? "",
+                deprecation: version.deprecation.map { "deprecated " + PageText.deprecation($0) } ?? "",
                 deprecateAction: WebPaths.deprecation(name, version.name),
                 variants: version.variants.map { summary in
                     let manifest = manifests[version.name]?[summary.name]
@@ -412,8 +420,8 @@ public struct ModelPage: Sendable {
                 history: (histories[alias.name] ?? []).reversed().map { entry in
                     HistoryRow(
                         action: entry.action.rawValue,
-                        from: entry.fromVersion.map { $0.value + (entry.fromVariant.map { " (\($0))" } ?? "") } ?? "",
-                        to: entry.toVersion.value + (entry.toVariant.map { " (\($0))" } ?? ""),
+                        from: entry.fromVersion.map { PageText.target($0, entry.fromVariant) } ?? "",
+                        to: PageText.target(entry.toVersion, entry.toVariant),
                         actor: entry.actor, at: entry.at)
                 },
                 promoteSources: detail.aliases.map(\.name.value).filter { $0 != alias.name.value },
@@ -499,10 +507,7 @@ public struct VariantPage: Sendable {
             add("architecture", metadata.architecture)
             add("parameters", metadata.parameterCount.map { "\(ParameterCount.format($0)) (\($0))" })
             add("weights", ByteCount.format(metadata.weightBytes))
-            add(
-                "dtypes",
-                metadata.dtypeBytes.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
-                    .map { "\($0.key) \(ByteCount.format($0.value))" }.joined(separator: ", "))
+            add("dtypes", metadata.dtypeSummary)
             add("torch dtype", metadata.torchDtype)
             add("context", metadata.contextLength.map { "\($0) tokens" })
             add("layers", metadata.layers.map(String.init))
@@ -515,9 +520,7 @@ public struct VariantPage: Sendable {
         }
         self.facts = facts
         cardHTML = card.map(SafeMarkdown.html)
-        deprecation = stored.deprecation.map { deprecation in
-            "Deprecated by \(deprecation.by) at \(deprecation.at)" + (deprecation.reason.map { ": \($0)" } ?? "")
-        }
+        deprecation = stored.deprecation.map { "Deprecated " + PageText.deprecation($0) }
         commands = CopyCommand.all(
             release: "\(name):\(stored.version) --variant \(stored.variant)", model: name,
             hubRevision: "\(stored.version)@\(stored.variant)",
