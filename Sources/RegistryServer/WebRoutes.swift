@@ -248,20 +248,17 @@ struct WebRoutes {
         case .failure(let error): return errorPage(error, viewer: viewer)
         }
         do {
+            let move: AliasMove
             switch route {
             case .aliases(let name):
-                let alias = try AliasName(form["alias"] ?? "")
-                let move = AliasMove(
-                    model: name, alias: alias, kind: .set(try VersionName(form["version"] ?? ""), variant: nil),
-                    expectation: .absent, actor: record.name.value)
-                _ = try await registry.moveAlias(move)
-                return Self.redirect(to: WebPaths.model(name) + "?moved=" + Self.queryEncoded(alias.value))
+                move = AliasMove(
+                    model: name, alias: try AliasName(form["alias"] ?? ""),
+                    kind: .set(try VersionName(form["version"] ?? ""), variant: nil), expectation: .absent,
+                    actor: record.name.value)
             case .alias(let name, let alias):
-                let move = AliasMove(
+                move = AliasMove(
                     model: name, alias: alias, kind: try Self.moveKind(form), expectation: try Self.expectation(form),
                     actor: record.name.value)
-                _ = try await registry.moveAlias(move)
-                return Self.redirect(to: WebPaths.model(name) + "?moved=" + Self.queryEncoded(alias.value))
             case .deprecation(let name, let version):
                 let reason = try DeprecationHeader.validatedReason(form["reason"])
                 _ = try await registry.metadata.deprecate(name, version, reason: reason, actor: record.name.value)
@@ -269,6 +266,8 @@ struct WebRoutes {
             default:
                 throw RegistryError(.notFound, "no such form: \(request.uri.path.prefix(300))")
             }
+            _ = try await registry.moveAlias(move)
+            return Self.redirect(to: WebPaths.model(move.model) + "?moved=" + Self.queryEncoded(move.alias.value))
         } catch let error as RegistryError {
             // The model page again, with the reason; its forms now carry the targets as they are.
             guard
