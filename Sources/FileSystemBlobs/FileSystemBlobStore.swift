@@ -144,6 +144,9 @@ public final class FileSystemBlobStore: BlobStore {
         }
     }
 
+    /// A finished upload is renamed into place.
+    public let copiesUploadsWithoutDigest = false
+
     public func startUpload(expecting digest: Digest?) async throws(RegistryError) -> StartedUpload {
         let directory = self.directory
         return try await Self.blocking { () throws(RegistryError) in

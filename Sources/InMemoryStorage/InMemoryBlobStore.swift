@@ -116,6 +116,8 @@ public final class InMemoryBlobStore: BlobStore {
 
     public func checkWritable() async throws(RegistryError) {}
 
+    public let copiesUploadsWithoutDigest = false
+
     public func startUpload(expecting digest: Digest?) async throws(RegistryError) -> StartedUpload {
         storage.state.withLock { state in
             if let digest {

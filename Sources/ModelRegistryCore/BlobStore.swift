@@ -85,6 +85,9 @@ public protocol BlobStore: Sendable {
     /// digest and not receiving bytes right now (its client was killed or lost its connection) is handed back
     /// instead, with the offset it reached, so those bytes are not sent again.
     func startUpload(expecting digest: Digest?) async throws(RegistryError) -> StartedUpload
+    /// True when an upload started without its digest is copied to the digest's place at its commit, a second
+    /// pass over every byte (an object store cannot rename): a client that can hash first should.
+    var copiesUploadsWithoutDigest: Bool { get }
     /// Bytes received so far; throws `.notFound` for an unknown upload.
     func uploadOffset(_ id: UploadID) async throws(RegistryError) -> Int64
     /// Appends a stream of bytes at `offset`, which must equal the current offset. Returns the new offset.

@@ -35,10 +35,15 @@ public struct ErrorBody: Codable, Sendable {
 public struct UploadStatus: Codable, Sendable {
     public var id: String
     public var offset: Int64
+    /// True in the answer to a digest-less start when the server would copy the bytes once more at the commit
+    /// (its blobs are in an object store): a client that can hash first should cancel this upload and start
+    /// one that names its digest.
+    public var digestFirst: Bool?
 
-    public init(id: String, offset: Int64) {
+    public init(id: String, offset: Int64, digestFirst: Bool? = nil) {
         self.id = id
         self.offset = offset
+        self.digestFirst = digestFirst
     }
 }
 

@@ -41,7 +41,9 @@ extension RegistryConnection {
     /// cut off (a killed client, a dropped connection) is continued from the offset the server reached, and
     /// another push of the same blob may finish it instead. Without, a digest-less upload is started and
     /// recorded in `journal`, so a killed push continues it in the next run, hashing again from the file the
-    /// bytes the server holds. Either way, those bytes are never sent again.
+    /// bytes the server holds. Either way, those bytes are never sent again. A server whose digest-less uploads
+    /// cost a second pass at their commit (blobs in an object store, which copies them to the digest's key)
+    /// says so when one is started: the file is hashed first instead, and so are the connection's later files.
     func upload(_ file: LocalFile, expecting digest: Digest?, journal: UploadJournal?, progress: TransferProgress)
         async throws -> HashedUpload
     {
@@ -55,15 +57,17 @@ extension RegistryConnection {
             } catch let error as RegistryError where error.code == .notFound {
                 // Finished before the kill reached the push that started it, or swept: the digest tells.
                 try journal?.remove(file)
-                let digest = try LocalFiles.digest(of: file.url)
-                if try await blobSize(digest) == file.size {
-                    progress.skip(size: file.size)
-                    return HashedUpload(digest: digest, bytes: UploadedBytes(sent: 0, resumed: 0), stored: true)
-                }
-                return try await self.upload(file, expecting: digest, journal: nil, progress: progress)
+                return try await uploadHashed(file, progress: progress)
             }
+        } else if hashesBeforeUpload.isSet {
+            return try await uploadHashed(file, progress: progress)
         } else {
             upload = try await json(UploadStatus.self, .POST, "/v1/uploads")
+            if upload.digestFirst == true {
+                hashesBeforeUpload.set()
+                _ = try? await execute(request(.DELETE, "/v1/uploads/\(upload.id)"))
+                return try await uploadHashed(file, progress: progress)
+            }
             try journal?.record(upload.id, of: file)
         }
         var resumed = upload.offset
@@ -139,6 +143,16 @@ extension RegistryConnection {
                 token, message: "uploaded \(file.path) (\(ByteCount.format(file.size)), by another push)")
             return HashedUpload(digest: digest!, bytes: UploadedBytes(sent: sent.value, resumed: 0), stored: false)
         }
+    }
+
+    /// Hashes the file first, then sends it as the digest's upload unless the server has the blob already.
+    private func uploadHashed(_ file: LocalFile, progress: TransferProgress) async throws -> HashedUpload {
+        let digest = try LocalFiles.digest(of: file.url)
+        if try await blobSize(digest) == file.size {
+            progress.skip(size: file.size)
+            return HashedUpload(digest: digest, bytes: UploadedBytes(sent: 0, resumed: 0), stored: true)
+        }
+        return try await upload(file, expecting: digest, journal: nil, progress: progress)
     }
 
     /// PATCHes the file's bytes from `offset` on to the upload at `location`, feeding `hasher` when given.
@@ -264,4 +278,13 @@ final class Counter: Sendable {
 
     func add(_ value: Int) { count.add(Int64(value), ordering: .relaxed) }
     var value: Int64 { count.load(ordering: .relaxed) }
+}
+
+/// A fact about the server learnt once and kept for the connection's life.
+final class Flag: Sendable {
+    private let value = Atomic<Bool>(false)
+
+    var isSet: Bool { value.load(ordering: .relaxed) }
+
+    func set() { value.store(true, ordering: .relaxed) }
 }

@@ -82,6 +82,9 @@ public struct RegistryConnection: Sendable {
     /// continued by the caller's retry). Only downloads: a server may rightly take minutes to answer a
     /// `verify` or a large upload's last request.
     static let stallLimit = TimeAmount.seconds(60)
+    /// Set once the server says uploads should name their digest from the start (an object store copies a
+    /// digest-less upload once more at its commit): later files are hashed before they are sent.
+    let hashesBeforeUpload = Flag()
 
     public init(configuration: ClientConfiguration, http: HTTPClient, downloads: HTTPClient) {
         self.configuration = configuration

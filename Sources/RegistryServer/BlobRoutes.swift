@@ -54,8 +54,9 @@ struct BlobRoutes {
             try Digest(parsing: text)
         }
         let started = try await registry.blobs.startUpload(expecting: expected)
+        let digestFirst = expected == nil && registry.blobs.copiesUploadsWithoutDigest
         return JSONBody.response(
-            UploadStatus(id: started.id.value, offset: started.offset),
+            UploadStatus(id: started.id.value, offset: started.offset, digestFirst: digestFirst ? true : nil),
             status: .accepted,
             headers: [.location: "/v1/uploads/\(started.id)", .uploadOffset: String(started.offset)]
         )

@@ -179,6 +179,9 @@ public final class S3BlobStore: BlobStore {
 
     // MARK: Uploads
 
+    /// A digest-less upload's parts go to a key of its own, copied to the digest's at the commit.
+    public let copiesUploadsWithoutDigest = true
+
     public func startUpload(expecting digest: Digest?) async throws(RegistryError) -> StartedUpload {
         try await recordErrors {
             if let digest, let idle = try await uploads.idleUpload(expecting: digest) {

@@ -227,6 +227,28 @@ import Testing
         #expect(regularFiles(scratch.url("first")) == ["admin.token"], "the data directory holds more than the token")
     }
 
+    /// A push to a registry whose blobs are in S3 hashes each new file first and sends it straight to its blob's
+    /// key: nothing is copied inside the object store, as a digest-less upload would be at its commit. What the
+    /// registry sent the object store passes through a relay that keeps it.
+    @Test func aPushToS3SendsEveryBlobToItsKeyWithoutACopy() throws {
+        let relay = try InterruptingProxy(
+            to: try MotoServer.shared().endpoint, direction: .toServer, after: Int.max, action: .cut, armed: false)
+        let storage = try SharedStorage(endpoint: relay.url)
+        let server = try ServerProcess(data: storage.scratch.url("server"), extraArguments: storage.arguments)
+        let model = storage.scratch.url("model")
+        try TestModel.write(to: model, shards: 2)
+        relay.arm()
+        let push = try modelreg(["push", model.path, "org/m:1", "--json"], environment: server.environment)
+        try #require(push.status == 0, "\(push)")
+        let sent = relay.sentToServer
+        #expect(sent.contains("/reg/blobs/sha256/"), "no blob went to its key")
+        #expect(!sent.lowercased().contains("x-amz-copy-source"), "a blob was copied inside the object store")
+        let pulled = storage.scratch.url("pulled")
+        let pull = try modelreg(["pull", "org/m:1", "--dest", pulled.path], environment: server.environment)
+        try #require(pull.status == 0, "\(pull)")
+        try expectSameTree(model, pulled)
+    }
+
     /// On S3, blob downloads answer 307 to a presigned URL: `pull` fetches the bytes from the object store
     /// (through a relay that cuts the first long answer, so the pull resumes there with `Range`), checks them,
     /// and sends the object store no registry token; the registry sends no blob byte itself. With
