@@ -279,12 +279,3 @@ final class Counter: Sendable {
     func add(_ value: Int) { count.add(Int64(value), ordering: .relaxed) }
     var value: Int64 { count.load(ordering: .relaxed) }
 }
-
-/// A fact about the server learnt once and kept for the connection's life.
-final class Flag: Sendable {
-    private let value = Atomic<Bool>(false)
-
-    var isSet: Bool { value.load(ordering: .relaxed) }
-
-    func set() { value.store(true, ordering: .relaxed) }
-}

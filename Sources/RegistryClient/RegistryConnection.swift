@@ -84,7 +84,7 @@ public struct RegistryConnection: Sendable {
     static let stallLimit = TimeAmount.seconds(60)
     /// Set once the server says uploads should name their digest from the start (an object store copies a
     /// digest-less upload once more at its commit): later files are hashed before they are sent.
-    let hashesBeforeUpload = Flag()
+    let hashesBeforeUpload = Latch()
 
     public init(configuration: ClientConfiguration, http: HTTPClient, downloads: HTTPClient) {
         self.configuration = configuration
@@ -514,4 +514,13 @@ public enum ClientError: Error, CustomStringConvertible {
             "\(message): if the registry's certificate comes from a private CA, pass that CA's certificate with --ca-cert FILE or MODELREG_CA_CERT"
         }
     }
+}
+
+/// A fact that becomes true once and stays true, shared between tasks.
+final class Latch: Sendable {
+    private let value = Atomic<Bool>(false)
+
+    var isSet: Bool { value.load(ordering: .relaxed) }
+
+    func set() { value.store(true, ordering: .relaxed) }
 }

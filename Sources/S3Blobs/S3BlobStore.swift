@@ -90,6 +90,7 @@ public final class S3BlobStore: BlobStore {
                 client: client, budget: partsInFlight, state: MultipartState(key: key, uploadID: uploadID))
             do {
                 try await writer.add(first)
+                first = ByteBuffer()  // copied into the writer's part: not held for the rest of the upload
                 while let chunk = try await iterator.next() { try await writer.add(chunk) }
                 let hasher = try await writer.finish()
                 try Self.check(hasher, against: digest)
@@ -411,10 +412,14 @@ struct MultipartState: Codable, Sendable {
 /// `bytesInFlight`), so that receiving, hashing and sending overlap. Parts are hashed in order as they are cut,
 /// and `state` names only parts S3 confirmed, with the hash state at their end: what an upload record keeps is
 /// always a prefix of the blob that S3 holds.
+///
+/// Each part is filled in a buffer of exactly its size, which goes to S3 as it is: a buffer left to grow
+/// doubles past a part's size, and a part cut from it as a slice keeps all of it until S3 answers.
 struct MultipartWriter {
     let client: S3Client
     let budget: PartBudget
     var state: MultipartState
+    /// The part being filled.
     private var buffer = ByteBuffer()
     private var hasher: ContentHasher
     private var inFlight: [PartInFlight] = []
@@ -451,7 +456,7 @@ struct MultipartWriter {
     mutating func resume(tail key: String) async throws {
         guard state.tailBytes > 0 else { return }
         for try await chunk in try await client.get(key, range: 0..<state.tailBytes) {
-            buffer.writeImmutableBuffer(chunk)
+            try await add(chunk)
         }
         guard buffer.readableBytes == state.tailBytes else {
             throw RegistryError(
@@ -460,11 +465,17 @@ struct MultipartWriter {
     }
 
     mutating func add(_ chunk: ByteBuffer) async throws {
-        buffer.writeImmutableBuffer(chunk)
-        while buffer.readableBytes >= Self.partSize(nextPart) {
-            try await sendPart(length: Self.partSize(nextPart))
+        var chunk = chunk
+        while chunk.readableBytes > 0 {
+            let size = Self.partSize(nextPart)
+            if buffer.capacity < size { buffer = Self.allocator.buffer(capacity: size) }
+            var piece = chunk.readSlice(length: min(chunk.readableBytes, size - buffer.readableBytes))!
+            buffer.writeBuffer(&piece)
+            if buffer.readableBytes == size { try await sendPart() }
         }
     }
+
+    private static let allocator = ByteBufferAllocator()
 
     /// Waits for the parts on their way; the error of one that failed, after which the upload goes on from the
     /// last part S3 confirmed.
@@ -493,7 +504,7 @@ struct MultipartWriter {
     /// hash of everything.
     mutating func finish() async throws -> ContentHasher {
         if buffer.readableBytes > 0 || state.parts.count + inFlight.count == 0 {
-            try await sendPart(length: buffer.readableBytes)
+            try await sendPart()
         }
         try await confirmParts(leaving: 0)
         return hasher
@@ -509,14 +520,16 @@ struct MultipartWriter {
         inFlight = []
     }
 
-    private mutating func sendPart(length: Int) async throws {
+    /// Sends the buffer as the next part; the next bytes go to a new one.
+    private mutating func sendPart() async throws {
+        let length = buffer.readableBytes
         // Another part goes up beside this upload's others only while the store's budget allows it.
         while !inFlight.isEmpty, !budget.take(length) {
             try await confirmParts(leaving: inFlight.count - 1)
         }
         if inFlight.isEmpty { budget.takeAnyway(length) }
-        let part = buffer.readSlice(length: length) ?? ByteBuffer()
-        buffer.discardReadBytes()
+        let part = buffer
+        buffer = ByteBuffer()
         part.withUnsafeReadableBytes { hasher.update($0) }
         let (client, key, uploadID, number) = (client, state.key, state.uploadID, nextPart)
         inFlight.append(

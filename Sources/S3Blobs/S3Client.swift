@@ -3,6 +3,7 @@ import Foundation
 import ModelRegistryCore
 import NIOCore
 import NIOHTTP1
+import Synchronization
 
 /// An object as a listing or HEAD shows it.
 public struct S3Object: Sendable, Equatable {
@@ -385,7 +386,9 @@ public final class S3Client: Sendable {
             URIEncoding.encode(name) + (value.map { "=" + URIEncoding.encode($0) } ?? "")
         }.joined(separator: "&")
         let url = location.url(key: key, query: queryText)
-        let payloadHash = body.map { SigV4Signer.hexSHA256($0.readableBytesView) } ?? SigV4Signer.emptyPayloadHash
+        // Hashed in place: a copy of each part would double what an upload holds.
+        let payloadHash =
+            body.map { $0.withUnsafeReadableBytes { SigV4Signer.hexSHA256(bytes: $0) } } ?? SigV4Signer.emptyPayloadHash
         let signed = signer.authorizationHeaders(
             method: method.rawValue, url: url, headers: headers, payloadHash: payloadHash, date: Date())
         var request = HTTPClientRequest(url: url.absoluteString)
@@ -429,7 +432,9 @@ public final class S3Client: Sendable {
     }
 
     private func body(of response: HTTPClientResponse) -> S3Body {
-        S3Body(body: response.body, endpoint: location.endpointDescription, stallLimit: stallLimit)
+        S3Body(
+            body: response.body, endpoint: location.endpointDescription, stallLimit: stallLimit,
+            timers: httpClient.eventLoopGroup.any())
     }
 
     /// The error S3 answered with, from its `<Error>` document, or from the status alone when there is none (HEAD).
@@ -565,6 +570,7 @@ public struct S3Body: AsyncSequence, Sendable {
     let body: HTTPClientResponse.Body
     let endpoint: String
     let stallLimit: Duration
+    let timers: any EventLoop
 
     public struct AsyncIterator: AsyncIteratorProtocol {
         let source: StallTimedBody
@@ -576,7 +582,8 @@ public struct S3Body: AsyncSequence, Sendable {
 
     public func makeAsyncIterator() -> AsyncIterator {
         AsyncIterator(
-            source: StallTimedBody(base: body.makeAsyncIterator(), endpoint: endpoint, stallLimit: stallLimit))
+            source: StallTimedBody(
+                base: body.makeAsyncIterator(), endpoint: endpoint, stallLimit: stallLimit, timers: timers))
     }
 
     /// The whole body, refused when it is longer than `limit` bytes.
@@ -593,33 +600,48 @@ public struct S3Body: AsyncSequence, Sendable {
     }
 }
 
-/// The HTTP client's iterator behind a reference, so that each read can run in a child task raced against the stall
-/// limit. One read runs at a time (an iterator is used by one task), which is what makes the unchecked `Sendable`
-/// sound.
+/// The HTTP client's iterator behind a reference, so that each read can run in a task of its own that a timer
+/// cancels after the stall limit. One read runs at a time (an iterator is used by one task), which is what makes
+/// the unchecked `Sendable` sound.
+///
+/// The timer is the event loop's, not a sleeping task: a cancelled `Task.sleep` keeps its timer until it would
+/// have fired, and a read every 64 KiB for a minute at S3's pace held tens of MiB of them.
 final class StallTimedBody: @unchecked Sendable {
     private var base: HTTPClientResponse.Body.AsyncIterator
     private let endpoint: String
     private let stallLimit: Duration
+    private let timers: any EventLoop
 
-    init(base: HTTPClientResponse.Body.AsyncIterator, endpoint: String, stallLimit: Duration) {
+    init(base: HTTPClientResponse.Body.AsyncIterator, endpoint: String, stallLimit: Duration, timers: any EventLoop) {
         self.base = base
         self.endpoint = endpoint
         self.stallLimit = stallLimit
+        self.timers = timers
     }
 
     private struct Stalled: Error {}
 
     func next() async throws(RegistryError) -> ByteBuffer? {
-        do {
-            return try await withThrowingTaskGroup(of: ByteBuffer?.self) { group in
-                group.addTask { try await self.base.next() }
-                group.addTask {
-                    try await Task.sleep(for: self.stallLimit)
-                    throw Stalled()
-                }
-                defer { group.cancelAll() }
-                return try await group.next() ?? nil
+        let race = ReadRace()
+        let read = Task {
+            let outcome: Result<ByteBuffer?, any Error>
+            do {
+                outcome = .success(try await self.base.next())
+            } catch {
+                outcome = .failure(error)
             }
+            // The timer ended first and cancelled the read, which ends the HTTP client's stream: what came is lost.
+            guard race.end() else { throw Stalled() }
+            return try outcome.get()
+        }
+        let timer = timers.scheduleTask(in: TimeAmount(stallLimit)) {
+            // Only a read still waiting is cancelled: cancelling one that got its bytes would end the stream
+            // under the next.
+            if race.end() { read.cancel() }
+        }
+        defer { timer.cancel() }
+        do {
+            return try await withTaskCancellationHandler { try await read.value } onCancel: { read.cancel() }
         } catch is Stalled {
             throw RegistryError(
                 .notReady,
@@ -629,6 +651,14 @@ final class StallTimedBody: @unchecked Sendable {
             throw RegistryError(.notReady, "S3 at \(endpoint) broke off its answer (\(S3Client.describe(error)))")
         }
     }
+}
+
+/// Which of a read and its timer ended first.
+final class ReadRace: Sendable {
+    private let ended = Atomic<Bool>(false)
+
+    /// True for whichever of the two calls first.
+    func end() -> Bool { !ended.exchange(true, ordering: .acquiringAndReleasing) }
 }
 
 /// An error answer from S3: its code and message, or its status alone.

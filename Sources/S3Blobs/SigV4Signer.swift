@@ -31,6 +31,11 @@ public struct SigV4Signer: Sendable {
         hexString(SHA256.hash(data: Array(bytes)))
     }
 
+    /// The same, of bytes in place.
+    public static func hexSHA256(bytes: UnsafeRawBufferPointer) -> String {
+        hexString(SHA256.hash(data: bytes))
+    }
+
     /// The headers to add to the request: `x-amz-date`, `x-amz-content-sha256`, `x-amz-security-token` for
     /// temporary credentials, and `Authorization`. Every header in `headers` is signed, as is `host` from `url`, so
     /// the request must be sent with exactly these headers and values.
