@@ -641,7 +641,11 @@ final class StallTimedBody: @unchecked Sendable {
         }
         defer { timer.cancel() }
         do {
-            return try await withTaskCancellationHandler { try await read.value } onCancel: { read.cancel() }
+            return try await withTaskCancellationHandler {
+                try await read.value
+            } onCancel: {
+                read.cancel()
+            }
         } catch is Stalled {
             throw RegistryError(
                 .notReady,
