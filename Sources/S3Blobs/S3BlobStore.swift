@@ -18,7 +18,9 @@ public final class S3BlobStore: BlobStore {
     /// mid-append leaves its upload busy this long.
     let holdLength: TimeInterval
     /// The bytes of parts all this store's uploads may have on their way to S3 at once.
-    let partsInFlight = PartBudget(limit: 64 << 20)
+    /// One upload may fill it (`MultipartWriter.bytesInFlight`); several at once share it, each also filling
+    /// its next part, so that a replica's uploads hold about 32 MiB plus a part each.
+    let partsInFlight = PartBudget(limit: 32 << 20)
 
     /// `holdLength` is 30 s by default; tests whose threads may starve for longer raise it.
     public init(client: S3Client, location: S3Location, uploads: any UploadRecordStore, holdLength: TimeInterval = 30) {
