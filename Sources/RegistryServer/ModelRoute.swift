@@ -22,12 +22,13 @@ enum ModelRoute: Hashable {
     case image(ModelName, Digest, CacheImageLayout)
 
     init(segments raw: [Substring]) throws(RegistryError) {
-        let segments = raw.map { $0.removingPercentEncoding ?? String($0) }
+        // Foundation's decoding is slow on Linux, and most paths have nothing to decode: every request pays this.
+        let segments = raw.map { $0.contains(Character("%")) ? ($0.removingPercentEncoding ?? String($0)) : String($0) }
         guard !segments.isEmpty else { throw Self.unknown(segments) }
         var nameLength = 1
         if segments.count > 1, !ModelName.reservedSegments.contains(segments[1]) { nameLength = 2 }
         // An encoded slash must not turn one segment into two parts of a name.
-        if let segment = segments.prefix(nameLength).first(where: { $0.contains("/") }) {
+        if let segment = segments.prefix(nameLength).first(where: { $0.contains(Character("/")) }) {
             throw RegistryError(
                 .invalidName, "invalid model name part '\(segment.prefix(140))': '/' separates the parts of a name")
         }

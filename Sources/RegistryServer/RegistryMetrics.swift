@@ -1,4 +1,5 @@
 import Prometheus
+import Synchronization
 
 /// The registry's Prometheus metrics. Each registry has its own collector registry, so several servers in
 /// one process (as in tests) never share counters.
@@ -35,13 +36,32 @@ final class RegistryMetrics: Sendable {
         .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(5), .seconds(30),
     ]
 
+    /// The metrics of a request's labels, found once: asking the collector registry builds their names and
+    /// labels again, a cost every request paid.
+    private struct RequestLabels: Hashable {
+        let method: String
+        let route: String
+        let status: Int
+    }
+    private let requestMetrics = Mutex<[RequestLabels: (Counter, DurationHistogram)]>([:])
+
     func recordRequest(method: String, route: String, status: Int, duration: Duration) {
-        registry.makeCounter(
-            descriptor: Self.requests, labels: [("method", method), ("route", route), ("status", String(status))]
-        ).increment()
-        registry.makeDurationHistogram(
-            descriptor: Self.duration, labels: [("method", method), ("route", route)], buckets: Self.durationBuckets
-        ).record(duration)
+        let labels = RequestLabels(method: method, route: route, status: status)
+        let (counter, histogram) = requestMetrics.withLock { known in
+            if let metrics = known[labels] { return metrics }
+            let metrics = (
+                registry.makeCounter(
+                    descriptor: Self.requests,
+                    labels: [("method", method), ("route", route), ("status", String(status))]),
+                registry.makeDurationHistogram(
+                    descriptor: Self.duration, labels: [("method", method), ("route", route)],
+                    buckets: Self.durationBuckets)
+            )
+            known[labels] = metrics
+            return metrics
+        }
+        counter.increment()
+        histogram.record(duration)
     }
 
     func blobBytesReceived(_ count: Int) {
