@@ -17,10 +17,9 @@ public final class S3BlobStore: BlobStore {
     /// How long a hold lasts unless renewed (every third of it while the request appends): a replica killed
     /// mid-append leaves its upload busy this long.
     let holdLength: TimeInterval
-    /// The bytes of parts all this store's uploads may have on their way to S3 at once.
-    /// One upload may fill it (`MultipartWriter.bytesInFlight`); several at once share it, each also filling
-    /// its next part, so that a replica's uploads hold about 32 MiB plus a part each.
-    let partsInFlight = PartBudget(limit: 32 << 20)
+    /// The part buffers all this store's uploads may hold at once, being filled or on their way to S3: one
+    /// upload sends four parts while it fills a fifth; several at once share them.
+    let partsInFlight = PartBudget(limit: 40 << 20)
 
     /// `holdLength` is 30 s by default; tests whose threads may starve for longer raise it.
     public init(client: S3Client, location: S3Location, uploads: any UploadRecordStore, holdLength: TimeInterval = 30) {
@@ -421,8 +420,9 @@ struct MultipartWriter {
     let client: S3Client
     let budget: PartBudget
     var state: MultipartState
-    /// The part being filled.
+    /// The part being filled, and its share of the store's budget.
     private var buffer = ByteBuffer()
+    private var reservation: PartBudget.Reservation?
     private var hasher: ContentHasher
     private var inFlight: [PartInFlight] = []
 
@@ -432,6 +432,7 @@ struct MultipartWriter {
         /// The hash state at the part's end, saved with it once S3 confirms it.
         let hashState: [UInt8]
         let upload: Task<String, any Error>
+        let reservation: PartBudget.Reservation?
     }
 
     /// At most this many bytes of parts are sent at once (at least one part): four 8 MiB parts, fewer while the
@@ -470,7 +471,10 @@ struct MultipartWriter {
         var chunk = chunk
         while chunk.readableBytes > 0 {
             let size = Self.partSize(nextPart)
-            if buffer.capacity < size { buffer = Self.allocator.buffer(capacity: size) }
+            if buffer.capacity < size {
+                try await reserve(size)
+                buffer = Self.allocator.buffer(capacity: size)
+            }
             var piece = chunk.readSlice(length: min(chunk.readableBytes, size - buffer.readableBytes))!
             buffer.writeBuffer(&piece)
             if buffer.readableBytes == size { try await sendPart() }
@@ -478,6 +482,19 @@ struct MultipartWriter {
     }
 
     private static let allocator = ByteBufferAllocator()
+
+    /// Takes a buffer's bytes from the store's budget, waiting for this upload's parts on their way while it is
+    /// spent; an upload with none may take them anyway, so that each goes on.
+    private mutating func reserve(_ bytes: Int) async throws {
+        while !budget.take(bytes) {
+            guard !inFlight.isEmpty else {
+                budget.takeAnyway(bytes)
+                break
+            }
+            try await confirmParts(leaving: inFlight.count - 1)
+        }
+        reservation = PartBudget.Reservation(budget: budget, bytes: bytes)
+    }
 
     /// Waits for the parts on their way; the error of one that failed, after which the upload goes on from the
     /// last part S3 confirmed.
@@ -515,29 +532,24 @@ struct MultipartWriter {
     /// Stops the parts on their way, for an upload that is abandoned.
     mutating func cancel() async {
         for part in inFlight { part.upload.cancel() }
-        for part in inFlight {
-            _ = try? await part.upload.value
-            budget.release(part.length)
-        }
+        for part in inFlight { _ = try? await part.upload.value }
         inFlight = []
     }
 
     /// Sends the buffer as the next part; the next bytes go to a new one.
     private mutating func sendPart() async throws {
         let length = buffer.readableBytes
-        // Another part goes up beside this upload's others only while the store's budget allows it.
-        while !inFlight.isEmpty, !budget.take(length) {
-            try await confirmParts(leaving: inFlight.count - 1)
-        }
-        if inFlight.isEmpty { budget.takeAnyway(length) }
         let part = buffer
         buffer = ByteBuffer()
+        let reserved = reservation
+        reservation = nil
         part.withUnsafeReadableBytes { hasher.update($0) }
         let (client, key, uploadID, number) = (client, state.key, state.uploadID, nextPart)
         inFlight.append(
             PartInFlight(
                 number: number, length: length, hashState: hasher.savedState,
-                upload: Task { try await client.uploadPart(key, uploadID: uploadID, partNumber: number, part) }))
+                upload: Task { try await client.uploadPart(key, uploadID: uploadID, partNumber: number, part) },
+                reservation: reserved))
         try await confirmParts(leaving: max(0, Self.bytesInFlight / Self.partSize(nextPart) - 1))
     }
 
@@ -549,7 +561,6 @@ struct MultipartWriter {
             let part = inFlight.removeFirst()
             let etag: String
             do {
-                defer { budget.release(part.length) }
                 etag = try await part.upload.value
             } catch {
                 await cancel()
@@ -564,9 +575,24 @@ struct MultipartWriter {
     }
 }
 
-/// The bytes of parts a store's uploads have on their way to S3, shared by them so that many uploads at once hold
-/// a bounded memory: an upload may always send one part, and more only while the total stays within `limit`.
+/// The bytes of part buffers a store's uploads hold (being filled or on their way to S3), shared by them so that
+/// many uploads at once hold a bounded memory: an upload may always hold one buffer, and more only while the total
+/// stays within `limit`.
 final class PartBudget: Sendable {
+    /// A buffer's bytes of the budget, given back when its last holder lets go of it (the part confirmed, or the
+    /// upload's request ended whichever way).
+    final class Reservation: Sendable {
+        let budget: PartBudget
+        let bytes: Int
+
+        init(budget: PartBudget, bytes: Int) {
+            self.budget = budget
+            self.bytes = bytes
+        }
+
+        deinit { budget.release(bytes) }
+    }
+
     private let limit: Int
     private let inUse = Mutex(0)
 
@@ -583,7 +609,7 @@ final class PartBudget: Sendable {
         }
     }
 
-    /// Takes `bytes` whether they fit or not: an upload's only part.
+    /// Takes `bytes` whether they fit or not: an upload's only buffer.
     func takeAnyway(_ bytes: Int) { inUse.withLock { $0 += bytes } }
 
     func release(_ bytes: Int) { inUse.withLock { $0 -= bytes } }

@@ -635,9 +635,10 @@ final class StallTimedBody: @unchecked Sendable {
             return try outcome.get()
         }
         let timer = timers.scheduleTask(in: TimeAmount(stallLimit)) {
-            // Only a read still waiting is cancelled: cancelling one that got its bytes would end the stream
-            // under the next.
-            if race.end() { read.cancel() }
+            // Decided on the tasks' threads, after what was queued there before: a read whose bytes came but
+            // that waited for a thread (a busy process) is not a stall. Only a read still waiting is cancelled:
+            // cancelling one that got its bytes would end the stream under the next.
+            Task { if race.end() { read.cancel() } }
         }
         defer { timer.cancel() }
         do {

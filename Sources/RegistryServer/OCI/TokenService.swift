@@ -76,12 +76,15 @@ struct TokenService {
         guard let header else { return nil }
         let parts = header.split(separator: " ", maxSplits: 1)
         guard parts.count == 2 else { return nil }
-        let value = parts[1].trimmingCharacters(in: .whitespaces)
+        // Trimmed without Foundation's character sets, slow on Linux for a header every request carries.
+        var value = parts[1]
+        while value.first == " " || value.first == "\t" { value.removeFirst() }
+        while value.last == " " || value.last == "\t" { value.removeLast() }
         switch parts[0].lowercased() {
         case "bearer":
-            return value
+            return String(value)
         case "basic":
-            guard let data = Data(base64Encoded: value), let text = String(data: data, encoding: .utf8),
+            guard let data = Data(base64Encoded: String(value)), let text = String(data: data, encoding: .utf8),
                 let colon = text.firstIndex(of: ":")
             else { return nil }
             return String(text[text.index(after: colon)...])
