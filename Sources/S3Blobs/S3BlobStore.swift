@@ -418,7 +418,8 @@ struct MultipartState: Codable, Sendable {
 /// doubles past a part's size, and a part cut from it as a slice keeps all of it until S3 answers.
 struct MultipartWriter {
     let client: S3Client
-    let budget: PartBudget
+    /// This upload's share of the store's part budget.
+    let holder: PartBudget.Holder
     var state: MultipartState
     /// The part being filled, and its share of the store's budget.
     private var buffer = ByteBuffer()
@@ -441,7 +442,7 @@ struct MultipartWriter {
 
     init(client: S3Client, budget: PartBudget, state: MultipartState) throws(RegistryError) {
         self.client = client
-        self.budget = budget
+        self.holder = PartBudget.Holder(budget)
         self.state = state
         self.hasher = try ContentHasher(restoring: state.hashState)
     }
@@ -483,17 +484,13 @@ struct MultipartWriter {
 
     private static let allocator = ByteBufferAllocator()
 
-    /// Takes a buffer's bytes from the store's budget, waiting for this upload's parts on their way while it is
-    /// spent; an upload with none may take them anyway, so that each goes on.
+    /// Takes a buffer's bytes from the store's budget, waiting for this upload's parts on their way while its
+    /// share is spent.
     private mutating func reserve(_ bytes: Int) async throws {
-        while !budget.take(bytes) {
-            guard !inFlight.isEmpty else {
-                budget.takeAnyway(bytes)
-                break
-            }
+        while !holder.take(bytes, anyway: inFlight.isEmpty) {
             try await confirmParts(leaving: inFlight.count - 1)
         }
-        reservation = PartBudget.Reservation(budget: budget, bytes: bytes)
+        reservation = PartBudget.Reservation(holder, bytes: bytes)
     }
 
     /// Waits for the parts on their way; the error of one that failed, after which the upload goes on from the
@@ -576,45 +573,82 @@ struct MultipartWriter {
 }
 
 /// The bytes of part buffers a store's uploads hold (being filled or on their way to S3), shared by them so that
-/// many uploads at once hold a bounded memory: an upload may always hold one buffer, and more only while the total
-/// stays within `limit`.
+/// many uploads at once hold a bounded memory. An upload may always hold one buffer, so that each goes on; more
+/// only while the total stays within `limit` and the upload within an equal share of it among the uploads under
+/// way. Bytes held past that share (one upload alone took more, then others began) are not taken again once
+/// given back, so the total is at most `limit` plus a buffer for each other upload, and falls back to `limit`.
 final class PartBudget: Sendable {
-    /// A buffer's bytes of the budget, given back when its last holder lets go of it (the part confirmed, or the
-    /// upload's request ended whichever way).
-    final class Reservation: Sendable {
-        let budget: PartBudget
-        let bytes: Int
-
-        init(budget: PartBudget, bytes: Int) {
-            self.budget = budget
-            self.bytes = bytes
-        }
-
-        deinit { budget.release(bytes) }
+    let limit: Int
+    private struct Use {
+        var bytes = 0
+        var most = 0
+        var uploads = 0
+        var held: [ObjectIdentifier: Int] = [:]
     }
-
-    private let limit: Int
-    private let inUse = Mutex(0)
+    private let use = Mutex(Use())
 
     init(limit: Int) {
         self.limit = limit
     }
 
-    /// Takes `bytes` when they fit in the budget.
-    func take(_ bytes: Int) -> Bool {
-        inUse.withLock { inUse in
-            guard inUse + bytes <= limit else { return false }
-            inUse += bytes
-            return true
+    /// One upload's claim on the budget, counted among the uploads under way for as long as it or one of its
+    /// buffers lives.
+    final class Holder: Sendable {
+        let budget: PartBudget
+
+        init(_ budget: PartBudget) {
+            self.budget = budget
+            budget.use.withLock { $0.uploads += 1 }
+        }
+
+        deinit { budget.use.withLock { $0.uploads -= 1 } }
+
+        /// Takes `bytes` for this upload when it holds nothing, or when they fit in the budget and its share; or
+        /// `anyway`, for an upload that has no part of its own to wait for.
+        func take(_ bytes: Int, anyway: Bool) -> Bool {
+            budget.use.withLock { use in
+                let id = ObjectIdentifier(self)
+                let held = use.held[id, default: 0]
+                if held > 0, !anyway {
+                    guard use.bytes + bytes <= budget.limit, held + bytes <= budget.limit / max(1, use.uploads) else {
+                        return false
+                    }
+                }
+                use.bytes += bytes
+                use.held[id] = held + bytes
+                use.most = max(use.most, use.bytes)
+                return true
+            }
+        }
+
+        fileprivate func release(_ bytes: Int) {
+            budget.use.withLock { use in
+                let id = ObjectIdentifier(self)
+                use.bytes -= bytes
+                let left = use.held[id, default: 0] - bytes
+                use.held[id] = left > 0 ? left : nil
+            }
         }
     }
 
-    /// Takes `bytes` whether they fit or not: an upload's only buffer.
-    func takeAnyway(_ bytes: Int) { inUse.withLock { $0 += bytes } }
+    /// A buffer's bytes of the budget, given back when its last holder lets go of it (the part confirmed, or the
+    /// upload's request ended whichever way).
+    final class Reservation: Sendable {
+        let holder: Holder
+        let bytes: Int
 
-    func release(_ bytes: Int) { inUse.withLock { $0 -= bytes } }
+        init(_ holder: Holder, bytes: Int) {
+            self.holder = holder
+            self.bytes = bytes
+        }
 
-    var bytesInUse: Int { inUse.withLock { $0 } }
+        deinit { holder.release(bytes) }
+    }
+
+    var bytesInUse: Int { use.withLock { $0.bytes } }
+
+    /// The most bytes held at once so far.
+    var mostBytesInUse: Int { use.withLock { $0.most } }
 }
 
 /// A blob's bytes by ranged GETs, for the header parsers (on threads that may block).

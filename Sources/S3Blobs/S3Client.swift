@@ -623,7 +623,16 @@ final class StallTimedBody: @unchecked Sendable {
 
     func next() async throws(RegistryError) -> ByteBuffer? {
         let race = ReadRace()
-        let read = Task {
+        let handle = ReadHandle()
+        let read = Task { [timers, stallLimit] in
+            // Timed from the read's start: one that waits for a thread in a busy process is not S3's stall.
+            let timer = timers.scheduleTask(in: TimeAmount(stallLimit)) {
+                // Decided on the tasks' threads, after what was queued there before: bytes that came in time but
+                // wait for a thread win. Only a read still waiting is cancelled: cancelling one that got its bytes
+                // would end the stream under the next.
+                Task { if race.end() { handle.cancel() } }
+            }
+            defer { timer.cancel() }
             let outcome: Result<ByteBuffer?, any Error>
             do {
                 outcome = .success(try await self.base.next())
@@ -634,13 +643,7 @@ final class StallTimedBody: @unchecked Sendable {
             guard race.end() else { throw Stalled() }
             return try outcome.get()
         }
-        let timer = timers.scheduleTask(in: TimeAmount(stallLimit)) {
-            // Decided on the tasks' threads, after what was queued there before: a read whose bytes came but
-            // that waited for a thread (a busy process) is not a stall. Only a read still waiting is cancelled:
-            // cancelling one that got its bytes would end the stream under the next.
-            Task { if race.end() { read.cancel() } }
-        }
-        defer { timer.cancel() }
+        handle.set(read)
         do {
             return try await withTaskCancellationHandler {
                 try await read.value
@@ -655,6 +658,31 @@ final class StallTimedBody: @unchecked Sendable {
         } catch {
             throw RegistryError(.notReady, "S3 at \(endpoint) broke off its answer (\(S3Client.describe(error)))")
         }
+    }
+}
+
+/// The task of a read, for its timer to cancel; a cancel that comes before the task is known is kept for it.
+final class ReadHandle: Sendable {
+    private struct State {
+        var task: Task<ByteBuffer?, any Error>?
+        var cancelled = false
+    }
+    private let state = Mutex(State())
+
+    func set(_ task: Task<ByteBuffer?, any Error>) {
+        if state.withLock({ state in
+            state.task = task
+            return state.cancelled
+        }) {
+            task.cancel()
+        }
+    }
+
+    func cancel() {
+        state.withLock { state in
+            state.cancelled = true
+            return state.task
+        }?.cancel()
     }
 }
 

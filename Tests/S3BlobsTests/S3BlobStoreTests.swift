@@ -97,6 +97,38 @@ import Testing
         #expect(store.partsInFlight.bytesInUse == 0)
     }
 
+    /// Several uploads at once share the store's budget of part buffers, the ones being filled included (four
+    /// uploads each filling a part and sending others held 72 MiB of 8 MiB buffers), each within its share once
+    /// the others have begun (one that began first may hold more until its parts are confirmed), and give it all
+    /// back.
+    @Test func uploadsAtOnceHoldNoMoreThanTheStoresPartBudget() async throws {
+        let moto = try MotoServer.shared()
+        let location = try S3Location(parsing: moto.url(bucket: try moto.createBucket(), prefix: "registry"))
+        let database = try PostgresServer.shared().createDatabase()
+        defer { try? PostgresServer.shared().dropDatabase(database) }
+        let (_, store) = try await Self.store(at: location, database: database)
+
+        let part = MultipartWriter.partSize(1)
+        let blobs = (0..<4).map { seed in
+            (0..<(3 * part + part / 2)).map { UInt8(truncatingIfNeeded: $0 &* (31 + seed) &+ $0 >> 13) }
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for bytes in blobs {
+                group.addTask {
+                    let info = try await store.put(Self.chunks(bytes[...]), expecting: Digest.of(bytes))
+                    #expect(info.size == Int64(bytes.count))
+                }
+            }
+            try await group.waitForAll()
+        }
+        let budget = store.partsInFlight
+        #expect(budget.mostBytesInUse > part, "the uploads never held more than one part at once")
+        #expect(
+            budget.mostBytesInUse <= budget.limit + (blobs.count - 1) * part,
+            "\(budget.mostBytesInUse) bytes of parts held at once")
+        #expect(budget.bytesInUse == 0, "the uploads kept part bytes of the budget")
+    }
+
     /// A client of `location` and a store over it whose upload records are in `database` of the shared
     /// PostgreSQL.
     static func store(at location: S3Location, database: String) async throws -> (S3Client, S3BlobStore) {
