@@ -147,7 +147,10 @@ extension RegistryConnection {
 
     /// Hashes the file first, then sends it as the digest's upload unless the server has the blob already.
     private func uploadHashed(_ file: LocalFile, progress: TransferProgress) async throws -> HashedUpload {
-        let digest = try LocalFiles.digest(of: file.url)
+        // Shown while it lasts (a large file takes a while), then taken back: the push counts bytes sent.
+        let token = progress.startFile("\(file.path) (hashing)", size: file.size)
+        let digest = try LocalFiles.digest(of: file.url) { progress.advance(token, by: Int64($0)) }
+        progress.dropFile(token)
         if try await blobSize(digest) == file.size {
             progress.skip(size: file.size)
             return HashedUpload(digest: digest, bytes: UploadedBytes(sent: 0, resumed: 0), stored: true)
