@@ -623,14 +623,13 @@ final class StallTimedBody: @unchecked Sendable {
 
     func next() async throws(RegistryError) -> ByteBuffer? {
         let race = ReadRace()
-        let handle = ReadHandle()
         let read = Task { [timers, stallLimit] in
             // Timed from the read's start: one that waits for a thread in a busy process is not S3's stall.
             let timer = timers.scheduleTask(in: TimeAmount(stallLimit)) {
                 // Decided on the tasks' threads, after what was queued there before: bytes that came in time but
                 // wait for a thread win. Only a read still waiting is cancelled: cancelling one that got its bytes
                 // would end the stream under the next.
-                Task { if race.end() { handle.cancel() } }
+                Task { race.timerEnded() }
             }
             defer { timer.cancel() }
             let outcome: Result<ByteBuffer?, any Error>
@@ -640,10 +639,10 @@ final class StallTimedBody: @unchecked Sendable {
                 outcome = .failure(error)
             }
             // The timer ended first and cancelled the read, which ends the HTTP client's stream: what came is lost.
-            guard race.end() else { throw Stalled() }
+            guard race.readEnded() else { throw Stalled() }
             return try outcome.get()
         }
-        handle.set(read)
+        race.started(read)
         do {
             return try await withTaskCancellationHandler {
                 try await read.value
@@ -661,37 +660,40 @@ final class StallTimedBody: @unchecked Sendable {
     }
 }
 
-/// The task of a read, for its timer to cancel; a cancel that comes before the task is known is kept for it.
-final class ReadHandle: Sendable {
+/// A read and its stall timer: whichever ends first decides. The timer cancels the read's task only when it ends
+/// first; one it ended before the task was handed over is cancelled as it is.
+final class ReadRace: Sendable {
     private struct State {
         var task: Task<ByteBuffer?, any Error>?
-        var cancelled = false
+        var ended = false
+        var stalled = false
     }
     private let state = Mutex(State())
 
-    func set(_ task: Task<ByteBuffer?, any Error>) {
+    func started(_ task: Task<ByteBuffer?, any Error>) {
         if state.withLock({ state in
             state.task = task
-            return state.cancelled
+            return state.stalled
         }) {
             task.cancel()
         }
     }
 
-    func cancel() {
-        state.withLock { state in
-            state.cancelled = true
+    /// True when the read ended first.
+    func readEnded() -> Bool { state.withLock { end(&$0) } }
+
+    func timerEnded() {
+        state.withLock { state -> Task<ByteBuffer?, any Error>? in
+            guard end(&state) else { return nil }
+            state.stalled = true
             return state.task
         }?.cancel()
     }
-}
 
-/// Which of a read and its timer ended first.
-final class ReadRace: Sendable {
-    private let ended = Atomic<Bool>(false)
-
-    /// True for whichever of the two calls first.
-    func end() -> Bool { !ended.exchange(true, ordering: .acquiringAndReleasing) }
+    private func end(_ state: inout State) -> Bool {
+        defer { state.ended = true }
+        return !state.ended
+    }
 }
 
 /// An error answer from S3: its code and message, or its status alone.
