@@ -106,7 +106,7 @@ let package = Package(
         ),
         .target(
             name: "CacheImage",
-            dependencies: ["FileSystemIO", "ModelRegistryCore", "CArchive"]
+            dependencies: ["FileSystemIO", "ModelRegistryCore", "CArchive", .product(name: "NIOCore", package: "swift-nio")]
         ),
         // Serving plans: a variant's metadata to a tensor-parallel size, a context and vLLM's arguments.
         .target(
@@ -173,6 +173,7 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+                .product(name: "NIOHTTPTypesHTTP1", package: "swift-nio-extras"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

@@ -2,6 +2,7 @@ import CArchive
 import FileSystemIO
 import Foundation
 import ModelRegistryCore
+import NIOCore
 
 /// Reads a cache image (or its tail from some entry on) with libarchive and writes it under a directory,
 /// accepting only the entries the image is expected to hold: the same paths, kinds, link targets and sizes,
@@ -29,7 +30,7 @@ public final class CacheImageExtractor {
 
     /// Extracts until the archive's end. `read` blocks for the next chunk and returns nil at the end; an
     /// error it throws (a dropped connection) is rethrown as is.
-    public func extract(_ read: @escaping () throws -> [UInt8]?) throws {
+    public func extract(_ read: @escaping () throws -> (any ArchiveBytes)?) throws {
         try readTarArchive(read, failure: Self.archiveError) { archive, entry in try extractEntry(archive, entry) }
         if let missing = expected.keys.sorted().first {
             throw RegistryError(.integrity, "the image ended without '\(missing)' (\(expected.count) entries missing)")
@@ -149,7 +150,7 @@ public final class CacheImageExtractor {
 /// `read` threw (a dropped connection) is rethrown as is, whatever it caused. With `acceptingWarnings`, an entry
 /// libarchive read with a warning (an unknown pax keyword) is taken.
 func readTarArchive(
-    _ read: @escaping () throws -> [UInt8]?, decompressing: Bool = false, acceptingWarnings: Bool = false,
+    _ read: @escaping () throws -> (any ArchiveBytes)?, decompressing: Bool = false, acceptingWarnings: Bool = false,
     failure: (OpaquePointer, String) -> RegistryError, _ entry: (OpaquePointer, OpaquePointer) throws -> Void
 ) throws {
     try withUTF8Locale {
@@ -216,26 +217,39 @@ func withUTF8Locale<T>(_ body: () throws -> T) rethrows -> T {
     return try body()
 }
 
-/// libarchive's read callback state: the chunk handed out last stays alive until the next call.
+/// A chunk of an archive as its reader is handed it: a network buffer, or bytes a test or fuzzer cut.
+public protocol ArchiveBytes {
+    func withUnsafeReadableBytes<T>(_ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T
+}
+
+extension ByteBuffer: ArchiveBytes {}
+
+extension Array: ArchiveBytes where Element == UInt8 {
+    public func withUnsafeReadableBytes<T>(_ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T {
+        try withUnsafeBytes(body)
+    }
+}
+
+/// libarchive's read callback state: the chunk handed out last stays alive until the next call, and libarchive
+/// reads it where it is (a copy of every chunk cost as much CPU as writing it to the file).
 final class ArchiveSource {
-    let read: () throws -> [UInt8]?
-    var current: UnsafeMutableRawBufferPointer?
+    let read: () throws -> (any ArchiveBytes)?
+    var current: (any ArchiveBytes)?
     var failure: (any Error)?
 
-    init(_ read: @escaping () throws -> [UInt8]?) {
+    init(_ read: @escaping () throws -> (any ArchiveBytes)?) {
         self.read = read
     }
 
     func next() -> UnsafeRawBufferPointer? {
-        current?.deallocate()
         current = nil
         do {
             while let chunk = try read() {
-                guard !chunk.isEmpty else { continue }
-                let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk.count, alignment: 16)
-                chunk.withUnsafeBytes { copy.copyMemory(from: $0) }
-                current = copy
-                return UnsafeRawBufferPointer(copy)
+                // `current` keeps the chunk's storage alive and unchanged while libarchive reads it.
+                let bytes = chunk.withUnsafeReadableBytes { $0 }
+                guard !bytes.isEmpty else { continue }
+                current = chunk
+                return bytes
             }
             return UnsafeRawBufferPointer(start: nil, count: 0)
         } catch {
@@ -243,8 +257,6 @@ final class ArchiveSource {
             return nil
         }
     }
-
-    deinit { current?.deallocate() }
 }
 
 func archiveRead(

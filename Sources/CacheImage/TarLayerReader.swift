@@ -22,7 +22,7 @@ public struct TarLayerReader {
 
     /// Reads the layer to its end. `source` blocks for the next chunk of the (compressed) layer and returns nil
     /// at its end; an error it throws is rethrown as is, as is one `handle` throws.
-    public func read(_ source: @escaping () throws -> [UInt8]?, _ handle: (Event) throws -> Void) throws {
+    public func read(_ source: @escaping () throws -> (any ArchiveBytes)?, _ handle: (Event) throws -> Void) throws {
         try readTarArchive(source, decompressing: true, acceptingWarnings: true, failure: Self.archiveError) {
             archive, entry in try readEntry(archive, entry, handle)
         }

@@ -75,10 +75,3 @@ public final class ThreadHandoff<Element: Sendable>: @unchecked Sendable {
         condition.unlock()
     }
 }
-
-/// Runs blocking work (libarchive's reads and writes) on a thread of its own, off the cooperative pool.
-public func runOnThread(_ body: @escaping @Sendable () throws -> Void) async throws {
-    try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-        Thread { continuation.resume(with: Result { try body() }) }.start()
-    }
-}

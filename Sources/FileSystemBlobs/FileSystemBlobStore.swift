@@ -38,6 +38,16 @@ public final class FileSystemBlobStore: BlobStore {
     }
 
     public func read(_ digest: Digest, range: Range<Int64>) async throws(RegistryError) -> BlobBytes {
+        try open(digest, holding: range).bytes(range)
+    }
+
+    public func fileRegion(_ digest: Digest, range: Range<Int64>) async throws(RegistryError) -> BlobFileRegion? {
+        // The file holds the range and never changes: a blob is replaced whole, by a rename.
+        BlobFileRegion(descriptor: try open(digest, holding: range).releaseDescriptor(), range: range)
+    }
+
+    /// The blob's file, open for reading, once it is known to hold `range`.
+    private func open(_ digest: Digest, holding range: Range<Int64>) throws(RegistryError) -> POSIXFile {
         let path = directory.blob(digest).path
         guard try POSIXFile.regularFileSize(path) != nil else { throw RegistryError.notFound("blob \(digest)") }
         let file = try POSIXFile.openForReading(path)
@@ -45,7 +55,7 @@ public final class FileSystemBlobStore: BlobStore {
         guard range.lowerBound >= 0, range.upperBound <= size else {
             throw RegistryError(.integrity, "blob \(digest) holds \(size) bytes, not the \(range.upperBound) asked for")
         }
-        return file.bytes(range)
+        return file
     }
 
     /// The file system cannot hand out URLs: the registry serves the bytes.

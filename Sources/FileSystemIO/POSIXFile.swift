@@ -56,6 +56,49 @@ public final class POSIXFile: @unchecked Sendable {
         }
     }
 
+    /// Linux's `IOV_MAX` (which Glibc's module does not bring in): the most buffers one `pwritev` takes.
+    static let mostVectors = 1024
+
+    /// Writes the buffers' readable bytes one after another at `offset`, as many buffers a system call as the
+    /// kernel takes, retrying short writes.
+    public func write(_ buffers: [ByteBuffer], at offset: Int64) throws(RegistryError) {
+        try withExtendedLifetime(buffers) { () throws(RegistryError) in
+            // The array keeps every buffer's storage alive and unchanged while the vectors point into it.
+            var vectors = buffers.map { buffer in
+                buffer.withUnsafeReadableBytes { bytes in
+                    iovec(iov_base: UnsafeMutableRawPointer(mutating: bytes.baseAddress), iov_len: bytes.count)
+                }
+            }[...]
+            var position = offset
+            while let first = vectors.first {
+                guard first.iov_len > 0 else {
+                    vectors = vectors.dropFirst()
+                    continue
+                }
+                let count = Int32(min(vectors.count, Self.mostVectors))
+                let written = vectors.withUnsafeBufferPointer {
+                    pwritev(descriptor, $0.baseAddress, count, off_t(position))
+                }
+                if written < 0 {
+                    if errno == EINTR { continue }
+                    throw Self.error("write", path)
+                }
+                position += Int64(written)
+                var left = written
+                while left > 0, let head = vectors.first {
+                    if head.iov_len <= left {
+                        left -= head.iov_len
+                        vectors = vectors.dropFirst()
+                    } else {
+                        vectors[vectors.startIndex].iov_base = head.iov_base.map { $0 + left }
+                        vectors[vectors.startIndex].iov_len -= left
+                        left = 0
+                    }
+                }
+            }
+        }
+    }
+
     /// Reads up to `count` bytes at `offset`; fewer only at end of file.
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) throws(RegistryError) -> Int {
         var done = 0
@@ -139,6 +182,12 @@ public final class POSIXFile: @unchecked Sendable {
         guard !closed else { return }
         closed = true
         guard systemClose(descriptor) == 0 else { throw Self.error("close", path) }
+    }
+
+    /// Hands the descriptor to a new owner, which closes it; this file no longer does.
+    public func releaseDescriptor() -> Int32 {
+        closed = true
+        return descriptor
     }
 
     /// Makes a completed rename or unlink inside `directory` durable.

@@ -72,6 +72,11 @@ public final class InMemoryBlobStore: BlobStore {
         }
     }
 
+    /// Not local files: the registry streams the bytes.
+    public func fileRegion(_ digest: Digest, range: Range<Int64>) async throws(RegistryError) -> BlobFileRegion? {
+        nil
+    }
+
     public func directDownloadURL(_ digest: Digest, validFor: Duration) async throws(RegistryError) -> URL? { nil }
 
     public func put<Bytes: AsyncSequence & Sendable>(_ bytes: Bytes, expecting digest: Digest) async throws -> BlobInfo

@@ -61,6 +61,9 @@ public protocol BlobStore: Sendable {
     /// Where a client may download the blob straight from the storage for the next `validFor`, for a store
     /// that can hand out such URLs (an object store's presigned URL); nil when the registry serves the bytes.
     func directDownloadURL(_ digest: Digest, validFor: Duration) async throws(RegistryError) -> URL?
+    /// `range` of the blob (within its size) as an open file region, for a server that hands the bytes to the
+    /// socket without reading them (`sendfile`); nil for a store whose blobs are not local files.
+    func fileRegion(_ digest: Digest, range: Range<Int64>) async throws(RegistryError) -> BlobFileRegion?
     /// Stores `bytes` as a blob if they hash to `digest` and nothing when they do not (`.digestMismatch`).
     /// Bytes already stored are kept, and their stored time refreshed.
     func put<Bytes: AsyncSequence & Sendable>(_ bytes: Bytes, expecting digest: Digest) async throws -> BlobInfo

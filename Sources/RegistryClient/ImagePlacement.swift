@@ -220,7 +220,7 @@ struct ImagePlacement: Sendable {
         let end = run.endIndex < image.entries.count ? image.entries[run.endIndex].offset : entriesEnd
         let response = try await connection.download(rangeRequest(connection, name, run.first!.offset..<end))
         try checkRange(response)
-        let channel = ByteChannel<[UInt8]>()
+        let channel = ByteChannel<ByteBuffer>()
         let (root, entries, progress) = (staging, Array(run), self.progress)
         let extraction = Task.detached {
             try await runOnThread {
@@ -246,7 +246,7 @@ struct ImagePlacement: Sendable {
             }
         }
         do {
-            for try await buffer in response.body { try await channel.send(Array(buffer.readableBytesView)) }
+            for try await buffer in response.body { try await channel.send(buffer) }
             // A body that ended because the deadline cancelled it is not a short archive.
             try Task.checkCancellation()
             try await channel.send(TarArchive.end)
@@ -302,5 +302,5 @@ final class FetchJournal: @unchecked Sendable {
 
 enum TarArchive {
     /// Two zero blocks: a ranged run of entries becomes a whole archive for the extractor.
-    static let end = [UInt8](repeating: 0, count: 1024)
+    static let end = ByteBuffer(repeating: 0, count: 1024)
 }

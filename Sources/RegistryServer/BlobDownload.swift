@@ -1,5 +1,6 @@
 import Hummingbird
 import ModelRegistryCore
+import NIOCore
 
 /// A blob's bytes as the answer to a download, for every route that serves them (`/v1/blobs`, the Hub's
 /// `resolve`): a `307` to the object store when the registry redirects downloads, else the bytes, whole or the
@@ -7,6 +8,8 @@ import ModelRegistryCore
 /// the redirect and a `416` included.
 struct BlobDownload {
     let registry: Registry
+    /// The request's connection: a blob file goes to its socket with `sendfile` when the connection can.
+    let channel: any Channel
 
     /// With `redirectHead`, a HEAD is redirected too, as the Hub answers a weight file's HEAD; else a HEAD
     /// answers the status and length a GET from the registry would.
@@ -49,7 +52,20 @@ struct BlobDownload {
         guard sendBody, length > 0 else { return Response(status: status, headers: headers, body: ResponseBody()) }
         let metrics = registry.metrics
         let speeds = registry.downloadSpeeds
-        let bytes = try await registry.blobs.read(digest, range: range.start..<(range.end + 1))
+        let stored = range.start..<(range.end + 1)
+        if let files = await FileRegionBodies(of: channel),
+            let region = try await registry.blobs.fileRegion(digest, range: stored)
+        {
+            let body = ResponseBody(contentLength: Int(length)) { writer in
+                let started = ContinuousClock.now
+                try await files.send(region, through: &writer)
+                try await writer.finish(nil)
+                metrics.blobBytesSent(Int(length))
+                speeds.record(bytes: length, duration: ContinuousClock.now - started)
+            }
+            return Response(status: status, headers: headers, body: body)
+        }
+        let bytes = try await registry.blobs.read(digest, range: stored)
         let body = ResponseBody(contentLength: Int(length)) { writer in
             let started = ContinuousClock.now
             for try await chunk in bytes {

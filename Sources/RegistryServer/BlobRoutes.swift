@@ -37,7 +37,7 @@ struct BlobRoutes {
         let digest = try digest(context)
         guard let size = try await registry.blobs.info(digest)?.size else { throw RegistryError.notFoundBlob(digest) }
         let headers: HTTPFields = [.eTag: "\"\(digest)\"", .modelregDigest: digest.description]
-        return try await BlobDownload(registry: registry).response(
+        return try await BlobDownload(registry: registry, channel: context.channel).response(
             digest, size: size, request: request, headers: headers, sendBody: sendBody)
     }
 

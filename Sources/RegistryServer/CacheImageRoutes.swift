@@ -1,6 +1,7 @@
 import CacheImage
 import Hummingbird
 import ModelRegistryCore
+import NIOCore
 import RegistryAPI
 
 /// Cache images under `/v1/models/{name}/images/{manifest digest}[/{layout}]`: the archive streamed from
@@ -15,9 +16,10 @@ extension ModelRoutes {
         return CacheImageStatusList(model: name, manifest: manifest, images: statuses)
     }
 
-    func image(_ request: Request, _ name: ModelName, _ manifest: Digest, _ layout: CacheImageLayout, sendBody: Bool)
-        async throws -> Response
-    {
+    func image(
+        _ request: Request, _ context: RegistryRequestContext, _ name: ModelName, _ manifest: Digest,
+        _ layout: CacheImageLayout, sendBody: Bool
+    ) async throws -> Response {
         let (stored, decoded) = try await storedManifest(name, manifest)
         let image = CacheImage(model: name, manifestDigest: stored.digest, manifest: decoded, layout: layout)
         var headers: HTTPFields = [
@@ -33,7 +35,7 @@ extension ModelRoutes {
             await registry.images.enqueue(name, manifest)
         }
         do {
-            return try await CacheImageDownload(registry: registry).response(
+            return try await CacheImageDownload(registry: registry, channel: context.channel).response(
                 image, of: decoded, request: request, headers: headers, sendBody: sendBody)
         } catch let outside as RangeOutsideImage {
             var response = ErrorMiddleware.errorResponse(outside.registryError)
@@ -54,6 +56,8 @@ extension ModelRoutes {
 /// OCI runnable image's layer): whole or the single range asked for, streamed from the blobs behind it.
 struct CacheImageDownload {
     let registry: Registry
+    /// The request's connection: the blobs' bytes go to its socket with `sendfile` when it can.
+    let channel: any Channel
 
     func response(
         _ image: CacheImage, of manifest: Manifest, request: Request, headers routeHeaders: HTTPFields, sendBody: Bool
@@ -82,12 +86,24 @@ struct CacheImageDownload {
         guard sendBody, !range.isEmpty else { return Response(status: status, headers: headers, body: ResponseBody()) }
         let blobs = registry.blobs
         let metrics = registry.metrics
-        let served = range
-        let body = ResponseBody(contentLength: served.count) { writer in
-            var chunks = CacheImageChunks(image, range: served, blobs: blobs)
-            while let chunk = try await chunks.next() {
-                try await writer.write(chunk)
-                metrics.blobBytesSent(chunk.readableBytes)
+        let parts = image.parts(in: range)
+        let files = await FileRegionBodies(of: channel)
+        let body = ResponseBody(contentLength: range.count) { writer in
+            for part in parts {
+                switch part {
+                case .bytes(let bytes):
+                    try await writer.write(ByteBuffer(bytes: bytes))
+                    metrics.blobBytesSent(bytes.count)
+                case .blob(let digest, let range):
+                    if let files, let region = try await blobs.fileRegion(digest, range: range) {
+                        try await files.send(region, through: &writer)
+                    } else {
+                        for try await chunk in try await blobs.read(digest, range: range) {
+                            try await writer.write(chunk)
+                        }
+                    }
+                    metrics.blobBytesSent(Int(range.count))
+                }
             }
             try await writer.finish(nil)
         }

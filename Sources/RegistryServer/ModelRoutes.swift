@@ -40,7 +40,7 @@ struct ModelRoutes {
         let route = try route(request, context)
         try registry.authorize(context, .read)
         if case .image(let name, let manifest, let layout) = route {
-            return try await image(request, name, manifest, layout, sendBody: sendBody)
+            return try await image(request, context, name, manifest, layout, sendBody: sendBody)
         }
         var variant: VariantName?
         if case .manifest = route {

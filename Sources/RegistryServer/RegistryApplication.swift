@@ -73,13 +73,15 @@ public enum RegistryApplication {
     /// still queued waits for them until the drain ends, or for one more idle timeout outside a drain.
     static func server(_ configuration: ServerConfiguration, shutdown: ShutdownState) throws -> HTTPServerBuilder {
         let idleTimeout = configuration.idleTimeout
+        // Blob files go to the socket with sendfile on plain HTTP; TLS encrypts every byte in memory.
+        let sendsFiles = configuration.tls == nil
         let http1 = HTTPServerBuilder.http1(
             configuration: .init(
                 additionalChannelHandlers: [
                     FlushBeforeCloseHandler<HTTPResponsePart>(patience: {
                         TimeAmount(shutdown.remainingDrainTime ?? idleTimeout)
                     })
-                ],
+                ] + (sendsFiles ? [FileRegionSenderInstaller()] : []),
                 idleTimeout: TimeAmount(idleTimeout)
             ))
         guard let tls = configuration.tls else { return http1 }

@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import ModelRegistryCore
+import NIOCore
 
 /// Who sent a request, as established by `AuthenticationMiddleware`.
 enum Identity: Sendable {
@@ -19,9 +20,12 @@ enum Identity: Sendable {
 public struct RegistryRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     var identity: Identity = .anonymous
+    /// The request's connection, whose handlers a download may hand a file to (`FileRegionBodies`).
+    let channel: any Channel
 
     public init(source: Source) {
         coreContext = .init(source: source)
+        channel = source.channel
     }
 
     /// Manifests and small JSON bodies; blob bytes are streamed and never collected.

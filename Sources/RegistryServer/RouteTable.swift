@@ -72,8 +72,8 @@ struct RouteTable: Sendable {
             }
             if template.path == Self.ociPaths {
                 guard segments.count > 1, segments[0] == "v2" else { continue }
-                let request = try? OCIRequest(segments: segments.dropFirst().map(String.init))
-                return (request?.template ?? template.path, request?.methods ?? [.get, .head])
+                let shape = OCIRequest.Shape(segments.dropFirst().map(String.init))
+                return (shape?.template ?? template.path, shape?.methods ?? [.get, .head])
             }
             if template.path == Self.hubPaths {
                 guard segments.count > 1, segments[0] == "hf" else { continue }

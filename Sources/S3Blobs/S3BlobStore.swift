@@ -58,6 +58,11 @@ public final class S3BlobStore: BlobStore {
         }
     }
 
+    /// Not local files: the registry streams the bytes.
+    public func fileRegion(_ digest: Digest, range: Range<Int64>) async throws(RegistryError) -> BlobFileRegion? {
+        nil
+    }
+
     public func directDownloadURL(_ digest: Digest, validFor: Duration) async throws(RegistryError) -> URL? {
         client.presignedGET(keys.blob(digest), validFor: validFor)
     }

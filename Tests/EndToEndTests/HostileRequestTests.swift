@@ -120,6 +120,28 @@ import Testing
         server.stop()
     }
 
+    /// A blob file goes to the socket in one piece (`sendfile`); the response must still count as in progress
+    /// until the last byte has left, or the idle timeout closes a slow reader's connection before it has them.
+    @Test func aDownloadReadForLongerThanTheIdleTimeoutArrivesWhole() throws {
+        let scratch = try Scratch()
+        let server = try ServerProcess(data: scratch.url("data"), extraArguments: ["--idle-timeout", "1s"])
+        let blob = try ShutdownTests.storeBlob(server, size: 16 << 20)
+        let download = try ShutdownTests.startDownload(blob.digest, from: server)
+        let started = ContinuousClock.now
+        var received = [UInt8]()
+        // About 2 MiB a second: several idle timeouts (and the close's patience) pass during the download.
+        while case let chunk = download.receive(upTo: 64 << 10), !chunk.isEmpty {
+            received += chunk
+            usleep(30_000)
+        }
+        #expect(ContinuousClock.now - started > .seconds(4), "the reader was slow")
+        let response = RawConnection.parse(received)
+        #expect(response.status == 200, "\(response.head)")
+        #expect(response.body.count == blob.bytes.count, "\(response.body.count) of \(blob.bytes.count) bytes")
+        #expect(Digest.of(Array(response.body)) == blob.digest)
+        server.stop()
+    }
+
     @Test func trickledHeadersAndStalledBodiesAreClosedWhileOthersAreServed() throws {
         let scratch = try Scratch()
         let server = try ServerProcess(

@@ -15,6 +15,8 @@ struct BlobBackend: Sendable, CustomTestStringConvertible {
     let name: String
     /// Whether its stores hand out direct download URLs.
     let presigns: Bool
+    /// Whether its blobs are local files, handed out as file regions (for `sendfile`).
+    var localFiles = false
     let open:
         @Sendable (_ body: @Sendable (_ instance: @Sendable () throws -> any BlobStore) async throws -> Void)
             async throws -> Void
@@ -26,7 +28,7 @@ struct BlobBackend: Sendable, CustomTestStringConvertible {
             let storage = InMemoryBlobStore.Storage()
             try await body { InMemoryBlobStore(storage: storage) }
         },
-        BlobBackend(name: "file system", presigns: false) { body in
+        BlobBackend(name: "file system", presigns: false, localFiles: true) { body in
             let root = FileManager.default.temporaryDirectory.appendingPathComponent(
                 "modelreg-conf-\(UUID().uuidString)")
             defer { try? FileManager.default.removeItem(at: root) }

@@ -108,6 +108,37 @@ import Testing
     }
 
     @Test(arguments: BlobBackend.all)
+    func aFileRegionHoldsTheBytesAskedWhereBlobsAreLocalFiles(backend: BlobBackend) async throws {
+        try await backend.open { instance in
+            let store = try instance()
+            let large = (0..<(3 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 17 &+ $0 >> 9) }
+            let digest = try await store.put(large).digest
+            let range: Range<Int64> = 5..<(2 << 20) + 3
+            let region = try await store.fileRegion(digest, range: range)
+            #expect((region != nil) == backend.localFiles)
+            guard let region else { return }
+            let (fileRegion, file) = try #require(region.take())
+            #expect(region.take() == nil, "a region is written once")
+            var read = [UInt8](repeating: 0, count: fileRegion.readableBytes)
+            let count = try file.withUnsafeFileDescriptor { descriptor in
+                read.withUnsafeMutableBytes {
+                    pread(descriptor, $0.baseAddress, $0.count, off_t(fileRegion.readerIndex))
+                }
+            }
+            try file.close()
+            #expect(count == range.count && read == Array(large[Int(range.lowerBound)..<Int(range.upperBound)]))
+            let past = await #expect(throws: RegistryError.self) {
+                try await store.fileRegion(digest, range: 0..<Int64(large.count + 1))
+            }
+            #expect(past?.code == .integrity)
+            let missing = await #expect(throws: RegistryError.self) {
+                try await store.fileRegion(Digest.of(Array("absent".utf8)), range: 0..<1)
+            }
+            #expect(missing?.code == .notFound)
+        }
+    }
+
+    @Test(arguments: BlobBackend.all)
     func aWrongDigestStoresNothing(backend: BlobBackend) async throws {
         try await backend.open { instance in
             let store = try instance()

@@ -37,7 +37,8 @@ struct HubRoutes {
                 return try await tree(request, try await snapshot(model, revision), revision: revision, path: path)
                     .response(sendBody: sendBody)
             case .resolve(let model, let revision, let path):
-                return try await resolve(request, try await snapshot(model, revision), path: path, sendBody: sendBody)
+                return try await resolve(
+                    request, context, try await snapshot(model, revision), path: path, sendBody: sendBody)
             }
         } catch let error as HubError {
             return error.response
@@ -62,7 +63,9 @@ struct HubRoutes {
     /// the client's blob cache and a `local_dir` rerun recognise it), the size. A redirect to the object store
     /// carries them itself, HEAD included, as the Hub's redirects to its CDN do: the client then downloads
     /// from there without the token.
-    private func resolve(_ request: Request, _ snapshot: HubSnapshot, path: String, sendBody: Bool) async throws
+    private func resolve(
+        _ request: Request, _ context: RegistryRequestContext, _ snapshot: HubSnapshot, path: String, sendBody: Bool
+    ) async throws
         -> Response
     {
         guard let file = snapshot.manifest.files.first(where: { $0.path.value == path }) else {
@@ -76,7 +79,7 @@ struct HubRoutes {
             .hubLinkedSize: String(file.size),
             .modelregDigest: file.digest.description,
         ]
-        return try await BlobDownload(registry: registry).response(
+        return try await BlobDownload(registry: registry, channel: context.channel).response(
             file.digest, size: file.size, request: request, headers: headers, sendBody: sendBody, redirectHead: true)
     }
 

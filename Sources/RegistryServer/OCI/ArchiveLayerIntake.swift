@@ -1,4 +1,5 @@
 import CacheImage
+import FileSystemIO
 import Foundation
 import ModelRegistryCore
 import NIOCore
@@ -12,7 +13,7 @@ struct ArchiveLayerIntake {
 
     /// The files the stored layer `digest` of `size` bytes holds, stored and recorded, in the layer's order.
     func files(of digest: Digest, size: Int64) async throws -> [ManifestFile] {
-        let compressed = ByteChannel<[UInt8]>()
+        let compressed = ByteChannel<ByteBuffer>()
         let events = ThreadHandoff<TarLayerReader.Event>()
         let reading = Task.detached {
             try await runOnThread {
@@ -32,7 +33,7 @@ struct ArchiveLayerIntake {
         let feeding = Task {
             do {
                 for try await chunk in try await blobs.read(digest, range: 0..<size) {
-                    try await compressed.send(Array(chunk.readableBytesView))
+                    try await compressed.send(chunk)
                 }
                 compressed.finish()
             } catch is ByteChannelReaderGone {

@@ -42,7 +42,7 @@ struct OCIRoutes {
             case .manifest(let model, let reference):
                 return try await manifest(model, reference).response(sendBody: sendBody)
             case .blob(let model, let digest):
-                return try await blob(request, model, digest, sendBody: sendBody)
+                return try await blob(request, context, model, digest, sendBody: sendBody)
             case .tags(let model):
                 return try await tags(request, model).withOCIHeaders(sendBody: sendBody)
             case .referrers(let model, let digest):
@@ -230,7 +230,9 @@ struct OCIRoutes {
 
     /// A blob: a stored file (a raw layer), a generated config, or a runnable image's layer, streamed from the
     /// blobs behind it.
-    private func blob(_ request: Request, _ model: ModelName, _ digest: Digest, sendBody: Bool) async throws
+    private func blob(
+        _ request: Request, _ context: RegistryRequestContext, _ model: ModelName, _ digest: Digest, sendBody: Bool
+    ) async throws
         -> Response
     {
         let headers: HTTPFields = [
@@ -238,7 +240,7 @@ struct OCIRoutes {
             .dockerDistributionAPIVersion: "registry/2.0",
         ]
         if let info = try await registry.blobs.info(digest) {
-            return try await BlobDownload(registry: registry).response(
+            return try await BlobDownload(registry: registry, channel: context.channel).response(
                 digest, size: info.size, request: request, headers: headers, sendBody: sendBody)
         }
         guard let repository = try await existingRepository(model) else { throw OCIError.blobUnknown(model, digest) }
@@ -252,7 +254,7 @@ struct OCIRoutes {
             if image.layer == digest {
                 var layerHeaders = headers
                 layerHeaders[.contentType] = "application/octet-stream"
-                return try await CacheImageDownload(registry: registry).response(
+                return try await CacheImageDownload(registry: registry, channel: context.channel).response(
                     variant.layerImage, of: variant.manifest, request: request, headers: layerHeaders,
                     sendBody: sendBody)
             }
