@@ -106,7 +106,9 @@ let package = Package(
         ),
         .target(
             name: "CacheImage",
-            dependencies: ["FileSystemIO", "ModelRegistryCore", "CArchive", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: [
+                "FileSystemIO", "ModelRegistryCore", "CArchive", .product(name: "NIOCore", package: "swift-nio"),
+            ]
         ),
         // Serving plans: a variant's metadata to a tensor-parallel size, a context and vLLM's arguments.
         .target(
