@@ -36,6 +36,7 @@ start_server "$work/data" "$work/server.out"
 pids+=("$server")
 export XDG_CACHE_HOME=$work/cache
 "$MODELREG_BIN" push "$work/model" bench/fleet:1 --no-inspect --quiet
+wait_for_images bench/fleet:1
 
 # --- the fleet -----------------------------------------------------------------------------------------
 fleet_modelreg() {

@@ -45,6 +45,24 @@ start_server() {
     MODELREG_TOKEN=$(cat "$1/admin.token")
 }
 
+# wait_for_images REF: returns once the registry has built the cache images of REF's default variant. It
+# pre-warms them after every publish (each layout's archive hashed once, a pass over the model's bytes per
+# layout): a transfer timed meanwhile would share the CPU with that work, which a pod started later does not
+# meet. Gives up after 10 minutes.
+wait_for_images() {
+    local deadline=$((SECONDS + 600))
+    until "$MODELREG_BIN" show "$1" --variant default --json | python3 -c '
+import json, sys
+states = [image["state"] for image in json.load(sys.stdin)["images"]]
+sys.exit(0 if states and all(state in ("ready", "failed") for state in states) else 1)'; do
+        if ((SECONDS > deadline)); then
+            echo "error: the cache images of $1 were not built within 10 minutes" >&2
+            exit 1
+        fi
+        sleep 0.2
+    done
+}
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 now() { date +%s.%N; }
 # best KEY PREPARE COMMAND...: result[KEY] = the best seconds of `runs` runs of COMMAND, with PREPARE (a

@@ -53,8 +53,9 @@ struct BlobDownload {
         let metrics = registry.metrics
         let speeds = registry.downloadSpeeds
         let stored = range.start..<(range.end + 1)
-        if let files = await FileRegionBodies(of: channel),
-            let region = try await registry.blobs.fileRegion(digest, range: stored)
+        // The store first: one whose blobs are not local files answers without a trip to the event loop.
+        if let region = try await registry.blobs.fileRegion(digest, range: stored),
+            let files = await FileRegionBodies(of: channel)
         {
             let body = ResponseBody(contentLength: Int(length)) { writer in
                 let started = ContinuousClock.now

@@ -363,6 +363,18 @@ import Testing
                 Set(upload.headers[.allow]?.components(separatedBy: ", ") ?? []) == [
                     "GET", "HEAD", "PATCH", "PUT", "DELETE",
                 ])
+            // An OCI upload whose id does not parse is still an upload: its methods, then a 404 for the id.
+            let malformed = try await client.execute(
+                uri: "/v2/m/blobs/uploads/\(String(repeating: "0", count: 64))", method: .options,
+                headers: auth(registry.write))
+            #expect(malformed.status == .methodNotAllowed)
+            #expect(
+                Set(malformed.headers[.allow]?.components(separatedBy: ", ") ?? []) == [
+                    "GET", "HEAD", "PATCH", "PUT", "DELETE",
+                ], "\(malformed.headers)")
+            let unknown = try await client.execute(
+                uri: "/v2/m/blobs/uploads/not-an-id", method: .patch, headers: auth(registry.write))
+            #expect(unknown.status == .notFound && unknown.text.contains("BLOB_UPLOAD_UNKNOWN"), "\(unknown.text)")
             let nowhere = try await client.execute(uri: "/v1/nowhere", method: .delete, headers: auth(registry.write))
             #expect(nowhere.status == .notFound && nowhere.errorCode == "NOT_FOUND")
             let badModelPath = try await client.execute(
