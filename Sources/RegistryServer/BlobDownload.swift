@@ -54,7 +54,8 @@ struct BlobDownload {
         let speeds = registry.downloadSpeeds
         let stored = range.start..<(range.end + 1)
         // The store first: one whose blobs are not local files answers without a trip to the event loop.
-        if let region = try await registry.blobs.fileRegion(digest, range: stored),
+        if length >= FileRegionBodies.smallestRegion,
+            let region = try await registry.blobs.fileRegion(digest, range: stored),
             let files = await FileRegionBodies(of: channel)
         {
             let body = ResponseBody(contentLength: Int(length)) { writer in

@@ -13,6 +13,10 @@ import NIOHTTPTypesHTTP1
 ///
 /// Plain HTTP only: TLS encrypts every byte in memory, and NIOSSL takes no file regions.
 struct FileRegionBodies: Sendable {
+    /// Fewer bytes than this are read and written as a buffer: a region costs two trips to the event loop and a
+    /// wait for the socket, more than copying a small file (a config, a tokenizer).
+    static let smallestRegion: Int64 = 256 << 10
+
     let channel: any Channel
 
     /// The bodies of `channel`, when it has a sender (plain HTTP).

@@ -142,6 +142,24 @@ import Testing
         server.stop()
     }
 
+    /// Ranges and several answers on one connection, where the bytes go to the socket as file regions.
+    @Test func rangesAndKeptAliveConnectionsGetExactlyTheirBytes() throws {
+        let scratch = try Scratch()
+        let server = try ServerProcess(data: scratch.url("data"))
+        let blob = try ShutdownTests.storeBlob(server, size: 3 << 20)
+        let connection = try RawConnection(server.url)
+        let get = "GET /v1/blobs/\(blob.digest) HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(server.adminToken)\r\n"
+        for (range, expected) in [
+            ("bytes=1000-2000999", blob.bytes[1000...2_000_999]), ("bytes=-300000", blob.bytes.suffix(300_000)),
+            (nil, blob.bytes[...]),
+        ] {
+            let response = try connection.exchange(get + (range.map { "Range: \($0)\r\n" } ?? "") + "\r\n")
+            #expect(response.status == (range == nil ? 200 : 206), "\(range ?? "whole"): \(response.head)")
+            #expect(Array(response.body) == Array(expected), "\(range ?? "whole"): \(response.body.count) bytes")
+        }
+        server.stop()
+    }
+
     @Test func trickledHeadersAndStalledBodiesAreClosedWhileOthersAreServed() throws {
         let scratch = try Scratch()
         let server = try ServerProcess(
