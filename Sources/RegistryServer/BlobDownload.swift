@@ -54,8 +54,7 @@ struct BlobDownload {
         let speeds = registry.downloadSpeeds
         let stored = range.start..<(range.end + 1)
         // The store first: one whose blobs are not local files answers without a trip to the event loop.
-        if length >= FileRegionBodies.smallestRegion,
-            let region = try await registry.blobs.fileRegion(digest, range: stored),
+        if let region = try await FileRegionBodies.region(digest, stored, in: registry.blobs),
             let files = await FileRegionBodies(of: channel)
         {
             let body = ResponseBody(contentLength: Int(length)) { writer in

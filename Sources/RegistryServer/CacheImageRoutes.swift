@@ -95,9 +95,7 @@ struct CacheImageDownload {
                     try await writer.write(ByteBuffer(bytes: bytes))
                     metrics.blobBytesSent(bytes.count)
                 case .blob(let digest, let range):
-                    if let files, range.count >= FileRegionBodies.smallestRegion,
-                        let region = try await blobs.fileRegion(digest, range: range)
-                    {
+                    if let files, let region = try await FileRegionBodies.region(digest, range, in: blobs) {
                         try await files.send(region, through: &writer)
                     } else {
                         for try await chunk in try await blobs.read(digest, range: range) {

@@ -15,9 +15,18 @@ import NIOHTTPTypesHTTP1
 struct FileRegionBodies: Sendable {
     /// Fewer bytes than this are read and written as a buffer: a region costs two trips to the event loop and a
     /// wait for the socket, more than copying a small file (a config, a tokenizer).
-    static let smallestRegion: Int64 = 256 << 10
+    private static let smallestRegion: Int64 = 256 << 10
 
     let channel: any Channel
+
+    /// `range` of a blob as a file region to send whole; nil when it is small or the store's blobs are not local
+    /// files.
+    static func region(_ digest: Digest, _ range: Range<Int64>, in blobs: any BlobStore) async throws
+        -> BlobFileRegion?
+    {
+        guard range.count >= smallestRegion else { return nil }
+        return try await blobs.fileRegion(digest, range: range)
+    }
 
     /// The bodies of `channel`, when it has a sender (plain HTTP).
     init?(of channel: any Channel) async {
