@@ -315,6 +315,15 @@ let package = Package(
             ]
         ),
         .testTarget(
+            name: "RegistryClientTests",
+            dependencies: [
+                "RegistryClient",
+                "TestServers",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
             name: "EndToEndTests",
             dependencies: [
                 "FileSystemIO",

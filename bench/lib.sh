@@ -63,10 +63,20 @@ sys.exit(0 if states and all(state in ("ready", "failed") for state in states) e
     done
 }
 
+# settle_memory: the next command gets memory this VM holds. The VM hands memory it has not used for about 2 s
+# back to its host (virtio-balloon's free page reporting), and touching such memory again cost about 2.3 s a
+# GiB here (a `dd` of 1 GiB into the page cache: 0.18 s right after a delete, 2.4 s a few seconds later), so a
+# run's time depended on which pages it happened to get. Touching BENCH_SETTLE_MIB (default 3072) of memory
+# and freeing it just before each timed run gives every run, of every tool, memory that is backed already.
+settle_memory() {
+    python3 -c "n = ${BENCH_SETTLE_MIB:-3072} << 20; b = bytearray(n); b[::4096] = b'\x01' * (n // 4096)"
+}
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 now() { date +%s.%N; }
 # best KEY PREPARE COMMAND...: result[KEY] = the best seconds of `runs` runs of COMMAND, with PREPARE (a
-# function name or :) run untimed before each. Runs in this shell, so servers restarted by PREPARE stay known.
+# function name or :) and settle_memory run untimed before each. Runs in this shell, so servers restarted by
+# PREPARE stay known.
 declare -A result
 best() {
     local key=$1 prepare=$2
@@ -74,6 +84,7 @@ best() {
     local best_time="" start end
     for _ in $(seq "$runs"); do
         $prepare
+        settle_memory
         start=$(now)
         "$@" >/dev/null 2>&1
         end=$(now)

@@ -23,20 +23,29 @@ public final class WriteBehindFile: @unchecked Sendable {
     /// The writer stopped (it failed): later buffers are refused.
     private var writerGone = false
     private var senderWaiting: CheckedContinuation<Void, Never>?
+    /// A sender on a thread of its own (`writeWaiting`) waits for room.
+    private var threadWaits = false
+    /// What stopped the writer, for a sender that cannot await it.
+    private var failure: (any Error)?
 
     private var writing: Task<Void, any Error>?
 
     public init(_ file: POSIXFile, from offset: Int64) {
         writing = Task.detached { [self] in
             try await runOnThread {
-                // However the writing ends, the sender must not wait for room any longer.
-                defer { self.stopWriting() }
                 var (next, pacer) = (offset, WritebackPacer(from: offset))
-                while let (batch, bytes) = self.nextBatch() {
-                    try file.write(batch, at: next)
-                    next += Int64(bytes)
-                    pacer.wrote(upTo: next, in: file)
+                do {
+                    while let (batch, bytes) = self.nextBatch() {
+                        try file.write(batch, at: next)
+                        next += Int64(bytes)
+                        pacer.wrote(upTo: next, in: file)
+                    }
+                } catch {
+                    // The sender must not wait for room any longer.
+                    self.stopWriting(failure: error)
+                    throw error
                 }
+                self.stopWriting(failure: nil)
             }
         }
     }
@@ -54,6 +63,21 @@ public final class WriteBehindFile: @unchecked Sendable {
                 await withCheckedContinuation { continuation in waitForRoom(continuation) }
             }
         }
+    }
+
+    /// `write` for a sender on a thread of its own: waits for room blocking the thread.
+    public func writeWaiting(_ buffer: ByteBuffer) throws {
+        condition.lock()
+        defer { condition.unlock() }
+        while queuedBytes >= Self.capacity, !writerGone {
+            threadWaits = true
+            condition.wait()
+            threadWaits = false
+        }
+        if writerGone { throw failure ?? RegistryError(.storageFailure, "the file's writer stopped") }
+        queued.append(buffer)
+        queuedBytes += buffer.readableBytes
+        if writerWaits, queuedBytes >= Self.batchBytes { condition.signal() }
     }
 
     /// Waits until every queued buffer is written; throws what stopped the writer, if anything did.
@@ -109,15 +133,18 @@ public final class WriteBehindFile: @unchecked Sendable {
         (queued, queuedBytes) = ([], 0)
         let sender = senderWaiting
         senderWaiting = nil
+        if threadWaits { condition.signal() }
         condition.unlock()
         sender?.resume()
         return batch
     }
 
-    private func stopWriting() {
+    private func stopWriting(failure: (any Error)?) {
         condition.lock()
         writerGone = true
+        self.failure = failure
         queued = []
+        condition.broadcast()
         let sender = senderWaiting
         senderWaiting = nil
         condition.unlock()
@@ -125,10 +152,10 @@ public final class WriteBehindFile: @unchecked Sendable {
     }
 }
 
-/// Runs blocking work (libarchive's reads and writes, a file's writes) on a thread of its own, off the
-/// cooperative pool.
-public func runOnThread(_ body: @escaping @Sendable () throws -> Void) async throws {
-    try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-        Thread { continuation.resume(with: Result { try body() }) }.start()
+/// Runs blocking work (libarchive's reads and writes, a file's writes, a socket's reads) on a thread of its
+/// own, off the cooperative pool.
+public func runOnThread<Result: Sendable>(_ body: @escaping @Sendable () throws -> Result) async throws -> Result {
+    try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Result, any Error>) in
+        Thread { continuation.resume(with: Swift.Result { try body() }) }.start()
     }
 }

@@ -5,18 +5,19 @@ import Synchronization
     import Glibc
 #endif
 
-/// The memory of the chunks a blob store streams (`BlobBytes`), from an allocator that learns when whoever
-/// holds a chunk (the socket, mostly) lets go of it. That is what lets a stream read ahead only as far as its
-/// `ReadWindow` allows, and lets freed chunks be used again: memory new to the process costs a page fault and a
-/// zeroed page every 4 KiB, a quarter of the CPU a download took on the server.
+/// The memory of the chunks a blob store streams (`BlobBytes`) and a client's downloads read into, from an
+/// allocator that learns when whoever holds a chunk (the socket, a file's writer) lets go of it. That is what
+/// lets a stream read ahead only as far as its `ReadWindow` allows, and lets freed chunks be used again: memory
+/// new to the process costs a page fault and a zeroed page every 4 KiB, a quarter of the CPU a download took on
+/// the server.
 ///
 /// Each allocation starts with a 16-byte header (so the chunk stays 16-byte aligned): its capacity, and the
 /// window it counts against (retained), or zero.
-enum ChunkMemory {
+public enum ChunkMemory {
     /// Freed chunks kept for reuse, at most, in bytes; the rest go back to the system.
     static let keptBytes = 16 << 20
 
-    static let allocator = ByteBufferAllocator(
+    public static let allocator = ByteBufferAllocator(
         allocate: { size in ChunkMemory.allocate(size) },
         reallocate: { pointer, _, size in ChunkMemory.reallocate(pointer, size) },
         deallocate: { pointer in ChunkMemory.deallocate(pointer) },

@@ -175,9 +175,6 @@ extension RegistryConnection {
         _ = try await execute(patch, timeout: Self.transferTimeout)
     }
 
-    /// How many times (100 ms apart) a client whose connection was cut waits for the server to release the upload.
-    static let busyWaits = 50
-
     /// Downloads a blob into `partial`, continuing from the bytes it already holds (a killed pull, a
     /// dropped connection) with a `Range` request, hashing every byte as it is written. Only when the whole
     /// file hashes to `digest` is it renamed to `destination`; bytes that do not match are deleted.
@@ -189,48 +186,25 @@ extension RegistryConnection {
         defer { try? file.close() }
         if try file.size() > size { try file.truncate(to: 0) }
         // The bytes already there are hashed again rather than trusted: the hash must cover every byte.
-        var (hasher, offset) = try file.hashContents(chunkSize: FileChunks.chunkSize)
-        let resumed = offset
-        var received: Int64 = 0
+        let (hasher, offset) = try file.hashContents(chunkSize: FileChunks.chunkSize)
+        let position = DownloadPosition(hasher: hasher, offset: offset)
         let token = progress.startFile(label, size: size, at: offset)
+        let body = BlobBody(
+            digest: digest, size: size, file: file, position: position, label: label, progress: progress, token: token)
         for attempt in 1...Self.transferAttempts {
             do {
-                if offset < size {
+                if position.offset < size {
                     var get = request(.GET, "/v1/blobs/\(digest)")
-                    if offset > 0 { get.headers.add(name: "Range", value: "bytes=\(offset)-") }
-                    let response = try await download(get)
-                    if offset > 0, response.status != .partialContent {
-                        // The whole blob came back instead of the rest: start over.
-                        try file.truncate(to: 0)
-                        (hasher, offset) = (ContentHasher(), 0)
-                        progress.rewind(token, to: 0)
+                    if position.offset > 0 { get.headers.add(name: "Range", value: "bytes=\(position.offset)-") }
+                    if try await !receivePlain(get, into: body) {
+                        try await receive(get, into: body)
                     }
-                    let writer = WriteBehindFile(file, from: offset)
-                    do {
-                        for try await buffer in response.body {
-                            guard offset + Int64(buffer.readableBytes) <= size else {
-                                throw RegistryError(
-                                    .integrity, "blob \(digest) is longer than the \(size) bytes its manifest says")
-                            }
-                            try await writer.write(buffer)
-                            buffer.withUnsafeReadableBytes { hasher.update($0) }
-                            offset += Int64(buffer.readableBytes)
-                            received += Int64(buffer.readableBytes)
-                            progress.advance(token, by: Int64(buffer.readableBytes))
-                        }
-                    } catch {
-                        // Every byte hashed is on its way to the file: a retry continues after the last of them.
-                        try await writer.finish()
-                        if let error = error as? RegistryError { throw error }
+                    guard position.offset == size else {
                         throw ClientError.network(
-                            "download of \(label) was cut off after \(offset) of \(size) bytes: \(error)")
-                    }
-                    try await writer.finish()
-                    guard offset == size else {
-                        throw ClientError.network("download of \(label) ended after \(offset) of \(size) bytes")
+                            "download of \(label) ended after \(position.offset) of \(size) bytes")
                     }
                 }
-                let actual = hasher.finalize()
+                let actual = position.hasher.finalize()
                 guard actual == digest else {
                     try? POSIXFile.remove(partial.path)
                     throw RegistryError(
@@ -245,12 +219,143 @@ extension RegistryConnection {
                 try file.sync()
                 try POSIXFile.rename(partial.path, to: destination.path)
                 progress.finishFile(token, message: "downloaded \(label) (\(ByteCount.format(size)))")
-                return DownloadedBytes(received: received, resumed: resumed)
+                return DownloadedBytes(received: position.received, resumed: offset)
             } catch let error as ClientError {
                 guard attempt < Self.transferAttempts else { throw error }
             }
         }
         throw ClientError.network("download of \(label) did not complete after \(Self.transferAttempts) attempts")
+    }
+
+    /// Receives the rest of a blob through AsyncHTTPClient: the answer the plain path leaves to it, and every
+    /// answer over TLS.
+    private func receive(_ get: HTTPClientRequest, into body: BlobBody) async throws {
+        let response = try await download(get)
+        try body.start(partial: response.status == .partialContent)
+        let writer = WriteBehindFile(body.file, from: body.position.offset)
+        do {
+            for try await buffer in response.body {
+                try body.take(buffer)
+                try await writer.write(buffer)
+            }
+        } catch {
+            try await writer.finish()
+            throw body.failure(error)
+        }
+        try await writer.finish()
+    }
+
+    /// Receives the rest of a blob over a plain-HTTP connection of its own (`PlainHTTPDownload`), a MiB a
+    /// read, hashed on the reading thread and written behind it. False, with nothing received, when the
+    /// registry is not plain HTTP or answered something for AsyncHTTPClient to read.
+    private func receivePlain(_ get: HTTPClientRequest, into body: BlobBody) async throws -> Bool {
+        guard let (connection, answer) = try await plainDownload(get) else { return false }
+        try body.start(partial: answer.status == 206)
+        guard answer.length <= body.size - body.position.offset else { throw body.tooLong() }
+        let writer = WriteBehindFile(body.file, from: body.position.offset)
+        do {
+            try await withTaskCancellationHandler {
+                try await runOnThread {
+                    var left = answer.length
+                    while left > 0 {
+                        var buffer = ChunkMemory.allocator.buffer(capacity: Self.plainReadSize)
+                        let count = try connection.read(into: &buffer, count: Int(min(left, Int64(Self.plainReadSize))))
+                        guard count > 0 else { break }
+                        try body.take(buffer)
+                        try writer.writeWaiting(buffer)
+                        left -= Int64(count)
+                    }
+                }
+            } onCancel: {
+                connection.cancel()
+            }
+        } catch {
+            try await writer.finish()
+            throw body.failure(error)
+        }
+        try await writer.finish()
+        return true
+    }
+
+    /// A plain-HTTP connection (`PlainHTTPDownload`) on which `request`'s answer is a body of known length;
+    /// nil over TLS, or when the answer is one for AsyncHTTPClient to read (an error, a redirect to an object
+    /// store): the caller then asks through `download`.
+    func plainDownload(_ request: HTTPClientRequest) async throws -> (PlainHTTPDownload, PlainHTTPDownload.Body)? {
+        guard configuration.caCertificate == nil, let url = URL(string: request.url), url.scheme == "http" else {
+            return nil
+        }
+        let stallLimit = Int(Self.stallLimit.nanoseconds / 1_000_000_000)
+        let connection = try await runOnThread {
+            try PlainHTTPDownload(url, headers: request.headers, stallLimit: stallLimit)
+        }
+        let answer = try await withTaskCancellationHandler {
+            try await runOnThread { try connection.answer() }
+        } onCancel: {
+            connection.cancel()
+        }
+        return answer.map { (connection, $0) }
+    }
+
+    /// How much a plain-HTTP download reads at once.
+    static let plainReadSize = 1 << 20
+
+    /// How many times (100 ms apart) a client whose connection was cut waits for the server to release the upload.
+    static let busyWaits = 50
+}
+
+/// How far a blob's download got: the hash of its bytes up to `offset`, every one of them on its way to the
+/// file. Changed by one thread at a time: the download's task, or the thread it waits for.
+final class DownloadPosition: @unchecked Sendable {
+    var hasher: ContentHasher
+    var offset: Int64
+    var received: Int64 = 0
+
+    init(hasher: ContentHasher, offset: Int64) {
+        self.hasher = hasher
+        self.offset = offset
+    }
+}
+
+/// One blob's download: where its bytes go and what each received buffer must pass, whichever path reads them.
+struct BlobBody: Sendable {
+    let digest: Digest
+    let size: Int64
+    let file: POSIXFile
+    let position: DownloadPosition
+    let label: String
+    let progress: TransferProgress
+    let token: Int
+
+    /// Called once the answer's status is known: an answer to a `Range` that is not partial brought the whole
+    /// blob back, so the file starts over.
+    func start(partial: Bool) throws {
+        guard position.offset > 0, !partial else { return }
+        try file.truncate(to: 0)
+        (position.hasher, position.offset) = (ContentHasher(), 0)
+        progress.rewind(token, to: 0)
+    }
+
+    /// Hashes and counts a buffer of the body, refusing bytes past the blob's size.
+    func take(_ buffer: ByteBuffer) throws {
+        guard position.offset + Int64(buffer.readableBytes) <= size else { throw tooLong() }
+        buffer.withUnsafeReadableBytes { position.hasher.update($0) }
+        position.offset += Int64(buffer.readableBytes)
+        position.received += Int64(buffer.readableBytes)
+        progress.advance(token, by: Int64(buffer.readableBytes))
+    }
+
+    func tooLong() -> RegistryError {
+        RegistryError(.integrity, "blob \(digest) is longer than the \(size) bytes its manifest says")
+    }
+
+    /// The error a download that stopped with `error` throws: a registry's refusal as it is, anything else as a
+    /// cut-off connection, which the caller retries from the bytes hashed so far (all of them in the file).
+    func failure(_ error: any Error) -> any Error {
+        if error is RegistryError || error is CancellationError { return error }
+        let reason =
+            if case ClientError.network(let message) = error { message } else { String(describing: error) }
+        return ClientError.network(
+            "download of \(label) was cut off after \(position.offset) of \(size) bytes: \(reason)")
     }
 }
 

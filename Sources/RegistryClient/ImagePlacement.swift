@@ -218,31 +218,44 @@ struct ImagePlacement: Sendable {
         _ run: ArraySlice<CacheImage.Entry>, connection: RegistryConnection, name: ModelName, journal: FetchJournal
     ) async throws -> Int64 {
         let end = run.endIndex < image.entries.count ? image.entries[run.endIndex].offset : entriesEnd
-        let response = try await connection.download(rangeRequest(connection, name, run.first!.offset..<end))
+        let request = rangeRequest(connection, name, run.first!.offset..<end)
+        let entries = Array(run)
+        if let (plain, answer) = try await connection.plainDownload(request) {
+            guard answer.status == 206 else { throw Self.notPartial(answer.status) }
+            // The extractor reads the socket itself: no thread between them.
+            try await withTaskCancellationHandler {
+                try await runOnThread { [self] in
+                    var (left, ended) = (answer.length, false)
+                    try extract(entries, journal: journal) {
+                        if left > 0 {
+                            var buffer = ChunkMemory.allocator.buffer(capacity: RegistryConnection.plainReadSize)
+                            let count = try plain.read(
+                                into: &buffer, count: Int(min(left, Int64(RegistryConnection.plainReadSize))))
+                            guard count > 0 else {
+                                throw ClientError.network(
+                                    "the image download broke off after \(answer.length - left) of \(answer.length) bytes"
+                                )
+                            }
+                            left -= Int64(count)
+                            return buffer
+                        }
+                        defer { ended = true }
+                        return ended ? nil : TarArchive.end
+                    }
+                }
+            } onCancel: {
+                plain.cancel()
+            }
+            return entries.reduce(0) { $0 + Self.size($1) }
+        }
+        let response = try await connection.download(request)
         try checkRange(response)
         let channel = ByteChannel<ByteBuffer>()
-        let (root, entries, progress) = (staging, Array(run), self.progress)
-        let extraction = Task.detached {
+        let extraction = Task.detached { [self] in
             try await runOnThread {
                 // However the extraction ends, the download side must stop waiting for room in the channel.
                 defer { channel.close() }
-                // The file being written and its progress token: the extractor writes one file at a time.
-                var current: (path: String, token: Int)?
-                func token(_ entry: CacheImage.Entry) -> Int {
-                    if let current, current.path == entry.path { return current.token }
-                    let token = progress.startFile(entry.path, size: Self.size(entry))
-                    current = (entry.path, token)
-                    return token
-                }
-                try CacheImageExtractor(
-                    directory: root, expecting: entries,
-                    onData: { entry, count in progress.advance(token(entry), by: Int64(count)) }
-                ) { entry in
-                    try? journal.record(entry.path)
-                    guard case .file(_, let size, _) = entry.kind else { return }
-                    progress.finishFile(token(entry), message: "fetched \(entry.path) (\(ByteCount.format(size)))")
-                    current = nil
-                }.extract { try channel.receive() }
+                try extract(entries, journal: journal) { try channel.receive() }
             }
         }
         do {
@@ -260,6 +273,29 @@ struct ImagePlacement: Sendable {
         return entries.reduce(0) { $0 + Self.size($1) }
     }
 
+    /// Extracts a run of entries from the archive `read` gives, journaling each one placed.
+    private func extract(
+        _ entries: [CacheImage.Entry], journal: FetchJournal, _ read: @escaping () throws -> (any ArchiveBytes)?
+    ) throws {
+        // The file being written and its progress token: the extractor writes one file at a time.
+        var current: (path: String, token: Int)?
+        func token(_ entry: CacheImage.Entry) -> Int {
+            if let current, current.path == entry.path { return current.token }
+            let token = progress.startFile(entry.path, size: Self.size(entry))
+            current = (entry.path, token)
+            return token
+        }
+        try CacheImageExtractor(
+            directory: staging, expecting: entries,
+            onData: { entry, count in progress.advance(token(entry), by: Int64(count)) }
+        ) { entry in
+            try? journal.record(entry.path)
+            guard case .file(_, let size, _) = entry.kind else { return }
+            progress.finishFile(token(entry), message: "fetched \(entry.path) (\(ByteCount.format(size)))")
+            current = nil
+        }.extract(read)
+    }
+
     private func rangeRequest(_ connection: RegistryConnection, _ name: ModelName, _ range: Range<Int64>)
         -> HTTPClientRequest
     {
@@ -269,10 +305,11 @@ struct ImagePlacement: Sendable {
     }
 
     private func checkRange(_ response: HTTPClientResponse) throws {
-        guard response.status == .partialContent else {
-            throw RegistryError(
-                .integrity, "the registry answered a ranged image request with HTTP \(response.status.code), not 206")
-        }
+        guard response.status == .partialContent else { throw Self.notPartial(Int(response.status.code)) }
+    }
+
+    private static func notPartial(_ status: Int) -> RegistryError {
+        RegistryError(.integrity, "the registry answered a ranged image request with HTTP \(status), not 206")
     }
 }
 

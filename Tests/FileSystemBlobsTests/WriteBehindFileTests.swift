@@ -73,4 +73,29 @@ import Testing
             #expect(failure?.message.contains(path) == true, "\(failure?.message ?? "")")
         }
     }
+
+    /// A sender on a thread of its own (the client's plain-HTTP download) blocks the thread for room instead.
+    @Test func aThreadsBuffersReachTheFileInOrderAndAFailureStopsIt() async throws {
+        try await withTemporaryDirectory { directory in
+            let path = directory.appendingPathComponent("file").path
+            let (buffers, bytes) = Self.buffers((0..<40).map { 1 << 20 | ($0 * 4099) % 60_000 })
+            #expect(bytes.count > 8 * WriteBehindFile.capacity)
+            let file = try POSIXFile.open(path, flags: O_WRONLY | O_CREAT, mode: 0o600)
+            let writer = WriteBehindFile(file, from: 0)
+            try await runOnThread { for buffer in buffers { try writer.writeWaiting(buffer) } }
+            try await writer.finish()
+            try file.close()
+            let written = try #require(FileManager.default.contents(atPath: path))
+            #expect(Array(written) == bytes)
+
+            let readOnly = try POSIXFile.openForReading(path)
+            let failing = WriteBehindFile(readOnly, from: 0)
+            let failure = await #expect(throws: RegistryError.self) {
+                try await runOnThread { for buffer in buffers { try failing.writeWaiting(buffer) } }
+            }
+            #expect(failure?.code == .storageFailure)
+            #expect(failure?.message.contains(path) == true, "\(failure?.message ?? "")")
+            await #expect(throws: RegistryError.self) { try await failing.finish() }
+        }
+    }
 }

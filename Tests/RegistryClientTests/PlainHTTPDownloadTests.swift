@@ -1,0 +1,164 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import Synchronization
+import TestServers
+import Testing
+
+@testable import RegistryClient
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// `PlainHTTPDownload` against a loopback server that answers each connection with scripted bytes: what it
+/// sends, what it reads back, and how it fails when the server stalls, talks nonsense or never lets go.
+@Suite struct PlainHTTPDownloadTests {
+    /// A server that reads one request's head, then sends `parts` with `pause` between them and holds the
+    /// connection open for `hold` before it closes it.
+    final class ScriptedServer: Sendable {
+        let listener: LoopbackListener
+        /// The head of the request the server read.
+        let received = Received()
+
+        final class Received: Sendable {
+            let head = Mutex<String?>(nil)
+        }
+
+        init(_ parts: [[UInt8]], pause: Duration = .zero, hold: Duration = .zero) throws {
+            listener = try LoopbackListener()
+            Thread { [listener, received] in
+                guard let socket = listener.accept() else { return }
+                guard listener.track([socket]) else { return }
+                var head: [UInt8] = []
+                var byte: UInt8 = 0
+                while !head.ends(with: Array("\r\n\r\n".utf8)), recv(socket, &byte, 1, 0) == 1 { head.append(byte) }
+                received.head.withLock { $0 = String(decoding: head, as: UTF8.self) }
+                for (index, part) in parts.enumerated() {
+                    if index > 0 { Thread.sleep(forTimeInterval: pause.seconds) }
+                    _ = part.withUnsafeBytes { send(socket, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                }
+                Thread.sleep(forTimeInterval: hold.seconds)
+                listener.release([socket])
+            }.start()
+        }
+
+        var url: URL { URL(string: listener.url + "/v1/blobs/sha256:ab?x=1")! }
+
+        deinit { listener.close() }
+    }
+
+    static func head(_ lines: String...) -> [UInt8] { Array((lines.joined(separator: "\r\n") + "\r\n\r\n").utf8) }
+
+    static func open(_ server: ScriptedServer, stallLimit: Int = 5) throws -> PlainHTTPDownload {
+        var headers = HTTPHeaders()
+        headers.add(name: "Authorization", value: "Bearer secret")
+        headers.add(name: "Range", value: "bytes=10-")
+        return try PlainHTTPDownload(server.url, headers: headers, stallLimit: stallLimit)
+    }
+
+    static func readAll(_ download: PlainHTTPDownload, _ length: Int64) throws -> [UInt8] {
+        var bytes: [UInt8] = []
+        while Int64(bytes.count) < length {
+            var buffer = ByteBuffer()
+            let count = try download.read(into: &buffer, count: min(1 << 20, Int(length) - bytes.count))
+            guard count > 0 else { break }
+            #expect(buffer.readableBytes == count)
+            bytes += buffer.readableBytesView
+        }
+        return bytes
+    }
+
+    @Test func theBodyArrivesWhole() throws {
+        let body = (0..<(3 << 20) + 17).map { UInt8(truncatingIfNeeded: $0 &* 2_654_435_761 >> 13) }
+        // The head and the body's first bytes in one segment, the rest in pieces.
+        let first = Self.head("HTTP/1.1 206 Partial Content", "Content-Length: \(body.count)", "X-A: b")
+        let server = try ScriptedServer(
+            [first + body[..<100], Array(body[100..<(1 << 20)]), Array(body[(1 << 20)...])],
+            pause: .milliseconds(50))
+        let download = try Self.open(server)
+        let answer = try #require(try download.answer())
+        #expect(answer.status == 206)
+        #expect(answer.length == Int64(body.count))
+        #expect(try Self.readAll(download, answer.length) == body)
+        let request = try #require(server.received.head.withLock { $0 })
+        #expect(request.hasPrefix("GET /v1/blobs/sha256:ab?x=1 HTTP/1.1\r\n"), "\(request)")
+        for line in ["Host: 127.0.0.1:\(server.listener.port)", "Authorization: Bearer secret", "Range: bytes=10-"] {
+            #expect(request.contains("\r\n\(line)\r\n"), "\(request)")
+        }
+    }
+
+    @Test(arguments: [
+        ["HTTP/1.1 404 Not Found", "Content-Length: 2"],
+        ["HTTP/1.1 307 Temporary Redirect", "Location: http://127.0.0.1:1/x", "Content-Length: 0"],
+        ["HTTP/1.1 200 OK", "Transfer-Encoding: chunked"],
+        ["HTTP/1.1 200 OK"],
+    ])
+    func answersWithoutABodyOfKnownLengthAreLeftToAsyncHTTPClient(_ lines: [String]) throws {
+        let server = try ScriptedServer([Array((lines.joined(separator: "\r\n") + "\r\n\r\n{}").utf8)])
+        #expect(try Self.open(server).answer() == nil)
+    }
+
+    @Test func aStalledBodyFailsAfterTheStallLimit() throws {
+        let server = try ScriptedServer(
+            [Self.head("HTTP/1.1 200 OK", "Content-Length: 5000") + Array(repeating: 1, count: 1000)],
+            hold: .seconds(10))
+        let download = try Self.open(server, stallLimit: 1)
+        let answer = try #require(try download.answer())
+        let start = ContinuousClock.now
+        let failure = #expect(throws: ClientError.self) { _ = try Self.readAll(download, answer.length) }
+        #expect(ContinuousClock.now - start < .seconds(4))
+        #expect("\(failure.map { "\($0)" } ?? "")".contains("no byte for 1 s"))
+    }
+
+    @Test func cancellingEndsABlockedReadAtOnce() async throws {
+        let server = try ScriptedServer([Self.head("HTTP/1.1 200 OK", "Content-Length: 5000")], hold: .seconds(10))
+        let download = try Self.open(server, stallLimit: 30)
+        _ = try #require(try download.answer())
+        let start = ContinuousClock.now
+        Thread {
+            Thread.sleep(forTimeInterval: 0.3)
+            download.cancel()
+        }.start()
+        #expect(throws: CancellationError.self) { _ = try Self.readAll(download, 5000) }
+        #expect(ContinuousClock.now - start < .seconds(3))
+    }
+
+    @Test func aBodyCutShortEndsTheReads() throws {
+        let server = try ScriptedServer([Self.head("HTTP/1.1 200 OK", "Content-Length: 5000") + [1, 2, 3]])
+        let download = try Self.open(server)
+        let answer = try #require(try download.answer())
+        #expect(try Self.readAll(download, answer.length) == [1, 2, 3])
+    }
+
+    @Test(arguments: [
+        (Array("SSH-2.0-OpenSSH_9.2\r\n\r\n".utf8), "is not HTTP/1.1"),
+        (Array(repeating: UInt8(ascii: "a"), count: 70_000), "longer than 65536 bytes"),
+        (Array("HTTP/1.1 200 OK\r\nContent-Le".utf8), "closed before an answer"),
+    ])
+    func aBrokenHeadIsRefused(_ bytes: [UInt8], _ reason: String) throws {
+        let server = try ScriptedServer([bytes])
+        let failure = #expect(throws: ClientError.self) { _ = try Self.open(server).answer() }
+        #expect("\(failure.map { "\($0)" } ?? "")".contains(reason), "\(String(describing: failure))")
+    }
+
+    @Test func aRefusedConnectionSaysSo() throws {
+        let listener = try LoopbackListener()
+        let url = URL(string: listener.url + "/v1/blobs/x")!
+        listener.close()
+        let failure = #expect(throws: ClientError.self) {
+            _ = try PlainHTTPDownload(url, headers: HTTPHeaders(), stallLimit: 1)
+        }
+        #expect("\(failure.map { "\($0)" } ?? "")".contains("connection refused"))
+    }
+}
+
+extension Array where Element == UInt8 {
+    fileprivate func ends(with suffix: [UInt8]) -> Bool {
+        count >= suffix.count && Array(self[(count - suffix.count)...]) == suffix
+    }
+}
+
+extension Duration {
+    fileprivate var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}
