@@ -31,7 +31,7 @@ final class PlainHTTPDownload: Sendable {
 
     static let connectLimit = 10
 
-    private let connection: Mutex<Int32?>
+    private let descriptor: Int32
     private let cancelled = Atomic<Bool>(false)
     private let what: String
     private let stallLimit: Int
@@ -45,23 +45,24 @@ final class PlainHTTPDownload: Sendable {
         let port = url.port ?? 80
         what = "GET \(url.absoluteString)"
         self.stallLimit = stallLimit
-        connection = Mutex(try Self.openConnection(host: host, port: port, stallLimit: stallLimit, what: what))
+        descriptor = try Self.openConnection(host: host, port: port, stallLimit: stallLimit, what: what)
         var target = URLComponents(url: url, resolvingAgainstBaseURL: false)?.percentEncodedPath ?? "/"
         if target.isEmpty { target = "/" }
         if let query = url.query(percentEncoded: true) { target += "?" + query }
-        let authority = url.port.map { "\(url.host ?? host):\($0)" } ?? (url.host ?? host)
+        let bracketed = host.contains(":") ? "[\(host)]" : host
+        let authority = url.port.map { "\(bracketed):\($0)" } ?? bracketed
         var head = "GET \(target) HTTP/1.1\r\nHost: \(authority)\r\n"
         for (name, value) in headers { head += "\(name): \(value)\r\n" }
         head += "Connection: close\r\n\r\n"
         try sendAll(Array(head.utf8))
     }
 
-    deinit { connection.withLock { if let descriptor = $0 { close(descriptor) } } }
+    deinit { close(descriptor) }
 
     /// Shuts the connection down: a read blocked on it returns, and the download throws `CancellationError`.
     func cancel() {
         cancelled.store(true, ordering: .relaxed)
-        connection.withLock { if let descriptor = $0 { shutdown(descriptor, Int32(SHUT_RDWR)) } }
+        shutdown(descriptor, Int32(SHUT_RDWR))
     }
 
     /// Reads the response's head: a body to read, or nil for an answer AsyncHTTPClient should read.
@@ -116,7 +117,6 @@ final class PlainHTTPDownload: Sendable {
     /// One `recv` into `buffer`: with `all`, one that waits for `atMost` bytes (`MSG_WAITALL`), which the
     /// kernel ends early only at the end of the connection or when `stallLimit` passes without a byte.
     private func receive(into buffer: inout ByteBuffer, atMost count: Int, all: Bool) throws -> Int {
-        guard let descriptor = connection.withLock({ $0 }) else { throw CancellationError() }
         var failure: Int32 = 0
         let received = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { raw in
             while true {
@@ -136,10 +136,11 @@ final class PlainHTTPDownload: Sendable {
     }
 
     private func sendAll(_ bytes: [UInt8]) throws {
-        guard let descriptor = connection.withLock({ $0 }) else { throw CancellationError() }
         var sent = 0
         while sent < bytes.count {
-            let n = bytes.withUnsafeBytes { send(descriptor, $0.baseAddress! + sent, bytes.count - sent, 0) }
+            let n = bytes.withUnsafeBytes {
+                send(descriptor, $0.baseAddress! + sent, bytes.count - sent, Int32(MSG_NOSIGNAL))
+            }
             if n < 0 {
                 if errno == EINTR { continue }
                 throw ClientError.network("\(what): \(String(cString: strerror(errno)).lowercased())")
