@@ -250,6 +250,11 @@ extension RegistryConnection {
     /// registry is not plain HTTP or answered something for AsyncHTTPClient to read.
     private func receivePlain(_ get: HTTPClientRequest, into body: BlobBody) async throws -> Bool {
         guard let (connection, answer) = try await plainDownload(get) else { return false }
+        if answer.status == 206, answer.rangeStart != body.position.offset {
+            throw ClientError.network(
+                "download of \(body.label): asked for the bytes from \(body.position.offset), the registry sent them from \(answer.rangeStart.map(String.init) ?? "an unnamed place")"
+            )
+        }
         try body.start(partial: answer.status == 206)
         guard answer.length <= body.size - body.position.offset else { throw body.tooLong() }
         let writer = WriteBehindFile(body.file, from: body.position.offset)
@@ -281,9 +286,10 @@ extension RegistryConnection {
     /// nil over TLS, or when the answer is one for AsyncHTTPClient to read (an error, a redirect to an object
     /// store): the caller then asks through `download`.
     func plainDownload(_ request: HTTPClientRequest) async throws -> (PlainHTTPDownload, PlainHTTPDownload.Body)? {
-        guard configuration.caCertificate == nil, let url = URL(string: request.url), url.scheme == "http" else {
-            return nil
-        }
+        // A header AsyncHTTPClient would refuse (a line break in a token) is left to it to refuse.
+        guard configuration.caCertificate == nil, let url = URL(string: request.url), url.scheme == "http",
+            !request.headers.contains(where: { ($0.name + $0.value).contains(where: \.isNewline) })
+        else { return nil }
         let stallLimit = Int(Self.stallLimit.nanoseconds / 1_000_000_000)
         let connection = try await runOnThread {
             try PlainHTTPDownload(url, headers: request.headers, stallLimit: stallLimit)

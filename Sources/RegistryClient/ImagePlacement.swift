@@ -222,6 +222,13 @@ struct ImagePlacement: Sendable {
         let entries = Array(run)
         if let (plain, answer) = try await connection.plainDownload(request) {
             guard answer.status == 206 else { throw Self.notPartial(answer.status) }
+            let start = run.first!.offset
+            guard answer.rangeStart == start, answer.length == end - start else {
+                throw RegistryError(
+                    .integrity,
+                    "the registry answered a request for the image's bytes \(start)-\(end - 1) with \(answer.length) bytes from \(answer.rangeStart.map(String.init) ?? "an unnamed place")"
+                )
+            }
             // The extractor reads the socket itself: no thread between them.
             try await withTaskCancellationHandler {
                 try await runOnThread { [self] in

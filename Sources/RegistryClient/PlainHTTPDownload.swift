@@ -19,14 +19,17 @@ import Synchronization
 /// bytes. Anything else the server may answer (an error, a redirect to an object store, a body without a
 /// length) is left to AsyncHTTPClient, which asks again: `answer()` says so. With TLS it is not used at all.
 ///
-/// The socket blocks, with a time limit: a connection not made within `connectLimit`, or a body that sends
-/// nothing for `stallLimit`, fails as a dropped connection (`ClientError.network`), which the caller retries.
-/// `cancel()` (from any thread) shuts the socket down, so a read blocked in the kernel returns at once.
+/// The socket blocks, with a time limit: a connection not made within `connectLimit` (name resolution aside),
+/// or a body that sends nothing for `stallLimit`, fails as a dropped connection (`ClientError.network`), which
+/// the caller retries. `cancel()` (from any thread) shuts the socket down, so a read blocked in the kernel
+/// returns at once; a connection being made is not cancelled, but ends within `connectLimit`.
 final class PlainHTTPDownload: Sendable {
     /// An answer with a body to read: `length` bytes follow; `status` is 200 or 206.
     struct Body: Sendable {
         var status: Int
         var length: Int64
+        /// Where the bytes start in the whole, for a 206 (its `Content-Range`).
+        var rangeStart: Int64?
     }
 
     static let connectLimit = 10
@@ -35,7 +38,8 @@ final class PlainHTTPDownload: Sendable {
     private let cancelled = Atomic<Bool>(false)
     private let what: String
     private let stallLimit: Int
-    /// Bytes read past the response's head: the body's first bytes. Touched only by the reading thread.
+    /// Bytes read past the response's head: the body's first bytes. Touched by one thread at a time (the one
+    /// that reads the head, then the one that reads the body, started after it).
     private nonisolated(unsafe) var early = ByteBuffer()
 
     /// Connects to `url`'s host and sends a GET of it with `headers` (blocking, at most `connectLimit`
@@ -61,7 +65,7 @@ final class PlainHTTPDownload: Sendable {
 
     /// Shuts the connection down: a read blocked on it returns, and the download throws `CancellationError`.
     func cancel() {
-        cancelled.store(true, ordering: .relaxed)
+        cancelled.store(true, ordering: .releasing)
         shutdown(descriptor, Int32(SHUT_RDWR))
     }
 
@@ -73,7 +77,7 @@ final class PlainHTTPDownload: Sendable {
             guard head.readableBytes < Self.longestHead else {
                 throw ClientError.network("\(what): the answer's head is longer than \(Self.longestHead) bytes")
             }
-            guard try receive(into: &head, atMost: 16 << 10, all: false) > 0 else {
+            guard try receive(into: &head, atMost: 16 << 10) > 0 else {
                 throw ClientError.network("\(what): the connection closed before an answer")
             }
             end = head.readableBytesView.firstRange(of: Self.headEnd)?.upperBound
@@ -86,48 +90,60 @@ final class PlainHTTPDownload: Sendable {
         guard statusWords.count >= 2, statusWords[0].hasPrefix("HTTP/1."), let status = Int(statusWords[1]) else {
             throw ClientError.network("\(what): the answer is not HTTP/1.1: '\(lines.first?.prefix(80) ?? "")'")
         }
-        var length: Int64?
+        var lengths: Set<String> = []
         var chunked = false
+        var rangeStart: Int64?
         for line in lines.dropFirst() {
             guard let colon = line.firstIndex(of: ":") else { continue }
             let name = line[..<colon].lowercased()
             let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
-            if name == "content-length" { length = Int64(value) }
+            if name == "content-length" { lengths.insert(value) }
             if name == "transfer-encoding" { chunked = true }
+            if name == "content-range", value.hasPrefix("bytes "), let dash = value.firstIndex(of: "-") {
+                rangeStart = Int64(value[value.index(value.startIndex, offsetBy: 6)..<dash])
+            }
         }
-        guard status == 200 || status == 206, let length, length >= 0, !chunked else { return nil }
-        return Body(status: status, length: length)
+        // Two different lengths are AsyncHTTPClient's to refuse.
+        guard status == 200 || status == 206, lengths.count == 1, let length = Int64(lengths.first!), length >= 0,
+            !chunked
+        else { return nil }
+        return Body(status: status, length: length, rangeStart: status == 206 ? rangeStart : nil)
     }
 
-    /// Appends to `buffer` up to `count` bytes of the body (the whole `count` unless the connection ends
-    /// first); 0 at the end of the connection.
+    /// Appends `count` bytes of the body to `buffer`, fewer only when the connection ends first; 0 at its end.
     func read(into buffer: inout ByteBuffer, count: Int) throws -> Int {
+        var total = 0
         if early.readableBytes > 0 {
-            let taken = min(count, early.readableBytes)
-            var part = early.readSlice(length: taken)!
+            var part = early.readSlice(length: min(count, early.readableBytes))!
+            total = part.readableBytes
             buffer.writeBuffer(&part)
-            return taken
         }
-        return try receive(into: &buffer, atMost: count, all: true)
+        while total < count {
+            let received = try receive(into: &buffer, atMost: count - total)
+            guard received > 0 else { break }
+            total += received
+        }
+        return total
     }
 
     private static let longestHead = 64 << 10
     private static let headEnd = Array("\r\n\r\n".utf8)
 
-    /// One `recv` into `buffer`: with `all`, one that waits for `atMost` bytes (`MSG_WAITALL`), which the
-    /// kernel ends early only at the end of the connection or when `stallLimit` passes without a byte.
-    private func receive(into buffer: inout ByteBuffer, atMost count: Int, all: Bool) throws -> Int {
+    /// One `recv` into `buffer`: what has arrived, up to `count` bytes, once something has; 0 at the end of the
+    /// connection. Not `MSG_WAITALL`: the socket's time limit bounds a whole call, so a call that waited for
+    /// many bytes would notice a stall only up to twice `stallLimit` after the last byte.
+    private func receive(into buffer: inout ByteBuffer, atMost count: Int) throws -> Int {
         var failure: Int32 = 0
         let received = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { raw in
             while true {
-                let n = recv(descriptor, raw.baseAddress, count, all ? Int32(MSG_WAITALL) : 0)
+                let n = recv(descriptor, raw.baseAddress, count, 0)
                 if n >= 0 { return n }
                 if errno == EINTR { continue }
                 failure = errno
                 return 0
             }
         }
-        if cancelled.load(ordering: .relaxed) { throw CancellationError() }
+        if cancelled.load(ordering: .acquiring) { throw CancellationError() }
         if failure == EAGAIN || failure == EWOULDBLOCK {
             throw ClientError.network("\(what): no byte for \(stallLimit) s")
         }
@@ -161,8 +177,15 @@ final class PlainHTTPDownload: Sendable {
         defer { freeaddrinfo(first) }
         var lastError: Int32 = ECONNREFUSED
         var next: UnsafeMutablePointer<addrinfo>? = first
+        // One limit for all of the host's addresses together, not one each.
+        let deadline = ContinuousClock.now + .seconds(connectLimit)
         while let address = next {
             next = address.pointee.ai_next
+            let left = deadline - ContinuousClock.now
+            guard left > .milliseconds(1) else {
+                lastError = EINPROGRESS
+                break
+            }
             let descriptor = socket(
                 address.pointee.ai_family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
             guard descriptor >= 0 else {
@@ -170,9 +193,9 @@ final class PlainHTTPDownload: Sendable {
                 continue
             }
             // Linux applies the send timeout to `connect` too.
-            setTimeout(descriptor, SO_SNDTIMEO, seconds: connectLimit)
+            setTimeout(descriptor, SO_SNDTIMEO, left)
             if connect(descriptor, address.pointee.ai_addr, address.pointee.ai_addrlen) == 0 {
-                setTimeout(descriptor, SO_RCVTIMEO, seconds: stallLimit)
+                setTimeout(descriptor, SO_RCVTIMEO, .seconds(stallLimit))
                 return descriptor
             }
             lastError = errno
@@ -184,8 +207,9 @@ final class PlainHTTPDownload: Sendable {
         throw ClientError.network("\(what): \(String(cString: strerror(lastError)).lowercased())")
     }
 
-    private static func setTimeout(_ descriptor: Int32, _ option: Int32, seconds: Int) {
-        var limit = timeval(tv_sec: seconds, tv_usec: 0)
+    private static func setTimeout(_ descriptor: Int32, _ option: Int32, _ duration: Duration) {
+        let (seconds, attoseconds) = duration.components
+        var limit = timeval(tv_sec: Int(seconds), tv_usec: Int(attoseconds / 1_000_000_000_000))
         setsockopt(descriptor, SOL_SOCKET, option, &limit, socklen_t(MemoryLayout<timeval>.size))
     }
 }

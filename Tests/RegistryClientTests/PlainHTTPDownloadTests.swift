@@ -72,7 +72,9 @@ import Testing
     @Test func theBodyArrivesWhole() throws {
         let body = (0..<(3 << 20) + 17).map { UInt8(truncatingIfNeeded: $0 &* 2_654_435_761 >> 13) }
         // The head and the body's first bytes in one segment, the rest in pieces.
-        let first = Self.head("HTTP/1.1 206 Partial Content", "Content-Length: \(body.count)", "X-A: b")
+        let first = Self.head(
+            "HTTP/1.1 206 Partial Content", "content-length: \(body.count)", "Content-Length: \(body.count)",
+            "Content-Range: bytes 10-\(body.count + 9)/\(body.count + 10)")
         let server = try ScriptedServer(
             [first + body[..<100], Array(body[100..<(1 << 20)]), Array(body[(1 << 20)...])],
             pause: .milliseconds(50))
@@ -80,6 +82,7 @@ import Testing
         let answer = try #require(try download.answer())
         #expect(answer.status == 206)
         #expect(answer.length == Int64(body.count))
+        #expect(answer.rangeStart == 10)
         #expect(try Self.readAll(download, answer.length) == body)
         let request = try #require(server.received.head.withLock { $0 })
         #expect(request.hasPrefix("GET /v1/blobs/sha256:ab?x=1 HTTP/1.1\r\n"), "\(request)")
@@ -93,6 +96,7 @@ import Testing
         ["HTTP/1.1 307 Temporary Redirect", "Location: http://127.0.0.1:1/x", "Content-Length: 0"],
         ["HTTP/1.1 200 OK", "Transfer-Encoding: chunked"],
         ["HTTP/1.1 200 OK"],
+        ["HTTP/1.1 200 OK", "Content-Length: 2", "Content-Length: 3"],
     ])
     func answersWithoutABodyOfKnownLengthAreLeftToAsyncHTTPClient(_ lines: [String]) throws {
         let server = try ScriptedServer([Array((lines.joined(separator: "\r\n") + "\r\n\r\n{}").utf8)])
@@ -109,6 +113,26 @@ import Testing
         let failure = #expect(throws: ClientError.self) { _ = try Self.readAll(download, answer.length) }
         #expect(ContinuousClock.now - start < .seconds(4))
         #expect("\(failure.map { "\($0)" } ?? "")".contains("no byte for 1 s"))
+    }
+
+    /// A body that trickles is alive; the stall limit counts from its last byte, not from the read's start.
+    @Test func aTricklingBodyFailsOneStallLimitAfterItsLastByte() throws {
+        let head = Self.head("HTTP/1.1 200 OK", "Content-Length: 5000")
+        let server = try ScriptedServer(
+            [head] + Array(repeating: Array(repeating: 7, count: 10), count: 10), pause: .milliseconds(250),
+            hold: .seconds(10))
+        let download = try Self.open(server, stallLimit: 1)
+        _ = try #require(try download.answer())
+        let start = ContinuousClock.now
+        #expect(throws: ClientError.self) {
+            var buffer = ByteBuffer()
+            while try download.read(into: &buffer, count: 5000 - buffer.readableBytes) > 0 {}
+        }
+        // The last byte comes 2.5 s in (ten pauses of 250 ms), so the failure 1 s after that, never before.
+        // (Reads that wait for all their bytes at once, `MSG_WAITALL`, spend the limit while bytes still flow:
+        // they gave up at 3.05 s here.)
+        let elapsed = ContinuousClock.now - start
+        #expect(elapsed > .milliseconds(3300) && elapsed < .milliseconds(4500), "\(elapsed)")
     }
 
     @Test func cancellingEndsABlockedReadAtOnce() async throws {
@@ -161,4 +185,20 @@ extension Array where Element == UInt8 {
 
 extension Duration {
     fileprivate var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}
+
+/// `RegistryConnection.plainDownload`: which requests it takes on.
+@Suite struct PlainDownloadChoiceTests {
+    @Test func aHeaderWithALineBreakIsLeftToAsyncHTTPClient() async throws {
+        let server = try PlainHTTPDownloadTests.ScriptedServer([
+            PlainHTTPDownloadTests.head("HTTP/1.1 200 OK", "Content-Length: 0")
+        ])
+        let broken = try RegistryConnection(
+            configuration: ClientConfiguration(server: server.listener.url, token: "a\r\nX-Injected: 1"))
+        #expect(try await broken.plainDownload(broken.request(.GET, "/v1/blobs/x")) == nil)
+        let plain = try RegistryConnection(configuration: ClientConfiguration(server: server.listener.url, token: "t"))
+        let (_, answer) = try #require(try await plain.plainDownload(plain.request(.GET, "/v1/blobs/x")))
+        #expect(answer.status == 200 && answer.length == 0)
+        #expect(server.received.head.withLock { $0 }?.contains("\r\nAuthorization: Bearer t\r\n") == true)
+    }
 }
