@@ -341,7 +341,8 @@ struct BlobBody: Sendable {
         progress.rewind(token, to: 0)
     }
 
-    /// Hashes and counts a buffer of the body, refusing bytes past the blob's size.
+    /// Hashes and counts a buffer of the body, refusing bytes past the blob's size. The caller writes it next;
+    /// a write that fails is a storage error, never retried, so a retry never starts past bytes not written.
     func take(_ buffer: ByteBuffer) throws {
         guard position.offset + Int64(buffer.readableBytes) <= size else { throw tooLong() }
         buffer.withUnsafeReadableBytes { position.hasher.update($0) }
