@@ -175,6 +175,9 @@ extension RegistryConnection {
         _ = try await execute(patch, timeout: Self.transferTimeout)
     }
 
+    /// How many times (100 ms apart) a client whose connection was cut waits for the server to release the upload.
+    static let busyWaits = 50
+
     /// Downloads a blob into `partial`, continuing from the bytes it already holds (a killed pull, a
     /// dropped connection) with a `Range` request, hashing every byte as it is written. Only when the whole
     /// file hashes to `digest` is it renamed to `destination`; bytes that do not match are deleted.
@@ -245,8 +248,8 @@ extension RegistryConnection {
         try await writer.finish()
     }
 
-    /// Receives the rest of a blob over a plain-HTTP connection of its own (`PlainHTTPDownload`), a MiB a
-    /// read, hashed on the reading thread and written behind it. False, with nothing received, when the
+    /// Receives the rest of a blob over a plain-HTTP connection of its own (`PlainHTTPDownload`), a chunk at a
+    /// time, hashed on the reading thread and written behind it. False, with nothing received, when the
     /// registry is not plain HTTP or answered something for AsyncHTTPClient to read.
     private func receivePlain(_ get: HTTPClientRequest, into body: BlobBody) async throws -> Bool {
         guard let (connection, answer) = try await plainDownload(get) else { return false }
@@ -261,14 +264,9 @@ extension RegistryConnection {
         do {
             try await withTaskCancellationHandler {
                 try await runOnThread {
-                    var left = answer.length
-                    while left > 0 {
-                        var buffer = ChunkMemory.allocator.buffer(capacity: Self.plainReadSize)
-                        let count = try connection.read(into: &buffer, count: Int(min(left, Int64(Self.plainReadSize))))
-                        guard count > 0 else { break }
+                    while let buffer = try connection.nextChunk() {
                         try body.take(buffer)
                         try writer.writeWaiting(buffer)
-                        left -= Int64(count)
                     }
                 }
             } onCancel: {
@@ -302,11 +300,6 @@ extension RegistryConnection {
         return answer.map { (connection, $0) }
     }
 
-    /// How much a plain-HTTP download reads at once.
-    static let plainReadSize = 1 << 20
-
-    /// How many times (100 ms apart) a client whose connection was cut waits for the server to release the upload.
-    static let busyWaits = 50
 }
 
 /// How far a blob's download got: the hash of its bytes up to `offset`, every one of them on its way to the

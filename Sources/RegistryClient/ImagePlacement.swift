@@ -232,20 +232,9 @@ struct ImagePlacement: Sendable {
             // The extractor reads the socket itself: no thread between them.
             try await withTaskCancellationHandler {
                 try await runOnThread { [self] in
-                    var (left, ended) = (answer.length, false)
+                    var ended = false
                     try extract(entries, journal: journal) {
-                        if left > 0 {
-                            var buffer = ChunkMemory.allocator.buffer(capacity: RegistryConnection.plainReadSize)
-                            let count = try plain.read(
-                                into: &buffer, count: Int(min(left, Int64(RegistryConnection.plainReadSize))))
-                            guard count > 0 else {
-                                throw ClientError.network(
-                                    "the image download broke off after \(answer.length - left) of \(answer.length) bytes"
-                                )
-                            }
-                            left -= Int64(count)
-                            return buffer
-                        }
+                        if let chunk = try plain.nextChunk() { return chunk }
                         defer { ended = true }
                         return ended ? nil : TarArchive.end
                     }

@@ -33,6 +33,8 @@ final class PlainHTTPDownload: Sendable {
     }
 
     static let connectLimit = 10
+    /// How much of the body `nextChunk` reads at once.
+    static let chunkSize = 1 << 20
 
     private let descriptor: Int32
     private let cancelled = Atomic<Bool>(false)
@@ -41,6 +43,9 @@ final class PlainHTTPDownload: Sendable {
     /// Bytes read past the response's head: the body's first bytes. Touched by one thread at a time (the one
     /// that reads the head, then the one that reads the body, started after it).
     private nonisolated(unsafe) var early = ByteBuffer()
+    /// The body's length, once `answer()` found one, and how much of it is still to read; touched as `early` is.
+    private nonisolated(unsafe) var length: Int64 = 0
+    private nonisolated(unsafe) var left: Int64 = 0
 
     /// Connects to `url`'s host and sends a GET of it with `headers` (blocking, at most `connectLimit`
     /// seconds). `url` must be `http`.
@@ -107,11 +112,25 @@ final class PlainHTTPDownload: Sendable {
         guard status == 200 || status == 206, lengths.count == 1, let length = Int64(lengths.first!), length >= 0,
             !chunked
         else { return nil }
+        (self.length, left) = (length, length)
         return Body(status: status, length: length, rangeStart: status == 206 ? rangeStart : nil)
     }
 
+    /// The body's next `chunkSize` bytes (fewer at its end), in memory `ChunkMemory` reuses once it is let go;
+    /// nil once the whole body is read. A connection that ends before the body does is a dropped connection.
+    func nextChunk() throws -> ByteBuffer? {
+        guard left > 0 else { return nil }
+        var buffer = ChunkMemory.allocator.buffer(capacity: Self.chunkSize)
+        let count = try read(into: &buffer, count: Int(min(left, Int64(Self.chunkSize))))
+        guard count > 0 else {
+            throw ClientError.network("\(what): the connection ended after \(length - left) of \(length) bytes")
+        }
+        left -= Int64(count)
+        return buffer
+    }
+
     /// Appends `count` bytes of the body to `buffer`, fewer only when the connection ends first; 0 at its end.
-    func read(into buffer: inout ByteBuffer, count: Int) throws -> Int {
+    private func read(into buffer: inout ByteBuffer, count: Int) throws -> Int {
         var total = 0
         if early.readableBytes > 0 {
             var part = early.readSlice(length: min(count, early.readableBytes))!

@@ -57,14 +57,12 @@ import Testing
         return try PlainHTTPDownload(server.url, headers: headers, stallLimit: stallLimit)
     }
 
-    static func readAll(_ download: PlainHTTPDownload, _ length: Int64) throws -> [UInt8] {
+    /// The body's bytes, chunk by chunk, each no larger than `PlainHTTPDownload.chunkSize`.
+    static func readAll(_ download: PlainHTTPDownload) throws -> [UInt8] {
         var bytes: [UInt8] = []
-        while Int64(bytes.count) < length {
-            var buffer = ByteBuffer()
-            let count = try download.read(into: &buffer, count: min(1 << 20, Int(length) - bytes.count))
-            guard count > 0 else { break }
-            #expect(buffer.readableBytes == count)
-            bytes += buffer.readableBytesView
+        while let chunk = try download.nextChunk() {
+            #expect(chunk.readableBytes > 0 && chunk.readableBytes <= PlainHTTPDownload.chunkSize)
+            bytes += chunk.readableBytesView
         }
         return bytes
     }
@@ -83,7 +81,7 @@ import Testing
         #expect(answer.status == 206)
         #expect(answer.length == Int64(body.count))
         #expect(answer.rangeStart == 10)
-        #expect(try Self.readAll(download, answer.length) == body)
+        #expect(try Self.readAll(download) == body)
         let request = try #require(server.received.head.withLock { $0 })
         #expect(request.hasPrefix("GET /v1/blobs/sha256:ab?x=1 HTTP/1.1\r\n"), "\(request)")
         for line in ["Host: 127.0.0.1:\(server.listener.port)", "Authorization: Bearer secret", "Range: bytes=10-"] {
@@ -108,9 +106,9 @@ import Testing
             [Self.head("HTTP/1.1 200 OK", "Content-Length: 5000") + Array(repeating: 1, count: 1000)],
             hold: .seconds(10))
         let download = try Self.open(server, stallLimit: 1)
-        let answer = try #require(try download.answer())
+        _ = try #require(try download.answer())
         let start = ContinuousClock.now
-        let failure = #expect(throws: ClientError.self) { _ = try Self.readAll(download, answer.length) }
+        let failure = #expect(throws: ClientError.self) { _ = try Self.readAll(download) }
         #expect(ContinuousClock.now - start < .seconds(4))
         #expect("\(failure.map { "\($0)" } ?? "")".contains("no byte for 1 s"))
     }
@@ -124,10 +122,7 @@ import Testing
         let download = try Self.open(server, stallLimit: 1)
         _ = try #require(try download.answer())
         let start = ContinuousClock.now
-        #expect(throws: ClientError.self) {
-            var buffer = ByteBuffer()
-            while try download.read(into: &buffer, count: 5000 - buffer.readableBytes) > 0 {}
-        }
+        #expect(throws: ClientError.self) { _ = try Self.readAll(download) }
         // The last byte comes 2.5 s in (ten pauses of 250 ms), so the failure 1 s after that, never before.
         // (Reads that wait for all their bytes at once, `MSG_WAITALL`, spend the limit while bytes still flow:
         // they gave up at 3.05 s here.)
@@ -144,15 +139,18 @@ import Testing
             Thread.sleep(forTimeInterval: 0.3)
             download.cancel()
         }.start()
-        #expect(throws: CancellationError.self) { _ = try Self.readAll(download, 5000) }
+        #expect(throws: CancellationError.self) { _ = try Self.readAll(download) }
         #expect(ContinuousClock.now - start < .seconds(3))
     }
 
-    @Test func aBodyCutShortEndsTheReads() throws {
+    @Test func aBodyCutShortGivesItsBytesThenFails() throws {
         let server = try ScriptedServer([Self.head("HTTP/1.1 200 OK", "Content-Length: 5000") + [1, 2, 3]])
         let download = try Self.open(server)
-        let answer = try #require(try download.answer())
-        #expect(try Self.readAll(download, answer.length) == [1, 2, 3])
+        _ = try #require(try download.answer())
+        let chunk = try #require(try download.nextChunk())
+        #expect(Array(chunk.readableBytesView) == [1, 2, 3])
+        let failure = #expect(throws: ClientError.self) { _ = try download.nextChunk() }
+        #expect("\(failure.map { "\($0)" } ?? "")".contains("ended after 3 of 5000 bytes"))
     }
 
     @Test(arguments: [
