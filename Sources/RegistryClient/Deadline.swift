@@ -27,8 +27,9 @@ struct Deadline: Sendable {
             race.timer(
                 Task { [instant] in
                     guard (try? await Task.sleep(until: instant, clock: .continuous)) != nil else { return }
-                    work.cancel()
+                    // Answer first: the cancelled work may otherwise finish first with its CancellationError.
                     race.finish(.failure(expired()))
+                    work.cancel()
                 })
         }
     }
