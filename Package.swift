@@ -317,6 +317,7 @@ let package = Package(
         .testTarget(
             name: "RegistryClientTests",
             dependencies: [
+                "ModelRegistryCore",
                 "RegistryClient",
                 "TestServers",
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -234,7 +234,9 @@ extension RegistryConnection {
     /// answer over TLS.
     private func receive(_ get: HTTPClientRequest, into body: BlobBody) async throws {
         let response = try await download(get)
-        try body.start(partial: response.status == .partialContent)
+        try body.start(
+            partial: response.status == .partialContent,
+            from: ContentRange.start(of: response.headers.first(name: "Content-Range")))
         let writer = WriteBehindFile(body.file, from: body.position.offset)
         do {
             for try await buffer in response.body {
@@ -253,12 +255,7 @@ extension RegistryConnection {
     /// registry is not plain HTTP or answered something for AsyncHTTPClient to read.
     private func receivePlain(_ get: HTTPClientRequest, into body: BlobBody) async throws -> Bool {
         guard let (connection, answer) = try await plainDownload(get) else { return false }
-        if answer.status == 206, answer.rangeStart != body.position.offset {
-            throw ClientError.network(
-                "download of \(body.label): asked for the bytes from \(body.position.offset), the registry sent them from \(answer.rangeStart.map(String.init) ?? "an unnamed place")"
-            )
-        }
-        try body.start(partial: answer.status == 206)
+        try body.start(partial: answer.status == 206, from: answer.rangeStart)
         guard answer.length <= body.size - body.position.offset else { throw body.tooLong() }
         let writer = WriteBehindFile(body.file, from: body.position.offset)
         do {
@@ -326,8 +323,14 @@ struct BlobBody: Sendable {
     let token: Int
 
     /// Called once the answer's status is known: an answer to a `Range` that is not partial brought the whole
-    /// blob back, so the file starts over.
-    func start(partial: Bool) throws {
+    /// blob back, so the file starts over; a partial one must start (`rangeStart`, its `Content-Range`) where
+    /// the file's bytes end, or it is refused as a broken connection is, the file kept as it is.
+    func start(partial: Bool, from rangeStart: Int64?) throws {
+        if partial, rangeStart != position.offset {
+            throw ClientError.network(
+                "download of \(label): asked for the bytes from \(position.offset), the registry sent them from \(rangeStart.map(String.init) ?? "an unnamed place")"
+            )
+        }
         guard position.offset > 0, !partial else { return }
         try file.truncate(to: 0)
         (position.hasher, position.offset) = (ContentHasher(), 0)

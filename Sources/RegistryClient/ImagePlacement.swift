@@ -187,7 +187,7 @@ struct ImagePlacement: Sendable {
         var (hasher, _) = try file.hashContents()
         let response = try await connection.download(
             rangeRequest(connection, name, entry.dataOffset + have..<entry.dataOffset + size))
-        try checkRange(response)
+        try Self.checkRange(response, asked: entry.dataOffset + have..<entry.dataOffset + size)
         let token = progress.startFile(entry.path, size: size, at: have)
         var offset = have
         for try await buffer in response.body {
@@ -220,15 +220,9 @@ struct ImagePlacement: Sendable {
         let end = run.endIndex < image.entries.count ? image.entries[run.endIndex].offset : entriesEnd
         let request = rangeRequest(connection, name, run.first!.offset..<end)
         let entries = Array(run)
+        let start = run.first!.offset
         if let (plain, answer) = try await connection.plainDownload(request) {
-            guard answer.status == 206 else { throw Self.notPartial(answer.status) }
-            let start = run.first!.offset
-            guard answer.rangeStart == start, answer.length == end - start else {
-                throw RegistryError(
-                    .integrity,
-                    "the registry answered a request for the image's bytes \(start)-\(end - 1) with \(answer.length) bytes from \(answer.rangeStart.map(String.init) ?? "an unnamed place")"
-                )
-            }
+            try Self.checkRange(answer.status, answer.rangeStart, answer.length, asked: start..<end)
             // The extractor reads the socket itself: no thread between them.
             try await withTaskCancellationHandler {
                 try await runOnThread { [self] in
@@ -245,7 +239,7 @@ struct ImagePlacement: Sendable {
             return entries.reduce(0) { $0 + Self.size($1) }
         }
         let response = try await connection.download(request)
-        try checkRange(response)
+        try Self.checkRange(response, asked: start..<end)
         let channel = ByteChannel<ByteBuffer>()
         let extraction = Task.detached { [self] in
             try await runOnThread {
@@ -300,12 +294,25 @@ struct ImagePlacement: Sendable {
         return request
     }
 
-    private func checkRange(_ response: HTTPClientResponse) throws {
-        guard response.status == .partialContent else { throw Self.notPartial(Int(response.status.code)) }
+    private static func checkRange(_ response: HTTPClientResponse, asked: Range<Int64>) throws {
+        try checkRange(
+            Int(response.status.code), ContentRange.start(of: response.headers.first(name: "Content-Range")),
+            response.headers.first(name: "Content-Length").flatMap { Int64($0) }, asked: asked)
     }
 
-    private static func notPartial(_ status: Int) -> RegistryError {
-        RegistryError(.integrity, "the registry answered a ranged image request with HTTP \(status), not 206")
+    /// An answer to a `Range` of the image must hold exactly the bytes asked for. A length of nil (a chunked
+    /// body) is left to the extractor, which expects the run's entries and nothing else.
+    private static func checkRange(_ status: Int, _ rangeStart: Int64?, _ length: Int64?, asked: Range<Int64>) throws {
+        guard status == 206 else {
+            throw RegistryError(.integrity, "the registry answered a ranged image request with HTTP \(status), not 206")
+        }
+        let count = asked.upperBound - asked.lowerBound
+        guard rangeStart == asked.lowerBound, length ?? count == count else {
+            throw RegistryError(
+                .integrity,
+                "the registry answered a request for the image's bytes \(asked.lowerBound)-\(asked.upperBound - 1) with \(length.map { "\($0) bytes" } ?? "bytes") from \(rangeStart.map(String.init) ?? "an unnamed place")"
+            )
+        }
     }
 }
 

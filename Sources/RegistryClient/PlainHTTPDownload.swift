@@ -104,9 +104,7 @@ final class PlainHTTPDownload: Sendable {
             let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
             if name == "content-length" { lengths.insert(value) }
             if name == "transfer-encoding" { chunked = true }
-            if name == "content-range", value.hasPrefix("bytes "), let dash = value.firstIndex(of: "-") {
-                rangeStart = Int64(value[value.index(value.startIndex, offsetBy: 6)..<dash])
-            }
+            if name == "content-range" { rangeStart = ContentRange.start(of: value) }
         }
         // Two different lengths are AsyncHTTPClient's to refuse.
         guard status == 200 || status == 206, lengths.count == 1, let length = Int64(lengths.first!), length >= 0,

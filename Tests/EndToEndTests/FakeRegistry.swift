@@ -16,6 +16,8 @@ final class FakeRegistry: @unchecked Sendable {
         case stall([UInt8], after: Int)
         /// The first `count` bytes of `bytes`, then the connection closed.
         case cut([UInt8], after: Int)
+        /// The bytes `by` past those asked for, with a `Content-Range` saying so; `chunked`: without a length.
+        case shifted([UInt8], by: Int, chunked: Bool)
     }
 
     private let listener: LoopbackListener
@@ -68,15 +70,16 @@ final class FakeRegistry: @unchecked Sendable {
                 client, status: "200 OK", headers: headers.merging(["Content-Type": "application/json"]) { $1 },
                 body: manifest)
         } else if path.contains("/images/") {
-            let (bytes, limit, stall): ([UInt8], Int?, Bool) =
+            let (bytes, limit, stall, shift, chunked): ([UInt8], Int?, Bool, Int, Bool) =
                 switch image {
-                case .bytes(let bytes): (bytes, nil, false)
-                case .stall(let bytes, let count): (bytes, count, true)
-                case .cut(let bytes, let count): (bytes, count, false)
+                case .bytes(let bytes): (bytes, nil, false, 0, false)
+                case .stall(let bytes, let count): (bytes, count, true, 0, false)
+                case .cut(let bytes, let count): (bytes, count, false, 0, false)
+                case .shifted(let bytes, let shift, let chunked): (bytes, nil, false, shift, chunked)
                 }
             let bounds = range.map { $0.split(separator: "-", omittingEmptySubsequences: false).map { Int($0) } } ?? []
-            let start = min(bounds.first.flatMap { $0 } ?? 0, bytes.count)
-            let end = min((bounds.count > 1 ? bounds[1] : nil).map { $0 + 1 } ?? bytes.count, bytes.count)
+            let start = min((bounds.first.flatMap { $0 } ?? 0) + shift, bytes.count)
+            let end = min((bounds.count > 1 ? bounds[1] : nil).map { $0 + 1 + shift } ?? bytes.count, bytes.count)
             let slice = Array(bytes[start..<max(start, end)])
             let shown = limit.map { Array(slice.prefix($0)) } ?? slice
             send(
@@ -85,7 +88,7 @@ final class FakeRegistry: @unchecked Sendable {
                     "Content-Range": "bytes \(start)-\(max(start, end) - 1)/\(bytes.count)",
                     "Content-Type": "application/x-tar",
                 ],
-                body: shown, length: slice.count
+                body: shown, length: slice.count, chunked: chunked
             )
             if stall { while !listener.isClosed { usleep(10_000) } }
         } else {
@@ -95,11 +98,18 @@ final class FakeRegistry: @unchecked Sendable {
         }
     }
 
-    /// `length` is what Content-Length claims: more than `body` when the body is stalled or cut.
-    private func send(_ client: Int32, status: String, headers: [String: String], body: [UInt8], length: Int? = nil) {
-        var text = "HTTP/1.1 \(status)\r\nConnection: close\r\nContent-Length: \(length ?? body.count)\r\n"
+    /// `length` is what Content-Length claims: more than `body` when the body is stalled or cut. `chunked`
+    /// sends the body as one chunk, without a length.
+    private func send(
+        _ client: Int32, status: String, headers: [String: String], body: [UInt8], length: Int? = nil,
+        chunked: Bool = false
+    ) {
+        var text = "HTTP/1.1 \(status)\r\nConnection: close\r\n"
+        text += chunked ? "Transfer-Encoding: chunked\r\n" : "Content-Length: \(length ?? body.count)\r\n"
         for (name, value) in headers { text += "\(name): \(value)\r\n" }
-        let bytes = Array((text + "\r\n").utf8) + body
+        let framed =
+            chunked ? Array("\(String(body.count, radix: 16))\r\n".utf8) + body + Array("\r\n0\r\n\r\n".utf8) : body
+        let bytes = Array((text + "\r\n").utf8) + framed
         var written = 0
         while written < bytes.count {
             let count = bytes.withUnsafeBytes {

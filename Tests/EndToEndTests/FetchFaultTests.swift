@@ -415,6 +415,33 @@ extension FetchFaultTests {
         #expect(try Data(contentsOf: destination.appendingPathComponent("weights/a.bin")) == Data(Self.weights))
     }
 
+    /// A registry that answers a run's `Range` with other bytes of the image, and says so in `Content-Range`:
+    /// refused before a byte is extracted, whether the body has a length (read on a connection of fetch's
+    /// own) or is chunked (read through AsyncHTTPClient).
+    @Test(arguments: [false, true])
+    func anImageRangeAnsweredFromTheWrongPlaceIsRefused(chunked: Bool) throws {
+        let scratch = try Scratch()
+        let archives = scratch.url("archives")
+        try FileManager.default.createDirectory(at: archives, withIntermediateDirectories: true)
+        let (status, output) = try shell(
+            "python3 -c '\(Self.generator.replacingOccurrences(of: "'", with: "'\\''"))' '\(archives.path)' '\(scratch.url("victim").path)'"
+        )
+        try #require(status == 0, "\(output)")
+        let good = try [UInt8](Data(contentsOf: archives.appendingPathComponent("good")))
+        let (manifest, headers) = try Self.genuineManifest()
+        let fake = try FakeRegistry(
+            manifest: manifest, headers: headers, image: .shifted(good, by: 512, chunked: chunked))
+        defer { fake.close() }
+        let destination = scratch.url("models")
+        let result = try modelreg(
+            ["fetch", "m:1", "--dest", destination.path, "--timeout", "20s"],
+            environment: ["MODELREG_URL": fake.url, "MODELREG_TOKEN": "mrt_x"])
+        #expect(result.status == 5 && Self.endsWithOneErrorLine(result.stderr), "\(result)")
+        #expect(result.stderr.contains("from 512"), "\(result.stderr)")
+        let visible = (try? FileManager.default.contentsOfDirectory(atPath: destination.path)) ?? []
+        #expect(visible.allSatisfy { $0.hasPrefix(".modelreg-staging-") }, "nothing placed: \(visible)")
+    }
+
     @Test(arguments: ["stall", "cut"])
     func aStalledOrEndlesslyCutImageEndsAtTheDeadline(_ fault: String) throws {
         let scratch = try Scratch()

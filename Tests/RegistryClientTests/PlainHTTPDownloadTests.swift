@@ -1,4 +1,5 @@
 import Foundation
+import ModelRegistryCore
 import NIOCore
 import NIOHTTP1
 import Synchronization
@@ -25,21 +26,26 @@ import Testing
             let head = Mutex<String?>(nil)
         }
 
-        init(_ parts: [[UInt8]], pause: Duration = .zero, hold: Duration = .zero) throws {
+        /// `connections`: how many connections, one after another, get the same script.
+        init(_ parts: [[UInt8]], pause: Duration = .zero, hold: Duration = .zero, connections: Int = 1) throws {
             listener = try LoopbackListener()
             Thread { [listener, received] in
-                guard let socket = listener.accept() else { return }
-                guard listener.track([socket]) else { return }
-                var head: [UInt8] = []
-                var byte: UInt8 = 0
-                while !head.ends(with: Array("\r\n\r\n".utf8)), recv(socket, &byte, 1, 0) == 1 { head.append(byte) }
-                received.head.withLock { $0 = String(decoding: head, as: UTF8.self) }
-                for (index, part) in parts.enumerated() {
-                    if index > 0 { Thread.sleep(forTimeInterval: pause.seconds) }
-                    _ = part.withUnsafeBytes { send(socket, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                for _ in 0..<connections {
+                    guard let socket = listener.accept() else { return }
+                    guard listener.track([socket]) else { return }
+                    var head: [UInt8] = []
+                    var byte: UInt8 = 0
+                    while !head.ends(with: Array("\r\n\r\n".utf8)), recv(socket, &byte, 1, 0) == 1 {
+                        head.append(byte)
+                    }
+                    received.head.withLock { $0 = String(decoding: head, as: UTF8.self) }
+                    for (index, part) in parts.enumerated() {
+                        if index > 0 { Thread.sleep(forTimeInterval: pause.seconds) }
+                        _ = part.withUnsafeBytes { send(socket, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                    }
+                    Thread.sleep(forTimeInterval: hold.seconds)
+                    listener.release([socket])
                 }
-                Thread.sleep(forTimeInterval: hold.seconds)
-                listener.release([socket])
             }.start()
         }
 
@@ -198,5 +204,45 @@ extension Duration {
         let (_, answer) = try #require(try await plain.plainDownload(plain.request(.GET, "/v1/blobs/x")))
         #expect(answer.status == 200 && answer.length == 0)
         #expect(server.received.head.withLock { $0 }?.contains("\r\nAuthorization: Bearer t\r\n") == true)
+    }
+}
+
+/// `RegistryConnection.downloadBlob` continuing a kept prefix: the answer to its `Range` must start where the
+/// prefix ends, on either path, or nothing of it is taken.
+@Suite struct BlobRangeTests {
+    /// A 206 for bytes 0-19 of a 30-byte blob when bytes 10- were asked for, as a body of known length (the
+    /// plain path) or chunked (AsyncHTTPClient's).
+    @Test(arguments: [false, true])
+    func aPartialAnswerFromTheWrongPlaceIsRefusedAndTheKeptBytesStay(chunked: Bool) async throws {
+        let blob = (0..<30).map { UInt8($0) }
+        let body = Array(blob[0..<20])
+        let head =
+            chunked
+            ? PlainHTTPDownloadTests.head(
+                "HTTP/1.1 206 Partial Content", "Content-Range: bytes 0-19/30", "Transfer-Encoding: chunked",
+                "Connection: close") + Array("14\r\n".utf8) + body + Array("\r\n0\r\n\r\n".utf8)
+            : PlainHTTPDownloadTests.head(
+                "HTTP/1.1 206 Partial Content", "Content-Range: bytes 0-19/30", "Content-Length: 20",
+                "Connection: close") + body
+        // Each attempt connects once, twice when the plain path leaves a chunked answer to AsyncHTTPClient.
+        let server = try PlainHTTPDownloadTests.ScriptedServer(
+            [head], connections: 2 * RegistryConnection.transferAttempts)
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("blob-range-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let partial = directory.appendingPathComponent("blob.partial")
+        try Data(blob[0..<10]).write(to: partial)
+        let connection = try RegistryConnection(
+            configuration: ClientConfiguration(server: server.listener.url, token: "t"))
+        let progress = TransferProgress(style: .none, verb: "pulling") { _ in }
+        await #expect {
+            _ = try await connection.downloadBlob(
+                Digest.of(Data(blob)), size: 30, partial: partial, to: directory.appendingPathComponent("blob"),
+                executable: false, label: "blob", progress: progress)
+        } throws: { error in
+            "\(error)".contains("asked for the bytes from 10, the registry sent them from 0")
+        }
+        #expect(server.received.head.withLock { $0 }?.contains("\r\nRange: bytes=10-\r\n") == true)
+        #expect(try Data(contentsOf: partial) == Data(blob[0..<10]), "the kept bytes are still there, alone")
     }
 }

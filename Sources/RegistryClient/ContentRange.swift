@@ -1,0 +1,8 @@
+/// The `Content-Range` of a 206 answer, read the same way on every download path.
+enum ContentRange {
+    /// The first byte `value` (`bytes 10-19/30`) says the body holds; nil when it names none.
+    static func start(of value: String?) -> Int64? {
+        guard let value, value.hasPrefix("bytes "), let dash = value.firstIndex(of: "-") else { return nil }
+        return Int64(value[value.index(value.startIndex, offsetBy: 6)..<dash])
+    }
+}
