@@ -184,24 +184,39 @@ struct ImagePlacement: Sendable {
         guard let have = try POSIXFile.regularFileSize(path), have > 0, have < size else { return nil }
         let file = try POSIXFile.open(path, flags: O_RDWR | O_NOFOLLOW | O_CLOEXEC)
         defer { try? file.close() }
-        var (hasher, _) = try file.hashContents()
-        let response = try await connection.download(
-            rangeRequest(connection, name, entry.dataOffset + have..<entry.dataOffset + size))
-        try Self.checkRange(response, asked: entry.dataOffset + have..<entry.dataOffset + size)
+        let (hasher, _) = try file.hashContents()
+        let position = DownloadPosition(hasher: hasher, offset: have)
+        let asked = entry.dataOffset + have..<entry.dataOffset + size
+        let request = rangeRequest(connection, name, asked)
         let token = progress.startFile(entry.path, size: size, at: have)
-        var offset = have
-        for try await buffer in response.body {
-            guard offset + Int64(buffer.readableBytes) <= size else { break }
+        let take: @Sendable (ByteBuffer) throws -> Void = { [progress] buffer in
             try buffer.withUnsafeReadableBytes { bytes in
-                hasher.update(bytes)
-                try file.write(bytes, at: offset)
+                position.hasher.update(bytes)
+                try file.write(bytes, at: position.offset)
             }
-            offset += Int64(buffer.readableBytes)
+            position.offset += Int64(buffer.readableBytes)
             progress.advance(token, by: Int64(buffer.readableBytes))
+        }
+        if let (plain, answer) = try await connection.plainDownload(request) {
+            try Self.checkRange(answer.status, answer.rangeStart, answer.length, asked: asked)
+            try await withTaskCancellationHandler {
+                try await runOnThread {
+                    while let chunk = try plain.nextChunk() { try take(chunk) }
+                }
+            } onCancel: {
+                plain.cancel()
+            }
+        } else {
+            let response = try await connection.download(request)
+            try Self.checkRange(response, asked: asked)
+            for try await buffer in response.body {
+                guard position.offset + Int64(buffer.readableBytes) <= size else { break }
+                try take(buffer)
+            }
         }
         // Cut short by the deadline: what was written is still good for the next run.
         try Task.checkCancellation()
-        guard offset == size, hasher.finalize() == digest else {
+        guard position.offset == size, position.hasher.finalize() == digest else {
             // Kept bytes that do not add up (a crash before they reached the disk): the run download redoes the file.
             try file.truncate(to: 0)
             progress.dropFile(token)
