@@ -1,8 +1,9 @@
 """The floor of a push that keeps issue 22's guarantees, on this machine: the least a client and a server take
 when the client hashes every byte while it sends it, the server hashes every byte while it writes it, and
-the server makes the file durable (fsync) before it answers. Nothing else: no HTTP library, no metadata, no
-retries; one blocking thread a file on each side, 1 MiB reads (hashlib, recv_into, pwrite and sendfile all
-run without Python's lock, so the threads use both cores).
+the server makes the file durable before it answers (fsync, rename into place, fsync of the directory).
+Nothing else: no HTTP library, no upload sessions, no metadata, no retries; one blocking thread a file on
+each side, 1 MiB reads (hashlib, recv_into, pwrite and sendfile all run without Python's lock, so the
+threads use both cores).
 
     python3 bench/push_floor.py serve PORT ROOT          # answers PUT /NAME with 201 once NAME is durable
     python3 bench/push_floor.py push PORT DIR send|sendfile
@@ -19,8 +20,8 @@ import sys
 import threading
 
 CHUNK = 1 << 20
-# Writeback started every 8 MiB (modelreg's WritebackPacer: 32 MiB), so the fsync at the end waits for little.
-WRITEBACK_STEP = 8 << 20
+# Writeback started every 32 MiB, as modelreg's WritebackPacer does, so the fsync at the end waits for little.
+WRITEBACK_STEP = 32 << 20
 SYNC_FILE_RANGE_WRITE = 2
 libc = ctypes.CDLL("libc.so.6", use_errno=True)
 
@@ -36,7 +37,9 @@ def receive(connection, root):
     lines = head.decode().split("\r\n")
     name = lines[0].split()[1].rsplit("/", 1)[1]
     size = int(next(line.split(":", 1)[1] for line in lines if line.lower().startswith("content-length:")))
-    fd = os.open(os.path.join(root, name), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    # Written aside, then renamed into place and the directory synced, as a blob's commit is.
+    upload = os.path.join(root, f".{name}.upload")
+    fd = os.open(upload, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     hasher = hashlib.sha256(rest)
     os.pwrite(fd, rest, 0)
     offset, started = len(rest), 0
@@ -53,6 +56,10 @@ def receive(connection, root):
             started = offset
     os.fsync(fd)
     os.close(fd)
+    os.rename(upload, os.path.join(root, name))
+    directory = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    os.fsync(directory)
+    os.close(directory)
     connection.sendall(f"HTTP/1.1 201 Created\r\nDigest: sha-256={hasher.hexdigest()}\r\nContent-Length: 0\r\n\r\n".encode())
     connection.close()
 

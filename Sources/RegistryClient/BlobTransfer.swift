@@ -323,15 +323,22 @@ struct BlobBody: Sendable {
     let token: Int
 
     /// Called once the answer's status is known: an answer to a `Range` that is not partial brought the whole
-    /// blob back, so the file starts over; a partial one must start (`rangeStart`, its `Content-Range`) where
-    /// the file's bytes end, or it is refused as a broken connection is, the file kept as it is.
+    /// blob back, so the file starts over. A partial one must start (`rangeStart`, its `Content-Range`) where
+    /// the file's bytes end; one that does not is refused as a dropped connection is, and the file starts over
+    /// too, so the retry asks for the whole blob rather than the same range again.
     func start(partial: Bool, from rangeStart: Int64?) throws {
         if partial, rangeStart != position.offset {
+            let asked = position.offset
+            try restart()
             throw ClientError.network(
-                "download of \(label): asked for the bytes from \(position.offset), the registry sent them from \(rangeStart.map(String.init) ?? "an unnamed place")"
+                "download of \(label): asked for the bytes from \(asked), the registry sent them from \(rangeStart.map(String.init) ?? "an unnamed place")"
             )
         }
         guard position.offset > 0, !partial else { return }
+        try restart()
+    }
+
+    private func restart() throws {
         try file.truncate(to: 0)
         (position.hasher, position.offset) = (ContentHasher(), 0)
         progress.rewind(token, to: 0)

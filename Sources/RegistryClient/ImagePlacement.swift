@@ -197,8 +197,16 @@ struct ImagePlacement: Sendable {
             position.offset += Int64(buffer.readableBytes)
             progress.advance(token, by: Int64(buffer.readableBytes))
         }
+        // An answer that is not the rest of the file: the run download redoes it, checking its own answer.
+        func redo() throws -> Int64? {
+            try file.truncate(to: 0)
+            progress.dropFile(token)
+            return nil
+        }
         if let (plain, answer) = try await connection.plainDownload(request) {
-            try Self.checkRange(answer.status, answer.rangeStart, answer.length, asked: asked)
+            guard (try? Self.checkRange(answer.status, answer.rangeStart, answer.length, asked: asked)) != nil else {
+                return try redo()
+            }
             try await withTaskCancellationHandler {
                 try await runOnThread {
                     while let chunk = try plain.nextChunk() { try take(chunk) }
@@ -208,7 +216,7 @@ struct ImagePlacement: Sendable {
             }
         } else {
             let response = try await connection.download(request)
-            try Self.checkRange(response, asked: asked)
+            guard (try? Self.checkRange(response, asked: asked)) != nil else { return try redo() }
             for try await buffer in response.body {
                 guard position.offset + Int64(buffer.readableBytes) <= size else { break }
                 try take(buffer)
@@ -216,12 +224,8 @@ struct ImagePlacement: Sendable {
         }
         // Cut short by the deadline: what was written is still good for the next run.
         try Task.checkCancellation()
-        guard position.offset == size, position.hasher.finalize() == digest else {
-            // Kept bytes that do not add up (a crash before they reached the disk): the run download redoes the file.
-            try file.truncate(to: 0)
-            progress.dropFile(token)
-            return nil
-        }
+        // Kept bytes that do not add up (a crash before they reached the disk): the run download redoes the file.
+        guard position.offset == size, position.hasher.finalize() == digest else { return try redo() }
         try file.sync()
         progress.finishFile(
             token, message: "resumed \(entry.path) after \(ByteCount.format(have)) (\(ByteCount.format(size)))")
@@ -316,7 +320,8 @@ struct ImagePlacement: Sendable {
     }
 
     /// An answer to a `Range` of the image must hold exactly the bytes asked for. A length of nil (a chunked
-    /// body) is left to the extractor, which expects the run's entries and nothing else.
+    /// body) is left to what reads it: the extractor expects the run's entries and nothing else, a continued
+    /// file its size and digest.
     private static func checkRange(_ status: Int, _ rangeStart: Int64?, _ length: Int64?, asked: Range<Int64>) throws {
         guard status == 206 else {
             throw RegistryError(.integrity, "the registry answered a ranged image request with HTTP \(status), not 206")
@@ -325,7 +330,7 @@ struct ImagePlacement: Sendable {
         guard rangeStart == asked.lowerBound, length ?? count == count else {
             throw RegistryError(
                 .integrity,
-                "the registry answered a request for the image's bytes \(asked.lowerBound)-\(asked.upperBound - 1) with \(length.map { "\($0) bytes" } ?? "bytes") from \(rangeStart.map(String.init) ?? "an unnamed place")"
+                "the registry answered a request for the image's bytes \(asked.lowerBound)-\(asked.upperBound - 1) with \(length.map { "\($0) bytes" } ?? "a body of unknown length") starting at \(rangeStart.map(String.init) ?? "an unnamed place")"
             )
         }
     }
