@@ -66,10 +66,14 @@ sys.exit(0 if states and all(state in ("ready", "failed") for state in states) e
 # settle_memory: the next command gets memory this VM holds. The VM hands memory it has not used for about 2 s
 # back to its host (virtio-balloon's free page reporting), and touching such memory again cost about 2.3 s a
 # GiB here (a `dd` of 1 GiB into the page cache: 0.18 s right after a delete, 2.4 s a few seconds later), so a
-# run's time depended on which pages it happened to get. Touching BENCH_SETTLE_MIB (default 3072) of memory
-# and freeing it just before each timed run gives every run, of every tool, memory that is backed already.
+# run's time depended on which pages it happened to get. Writing BENCH_SETTLE_MIB (default 3072) into a file
+# of the page cache and deleting it just before each timed run gives every run, of every tool, memory that is
+# backed already. Page-cache pages, not anonymous or tmpfs memory: touching 3 GiB of either left a pull of
+# 2 GiB (which fills new page-cache pages) at 1.4-3.7 s, the first run after a push nearly always slow (its
+# kernel time tripled); after a page-cache file, 1.36-1.67 s (bench/RESULTS.md, issue 22).
 settle_memory() {
-    python3 -c "n = ${BENCH_SETTLE_MIB:-3072} << 20; b = bytearray(n); b[::4096] = b'\x01' * (n // 4096)"
+    dd if=/dev/zero of="${work:-/var/tmp}/settle-memory" bs=1M count="${BENCH_SETTLE_MIB:-3072}" status=none
+    rm -f "${work:-/var/tmp}/settle-memory"
 }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
