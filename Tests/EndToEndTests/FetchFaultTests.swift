@@ -205,10 +205,7 @@ import Testing
             manifest: manifestBytes, headers: headers, image: .bytes(try [UInt8](Data(contentsOf: archive))))
         defer { fake.close() }
         let destination = scratch.url("models")
-        let result = try modelreg(
-            ["fetch", "m:1", "--dest", destination.path, "--timeout", "20s"],
-            environment: ["MODELREG_URL": fake.url, "MODELREG_TOKEN": "mrt_x"])
-        #expect(result.status == 5 && Self.endsWithOneErrorLine(result.stderr), "\(result)")
+        _ = try Self.fetchRefused(from: fake, into: destination)
         let left = (try? FileManager.default.contentsOfDirectory(atPath: destination.path)) ?? []
         #expect(left.isEmpty, "nothing placed, no staging: \(left)")
     }
@@ -351,6 +348,16 @@ extension FetchFaultTests {
         return try [UInt8](Data(contentsOf: scratch.url("archives").appendingPathComponent("good")))
     }
 
+    /// `fetch` of m:1 from `fake` into `destination`, expected to be refused as an integrity error (exit 5) in
+    /// one `error:` line.
+    static func fetchRefused(from fake: FakeRegistry, into destination: URL) throws -> CommandResult {
+        let result = try modelreg(
+            ["fetch", "m:1", "--dest", destination.path, "--timeout", "20s"],
+            environment: ["MODELREG_URL": fake.url, "MODELREG_TOKEN": "mrt_x"])
+        #expect(result.status == 5 && endsWithOneErrorLine(result.stderr), "\(result)")
+        return result
+    }
+
     /// The manifest the fake serves, its bytes and the headers naming it.
     static func genuineManifest() throws -> ([UInt8], [String: String]) {
         let manifest = Manifest(
@@ -440,10 +447,7 @@ extension FetchFaultTests {
             manifest: manifest, headers: headers, image: .shifted(good, by: 512, chunked: chunked))
         defer { fake.close() }
         let destination = scratch.url("models")
-        let result = try modelreg(
-            ["fetch", "m:1", "--dest", destination.path, "--timeout", "20s"],
-            environment: ["MODELREG_URL": fake.url, "MODELREG_TOKEN": "mrt_x"])
-        #expect(result.status == 5 && Self.endsWithOneErrorLine(result.stderr), "\(result)")
+        let result = try Self.fetchRefused(from: fake, into: destination)
         #expect(result.stderr.contains("starting at 512\n"), "\(result.stderr)")
         let visible = (try? FileManager.default.contentsOfDirectory(atPath: destination.path)) ?? []
         #expect(visible.allSatisfy { $0.hasPrefix(".modelreg-staging-") }, "nothing placed: \(visible)")
