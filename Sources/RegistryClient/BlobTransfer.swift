@@ -259,15 +259,11 @@ extension RegistryConnection {
         guard answer.length <= body.size - body.position.offset else { throw body.tooLong() }
         let writer = WriteBehindFile(body.file, from: body.position.offset)
         do {
-            try await withTaskCancellationHandler {
-                try await runOnThread {
-                    while let buffer = try connection.nextChunk() {
-                        try body.take(buffer)
-                        try writer.writeWaiting(buffer)
-                    }
+            try await connection.blocking {
+                while let buffer = try connection.nextChunk() {
+                    try body.take(buffer)
+                    try writer.writeWaiting(buffer)
                 }
-            } onCancel: {
-                connection.cancel()
             }
         } catch {
             try await writer.finish()
@@ -289,14 +285,9 @@ extension RegistryConnection {
         let connection = try await runOnThread {
             try PlainHTTPDownload(url, headers: request.headers, stallLimit: stallLimit)
         }
-        let answer = try await withTaskCancellationHandler {
-            try await runOnThread { try connection.answer() }
-        } onCancel: {
-            connection.cancel()
-        }
+        let answer = try await connection.blocking { try connection.answer() }
         return answer.map { (connection, $0) }
     }
-
 }
 
 /// How far a blob's download got: the hash of its bytes up to `offset`, every one of them on its way to the

@@ -207,12 +207,8 @@ struct ImagePlacement: Sendable {
             guard (try? Self.checkRange(answer.status, answer.rangeStart, answer.length, asked: asked)) != nil else {
                 return try redo()
             }
-            try await withTaskCancellationHandler {
-                try await runOnThread {
-                    while let chunk = try plain.nextChunk() { try take(chunk) }
-                }
-            } onCancel: {
-                plain.cancel()
+            try await plain.blocking {
+                while let chunk = try plain.nextChunk() { try take(chunk) }
             }
         } else {
             let response = try await connection.download(request)
@@ -237,23 +233,19 @@ struct ImagePlacement: Sendable {
         _ run: ArraySlice<CacheImage.Entry>, connection: RegistryConnection, name: ModelName, journal: FetchJournal
     ) async throws -> Int64 {
         let end = run.endIndex < image.entries.count ? image.entries[run.endIndex].offset : entriesEnd
-        let request = rangeRequest(connection, name, run.first!.offset..<end)
-        let entries = Array(run)
         let start = run.first!.offset
+        let request = rangeRequest(connection, name, start..<end)
+        let entries = Array(run)
         if let (plain, answer) = try await connection.plainDownload(request) {
             try Self.checkRange(answer.status, answer.rangeStart, answer.length, asked: start..<end)
             // The extractor reads the socket itself: no thread between them.
-            try await withTaskCancellationHandler {
-                try await runOnThread { [self] in
-                    var ended = false
-                    try extract(entries, journal: journal) {
-                        if let chunk = try plain.nextChunk() { return chunk }
-                        defer { ended = true }
-                        return ended ? nil : TarArchive.end
-                    }
+            try await plain.blocking { [self] in
+                var ended = false
+                try extract(entries, journal: journal) {
+                    if let chunk = try plain.nextChunk() { return chunk }
+                    defer { ended = true }
+                    return ended ? nil : TarArchive.end
                 }
-            } onCancel: {
-                plain.cancel()
             }
             return entries.reduce(0) { $0 + Self.size($1) }
         }

@@ -1,3 +1,4 @@
+import FileSystemIO
 import Foundation
 import ModelRegistryCore
 import NIOCore
@@ -72,6 +73,16 @@ final class PlainHTTPDownload: Sendable {
     func cancel() {
         cancelled.store(true, ordering: .releasing)
         shutdown(descriptor, Int32(SHUT_RDWR))
+    }
+
+    /// Runs `work` (reads of this connection) on a thread of its own; cancelling the task cancels the
+    /// connection, so a read blocked in it returns at once.
+    func blocking<Result: Sendable>(_ work: @escaping @Sendable () throws -> Result) async throws -> Result {
+        try await withTaskCancellationHandler {
+            try await runOnThread(work)
+        } onCancel: {
+            cancel()
+        }
     }
 
     /// Reads the response's head: a body to read, or nil for an answer AsyncHTTPClient should read.
